@@ -1,0 +1,40 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+# Both create .venv and install what they need; nothing is installed by hand.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
+TAO_CORE_VERSION := 7.3.0
+
+.PHONY: demo test venv venv-dev check-generated bench-smoke clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Runtime install (the SDK and the packaged skill bank).
+$(VENV)/.runtime: pyproject.toml | $(VENV)/bin/python
+	$(PIP) -e .
+	touch $@
+
+# Dev install: test tools, plus TAO Core (--no-deps, maintainer tooling only) so that
+# CI proves the generated schemas/templates are up to date.
+$(VENV)/.dev: pyproject.toml $(VENV)/.runtime
+	$(PIP) -e '.[dev,maintainer]'
+	$(PIP) --no-deps nvidia-tao-core==$(TAO_CORE_VERSION)
+	touch $@
+
+venv: $(VENV)/.runtime
+venv-dev: $(VENV)/.dev
+
+demo: $(VENV)/.runtime
+	$(VENV)/bin/tao-skills demo
+
+test: $(VENV)/.dev
+	$(PY) tools/gen_schemas.py --check
+	$(PY) -m pytest -q
+
+bench-smoke: $(VENV)/.dev
+	$(PY) -m benchmarks --smoke
+
+clean:
+	rm -rf $(VENV) .pytest_cache
