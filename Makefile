@@ -5,6 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 TAO_CORE_VERSION := 7.3.0
+TORCH_VERSION    := 2.13.0
 
 .PHONY: demo test venv venv-dev check-generated bench-smoke clean
 
@@ -19,7 +20,10 @@ $(VENV)/.runtime: pyproject.toml | $(VENV)/bin/python
 # Dev install: test tools, plus TAO Core (--no-deps, maintainer tooling only) so that
 # CI proves the generated schemas/templates are up to date.
 $(VENV)/.dev: pyproject.toml $(VENV)/.runtime
-	$(PIP) -e '.[dev,maintainer]'
+	$(PIP) torch==$(TORCH_VERSION)
+	$(PIP) -e '.[dev,maintainer,worker,automl,bench]'
+	@if $(PY) -m pip list 2>/dev/null | grep -qi '^nvidia-'; then \
+		echo "ERROR: CUDA wheels (nvidia-*) were installed; a requirement pulled a newer torch" >&2; exit 1; fi
 	$(PIP) --no-deps nvidia-tao-core==$(TAO_CORE_VERSION)
 	touch $@
 

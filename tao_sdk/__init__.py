@@ -1,0 +1,1 @@
+"""TAO Skill Bank SDK."""

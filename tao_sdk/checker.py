@@ -1,0 +1,222 @@
+"""The bank checker: is every skill folder complete, consistent and up to date?
+
+``check_bank()`` (CLI: ``tao-skills check [SKILL...]``) returns a list of :class:`Problem`; an
+empty list means the bank is healthy. Each problem names the file, the line or JSON path and
+the fix. Nothing here needs TAO Core.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import jsonschema
+import yaml
+
+from . import skillmd
+from .bank import AUTOML_SKILL, Skill, SkillBank
+from .errors import BankFormatError, TaoSkillsError
+from .schemapath import find_property
+
+AUTOML_NOT_RUNNABLE = "AutoML enabled but not runnable until schemas are generated"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a skill: ``where`` is ``file[:line]`` or ``file#json/path``."""
+
+    skill: str
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+def unfilled_template_fields(template_text: str) -> list[str]:
+    """Dotted paths a template's header comment lists as 'fields without a default'."""
+    out = []
+    for line in template_text.splitlines():
+        if not line.startswith("#"):
+            break
+        parts = line[1:].split()
+        if line.startswith("#   ") and parts:
+            out.append(parts[0])
+    return out
+
+
+class _Collector:
+    def __init__(self, skill: Skill):
+        self.skill = skill
+        self.problems: list[Problem] = []
+
+    def add(self, where: Path | str, message: str) -> None:
+        self.problems.append(Problem(self.skill.name, str(where), message))
+
+
+def _bank_meta_schema(bank: SkillBank, name: str) -> dict:
+    path = bank.root / "schemas" / name
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def check_skill(bank: SkillBank, skill: Skill) -> list[Problem]:
+    """Check one skill folder; see :func:`check_bank`."""
+    out = _Collector(skill)
+    md = skill.skill_md_path
+    # ---- SKILL.md: front matter and tables
+    try:
+        doc = skill.doc
+    except BankFormatError as exc:
+        out.add(md, str(exc).split(": ", 1)[-1] if str(exc).startswith(str(md)) else str(exc))
+        return out.problems
+    if doc.front_matter.get("name") != skill.name:
+        out.add(f"{md}:2", f"front matter name is {doc.front_matter.get('name')!r}; it must equal the folder "
+                           f"name {skill.name!r}")
+    if skill.name == AUTOML_SKILL or not (skill.dir / "references" / "skill_info.yaml").exists():
+        if skill.name != AUTOML_SKILL:
+            out.add(skill.dir / "references" / "skill_info.yaml",
+                    "missing; run `python tools/gen_schemas.py` (model skills need skill_info.yaml)")
+        return out.problems
+
+    # ---- skill_info.yaml against the bank meta-schema
+    info_path = skill.dir / "references" / "skill_info.yaml"
+    try:
+        info = skill.info
+        validator = jsonschema.Draft202012Validator(_bank_meta_schema(bank, "skill_info.schema.json"))
+        for err in sorted(validator.iter_errors(info), key=lambda e: list(e.absolute_path)):
+            path = "/".join(str(p) for p in err.absolute_path) or "<root>"
+            out.add(f"{info_path}#{path}", f"{err.message} (see schemas/skill_info.schema.json)")
+    except BankFormatError as exc:
+        out.add(info_path, str(exc))
+        return out.problems
+
+    # ---- manifest, schemas, templates
+    manifest_path = skill.dir / "schemas" / "manifest.json"
+    if not manifest_path.exists():
+        if info.get("automl_enabled"):
+            out.add(manifest_path, f"{AUTOML_NOT_RUNNABLE}: run `python tools/gen_schemas.py`")
+        else:
+            out.add(manifest_path, "missing; run `python tools/gen_schemas.py`")
+        return out.problems
+    try:
+        manifest = skill.manifest
+    except BankFormatError as exc:
+        out.add(manifest_path, str(exc))
+        return out.problems
+    for action in info.get("actions", []):
+        if action not in manifest.get("actions", {}):
+            out.add(manifest_path, f"action '{action}' of skill_info.yaml is not in the manifest; "
+                                   "run `python tools/gen_schemas.py`")
+    schemas: dict[tuple[str, bool], dict] = {}
+    for deploy, table in ((False, manifest.get("actions", {})), (True, manifest.get("deploy_actions", {}))):
+        for action, entry in table.items():
+            schema = _check_schema_file(out, skill, action, deploy, entry)
+            if schema is None:
+                continue
+            schemas[(action, deploy)] = schema
+            _check_template(out, skill, action, deploy, entry, schema)
+    if info.get("automl_enabled") and ("train", False) not in schemas and "train" in info.get("actions", []):
+        out.add(skill.dir / "schemas" / "train.schema.json",
+                f"{AUTOML_NOT_RUNNABLE}: the train schema/template is missing or unreadable; "
+                "run `python tools/gen_schemas.py`")
+
+    # ---- SKILL.md tables reference real spec keys
+    for req in doc.dataset_requirements:
+        schema = schemas.get((req.action, False))
+        if schema is None:
+            out.add(f"{md}:{req.line}", f"dataset table row for action '{req.action}', which has no schema")
+        elif find_property(schema, req.spec_key) is None:
+            out.add(f"{md}:{req.line}", f"dataset table spec key '{req.spec_key}' does not exist in the "
+                                        f"{req.action} schema; fix the key or regenerate")
+    for mapping in doc.inference_mappings:
+        schema = schemas.get((mapping.action, False))
+        if schema is None:
+            out.add(f"{md}:{mapping.line}", f"inference table row for action '{mapping.action}', which has no schema")
+        elif find_property(schema, mapping.spec_field) is None:
+            out.add(f"{md}:{mapping.line}", f"inference table spec field '{mapping.spec_field}' does not exist in "
+                                            f"the {mapping.action} schema; fix the field or regenerate")
+
+    # ---- generated blocks are not hand-edited / stale
+    digests = manifest.get("generated_blocks", {})
+    for name in skillmd.BLOCK_NAMES:
+        try:
+            content, line = skillmd.generated_block(doc.text, name, md)
+        except BankFormatError as exc:
+            out.add(md, str(exc).split(": ", 1)[-1])
+            continue
+        if name in digests and skillmd.block_digest(content) != digests[name]:
+            out.add(f"{md}:{line}", f"generated block '{name}' differs from what tools/gen_schemas.py wrote "
+                                    "(hand-edited or stale); run `python tools/gen_schemas.py`")
+        elif name not in digests:
+            out.add(f"{md}:{line}", f"generated block '{name}' has no digest in schemas/manifest.json; "
+                                    "run `python tools/gen_schemas.py`")
+    return out.problems
+
+
+def _check_schema_file(out: _Collector, skill: Skill, action: str, deploy: bool, entry: dict) -> dict | None:
+    path = skill.dir / "schemas" / str(entry.get("schema"))
+    if not path.exists():
+        out.add(path, f"schema of action '{action}' listed in the manifest is missing; run `python tools/gen_schemas.py`")
+        return None
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        out.add(f"{path}:{exc.lineno}", f"invalid JSON ({exc.msg}); regenerate with `python tools/gen_schemas.py`")
+        return None
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "<root>"
+        out.add(f"{path}#{where}", f"not a valid JSON Schema (Draft 2020-12): {exc.message}")
+        return None
+    return schema
+
+
+def _check_template(out: _Collector, skill: Skill, action: str, deploy: bool, entry: dict, schema: dict) -> None:
+    path = skill.dir / "references" / str(entry.get("template"))
+    if not path.exists():
+        out.add(path, f"template of action '{action}' listed in the manifest is missing; run `python tools/gen_schemas.py`")
+        return
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        out.add(f"{path}:{mark.line + 1}" if mark else path, f"invalid YAML ({getattr(exc, 'problem', exc)})")
+        return
+    to_fill = set(unfilled_template_fields(text))
+    for err in jsonschema.Draft202012Validator(schema).iter_errors(data):
+        base = ".".join(str(p) for p in err.absolute_path)
+        if err.validator == "required":
+            missing = [m for m in err.validator_value if m not in (err.instance or {})]
+            missing = [f"{base}.{m}" if base else m for m in missing]
+            missing = [m for m in missing if m not in to_fill]
+            if not missing:
+                continue
+            out.add(path, f"{', '.join(missing)} required by {entry.get('schema')} but neither set nor listed "
+                          "in the header as a field to fill; regenerate")
+            continue
+        out.add(f"{path}#{base or '<root>'}", f"does not validate against {entry.get('schema')}: {err.message}")
+
+
+def check_bank(bank: SkillBank | None = None, skills: Iterable[str] | None = None) -> list[Problem]:
+    """Check the bank (or the named skills) and return every problem found.
+
+    Checks: front matter; manifest actions have schema + template files; schemas are valid
+    Draft 2020-12; templates validate against their schemas (fields listed as 'to fill' in a
+    template header may be absent); SKILL.md table spec keys exist in the action schema;
+    skill_info.yaml validates against ``schemas/skill_info.schema.json``; AutoML-enabled skills have
+    a runnable train schema/template; generated SKILL.md blocks match their recorded digests.
+    """
+    bank = bank or SkillBank()
+    problems: list[Problem] = []
+    for name in (list(skills) if skills else bank.names()):
+        try:
+            skill = bank.get(name)
+        except TaoSkillsError as exc:
+            problems.append(Problem(name, str(bank.skills_dir), str(exc)))
+            continue
+        problems += check_skill(bank, skill)
+    return problems
