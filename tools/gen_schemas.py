@@ -139,12 +139,13 @@ class SchemaBuilder:
     fields, and notes problems (default outside its own bounds/enum) in ``warnings``.
     """
 
-    def __init__(self, disabled_collections: list[str] | None = None):
+    def __init__(self, disabled: list[str] | None = None):
         self.automl_enabled: list[str] = []
         self.automl_disabled: list[str] = []
         self.popular: list[str] = []
         self.warnings: list[str] = []
-        self.disabled_collections = set(disabled_collections or [])
+        # bank-level "never search" paths (a collection disables all its children)
+        self.disabled = set(disabled or [])
 
     # ---- types
     def type_schema(self, hint: Any, sample: Any, path: str) -> dict[str, Any]:
@@ -245,7 +246,7 @@ class SchemaBuilder:
         automl = str(meta.get("automl_enabled", "")).upper()
         is_collection = value_type in ("collection", "list", "subset_list", "optional_list", "dict") \
             or dataclasses.is_dataclass(value)
-        if dotted in self.disabled_collections:
+        if dotted in self.disabled:
             schema["automl_enabled"] = False
             self.automl_disabled.append(dotted)
         elif automl == "TRUE":
@@ -495,6 +496,9 @@ def action_schema(full: dict, full_default: dict, builder: SchemaBuilder, *, ski
     for dotted in removed:
         _remove_path(schema, default, dotted)
     for dotted, value in default_overrides.items():
+        if not _has_path(full, dotted):
+            raise SystemExit(f"{skill}: template override '{dotted}' is not a field of the {network} config; "
+                             "fix tools/bank_sources.yaml")
         if _has_path(schema, dotted):
             _set_default(schema, default, dotted, value)
     if deploy:
@@ -666,7 +670,7 @@ def generate_skill(skill: str, src: dict, cfg: dict, out_root: Path, tao_version
     api = ncfg.get("api_params", {})
     actions = list(api.get("actions", []))
     exp_cls = experiment_config(network)
-    builder = SchemaBuilder(src.get("automl_disabled_collections"))
+    builder = SchemaBuilder(src.get("automl_disabled"))
     instance = exp_cls()
     full = builder.object_schema(instance, "")
     full_default = _to_json(instance)

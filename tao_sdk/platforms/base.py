@@ -1,0 +1,163 @@
+"""Platform interface: :class:`JobTask` (what to run), :class:`Platform` (where), registry.
+
+A platform never stores secrets: they travel in :attr:`JobTask.env` straight into the job's
+process environment and are never written to files or handles.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tao_sdk.errors import PlatformError
+
+__all__ = [
+    "JobTask",
+    "Platform",
+    "PlatformState",
+    "get_platform",
+    "known_platforms",
+    "register_platform",
+]
+
+
+@dataclass
+class JobTask:
+    """Everything a platform needs to run one job.
+
+    Attributes:
+        job_id: the job store id (``"job-..."``); used for naming (scheduler job names).
+        command: argv of the job, e.g. ``[sys.executable, "-m", "tao_worker", "train", ...]``.
+        env: extra environment variables for the job. SECRETS GO HERE (S3 keys, the model
+            encryption key), never in the spec or the command line; platforms never write them
+            to disk.
+        workdir: local directory for the job's logs and state (created when missing); the
+            job's current directory on the local platform.
+        log_path: file receiving stdout+stderr (appended); ``<workdir>/job.log`` when None.
+        num_gpus: GPUs per node the job needs (0 = CPU only).
+        num_nodes: number of nodes (1 for the local platform).
+    """
+
+    job_id: str
+    command: list[str]
+    env: dict[str, str]
+    workdir: str
+    log_path: str | None = None
+    num_gpus: int = 0
+    num_nodes: int = 1
+
+
+@dataclass
+class PlatformState:
+    """What a platform knows about a submitted job.
+
+    Attributes:
+        state: ``"running"`` (still executing), ``"exited"`` (finished; see ``exit_code``) or
+            ``"unknown"`` (cannot be determined from here, e.g. the handle belongs to another
+            host; try again from the right machine).
+        exit_code: the command's exit code when ``state == "exited"``: 0 success, > 0 failure,
+            ``-N`` killed by signal N, ``None`` when the job vanished without reporting one
+            (killed with SIGKILL, machine rebooted): treat that as a failure.
+        detail: a human-readable explanation (empty when nothing noteworthy).
+    """
+
+    state: str
+    exit_code: int | None = None
+    detail: str = ""
+
+    @property
+    def is_running(self) -> bool:
+        """True while the job is still executing."""
+        return self.state == "running"
+
+    @property
+    def is_exited(self) -> bool:
+        """True once the job has finished (successfully or not)."""
+        return self.state == "exited"
+
+
+class Platform(abc.ABC):
+    """A place to run :class:`JobTask` s. Subclasses must be stateless between calls: every
+    method after :meth:`submit` works from the handle alone, so a new instance in a new process
+    can re-attach to jobs launched by an older one."""
+
+    #: registry name, e.g. ``"local"``.
+    name: str = ""
+
+    @abc.abstractmethod
+    def submit(self, task: JobTask) -> dict[str, Any]:
+        """Start ``task`` and return its handle: a JSON-serialisable dict (no secrets) to store
+        in the job record's ``platform_handle``. Raises PlatformError when it cannot start."""
+
+    @abc.abstractmethod
+    def poll(self, handle: dict[str, Any]) -> PlatformState:
+        """Return the current :class:`PlatformState` of the job described by ``handle``."""
+
+    @abc.abstractmethod
+    def cancel(self, handle: dict[str, Any]) -> None:
+        """Stop the job (and everything it started). Idempotent: cancelling a finished job is a
+        no-op. Returns once the job is gone (or the platform accepted the cancel)."""
+
+    @abc.abstractmethod
+    def logs_path(self, handle: dict[str, Any]) -> str | None:
+        """Return the local path of the job's combined stdout/stderr log, or None when the
+        platform keeps logs elsewhere."""
+
+    def wait(
+        self, handle: dict[str, Any], timeout: float | None = None, interval: float = 0.5
+    ) -> PlatformState:
+        """Poll until the job is no longer running or ``timeout`` seconds pass (None: forever);
+        return the last :class:`PlatformState` (check ``.is_exited``)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            state = self.poll(handle)
+            if state.state != "running":
+                return state
+            if deadline is not None and time.monotonic() >= deadline:
+                return state
+            time.sleep(interval)
+
+
+# name -> "module:attribute" (imported lazily) or a factory callable.
+_REGISTRY: dict[str, str | Callable[..., Platform]] = {
+    "local": "tao_sdk.platforms.local:LocalPlatform",
+}
+_PLANNED = ("slurm", "kubernetes", "docker")
+
+
+def register_platform(name: str, factory: str | Callable[..., Platform]) -> None:
+    """Register a platform under ``name``: a ``"module:Class"`` string (imported on first use)
+    or a callable returning a :class:`Platform` from keyword options."""
+    _REGISTRY[name] = factory
+
+
+def known_platforms() -> list[str]:
+    """Return the names accepted by :func:`get_platform`, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_platform(name: str, **options: Any) -> Platform:
+    """Return a platform instance by name, e.g. ``get_platform("local")``.
+
+    ``options`` are passed to the platform's constructor. Raises PlatformError listing the
+    known names when ``name`` is not registered.
+    """
+    factory = _REGISTRY.get(name)
+    if factory is None:
+        planned = [p for p in _PLANNED if p not in _REGISTRY]
+        hint = f" ({', '.join(planned)} are planned but not available yet)" if planned else ""
+        raise PlatformError(
+            f"unknown platform {name!r}; known platforms: {', '.join(known_platforms())}"
+            f"{hint}. Use platform='local' to run on this machine."
+        )
+    if isinstance(factory, str):
+        module_name, _, attr = factory.partition(":")
+        factory = getattr(importlib.import_module(module_name), attr)
+    try:
+        return factory(**options)
+    except TypeError as exc:
+        raise PlatformError(f"bad options for platform {name!r}: {exc}") from exc
