@@ -27,7 +27,7 @@ def find_property(schema: dict[str, Any], dotted: str) -> dict[str, Any] | None:
                 nxt = props[part]
                 break
             extra = branch.get("additionalProperties")
-            if "properties" not in branch and extra not in (None, False) and _is_object(branch):
+            if extra not in (None, False) and _is_object(branch):
                 nxt = extra if isinstance(extra, dict) else {}
                 break
         if nxt is None:

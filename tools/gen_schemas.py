@@ -42,6 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tao_sdk import skillmd  # noqa: E402
+from tao_sdk.errors import BankFormatError  # noqa: E402
+from tao_sdk.schemapath import find_property  # noqa: E402
 from tao_sdk.skillmd import (  # noqa: E402
     FileByFormat,
     FileMapping,
@@ -226,6 +228,12 @@ class SchemaBuilder:
                     and value_type in ("int", "float", "string", "categorical", "ordered_int", "bool"):
                 default = _coerce(declared, value_type)
             schema["default"] = default
+        declared = meta.get("default_value")
+        if isinstance(declared, dict) and declared and "properties" not in schema and \
+                isinstance(schema.get("additionalProperties"), (dict, bool)):
+            # TAO types some data-source dicts as Dict[str, str] but declares (and its code reads)
+            # list values, e.g. infer_data_sources.image_dir: [..]; follow the declared shape.
+            schema["properties"] = {k: _shape_of(v) for k, v in declared.items()}
         self._bounds(schema, meta, value_type, dotted)
         self._enum(schema, meta, value_type, dotted)
         if meta.get("regex") and schema.get("type") in ("string", ["string", "null"]):
@@ -321,6 +329,12 @@ class SchemaBuilder:
 def _coerce_to_schema(value: Any, schema: dict) -> Any:
     """Coerce a string default the way OmegaConf does for typed fields ('TRUE' -> True)."""
     kind = _json_type(schema)
+    if isinstance(value, dict) and kind == "object" and isinstance(schema.get("additionalProperties"), dict):
+        return {k: _coerce_to_schema(v, schema["additionalProperties"]) for k, v in value.items()}
+    if isinstance(value, list) and kind == "array" and isinstance(schema.get("items"), dict):
+        return [_coerce_to_schema(v, schema["items"]) for v in value]
+    if kind == "string" and isinstance(value, (bool, int, float)):
+        return str(value)  # OmegaConf stores a bool/number given to a str field as its str()
     if isinstance(value, str):
         if kind == "boolean" and value.lower() in ("true", "false"):
             return value.lower() == "true"
@@ -332,6 +346,23 @@ def _coerce_to_schema(value: Any, schema: dict) -> Any:
         except ValueError:
             return value
     return value
+
+
+def _shape_of(value: Any) -> dict[str, Any]:
+    """JSON Schema type of a declared example value (lists -> array of the first item's type)."""
+    if isinstance(value, bool):
+        return {"type": "boolean"}
+    if isinstance(value, int):
+        return {"type": "integer"}
+    if isinstance(value, float):
+        return {"type": "number"}
+    if isinstance(value, str):
+        return {"type": "string"}
+    if isinstance(value, list):
+        return {"type": "array", "items": _shape_of(value[0]) if value else {}}
+    if isinstance(value, dict):
+        return {"type": "object"}
+    return {}
 
 
 def _widen(schema: dict) -> None:
@@ -565,13 +596,35 @@ def render_template(schema: dict, *, skill: str, action: str, deploy: bool, fill
 
 
 # =========================================================================== SKILL.md blocks
-def data_source_rows(ncfg: dict) -> list[tuple[str, str, str, str, str]]:
+def data_source_rows(ncfg: dict, warnings: list[str] | None = None) -> list[tuple[str, str, str, str, str]]:
     rows = []
     for action in sorted(ncfg.get("data_sources", {})):
         for key, entry in ncfg["data_sources"][action].items():
-            rows.append((action, key, entry["source"], render_files(_file_spec(entry)),
+            files = _table_files(entry)
+            if files is None:
+                # TAO forms the table cannot express (conditional / metadata-derived values, job-id
+                # sources, convert-job paths...): leave them out rather than write a wrong row.
+                if warnings is not None:
+                    warnings.append(f"data source {action} {key} ({json.dumps(entry, sort_keys=True)}) "
+                                    "cannot be written in the SKILL.md table; left out")
+                continue
+            rows.append((action, key, entry["source"], files,
                          "Yes" if entry.get("multiple_sources") else "No"))
     return rows
+
+
+def _table_files(entry: Any) -> str | None:
+    """The Files cell of a data-source entry, or None when the table format cannot express it."""
+    if not isinstance(entry, dict) or entry.get("source") not in skillmd.DATASET_ROLES or "conditional" in entry:
+        return None
+    try:
+        spec = _file_spec(entry)
+        text = render_files(spec)
+        if skillmd.parse_files(text, "generator") != spec:
+            return None
+    except (KeyError, TypeError, AttributeError, BankFormatError):
+        return None
+    return text
 
 
 def _transforms(entry: dict) -> list[str]:
@@ -609,6 +662,22 @@ def inference_rows(ncfg: dict, literal_overrides: dict[str, Any]) -> list[tuple[
             meaning = INFERENCE_FUNCTIONS.get(value) or _literal_meaning(str(value))
             rows.append((action, key, str(value), meaning))
     return rows
+
+
+def _rows_in_schemas(rows: list[tuple], schemas: dict[str, dict], warnings: list[str]) -> list[tuple]:
+    """Rows whose (action, spec key) exists in that action's schema. TAO network configs name a
+    few keys their dataclasses lack (or actions without a schema); the SDK would write them into
+    a spec the schema rejects, so they are left out with a warning."""
+    kept = []
+    for row in rows:
+        action, key = row[0], row[1]
+        if action not in schemas or find_property(schemas[action], key) is None:
+            warnings.append(f"network config row {action} {key}: "
+                            + (f"no '{action}' schema" if action not in schemas else
+                               f"'{key}' is not in the {action} schema") + "; left out of SKILL.md")
+            continue
+        kept.append(row)
+    return kept
 
 
 def _table(header: tuple[str, ...], rows: list[tuple], code_cols: set[int]) -> str:
@@ -716,6 +785,7 @@ def generate_skill(skill: str, src: dict, cfg: dict, out_root: Path, tao_version
                 "tao_core_version": tao_version, "generator_version": GENERATOR_VERSION,
                 "actions": {}, "deploy_actions": {}}
     spec_params = ncfg.get("spec_params", {})
+    action_schemas: dict[str, dict] = {}
     for action in actions:
         if action not in full["properties"] and action not in ("train",):
             builder.warnings.append(f"{skill}: action '{action}' has no '{action}' section in ExperimentConfig")
@@ -739,14 +809,18 @@ def generate_skill(skill: str, src: dict, cfg: dict, out_root: Path, tao_version
                 schema, skill=skill, action=act, deploy=deploy, fillers=fillers)
             target = manifest["deploy_actions"] if deploy else manifest["actions"]
             target[act] = {"schema": schema_name, "template": template_name}
+            if not deploy:
+                action_schemas[act] = schema
     manifest["actions"] = {a: manifest["actions"][a] for a in actions if a in manifest["actions"]}
     md_path = skill_dir / "SKILL.md"
     existing = md_path.read_text(encoding="utf-8") if md_path.exists() else \
         default_skill_md(skill, info["display_name"], network, actions)
     blocks = {
         "training-requirements": training_requirements_block(info),
-        "dataset-requirements": _table(skillmd.DATASET_COLUMNS, data_source_rows(ncfg), {1, 2, 3}),
-        "inference-mappings": _table(skillmd.INFERENCE_COLUMNS, inference_rows(ncfg, literal_overrides), {1, 2}),
+        "dataset-requirements": _table(skillmd.DATASET_COLUMNS, _rows_in_schemas(
+            data_source_rows(ncfg, builder.warnings), action_schemas, builder.warnings), {1, 2, 3}),
+        "inference-mappings": _table(skillmd.INFERENCE_COLUMNS, _rows_in_schemas(
+            inference_rows(ncfg, literal_overrides), action_schemas, builder.warnings), {1, 2}),
     }
     files[md_path] = update_skill_md(existing, blocks, md_path)
     # The checker compares these digests with SKILL.md to catch hand edits of generated blocks.

@@ -1,0 +1,390 @@
+"""``tao-skills``: the command line mirror of the Python API.
+
+Human output by default, ``--json`` for agents. Expected errors print one message (what is
+wrong and what to change) and exit with status 2; no tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Callable
+
+import yaml
+
+from . import results
+from .errors import TaoSkillsError
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)] if rows else [len(h) for h in header]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join([fmt.format(*header)] + [fmt.format(*[str(c) for c in r]) for r in rows])
+
+
+# --------------------------------------------------------------------------- dataset/spec options
+def _add_spec_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("skill", help="skill name (tao-train-rtdetr) or network (rtdetr)")
+    p.add_argument("action", help="train, evaluate, inference, export, gen_trt_engine, ...")
+    p.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE",
+                   help="spec override, dotted key (repeatable), e.g. --set train.num_epochs=10")
+    p.add_argument("--train-dataset", action="append", metavar="URI", help="train dataset root (repeatable)")
+    p.add_argument("--eval-dataset", metavar="URI", help="evaluation dataset root")
+    p.add_argument("--inference-dataset", metavar="URI", help="inference dataset root")
+    p.add_argument("--calibration-dataset", metavar="URI", help="INT8 calibration dataset root")
+    p.add_argument("--dataset-format", help="dataset format (stereo dataset_name, OneFormer label map)")
+    p.add_argument("--parent", metavar="JOB", help="parent job id (train/export/gen_trt_engine/AutoML)")
+    p.add_argument("--pretrained-model", metavar="URI", help="pretrained weights for ptm_if_no_resume_model")
+
+
+def _datasets(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if args.train_dataset:
+        out["train_datasets"] = args.train_dataset
+    for role in ("eval_dataset", "inference_dataset", "calibration_dataset"):
+        if getattr(args, role):
+            out[role] = getattr(args, role)
+    return out
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_list(args: argparse.Namespace) -> int:
+    from .bank import SkillBank
+
+    bank = SkillBank()
+    rows = []
+    for skill in bank.skills():
+        info = skill.info
+        rows.append({"skill": skill.name, "network": info.get("network", "-"),
+                     "actions": skill.actions, "metric": (info.get("monitoring_metric") or {}).get("name"),
+                     "automl_enabled": info.get("automl_enabled", False), "description": skill.description})
+    if args.json:
+        _print_json(rows)
+    else:
+        print(_table([[r["skill"], r["network"], ",".join(r["actions"]) or "-", r["metric"] or "-",
+                       "yes" if r["automl_enabled"] else "no"] for r in rows],
+                     ["SKILL", "NETWORK", "ACTIONS", "METRIC", "AUTOML"]))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from .bank import SkillBank
+    from .datasources import ROLE_FLAGS
+    from .skillmd import render_files
+
+    skill = SkillBank().get(args.skill)
+    if args.action:
+        data = {
+            "skill": skill.name, "action": args.action,
+            "schema": str(skill.schema_path(args.action)), "template": str(skill.template_path(args.action)),
+            "dataset_requirements": [
+                {"spec_key": r.spec_key, "source": r.source, "files": render_files(r.files), "list": r.multiple}
+                for r in skill.dataset_requirements(args.action)],
+            "inference_mappings": [
+                {"spec_field": m.spec_field, "function": m.function, "literal": m.literal, "meaning": m.meaning}
+                for m in skill.inference_mappings(args.action)],
+        }
+        if args.json:
+            _print_json(data)
+            return 0
+        print(f"{skill.name} {args.action}\n  schema:   {data['schema']}\n  template: {data['template']}\n")
+        print("Datasets:")
+        for r in data["dataset_requirements"]:
+            print(f"  {r['spec_key']} <- {r['source']} ({ROLE_FLAGS[r['source']]}): {r['files']}"
+                  + (" [one per dataset]" if r["list"] else ""))
+        print("\nFilled by the SDK:")
+        for m in data["inference_mappings"]:
+            print(f"  {m['spec_field']} <- {m['function'] or repr(m['literal'])}")
+        return 0
+    data = {"skill": skill.name, "dir": str(skill.dir), "description": skill.description, "info": skill.info,
+            "actions": skill.actions}
+    if args.json:
+        _print_json(data)
+    else:
+        print(f"{skill.name}: {skill.description}\n  folder: {skill.dir}")
+        if skill.info:
+            metric = skill.info.get("monitoring_metric", {})
+            print(f"  network: {skill.network}  metric: {metric.get('name')} ({metric.get('direction')})"
+                  f"  automl: {'yes' if skill.info.get('automl_enabled') else 'no'}")
+            print(f"  actions: {', '.join(skill.actions)}")
+            print(f"  formats: {', '.join(skill.info.get('formats', []))}")
+    return 0
+
+
+def cmd_spec(args: argparse.Namespace) -> int:
+    from .jobs import plan_job
+    from .spec import parse_set_options
+
+    plan = plan_job(args.skill, args.action, datasets=_datasets(args), spec_overrides=parse_set_options(args.sets),
+                    parent_job_id=args.parent, dataset_format=args.dataset_format,
+                    pretrained_model=args.pretrained_model, automl_policy="off")
+    text = yaml.safe_dump(plan.spec, sort_keys=False, default_flow_style=False, width=1000)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        if not args.json:
+            print(f"wrote {args.output} (valid against the {plan.skill} {args.action} schema)")
+    if args.json:
+        _print_json({"spec": plan.spec, "deploy": plan.deploy, "warnings": plan.warnings, "notes": plan.notes})
+    elif not args.output:
+        sys.stdout.write(text)
+    for w in plan.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    return 0
+
+
+def _progress_printer(json_mode: bool) -> Callable[[Any], None]:
+    def show(job: Any) -> None:
+        if json_mode:
+            return
+        progress = job.progress
+        line = results.format_progress(progress) if progress else f"{job.action}: {job.status.value}"
+        print(f"[{job.id}] {line}", file=sys.stderr, flush=True)
+    return show
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .jobs import JobPlan, create_job, wait_for_job
+    from .spec import parse_set_options
+
+    settings = {}
+    if args.automl_algorithm:
+        settings["algorithm"] = args.automl_algorithm
+    if args.automl_trials:
+        settings["max_recommendations"] = args.automl_trials
+    out = create_job(args.skill, args.action, datasets=_datasets(args), spec_overrides=parse_set_options(args.sets),
+                     parent_job_id=args.parent, platform=args.platform, automl_policy=args.automl_policy,
+                     request=args.request, dataset_format=args.dataset_format,
+                     pretrained_model=args.pretrained_model, automl=settings or None, dry_run=args.dry_run)
+    if isinstance(out, JobPlan):
+        data = {"dry_run": True, "job_id": out.job_id, "route": out.route.__dict__, "command": out.command,
+                "deploy": out.deploy, "parent": out.parent.__dict__ if out.parent else None,
+                "warnings": out.warnings, "spec": out.spec}
+        if args.json:
+            _print_json(data)
+        else:
+            print(f"dry run: {out.skill} {out.action} -> {out.route.target} ({out.route.reason})")
+            print("spec is valid; nothing submitted")
+        return 0
+    if not args.json:
+        print(f"submitted {out.id} ({out.skill} {out.action}) on {args.platform}; results: {out.results_uri}")
+        if out.result.get("route"):
+            print(f"  route: {out.result['route']}")
+    if args.wait:
+        out = wait_for_job(out.id, on_progress=_progress_printer(args.json))
+    if args.json:
+        _print_json(out.to_dict())
+    elif args.wait:
+        _print_final(out)
+    return 0 if (not args.wait or out.status.value == "SUCCESS") else 1
+
+
+def _print_final(job: Any) -> None:
+    print(f"{job.id}: {job.status.value}")
+    if job.result.get("message"):
+        print(f"  {job.result['message']}")
+    for key, value in sorted(job.kpis.items()):
+        print(f"  {key} = {value}")
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from .jobs import list_jobs
+
+    jobs = list_jobs(skill=args.skill, status=args.status, parent_id=args.parent, limit=args.limit)
+    if args.json:
+        _print_json([j.to_dict() for j in jobs])
+        return 0
+    rows = []
+    for j in jobs:
+        p = j.progress
+        rows.append([j.id, j.skill, j.action, j.status.value, j.parent_id or "-",
+                     results.format_progress(p).split(": ", 1)[-1] if p else "-"])
+    print(_table(rows, ["JOB", "SKILL", "ACTION", "STATUS", "PARENT", "PROGRESS"]) if rows else "no jobs")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .jobs import get_job
+
+    job = get_job(args.job)
+    if args.json:
+        _print_json(job.to_dict())
+        return 0
+    print(f"{job.id}: {job.skill} {job.action} {job.status.value}")
+    print(f"  results: {job.results_uri}")
+    if job.parent_id:
+        print(f"  parent:  {job.parent_id} ({job.result.get('parent_artifact')})")
+    if job.progress:
+        print(f"  {results.format_progress(job.progress)}")
+    if job.result.get("message"):
+        print(f"  message: {job.result['message']}")
+    for w in job.result.get("warnings") or []:
+        print(f"  warning: {w}")
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from .jobs import job_logs
+
+    out = job_logs(args.job, follow=args.follow)
+    if isinstance(out, str):
+        sys.stdout.write(out)
+    else:
+        for line in out:
+            print(line, flush=True)
+    return 0
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    from .jobs import wait_for_job
+
+    job = wait_for_job(args.job, timeout=args.timeout, on_progress=_progress_printer(args.json))
+    if args.json:
+        _print_json(job.to_dict())
+    else:
+        _print_final(job)
+    return 0 if job.status.value == "SUCCESS" else 1
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from .jobs import cancel_job
+
+    job = cancel_job(args.job)
+    if args.json:
+        _print_json(job.to_dict())
+    else:
+        print(f"{job.id}: {job.status.value}")
+    return 0
+
+
+def cmd_artifacts(args: argparse.Namespace) -> int:
+    from .jobs import get_job
+
+    files = get_job(args.job).artifacts()
+    if args.json:
+        _print_json(files)
+    else:
+        print("\n".join(files) if files else "no artifacts yet")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .bank import SkillBank
+    from .checker import check_bank
+
+    bank = SkillBank()
+    problems = check_bank(bank, args.skills or None)
+    if args.json:
+        _print_json([p.__dict__ for p in problems])
+    elif problems:
+        print(f"{len(problems)} problem(s):")
+        for p in problems:
+            print(f"  {p}")
+    else:
+        names = args.skills or bank.names()
+        print(f"bank OK: {len(names)} skill(s) checked ({', '.join(names)})")
+    return 1 if problems else 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(json_mode=args.json, quick=args.quick)
+
+
+# --------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of ``tao-skills`` (also used to document the CLI)."""
+    parser = argparse.ArgumentParser(prog="tao-skills", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("list", help="list skills").set_defaults(func=cmd_list)
+    p = sub.add_parser("show", help="show a skill (or one action's datasets and mappings)")
+    p.add_argument("skill")
+    p.add_argument("--action")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("spec", help="build and validate a spec (prints YAML)")
+    _add_spec_options(p)
+    p.add_argument("-o", "--output", help="write the spec to this file")
+    p.set_defaults(func=cmd_spec)
+
+    p = sub.add_parser("run", help="create and submit a job")
+    _add_spec_options(p)
+    p.add_argument("--platform", default="local")
+    p.add_argument("--automl-policy", choices=["auto", "off"])
+    p.add_argument("--request", help="the user's request text (e.g. 'plain training, no HPO')")
+    p.add_argument("--automl-algorithm", help="AutoML algorithm when routed (random, bayesian, hyperband, asha, bohb)")
+    p.add_argument("--automl-trials", type=int, help="AutoML max recommendations")
+    p.add_argument("--wait", action="store_true", help="wait for the job and print progress")
+    p.add_argument("--dry-run", action="store_true", help="resolve + validate only, submit nothing")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("jobs", help="list jobs")
+    p.add_argument("--skill")
+    p.add_argument("--status")
+    p.add_argument("--parent")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=cmd_jobs)
+
+    for name, func, helptext in (("status", cmd_status, "job status and progress"),
+                                 ("cancel", cmd_cancel, "cancel a job"),
+                                 ("artifacts", cmd_artifacts, "list a job's result files")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("job")
+        p.set_defaults(func=func)
+    p = sub.add_parser("logs", help="print a job's log")
+    p.add_argument("job")
+    p.add_argument("-f", "--follow", action="store_true")
+    p.set_defaults(func=cmd_logs)
+    p = sub.add_parser("wait", help="wait for a job, printing progress")
+    p.add_argument("job")
+    p.add_argument("--timeout", type=float)
+    p.set_defaults(func=cmd_wait)
+
+    p = sub.add_parser("check", help="check the skill bank")
+    p.add_argument("skills", nargs="*")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("demo", help="synthetic dataset -> RT-DETR train/evaluate/export/inference")
+    p.add_argument("--quick", action="store_true", help="smaller data and fewer epochs")
+    p.set_defaults(func=cmd_demo)
+
+    for choice in sub.choices.values():
+        choice.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                            help="machine-readable output")
+    try:
+        from .automl.cli import add_automl_commands
+    except ImportError:
+        pass
+    else:
+        add_automl_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``tao-skills``; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except TaoSkillsError as exc:
+        if getattr(args, "json", False):
+            _print_json({"error": type(exc).__name__, "message": str(exc)})
+        else:
+            print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,479 @@
+"""Jobs: create (resolve + validate + submit), track, wait, read logs and KPIs, cancel.
+
+>>> from tao_sdk import create_job, wait_for_job
+>>> train = create_job("rtdetr", "train", automl_policy="off",
+...                    datasets={"train_datasets": ["s3://b/train"], "eval_dataset": "s3://b/eval"},
+...                    spec_overrides={"train.num_epochs": 10, "dataset.num_classes": 3})
+>>> wait_for_job(train.id).kpis
+{'train_loss': 0.41, 'val_mAP50': 0.62, ...}
+>>> evaluate = create_job("rtdetr", "evaluate", parent_job_id=train.id,
+...                       datasets={"eval_dataset": "s3://b/eval"}, spec_overrides={"dataset.num_classes": 3})
+
+The job's spec never contains secrets: the encryption key travels in ``TAO_ENCRYPTION_KEY``
+(the spec holds ``${oc.env:TAO_ENCRYPTION_KEY}``), S3 credentials in the standard AWS variables.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+import yaml
+
+from . import results
+from .bank import Skill, SkillBank
+from .errors import PlatformError, StorageError, TaoSkillsError
+from .jobstore import JobRecord, JobStatus, new_job_id
+from .mappings import DEFAULT_ENCRYPTION_KEY, ENCRYPTION_KEY_ENV, ParentArtifact, resolve_mappings
+from .platforms import JobTask, get_platform
+from .policy import Route, route_action
+from .spec import build_spec
+from .storage import storage_for
+from .workspace import Workspace, default_workspace
+
+#: Set to a command (e.g. ``/opt/tao/bin/tao-container``) to force the TAO container-style
+#: entrypoint ``<cmd> <network> <action> -e spec.yaml`` instead of the project's worker.
+ENTRYPOINT_ENV = "TAO_SKILLS_ENTRYPOINT"
+
+
+# =========================================================================== Job
+class Job:
+    """A job as the SDK sees it: the stored record plus live views (progress, KPIs, artifacts).
+
+    Use :func:`get_job` to obtain one; call :meth:`refresh` to re-read status.
+    """
+
+    def __init__(self, record: JobRecord, workspace: Workspace):
+        self.record = record
+        self.workspace = workspace
+
+    def __repr__(self) -> str:
+        return f"Job({self.id!r}, {self.skill} {self.action}, {self.status.value})"
+
+    @property
+    def id(self) -> str:
+        """Job id (``job-...``)."""
+        return self.record.id
+
+    @property
+    def skill(self) -> str:
+        """Skill name."""
+        return self.record.skill
+
+    @property
+    def action(self) -> str:
+        """Action name."""
+        return self.record.action
+
+    @property
+    def status(self) -> JobStatus:
+        """PENDING, RUNNING, SUCCESS, FAILURE or CANCELED (as last refreshed)."""
+        return self.record.status
+
+    @property
+    def parent_id(self) -> str | None:
+        """The parent job id, if any."""
+        return self.record.parent_id
+
+    @property
+    def results_uri(self) -> str | None:
+        """Where the job writes results (local path or s3://)."""
+        return self.record.results_uri
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The validated spec the job runs with (secrets redacted)."""
+        return self.record.spec
+
+    @property
+    def result(self) -> dict[str, Any]:
+        """Outcome details: exit code, message, KPIs, parent artifact, AutoML best child."""
+        return self.record.result
+
+    def refresh(self) -> "Job":
+        """Re-read the job's state from its platform and its status.json; returns self."""
+        self.record = _refresh_record(self.workspace, self.record)
+        return self
+
+    @property
+    def progress(self) -> results.TaskStatus | None:
+        """The action's status.json summary (epoch/max_epoch, ETA, latest KPIs) or None."""
+        return _task_status(self.record)
+
+    @property
+    def kpis(self) -> dict[str, Any]:
+        """Latest KPIs from status.json ({} when none yet)."""
+        status = self.progress
+        if status is not None and status.kpis:
+            return dict(status.kpis)
+        return dict(self.record.result.get("kpis") or {})
+
+    def artifacts(self) -> list[str]:
+        """Every file under the job's results folder (recursive; local or S3)."""
+        if not self.results_uri:
+            return []
+        try:
+            return [o.uri for o in storage_for(self.results_uri).list(self.results_uri, recursive=True)]
+        except StorageError:
+            return []
+
+    def logs(self) -> str:
+        """The job's combined stdout/stderr so far."""
+        return job_logs(self.id, workspace=self.workspace)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready view (record + progress) for ``--json`` output."""
+        d = self.record.to_dict()
+        status = self.progress
+        if status is not None:
+            d["progress"] = {"status": status.status, "epoch": status.epoch, "max_epoch": status.max_epoch,
+                             "progress": status.progress, "eta": status.eta, "kpis": status.kpis,
+                             "message": status.message}
+        return d
+
+
+# =========================================================================== planning
+@dataclass
+class JobPlan:
+    """Everything decided before submission (``create_job(dry_run=True)`` returns one).
+
+    Attributes:
+        job_id: the id the job gets (or got) in the store.
+        skill / action: the model skill and action (for AutoML, the routed train action).
+        route: where the action goes and why (AutoML or direct).
+        spec: the full validated spec.
+        deploy: True for TensorRT evaluate/inference (engine parents).
+        parent: the artifact chosen from the parent job, if any.
+        command: the argv the platform runs (``None`` for AutoML controller jobs).
+        results_uri: the job's results folder.
+        downloads: PTM downloads the worker performs (link -> destination).
+        warnings / notes: things the user should know.
+    """
+
+    job_id: str
+    skill: str
+    action: str
+    route: Route
+    spec: dict[str, Any]
+    deploy: bool
+    parent: ParentArtifact | None
+    results_uri: str
+    command: list[str] | None = None
+    downloads: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def worker_command(network: str, action: str, spec_path: str) -> list[str]:
+    """argv that runs one job: the project's worker when installed (``python -m tao_sdk.worker``),
+    else the TAO container entrypoint ``<network> <action> -e spec.yaml`` found on PATH (or named by
+    ``$TAO_SKILLS_ENTRYPOINT``). Raises PlatformError when neither exists."""
+    forced = os.environ.get(ENTRYPOINT_ENV)
+    if forced:
+        return [*forced.split(), network, action, "-e", spec_path]
+    if importlib.util.find_spec("tao_sdk.worker") is not None and importlib.util.find_spec("torch") is not None:
+        return [sys.executable, "-m", "tao_sdk.worker", network, action, "-e", spec_path]
+    found = shutil.which(network)
+    if found:
+        return [found, action, "-e", spec_path]
+    raise PlatformError(
+        f"nothing can run '{network} {action}': the worker is not installed (pip install "
+        f"'tao-skill-bank[worker]' after `pip install torch==2.13.0`) and no '{network}' TAO entrypoint is on "
+        f"PATH; install one of them or set {ENTRYPOINT_ENV}"
+    )
+
+
+def plan_job(
+    skill: Skill | str,
+    action: str,
+    *,
+    datasets: Mapping[str, Any] | None = None,
+    spec_overrides: Mapping[str, Any] | None = None,
+    parent_job_id: str | None = None,
+    dataset_format: str | None = None,
+    automl_policy: str | bool | None = None,
+    request: str | None = None,
+    pretrained_model: str | None = None,
+    planned_parent: "JobPlan | None" = None,
+    workspace: Workspace | None = None,
+    bank: SkillBank | None = None,
+) -> JobPlan:
+    """Resolve and validate a job without submitting it (see :func:`create_job` for arguments).
+
+    ``planned_parent``: a plan of a parent that has not run yet (dry runs of a whole chain).
+    """
+    workspace = workspace or default_workspace()
+    bank = bank or SkillBank()
+    skill = bank.get(skill)
+    route = route_action(skill, action, automl_policy, request, bank=bank)
+    job_id = new_job_id()
+    results_uri = workspace.results_uri(job_id)
+    parent = workspace.store.get(parent_job_id) if parent_job_id else None
+    mapped = resolve_mappings(
+        skill, action, results_uri=results_uri, parent=parent, store=workspace.store, bank=bank,
+        user_keys=spec_overrides or {}, pretrained_model=pretrained_model,
+        planned_parent_results=planned_parent.results_uri if planned_parent else None,
+        planned_parent_action=planned_parent.action if planned_parent else None,
+    )
+    deploy = mapped.deploy and skill.has_schema(action, deploy=True)
+    spec = build_spec(skill, action, spec_overrides, datasets, dataset_format=dataset_format,
+                      mapped_values=mapped.values, deploy=deploy, bank=bank)
+    return JobPlan(job_id, skill.name, action, route, spec, deploy, mapped.parent, results_uri,
+                   None, mapped.downloads, mapped.warnings, mapped.notes)
+
+
+# =========================================================================== create / submit
+def create_job(
+    skill: Skill | str,
+    action: str,
+    *,
+    datasets: Mapping[str, Any] | None = None,
+    spec_overrides: Mapping[str, Any] | None = None,
+    parent_job_id: str | None = None,
+    platform: str = "local",
+    automl_policy: str | bool | None = None,
+    request: str | None = None,
+    dataset_format: str | None = None,
+    pretrained_model: str | None = None,
+    encryption_key: str | None = None,
+    automl: Mapping[str, Any] | None = None,
+    dry_run: bool = False,
+    workspace: Workspace | None = None,
+    bank: SkillBank | None = None,
+) -> "Job | JobPlan":
+    """Create a job: route (AutoML policy), resolve mappings, build + validate the spec, submit.
+
+    Args:
+        skill: skill name (``tao-train-rtdetr``) or network (``rtdetr``).
+        action: ``train``, ``evaluate``, ``inference``, ``export``, ``gen_trt_engine``...
+        datasets: dataset roots by role: ``train_datasets`` (list), ``eval_dataset``,
+            ``inference_dataset``, ``calibration_dataset`` (``s3://`` or local paths).
+        spec_overrides: dotted keys -> values, applied last (they win).
+        parent_job_id: upstream job (train/export/gen_trt_engine/AutoML) whose artifact feeds
+            this one (checkpoint by the monitoring metric, ONNX or engine, by action).
+        platform: ``"local"`` (default).
+        automl_policy: ``"auto"``/``"off"``; ``request`` text like "no HPO" also turns it off.
+            With auto, train of an AutoML-enabled skill runs through ``tao-run-automl``.
+        dataset_format: dataset format where files depend on it (stereo, OneFormer label map).
+        pretrained_model: URI of pretrained weights (``ptm_if_no_resume_model`` fields).
+        encryption_key: model key; passed by environment, never written (default ``tlt_encode``
+            or ``$TAO_ENCRYPTION_KEY``).
+        automl: AutoML settings when routed there (algorithm, max_recommendations, max_epochs,
+            max_concurrent, hyperparameters, overrides).
+        dry_run: resolve + validate only; returns the :class:`JobPlan` and submits nothing.
+
+    Returns:
+        The submitted :class:`Job` (or the plan when ``dry_run``).
+    """
+    workspace = workspace or default_workspace()
+    bank = bank or SkillBank()
+    plan = plan_job(skill, action, datasets=datasets, spec_overrides=spec_overrides, parent_job_id=parent_job_id,
+                    dataset_format=dataset_format, automl_policy=automl_policy, request=request,
+                    pretrained_model=pretrained_model, workspace=workspace, bank=bank)
+    model_skill = bank.get(plan.skill)
+    if plan.route.automl:
+        from .automl.controller import create_automl_job
+
+        return create_automl_job(plan, model_skill, datasets=datasets, spec_overrides=spec_overrides,
+                                 dataset_format=dataset_format, platform=platform, settings=automl,
+                                 encryption_key=encryption_key, dry_run=dry_run, workspace=workspace, bank=bank)
+    job_dir = workspace.job_dir(plan.job_id)
+    spec_path = job_dir / "spec.yaml"
+    plan.command = worker_command(model_skill.network, action, str(spec_path))
+    if dry_run:
+        return plan
+    return submit_plan(plan, platform=platform, encryption_key=encryption_key, workspace=workspace)
+
+
+def submit_plan(plan: JobPlan, *, platform: str = "local", encryption_key: str | None = None,
+                workspace: Workspace | None = None, parent_id: str | None = None, kind: str = "job",
+                extra_env: Mapping[str, str] | None = None) -> Job:
+    """Write the plan's spec, record the job and start it on ``platform``; returns the Job."""
+    workspace = workspace or default_workspace()
+    job_dir = workspace.job_dir(plan.job_id)
+    job_dir.mkdir(parents=True, exist_ok=True)
+    spec_path = job_dir / "spec.yaml"
+    spec_text = yaml.safe_dump(plan.spec, sort_keys=False, default_flow_style=False, width=1000)
+    spec_path.write_text(spec_text, encoding="utf-8")
+    if plan.command is None:
+        raise PlatformError(f"job {plan.job_id} has no command to run")
+    record = JobRecord(
+        id=plan.job_id, skill=plan.skill, action=plan.action, parent_id=parent_id or (
+            plan.parent.job_id if plan.parent and plan.parent.job_id != "<planned>" else None),
+        platform=platform, spec=plan.spec, results_uri=plan.results_uri, kind=kind,
+        result={"deploy": plan.deploy, "warnings": plan.warnings, "notes": plan.notes,
+                "downloads": plan.downloads,
+                "parent_artifact": plan.parent.uri if plan.parent else None},
+    )
+    store = workspace.store
+    store.create(record)
+    # the spec also lands next to the results (no secrets in it: the key is an env reference)
+    try:
+        storage_for(plan.results_uri).write_text(
+            storage_for(plan.results_uri).join(plan.results_uri, "spec.yaml"), spec_text)
+    except StorageError as exc:
+        store.set_status(plan.job_id, JobStatus.FAILURE, result={**record.result, "message": str(exc)})
+        raise
+    env = {ENCRYPTION_KEY_ENV: encryption_key or os.environ.get(ENCRYPTION_KEY_ENV) or DEFAULT_ENCRYPTION_KEY,
+           "TAO_SKILLS_JOB_ID": plan.job_id}
+    env.update(extra_env or {})
+    task = JobTask(job_id=plan.job_id, command=plan.command, env=env, workdir=str(job_dir),
+                   num_gpus=int(((plan.spec.get("train") or {}).get("num_gpus") or 0)))
+    try:
+        handle = get_platform(platform).submit(task)
+    except Exception as exc:  # noqa: BLE001 - the record must say why it never started
+        store.set_status(plan.job_id, JobStatus.FAILURE, result={**record.result, "message": f"submit failed: {exc}"})
+        raise
+    record = store.set_status(plan.job_id, JobStatus.RUNNING, platform_handle=handle)
+    return Job(record, workspace)
+
+
+# =========================================================================== tracking
+def _task_folders(record: JobRecord) -> list[str]:
+    if record.result.get("deploy"):
+        return [f"trt_{record.action}", record.action]
+    return [record.action]
+
+
+def _task_status(record: JobRecord) -> results.TaskStatus | None:
+    if not record.results_uri or record.kind == "automl":
+        return None
+    storage = storage_for(record.results_uri)
+    for task in _task_folders(record):
+        uri = storage.join(record.results_uri, task, "status.json")
+        try:
+            text = storage.read_text(uri)
+        except StorageError:
+            continue
+        return results.summarize_status(text, task=task)
+    return None
+
+
+def _log_tail(record: JobRecord, lines: int = 20) -> str:
+    path = record.platform_handle.get("log_path")
+    if not path or not Path(path).exists():
+        return ""
+    text = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    return "\n".join(text[-lines:])
+
+
+def _refresh_record(workspace: Workspace, record: JobRecord) -> JobRecord:
+    if record.status.is_terminal or not record.platform_handle:
+        return record
+    if record.kind == "automl":
+        from .automl.controller import refresh_automl_record
+
+        return refresh_automl_record(workspace, record)
+    state = get_platform(record.platform).poll(record.platform_handle)
+    if state.is_running or state.state == "unknown":
+        return record
+    status = _task_status(record)
+    message = status.message if status else ""
+    kpis = dict(status.kpis) if status else {}
+    if state.exit_code == 0 and not (status and status.failed):
+        return workspace.store.set_status(record.id, JobStatus.SUCCESS,
+                                          result={**record.result, "exit_code": 0, "message": message, "kpis": kpis})
+    if state.exit_code is None:
+        message = message or f"the job's process vanished without an exit status ({state.detail})"
+    elif not message or (status and not status.failed):
+        tail = _log_tail(record, 5)
+        message = f"exit code {state.exit_code}" + (f"; log tail:\n{tail}" if tail else "")
+    return workspace.store.set_status(record.id, JobStatus.FAILURE,
+                                      result={**record.result, "exit_code": state.exit_code, "message": message,
+                                              "kpis": kpis})
+
+
+def get_job(job_id: str, *, workspace: Workspace | None = None) -> Job:
+    """The job with ``job_id``, refreshed from its platform (re-attaches after an SDK restart)."""
+    workspace = workspace or default_workspace()
+    return Job(workspace.store.get(job_id), workspace).refresh()
+
+
+def list_jobs(*, skill: str | None = None, status: str | None = None, parent_id: str | None = None,
+              limit: int | None = 50, workspace: Workspace | None = None) -> list[Job]:
+    """Jobs newest first, refreshed (filters: skill name, status, parent job id)."""
+    workspace = workspace or default_workspace()
+    return [Job(r, workspace).refresh() for r in
+            workspace.store.list(skill=skill, status=status, parent_id=parent_id, limit=limit)]
+
+
+def wait_for_job(job_id: str, timeout: float | None = None, *, poll_interval: float = 1.0,
+                 on_progress: Callable[[Job], None] | None = None, workspace: Workspace | None = None) -> Job:
+    """Block until the job ends (or ``timeout`` seconds pass) and return it.
+
+    ``on_progress(job)`` is called whenever status.json changes (epoch, ETA, KPIs): use
+    ``tao_sdk.results.format_progress(job.progress)`` for a one-line display. Raises
+    TaoSkillsError on timeout, naming the job and how to keep waiting.
+    """
+    workspace = workspace or default_workspace()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    last = None
+    while True:
+        job = get_job(job_id, workspace=workspace)
+        if on_progress is not None:
+            progress = job.progress
+            marker = (job.status, progress.lines if progress else 0)
+            if marker != last:
+                last = marker
+                on_progress(job)
+        if job.status.is_terminal:
+            return job
+        if deadline is not None and time.monotonic() >= deadline:
+            raise TaoSkillsError(f"job {job_id} is still {job.status.value} after {timeout:.0f} s; keep waiting "
+                                 f"with `tao-skills wait {job_id}` or stop it with `tao-skills cancel {job_id}`")
+        time.sleep(poll_interval)
+
+
+def job_logs(job_id: str, follow: bool = False, *, workspace: Workspace | None = None,
+             poll_interval: float = 0.5) -> str | Iterator[str]:
+    """The job's log text; with ``follow=True`` an iterator of new lines until the job ends."""
+    workspace = workspace or default_workspace()
+    record = workspace.store.get(job_id)
+    path = get_platform(record.platform).logs_path(record.platform_handle) if record.platform_handle else None
+    if not follow:
+        if not path or not Path(path).exists():
+            return ""
+        return Path(path).read_text(encoding="utf-8", errors="replace")
+    return _follow(job_id, path, workspace, poll_interval)
+
+
+def _follow(job_id: str, path: str | None, workspace: Workspace, poll_interval: float) -> Iterator[str]:
+    position = 0
+    while True:
+        done = get_job(job_id, workspace=workspace).status.is_terminal
+        if path and Path(path).exists():
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                fh.seek(position)
+                chunk = fh.read()
+                position = fh.tell()
+            yield from chunk.splitlines()
+        if done:
+            return
+        time.sleep(poll_interval)
+
+
+def cancel_job(job_id: str, *, workspace: Workspace | None = None) -> Job:
+    """Stop the job (its whole process group) and mark it CANCELED; no-op once it has ended."""
+    workspace = workspace or default_workspace()
+    record = workspace.store.get(job_id)
+    if record.status.is_terminal:
+        return Job(record, workspace)
+    if record.kind == "automl":
+        from .automl.controller import cancel_automl_record
+
+        cancel_automl_record(workspace, record)
+    elif record.platform_handle:
+        get_platform(record.platform).cancel(record.platform_handle)
+    record = workspace.store.set_status(job_id, JobStatus.CANCELED,
+                                        result={**record.result, "message": "canceled by user"})
+    return Job(record, workspace)
+
+
+__all__ = ["Job", "JobPlan", "cancel_job", "create_job", "get_job", "job_logs", "list_jobs", "plan_job",
+           "submit_plan", "wait_for_job", "worker_command"]
