@@ -35,7 +35,9 @@ demo: $(VENV)/.runtime
 
 test: $(VENV)/.dev
 	$(PY) tools/gen_schemas.py --check
+	$(PY) tools/gen_runners.py --check
 	$(PY) -m pytest -q
+	$(PY) -m benchmarks --smoke
 
 bench-smoke: $(VENV)/.dev
 	$(PY) -m benchmarks --smoke

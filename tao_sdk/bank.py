@@ -178,6 +178,15 @@ class Skill:
             self._schemas[key] = _load_json(self.schema_path(action, deploy))
         return self._schemas[key]
 
+    def validator(self, action: str, deploy: bool = False):
+        """A cached ``jsonschema`` Draft 2020-12 validator for the action's schema."""
+        import jsonschema
+
+        key = f"validator:{'deploy:' if deploy else ''}{action}"
+        if key not in self._schemas:
+            self._schemas[key] = jsonschema.Draft202012Validator(self.schema(action, deploy))
+        return self._schemas[key]
+
     def template(self, action: str, deploy: bool = False) -> dict[str, Any]:
         """The action's spec template (a fresh deep copy each call: safe to mutate)."""
         key = f"{'deploy:' if deploy else ''}{action}"
@@ -204,6 +213,17 @@ class Skill:
         except BankFormatError:
             return False
         return True
+
+
+_BANKS: dict[Path, "SkillBank"] = {}
+
+
+def get_bank(root: str | Path | None = None) -> "SkillBank":
+    """A shared :class:`SkillBank` for ``root`` (default bank when None); files are parsed once."""
+    resolved = Path(root).resolve() if root else default_bank_root()
+    if resolved not in _BANKS:
+        _BANKS[resolved] = SkillBank(resolved)
+    return _BANKS[resolved]
 
 
 class SkillBank:

@@ -16,7 +16,7 @@ import jsonschema
 import yaml
 
 from . import skillmd
-from .bank import AUTOML_SKILL, Skill, SkillBank
+from .bank import AUTOML_SKILL, Skill, SkillBank, _load_json
 from .errors import BankFormatError, TaoSkillsError
 from .schemapath import find_property
 
@@ -57,8 +57,18 @@ class _Collector:
 
 
 def _bank_meta_schema(bank: SkillBank, name: str) -> dict:
-    path = bank.root / "schemas" / name
-    return json.loads(path.read_text(encoding="utf-8"))
+    """A bank meta-schema: the bank root's own copy, else the one shipped with the SDK (a bank
+    root written by ``gen_schemas.py --out`` or pointed to by TAO_SKILLS_DIR may hold only skills/)."""
+    here = Path(__file__).resolve().parent
+    for root in (bank.root, here / "_bank", here.parent):
+        path = root / "schemas" / name
+        if path.is_file():
+            data = _load_json(path)
+            if not isinstance(data, dict):
+                raise BankFormatError(f"{path}: a JSON Schema must be an object")
+            return data
+    raise BankFormatError(f"{bank.root / 'schemas' / name}: missing; copy schemas/{name} from the "
+                          "tao-skill-bank source into the bank root")
 
 
 def check_skill(bank: SkillBank, skill: Skill) -> list[Problem]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from .bank import Skill, SkillBank
+from .bank import Skill, SkillBank, get_bank
 from .errors import DataSourceError
 from .skillmd import DATASET_ROLES, FileByFormat, FileMapping, FilePath, FileSpec, FormatPlaceholder
 
@@ -99,7 +99,7 @@ def build_data_source_overrides(
     Raises:
         DataSourceError naming the action, spec key and dataset role when a required root is missing.
     """
-    skill = skill if isinstance(skill, Skill) else (bank or SkillBank()).get(skill)
+    skill = skill if isinstance(skill, Skill) else (bank or get_bank()).get(skill)
     roots = normalize_datasets(datasets)
     fmt = _resolve_format(skill, dataset_format)
     out: dict[str, Any] = {}

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator, Mapping
 import yaml
 
 from . import results
-from .bank import Skill, SkillBank
+from .bank import Skill, SkillBank, get_bank
 from .errors import PlatformError, StorageError, TaoSkillsError
 from .jobstore import JobRecord, JobStatus, new_job_id
 from .mappings import DEFAULT_ENCRYPTION_KEY, ENCRYPTION_KEY_ENV, ParentArtifact, resolve_mappings
@@ -209,7 +209,7 @@ def plan_job(
     ``planned_parent``: a plan of a parent that has not run yet (dry runs of a whole chain).
     """
     workspace = workspace or default_workspace()
-    bank = bank or SkillBank()
+    bank = bank or get_bank()
     skill = bank.get(skill)
     route = route_action(skill, action, automl_policy, request, bank=bank)
     job_id = new_job_id()
@@ -272,7 +272,7 @@ def create_job(
         The submitted :class:`Job` (or the plan when ``dry_run``).
     """
     workspace = workspace or default_workspace()
-    bank = bank or SkillBank()
+    bank = bank or get_bank()
     plan = plan_job(skill, action, datasets=datasets, spec_overrides=spec_overrides, parent_job_id=parent_job_id,
                     dataset_format=dataset_format, automl_policy=automl_policy, request=request,
                     pretrained_model=pretrained_model, workspace=workspace, bank=bank)

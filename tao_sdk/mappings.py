@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from . import checkpoints, results
-from .bank import Skill, SkillBank
+from .bank import Skill, SkillBank, get_bank
 from .errors import ParentModelError, StorageError
 from .jobstore import JobRecord, JobStatus, JobStore
 from .storage import storage_for
@@ -135,7 +135,7 @@ def resolve_mappings(
     needs_parent = any(r.function in ("parent_model", "parent_model_folder") and r.spec_field not in user_keys
                        for r in rows)
     if needs_parent and parent is not None:
-        artifact = select_parent_artifact(store, bank or SkillBank(), parent, action)
+        artifact = select_parent_artifact(store, bank or get_bank(), parent, action)
     elif needs_parent and planned_parent_results:
         mode = checkpoints.mode_for(action, planned_parent_action or "train")
         artifact = ParentArtifact("<planned>", f"{planned_parent_results}/<{mode} artifact, chosen at submit>",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .bank import AUTOML_SKILL, Skill, SkillBank
+from .bank import AUTOML_SKILL, Skill, SkillBank, get_bank
 from .errors import TaoSkillsError
 
 AUTOML_NOT_RUNNABLE = "AutoML enabled but not runnable until schemas are generated"
@@ -82,7 +82,7 @@ class Route:
 def route_action(skill: Skill | str, action: str, automl_policy: str | bool | None = None,
                  request: str | None = None, *, bank: SkillBank | None = None) -> Route:
     """Decide where ``action`` of ``skill`` goes, with a human-readable reason."""
-    skill = skill if isinstance(skill, Skill) else (bank or SkillBank()).get(skill)
+    skill = skill if isinstance(skill, Skill) else (bank or get_bank()).get(skill)
     policy = resolve_automl_policy(skill, automl_policy, request)
     if action != "train":
         return Route(skill.name, False, policy, f"'{action}' is not a train action; it stays in {skill.name}")

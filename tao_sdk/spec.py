@@ -20,12 +20,11 @@ from typing import Any, Mapping
 import jsonschema
 import yaml
 
-from .bank import Skill, SkillBank
+from .bank import Skill, SkillBank, get_bank
 from .datasources import build_data_source_overrides
 from .errors import SpecProblem, SpecValidationError, TaoSkillsError
 from .schemapath import describe_allowed, find_property, leaf_paths
 
-_VALIDATORS: dict[int, jsonschema.Draft202012Validator] = {}
 _FLOAT_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
 
@@ -82,14 +81,8 @@ def parse_set_options(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def _validator(schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
-    key = id(schema)
-    if key not in _VALIDATORS:
-        _VALIDATORS[key] = jsonschema.Draft202012Validator(schema)
-    return _VALIDATORS[key]
-
-
-def spec_problems(schema: dict[str, Any], spec: Mapping[str, Any], fillers: Mapping[str, str] | None = None) -> list[SpecProblem]:
+def spec_problems(schema: dict[str, Any], spec: Mapping[str, Any], fillers: Mapping[str, str] | None = None,
+                  validator: jsonschema.Draft202012Validator | None = None) -> list[SpecProblem]:
     """Every schema violation of ``spec`` as a :class:`SpecProblem` (empty list: valid).
 
     ``fillers`` maps dotted paths to the inference function that would fill them; a missing
@@ -97,7 +90,8 @@ def spec_problems(schema: dict[str, Any], spec: Mapping[str, Any], fillers: Mapp
     """
     problems: list[SpecProblem] = []
     all_paths = None
-    for err in _validator(schema).iter_errors(spec):
+    validator = validator or jsonschema.Draft202012Validator(schema)
+    for err in validator.iter_errors(spec):
         base = ".".join(str(p) for p in err.absolute_path)
         if err.validator == "additionalProperties":
             node_props = (err.schema or {}).get("properties", {})
@@ -136,7 +130,7 @@ def spec_problems(schema: dict[str, Any], spec: Mapping[str, Any], fillers: Mapp
 def validate_spec(skill: Skill, action: str, spec: Mapping[str, Any], *, deploy: bool = False,
                   fillers: Mapping[str, str] | None = None) -> None:
     """Raise SpecValidationError listing every problem of ``spec`` against the action schema."""
-    problems = spec_problems(skill.schema(action, deploy), spec, fillers)
+    problems = spec_problems(skill.schema(action, deploy), spec, fillers, skill.validator(action, deploy))
     if problems:
         raise SpecValidationError(skill.name, f"{'TensorRT ' if deploy else ''}{action}", problems)
 
@@ -169,7 +163,7 @@ def build_spec(
             close-match suggestion for unknown keys.
         DataSourceError: a dataset role the action needs is missing.
     """
-    skill = skill if isinstance(skill, Skill) else (bank or SkillBank()).get(skill)
+    skill = skill if isinstance(skill, Skill) else (bank or get_bank()).get(skill)
     if action not in skill.actions:
         close = difflib.get_close_matches(action, skill.actions, 1)
         raise TaoSkillsError(f"{skill.name} has no action '{action}'"
