@@ -201,18 +201,20 @@ def plan_job(
     request: str | None = None,
     pretrained_model: str | None = None,
     planned_parent: "JobPlan | None" = None,
+    job_id: str | None = None,
     workspace: Workspace | None = None,
     bank: SkillBank | None = None,
 ) -> JobPlan:
     """Resolve and validate a job without submitting it (see :func:`create_job` for arguments).
 
     ``planned_parent``: a plan of a parent that has not run yet (dry runs of a whole chain).
+    ``job_id``: use this id instead of a new one (AutoML chooses trial ids before submitting).
     """
     workspace = workspace or default_workspace()
     bank = bank or get_bank()
     skill = bank.get(skill)
     route = route_action(skill, action, automl_policy, request, bank=bank)
-    job_id = new_job_id()
+    job_id = job_id or new_job_id()
     results_uri = workspace.results_uri(job_id)
     parent = workspace.store.get(parent_job_id) if parent_job_id else None
     mapped = resolve_mappings(
@@ -424,6 +426,8 @@ def wait_for_job(job_id: str, timeout: float | None = None, *, poll_interval: fl
                 on_progress(job)
         if job.status.is_terminal:
             return job
+        if job.record.kind == "automl" and job.result.get("interrupted"):
+            raise TaoSkillsError(f"AutoML job {job_id}: {job.result.get('message')}")
         if deadline is not None and time.monotonic() >= deadline:
             raise TaoSkillsError(f"job {job_id} is still {job.status.value} after {timeout:.0f} s; keep waiting "
                                  f"with `tao-skills wait {job_id}` or stop it with `tao-skills cancel {job_id}`")

@@ -8,6 +8,8 @@ tested without torch. Behaviour knobs come from the environment:
 - FAKE_TAO_SLEEP: seconds to sleep per epoch (default 0)
 - FAKE_TAO_FAIL: "1" -> write a FAILURE line after the first epoch and exit 1
 - FAKE_TAO_MAP: comma-separated val_mAP50 per epoch (default rises then dips: best is not last)
+- FAKE_TAO_OBJECTIVE: "lr" -> val_mAP50 peaks at train.optim.lr = 2e-4 and grows with epochs
+- FAKE_TAO_FAIL_LR_ABOVE: fail trials whose train.optim.lr is above this value
 - FAKE_TAO_DUMP_ENV: a path; the job's environment is written there (to check secrets travel by env)
 """
 
@@ -50,6 +52,16 @@ def main(argv: list[str]) -> int:
     if action == "train":
         epochs = int(os.environ.get("FAKE_TAO_EPOCHS") or min(int(spec["train"]["num_epochs"]), 5))
         maps = [float(x) for x in os.environ.get("FAKE_TAO_MAP", "0.2,0.5,0.7,0.6,0.55").split(",")]
+        lr = float(spec["train"]["optim"]["lr"])
+        if os.environ.get("FAKE_TAO_OBJECTIVE") == "lr":
+            import math
+
+            peak = max(0.0, 1.0 - abs(math.log10(lr) - math.log10(2e-4)) / 3.0)
+            maps = [round(peak * (e + 1) / epochs, 6) for e in range(epochs)]
+        limit = os.environ.get("FAKE_TAO_FAIL_LR_ABOVE")
+        if limit and lr > float(limit):
+            status(status="FAILURE", message=f"Simulated divergence: loss is NaN at lr={lr}.")
+            return 1
         sleep = float(os.environ.get("FAKE_TAO_SLEEP", "0"))
         for epoch in range(epochs):
             time.sleep(sleep)

@@ -1,0 +1,403 @@
+"""The AutoML controller: runs trials as child train jobs, durably, and hands the best one on.
+
+An AutoML job is a job record of kind ``automl`` (skill ``tao-run-automl``). Its controller runs
+detached on the local platform (``python -m tao_sdk.automl.controller JOB``) and loops:
+
+1. observe finished child trials (their BEST epoch by the skill's monitoring metric and
+   direction, read from the child's status.json; failed children are observed as failures);
+2. ask the algorithm for suggestions while fewer than ``max_concurrent`` trials run; each becomes
+   a normal child train job (``parent_id`` = the AutoML job, kind ``trial``);
+3. when the algorithm is finished and nothing runs, record the best child and end.
+
+Durability: the algorithm state and the trial table are written to the job store after every
+suggest/observe, and a child's job id is chosen *before* it is submitted. Killing the controller
+at any point and running :func:`resume_automl_job` (``tao-skills automl resume JOB``) continues
+with no trial lost or repeated: finished trials are not re-run, running ones are re-attached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from .. import results
+from ..bank import Skill, SkillBank, get_bank
+from ..errors import TaoSkillsError
+from ..jobstore import JobRecord, JobStatus, new_job_id
+from ..platforms import JobTask, get_platform
+from ..schemapath import find_property
+from ..storage import storage_for
+from ..workspace import Workspace
+from .algorithms import Algorithm, Suggestion, algorithm_names, get_algorithm
+from .space import SearchSpace
+
+#: Defaults like NVIDIA TAO AutoML (20 recommendations, 27 max epochs), plus concurrency.
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "algorithm": "bayesian",
+    "max_recommendations": 20,
+    "max_epochs": None,            # None: the base spec's train.num_epochs
+    "max_concurrent": 1,
+    "reduction_factor": 3,
+    "hyperparameters": None,       # dotted paths to search instead of the schema's default set
+    "exclude": None,               # dotted paths never to search
+    "overrides": None,             # per-path range/choice overrides
+    "seed": 0,
+    "poll_interval": 2.0,
+}
+_ALGO_OPTION_KEYS = {"max_recommendations", "max_epochs", "reduction_factor", "seed"}
+
+
+def normalize_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Merge user AutoML settings with the defaults; unknown keys are errors with suggestions."""
+    import difflib
+
+    out = dict(DEFAULT_SETTINGS)
+    for key, value in (settings or {}).items():
+        if key not in DEFAULT_SETTINGS:
+            close = difflib.get_close_matches(key, DEFAULT_SETTINGS, 1)
+            raise TaoSkillsError(f"unknown AutoML setting '{key}'" + (f"; did you mean '{close[0]}'?" if close else "")
+                                 + f" Settings: {', '.join(DEFAULT_SETTINGS)}")
+        out[key] = value
+    if out["algorithm"] not in algorithm_names():
+        raise TaoSkillsError(f"unknown AutoML algorithm '{out['algorithm']}'; choose one of {', '.join(algorithm_names())}")
+    if int(out["max_concurrent"]) < 1:
+        raise TaoSkillsError("max_concurrent must be >= 1")
+    return out
+
+
+def build_space(skill: Skill, settings: Mapping[str, Any], spec_overrides: Mapping[str, Any] | None,
+                base_spec: Mapping[str, Any]) -> SearchSpace:
+    """The search space from the skill's packaged train schema and the user's choices.
+
+    Fields the user fixed in ``spec_overrides`` are not searched (unless named explicitly in
+    ``hyperparameters``): a fixed value is a decision, not a starting point.
+    """
+    include = settings.get("hyperparameters")
+    exclude = list(settings.get("exclude") or [])
+    fixed = [k for k in (spec_overrides or {}) if not include or k not in include]
+    schema = skill.schema("train")
+    exclude += [k for k in fixed if _searchable_default(schema, k)]
+    return SearchSpace.from_schema(schema, include=include, exclude=exclude or None,
+                                   overrides=settings.get("overrides"), base_spec=base_spec)
+
+
+def _searchable_default(schema: Mapping[str, Any], path: str) -> bool:
+    return path in (schema.get("automl_default_parameters") or [])
+
+
+def make_algorithm(skill: Skill, space: SearchSpace, settings: Mapping[str, Any], base_spec: Mapping[str, Any]) -> Algorithm:
+    """Instantiate the configured algorithm with the skill's metric direction."""
+    _metric, direction = skill.metric
+    options = {k: settings[k] for k in _ALGO_OPTION_KEYS if settings.get(k) is not None}
+    if "max_epochs" not in options:
+        options["max_epochs"] = int(((base_spec.get("train") or {}).get("num_epochs")) or 27)
+    from .algorithms import algorithm_options
+
+    accepted = algorithm_options(settings["algorithm"])
+    options = {k: v for k, v in options.items() if k in accepted}
+    return get_algorithm(settings["algorithm"], space, direction, **options)
+
+
+# =========================================================================== creation (SDK side)
+def create_automl_job(plan: Any, model_skill: Skill, *, datasets: Mapping[str, Any] | None,
+                      spec_overrides: Mapping[str, Any] | None, dataset_format: str | None, platform: str,
+                      settings: Mapping[str, Any] | None, encryption_key: str | None, dry_run: bool,
+                      workspace: Workspace, bank: SkillBank) -> Any:
+    """Create the AutoML job for a train action routed to ``tao-run-automl`` and start its controller.
+
+    Everything is checked before anything starts: settings, the search space (unknown or disabled
+    names -> error with suggestions) and the base spec (already validated in ``plan``).
+    """
+    from ..jobs import Job
+
+    cfg = normalize_settings(settings)
+    space = build_space(model_skill, cfg, spec_overrides, plan.spec)
+    make_algorithm(model_skill, space, cfg, plan.spec)
+    if dry_run:
+        plan.notes.append(f"AutoML {cfg['algorithm']} over {len(space)} hyperparameters: {', '.join(space.names)}")
+        return plan
+    metric, direction = model_skill.metric
+    record = JobRecord(
+        id=plan.job_id, skill="tao-run-automl", action="train", platform="local", kind="automl",
+        spec=plan.spec, results_uri=plan.results_uri,
+        result={"model_skill": model_skill.name, "settings": cfg, "datasets": dict(datasets or {}),
+                "spec_overrides": dict(spec_overrides or {}), "dataset_format": dataset_format,
+                "trial_platform": platform, "metric": metric, "direction": direction,
+                "search_space": space.names, "route": plan.route.reason,
+                "algorithm_state": None, "trials": {}, "best_child_id": None},
+    )
+    workspace.store.create(record)
+    record = _launch_controller(workspace, record, encryption_key)
+    return Job(record, workspace)
+
+
+def _launch_controller(workspace: Workspace, record: JobRecord, encryption_key: str | None) -> JobRecord:
+    from ..mappings import DEFAULT_ENCRYPTION_KEY, ENCRYPTION_KEY_ENV
+
+    job_dir = workspace.job_dir(record.id)
+    job_dir.mkdir(parents=True, exist_ok=True)
+    env = {ENCRYPTION_KEY_ENV: encryption_key or os.environ.get(ENCRYPTION_KEY_ENV) or DEFAULT_ENCRYPTION_KEY,
+           "TAO_SKILLS_WORKSPACE": str(workspace.root), "TAO_SKILLS_STORAGE": workspace.storage_root or "",
+           # small GP fits: one BLAS thread is faster and keeps resumed runs bit-identical
+           "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-m", "tao_sdk.automl.controller", record.id, "--workspace", str(workspace.root),
+               "--storage-root", workspace.storage_root or ""]
+    task = JobTask(job_id=record.id, command=command, env=env, workdir=str(job_dir),
+                   log_path=str(job_dir / "controller.log"))
+    handle = get_platform("local").submit(task)
+    result = {**record.result, "interrupted": False}
+    return workspace.store.set_status(record.id, JobStatus.RUNNING, platform_handle=handle, result=result)
+
+
+def resume_automl_job(job_id: str, *, workspace: Workspace | None = None, encryption_key: str | None = None) -> Any:
+    """Restart the controller of an interrupted AutoML job; finished trials are not re-run and
+    running ones are re-attached. Errors when the job has ended or its controller still runs."""
+    from ..jobs import Job
+    from ..workspace import default_workspace
+
+    workspace = workspace or default_workspace()
+    record = workspace.store.get(job_id)
+    if record.kind != "automl":
+        raise TaoSkillsError(f"{job_id} is a {record.kind} job, not an AutoML job; nothing to resume")
+    if record.status.is_terminal:
+        raise TaoSkillsError(f"AutoML job {job_id} already ended ({record.status.value}); start a new one to search more")
+    if record.platform_handle and get_platform("local").poll(record.platform_handle).is_running:
+        raise TaoSkillsError(f"the controller of {job_id} is still running; nothing to resume")
+    return Job(_launch_controller(workspace, record, encryption_key), workspace)
+
+
+# =========================================================================== tracking (SDK side)
+def refresh_automl_record(workspace: Workspace, record: JobRecord) -> JobRecord:
+    """Mark an AutoML job interrupted when its controller is gone before it finished."""
+    state = get_platform("local").poll(record.platform_handle)
+    if state.is_running or state.state == "unknown":
+        return record
+    fresh = workspace.store.get(record.id)
+    if fresh.status.is_terminal:
+        return fresh
+    if not fresh.result.get("interrupted"):
+        fresh = workspace.store.update(record.id, result={**fresh.result, "interrupted": True,
+                                                          "message": f"the controller stopped (exit {state.exit_code}) "
+                                                                     f"before finishing; resume it with "
+                                                                     f"`tao-skills automl resume {record.id}`"})
+    return fresh
+
+
+def cancel_automl_record(workspace: Workspace, record: JobRecord) -> None:
+    """Stop the controller first (no new trials), then every running child trial."""
+    from ..jobs import cancel_job
+
+    if record.platform_handle:
+        get_platform("local").cancel(record.platform_handle)
+    for child in workspace.store.children(record.id):
+        if not child.status.is_terminal:
+            cancel_job(child.id, workspace=workspace)
+
+
+# =========================================================================== the controller loop
+class Controller:
+    """Runs one AutoML job to completion (see module docstring)."""
+
+    def __init__(self, job_id: str, workspace: Workspace, bank: SkillBank | None = None):
+        self.job_id = job_id
+        self.ws = workspace
+        self.store = workspace.store
+        self.bank = bank or get_bank()
+        record = self.store.get(job_id)
+        self.res = dict(record.result)
+        self.base_spec = record.spec
+        self.cfg = normalize_settings(self.res["settings"])
+        self.skill = self.bank.get(self.res["model_skill"])
+        self.metric, self.direction = self.skill.metric
+        self.space = build_space(self.skill, self.cfg, self.res.get("spec_overrides"), self.base_spec)
+        state = self.res.get("algorithm_state")
+        self.algo = Algorithm.from_state(self.space, state) if state else \
+            make_algorithm(self.skill, self.space, self.cfg, self.base_spec)
+        self.trials: dict[str, dict[str, Any]] = dict(self.res.get("trials") or {})
+        self.log(f"controller up: {self.cfg['algorithm']} over {len(self.space)} hyperparameters "
+                 f"({', '.join(self.space.names)}); metric {self.metric} ({self.direction}); "
+                 f"{len(self.trials)} trial(s) already recorded")
+
+    @staticmethod
+    def log(message: str) -> None:
+        print(f"[automl {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+    def save(self, **extra: Any) -> None:
+        """Persist algorithm state + trial table atomically (one record update)."""
+        self.res.update(algorithm_state=self.algo.state(), trials=self.trials, **extra)
+        self.store.update(self.job_id, result=self.res)
+
+    # ---- trials
+    def _child_overrides(self, s: Any) -> dict[str, Any]:
+        schema = self.skill.schema("train")
+        overrides = dict(self.res.get("spec_overrides") or {})
+        overrides.update(s.params)
+        overrides["train.num_epochs"] = int(s.budget_epochs)
+        for key, value in (("train.checkpoint_interval", s.checkpoint_interval),
+                           ("train.validation_interval", s.validation_interval)):
+            if find_property(schema, key) is not None:
+                overrides[key] = int(value)
+        if s.resume_from_trial is not None:
+            ckpt = self._final_checkpoint(self.trials.get(str(s.resume_from_trial), {}).get("child_id"))
+            if ckpt and find_property(schema, "train.resume_training_checkpoint_path") is not None:
+                overrides["train.resume_training_checkpoint_path"] = ckpt
+        return overrides
+
+    def _final_checkpoint(self, child_id: str | None) -> str | None:
+        from .. import checkpoints
+
+        if not child_id:
+            return None
+        child = self.store.get(child_id)
+        try:
+            uris = [o.uri for o in storage_for(child.results_uri).list(child.results_uri)]
+            return checkpoints.select_checkpoint(uris, mode="latest", where=child.results_uri).uri
+        except TaoSkillsError:
+            return None
+
+    def submit(self, entry: dict[str, Any]) -> None:
+        """Create the child train job with the pre-chosen id (idempotent on resume)."""
+        from ..jobs import plan_job, submit_plan, worker_command
+        s = Suggestion.from_dict(entry)
+        try:
+            plan = plan_job(self.skill, "train", datasets=self.res.get("datasets"),
+                            spec_overrides=self._child_overrides(s), dataset_format=self.res.get("dataset_format"),
+                            automl_policy="off", workspace=self.ws, bank=self.bank, job_id=entry["child_id"])
+            plan.command = worker_command(self.skill.network, "train", str(self.ws.job_dir(plan.job_id) / "spec.yaml"))
+            submit_plan(plan, platform=self.res.get("trial_platform") or "local", workspace=self.ws,
+                        parent_id=self.job_id, kind="trial")
+        except TaoSkillsError as exc:
+            self.log(f"trial {entry['trial_id']} could not start: {exc}")
+            self.algo.observe(int(entry["trial_id"]), None, epochs=0, error=f"could not start: {exc}")
+            entry.update(status="failed", error=f"could not start: {exc}")
+            self.save()
+            return
+        entry["status"] = "running"
+        self.save()
+        self.log(f"trial {entry['trial_id']} -> {entry['child_id']} ({s.budget_epochs} epochs) {s.params}")
+
+    def outcome(self, child: JobRecord) -> tuple[float | None, int | None, int, str | None]:
+        """(best value, best epoch, epochs completed, error) of a finished child."""
+        uri = results.status_file_for(child.results_uri, "train")
+        try:
+            status = results.summarize_status(storage_for(uri).read_text(uri))
+        except TaoSkillsError:
+            status = None
+        epochs = (status.epoch + 1) if status and status.epoch is not None else 0
+        if child.status != JobStatus.SUCCESS:
+            return None, None, epochs, (child.result or {}).get("message") or f"trial job {child.status.value}"
+        best = results.best_epoch(status.history, self.metric, self.direction) if status else None
+        if best is None:
+            return None, None, epochs, f"no {self.metric} in {uri}"
+        return float(best[1]), int(best[0]), epochs, None
+
+    def collect(self) -> int:
+        """Observe every finished running trial; returns how many are still running."""
+        from ..jobs import get_job
+
+        running = 0
+        for entry in self.trials.values():
+            if entry["status"] == "submitting":
+                if self._exists(entry["child_id"]):
+                    entry["status"] = "running"
+                else:
+                    self.submit(entry)
+            if entry["status"] != "running":
+                continue
+            child = get_job(entry["child_id"], workspace=self.ws).record
+            if not child.status.is_terminal:
+                running += 1
+                continue
+            value, epoch, epochs, error = self.outcome(child)
+            self.algo.observe(int(entry["trial_id"]), value, epochs=epochs, error=error)
+            entry.update(status="ok" if error is None else "failed", value=value, best_epoch=epoch,
+                         epochs=epochs, error=error)
+            self.save()
+            self.log(f"trial {entry['trial_id']} ({entry['child_id']}): "
+                     + (f"best {self.metric}={value:.4g} at epoch {epoch}" if error is None else f"FAILED: {error}"))
+        return running
+
+    def _exists(self, job_id: str) -> bool:
+        try:
+            self.store.get(job_id)
+            return True
+        except TaoSkillsError:
+            return False
+
+    def fill(self, running: int) -> int:
+        """Start suggestions while slots are free; returns the number running."""
+        while running < int(self.cfg["max_concurrent"]):
+            s = self.algo.suggest()
+            if s is None:
+                break
+            entry = {**s.to_dict(), "child_id": new_job_id(), "status": "submitting", "value": None,
+                     "best_epoch": None, "epochs": None, "error": None}
+            self.trials[str(s.trial_id)] = entry
+            self.save()  # the child id is durable before the child exists: no trial lost or repeated
+            self.submit(entry)
+            running += entry["status"] == "running"
+        return running
+
+    def finish(self) -> None:
+        best = self.algo.best()
+        if best is None:
+            self.save()
+            self.store.set_status(self.job_id, JobStatus.FAILURE,
+                                  result={**self.res, "message": "every AutoML trial failed; see `tao-skills automl "
+                                                                 f"trials {self.job_id}`"})
+            self.log("finished: every trial failed")
+            return
+        trial_id, params, value = best
+        entry = self.trials[str(trial_id)]
+        summary = {"best_child_id": entry["child_id"], "best_trial": trial_id, "best_params": params,
+                   "best_value": value, "best_epoch": entry.get("best_epoch"),
+                   "message": f"best trial {trial_id} ({entry['child_id']}): {self.metric}={value:.4g} at epoch "
+                              f"{entry.get('best_epoch')}"}
+        self.save(**summary)
+        self.store.set_status(self.job_id, JobStatus.SUCCESS, result=self.res)
+        self.log("finished: " + summary["message"])
+
+    def run(self) -> int:
+        """The loop; returns the process exit status."""
+        poll = float(self.cfg.get("poll_interval") or 2.0)
+        while True:
+            record = self.store.get(self.job_id)
+            if record.status.is_terminal:
+                self.log(f"job is {record.status.value}; stopping")
+                return 0
+            running = self.collect()
+            running = self.fill(running)
+            if running == 0:
+                if self.algo.is_finished():
+                    self.finish()
+                    return 0
+                if not self.algo.pending():
+                    raise TaoSkillsError(f"the {self.cfg['algorithm']} algorithm has nothing to run and is not "
+                                         "finished; this is a bug, please report it with the controller log")
+            time.sleep(poll)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tao_sdk.automl.controller JOB --workspace DIR [--storage-root URI]``."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("job_id")
+    parser.add_argument("--workspace", required=True)
+    parser.add_argument("--storage-root", default=None)
+    args = parser.parse_args(argv)
+    workspace = Workspace(Path(args.workspace), storage_root=args.storage_root or None)
+    try:
+        return Controller(args.job_id, workspace).run()
+    except TaoSkillsError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        record = workspace.store.get(args.job_id)
+        workspace.store.set_status(args.job_id, JobStatus.FAILURE, result={**record.result, "message": str(exc)})
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""AutoML results for people and agents: the trial table and a metric-per-trial plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import TaoSkillsError
+from ..jobstore import JobRecord
+
+
+def trial_rows(record: JobRecord) -> list[dict[str, Any]]:
+    """One dict per trial, in trial order: trial, child job, status, budget, value, best epoch,
+    params, error."""
+    if record.kind != "automl":
+        raise TaoSkillsError(f"{record.id} is not an AutoML job (kind {record.kind})")
+    rows = []
+    for key in sorted(record.result.get("trials") or {}, key=int):
+        t = record.result["trials"][key]
+        rows.append({"trial": int(key), "child_job": t.get("child_id"), "status": t.get("status"),
+                     "budget_epochs": t.get("budget_epochs"), "value": t.get("value"),
+                     "best_epoch": t.get("best_epoch"), "params": t.get("params") or {},
+                     "error": t.get("error")})
+    return rows
+
+
+def format_trial_table(record: JobRecord) -> str:
+    """The trial table as aligned text, best trial marked with '*'."""
+    rows = trial_rows(record)
+    if not rows:
+        return "no trials yet"
+    metric = record.result.get("metric", "metric")
+    best = record.result.get("best_trial")
+    names = sorted({k for r in rows for k in r["params"]})
+    header = ["", "TRIAL", "JOB", "STATUS", "EPOCHS", metric.upper(), "BEST_EPOCH"] + names
+    lines = []
+    for r in rows:
+        value = "-" if r["value"] is None else f"{r['value']:.4g}"
+        params = [_fmt(r["params"].get(n)) for n in names]
+        lines.append(["*" if r["trial"] == best else "", str(r["trial"]), r["child_job"] or "-", r["status"],
+                      str(r["budget_epochs"]), value, str(r["best_epoch"] if r["best_epoch"] is not None else "-")]
+                     + params)
+    widths = [max(len(x) for x in col) for col in zip(header, *lines)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
+    out += ["  ".join(c.ljust(w) for c, w in zip(line, widths)) for line in lines]
+    failed = [r for r in rows if r["error"]]
+    out += [f"trial {r['trial']} failed: {r['error']}" for r in failed]
+    return "\n".join(out)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return "-" if value is None else str(value)
+
+
+def plot_trials(record: JobRecord, path: str | Path) -> Path:
+    """Write a PNG of the metric per trial (failed trials marked) and the best-so-far curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = trial_rows(record)
+    metric = record.result.get("metric", "metric")
+    maximize = record.result.get("direction", "max") == "max"
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    ok = [(r["trial"], r["value"]) for r in rows if r["value"] is not None]
+    failed = [r["trial"] for r in rows if r["status"] == "failed"]
+    if ok:
+        ax.scatter([t for t, _ in ok], [v for _, v in ok], label=f"{metric} (best epoch of each trial)", zorder=3)
+        best, curve = None, []
+        for t, v in ok:
+            best = v if best is None or (v > best if maximize else v < best) else best
+            curve.append((t, best))
+        ax.step([t for t, _ in curve], [v for _, v in curve], where="post", color="tab:green", label="best so far")
+    if failed:
+        low = min((v for _, v in ok), default=0.0)
+        ax.scatter(failed, [low] * len(failed), marker="x", color="tab:red", label="failed", zorder=3)
+    ax.set_xlabel("trial")
+    ax.set_ylabel(metric + (" (higher is better)" if maximize else " (lower is better)"))
+    ax.set_title(f"AutoML {record.result.get('settings', {}).get('algorithm', '')} - {record.id}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out

@@ -1,0 +1,138 @@
+"""AutoML controller end to end with the TAO container test double: routing, concurrency, failures,
+resume after a kill mid-trial, best-model handoff to evaluate, trial table and plot."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tao_sdk import TaoSkillsError, Workspace, create_job, get_job, list_jobs, wait_for_job
+from tao_sdk.automl.controller import resume_automl_job
+from tao_sdk.automl.report import format_trial_table, plot_trials, trial_rows
+
+FAKE_TAO = Path(__file__).with_name("fake_tao.py")
+DATASETS = {"train_datasets": ["/data/train"], "eval_dataset": "/data/eval"}
+BASE = {"train.num_epochs": 3, "dataset.num_classes": 3}
+
+
+@pytest.fixture
+def ws(tmp_path, monkeypatch) -> Workspace:
+    monkeypatch.setenv("TAO_SKILLS_ENTRYPOINT", f"{sys.executable} {FAKE_TAO}")
+    monkeypatch.setenv("FAKE_TAO_OBJECTIVE", "lr")
+    for var in ("FAKE_TAO_FAIL", "FAKE_TAO_SLEEP", "FAKE_TAO_EPOCHS", "FAKE_TAO_MAP", "FAKE_TAO_FAIL_LR_ABOVE"):
+        monkeypatch.delenv(var, raising=False)
+    return Workspace(tmp_path / "ws")
+
+
+def _automl(ws, **settings):
+    cfg = {"algorithm": "random", "max_recommendations": 4, "max_concurrent": 2, "poll_interval": 0.1,
+           "hyperparameters": ["train.optim.lr", "train.optim.weight_decay"], "seed": 3}
+    cfg.update(settings)
+    return create_job("rtdetr", "train", datasets=DATASETS, spec_overrides=BASE, automl=cfg, workspace=ws)
+
+
+def test_train_routes_to_automl_and_best_child_feeds_evaluate(ws, tmp_path):
+    job = _automl(ws, algorithm="bayesian")
+    assert job.skill == "tao-run-automl" and job.record.kind == "automl"
+    job = wait_for_job(job.id, timeout=120, poll_interval=0.2, workspace=ws)
+    assert job.status.value == "SUCCESS", job.result.get("message")
+    trials = list_jobs(parent_id=job.id, workspace=ws)
+    assert len(trials) == 4 and all(t.record.kind == "trial" and t.action == "train" for t in trials)
+    rows = trial_rows(job.record)
+    assert [r["trial"] for r in rows] == [0, 1, 2, 3]
+    # bayesian's first trial is the template defaults
+    assert rows[0]["params"]["train.optim.lr"] == pytest.approx(1e-4)
+    # the best child is the one with the best (best-epoch) metric
+    values = {r["child_job"]: r["value"] for r in rows}
+    assert job.result["best_child_id"] == max(values, key=values.get)
+    assert job.result["best_epoch"] == 2 and job.result["best_value"] == pytest.approx(max(values.values()))
+    # the AutoML job id as parent resolves to the best child's best checkpoint
+    ev = create_job("rtdetr", "evaluate", parent_job_id=job.id, datasets={"eval_dataset": "/data/eval"},
+                    spec_overrides={"dataset.num_classes": 3}, workspace=ws)
+    best = get_job(job.result["best_child_id"], workspace=ws)
+    assert ev.spec["evaluate"]["checkpoint"] == f"{best.results_uri}/train/model_epoch_002.pth"
+    export = create_job("rtdetr", "export", parent_job_id=job.id, spec_overrides={"dataset.num_classes": 3},
+                        workspace=ws)
+    assert export.spec["export"]["checkpoint"].startswith(best.results_uri)
+    # every trial fixed num_classes (user override) and searched only lr / weight decay
+    for t in trials:
+        assert t.spec["dataset"]["num_classes"] == 3
+    table = format_trial_table(job.record)
+    assert "VAL_MAP50" in table and "*" in table
+    png = plot_trials(job.record, tmp_path / "trials.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plain_training_request_trains_directly(ws):
+    job = create_job("rtdetr", "train", datasets=DATASETS, spec_overrides=BASE, request="plain training, no HPO",
+                     workspace=ws)
+    assert job.skill == "tao-train-rtdetr" and job.record.kind == "job"
+    assert wait_for_job(job.id, timeout=60, poll_interval=0.1, workspace=ws).status.value == "SUCCESS"
+
+
+def test_failed_trials_are_recorded_never_best(ws, monkeypatch):
+    monkeypatch.setenv("FAKE_TAO_FAIL_LR_ABOVE", "3e-4")
+    job = _automl(ws, max_recommendations=6, overrides={"train.optim.lr": {"minimum": 1e-5, "maximum": 1e-2}})
+    job = wait_for_job(job.id, timeout=120, poll_interval=0.2, workspace=ws)
+    rows = trial_rows(job.record)
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert failed, "the seed should sample some lr above 3e-4"
+    assert all("divergence" in r["error"] and r["value"] is None for r in failed)
+    best = job.result["best_child_id"]
+    assert best not in {r["child_job"] for r in failed}
+    assert job.status.value == "SUCCESS"
+
+
+def test_unknown_hyperparameter_is_rejected_before_anything_starts(ws):
+    with pytest.raises(TaoSkillsError, match="train.optim.lr"):
+        _automl(ws, hyperparameters=["train.optim.lrr"])
+    assert list_jobs(workspace=ws) == []
+
+
+def test_resume_after_controller_kill_mid_trial(ws, monkeypatch):
+    monkeypatch.setenv("FAKE_TAO_SLEEP", "0.7")
+    job = _automl(ws, max_recommendations=4, max_concurrent=1)
+    # wait until the first trial is running, then kill the controller (SIGKILL: no clean-up)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        rec = ws.store.get(job.id)
+        if any(t["status"] == "running" for t in (rec.result.get("trials") or {}).values()):
+            break
+        time.sleep(0.05)
+    os.killpg(job.record.platform_handle["pgid"], signal.SIGKILL)
+    time.sleep(0.5)
+    interrupted = get_job(job.id, workspace=ws)
+    assert interrupted.status.value == "RUNNING" and interrupted.result["interrupted"]
+    with pytest.raises(TaoSkillsError, match="automl resume"):
+        wait_for_job(job.id, timeout=5, poll_interval=0.1, workspace=ws)
+    trials_before = dict(interrupted.result["trials"])
+    # the running trial survived the controller and is re-attached, not re-run
+    resumed = resume_automl_job(job.id, workspace=ws)
+    assert resumed.status.value == "RUNNING"
+    job = wait_for_job(job.id, timeout=120, poll_interval=0.2, workspace=ws)
+    assert job.status.value == "SUCCESS", job.result.get("message")
+    children = list_jobs(parent_id=job.id, workspace=ws)
+    assert len(children) == 4  # no trial lost or repeated
+    rows = trial_rows(job.record)
+    assert [r["trial"] for r in rows] == [0, 1, 2, 3]
+    for key, entry in trials_before.items():
+        assert job.result["trials"][key]["child_id"] == entry["child_id"]
+    with pytest.raises(TaoSkillsError, match="already ended"):
+        resume_automl_job(job.id, workspace=ws)
+
+
+def test_cli_trials_json(ws, monkeypatch):
+    job = wait_for_job(_automl(ws, max_recommendations=2).id, timeout=120, poll_interval=0.2, workspace=ws)
+    out = subprocess.run([sys.executable, "-m", "tao_sdk.cli", "automl", "trials", job.id, "--json"],
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "TAO_SKILLS_WORKSPACE": str(ws.root)})
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["best_child_id"] == job.result["best_child_id"] and len(data["trials"]) == 2
