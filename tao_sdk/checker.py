@@ -79,7 +79,12 @@ def check_skill(bank: SkillBank, skill: Skill) -> list[Problem]:
     try:
         doc = skill.doc
     except BankFormatError as exc:
-        out.add(md, str(exc).split(": ", 1)[-1] if str(exc).startswith(str(md)) else str(exc))
+        # keep the file:line the parser names ("SKILL.md:12: row has 6 cells...")
+        where, sep, rest = str(exc).partition(": ")
+        if sep and where.startswith(str(md)):
+            out.add(where, rest)
+        else:
+            out.add(md, str(exc))
         return out.problems
     if doc.front_matter.get("name") != skill.name:
         out.add(f"{md}:2", f"front matter name is {doc.front_matter.get('name')!r}; it must equal the folder "

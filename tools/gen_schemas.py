@@ -329,12 +329,6 @@ class SchemaBuilder:
 def _coerce_to_schema(value: Any, schema: dict) -> Any:
     """Coerce a string default the way OmegaConf does for typed fields ('TRUE' -> True)."""
     kind = _json_type(schema)
-    if isinstance(value, dict) and kind == "object" and isinstance(schema.get("additionalProperties"), dict):
-        return {k: _coerce_to_schema(v, schema["additionalProperties"]) for k, v in value.items()}
-    if isinstance(value, list) and kind == "array" and isinstance(schema.get("items"), dict):
-        return [_coerce_to_schema(v, schema["items"]) for v in value]
-    if kind == "string" and isinstance(value, (bool, int, float)):
-        return str(value)  # OmegaConf stores a bool/number given to a str field as its str()
     if isinstance(value, str):
         if kind == "boolean" and value.lower() in ("true", "false"):
             return value.lower() == "true"
