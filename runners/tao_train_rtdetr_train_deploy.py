@@ -21,9 +21,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tao_sdk import JobPlan, create_job, plan_job, wait_for_job
-from tao_sdk.results import format_progress
 from tao_sdk.spec import parse_set_options
+from tao_sdk.workflow import Chain
 
 SKILL = "tao-train-rtdetr"
 NUM_CLASSES_KEY = 'dataset.num_classes'
@@ -52,37 +51,16 @@ def main(argv: list[str] | None = None) -> int:
     }
     common = {NUM_CLASSES_KEY: args.num_classes} if (NUM_CLASSES_KEY and args.num_classes) else {}
     train_overrides = {**common, **parse_set_options(args.sets)}
-    done: dict[str, object] = {}
+    chain = Chain(SKILL, datasets=datasets, dataset_format=args.dataset_format, automl_policy=args.automl_policy,
+                  platform=args.platform, dry_run=args.dry_run)
 
-    def step(name: str, action: str, parent: str | None, overrides: dict) -> object:
-        """Plan (dry run) or create + wait for one step; returns the plan or the finished job."""
-        kwargs = dict(datasets=datasets, spec_overrides=overrides, dataset_format=args.dataset_format)
-        if args.dry_run:
-            planned = done.get(parent) if parent else None
-            result = plan_job(SKILL, action, planned_parent=planned, automl_policy=args.automl_policy, **kwargs)
-            print(f"[dry-run] {name}: {action} spec valid -> {result.route.target}"
-                  + (f" (parent: {result.parent.uri})" if result.parent else ""))
-            done[name] = result
-            return result
-        parent_id = done[parent].id if parent else None
-        job = create_job(SKILL, action, parent_job_id=parent_id, platform=args.platform,
-                         automl_policy=args.automl_policy, **kwargs)
-        print(f"{name}: submitted {job.id}")
-        job = wait_for_job(job.id, on_progress=lambda j: print("  " + (format_progress(j.progress) if j.progress
-                                                                      else j.status.value), flush=True))
-        print(f"{name}: {job.status.value} {job.kpis}")
-        if job.status.value != "SUCCESS":
-            raise SystemExit(f"{name} failed: {job.result.get('message')}")
-        done[name] = job
-        return job
-
-    step('train', 'train', None, train_overrides)
-    step('evaluate', 'evaluate', 'train', common)
-    step('inference', 'inference', 'train', common)
-    step('export', 'export', 'train', common)
-    step('gen_trt_engine', 'gen_trt_engine', 'export', common)
-    step('trt_evaluate', 'evaluate', 'gen_trt_engine', common)
-    step('trt_inference', 'inference', 'gen_trt_engine', common)
+    chain.step('train', 'train', parent=None, overrides=train_overrides)
+    chain.step('evaluate', 'evaluate', parent='train', overrides=common)
+    chain.step('inference', 'inference', parent='train', overrides=common)
+    chain.step('export', 'export', parent='train', overrides=common)
+    chain.step('gen_trt_engine', 'gen_trt_engine', parent='export', overrides=common)
+    chain.step('trt_evaluate', 'evaluate', parent='gen_trt_engine', overrides=common)
+    chain.step('trt_inference', 'inference', parent='gen_trt_engine', overrides=common)
     return 0
 
 

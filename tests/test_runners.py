@@ -42,4 +42,4 @@ def test_runner_uses_only_public_sdk():
     for runner in RUNNERS:
         text = runner.read_text()
         imports = [line for line in text.splitlines() if line.startswith(("from tao_sdk", "import tao_sdk"))]
-        assert all(line.split()[1] in ("tao_sdk", "tao_sdk.results", "tao_sdk.spec") for line in imports), imports
+        assert all(line.split()[1] in ("tao_sdk", "tao_sdk.workflow", "tao_sdk.spec") for line in imports), imports

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generate runners/<skill>_<workflow>.py: readable scripts showing the intended SDK call sequence.
 
-Each runner uses only the public SDK (tao_sdk.plan_job / create_job / wait_for_job) and runs with
+Each runner uses only the public SDK (tao_sdk.workflow.Chain over plan_job / create_job / wait_for_job) and runs with
 ``--dry-run`` (resolve + validate every spec of the chain, submit nothing). The workflow of a skill
 is derived from its actions: train -> evaluate -> inference -> export -> gen_trt_engine ->
 TensorRT evaluate -> TensorRT inference (steps whose action the skill lacks are left out).
@@ -50,9 +50,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tao_sdk import JobPlan, create_job, plan_job, wait_for_job
-from tao_sdk.results import format_progress
 from tao_sdk.spec import parse_set_options
+from tao_sdk.workflow import Chain
 
 SKILL = "{skill}"
 NUM_CLASSES_KEY = {num_classes_key!r}
@@ -81,29 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     }}
     common = {{NUM_CLASSES_KEY: args.num_classes}} if (NUM_CLASSES_KEY and args.num_classes) else {{}}
     train_overrides = {{**common, **parse_set_options(args.sets)}}
-    done: dict[str, object] = {{}}
-
-    def step(name: str, action: str, parent: str | None, overrides: dict) -> object:
-        """Plan (dry run) or create + wait for one step; returns the plan or the finished job."""
-        kwargs = dict(datasets=datasets, spec_overrides=overrides, dataset_format=args.dataset_format)
-        if args.dry_run:
-            planned = done.get(parent) if parent else None
-            result = plan_job(SKILL, action, planned_parent=planned, automl_policy=args.automl_policy, **kwargs)
-            print(f"[dry-run] {{name}}: {{action}} spec valid -> {{result.route.target}}"
-                  + (f" (parent: {{result.parent.uri}})" if result.parent else ""))
-            done[name] = result
-            return result
-        parent_id = done[parent].id if parent else None
-        job = create_job(SKILL, action, parent_job_id=parent_id, platform=args.platform,
-                         automl_policy=args.automl_policy, **kwargs)
-        print(f"{{name}}: submitted {{job.id}}")
-        job = wait_for_job(job.id, on_progress=lambda j: print("  " + (format_progress(j.progress) if j.progress
-                                                                      else j.status.value), flush=True))
-        print(f"{{name}}: {{job.status.value}} {{job.kpis}}")
-        if job.status.value != "SUCCESS":
-            raise SystemExit(f"{{name}} failed: {{job.result.get('message')}}")
-        done[name] = job
-        return job
+    chain = Chain(SKILL, datasets=datasets, dataset_format=args.dataset_format, automl_policy=args.automl_policy,
+                  platform=args.platform, dry_run=args.dry_run)
 
 '''
 
@@ -126,7 +104,7 @@ def render(skill_name: str) -> tuple[str, str]:
     calls = []
     for name, action, parent, _desc in steps:
         overrides = "train_overrides" if action == "train" else "common"
-        calls.append(f"    step({name!r}, {action!r}, {parent!r}, {overrides})")
+        calls.append(f"    chain.step({name!r}, {action!r}, parent={parent!r}, overrides={overrides})")
     body += "\n".join(calls) + "\n    return 0\n\n\nif __name__ == \"__main__\":\n    sys.exit(main())\n"
     return path, body
 
