@@ -1,0 +1,102 @@
+"""Command line of the worker, with the TAO container contract::
+
+    python -m tao_sdk.worker <network> <action> -e spec.yaml [dotted.key=value ...]
+
+Exit status: 0 success, 1 the job failed (a FAILURE line is in ``status.json`` when the
+results folder could be determined), 2 usage error (unknown network / action, unreadable spec).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+from tao_sdk.worker import ACTIONS, NETWORKS
+
+__all__ = ["main", "build_parser"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m tao_sdk.worker``."""
+    p = argparse.ArgumentParser(
+        prog="python -m tao_sdk.worker",
+        description="Run one TAO job (train / evaluate / inference / export / gen_trt_engine) "
+                    "and write the TAO results folder (status.json, experiment.yaml, artifacts).",
+    )
+    p.add_argument("network", help=f"network: {', '.join(NETWORKS)}")
+    p.add_argument("action", help=f"action: {', '.join(ACTIONS)}")
+    p.add_argument("-e", "--experiment_spec", "--experiment-spec", dest="spec", required=True,
+                   help="experiment spec YAML (local path or s3:// URI)")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="spec overrides, e.g. train.num_epochs=5 results_dir=/tmp/r")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``), run the job, return the exit status."""
+    args = build_parser().parse_intermixed_args(argv)
+    rank = _launcher_rank()
+    if rank:
+        # Launched by torchrun / a multi-node launcher: this worker trains on one device, so
+        # only rank 0 runs the job and writes the results folder (TAO: rank 0 writes status).
+        print(f"rank {rank}: this worker runs single-device jobs; rank 0 does the work",
+              file=sys.stderr)
+        return 0
+    from tao_sdk.errors import TaoSkillsError
+    from tao_sdk.worker import spec as S
+    from tao_sdk.worker.job import EXIT_USAGE, run_job
+
+    try:
+        spec = S.resolve_interpolations(S.apply_overrides(S.load_spec(args.spec),
+                                                          args.overrides))
+    except TaoSkillsError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    problem = None
+    if args.network not in NETWORKS:
+        problem = (f"unknown network {args.network!r}: this worker runs "
+                   f"{', '.join(NETWORKS)}; use the matching skill's network name")
+    elif args.action not in ACTIONS:
+        problem = (f"unknown action {args.action!r} for {args.network}: available actions are "
+                   f"{', '.join(ACTIONS)}")
+    if problem is not None:
+        print(f"ERROR: {problem}", file=sys.stderr)
+        _record_usage_failure(spec, args.action, problem)
+        return EXIT_USAGE
+    return run_job(args.network, args.action, spec)
+
+
+def _launcher_rank() -> int:
+    """Global rank set by a distributed launcher (``RANK``, else ``NODE_RANK`` as TAO copies
+    it), 0 when not launched that way."""
+    import os
+
+    for var in ("RANK", "NODE_RANK"):
+        value = os.environ.get(var)
+        if value not in (None, ""):
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0
+
+
+def _record_usage_failure(spec: dict, action: str, message: str) -> None:
+    """Best effort: write a FAILURE line to the task's status.json so a waiting SDK sees it."""
+    from tao_sdk.worker import spec as S
+    from tao_sdk.worker.job import JobContext
+    from tao_sdk.worker.models import NETWORK_INFO
+
+    if not re.fullmatch(r"[A-Za-z0-9_]+", action):
+        return  # not a usable folder name
+    try:
+        task_uri = S.task_results_dir(spec, action)
+    except Exception:  # noqa: BLE001 - no results folder: stderr is all we can do
+        return
+    try:
+        ctx = JobContext(next(iter(NETWORK_INFO)), action, spec, task_uri)
+        ctx.status.failure(message)
+        ctx.finish_uploads()
+    except Exception as exc:  # noqa: BLE001
+        print(f"ERROR: could not record the failure in {task_uri}: {exc}", file=sys.stderr)

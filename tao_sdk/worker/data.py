@@ -1,0 +1,204 @@
+"""Image / box pipeline for the worker (PIL + torch; no torchvision).
+
+Targets follow the transformers DETR-family convention: per image a dict with
+``class_labels`` (int64 ``[N]``) and ``boxes`` (float ``[N, 4]``, normalised ``cx, cy, w, h``
+relative to the resized image, before padding).
+
+Resizing follows each network's TAO spec:
+
+- RT-DETR: square-ish resize to ``dataset.augmentation.train_spatial_size`` ``[h, w]``, with a
+  per-batch random size from ``dataset.augmentation.multi_scales`` during training;
+  ``eval_spatial_size`` for validation / test / inference. Random horizontal flip (p=0.5) and
+  photometric distortion (``distortion_prob``) when training.
+- Deformable DETR: aspect-preserving resize of the shorter side to a random entry of
+  ``dataset.augmentation.scales`` (training) or ``test_random_resize`` (evaluation), the longer
+  side capped at ``random_resize_max_size``; horizontal flip with ``horizontal_flip_prob``;
+  batches are zero-padded and carry a ``pixel_mask``.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image, ImageEnhance
+
+from tao_sdk.worker.errors import DatasetError
+from tao_sdk.worker.staging import CocoImage
+
+__all__ = ["ResizePolicy", "DetectionDataset", "ImageListDataset", "Collator", "load_rgb",
+           "to_tensor"]
+
+
+@dataclass
+class ResizePolicy:
+    """How images are resized.
+
+    Attributes:
+        mode: ``"fixed"`` (resize to ``[h, w]``) or ``"shorter"`` (aspect-preserving).
+        train_sizes: candidate ``(h, w)`` (fixed) or shorter-side lengths (shorter), one drawn
+            per batch (fixed) / per image (shorter) when training.
+        eval_size: ``(h, w)`` (fixed) or the shorter-side length (shorter) for evaluation.
+        max_size: cap on the longer side (shorter mode).
+    """
+
+    mode: str
+    train_sizes: list[Any]
+    eval_size: Any
+    max_size: int | None = None
+
+    def target(self, width: int, height: int, size: Any) -> tuple[int, int]:
+        """Output ``(h, w)`` for an image of ``width`` x ``height`` at ``size``."""
+        if self.mode == "fixed":
+            return int(size[0]), int(size[1])
+        short, long_ = (width, height) if width <= height else (height, width)
+        scale = float(size) / max(1, short)
+        if self.max_size and long_ * scale > self.max_size:
+            scale = float(self.max_size) / max(1, long_)
+        return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def load_rgb(path: Path) -> Image.Image:
+    """Open ``path`` as an RGB PIL image; :class:`DatasetError` naming the file if unreadable."""
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"cannot read image {path} ({exc}); replace or remove it") from None
+
+
+def to_tensor(img: Image.Image, mean: Sequence[float], std: Sequence[float]):
+    """PIL RGB image -> float tensor ``[3, H, W]`` scaled to 0..1 then normalised."""
+    import torch
+
+    arr = np.asarray(img, dtype=np.float32) / 255.0
+    arr = (arr - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+
+
+def _photometric(img: Image.Image, rng: random.Random) -> Image.Image:
+    """Random brightness / contrast / saturation / hue-free colour jitter (RT-DETR style)."""
+    for enhancer in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
+        if rng.random() < 0.5:
+            img = enhancer(img).enhance(rng.uniform(0.875, 1.125) if enhancer is
+                                        ImageEnhance.Brightness else rng.uniform(0.5, 1.5))
+    return img
+
+
+class DetectionDataset:
+    """Annotated images (a list of :class:`CocoImage`) -> ``(PIL image, target, meta)``.
+
+    With ``train=True`` random flip / photometric distortion are applied here; resizing
+    happens in :class:`Collator` so that a whole batch shares one random size.
+    """
+
+    def __init__(self, images: list[CocoImage], train: bool, hflip_prob: float = 0.0,
+                 distortion_prob: float = 0.0, seed: int = 0) -> None:
+        self.images = images
+        self.train = train
+        self.hflip_prob = hflip_prob
+        self.distortion_prob = distortion_prob
+        self.rng = random.Random(seed)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        import torch
+
+        rec = self.images[index]
+        img = load_rgb(rec.path)
+        w, h = img.size
+        boxes = np.asarray(rec.boxes, dtype=np.float32).reshape(-1, 4)
+        # xywh (pixels) -> clipped normalised cxcywh
+        x0 = np.clip(boxes[:, 0], 0, w)
+        y0 = np.clip(boxes[:, 1], 0, h)
+        x1 = np.clip(boxes[:, 0] + boxes[:, 2], 0, w)
+        y1 = np.clip(boxes[:, 1] + boxes[:, 3], 0, h)
+        keep = (x1 > x0) & (y1 > y0)
+        x0, y0, x1, y1 = x0[keep], y0[keep], x1[keep], y1[keep]
+        labels = np.asarray(rec.labels, dtype=np.int64)[keep]
+        if self.train and self.rng.random() < self.hflip_prob:
+            img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+            x0, x1 = w - x1, w - x0
+        if self.train and self.rng.random() < self.distortion_prob:
+            img = _photometric(img, self.rng)
+        cxcywh = np.stack([(x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h],
+                          axis=1) if len(labels) else np.zeros((0, 4), np.float32)
+        target = {"class_labels": torch.from_numpy(labels),
+                  "boxes": torch.from_numpy(cxcywh.astype(np.float32))}
+        meta = {"image_id": rec.id, "orig_size": (h, w), "path": str(rec.path)}
+        return img, target, meta
+
+
+class ImageListDataset:
+    """Unannotated images (inference) -> ``(PIL image, empty target, meta)``."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths = paths
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        import torch
+
+        img = load_rgb(self.paths[index])
+        w, h = img.size
+        target = {"class_labels": torch.zeros(0, dtype=torch.int64),
+                  "boxes": torch.zeros(0, 4)}
+        return img, target, {"image_id": index, "orig_size": (h, w),
+                             "path": str(self.paths[index])}
+
+
+class Collator:
+    """Batch ``(image, target, meta)`` items: resize, normalise, pad, build ``pixel_mask``.
+
+    Returns ``{"pixel_values": [B,3,H,W], "pixel_mask": [B,H,W], "labels": [...],
+    "metas": [...], "sizes": [(h, w) resized, unpadded]}``.
+    """
+
+    def __init__(self, policy: ResizePolicy, mean: Sequence[float], std: Sequence[float],
+                 train: bool, seed: int = 0) -> None:
+        self.policy = policy
+        self.mean = mean
+        self.std = std
+        self.train = train
+        self.rng = random.Random(seed + 1)
+
+    def __call__(self, batch):
+        import torch
+
+        fixed_size = None
+        if self.policy.mode == "fixed":
+            fixed_size = (self.rng.choice(self.policy.train_sizes)
+                          if self.train and self.policy.train_sizes else self.policy.eval_size)
+        tensors, sizes = [], []
+        for img, _target, _meta in batch:
+            if fixed_size is not None:
+                size = fixed_size
+            elif self.train and self.policy.train_sizes:
+                size = self.rng.choice(self.policy.train_sizes)
+            else:
+                size = self.policy.eval_size
+            th, tw = self.policy.target(img.width, img.height, size)
+            resized = img.resize((tw, th), Image.Resampling.BILINEAR)
+            tensors.append(to_tensor(resized, self.mean, self.std))
+            sizes.append((th, tw))
+        hmax = max(t.shape[1] for t in tensors)
+        wmax = max(t.shape[2] for t in tensors)
+        pixel_values = torch.zeros(len(tensors), 3, hmax, wmax)
+        pixel_mask = torch.zeros(len(tensors), hmax, wmax, dtype=torch.long)
+        for i, t in enumerate(tensors):
+            pixel_values[i, :, : t.shape[1], : t.shape[2]] = t
+            pixel_mask[i, : t.shape[1], : t.shape[2]] = 1
+        return {
+            "pixel_values": pixel_values,
+            "pixel_mask": pixel_mask,
+            "labels": [b[1] for b in batch],
+            "metas": [b[2] for b in batch],
+            "sizes": sizes,
+        }

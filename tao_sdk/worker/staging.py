@@ -1,0 +1,624 @@
+"""Dataset and model-file staging for the worker.
+
+TAO specs name datasets by URI (``s3://bucket/data/train/images.tar.gz``,
+``.../annotations.json``, ``.../label_map.txt``) or local path. Before a job runs, the worker:
+
+1. downloads every remote file it needs into a cache folder (env ``TAO_WORKER_CACHE``, default
+   ``~/.cache/tao-skill-bank/datasets``); a cached copy whose size matches the remote object is
+   reused;
+2. extracts ``images.tar.gz`` once next to the cached archive (a marker file records the archive
+   it came from), refusing unsafe members: absolute paths, ``..``, links pointing outside the
+   target, device files;
+3. rewrites the spec's paths to the local copies;
+4. validates COCO annotations (``coco`` / ``coco_raw``): parseable JSON, the expected keys,
+   every listed image present, every category id below ``dataset.num_classes``.
+
+Every problem raises :class:`tao_sdk.worker.errors.DatasetError` naming the file and the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import re
+import shutil
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from tao_sdk.worker.errors import DatasetError, UnsafeArchiveError
+
+__all__ = [
+    "cache_root",
+    "is_remote_uri",
+    "fetch_file",
+    "fetch_dir",
+    "safe_extract",
+    "stage_image_dir",
+    "CocoImage",
+    "CocoData",
+    "load_coco",
+    "read_label_map",
+    "list_images",
+    "IMAGE_EXTENSIONS",
+    "TAR_SUFFIXES",
+    "MSCOCO_CATEGORY_TO_LABEL",
+    "STAGED_KEYS",
+    "stage_spec",
+]
+
+#: Image file extensions the worker reads.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+#: Archive suffixes treated as image archives.
+TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+_MARKER = ".tao-extracted.json"
+_URI_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
+
+
+def cache_root() -> Path:
+    """The dataset cache folder: env ``TAO_WORKER_CACHE``, else
+    ``~/.cache/tao-skill-bank/datasets``."""
+    env = os.environ.get("TAO_WORKER_CACHE")
+    root = Path(env) if env else Path.home() / ".cache" / "tao-skill-bank" / "datasets"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def is_remote_uri(uri: str) -> bool:
+    """True for ``scheme://`` URIs other than ``file://`` (``s3://bucket/key``)."""
+    m = _URI_RE.match(str(uri))
+    return bool(m) and m.group(1).lower() != "file"
+
+
+def _local(uri: str) -> Path:
+    """A local path for a plain path or ``file://`` URI."""
+    text = str(uri)
+    return Path(text[len("file://"):] if text.startswith("file://") else text).expanduser()
+
+
+def _cache_dir_for(uri: str) -> Path:
+    """Per-URI cache folder: ``<cache>/<sha1(parent uri)[:16]>``."""
+    parent = uri.rstrip("/").rsplit("/", 1)[0]
+    digest = hashlib.sha1(parent.encode("utf-8")).hexdigest()[:16]
+    return cache_root() / digest
+
+
+def fetch_file(uri: str, what: str) -> Path:
+    """Return a local path holding the file ``uri``, downloading it into the cache if remote.
+
+    ``what`` names the spec key the URI came from (used in error messages).
+    """
+    if not is_remote_uri(uri):
+        path = _local(uri)
+        if not path.is_file():
+            raise DatasetError(f"{what}: file {uri} does not exist; fix the path in the spec")
+        return path
+    from tao_sdk.storage import storage_for
+
+    store = storage_for(uri)
+    match = [i for i in store.list(uri) if i.uri.rstrip("/") == uri.rstrip("/")]
+    if not match:
+        raise DatasetError(f"{what}: object {uri} does not exist; fix the URI in the spec")
+    dest = _cache_dir_for(uri) / uri.rstrip("/").rsplit("/", 1)[-1]
+    _download_if_changed(store, uri, dest, match[0].size, match[0].mtime)
+    return dest
+
+
+def _download_if_changed(store, uri: str, dest: Path, size: int, mtime: float) -> None:
+    """Download ``uri`` to ``dest`` unless the cached copy came from the same remote object
+    (same size and modification time, recorded in a ``.<name>.src`` sidecar file)."""
+    sidecar = dest.with_name(f".{dest.name}.src")
+    stamp = json.dumps({"uri": uri, "size": size, "mtime": mtime})
+    if dest.is_file() and sidecar.is_file() and dest.stat().st_size == size:
+        try:
+            if sidecar.read_text(encoding="utf-8") == stamp:
+                return
+        except OSError:
+            pass
+    store.download_file(uri, dest)
+    sidecar.write_text(stamp, encoding="utf-8")
+
+
+def fetch_dir(uri: str, what: str) -> Path:
+    """Return a local folder holding everything under ``uri`` (downloaded if remote)."""
+    if not is_remote_uri(uri):
+        path = _local(uri)
+        if not path.is_dir():
+            raise DatasetError(f"{what}: folder {uri} does not exist; fix the path in the spec")
+        return path
+    from tao_sdk.storage import storage_for
+
+    store = storage_for(uri)
+    prefix = uri.rstrip("/") + "/"
+    infos = store.list(prefix)
+    if not infos:
+        raise DatasetError(f"{what}: nothing found under {uri}; fix the URI in the spec")
+    dest = _cache_dir_for(prefix + "x") / "dir"
+    for info in infos:
+        rel = info.uri[len(prefix):]
+        _check_member_name(rel, uri)
+        _download_if_changed(store, info.uri, dest / rel, info.size, info.mtime)
+    return dest
+
+
+def _check_member_name(name: str, archive: str) -> str:
+    """Return the normalised relative name; raise UnsafeArchiveError for absolute / ``..``."""
+    if name.startswith("/") or name.startswith("\\") or re.match(r"^[A-Za-z]:", name):
+        raise UnsafeArchiveError(
+            f"{archive} holds an absolute path {name!r}; rebuild the archive with relative "
+            "paths (e.g. `tar -czf images.tar.gz -C <folder> .`)"
+        )
+    norm = posixpath.normpath(name.replace("\\", "/"))
+    if norm == ".." or norm.startswith("../") or "/../" in f"/{norm}/":
+        raise UnsafeArchiveError(
+            f"{archive} holds a member {name!r} that escapes the extraction folder ('..'); "
+            "rebuild the archive with relative paths inside it"
+        )
+    return norm
+
+
+def _check_members(tf: tarfile.TarFile, archive: str) -> list[tarfile.TarInfo]:
+    """Validate every member of ``tf``; return the ones to extract (files, folders, safe links)."""
+    members = []
+    for m in tf.getmembers():
+        name = _check_member_name(m.name, archive)
+        if m.isdev() or m.isfifo():
+            raise UnsafeArchiveError(
+                f"{archive} holds a device or FIFO member {m.name!r}; image archives may hold "
+                "only files and folders"
+            )
+        if m.issym() or m.islnk():
+            target = m.linkname.replace("\\", "/")
+            if target.startswith("/"):
+                raise UnsafeArchiveError(
+                    f"{archive} holds a link {m.name!r} -> {m.linkname!r} to an absolute path; "
+                    "image archives may not link outside themselves"
+                )
+            base = posixpath.dirname(name) if m.issym() else ""
+            resolved = posixpath.normpath(posixpath.join(base, target))
+            if resolved == ".." or resolved.startswith("../"):
+                raise UnsafeArchiveError(
+                    f"{archive} holds a link {m.name!r} -> {m.linkname!r} that escapes the "
+                    "extraction folder; rebuild the archive without such links"
+                )
+        members.append(m)
+    return members
+
+
+def safe_extract(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:
+    """Extract the tar ``archive`` into ``dest`` once, safely; return ``dest``.
+
+    A marker file in ``dest`` records the archive's size and mtime; a later call with the same
+    archive returns at once. The archive is extracted into a temporary sibling folder that is
+    renamed into place, so a crash never leaves a half-extracted folder that looks complete.
+    Raises :class:`UnsafeArchiveError` before writing anything when a member is unsafe, and
+    :class:`DatasetError` when the file is not a readable tar archive.
+    """
+    archive = Path(archive)
+    dest = Path(dest)
+    st = archive.stat()
+    signature = {"archive": str(archive), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    marker = dest / _MARKER
+    if marker.is_file():
+        try:
+            if json.loads(marker.read_text(encoding="utf-8")) == signature:
+                return dest
+        except (OSError, ValueError):
+            pass
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tao-extract-", dir=dest.parent))
+    try:
+        try:
+            with tarfile.open(archive, "r:*") as tf:
+                members = _check_members(tf, str(archive))
+                if hasattr(tarfile, "data_filter"):
+                    tf.extractall(tmp, members=members, filter="data")
+                else:  # pragma: no cover - Python without PEP 706 filters
+                    tf.extractall(tmp, members=members)
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            if isinstance(exc, tarfile.FilterError):
+                raise UnsafeArchiveError(f"{archive} holds an unsafe member: {exc}") from None
+            raise DatasetError(
+                f"{archive} is not a readable tar archive ({exc}); re-create it with "
+                "`tar -czf images.tar.gz -C <image folder> .`"
+            ) from None
+        (tmp / _MARKER).write_text(json.dumps(signature), encoding="utf-8")
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def _strip_tar_suffix(name: str) -> str | None:
+    for suffix in TAR_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return None
+
+
+def _exists(uri: str) -> bool:
+    if is_remote_uri(uri):
+        from tao_sdk.storage import storage_for
+
+        return storage_for(uri).exists(uri)
+    return _local(uri).exists()
+
+
+def stage_image_dir(uri: str, what: str) -> Path:
+    """Return a local folder of images for the spec value ``uri``.
+
+    ``uri`` may be an image archive (``images.tar.gz``, ``.tgz``, ``.tar``: fetched and
+    extracted once) or a folder (local, or a remote prefix that is downloaded). As in TAO's
+    ``handle_tar_path``, a folder URI that does not exist but has an ``images.tar.gz`` sibling
+    of the same name (``.../images`` -> ``.../images.tar.gz``) uses that archive.
+    """
+    uri = str(uri)
+    stem = _strip_tar_suffix(uri.rstrip("/"))
+    if stem is not None:
+        archive = fetch_file(uri, what)
+        if is_remote_uri(uri):
+            dest = archive.parent / (archive.name + ".d")
+        else:
+            digest = hashlib.sha1(str(archive.resolve()).encode("utf-8")).hexdigest()[:16]
+            dest = cache_root() / digest / (archive.name + ".d")
+        return safe_extract(archive, dest)
+    if _exists(uri):
+        return fetch_dir(uri, what)
+    for suffix in (".tar.gz", ".tgz", ".tar"):
+        if _exists(uri.rstrip("/") + suffix):
+            return stage_image_dir(uri.rstrip("/") + suffix, what)
+    raise DatasetError(
+        f"{what}: {uri} does not exist (neither a folder nor an images.tar.gz archive); "
+        "point it at the dataset's images.tar.gz"
+    )
+
+
+# --------------------------------------------------------------------------- COCO
+
+#: The 80 MSCOCO category ids (of 1..90) -> contiguous class indices 0..79, the mapping TAO
+#: applies with ``dataset.remap_mscoco_category: true``.
+MSCOCO_CATEGORY_TO_LABEL: dict[int, int] = {
+    cid: i for i, cid in enumerate(
+        [c for c in range(1, 91) if c not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)])
+}
+
+
+@dataclass
+class CocoImage:
+    """One image of a COCO file with its resolved local path and its boxes.
+
+    ``boxes`` are ``[x, y, w, h]`` in pixels; ``labels`` are model class indices (the category
+    id, or its remapped index with ``dataset.remap_mscoco_category``).
+    """
+
+    id: int
+    file_name: str
+    path: Path
+    width: int
+    height: int
+    boxes: list[list[float]] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+
+
+@dataclass
+class CocoData:
+    """A validated COCO annotation file.
+
+    Attributes:
+        json_file: the local annotation file.
+        image_dir: the local image folder.
+        images: the images, in file order.
+        categories: category id -> name.
+        label_to_category: model class index -> category id (identity unless remapped).
+        raw: the parsed JSON (used as ground truth for COCO evaluation).
+        skipped_boxes: annotations dropped because their box had no area.
+    """
+
+    json_file: Path
+    image_dir: Path
+    images: list[CocoImage]
+    categories: dict[int, str]
+    label_to_category: dict[int, int]
+    raw: dict[str, Any]
+    skipped_boxes: int = 0
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{what}: {path} is not UTF-8 text ({exc.reason}); re-export it as "
+                           "UTF-8 COCO JSON") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DatasetError(
+            f"{what}: {path} is not valid JSON ({exc.msg} at line {exc.lineno}, column "
+            f"{exc.colno}); re-export the COCO annotation file"
+        ) from None
+
+
+def _index_files(root: Path) -> dict[str, Path]:
+    """Map each file's relative posix path below ``root`` to its path."""
+    out = {}
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            p = Path(dirpath) / name
+            out[p.relative_to(root).as_posix()] = p
+    return out
+
+
+def _resolver(image_dir: Path) -> Callable[[str], Path | None]:
+    """Build a function file_name -> local path that tolerates a top-level folder in the tar
+    (``images/xxx.jpg``) and file names with or without a folder prefix."""
+    index = _index_files(image_dir)
+    by_base: dict[str, list[Path]] = {}
+    for rel, p in index.items():
+        by_base.setdefault(rel.rsplit("/", 1)[-1], []).append(p)
+    prefixes = [""]
+    subdirs = [d for d in image_dir.iterdir() if d.is_dir()] if image_dir.is_dir() else []
+    if len(subdirs) == 1:
+        prefixes.append(subdirs[0].name + "/")
+
+    def resolve(name: str) -> Path | None:
+        """Local path of the annotation ``file_name`` ``name``, or None when absent."""
+        norm = posixpath.normpath(name.replace("\\", "/")).lstrip("/")
+        for prefix in prefixes:
+            if prefix + norm in index:
+                return index[prefix + norm]
+        cands = by_base.get(norm.rsplit("/", 1)[-1], [])
+        return cands[0] if len(cands) == 1 else None
+
+    return resolve
+
+
+def load_coco(json_file: Path, image_dir: Path, num_classes: int, *, remap: bool = False,
+              what: str = "dataset", check_images: bool = True) -> CocoData:
+    """Load and validate a COCO detection file (``coco`` / ``coco_raw`` formats).
+
+    Args:
+        json_file: local annotations file.
+        image_dir: local image folder (extracted ``images.tar.gz``).
+        num_classes: ``dataset.num_classes``; every class index must be below it.
+        remap: ``dataset.remap_mscoco_category``: map MSCOCO's 80 category ids (1..90 with
+            gaps) to class indices 0..79 (:data:`MSCOCO_CATEGORY_TO_LABEL`) instead of using
+            the ids as class indices.
+        what: the spec key the files came from (for messages).
+        check_images: verify that every listed image file exists.
+
+    Raises :class:`DatasetError` on corrupt JSON, missing keys, missing image files (their
+    names are listed), boxes that are not ``[x, y, w, h]``, or a class index
+    ``>= num_classes`` (the message says which value to set ``dataset.num_classes`` to).
+    """
+    data = _read_json(json_file, what)
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise DatasetError(
+            f"{what}: {json_file} is not a COCO detection file (no 'images' list); expected "
+            "keys images, annotations, categories"
+        )
+    anns = data.get("annotations", [])
+    cats = data.get("categories", [])
+    if not isinstance(anns, list) or not isinstance(cats, list):
+        raise DatasetError(f"{what}: {json_file}: 'annotations' and 'categories' must be lists")
+    categories: dict[int, str] = {}
+    for c in cats:
+        if not isinstance(c, dict) or not isinstance(c.get("id"), int):
+            raise DatasetError(f"{what}: {json_file}: category {c!r} has no integer 'id'")
+        categories[c["id"]] = str(c.get("name", c["id"]))
+    used_ids = sorted({a.get("category_id") for a in anns if isinstance(a, dict)}
+                      - {None})
+    for cid in used_ids:
+        if not isinstance(cid, int):
+            raise DatasetError(f"{what}: {json_file}: category_id {cid!r} is not an integer")
+    all_ids = sorted(set(categories) | set(used_ids))
+    if remap:
+        unknown = [c for c in used_ids if c not in MSCOCO_CATEGORY_TO_LABEL]
+        if unknown:
+            raise DatasetError(
+                f"{what}: {json_file} uses category id(s) {unknown[:10]} that are not MSCOCO "
+                "category ids, but dataset.remap_mscoco_category is true; set it to false "
+                "(it is only for the original 91-id MSCOCO annotations)"
+            )
+        cat_to_label = {c: MSCOCO_CATEGORY_TO_LABEL[c] for c in all_ids
+                        if c in MSCOCO_CATEGORY_TO_LABEL}
+    else:
+        negative = [c for c in all_ids if c < 0]
+        if negative:
+            raise DatasetError(f"{what}: {json_file}: negative category ids {negative}")
+        cat_to_label = {cid: cid for cid in all_ids}
+    max_label = max(cat_to_label.values(), default=-1)
+    if max_label >= num_classes:
+        offending = [c for c, lab in cat_to_label.items() if lab >= num_classes]
+        raise DatasetError(
+            f"{what}: {json_file} uses category id(s) {offending[:10]} but dataset.num_classes "
+            f"is {num_classes}; raise dataset.num_classes to at least {max_label + 1} "
+            "(class ids must be < num_classes; with ids starting at 1 that is the number of "
+            "classes + 1)"
+        )
+    images: list[CocoImage] = []
+    by_id: dict[int, CocoImage] = {}
+    resolve = _resolver(image_dir)
+    missing: list[str] = []
+    for img in data["images"]:
+        if not isinstance(img, dict) or "id" not in img or "file_name" not in img:
+            raise DatasetError(f"{what}: {json_file}: image entry {img!r} needs 'id' and "
+                               "'file_name'")
+        path = resolve(str(img["file_name"]))
+        if path is None:
+            missing.append(str(img["file_name"]))
+            path = image_dir / str(img["file_name"])
+        ci = CocoImage(id=img["id"], file_name=str(img["file_name"]), path=path,
+                       width=int(img.get("width") or 0), height=int(img.get("height") or 0))
+        images.append(ci)
+        by_id[ci.id] = ci
+    if missing and check_images:
+        shown = ", ".join(missing[:10]) + (f" (+{len(missing) - 10} more)" if len(missing) > 10
+                                           else "")
+        raise DatasetError(
+            f"{what}: {len(missing)} image(s) listed in {json_file} are missing from {image_dir}: "
+            f"{shown}; add them to images.tar.gz or remove them from the annotation file"
+        )
+    skipped = 0
+    for a in anns:
+        if not isinstance(a, dict):
+            raise DatasetError(f"{what}: {json_file}: annotation {a!r} is not an object")
+        img = by_id.get(a.get("image_id"))
+        if img is None:
+            raise DatasetError(
+                f"{what}: {json_file}: annotation id {a.get('id')} refers to image_id "
+                f"{a.get('image_id')!r}, which is not in 'images'"
+            )
+        bbox = a.get("bbox")
+        if (not isinstance(bbox, (list, tuple)) or len(bbox) != 4
+                or not all(isinstance(v, (int, float)) for v in bbox)):
+            raise DatasetError(
+                f"{what}: {json_file}: annotation id {a.get('id')} has bbox {bbox!r}; expected "
+                "[x, y, width, height] in pixels"
+            )
+        if a.get("iscrowd", 0):
+            continue
+        if bbox[2] <= 0 or bbox[3] <= 0:
+            skipped += 1
+            continue
+        img.boxes.append([float(v) for v in bbox])
+        img.labels.append(cat_to_label[a["category_id"]])
+    label_to_cat = {lab: cid for cid, lab in cat_to_label.items()}
+    return CocoData(json_file=json_file, image_dir=image_dir, images=images,
+                    categories=categories, label_to_category=label_to_cat, raw=data,
+                    skipped_boxes=skipped)
+
+
+def read_label_map(path: Path, num_classes: int, what: str = "classmap") -> dict[int, str]:
+    """Read a ``label_map.txt`` (one class name per line) into class index -> name.
+
+    Lines may also be ``<id> <name>`` / ``<id>: <name>`` with explicit ids. Without ids, a file
+    with ``num_classes`` names maps line *i* to class *i*; a file with ``num_classes - 1`` names
+    (COCO ids starting at 1, ``num_classes`` = classes + 1) maps line *i* to class *i + 1*.
+    Raises :class:`DatasetError` for an empty file or a count that fits neither rule.
+    """
+    try:
+        lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+    except UnicodeDecodeError:
+        raise DatasetError(f"{what}: {path} is not UTF-8 text") from None
+    lines = [ln for ln in lines if ln and not ln.startswith("#")]
+    if not lines:
+        raise DatasetError(f"{what}: {path} is empty; write one class name per line")
+    explicit = [re.match(r"^(\d+)\s*[:\s]\s*(.+)$", ln) for ln in lines]
+    if all(explicit):
+        return {int(m.group(1)): m.group(2).strip() for m in explicit if m}
+    if len(lines) == num_classes:
+        return dict(enumerate(lines))
+    if len(lines) == num_classes - 1:
+        return {i + 1: name for i, name in enumerate(lines)}
+    raise DatasetError(
+        f"{what}: {path} lists {len(lines)} class names but dataset.num_classes is "
+        f"{num_classes}; expected {num_classes} names (ids from 0) or {num_classes - 1} "
+        "(COCO ids from 1), or set dataset.num_classes to match"
+    )
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Every image file below ``folder`` (by extension), sorted by relative path."""
+    out = []
+    for dirpath, _dirs, files in os.walk(folder):
+        for name in files:
+            if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("._"):
+                out.append(Path(dirpath) / name)
+    return sorted(out, key=lambda p: p.relative_to(folder).as_posix())
+
+
+
+
+# --------------------------------------------------------------------------- spec rewriting
+
+#: Per action: the spec keys holding files / image folders the action reads. ``[]`` marks a
+#: list, ``{}`` a data-source mapping (or list of mappings) with image_dir / json_file /
+#: classmap entries.
+STAGED_KEYS: dict[str, list[tuple[str, str]]] = {
+    "train": [("dataset.train_data_sources", "sources"), ("dataset.val_data_sources", "sources"),
+              ("model.pretrained_backbone_path", "file"), ("train.pretrained_model_path", "file"),
+              ("train.resume_training_checkpoint_path", "file")],
+    "evaluate": [("dataset.test_data_sources", "sources"), ("evaluate.checkpoint", "file")],
+    "inference": [("dataset.infer_data_sources", "sources"), ("inference.checkpoint", "file")],
+    "export": [("export.checkpoint", "file")],
+    # calibration images are staged by the engine build, and only for INT8
+    "gen_trt_engine": [("gen_trt_engine.onnx_file", "file")],
+}
+
+
+def _is_set(value: Any) -> bool:
+    return value not in (None, "", "???", [])
+
+
+def stage_spec(spec: dict[str, Any], action: str,
+               log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Return a copy of ``spec`` whose dataset / model-file URIs are local paths.
+
+    Every key of :data:`STAGED_KEYS` for ``action`` that is set is fetched (remote files are
+    downloaded into the cache, ``images.tar.gz`` archives extracted once) and replaced by the
+    local path; ``image_dir`` values become the extracted image folder. Unset keys are left
+    alone (the action says what is missing). ``log`` receives one line per staged value.
+    """
+    import copy
+
+    from tao_sdk.worker import spec as S
+
+    out = copy.deepcopy(spec)
+
+    def note(key: str, uri: Any, local: Path) -> None:
+        """Log one staged value (when it changed)."""
+        if log is not None and str(uri) != str(local):
+            log(f"staged {key}: {uri} -> {local}")
+
+    for key, kind in STAGED_KEYS.get(action, []):
+        value = S.get(out, key)
+        if not _is_set(value):
+            continue
+        if kind == "file":
+            local = fetch_file(str(value), key)
+            note(key, value, local)
+            S.set_value(out, key, str(local))
+        elif kind == "dirs":
+            items = value if isinstance(value, list) else [value]
+            locals_ = []
+            for i, item in enumerate(items):
+                local = stage_image_dir(str(item), f"{key}[{i}]")
+                note(f"{key}[{i}]", item, local)
+                locals_.append(str(local))
+            S.set_value(out, key, locals_)
+        else:
+            entries = value if isinstance(value, list) else [value]
+            staged = []
+            for i, entry in enumerate(entries):
+                if not isinstance(entry, dict):
+                    staged.append(entry)  # malformed: the action reports it with the key
+                    continue
+                what = f"{key}[{i}]" if isinstance(value, list) else key
+                new = dict(entry)
+                for field_name, field_value in entry.items():
+                    if not _is_set(field_value):
+                        continue
+                    sub = f"{what}.{field_name}"
+                    if field_name == "image_dir":
+                        dirs = field_value if isinstance(field_value, list) else [field_value]
+                        locs = []
+                        for j, d in enumerate(dirs):
+                            label = f"{sub}[{j}]" if isinstance(field_value, list) else sub
+                            loc = stage_image_dir(str(d), label)
+                            note(label, d, loc)
+                            locs.append(str(loc))
+                        new[field_name] = locs if isinstance(field_value, list) else locs[0]
+                    elif field_name in ("json_file", "classmap", "data_file"):
+                        loc = fetch_file(str(field_value), sub)
+                        note(sub, field_value, loc)
+                        new[field_name] = str(loc)
+                staged.append(new)
+            S.set_value(out, key, staged if isinstance(value, list) else staged[0])
+    return out
