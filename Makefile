@@ -7,7 +7,11 @@ PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 TAO_CORE_VERSION := 7.3.0
 TORCH_VERSION    := 2.13.0
 
-.PHONY: demo test venv venv-dev check-generated bench-smoke clean
+.PHONY: demo test venv venv-dev bench-smoke clean
+
+# Fails when a requirement pulled a CUDA build of torch (several GB of nvidia-* wheels).
+NO_CUDA_WHEELS = @if $(PY) -m pip list 2>/dev/null | grep -qi '^nvidia-'; then \
+	echo "ERROR: CUDA wheels (nvidia-*) were installed; a requirement pulled a newer torch" >&2; exit 1; fi
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,16 +26,22 @@ $(VENV)/.runtime: pyproject.toml | $(VENV)/bin/python
 $(VENV)/.dev: pyproject.toml $(VENV)/.runtime
 	$(PIP) torch==$(TORCH_VERSION)
 	$(PIP) -e '.[dev,maintainer,worker,automl,bench]'
-	@if $(PY) -m pip list 2>/dev/null | grep -qi '^nvidia-'; then \
-		echo "ERROR: CUDA wheels (nvidia-*) were installed; a requirement pulled a newer torch" >&2; exit 1; fi
+	$(NO_CUDA_WHEELS)
 	$(PIP) --no-deps nvidia-tao-core==$(TAO_CORE_VERSION)
 	touch $@
 
 venv: $(VENV)/.runtime
 venv-dev: $(VENV)/.dev
 
-demo: $(VENV)/.runtime
-	$(VENV)/bin/tao-skills demo
+# The demo trains a real model: the worker extra (torch CPU wheel first, so no CUDA wheels).
+$(VENV)/.worker: pyproject.toml $(VENV)/.runtime
+	$(PIP) torch==$(TORCH_VERSION)
+	$(PIP) -e '.[worker]'
+	$(NO_CUDA_WHEELS)
+	touch $@
+
+demo: $(VENV)/.worker
+	TAO_SKILLS_WORKSPACE=$${TAO_SKILLS_WORKSPACE:-$(CURDIR)/.tao-workspace} $(VENV)/bin/tao-skills demo
 
 test: $(VENV)/.dev
 	$(PY) tools/gen_schemas.py --check

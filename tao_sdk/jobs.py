@@ -224,10 +224,56 @@ def plan_job(
         planned_parent_action=planned_parent.action if planned_parent else None,
     )
     deploy = mapped.deploy and skill.has_schema(action, deploy=True)
+    inherited = {}
+    if parent is not None and action != "train":
+        inherited, source = inherited_settings(workspace, skill, action, parent, spec_overrides or {}, deploy)
+        if inherited:
+            mapped.notes.append(f"inherited {len(inherited)} model/preprocessing setting(s) from train job {source}")
     spec = build_spec(skill, action, spec_overrides, datasets, dataset_format=dataset_format,
-                      mapped_values=mapped.values, deploy=deploy, bank=bank)
+                      mapped_values={**inherited, **mapped.values}, deploy=deploy, bank=bank)
     return JobPlan(job_id, skill.name, action, route, spec, deploy, mapped.parent, results_uri,
                    None, mapped.downloads, mapped.warnings, mapped.notes)
+
+
+#: Spec prefixes a downstream job takes from the train job it descends from (unless the user sets
+#: them): the model definition, the class count and the image preprocessing must match training.
+INHERITED_PREFIXES = ("model.", "dataset.num_classes", "dataset.augmentation.")
+
+
+def _train_ancestor(workspace: Workspace, record: JobRecord) -> JobRecord | None:
+    seen = set()
+    while record is not None and record.id not in seen:
+        seen.add(record.id)
+        if record.kind == "automl":
+            best = (record.result or {}).get("best_child_id")
+            record = workspace.store.get(best) if best else None
+            continue
+        if record.action == "train":
+            return record
+        record = workspace.store.get(record.parent_id) if record.parent_id else None
+    return None
+
+
+def inherited_settings(workspace: Workspace, skill: Skill, action: str, parent: JobRecord,
+                       user_overrides: Mapping[str, Any], deploy: bool = False) -> tuple[dict[str, Any], str | None]:
+    """Model / num_classes / preprocessing values of the train job ``parent`` descends from, as
+    dotted overrides valid in this action's schema and not set by the user."""
+    from .schemapath import find_property
+    from .spec import flatten
+
+    source = _train_ancestor(workspace, parent)
+    if source is None or source.skill != skill.name:
+        return {}, None
+    schema = skill.schema(action, deploy)
+    out = {}
+    for key, value in flatten(source.spec).items():
+        if not key.startswith(INHERITED_PREFIXES) and key != "dataset.num_classes":
+            continue
+        if any(key == u or key.startswith(u + ".") or u.startswith(key + ".") for u in user_overrides):
+            continue
+        if find_property(schema, key) is not None:
+            out[key] = value
+    return out, source.id
 
 
 # =========================================================================== create / submit

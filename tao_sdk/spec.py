@@ -51,6 +51,18 @@ def get_dotted(spec: Mapping[str, Any], key: str, default: Any = None) -> Any:
     return node
 
 
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dict -> {dotted leaf path: value} (lists and scalars are leaves)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, dotted))
+        else:
+            out[dotted] = value
+    return out
+
+
 def apply_overrides(spec: dict[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
     """Apply dotted-key overrides in order (list/dict values replace, they do not merge)."""
     for key, value in (overrides or {}).items():

@@ -225,3 +225,28 @@ def test_s3_results_and_parent_selection(tmp_path, monkeypatch, s3_env):
                     spec_overrides={"dataset.num_classes": 3}, workspace=ws)
     assert ev.spec["inference"]["checkpoint"] == f"s3://{bucket}/tao/results/{train.id}/train/model_epoch_001.pth"
     assert ev.spec["dataset"]["infer_data_sources"]["image_dir"] == [f"s3://{bucket}/d/images.tar.gz"]
+
+
+def test_downstream_jobs_inherit_model_and_preprocessing_from_train(ws):
+    overrides = {**TRAIN_OVERRIDES, "model.num_queries": 20, "model.num_select": 20,
+                 "dataset.augmentation.eval_spatial_size": [128, 128], "model.pretrained_backbone_path": "/ptm.pth"}
+    train = create_job("rtdetr", "train", datasets=DATASETS, spec_overrides=overrides, automl_policy="off",
+                       workspace=ws)
+    train = wait_for_job(train.id, timeout=60, poll_interval=0.1, workspace=ws)
+    ev = create_job("rtdetr", "evaluate", parent_job_id=train.id, datasets={"eval_dataset": "/data/eval"},
+                    spec_overrides={"model.num_select": 10}, workspace=ws)
+    assert ev.spec["model"]["num_queries"] == 20          # inherited
+    assert ev.spec["model"]["num_select"] == 10           # the user's value wins
+    assert ev.spec["dataset"]["num_classes"] == 3
+    assert ev.spec["dataset"]["augmentation"]["eval_spatial_size"] == [128, 128]
+    assert "pretrained_backbone_path" not in ev.spec["model"]  # not part of the evaluate schema
+    assert any("inherited" in n for n in ev.result["notes"])
+    # through export -> gen_trt_engine -> TensorRT evaluate, the train job is still the source
+    export = wait_for_job(create_job("rtdetr", "export", parent_job_id=train.id, workspace=ws).id, timeout=60,
+                          poll_interval=0.1, workspace=ws)
+    trt = wait_for_job(create_job("rtdetr", "gen_trt_engine", parent_job_id=export.id,
+                                  datasets={"calibration_dataset": "/data/train"}, workspace=ws).id,
+                       timeout=60, poll_interval=0.1, workspace=ws)
+    trt_eval = create_job("rtdetr", "evaluate", parent_job_id=trt.id, datasets={"eval_dataset": "/data/eval"},
+                          workspace=ws)
+    assert trt_eval.spec["model"]["num_queries"] == 20 and trt_eval.spec["dataset"]["num_classes"] == 3
