@@ -7,7 +7,7 @@ Python API (the CLI ``tao-skills`` mirrors it):
 - :func:`build_spec` — template + data sources + overrides, validated (:class:`SpecValidationError`).
 - :func:`resolve_automl_policy`, :func:`route_action` — the Train Action Policy.
 - :func:`create_job`, :func:`get_job`, :func:`list_jobs`, :func:`wait_for_job`, :func:`job_logs`,
-  :func:`cancel_job` — run and track jobs (local platform by default).
+  :func:`cancel_job`, :func:`resume_job` — run and track jobs (local platform by default).
 - :func:`check_bank` — the bank checker.
 """
 
@@ -26,7 +26,18 @@ from .errors import (
     StorageError,
     TaoSkillsError,
 )
-from .jobs import Job, JobPlan, cancel_job, create_job, get_job, job_logs, list_jobs, plan_job, wait_for_job
+from .jobs import (
+    Job,
+    JobPlan,
+    cancel_job,
+    create_job,
+    get_job,
+    job_logs,
+    list_jobs,
+    plan_job,
+    resume_job,
+    wait_for_job,
+)
 from .policy import Route, resolve_automl_policy, route_action
 from .spec import build_spec, validate_spec
 from .workspace import Workspace
@@ -38,5 +49,5 @@ __all__ = [
     "PlatformError", "Route", "Skill", "SkillBank", "SkillNotFoundError", "SpecProblem",
     "SpecValidationError", "StorageError", "TaoSkillsError", "Workspace", "build_data_source_overrides",
     "build_spec", "cancel_job", "check_bank", "create_job", "get_job", "job_logs", "list_jobs", "plan_job",
-    "resolve_automl_policy", "route_action", "validate_spec", "wait_for_job",
+    "resolve_automl_policy", "resume_job", "route_action", "validate_spec", "wait_for_job",
 ]

@@ -157,6 +157,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings["algorithm"] = args.automl_algorithm
     if args.automl_trials:
         settings["max_recommendations"] = args.automl_trials
+    if args.automl_param:
+        settings["hyperparameters"] = args.automl_param
+    if args.automl_concurrency:
+        settings["max_concurrent"] = args.automl_concurrency
     out = create_job(args.skill, args.action, datasets=_datasets(args), spec_overrides=parse_set_options(args.sets),
                      parent_job_id=args.parent, platform=args.platform, automl_policy=args.automl_policy,
                      request=args.request, dataset_format=args.dataset_format,
@@ -262,6 +266,21 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_resume(args: argparse.Namespace) -> int:
+    from .jobs import resume_job, wait_for_job
+
+    job = resume_job(args.job)
+    if not args.json:
+        print(f"submitted {job.id}: resumes {args.job} from {job.result.get('parent_artifact')}")
+    if args.wait:
+        job = wait_for_job(job.id, on_progress=_progress_printer(args.json))
+    if args.json:
+        _print_json(job.to_dict())
+    elif args.wait:
+        _print_final(job)
+    return 0 if (not args.wait or job.status.value == "SUCCESS") else 1
+
+
 def cmd_artifacts(args: argparse.Namespace) -> int:
     from .jobs import get_job
 
@@ -323,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--request", help="the user's request text (e.g. 'plain training, no HPO')")
     p.add_argument("--automl-algorithm", help="AutoML algorithm when routed (random, bayesian, hyperband, asha, bohb)")
     p.add_argument("--automl-trials", type=int, help="AutoML max recommendations")
+    p.add_argument("--automl-param", action="append", metavar="KEY",
+                   help="search only these hyperparameters (repeatable; default: the schema's AutoML set)")
+    p.add_argument("--automl-concurrency", type=int, help="AutoML trials running at once")
     p.add_argument("--wait", action="store_true", help="wait for the job and print progress")
     p.add_argument("--dry-run", action="store_true", help="resolve + validate only, submit nothing")
     p.set_defaults(func=cmd_run)
@@ -344,6 +366,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job")
     p.add_argument("-f", "--follow", action="store_true")
     p.set_defaults(func=cmd_logs)
+    p = sub.add_parser("resume", help="continue an interrupted train job from its latest checkpoint")
+    p.add_argument("job")
+    p.add_argument("--wait", action="store_true")
+    p.set_defaults(func=cmd_resume)
     p = sub.add_parser("wait", help="wait for a job, printing progress")
     p.add_argument("job")
     p.add_argument("--timeout", type=float)

@@ -16,6 +16,7 @@ The job's spec never contains secrets: the encryption key travels in ``TAO_ENCRY
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import sys
@@ -508,6 +509,50 @@ def _follow(job_id: str, path: str | None, workspace: Workspace, poll_interval: 
         time.sleep(poll_interval)
 
 
+def resume_job(job_id: str, *, platform: str | None = None, encryption_key: str | None = None,
+               workspace: Workspace | None = None, bank: SkillBank | None = None) -> Job:
+    """Continue an interrupted (failed, canceled, killed) train job from its latest checkpoint.
+
+    A new train job is created with the same spec, ``parent_id`` = the old job, its own results
+    folder, and ``train.resume_training_checkpoint_path`` = the latest checkpoint found
+    (recursively) in the old job's results. The old record is never modified. Raises
+    ParentModelError when the old job left no checkpoint (start it again instead).
+    """
+    from . import checkpoints
+    from .mappings import ENCRYPTION_KEY_REF
+
+    workspace = workspace or default_workspace()
+    bank = bank or get_bank()
+    old = workspace.store.get(job_id)
+    if old.action != "train" or old.kind not in ("job", "trial"):
+        raise TaoSkillsError(f"{job_id} is a {old.kind} {old.action} job; only train jobs resume from checkpoints"
+                             + (" (AutoML: `tao-skills automl resume`)" if old.kind == "automl" else ""))
+    old = get_job(job_id, workspace=workspace).record
+    if not old.status.is_terminal:
+        raise TaoSkillsError(f"{job_id} is still {old.status.value}; cancel it first or wait for it")
+    uris = [o.uri for o in storage_for(old.results_uri).list(old.results_uri, recursive=True)]
+    latest = checkpoints.select_checkpoint(uris, mode="latest", where=f"job {job_id} results {old.results_uri}")
+    skill = bank.get(old.skill)
+    spec = json.loads(json.dumps(old.spec))
+    new_id = new_job_id()
+    results_uri = workspace.results_uri(new_id)
+    spec["results_dir"] = results_uri
+    if "encryption_key" in spec:
+        spec["encryption_key"] = ENCRYPTION_KEY_REF
+    spec.setdefault("train", {})["resume_training_checkpoint_path"] = latest.uri
+    if "***" in json.dumps(spec):
+        raise TaoSkillsError(f"the stored spec of {job_id} has redacted secret values; create a new job instead")
+    from .spec import validate_spec
+
+    validate_spec(skill, "train", spec)
+    route = Route(skill.name, False, "off", f"resuming {job_id} from {latest.uri}")
+    plan = JobPlan(new_id, skill.name, "train", route, spec, False, ParentArtifact(job_id, latest.uri, "latest",
+                   latest.reason), results_uri, notes=[f"resumed from {job_id}: {latest.uri}"])
+    plan.command = worker_command(skill.network, "train", str(workspace.job_dir(new_id) / "spec.yaml"))
+    return submit_plan(plan, platform=platform or old.platform, encryption_key=encryption_key, workspace=workspace,
+                       parent_id=job_id, kind=old.kind)
+
+
 def cancel_job(job_id: str, *, workspace: Workspace | None = None) -> Job:
     """Stop the job (its whole process group) and mark it CANCELED; no-op once it has ended."""
     workspace = workspace or default_workspace()
@@ -526,4 +571,4 @@ def cancel_job(job_id: str, *, workspace: Workspace | None = None) -> Job:
 
 
 __all__ = ["Job", "JobPlan", "cancel_job", "create_job", "get_job", "job_logs", "list_jobs", "plan_job",
-           "submit_plan", "wait_for_job", "worker_command"]
+           "resume_job", "submit_plan", "wait_for_job", "worker_command"]
