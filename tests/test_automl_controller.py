@@ -136,3 +136,22 @@ def test_cli_trials_json(ws, monkeypatch):
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["best_child_id"] == job.result["best_child_id"] and len(data["trials"]) == 2
+
+
+def test_early_stop_cuts_hopeless_trials(ws, monkeypatch):
+    monkeypatch.setenv("FAKE_TAO_SLEEP", "0.3")
+    monkeypatch.setenv("FAKE_TAO_EPOCHS", "")
+    job = create_job("rtdetr", "train", datasets=DATASETS, spec_overrides={**BASE, "train.num_epochs": 5},
+                     workspace=ws, automl={"algorithm": "random", "max_recommendations": 8, "max_concurrent": 1,
+                                           "poll_interval": 0.1, "hyperparameters": ["train.optim.lr"],
+                                           "overrides": {"train.optim.lr": {"minimum": 1e-7, "maximum": 1e-1}},
+                                           "early_stop": True, "seed": 11})
+    job = wait_for_job(job.id, timeout=180, poll_interval=0.2, workspace=ws)
+    assert job.status.value == "SUCCESS"
+    entries = list(job.result["trials"].values())
+    stopped = [e for e in entries if e.get("early_stopped")]
+    assert stopped, [(e["params"], e["value"]) for e in entries]
+    for e in stopped:
+        assert e["status"] == "ok" and e["epochs"] < 5  # recorded with its best-so-far value, not as a failure
+    best = job.result["best_child_id"]
+    assert best not in {e["child_id"] for e in stopped}

@@ -47,6 +47,8 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "overrides": None,             # per-path range/choice overrides
     "seed": 0,
     "poll_interval": 2.0,
+    "early_stop": False,           # stop trials worse than the median of finished trials at the same epoch
+    "early_stop_min_fraction": 0.34,  # ... once they have run this fraction of their epoch budget
 }
 _ALGO_OPTION_KEYS = {"max_recommendations", "max_epochs", "reduction_factor", "seed"}
 
@@ -219,6 +221,7 @@ class Controller:
         self.algo = Algorithm.from_state(self.space, state) if state else \
             make_algorithm(self.skill, self.space, self.cfg, self.base_spec)
         self.trials: dict[str, dict[str, Any]] = dict(self.res.get("trials") or {})
+        self.trials_by_child: dict[str, dict[str, Any]] = {}
         self.log(f"controller up: {self.cfg['algorithm']} over {len(self.space)} hyperparameters "
                  f"({', '.join(self.space.names)}); metric {self.metric} ({self.direction}); "
                  f"{len(self.trials)} trial(s) already recorded")
@@ -281,14 +284,25 @@ class Controller:
         self.save()
         self.log(f"trial {entry['trial_id']} -> {entry['child_id']} ({s.budget_epochs} epochs) {s.params}")
 
+    def _status(self, child: JobRecord) -> "results.TaskStatus | None":
+        uri = results.status_file_for(child.results_uri, "train")
+        try:
+            return results.summarize_status(storage_for(uri).read_text(uri))
+        except TaoSkillsError:
+            return None
+
     def outcome(self, child: JobRecord) -> tuple[float | None, int | None, int, str | None]:
         """(best value, best epoch, epochs completed, error) of a finished child."""
         uri = results.status_file_for(child.results_uri, "train")
-        try:
-            status = results.summarize_status(storage_for(uri).read_text(uri))
-        except TaoSkillsError:
-            status = None
+        status = self._status(child)
         epochs = (status.epoch + 1) if status and status.epoch is not None else 0
+        if status is not None:
+            curve = results.metric_by_epoch(status.history, self.metric)
+            self.trials_by_child.setdefault(child.id, {})["curve"] = {str(k): v for k, v in curve.items()}
+        if (child.result or {}).get("early_stopped"):
+            best = results.best_epoch(status.history, self.metric, self.direction) if status else None
+            if best is not None:
+                return float(best[1]), int(best[0]), epochs, None
         if child.status != JobStatus.SUCCESS:
             return None, None, epochs, (child.result or {}).get("message") or f"trial job {child.status.value}"
         best = results.best_epoch(status.history, self.metric, self.direction) if status else None
@@ -310,17 +324,60 @@ class Controller:
             if entry["status"] != "running":
                 continue
             child = get_job(entry["child_id"], workspace=self.ws).record
+            if not child.status.is_terminal and self.cfg.get("early_stop") and self._hopeless(entry, child):
+                child = self._stop(entry, child)
             if not child.status.is_terminal:
                 running += 1
                 continue
             value, epoch, epochs, error = self.outcome(child)
             self.algo.observe(int(entry["trial_id"]), value, epochs=epochs, error=error)
             entry.update(status="ok" if error is None else "failed", value=value, best_epoch=epoch,
-                         epochs=epochs, error=error)
+                         epochs=epochs, error=error,
+                         curve=self.trials_by_child.get(child.id, {}).get("curve"),
+                         early_stopped=bool((child.result or {}).get("early_stopped")))
             self.save()
             self.log(f"trial {entry['trial_id']} ({entry['child_id']}): "
                      + (f"best {self.metric}={value:.4g} at epoch {epoch}" if error is None else f"FAILED: {error}"))
         return running
+
+    def _hopeless(self, entry: dict[str, Any], child: JobRecord) -> bool:
+        """Median stopping rule: after ``early_stop_min_fraction`` of its budget, a trial whose best
+        value so far is worse than the median of finished trials' best values up to the same epoch
+        (same budget) is hopeless."""
+        status = self._status(child)
+        if status is None:
+            return False
+        curve = results.metric_by_epoch(status.history, self.metric)
+        if not curve:
+            return False
+        epoch = max(curve)
+        budget = int(entry.get("budget_epochs") or 1)
+        if epoch + 1 < max(1, int(budget * float(self.cfg.get("early_stop_min_fraction") or 0.34))) or epoch + 1 >= budget:
+            return False
+        peers = []
+        for other in self.trials.values():
+            if other is entry or other.get("status") != "ok" or other.get("budget_epochs") != budget:
+                continue
+            values = [v for k, v in (other.get("curve") or {}).items() if int(k) <= epoch]
+            if values:
+                peers.append(max(values) if self.direction == "max" else min(values))
+        if len(peers) < 2:
+            return False
+        peers.sort()
+        median = peers[len(peers) // 2] if len(peers) % 2 else (peers[len(peers) // 2 - 1] + peers[len(peers) // 2]) / 2
+        mine = [v for k, v in curve.items() if k <= epoch]
+        best = max(mine) if self.direction == "max" else min(mine)
+        return best < median if self.direction == "max" else best > median
+
+    def _stop(self, entry: dict[str, Any], child: JobRecord) -> JobRecord:
+        from ..jobs import cancel_job
+
+        record = cancel_job(child.id, workspace=self.ws).record
+        record = self.store.update(child.id, result={**record.result, "early_stopped": True,
+                                                     "message": "stopped early by AutoML: worse than the median "
+                                                                "of finished trials at the same epoch"})
+        self.log(f"trial {entry['trial_id']} ({child.id}) stopped early (worse than the median at the same epoch)")
+        return record
 
     def _exists(self, job_id: str) -> bool:
         try:
