@@ -95,13 +95,7 @@ class ASHA(Algorithm):
                                    resume_from_trial=r.trial_id, resume_epochs=r.budget_epochs,
                                    info={"source": "promotion"})
         if action == "new":
-            rng = self._rng()
-            p = self.space.sample(rng)
-            for _ in range(20):
-                if not self._seen(p):
-                    break
-                p = self.space.sample(rng)
-            return self._new_trial(p, epochs[0], rung=0, info={"source": "random"})
+            return self._new_trial(self._sample_unseen(), epochs[0], rung=0, info={"source": "random"})
         return None
 
     def _finished(self) -> bool:

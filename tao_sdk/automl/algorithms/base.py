@@ -332,6 +332,16 @@ class Algorithm:
     def _seen(self, params: Mapping[str, Any]) -> bool:
         return any(r.params == params for r in self._trials.values())
 
+    def _sample_unseen(self, rng: np.random.Generator | None = None, tries: int = 20) -> dict[str, Any]:
+        """A random configuration not tried before (after ``tries`` draws, the last one anyway)."""
+        rng = rng if rng is not None else self._rng()
+        p = self.space.sample(rng)
+        for _ in range(tries - 1):
+            if not self._seen(p):
+                break
+            p = self.space.sample(rng)
+        return p
+
     # ------------------------------------------------------------------ subclass hooks
     def _validate_options(self) -> None:
         """Check algorithm-specific options (raise TaoSkillsError)."""

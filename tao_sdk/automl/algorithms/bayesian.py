@@ -62,13 +62,7 @@ class Bayesian(Algorithm):
         return self._new_trial(params, self.options["max_epochs"], info={"source": source})
 
     def _random(self) -> dict[str, Any]:
-        rng = self._rng()
-        p = self.space.sample(rng)
-        for _ in range(20):
-            if not self._seen(p):
-                break
-            p = self.space.sample(rng)
-        return p
+        return self._sample_unseen()
 
     def _propose(self) -> dict[str, Any]:
         space = self.space

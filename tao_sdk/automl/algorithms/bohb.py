@@ -119,9 +119,4 @@ class BOHB(_BracketDriver):
         return self._random(rng), "random"
 
     def _random(self, rng: np.random.Generator) -> dict[str, Any]:
-        p = self.space.sample(rng)
-        for _ in range(20):
-            if not self._seen(p):
-                break
-            p = self.space.sample(rng)
-        return p
+        return self._sample_unseen(rng)

@@ -170,10 +170,4 @@ class Hyperband(_BracketDriver):
     name = "hyperband"
 
     def _new_config(self, bracket, budget_epochs):
-        rng = self._rng()
-        p = self.space.sample(rng)
-        for _ in range(20):
-            if not self._seen(p):
-                break
-            p = self.space.sample(rng)
-        return p, "random"
+        return self._sample_unseen(), "random"

@@ -26,12 +26,7 @@ class RandomSearch(Algorithm):
         if self._next_trial == 0 and self.options["start_from_defaults"]:
             return self.space.repair(self.space.defaults()) if self.space.validate(self.space.defaults()) \
                 else self.space.defaults()
-        rng = self._rng()
-        for _ in range(20):
-            p = self.space.sample(rng)
-            if not self._seen(p):
-                return p
-        return p
+        return self._sample_unseen()
 
     def _suggest(self) -> Suggestion | None:
         if self._next_trial >= self.options["max_recommendations"]:
