@@ -149,7 +149,7 @@ def _progress_printer(json_mode: bool) -> Callable[[Any], None]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .jobs import JobPlan, create_job, wait_for_job
+    from .jobs import JobPlan, create_job
     from .spec import parse_set_options
 
     settings = {}
@@ -179,13 +179,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"submitted {out.id} ({out.skill} {out.action}) on {args.platform}; results: {out.results_uri}")
         if out.result.get("route"):
             print(f"  route: {out.result['route']}")
+    return _maybe_wait(out, args)
+
+
+def _maybe_wait(job: Any, args: argparse.Namespace) -> int:
+    """With --wait, follow the job to its end; print it (--json) and return the exit status."""
+    from .jobs import wait_for_job
+
     if args.wait:
-        out = wait_for_job(out.id, on_progress=_progress_printer(args.json))
+        job = wait_for_job(job.id, on_progress=_progress_printer(args.json))
     if args.json:
-        _print_json(out.to_dict())
+        _print_json(job.to_dict())
     elif args.wait:
-        _print_final(out)
-    return 0 if (not args.wait or out.status.value == "SUCCESS") else 1
+        _print_final(job)
+    return 0 if (not args.wait or job.status.value == "SUCCESS") else 1
 
 
 def _print_final(job: Any) -> None:
@@ -267,18 +274,12 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from .jobs import resume_job, wait_for_job
+    from .jobs import resume_job
 
     job = resume_job(args.job)
     if not args.json:
         print(f"submitted {job.id}: resumes {args.job} from {job.result.get('parent_artifact')}")
-    if args.wait:
-        job = wait_for_job(job.id, on_progress=_progress_printer(args.json))
-    if args.json:
-        _print_json(job.to_dict())
-    elif args.wait:
-        _print_final(job)
-    return 0 if (not args.wait or job.status.value == "SUCCESS") else 1
+    return _maybe_wait(job, args)
 
 
 def cmd_artifacts(args: argparse.Namespace) -> int:
