@@ -16,6 +16,12 @@ What a run produces under ``<results_dir>/<action>/`` (or ``<action>.results_dir
 A remote (``s3://``) results folder is written through a local staging folder that is uploaded
 as files appear and always at the end, also when the job fails.
 
+Training is data-parallel over several processes when ``train.num_gpus`` > 1 or the
+orchestrator's multi-node environment is set (``WORLD_SIZE`` nodes, ``NODE_RANK``,
+``MASTER_ADDR``, ``MASTER_PORT``, ``NUM_GPU_PER_NODE``): RT-DETR through torchrun, Deformable
+DETR through spawned ranks, ``gloo`` on CPU and ``nccl`` on GPU, rank 0 writing the results
+folder (see :mod:`tao_sdk.worker.distributed`).
+
 Importing this package is cheap: torch, transformers and onnx are imported only when a job runs.
 """
 

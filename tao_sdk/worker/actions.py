@@ -15,7 +15,13 @@ Train semantics (TAO's, with two stated choices):
   always has its final weights; ``<prefix>_model_latest.pth`` links to the newest one;
 - ``lr_steps`` / ``lr_step_size`` count epochs; ``warmup_steps`` counts optimizer steps;
 - resuming restores model, optimizer, schedule, EMA and step counter and continues with the
-  epoch after the checkpoint's (a mid-epoch ``step`` checkpoint restarts its epoch).
+  epoch after the checkpoint's (a mid-epoch ``step`` checkpoint restarts its epoch);
+- data-parallel training (``train.num_gpus`` > 1, multi-node environment; see
+  :mod:`tao_sdk.worker.distributed`): ``dataset.batch_size`` per process, the train images
+  split by ``DistributedSampler`` (``step`` / ``max_step`` count each rank's steps), gradients
+  averaged by ``DistributedDataParallel``, ``train_loss`` averaged over the ranks, validation
+  images split across the ranks with the metrics computed on rank 0, which alone writes status
+  lines and checkpoints.
 
 Evaluate / inference / export rebuild the network from the architecture stored in the
 checkpoint; differences with the spec's ``model`` section are reported, not silently applied.
@@ -32,6 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tao_sdk.worker import distributed as D
 from tao_sdk.worker import spec as S
 from tao_sdk.worker.errors import DatasetError, SpecError, WorkerError
 from tao_sdk.worker.job import JobContext
@@ -71,9 +78,12 @@ def _stage(ctx: JobContext) -> None:
 
 
 def _device():
+    """The current CUDA device (set per rank in a distributed job), else the CPU."""
     import torch
 
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def _seed(spec: dict) -> int:
@@ -168,15 +178,20 @@ def _flip_prob(network: str, spec: dict) -> float:
 
 
 def _workers(spec: dict) -> int:
-    """DataLoader workers: ``dataset.workers`` capped at (CPU cores - 1); 0 when training on
-    the CPU, where loader processes only compete with the model for the same cores."""
+    """DataLoader workers: ``dataset.workers`` capped at (CPU cores - 1) shared by the
+    processes of this node; 0 when training on the CPU, where loader processes only compete
+    with the model for the same cores."""
     if _device().type == "cpu":
         return 0
     requested = int(S.get(spec, "dataset.workers", 0))
-    return max(0, min(requested, (os.cpu_count() or 1) - 1))
+    per_node = max(1, D.state().local_world_size)
+    return max(0, min(requested, ((os.cpu_count() or 1) - 1) // per_node))
 
 
-def _loader(dataset, collator, batch_size: int, shuffle: bool, workers: int, seed: int):
+def _loader(dataset, collator, batch_size: int, shuffle: bool, workers: int, seed: int,
+            sampler=None):
+    """A DataLoader over ``dataset``; with ``sampler`` (a ``DistributedSampler``) the sampler
+    decides the order and ``shuffle`` is not used."""
     import torch
 
     def _init(worker_id: int) -> None:
@@ -188,7 +203,8 @@ def _loader(dataset, collator, batch_size: int, shuffle: bool, workers: int, see
     gen = torch.Generator()
     gen.manual_seed(seed)
     return torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
+        dataset, batch_size=batch_size, shuffle=shuffle if sampler is None else False,
+        sampler=sampler, num_workers=workers,
         collate_fn=collator, worker_init_fn=_init if workers else None, generator=gen,
         persistent_workers=bool(workers), drop_last=False,
     )
@@ -309,25 +325,40 @@ def _write_json(path: Path, data: Any) -> None:
 
 def _eval_sets(ctx: JobContext, model, arch, datas: list[CocoData], policy, batch_size: int,
                with_loss: bool, conf_threshold: float = 0.0):
-    """COCO-evaluate ``model`` on ``datas`` (merged); return ``(metrics, mean_loss, results)``."""
+    """COCO-evaluate ``model`` on ``datas`` (merged); return ``(metrics, mean_loss, results)``.
+
+    In a distributed job each rank predicts its slice of the images (``images[rank::world]``,
+    no image twice) and rank 0 gathers the detections and losses and computes the metrics;
+    the other ranks get ``(None, None, [], merged)``.
+    """
     from tao_sdk.worker.data import Collator, DetectionDataset
     from tao_sdk.worker.evaluation import coco_map, merge_coco, predict
 
+    dist = D.state()
     merged, maps = merge_coco([d.raw for d in datas])
     results_all = []
     losses = []
     for data, id_map in zip(datas, maps):
-        ds = DetectionDataset(data.images, train=False)
-        coll = Collator(policy, arch["mean"], arch["std"], train=False)
-        loader = _loader(ds, coll, batch_size, False, 0, 0)
-        results, loss = predict(model, loader, arch, _device(), with_loss=with_loss,
-                                pass_mask=ctx.network == "deformable_detr")
+        images = data.images[dist.rank::dist.world_size] if dist.world_size > 1 else data.images
+        results, loss = [], None
+        if images:
+            ds = DetectionDataset(images, train=False)
+            coll = Collator(policy, arch["mean"], arch["std"], train=False)
+            loader = _loader(ds, coll, batch_size, False, 0, 0)
+            results, loss = predict(model, loader, arch, _device(), with_loss=with_loss,
+                                    pass_mask=ctx.network == "deformable_detr")
         for meta, s, lab, b in results:
             keep = s >= conf_threshold
             results_all.append(({**meta, "image_id": id_map[meta["image_id"]]}, s[keep],
                                 lab[keep], b[keep]))
         if loss is not None:
-            losses.append((loss, len(data.images)))
+            losses.append((loss, len(images)))
+    if dist.world_size > 1:
+        gathered = D.gather_to_main((results_all, losses))
+        if gathered is None:
+            return None, None, [], merged
+        results_all = [r for part, _ in gathered for r in part]
+        losses = [x for _, part in gathered for x in part]
     label_to_cat: dict[int, int] = {}
     for d in datas:
         label_to_cat.update(d.label_to_category)
@@ -458,13 +489,73 @@ def _update_latest(ctx: JobContext, target: Path) -> None:
     os.replace(tmp, link)
 
 
-def train(ctx: JobContext) -> str:
-    """Train the network; write checkpoints, the latest link and per-epoch status lines."""
+def _ddp(ctx: JobContext, model, arch: dict, device):
+    """Wrap ``model`` in ``DistributedDataParallel``.
+
+    RT-DETR with denoising queries leaves its denoising class embedding unused in a step whose
+    batch holds no box at all, so DDP is told to look for unused parameters (an extra pass
+    over the autograd graph); every Deformable DETR parameter is used in every step. Buffers
+    are synchronised from rank 0 only when the model has BatchNorm running statistics.
+    Environment ``TAO_WORKER_DDP_FIND_UNUSED=0/1`` overrides the choice.
+    """
+    import inspect
+
+    import torch
+
+    find_unused = ctx.network == "rtdetr" and int(arch["hf_config"].get("num_denoising", 0)) > 0
+    env = os.environ.get("TAO_WORKER_DDP_FIND_UNUSED", "").strip()
+    if env in ("0", "1"):
+        find_unused = env == "1"
+    sync_buffers = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                       for m in model.modules())
+    ddp_cls = torch.nn.parallel.DistributedDataParallel
+    kwargs: dict[str, Any] = {"find_unused_parameters": find_unused}
+    if "forward_sync_buffers" in inspect.signature(ddp_cls.__init__).parameters:
+        kwargs["forward_sync_buffers"] = sync_buffers
+    else:
+        kwargs["broadcast_buffers"] = sync_buffers
+    if device.type == "cuda":
+        kwargs["device_ids"] = [device.index]
+    ctx.log.info("DistributedDataParallel: find_unused_parameters=%s, buffers synchronised: %s",
+                 find_unused, sync_buffers)
+    return ddp_cls(model, **kwargs)
+
+
+def _prepare_train(ctx: JobContext, num_classes: int) -> dict[str, Any]:
+    """Stage the train job's files (datasets, pretrained / resume checkpoints) and load the
+    annotations; returns the local data and paths."""
     _stage(ctx)
+    spec = ctx.spec
+    train_sources = _sources(S.get(spec, "dataset.train_data_sources"),
+                             "dataset.train_data_sources")
+    if not train_sources:
+        raise SpecError("dataset.train_data_sources is empty: set it to a list of "
+                        "{image_dir: <images.tar.gz>, json_file: <annotations.json>}")
+    val_sources = _sources(S.get(spec, "dataset.val_data_sources"), "dataset.val_data_sources")
+    out: dict[str, Any] = {
+        "train": _stage_coco(ctx, "dataset.train_data_sources", train_sources, num_classes),
+        "val": _stage_coco(ctx, "dataset.val_data_sources", val_sources, num_classes),
+    }
+    for key in ("model.pretrained_backbone_path", "train.pretrained_model_path",
+                "train.resume_training_checkpoint_path"):
+        uri = S.get(spec, key)
+        out[key] = fetch_file(str(uri), key) if uri else None
+    return out
+
+
+def train(ctx: JobContext) -> str:
+    """Train the network; write checkpoints, the latest link and per-epoch status lines.
+
+    In a distributed job (see :mod:`tao_sdk.worker.distributed`) every rank runs this: the
+    model is wrapped in ``DistributedDataParallel``, the train images are split by a
+    ``DistributedSampler`` (``dataset.batch_size`` per process), validation is sharded, and
+    only rank 0 writes status lines and checkpoints.
+    """
     import torch
 
     from tao_sdk.worker.data import Collator, DetectionDataset
 
+    dist = D.state()
     spec = ctx.spec
     seed = _seed(spec)
     arch = build_arch(ctx.network, spec)
@@ -483,14 +574,11 @@ def train(ctx: JobContext) -> str:
     batch_size = _batch_size(spec)
     num_classes = arch["num_classes"]
 
-    train_sources = _sources(S.get(spec, "dataset.train_data_sources"),
-                             "dataset.train_data_sources")
-    if not train_sources:
-        raise SpecError("dataset.train_data_sources is empty: set it to a list of "
-                        "{image_dir: <images.tar.gz>, json_file: <annotations.json>}")
-    val_sources = _sources(S.get(spec, "dataset.val_data_sources"), "dataset.val_data_sources")
-    train_data = _stage_coco(ctx, "dataset.train_data_sources", train_sources, num_classes)
-    val_data = _stage_coco(ctx, "dataset.val_data_sources", val_sources, num_classes)
+    # Downloads and extraction happen once per node (local rank 0 first, then the others).
+    with D.local_first("preparing the data"):
+        inputs = _prepare_train(ctx, num_classes)
+    spec = ctx.spec  # now with local paths
+    train_data, val_data = inputs["train"], inputs["val"]
     images = [im for d in train_data for im in d.images]
     if not images:
         raise DatasetError("dataset.train_data_sources hold no images; check annotations.json")
@@ -498,24 +586,28 @@ def train(ctx: JobContext) -> str:
     extra = []
     if not val_data:
         extra.append("no dataset.val_data_sources: val_mAP / val_mAP50 are not computed")
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
-        extra.append(f"WORLD_SIZE={os.environ['WORLD_SIZE']}: multi-node training is not "
-                     "implemented, this job trains on one device")
+    if dist.world_size > 1:
+        extra.append(
+            f"distributed data parallel: {dist.describe()}; dataset.batch_size {batch_size} per "
+            f"process, effective batch {batch_size * dist.world_size}; train images split by "
+            "DistributedSampler, validation images split across the ranks (metrics computed on "
+            "rank 0)")
+        extra += D.launch_notes()
+    else:
+        extra += D.single_process_notes(spec)
     _report_start(ctx, arch, extra)
 
     model = model_from_arch(arch)
     bb_path = S.get(spec, "model.pretrained_backbone_path")
     if bb_path:
-        n, total, bad = load_pretrained(model, fetch_file(str(bb_path),
-                                                          "model.pretrained_backbone_path"),
+        n, total, bad = load_pretrained(model, inputs["model.pretrained_backbone_path"],
                                         "model.pretrained_backbone_path", prefix="model.backbone")
         ctx.status.running(f"loaded {n} of {total} backbone tensors from {bb_path}"
                            + (f" ({len(bad)} skipped: shape mismatch)" if bad else ""))
     pre_path = S.get(spec, "train.pretrained_model_path")
     resume_path = S.get(spec, "train.resume_training_checkpoint_path")
     if pre_path and not resume_path:
-        n, total, bad = load_pretrained(model, fetch_file(str(pre_path),
-                                                          "train.pretrained_model_path"),
+        n, total, bad = load_pretrained(model, inputs["train.pretrained_model_path"],
                                         "train.pretrained_model_path")
         ctx.status.running(f"loaded {n} of {total} tensors from {pre_path}"
                            + (f" ({len(bad)} skipped: shape mismatch, e.g. {bad[0]})"
@@ -525,15 +617,30 @@ def train(ctx: JobContext) -> str:
             if ".backbone." in f".{name}":
                 p.requires_grad_(False)
     device = _device()
+    gpu_ids = S.get(spec, "train.gpu_ids")
+    if (dist.world_size == 1 and device.type == "cuda" and isinstance(gpu_ids, list)
+            and len(gpu_ids) == 1 and isinstance(gpu_ids[0], int)):
+        if gpu_ids[0] >= torch.cuda.device_count():
+            raise SpecError(f"train.gpu_ids={gpu_ids}: only {torch.cuda.device_count()} GPU(s) "
+                            "are visible; use an index below that")
+        torch.cuda.set_device(gpu_ids[0])
+        device = _device()
     model.to(device)
 
+    # Each rank draws its own augmentations; the model starts from the same weights everywhere.
+    aug_seed = seed + 1000 * dist.rank
     ds = DetectionDataset(images, train=True, hflip_prob=_flip_prob(ctx.network, spec),
                           distortion_prob=float(S.get(
                               spec, "dataset.augmentation.distortion_prob", 0.0)
-                              if ctx.network == "rtdetr" else 0.0), seed=seed)
+                              if ctx.network == "rtdetr" else 0.0), seed=aug_seed)
     policy = _policy(ctx.network, spec)
-    coll = Collator(policy, arch["mean"], arch["std"], train=True, seed=seed)
-    loader = _loader(ds, coll, batch_size, True, _workers(spec), seed)
+    coll = Collator(policy, arch["mean"], arch["std"], train=True, seed=aug_seed)
+    sampler = None
+    if dist.world_size > 1:
+        sampler = torch.utils.data.DistributedSampler(
+            ds, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=seed,
+            drop_last=False)
+    loader = _loader(ds, coll, batch_size, True, _workers(spec), seed, sampler=sampler)
     steps_per_epoch = len(loader)
     max_step = steps_per_epoch * num_epochs
     optimizer = _optimizer(ctx, model, arch)
@@ -547,8 +654,8 @@ def train(ctx: JobContext) -> str:
 
     start_epoch, global_step = 0, 0
     if resume_path:
-        rpath = fetch_file(str(resume_path), "train.resume_training_checkpoint_path")
-        ckpt = load_checkpoint(rpath, "train.resume_training_checkpoint_path")
+        ckpt = load_checkpoint(inputs["train.resume_training_checkpoint_path"],
+                               "train.resume_training_checkpoint_path")
         diffs = _arch_diff(ckpt["arch"], arch)
         if diffs or ckpt["arch"].get("num_classes") != num_classes:
             raise SpecError(
@@ -573,6 +680,12 @@ def train(ctx: JobContext) -> str:
                     f"{start_epoch - 1} of train.num_epochs={num_epochs}; raise "
                     "train.num_epochs to train longer.")
 
+    # The module that trains: DistributedDataParallel averages the gradients across the ranks.
+    # ``model`` stays the plain module (checkpoints, EMA, validation).
+    train_model = model
+    if dist.world_size > 1:
+        train_model = _ddp(ctx, model, arch, device)
+
     eval_policy = _policy(ctx.network, spec)
     pass_mask = ctx.network == "deformable_detr"
     from tao_sdk.worker.evaluation import weighted_loss
@@ -580,7 +693,9 @@ def train(ctx: JobContext) -> str:
     epoch_times: list[float] = []
     last_ckpt: Path | None = None
     for epoch in range(start_epoch, num_epochs):
-        model.train()
+        train_model.train()
+        if sampler is not None:
+            sampler.set_epoch(epoch)
         t0 = time.monotonic()
         last_progress = t0
         loss_sum, loss_n = 0.0, 0
@@ -589,12 +704,16 @@ def train(ctx: JobContext) -> str:
             if pass_mask:
                 kwargs["pixel_mask"] = batch["pixel_mask"].to(device)
             kwargs["labels"] = [{k: v.to(device) for k, v in t.items()} for t in batch["labels"]]
-            out = model(**kwargs)
+            out = train_model(**kwargs)
             loss = weighted_loss(out, arch)
-            if not torch.isfinite(loss):
+            # Mean over the ranks: every rank sees a divergence at the same step.
+            loss_value = D.all_reduce_mean(loss.detach()) if dist.world_size > 1 else None
+            if not (math.isfinite(loss_value) if loss_value is not None
+                    else bool(torch.isfinite(loss))):
                 raise WorkerError(
-                    f"training diverged: loss is {float(loss)} at epoch {epoch}, step "
-                    f"{global_step}; lower train.optim.lr (now "
+                    f"training diverged: loss is "
+                    f"{loss_value if loss_value is not None else float(loss)} at epoch {epoch}, "
+                    f"step {global_step}; lower train.optim.lr (now "
                     f"{S.get(spec, 'train.optim.lr')}) or raise train.optim.warmup_steps"
                 )
             optimizer.zero_grad(set_to_none=True)
@@ -606,7 +725,7 @@ def train(ctx: JobContext) -> str:
             global_step += 1
             if ema is not None and global_step % ema_every == 0:
                 ema.update(model)
-            loss_sum += float(loss.detach())
+            loss_sum += loss_value if loss_value is not None else float(loss.detach())
             loss_n += 1
             if (ckpt_unit == "step" and global_step % ckpt_interval == 0
                     and not (i + 1 == steps_per_epoch and epoch == num_epochs - 1)):
@@ -628,9 +747,11 @@ def train(ctx: JobContext) -> str:
         kpi: dict[str, Any] = {"train_loss": train_loss}
         if val_data and (epoch + 1) % val_interval == 0:
             eval_model = ema.module if ema is not None and not val_original else model
+            D.sync_buffers(eval_model)  # every rank validates rank 0's model
             metrics, val_loss, _r, _m = _eval_sets(ctx, eval_model, arch, val_data, eval_policy,
                                                   batch_size, with_loss=True)
-            kpi.update({"val_mAP": metrics["mAP"], "val_mAP50": metrics["mAP50"]})
+            if metrics is not None:
+                kpi.update({"val_mAP": metrics["mAP"], "val_mAP50": metrics["mAP50"]})
             if val_loss is not None:
                 kpi["val_loss"] = val_loss
         epoch_time = time.monotonic() - t0
@@ -645,17 +766,24 @@ def train(ctx: JobContext) -> str:
         if is_last or (ckpt_unit == "epoch" and (epoch + 1) % ckpt_interval == 0):
             last_ckpt = _checkpoint(ctx, model, optimizer, scheduler, ema, arch, epoch,
                                     global_step, ctx.status.kpi)
+    # Every rank finished (a rank that failed after its last step fails the job here).
+    D.barrier()
     final = ctx.status.kpi
     summary = ", ".join(f"{k}={v:.4f}" for k, v in final.items() if isinstance(v, float))
     where = last_ckpt.name if last_ckpt is not None else "no checkpoint"
-    return f"Train finished successfully: {num_epochs} epochs, {summary}; last checkpoint {where}."
+    ranks = f" on {dist.world_size} processes" if dist.world_size > 1 else ""
+    return (f"Train finished successfully{ranks}: {num_epochs} epochs, {summary}; last "
+            f"checkpoint {where}.")
 
 
 def _checkpoint(ctx: JobContext, model, optimizer, scheduler, ema, arch, epoch: int,
-                step: int, kpi: dict, partial_epoch: int | None = None) -> Path:
-    """Write ``model_epoch_...pth`` (+ ``-EMA``), update the latest link, upload."""
+                step: int, kpi: dict, partial_epoch: int | None = None) -> Path | None:
+    """Write ``model_epoch_...pth`` (+ ``-EMA``), update the latest link, upload (rank 0 only;
+    the other ranks of a distributed job return ``None``)."""
     from tao_sdk.worker.spec import redact
 
+    if not ctx.main:
+        return None
     payload = {
         "format": CHECKPOINT_FORMAT,
         "network": ctx.network,
@@ -667,6 +795,7 @@ def _checkpoint(ctx: JobContext, model, optimizer, scheduler, ema, arch, epoch: 
         "optimizer_states": [optimizer.state_dict()],
         "lr_schedulers": [scheduler.state_dict()],
         "kpi": dict(kpi),
+        "world_size": D.state().world_size,
         "hyper_parameters": {"experiment_spec": json.loads(json.dumps(redact(ctx.spec),
                                                                       default=str))},
     }

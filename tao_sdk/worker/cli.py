@@ -4,12 +4,16 @@
 
 Exit status: 0 success, 1 the job failed (a FAILURE line is in ``status.json`` when the
 results folder could be determined), 2 usage error (unknown network / action, unreadable spec).
+
+A train job with ``train.num_gpus`` > 1 or the orchestrator's multi-node environment
+(``WORLD_SIZE`` = number of nodes) is launched as several data-parallel processes (torchrun for
+RT-DETR, spawned ranks for Deformable DETR): see :mod:`tao_sdk.worker.distributed`. Other
+actions run in one process; under a multi-process launcher only rank 0 runs them.
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 
 from tao_sdk.worker import ACTIONS, NETWORKS
@@ -36,16 +40,22 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``), run the job, return the exit status."""
     args = build_parser().parse_intermixed_args(argv)
+    import os
+
+    from tao_sdk.worker import distributed as D
+
     rank = _launcher_rank()
-    if rank:
-        # Launched by torchrun / a multi-node launcher: this worker trains on one device, so
-        # only rank 0 runs the job and writes the results folder (TAO: rank 0 writes status).
-        print(f"rank {rank}: this worker runs single-device jobs; rank 0 does the work",
+    distributed_train = args.action == "train" and (
+        D.in_launched_rank() or os.environ.get("WORLD_SIZE") not in (None, ""))
+    if rank and not distributed_train:
+        # Under a multi-process launcher, actions other than train run on one device: only
+        # rank 0 runs the job and writes the results folder (TAO: rank 0 writes status).
+        print(f"rank {rank}: {args.action} runs in one process; rank 0 does the work",
               file=sys.stderr)
         return 0
     from tao_sdk.errors import TaoSkillsError
     from tao_sdk.worker import spec as S
-    from tao_sdk.worker.job import EXIT_USAGE, run_job
+    from tao_sdk.worker.job import EXIT_FAILED, EXIT_USAGE, record_failure, run_job
 
     try:
         spec = S.resolve_interpolations(S.apply_overrides(S.load_spec(args.spec),
@@ -64,6 +74,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ERROR: {problem}", file=sys.stderr)
         _record_usage_failure(spec, args.action, problem)
         return EXIT_USAGE
+    if not D.in_launched_rank():
+        try:
+            plan = D.plan_launch(args.network, args.action, spec)
+        except TaoSkillsError as exc:
+            print(f"ERROR: {exc}", file=sys.stderr)
+            if not rank:
+                record_failure(args.network, args.action, spec, str(exc))
+            return EXIT_FAILED
+        if plan is not None:
+            return D.launch(plan, args.network, args.action, spec, args.spec, args.overrides)
     return run_job(args.network, args.action, spec)
 
 
@@ -84,19 +104,7 @@ def _launcher_rank() -> int:
 
 def _record_usage_failure(spec: dict, action: str, message: str) -> None:
     """Best effort: write a FAILURE line to the task's status.json so a waiting SDK sees it."""
-    from tao_sdk.worker import spec as S
-    from tao_sdk.worker.job import JobContext
+    from tao_sdk.worker.job import record_failure
     from tao_sdk.worker.models import NETWORK_INFO
 
-    if not re.fullmatch(r"[A-Za-z0-9_]+", action):
-        return  # not a usable folder name
-    try:
-        task_uri = S.task_results_dir(spec, action)
-    except Exception:  # noqa: BLE001 - no results folder: stderr is all we can do
-        return
-    try:
-        ctx = JobContext(next(iter(NETWORK_INFO)), action, spec, task_uri)
-        ctx.status.failure(message)
-        ctx.finish_uploads()
-    except Exception as exc:  # noqa: BLE001
-        print(f"ERROR: could not record the failure in {task_uri}: {exc}", file=sys.stderr)
+    record_failure(next(iter(NETWORK_INFO)), action, spec, message)

@@ -10,11 +10,18 @@
 3. runs the action; any exception becomes a ``FAILURE`` line whose message names the file or
    spec key and the fix (unexpected errors: the exception, where it happened, and where the
    traceback is), and a non-zero exit status; SIGTERM/SIGINT end the job the same way.
+
+In a multi-process (DDP) train job every rank runs :func:`run_job`: the ranks join the process
+group after STARTED, only rank 0 writes the results folder (the other ranks get a
+:class:`JobContext` with ``main=False``: stderr logging, no files, no uploads), every rank
+exits non-zero on failure and rank 0's FAILURE line names the failing rank (see
+:mod:`tao_sdk.worker.distributed`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import signal
@@ -31,7 +38,7 @@ from tao_sdk.worker.models import NETWORK_INFO
 from tao_sdk.worker.staging import cache_root, is_remote_uri
 from tao_sdk.worker.status import ResultsSync, StatusWriter, setup_logger, write_experiment_yaml
 
-__all__ = ["JobContext", "run_job", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE"]
+__all__ = ["JobContext", "run_job", "record_failure", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -49,15 +56,33 @@ class JobContext:
         status: the :class:`StatusWriter` of ``<task_dir>/status.json``.
         log: the job's logger (stderr + ``<task_dir>/log.txt``).
         sync: :class:`ResultsSync` when ``task_uri`` is remote, else ``None``.
+        main: ``False`` for the ranks other than 0 of a distributed job: nothing is written
+            (status lines only update the sticky KPIs, the log goes to stderr), nothing is
+            uploaded, and ``task_dir`` is only computed.
     """
 
-    def __init__(self, network: str, action: str, spec: dict[str, Any], task_uri: str) -> None:
+    def __init__(self, network: str, action: str, spec: dict[str, Any], task_uri: str,
+                 main: bool = True, rank: int = 0) -> None:
         self.network = network
         self.action = action
         self.spec = spec
         self.task_uri = task_uri.rstrip("/")
         self.info = NETWORK_INFO[network]
+        self.main = main
         self._extra_uploads: list[tuple[Path, str]] = []
+        if not main:
+            digest = hashlib.sha1(self.task_uri.encode("utf-8")).hexdigest()[:16]
+            self.task_dir = (Path(os.environ.get("TAO_WORKER_STAGING")
+                                  or cache_root().parent / "results") / digest
+                             if is_remote_uri(task_uri) else Path(
+                                 task_uri[len("file://"):] if task_uri.startswith("file://")
+                                 else task_uri).expanduser())
+            # Rank 0 logs the job; the others only their warnings and errors.
+            self.log = setup_logger(None, prefix=f"[rank {rank}] ")
+            self.log.setLevel(logging.WARNING)
+            self.sync = None
+            self.status = StatusWriter(None, logger=None)
+            return
         if is_remote_uri(task_uri):
             staging_root = Path(os.environ.get("TAO_WORKER_STAGING")
                                 or cache_root().parent / "results")
@@ -87,7 +112,7 @@ class JobContext:
 
     def upload_now(self) -> None:
         """Upload pending results at once (after a checkpoint); errors are logged, not raised."""
-        if self.sync is not None:
+        if self.sync is not None and self.main:
             try:
                 self.sync.sync(force=True)
             except Exception as exc:  # noqa: BLE001 - retried at the end of the job
@@ -117,6 +142,8 @@ class JobContext:
 
     def finish_uploads(self) -> None:
         """Upload everything (task folder + extra outputs); raise on the first failure."""
+        if not self.main:
+            return
         if self.sync is not None:
             self.sync.sync(force=True)
         if self._extra_uploads:
@@ -141,7 +168,8 @@ def failure_message(exc: BaseException, ctx: JobContext | None) -> str:
     location and where the full traceback was written."""
     if isinstance(exc, TaoSkillsError):
         return str(exc)
-    where = f"{ctx.task_uri}/log.txt" if ctx is not None else "stderr"
+    where = (f"{ctx.task_uri}/log.txt" if ctx is not None and ctx.main
+             else "the job's stderr")  # ranks other than 0 of a distributed job: stderr only
     if isinstance(exc, MemoryError):
         return (f"out of memory ({_location(exc)}); lower dataset.batch_size or the input size "
                 f"(full traceback in {where})")
@@ -155,6 +183,11 @@ class _Signals:
     def __init__(self) -> None:
         self._old: dict[int, Any] = {}
         self._fired = False
+
+    def terminating(self) -> None:
+        """The job is already failing: further signals must not interrupt the FAILURE line
+        and the final upload."""
+        self._fired = True
 
     def __enter__(self) -> "_Signals":
         if threading.current_thread() is threading.main_thread():
@@ -187,19 +220,35 @@ def run_job(network: str, action: str, spec: dict[str, Any],
     ``actions`` maps action names to callables taking a :class:`JobContext` and returning the
     SUCCESS message (default: :data:`tao_sdk.worker.actions.ACTIONS`). Never raises for job
     errors: they become a FAILURE line, an upload of the partial results, and exit status 1.
+
+    In a process started as one rank of a multi-process train job (``LOCAL_RANK`` and
+    ``WORLD_SIZE`` > 1 in the environment) the process group is joined after the STARTED line
+    and left at the end; only rank 0 writes the results folder.
     """
+    from tao_sdk.worker import distributed as D
+
     try:
         task_uri = S.task_results_dir(spec, action)
     except SpecError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    rank = D.rank_env() if action == "train" else None
+    main = rank is None or rank.is_main
     ctx: JobContext | None = None
     code = EXIT_FAILED
-    with _Signals():
+    with _Signals() as signals:
         try:
-            ctx = JobContext(network, action, spec, task_uri)
-            ctx.status.started(f"Starting {ctx.info.display} {action}.")
-            write_experiment_yaml(ctx.task_dir / "experiment.yaml", spec)
+            ctx = JobContext(network, action, spec, task_uri, main=main,
+                             rank=rank.rank if rank is not None else 0)
+            started = f"Starting {ctx.info.display} {action}."
+            if rank is not None:
+                started = (f"Starting {ctx.info.display} {action}: distributed data parallel, "
+                           f"{rank.describe()}.")
+            ctx.status.started(started)
+            if main:
+                write_experiment_yaml(ctx.task_dir / "experiment.yaml", spec)
+            if rank is not None:
+                D.init(rank, log=ctx.log)
             if actions is None:
                 from tao_sdk.worker.actions import ACTIONS as actions  # noqa: N811
             fn = actions.get(action)
@@ -212,9 +261,12 @@ def run_job(network: str, action: str, spec: dict[str, Any],
             ctx.status.success(message)
             code = EXIT_OK
         except BaseException as exc:  # noqa: BLE001 - every failure must reach status.json
+            signals.terminating()
             if isinstance(exc, (SystemExit,)) and exc.code in (0, None):
                 raise
             msg = failure_message(exc, ctx)
+            if rank is not None:
+                msg = D.rank_failure_message(exc, msg)
             if ctx is not None:
                 ctx.log.error("%s", "".join(traceback.format_exception(exc)).rstrip())
                 try:
@@ -226,6 +278,8 @@ def run_job(network: str, action: str, spec: dict[str, Any],
             print(f"ERROR: {msg}", file=sys.stderr)
             code = EXIT_FAILED
         finally:
+            if rank is not None:
+                D.shutdown()
             if ctx is not None:
                 try:
                     ctx.finish_uploads()
@@ -234,3 +288,26 @@ def run_job(network: str, action: str, spec: dict[str, Any],
                           f"copy is in {ctx.task_dir}", file=sys.stderr)
                     code = EXIT_FAILED
     return code
+
+
+def record_failure(network: str, action: str, spec: dict[str, Any], message: str) -> bool:
+    """Best effort: append a FAILURE line to the task's ``status.json`` (and upload it) when
+    no job could (usage errors, a distributed launch whose ranks died); ``True`` if written."""
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9_]+", action):
+        return False  # not a usable folder name
+    try:
+        task_uri = S.task_results_dir(spec, action)
+    except Exception:  # noqa: BLE001 - no results folder: stderr is all we can do
+        return False
+    if network not in NETWORK_INFO:
+        network = next(iter(NETWORK_INFO))
+    try:
+        ctx = JobContext(network, action, spec, task_uri)
+        ctx.status.failure(message)
+        ctx.finish_uploads()
+    except Exception as exc:  # noqa: BLE001
+        print(f"ERROR: could not record the failure in {task_uri}: {exc}", file=sys.stderr)
+        return False
+    return True

@@ -396,9 +396,7 @@ _DD_WEIGHT_KEYS = ("class_cost", "bbox_cost", "giou_cost", "bbox_loss_coefficien
 # (reported only when the spec asks for something else). Keys absent from the spec are skipped.
 _COMMON_UNHONOURED: dict[str, tuple] = {
     "wandb.enable": (False,),
-    "train.num_gpus": (1,),
-    "train.num_nodes": (1,),
-    "train.gpu_ids": ([0],),
+    # train.num_gpus / num_nodes / gpu_ids are honoured (tao_sdk.worker.distributed).
     "train.checkpointer.enable_topk": (False,),
     "train.freeze": ([],),
     "train.is_dry_run": (False,),

@@ -69,7 +69,8 @@ class StatusWriter:
     """Append TAO status lines to ``<task dir>/status.json``.
 
     Args:
-        path: the ``status.json`` file (its folder is created).
+        path: the ``status.json`` file (its folder is created); ``None`` writes nothing (the
+            ranks other than 0 of a distributed job) but keeps the sticky dicts.
         on_write: called after every line is written (the worker uses it to upload the
             results folder when it is remote).
         logger: every line's message is also logged there.
@@ -78,10 +79,12 @@ class StatusWriter:
     complete lines only. Thread-safe.
     """
 
-    def __init__(self, path: str | os.PathLike[str], on_write: Callable[[], None] | None = None,
+    def __init__(self, path: str | os.PathLike[str] | None,
+                 on_write: Callable[[], None] | None = None,
                  logger: logging.Logger | None = None) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = Path(path) if path is not None else None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         self._on_write = on_write
         self._logger = logger
         self._sticky: dict[str, dict[str, Any]] = {}
@@ -124,11 +127,12 @@ class StatusWriter:
                     line[name] = dict(self._sticky[name])
             ordered = {k: line[k] for k in _ORDER if k in line}
             ordered.update({k: v for k, v in line.items() if k not in ordered})
-            text = json.dumps(_clean(ordered), ensure_ascii=False)
-            with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write(text + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
+            if self.path is not None:
+                text = json.dumps(_clean(ordered), ensure_ascii=False)
+                with open(self.path, "a", encoding="utf-8") as fh:
+                    fh.write(text + "\n")
+                    fh.flush()
+                    os.fsync(fh.fileno())
             self.last_status = status
         if self._logger is not None:
             level = logging.ERROR if status == "FAILURE" else logging.INFO
@@ -277,10 +281,11 @@ def write_experiment_yaml(path: str | os.PathLike[str], spec: dict[str, Any]) ->
     os.replace(tmp, p)
 
 
-def setup_logger(log_file: str | os.PathLike[str] | None, name: str = "tao_sdk.worker"
-                 ) -> logging.Logger:
+def setup_logger(log_file: str | os.PathLike[str] | None, name: str = "tao_sdk.worker",
+                 prefix: str = "") -> logging.Logger:
     """Return the worker logger, writing to stderr and (when given) to ``log_file``.
 
+    ``prefix`` starts every message (``"[rank 1] "`` for the other ranks of a distributed job).
     Handlers from a previous job in the same process are removed first.
     """
     logger = logging.getLogger(name)
@@ -289,7 +294,8 @@ def setup_logger(log_file: str | os.PathLike[str] | None, name: str = "tao_sdk.w
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
         handler.close()
-    fmt = logging.Formatter("%(asctime)s [%(levelname)s] %(message)s", "%Y-%m-%d %H:%M:%S")
+    fmt = logging.Formatter(f"%(asctime)s [%(levelname)s] {prefix.replace('%', '%%')}%(message)s",
+                            "%Y-%m-%d %H:%M:%S")
     stream = logging.StreamHandler()
     stream.setFormatter(fmt)
     logger.addHandler(stream)
