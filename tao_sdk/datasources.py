@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 from .bank import Skill, SkillBank, get_bank
 from .errors import DataSourceError
-from .skillmd import DATASET_ROLES, FileByFormat, FileMapping, FilePath, FileSpec, FormatPlaceholder
+from .skillmd import DATASET_ROLES, FileByFormat, FilePath, FileSpec, FormatPlaceholder
 
 #: CLI flag for each dataset role (used in error messages).
 ROLE_FLAGS = {

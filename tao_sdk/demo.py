@@ -163,7 +163,7 @@ def run_demo(json_mode: bool = False, quick: bool = False, workspace: Workspace 
         print("\nDemo finished in {seconds} s".format(**summary))
         print(f"  val_mAP50 untrained (same model, lr=1e-12): {summary['val_mAP50_untrained']:.3f}")
         print(f"  val_mAP50 trained ({epochs} epochs):        {summary['val_mAP50_trained']:.3f}")
-        print(f"  evaluate: " + ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(evaluate.kpis.items())
+        print("  evaluate: " + ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(evaluate.kpis.items())
                                           if not isinstance(v, dict)))
         print(f"  best checkpoint: {summary['checkpoint']}")
         print(f"  ONNX model:      {summary['onnx']}")

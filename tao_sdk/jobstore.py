@@ -30,7 +30,6 @@ import enum
 import json
 import os
 import random
-import re
 import sqlite3
 import threading
 import time
@@ -41,6 +40,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tao_sdk.errors import JobNotFoundError, TaoSkillsError
+from tao_sdk.secrets import REDACTED, redact  # noqa: F401  (re-exported: tao_sdk.jobstore.redact)
 
 __all__ = [
     "JobRecord",
@@ -53,49 +53,6 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
-
-#: What a redacted secret is replaced with.
-REDACTED = "***"
-
-# Keys whose values are secrets (matched case-insensitively anywhere in the key, except
-# ``key$`` which must end the key). ``token`` is not matched inside ``tokenizer`` /
-# ``tokenization`` (model config, not a secret).
-_SECRET_KEY_RE = re.compile(
-    r"encryption_key|key$|secret|password|passwd|token(?!iz)|aws_access_key_id"
-    r"|aws_secret_access_key|session_token|credential",
-    re.IGNORECASE,
-)
-
-
-def redact(obj: Any) -> Any:
-    """Return a copy of ``obj`` with every secret value replaced by ``"***"``.
-
-    Walks dicts, lists and tuples recursively. A dict entry is a secret when its key matches
-    (case-insensitively) ``encryption_key``, ``key`` at the end of the key (``api_key``,
-    ``key``), ``secret``, ``password``, ``token`` (not ``tokenizer``), ``aws_access_key_id``,
-    ``aws_secret_access_key``, ``session_token`` or ``credential(s)``. The whole value is
-    replaced, whatever its type (a ``credentials`` dict becomes ``"***"``); ``None`` and ``""``
-    are kept (nothing to hide). The input is never modified.
-
-    Example: ``redact({"encryption_key": "tlt_encode", "s3": {"aws_secret_access_key": "x"}})``
-    -> ``{"encryption_key": "***", "s3": {"aws_secret_access_key": "***"}}``.
-
-    Pass real secrets to jobs through :attr:`tao_sdk.platforms.JobTask.env`, never in a spec.
-    """
-    if isinstance(obj, dict):
-        out: dict[Any, Any] = {}
-        for k, v in obj.items():
-            if isinstance(k, str) and _SECRET_KEY_RE.search(k) and v not in (None, ""):
-                out[k] = REDACTED
-            else:
-                out[k] = redact(v)
-        return out
-    if isinstance(obj, list):
-        return [redact(v) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(redact(v) for v in obj)
-    return obj
-
 
 def new_job_id() -> str:
     """Return a fresh job id: ``"job-"`` followed by 12 lowercase hex characters (uuid4)."""

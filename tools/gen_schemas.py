@@ -690,7 +690,7 @@ def training_requirements_block(info: dict) -> str:
         f"- Dataset type: `{info['dataset_type']}`",
         "- Formats: " + ", ".join(f"`{f}`" for f in info["formats"]),
         f"- Monitoring metric: `{metric['name']}` ({better}; direction `{metric['direction']}`)",
-        f"- Actions: " + ", ".join(f"`{a}`" for a in info["actions"]),
+        "- Actions: " + ", ".join(f"`{a}`" for a in info["actions"]),
         f"- AutoML enabled: {'yes' if info['automl_enabled'] else 'no'}",
         f"- Launch: {'`torchrun`' if launch['method'] == 'torchrun' else 'Lightning-managed (one `python` process)'}"
         f", devices via `{launch['visible_devices_env']}`",

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from tao_sdk.secrets import REDACTED, redact  # noqa: F401  (re-exported for the worker)
 from tao_sdk.worker.errors import SpecError
 
 __all__ = [
@@ -33,12 +34,6 @@ __all__ = [
 ]
 
 #: What a secret value is replaced with in ``experiment.yaml`` and logs.
-REDACTED = "***REDACTED***"
-
-_SECRET_KEY_RE = re.compile(
-    r"(^key$|encryption_key|password|passwd|secret|token|access_key|credential|api_key)",
-    re.IGNORECASE,
-)
 _MISSING = object()
 
 
@@ -131,28 +126,6 @@ def require(spec: dict[str, Any], dotted: str, what: str) -> Any:
     value = get(spec, dotted, _MISSING)
     if value is _MISSING or value in ("", "???") or value == []:
         raise SpecError(f"{dotted} is not set: set it to {what}")
-    return value
-
-
-def redact(value: Any) -> Any:
-    """Return a deep copy of ``value`` with every secret replaced by :data:`REDACTED`.
-
-    Secrets are the values of keys named like ``encryption_key``, ``key``, ``*password*``,
-    ``*secret*``, ``*token*``, ``*access_key*``, ``*credential*``, ``*api_key*`` (any depth),
-    and credentials embedded in URIs (``scheme://user:pass@host``).
-    """
-    if isinstance(value, dict):
-        out: dict[Any, Any] = {}
-        for k, v in value.items():
-            if isinstance(k, str) and _SECRET_KEY_RE.search(k) and v not in (None, ""):
-                out[k] = REDACTED
-            else:
-                out[k] = redact(v)
-        return out
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    if isinstance(value, str):
-        return re.sub(r"(://)[^/@\s:]+:[^/@\s]+@", r"\1" + REDACTED + "@", value)
     return value
 
 
