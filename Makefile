@@ -44,6 +44,7 @@ demo: $(VENV)/.worker
 	TAO_SKILLS_WORKSPACE=$${TAO_SKILLS_WORKSPACE:-$(CURDIR)/.tao-workspace} $(VENV)/bin/tao-skills demo
 
 test: $(VENV)/.dev
+	$(PY) -m ruff check --select F,E9 --output-format concise tao_sdk tools benchmarks tests runners
 	$(PY) tools/gen_schemas.py --check
 	$(PY) tools/gen_runners.py --check
 	$(PY) -m pytest -q
