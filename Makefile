@@ -10,7 +10,7 @@ TORCH_VERSION    := 2.13.0
 .PHONY: demo test venv venv-dev bench-smoke clean
 
 # Fails when a requirement pulled a CUDA build of torch (several GB of nvidia-* wheels).
-NO_CUDA_WHEELS = @if $(PY) -m pip list 2>/dev/null | grep -qi '^nvidia-'; then \
+NO_CUDA_WHEELS = @if $(PY) -m pip list 2>/dev/null | grep -i '^nvidia-' | grep -qvi '^nvidia-tao-core '; then \
 	echo "ERROR: CUDA wheels (nvidia-*) were installed; a requirement pulled a newer torch" >&2; exit 1; fi
 
 $(VENV)/bin/python:
