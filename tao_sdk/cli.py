@@ -138,12 +138,24 @@ def cmd_spec(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress_text(job: Any) -> str:
+    """One progress line for any job (status.json progress, or the AutoML trial summary)."""
+    if job.record.kind == "automl":
+        from .automl.report import progress_line
+
+        return progress_line(job.record)
+    progress = job.progress
+    return results.format_progress(progress) if progress else f"{job.action}: {job.status.value}"
+
+
 def _progress_printer(json_mode: bool) -> Callable[[Any], None]:
+    shown: list[str] = []
+
     def show(job: Any) -> None:
-        if json_mode:
+        line = _progress_text(job)
+        if json_mode or (shown and shown[-1] == line):
             return
-        progress = job.progress
-        line = results.format_progress(progress) if progress else f"{job.action}: {job.status.value}"
+        shown.append(line)
         print(f"[{job.id}] {line}", file=sys.stderr, flush=True)
     return show
 
@@ -212,9 +224,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         return 0
     rows = []
     for j in jobs:
-        p = j.progress
-        rows.append([j.id, j.skill, j.action, j.status.value, j.parent_id or "-",
-                     results.format_progress(p).split(": ", 1)[-1] if p else "-"])
+        text = _progress_text(j) if (j.progress or j.record.kind == "automl") else "-"
+        rows.append([j.id, j.skill, j.action, j.status.value, j.parent_id or "-", text.split(": ", 1)[-1]])
     print(_table(rows, ["JOB", "SKILL", "ACTION", "STATUS", "PARENT", "PROGRESS"]) if rows else "no jobs")
     return 0
 
@@ -230,8 +241,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"  results: {job.results_uri}")
     if job.parent_id:
         print(f"  parent:  {job.parent_id} ({job.result.get('parent_artifact')})")
-    if job.progress:
-        print(f"  {results.format_progress(job.progress)}")
+    if job.progress or job.record.kind == "automl":
+        print(f"  {_progress_text(job)}")
     if job.result.get("message"):
         print(f"  message: {job.result['message']}")
     for w in job.result.get("warnings") or []:

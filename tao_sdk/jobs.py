@@ -467,7 +467,9 @@ def wait_for_job(job_id: str, timeout: float | None = None, *, poll_interval: fl
         job = get_job(job_id, workspace=workspace)
         if on_progress is not None:
             progress = job.progress
-            marker = (job.status, progress.lines if progress else 0)
+            marker = (job.status, progress.lines if progress else 0,
+                      json.dumps(job.result.get("trials"), sort_keys=True, default=str) if job.record.kind == "automl"
+                      else None)
             if marker != last:
                 last = marker
                 on_progress(job)

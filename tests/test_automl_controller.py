@@ -155,3 +155,14 @@ def test_early_stop_cuts_hopeless_trials(ws, monkeypatch):
         assert e["status"] == "ok" and e["epochs"] < 5  # recorded with its best-so-far value, not as a failure
     best = job.result["best_child_id"]
     assert best not in {e["child_id"] for e in stopped}
+
+
+def test_progress_line_and_status_cli(ws):
+    from tao_sdk.automl.report import progress_line
+
+    job = wait_for_job(_automl(ws, max_recommendations=2).id, timeout=120, poll_interval=0.2, workspace=ws)
+    line = progress_line(job.record)
+    assert line.startswith("automl random: 2 trial(s) done of 2 planned, 0 running, best val_mAP50=")
+    out = subprocess.run([sys.executable, "-m", "tao_sdk.cli", "status", job.id], capture_output=True, text=True,
+                         timeout=60, env={**os.environ, "TAO_SKILLS_WORKSPACE": str(ws.root)})
+    assert out.returncode == 0 and "2 trial(s) done" in out.stdout

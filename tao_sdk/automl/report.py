@@ -24,6 +24,29 @@ def trial_rows(record: JobRecord) -> list[dict[str, Any]]:
     return rows
 
 
+def progress_line(record: JobRecord) -> str:
+    """One line for an AutoML job: trials finished / planned, running, best so far."""
+    trials = list((record.result.get("trials") or {}).values())
+    settings = record.result.get("settings") or {}
+    metric = record.result.get("metric", "metric")
+    done = [t for t in trials if t.get("status") in ("ok", "failed")]
+    running = [t for t in trials if t.get("status") in ("running", "submitting")]
+    ok = [t for t in done if t.get("value") is not None]
+    line = (f"automl {settings.get('algorithm', '')}: {len(done)} trial(s) done"
+            + (f" of {settings['max_recommendations']} planned" if settings.get("max_recommendations") else "")
+            + f", {len(running)} running")
+    if ok:
+        maximize = record.result.get("direction", "max") == "max"
+        best = max(ok, key=lambda t: t["value"]) if maximize else min(ok, key=lambda t: t["value"])
+        line += f", best {metric}={best['value']:.4g} ({best.get('child_id')})"
+    failed = len(done) - len(ok)
+    if failed:
+        line += f", {failed} failed"
+    if record.result.get("interrupted"):
+        line += " [controller stopped: `tao-skills automl resume " + record.id + "`]"
+    return line
+
+
 def format_trial_table(record: JobRecord) -> str:
     """The trial table as aligned text, best trial marked with '*'."""
     rows = trial_rows(record)
