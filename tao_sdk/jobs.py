@@ -119,10 +119,8 @@ class Job:
         """Every file under the job's results folder (recursive; local or S3)."""
         if not self.results_uri:
             return []
-        try:
-            return [o.uri for o in storage_for(self.results_uri).list(self.results_uri, recursive=True)]
-        except StorageError:
-            return []
+        # a folder that does not exist yet lists as []; access errors (credentials...) propagate
+        return [o.uri for o in storage_for(self.results_uri).list(self.results_uri, recursive=True)]
 
     def logs(self) -> str:
         """The job's combined stdout/stderr so far."""

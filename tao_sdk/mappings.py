@@ -190,10 +190,8 @@ def resolve_mappings(
 
 
 def _latest_own_checkpoint(results_uri: str) -> str | None:
-    try:
-        uris = [o.uri for o in storage_for(results_uri).list(results_uri, recursive=True)]
-    except StorageError:
-        return None
+    # a results folder that does not exist yet lists as []; access errors propagate
+    uris = [o.uri for o in storage_for(results_uri).list(results_uri, recursive=True)]
     if not any(checkpoints.parse_checkpoint_name(u) for u in uris):
         return None
     try:
