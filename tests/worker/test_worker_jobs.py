@@ -311,3 +311,16 @@ def test_sigterm_leaves_failure_line(make_spec, tmp_path):
     last = json.loads(status.read_text().splitlines()[-1])
     assert last["status"] == "FAILURE" and "terminated by signal SIGTERM" in last["message"]
     assert "resume_training_checkpoint_path" in last["message"]
+
+
+def test_unreadable_checkpoint_fails_with_the_file_and_a_fix(make_spec, run_worker, tmp_path):
+    spec = make_spec("rtdetr")
+    bad = tmp_path / "model_epoch_003.pth"
+    bad.write_bytes(b"this is not a torch checkpoint")
+    spec["evaluate"] = {**(spec.get("evaluate") or {}), "checkpoint": str(bad)}
+    code, lines = run_worker("rtdetr", "evaluate", spec)
+    assert code == 1
+    assert _status(lines)[-1] == "FAILURE"
+    message = lines[-1]["message"]
+    assert str(bad) in message
+    assert "evaluate.checkpoint" in message
