@@ -18,9 +18,8 @@ import yaml
 from . import skillmd
 from .bank import AUTOML_SKILL, Skill, SkillBank, _load_json
 from .errors import BankFormatError, TaoSkillsError
+from .policy import AUTOML_NOT_RUNNABLE
 from .schemapath import find_property
-
-AUTOML_NOT_RUNNABLE = "AutoML enabled but not runnable until schemas are generated"
 
 
 @dataclass(frozen=True)

@@ -117,8 +117,3 @@ def build_data_source_overrides(
         else:
             out[req.spec_key] = _build(req.files, sources[0], fmt, skill, where)
     return out
-
-
-def required_roles(skill: Skill, action: str) -> list[str]:
-    """Dataset roles an action needs, in table order (e.g. ['train_datasets', 'eval_dataset'])."""
-    return list(dict.fromkeys(r.source for r in skill.dataset_requirements(action)))

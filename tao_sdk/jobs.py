@@ -105,7 +105,7 @@ class Job:
     @property
     def progress(self) -> results.TaskStatus | None:
         """The action's status.json summary (epoch/max_epoch, ETA, latest KPIs) or None."""
-        return _task_status(self.record)
+        return task_status(self.record)
 
     @property
     def kpis(self) -> dict[str, Any]:
@@ -388,7 +388,8 @@ def _task_folders(record: JobRecord) -> list[str]:
     return [record.action]
 
 
-def _task_status(record: JobRecord) -> results.TaskStatus | None:
+def task_status(record: JobRecord) -> results.TaskStatus | None:
+    """Summary of a job's own status.json (its task folder; trt_* for TensorRT jobs), or None."""
     if not record.results_uri or record.kind == "automl":
         return None
     storage = storage_for(record.results_uri)
@@ -420,7 +421,7 @@ def _refresh_record(workspace: Workspace, record: JobRecord) -> JobRecord:
     state = get_platform(record.platform).poll(record.platform_handle)
     if state.is_running or state.state == "unknown":
         return record
-    status = _task_status(record)
+    status = task_status(record)
     message = status.message if status else ""
     kpis = dict(status.kpis) if status else {}
     if state.exit_code == 0 and not (status and status.failed):

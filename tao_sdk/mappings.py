@@ -146,7 +146,13 @@ def resolve_mappings(
         out.notes.append(f"parent {artifact.job_id}: {artifact.reason}")
         if artifact.warning:
             out.warnings.append(artifact.warning)
-    resume_uri = None
+    own_latest: list[str | None] = []  # listed at most once, only when a row needs it
+
+    def latest_own() -> str | None:
+        if not own_latest:
+            own_latest.append(latest_checkpoint(results_uri))
+        return own_latest[0]
+
     for row in rows:
         key = row.spec_field
         if key in user_keys:
@@ -173,12 +179,12 @@ def resolve_mappings(
                 continue  # evaluate/inference: checkpoint for PyTorch parents, trt_engine for engines
             out.values[key] = artifact.uri if fn == "parent_model" else posixpath.dirname(artifact.uri)
         elif fn == "resume_model":
-            resume_uri = _latest_own_checkpoint(results_uri)
+            resume_uri = latest_own()
             if resume_uri:
                 out.values[key] = resume_uri
                 out.notes.append(f"resuming from {resume_uri}")
         elif fn == "ptm_if_no_resume_model":
-            if pretrained_model and not _latest_own_checkpoint(results_uri):
+            if pretrained_model and not latest_own():
                 out.values[key] = pretrained_model
         elif fn == "create_onnx_file":
             out.values[key] = storage.join(results_uri, "model.onnx")
@@ -189,8 +195,11 @@ def resolve_mappings(
     return out
 
 
-def _latest_own_checkpoint(results_uri: str) -> str | None:
-    # a results folder that does not exist yet lists as []; access errors propagate
+def latest_checkpoint(results_uri: str) -> str | None:
+    """The latest TAO checkpoint under a results folder (recursive), or None when it has none.
+
+    A folder that does not exist yet lists as empty; storage access errors propagate.
+    """
     uris = [o.uri for o in storage_for(results_uri).list(results_uri, recursive=True)]
     if not any(checkpoints.parse_checkpoint_name(u) for u in uris):
         return None

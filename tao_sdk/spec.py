@@ -41,16 +41,6 @@ def set_dotted(spec: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = copy.deepcopy(value)
 
 
-def get_dotted(spec: Mapping[str, Any], key: str, default: Any = None) -> Any:
-    """Read ``a.b.c`` from a nested dict (``default`` when any part is absent)."""
-    node: Any = spec
-    for part in key.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return default
-        node = node[part]
-    return node
-
-
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested dict -> {dotted leaf path: value} (lists and scalars are leaves)."""
     out: dict[str, Any] = {}

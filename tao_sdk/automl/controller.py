@@ -30,7 +30,6 @@ from ..errors import TaoSkillsError
 from ..jobstore import JobRecord, JobStatus, new_job_id
 from ..platforms import JobTask, get_platform
 from ..schemapath import find_property
-from ..storage import storage_for
 from ..workspace import Workspace
 from .algorithms import Algorithm, Suggestion, algorithm_names, get_algorithm
 from .space import SearchSpace
@@ -252,16 +251,14 @@ class Controller:
         return overrides
 
     def _final_checkpoint(self, child_id: str | None) -> str | None:
-        from .. import checkpoints
+        from ..mappings import latest_checkpoint
 
         if not child_id:
             return None
-        child = self.store.get(child_id)
         try:
-            uris = [o.uri for o in storage_for(child.results_uri).list(child.results_uri)]
-            return checkpoints.select_checkpoint(uris, mode="latest", where=child.results_uri).uri
+            return latest_checkpoint(self.store.get(child_id).results_uri)
         except TaoSkillsError:
-            return None
+            return None  # unreadable: the promoted trial starts fresh instead of resuming
 
     def submit(self, entry: dict[str, Any]) -> None:
         """Create the child train job with the pre-chosen id (idempotent on resume)."""
@@ -284,12 +281,11 @@ class Controller:
         self.save()
         self.log(f"trial {entry['trial_id']} -> {entry['child_id']} ({s.budget_epochs} epochs) {s.params}")
 
-    def _status(self, child: JobRecord) -> "results.TaskStatus | None":
-        uri = results.status_file_for(child.results_uri, "train")
-        try:
-            return results.summarize_status(storage_for(uri).read_text(uri))
-        except TaoSkillsError:
-            return None
+    @staticmethod
+    def _status(child: JobRecord) -> "results.TaskStatus | None":
+        from ..jobs import task_status
+
+        return task_status(child)
 
     def outcome(self, child: JobRecord) -> tuple[float | None, int | None, int, str | None]:
         """(best value, best epoch, epochs completed, error) of a finished child."""
