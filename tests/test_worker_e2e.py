@@ -19,7 +19,7 @@ pytest.importorskip("transformers")
 from tao_sdk import Workspace, cancel_job, create_job, get_job, resume_job, wait_for_job  # noqa: E402
 from tao_sdk.demo import demo_overrides  # noqa: E402
 from tao_sdk.storage import storage_for  # noqa: E402
-from tao_sdk.worker.synthetic import make_coco_dataset  # noqa: E402
+from tao_sdk.worker.tasks.detection.synthetic import make_coco_dataset  # noqa: E402
 
 pytestmark = pytest.mark.slow
 SIZE = 64
