@@ -19,7 +19,6 @@ import importlib.util
 import json
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ from .bank import Skill, SkillBank, get_bank
 from .errors import PlatformError, StorageError, TaoSkillsError
 from .jobstore import JobRecord, JobStatus, new_job_id
 from .mappings import DEFAULT_ENCRYPTION_KEY, ENCRYPTION_KEY_ENV, ParentArtifact, resolve_mappings
-from .platforms import JobTask, get_platform
+from .platforms import NODE_PYTHON, JobTask, get_platform
 from .policy import Route, route_action
 from .spec import build_spec
 from .storage import storage_for
@@ -170,14 +169,15 @@ class JobPlan:
 
 
 def worker_command(network: str, action: str, spec_path: str) -> list[str]:
-    """argv that runs one job: the project's worker when installed (``python -m tao_sdk.worker``),
-    else the TAO container entrypoint ``<network> <action> -e spec.yaml`` found on PATH (or named by
+    """argv that runs one job: the project's worker when installed (``{python} -m tao_sdk.worker``,
+    ``{python}`` being the node's interpreter, filled in by the platform), else the TAO container
+    entrypoint ``<network> <action> -e spec.yaml`` found on PATH (or named by
     ``$TAO_SKILLS_ENTRYPOINT``). Raises PlatformError when neither exists."""
     forced = os.environ.get(ENTRYPOINT_ENV)
     if forced:
         return [*forced.split(), network, action, "-e", spec_path]
     if importlib.util.find_spec("tao_sdk.worker") is not None and importlib.util.find_spec("torch") is not None:
-        return [sys.executable, "-m", "tao_sdk.worker", network, action, "-e", spec_path]
+        return [NODE_PYTHON, "-m", "tao_sdk.worker", network, action, "-e", spec_path]
     found = shutil.which(network)
     if found:
         return [found, action, "-e", spec_path]
@@ -304,7 +304,9 @@ def create_job(
         spec_overrides: dotted keys -> values, applied last (they win).
         parent_job_id: upstream job (train/export/gen_trt_engine/AutoML) whose artifact feeds
             this one (checkpoint by the monitoring metric, ONNX or engine, by action).
-        platform: ``"local"`` (default).
+        platform: ``"local"`` (default, this machine) or ``"slurm"`` (sbatch on the cluster of
+            ``SLURM_CONF``; settings in ``<workspace>/platforms/slurm.yaml`` / ``TAO_SLURM_*``,
+            see references/platforms.md).
         automl_policy: ``"auto"``/``"off"``; ``request`` text like "no HPO" also turns it off.
             With auto, train of an AutoML-enabled skill runs through ``tao-run-automl``.
         dataset_format: dataset format where files depend on it (stereo, OneFormer label map).
@@ -370,8 +372,7 @@ def submit_plan(plan: JobPlan, *, platform: str = "local", encryption_key: str |
     env = {ENCRYPTION_KEY_ENV: encryption_key or os.environ.get(ENCRYPTION_KEY_ENV) or DEFAULT_ENCRYPTION_KEY,
            "TAO_SKILLS_JOB_ID": plan.job_id}
     env.update(extra_env or {})
-    task = JobTask(job_id=plan.job_id, command=plan.command, env=env, workdir=str(job_dir),
-                   num_gpus=int(((plan.spec.get("train") or {}).get("num_gpus") or 0)))
+    task = job_task(plan, env, str(job_dir))
     try:
         handle = get_platform(platform).submit(task)
     except Exception as exc:  # noqa: BLE001 - the record must say why it never started
@@ -379,6 +380,29 @@ def submit_plan(plan: JobPlan, *, platform: str = "local", encryption_key: str |
         raise
     record = store.set_status(plan.job_id, JobStatus.RUNNING, platform_handle=handle)
     return Job(record, workspace)
+
+
+def _local_paths(value: Any, key: str = "") -> dict[str, str]:
+    """Absolute local paths in a spec, by dotted key (``[i]`` for list items)."""
+    if isinstance(value, Mapping):
+        return {k: v for sub, item in value.items()
+                for k, v in _local_paths(item, f"{key}.{sub}" if key else str(sub)).items()}
+    if isinstance(value, list):
+        return {k: v for i, item in enumerate(value) for k, v in _local_paths(item, f"{key}[{i}]").items()}
+    return {key: value} if isinstance(value, str) and value.startswith("/") else {}
+
+
+def job_task(plan: JobPlan, env: dict[str, str], workdir: str) -> JobTask:
+    """The platform-neutral :class:`JobTask` of a planned job: its command, env, GPUs and nodes
+    (``train.num_gpus`` / ``train.num_nodes``), the skill's GPU-selection variable (skill_info
+    ``launch.visible_devices_env``) and the local paths of its spec (a cluster platform checks
+    that its nodes can see them)."""
+    train = plan.spec.get("train") or {}
+    launch = get_bank().get(plan.skill).info.get("launch") or {}
+    return JobTask(job_id=plan.job_id, command=list(plan.command or []), env=env, workdir=workdir,
+                   num_gpus=int(train.get("num_gpus") or 0), num_nodes=int(train.get("num_nodes") or 1),
+                   processes_per_node=max(1, int(train.get("num_gpus") or 1)),
+                   visible_devices_env=launch.get("visible_devices_env"), data_paths=_local_paths(plan.spec))
 
 
 # =========================================================================== tracking
@@ -571,5 +595,5 @@ def cancel_job(job_id: str, *, workspace: Workspace | None = None) -> Job:
     return Job(record, workspace)
 
 
-__all__ = ["Job", "JobPlan", "cancel_job", "create_job", "get_job", "job_logs", "list_jobs", "plan_job",
+__all__ = ["Job", "JobPlan", "cancel_job", "create_job", "get_job", "job_logs", "job_task", "list_jobs", "plan_job",
            "resume_job", "submit_plan", "wait_for_job", "worker_command"]
