@@ -373,14 +373,13 @@ class Controller:
                 continue
             values = [v for k, v in (other.get("curve") or {}).items() if int(k) <= epoch]
             if values:
-                peers.append(max(values) if self.direction == "max" else min(values))
+                peers.append(results.best_item(values, self.direction))
         if len(peers) < 2:
             return False
         peers.sort()
         median = peers[len(peers) // 2] if len(peers) % 2 else (peers[len(peers) // 2 - 1] + peers[len(peers) // 2]) / 2
         mine = [v for k, v in curve.items() if k <= epoch]
-        best = max(mine) if self.direction == "max" else min(mine)
-        return best < median if self.direction == "max" else best > median
+        return results.better(median, results.best_item(mine, self.direction), self.direction)
 
     def _stop(self, entry: dict[str, Any], child: JobRecord) -> JobRecord:
         from ..jobs import cancel_job
