@@ -19,6 +19,7 @@ with no trial lost or repeated: finished trials are not re-run, running ones are
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -28,6 +29,7 @@ from typing import Any, Mapping
 from .. import results
 from ..bank import Skill, SkillBank, get_bank
 from ..errors import TaoSkillsError
+from ..jobkinds import JobKind
 from ..jobstore import JobRecord, JobStatus, new_job_id
 from ..platforms import NODE_PYTHON, JobTask, get_platform
 from ..schemapath import find_property
@@ -199,6 +201,37 @@ def cancel_automl_record(workspace: Workspace, record: JobRecord) -> None:
     for child in workspace.store.children(record.id):
         if not child.status.is_terminal:
             cancel_job(child.id, workspace=workspace)
+
+
+class AutomlKind(JobKind):
+    """Job kind ``automl``: a controller job that runs trials as child train jobs."""
+
+    has_task_status = False  # progress is the trial table, not a status.json
+
+    def create(self, plan: Any, skill: Any, **options: Any) -> Any:
+        """:func:`create_automl_job`."""
+        return create_automl_job(plan, skill, **options)
+
+    def refresh(self, workspace: Workspace, record: JobRecord) -> JobRecord:
+        """:func:`refresh_automl_record`."""
+        return refresh_automl_record(workspace, record)
+
+    def cancel(self, workspace: Workspace, record: JobRecord) -> None:
+        """:func:`cancel_automl_record`."""
+        cancel_automl_record(workspace, record)
+
+    def progress_marker(self, record: JobRecord) -> Any:
+        """The trial table (a finished or new trial is progress)."""
+        return json.dumps(record.result.get("trials"), sort_keys=True, default=str)
+
+    def stalled(self, record: JobRecord) -> str | None:
+        """The controller stopped before finishing: waiting is pointless until it is resumed."""
+        if record.result.get("interrupted"):
+            return f"AutoML job {record.id}: {record.result.get('message')}"
+        return None
+
+
+AUTOML_KIND = AutomlKind()
 
 
 # =========================================================================== the controller loop
