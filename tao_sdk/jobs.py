@@ -15,11 +15,8 @@ The job's spec never contains secrets: the encryption key travels in ``TAO_ENCRY
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +25,7 @@ from typing import Any, Callable, Iterator, Mapping
 import yaml
 
 from . import results
+from .backends import Backend, resolve_backend, skill_backend
 from .bank import Skill, SkillBank, get_bank
 from .errors import PlatformError, StorageError, TaoSkillsError
 from .jobstore import JobRecord, JobStatus, new_job_id
@@ -39,9 +37,6 @@ from .spec import build_spec
 from .storage import storage_for
 from .workspace import Workspace, default_workspace
 
-#: Set to a command (e.g. ``/opt/tao/bin/tao-container``) to force the TAO container-style
-#: entrypoint ``<cmd> <network> <action> -e spec.yaml`` instead of the project's worker.
-ENTRYPOINT_ENV = "TAO_SKILLS_ENTRYPOINT"
 
 
 # =========================================================================== Job
@@ -154,6 +149,8 @@ class JobPlan:
         results_uri: the job's results folder.
         downloads: PTM downloads the worker performs (link -> destination).
         warnings / notes: things the user should know.
+        backend: what will run it here (built-in worker, TAO entrypoint, or none; see
+            :mod:`tao_sdk.backends`); ``create_job`` refuses a plan whose backend is none.
     """
 
     job_id: str
@@ -168,25 +165,15 @@ class JobPlan:
     downloads: list[dict[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    backend: Backend | None = None
 
 
 def worker_command(network: str, action: str, spec_path: str) -> list[str]:
-    """argv that runs one job: the project's worker when installed (``python -m tao_sdk.worker``),
-    else the TAO container entrypoint ``<network> <action> -e spec.yaml`` found on PATH (or named by
-    ``$TAO_SKILLS_ENTRYPOINT``). Raises PlatformError when neither exists."""
-    forced = os.environ.get(ENTRYPOINT_ENV)
-    if forced:
-        return [*forced.split(), network, action, "-e", spec_path]
-    if importlib.util.find_spec("tao_sdk.worker") is not None and importlib.util.find_spec("torch") is not None:
-        return [sys.executable, "-m", "tao_sdk.worker", network, action, "-e", spec_path]
-    found = shutil.which(network)
-    if found:
-        return [found, action, "-e", spec_path]
-    raise PlatformError(
-        f"nothing can run '{network} {action}': the worker is not installed (pip install "
-        f"'tao-skill-bank[worker]' after `pip install torch==2.13.0`) and no '{network}' TAO entrypoint is on "
-        f"PATH; install one of them or set {ENTRYPOINT_ENV}"
-    )
+    """argv that runs one job, from :func:`tao_sdk.backends.resolve_backend`: ``$TAO_SKILLS_ENTRYPOINT``
+    when set, else the project's worker when it is installed and supports (network, action), else the
+    TAO container entrypoint ``<network> <action> -e spec.yaml`` on PATH. Raises PlatformError naming
+    what to install when none can run it."""
+    return resolve_backend(network, action).command(spec_path)
 
 
 def plan_job(
@@ -232,7 +219,7 @@ def plan_job(
     spec = build_spec(skill, action, spec_overrides, datasets, dataset_format=dataset_format,
                       mapped_values={**inherited, **mapped.values}, deploy=deploy, bank=bank)
     return JobPlan(job_id, skill.name, action, route, spec, deploy, mapped.parent, results_uri,
-                   None, mapped.downloads, mapped.warnings, mapped.notes)
+                   None, mapped.downloads, mapped.warnings, mapped.notes, skill_backend(skill, action, deploy))
 
 
 #: Spec prefixes a downstream job takes from the train job it descends from (unless the user sets
@@ -325,6 +312,7 @@ def create_job(
                     dataset_format=dataset_format, automl_policy=automl_policy, request=request,
                     pretrained_model=pretrained_model, workspace=workspace, bank=bank)
     model_skill = bank.get(plan.skill)
+    plan.backend.require()  # nothing can run it here: say what to install before anything starts
     if plan.route.automl:
         from .automl.controller import create_automl_job
 
@@ -333,7 +321,7 @@ def create_job(
                                  encryption_key=encryption_key, dry_run=dry_run, workspace=workspace, bank=bank)
     job_dir = workspace.job_dir(plan.job_id)
     spec_path = job_dir / "spec.yaml"
-    plan.command = worker_command(model_skill.network, action, str(spec_path))
+    plan.command = plan.backend.command(str(spec_path))
     if dry_run:
         return plan
     return submit_plan(plan, platform=platform, encryption_key=encryption_key, workspace=workspace)

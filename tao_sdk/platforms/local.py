@@ -106,17 +106,15 @@ class LocalPlatform(Platform):
         ``PYTHONUNBUFFERED=1`` unless set, so Python output reaches the log line by line), stdin
         from /dev/null and stdout+stderr appended to the log file. ``task.env`` is never written
         to disk. A stale ``exit_status`` from an earlier run in the same workdir is removed.
-        Raises PlatformError for an empty command, non-string env values or num_nodes > 1.
+        ``{python}`` as argv[0] becomes this platform's interpreter. Raises PlatformError for
+        an empty command, non-string env values, num_nodes > 1 or a container image.
         """
-        if not task.command or not all(isinstance(a, str) for a in task.command):
+        task.check()
+        if task.image:
             raise PlatformError(
-                f"job {task.job_id}: command must be a non-empty list of strings, got "
-                f"{task.command!r}"
-            )
-        bad_env = sorted(k for k, v in task.env.items() if not isinstance(v, str))
-        if bad_env:
-            raise PlatformError(
-                f"job {task.job_id}: env values must be strings; fix {', '.join(bad_env)}"
+                f"job {task.job_id}: the local platform runs the command in this machine's "
+                f"environment and cannot run the container image {task.image!r}; unset the "
+                "image or use a platform with a container runtime (slurm with pyxis)"
             )
         if task.num_nodes != 1:
             raise PlatformError(
@@ -144,7 +142,8 @@ class LocalPlatform(Platform):
 
         env = {**os.environ, **task.env}
         env.setdefault("PYTHONUNBUFFERED", "1")
-        argv = [self.python, "-S", _SUPERVISOR, str(exit_status_path), "--", *task.command]
+        argv = [self.python, "-S", _SUPERVISOR, str(exit_status_path), "--",
+                *task.argv(self.python)]
         _reap()
         with open(log_path, "ab", buffering=0) as log:
             try:
