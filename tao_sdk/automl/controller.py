@@ -237,7 +237,8 @@ class Controller:
         self.store.update(self.job_id, result=self.res)
 
     # ---- trials
-    def _child_overrides(self, s: Any) -> dict[str, Any]:
+    def _child_overrides(self, entry: dict[str, Any]) -> dict[str, Any]:
+        s = Suggestion.from_dict(entry)
         schema = self.skill.schema("train")
         overrides = dict(self.res.get("spec_overrides") or {})
         overrides.update(s.params)
@@ -247,20 +248,34 @@ class Controller:
             if find_property(schema, key) is not None:
                 overrides[key] = int(value)
         if s.resume_from_trial is not None:
-            ckpt = self._final_checkpoint(self.trials.get(str(s.resume_from_trial), {}).get("child_id"))
-            if ckpt and find_property(schema, "train.resume_training_checkpoint_path") is not None:
-                overrides["train.resume_training_checkpoint_path"] = ckpt
+            key, ckpt, note = self._resume_checkpoint(s)
+            entry.update(resume_checkpoint=ckpt, resume_note=note)
+            if ckpt:
+                overrides[key] = ckpt
+            else:
+                self.log(f"trial {s.trial_id} trains from scratch: {note}")
         return overrides
 
-    def _final_checkpoint(self, child_id: str | None) -> str | None:
+    def _resume_checkpoint(self, s: Suggestion) -> tuple[str | None, str | None, str]:
+        """``(spec key, checkpoint, note)``: where trial ``s`` continues from.
+
+        The key is the skill's train ``resume_model`` mapping (SKILL.md); the checkpoint is the
+        latest one of the trial it continues (``resume_from_trial``: the same configuration at
+        the lower rung, or the PBT member it copies), trained for exactly ``resume_epochs``.
+        """
         from ..mappings import latest_checkpoint
 
-        if not child_id:
-            return None
-        try:
-            return latest_checkpoint(self.store.get(child_id).results_uri)
-        except TaoSkillsError:
-            return None  # unreadable: the promoted trial starts fresh instead of resuming
+        key = next((r.spec_field for r in self.skill.inference_mappings("train") if r.function == "resume_model"),
+                   None)
+        source = self.trials.get(str(s.resume_from_trial)) or {}
+        if key is None:
+            return None, None, f"{self.skill.name} has no train resume_model mapping in its SKILL.md"
+        if not source.get("child_id"):
+            return key, None, f"trial {s.resume_from_trial} it continues has no child job"
+        ckpt = latest_checkpoint(self.store.get(source["child_id"]).results_uri)
+        if ckpt is None:
+            return key, None, f"trial {s.resume_from_trial} ({source['child_id']}) left no checkpoint"
+        return key, ckpt, f"continues trial {s.resume_from_trial} after epoch {s.resume_epochs}"
 
     def submit(self, entry: dict[str, Any]) -> None:
         """Create the child train job with the pre-chosen id (idempotent on resume)."""
@@ -268,7 +283,7 @@ class Controller:
         s = Suggestion.from_dict(entry)
         try:
             plan = plan_job(self.skill, "train", datasets=self.res.get("datasets"),
-                            spec_overrides=self._child_overrides(s), dataset_format=self.res.get("dataset_format"),
+                            spec_overrides=self._child_overrides(entry), dataset_format=self.res.get("dataset_format"),
                             automl_policy="off", workspace=self.ws, bank=self.bank, job_id=entry["child_id"])
             plan.command = worker_command(self.skill.network, "train", str(self.ws.job_dir(plan.job_id) / "spec.yaml"))
             submit_plan(plan, platform=self.res.get("trial_platform") or "local", workspace=self.ws,
@@ -326,8 +341,9 @@ class Controller:
                 continue
             value, epoch, epochs, error = self.outcome(child)
             self.algo.observe(int(entry["trial_id"]), value, epochs=epochs, error=error)
+            continued = int(entry.get("resume_epochs") or 0) if entry.get("resume_checkpoint") else 0
             entry.update(status="ok" if error is None else "failed", value=value, best_epoch=epoch,
-                         epochs=epochs, error=error,
+                         epochs=epochs, epochs_trained=max(0, epochs - continued), error=error,
                          curve=self.trials_by_child.get(child.id, {}).get("curve"),
                          early_stopped=bool((child.result or {}).get("early_stopped")))
             self.save()
@@ -422,6 +438,7 @@ class Controller:
         entry = self.trials[str(trial_id)]
         summary = {"best_child_id": entry["child_id"], "best_trial": trial_id, "best_params": params,
                    "best_value": value, "best_epoch": entry.get("best_epoch"),
+                   "epochs_trained": sum(int(t.get("epochs_trained") or 0) for t in self.trials.values()),
                    "message": f"best trial {trial_id} ({entry['child_id']}): {self.metric}={value:.4g} at epoch "
                               f"{entry.get('best_epoch')}"}
         self.save(**summary)
