@@ -291,7 +291,9 @@ def create_job(
         spec_overrides: dotted keys -> values, applied last (they win).
         parent_job_id: upstream job (train/export/gen_trt_engine/AutoML) whose artifact feeds
             this one (checkpoint by the monitoring metric, ONNX or engine, by action).
-        platform: ``"local"`` (default).
+        platform: ``"local"`` (default, this machine) or ``"slurm"`` (sbatch on the cluster of
+            ``SLURM_CONF``; settings in ``<workspace>/platforms/slurm.yaml`` / ``TAO_SLURM_*``,
+            see references/platforms.md).
         automl_policy: ``"auto"``/``"off"``; ``request`` text like "no HPO" also turns it off.
             With auto, train of an AutoML-enabled skill runs through ``tao-run-automl``.
         dataset_format: dataset format where files depend on it (stereo, OneFormer label map).
@@ -358,8 +360,7 @@ def submit_plan(plan: JobPlan, *, platform: str = "local", encryption_key: str |
     env = {ENCRYPTION_KEY_ENV: encryption_key or os.environ.get(ENCRYPTION_KEY_ENV) or DEFAULT_ENCRYPTION_KEY,
            "TAO_SKILLS_JOB_ID": plan.job_id}
     env.update(extra_env or {})
-    task = JobTask(job_id=plan.job_id, command=plan.command, env=env, workdir=str(job_dir),
-                   num_gpus=int(((plan.spec.get("train") or {}).get("num_gpus") or 0)))
+    task = job_task(plan, env, str(job_dir))
     try:
         handle = get_platform(platform).submit(task)
     except Exception as exc:  # noqa: BLE001 - the record must say why it never started
@@ -367,6 +368,29 @@ def submit_plan(plan: JobPlan, *, platform: str = "local", encryption_key: str |
         raise
     record = store.set_status(plan.job_id, JobStatus.RUNNING, platform_handle=handle)
     return Job(record, workspace)
+
+
+def _local_paths(value: Any, key: str = "") -> dict[str, str]:
+    """Absolute local paths in a spec, by dotted key (``[i]`` for list items)."""
+    if isinstance(value, Mapping):
+        return {k: v for sub, item in value.items()
+                for k, v in _local_paths(item, f"{key}.{sub}" if key else str(sub)).items()}
+    if isinstance(value, list):
+        return {k: v for i, item in enumerate(value) for k, v in _local_paths(item, f"{key}[{i}]").items()}
+    return {key: value} if isinstance(value, str) and value.startswith("/") else {}
+
+
+def job_task(plan: JobPlan, env: dict[str, str], workdir: str) -> JobTask:
+    """The platform-neutral :class:`JobTask` of a planned job: its command, env, GPUs and nodes
+    (``train.num_gpus`` / ``train.num_nodes``), the skill's GPU-selection variable (skill_info
+    ``launch.visible_devices_env``) and the local paths of its spec (a cluster platform checks
+    that its nodes can see them)."""
+    train = plan.spec.get("train") or {}
+    launch = get_bank().get(plan.skill).info.get("launch") or {}
+    return JobTask(job_id=plan.job_id, command=list(plan.command or []), env=env, workdir=workdir,
+                   num_gpus=int(train.get("num_gpus") or 0), num_nodes=int(train.get("num_nodes") or 1),
+                   processes_per_node=max(1, int(train.get("num_gpus") or 1)),
+                   visible_devices_env=launch.get("visible_devices_env"), data_paths=_local_paths(plan.spec))
 
 
 # =========================================================================== tracking
@@ -559,5 +583,5 @@ def cancel_job(job_id: str, *, workspace: Workspace | None = None) -> Job:
     return Job(record, workspace)
 
 
-__all__ = ["Job", "JobPlan", "cancel_job", "create_job", "get_job", "job_logs", "list_jobs", "plan_job",
+__all__ = ["Job", "JobPlan", "cancel_job", "create_job", "get_job", "job_logs", "job_task", "list_jobs", "plan_job",
            "resume_job", "submit_plan", "wait_for_job", "worker_command"]

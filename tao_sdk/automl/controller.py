@@ -1,7 +1,8 @@
 """The AutoML controller: runs trials as child train jobs, durably, and hands the best one on.
 
 An AutoML job is a job record of kind ``automl`` (skill ``tao-run-automl``). Its controller runs
-detached on the local platform (``python -m tao_sdk.automl.controller JOB``) and loops:
+as a job of the platform the AutoML job was created with (``python -m tao_sdk.automl.controller
+JOB``: a detached local process, or a Slurm job) and so do its trials. It loops:
 
 1. observe finished child trials (their BEST epoch by the skill's monitoring metric and
    direction, read from the child's status.json; failed children are observed as failures);
@@ -28,7 +29,7 @@ from .. import results
 from ..bank import Skill, SkillBank, get_bank
 from ..errors import TaoSkillsError
 from ..jobstore import JobRecord, JobStatus, new_job_id
-from ..platforms import JobTask, get_platform
+from ..platforms import NODE_PYTHON, JobTask, get_platform
 from ..schemapath import find_property
 from ..workspace import Workspace
 from .algorithms import Algorithm, Suggestion, algorithm_names, get_algorithm
@@ -123,7 +124,7 @@ def create_automl_job(plan: Any, model_skill: Skill, *, datasets: Mapping[str, A
         return plan
     metric, direction = model_skill.metric
     record = JobRecord(
-        id=plan.job_id, skill="tao-run-automl", action="train", platform="local", kind="automl",
+        id=plan.job_id, skill="tao-run-automl", action="train", platform=platform, kind="automl",
         spec=plan.spec, results_uri=plan.results_uri,
         result={"model_skill": model_skill.name, "settings": cfg, "datasets": dict(datasets or {}),
                 "spec_overrides": dict(spec_overrides or {}), "dataset_format": dataset_format,
@@ -146,11 +147,11 @@ def _launch_controller(workspace: Workspace, record: JobRecord, encryption_key: 
            # small GP fits: one BLAS thread is faster and keeps resumed runs bit-identical
            "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
-    command = [sys.executable, "-m", "tao_sdk.automl.controller", record.id, "--workspace", str(workspace.root),
+    command = [NODE_PYTHON, "-m", "tao_sdk.automl.controller", record.id, "--workspace", str(workspace.root),
                "--storage-root", workspace.storage_root or ""]
     task = JobTask(job_id=record.id, command=command, env=env, workdir=str(job_dir),
                    log_path=str(job_dir / "controller.log"))
-    handle = get_platform("local").submit(task)
+    handle = get_platform(record.platform).submit(task)
     result = {**record.result, "interrupted": False}
     return workspace.store.set_status(record.id, JobStatus.RUNNING, platform_handle=handle, result=result)
 
@@ -167,7 +168,7 @@ def resume_automl_job(job_id: str, *, workspace: Workspace | None = None, encryp
         raise TaoSkillsError(f"{job_id} is a {record.kind} job, not an AutoML job; nothing to resume")
     if record.status.is_terminal:
         raise TaoSkillsError(f"AutoML job {job_id} already ended ({record.status.value}); start a new one to search more")
-    if record.platform_handle and get_platform("local").poll(record.platform_handle).is_running:
+    if record.platform_handle and get_platform(record.platform).poll(record.platform_handle).is_running:
         raise TaoSkillsError(f"the controller of {job_id} is still running; nothing to resume")
     return Job(_launch_controller(workspace, record, encryption_key), workspace)
 
@@ -175,7 +176,7 @@ def resume_automl_job(job_id: str, *, workspace: Workspace | None = None, encryp
 # =========================================================================== tracking (SDK side)
 def refresh_automl_record(workspace: Workspace, record: JobRecord) -> JobRecord:
     """Mark an AutoML job interrupted when its controller is gone before it finished."""
-    state = get_platform("local").poll(record.platform_handle)
+    state = get_platform(record.platform).poll(record.platform_handle)
     if state.is_running or state.state == "unknown":
         return record
     fresh = workspace.store.get(record.id)
@@ -194,7 +195,7 @@ def cancel_automl_record(workspace: Workspace, record: JobRecord) -> None:
     from ..jobs import cancel_job
 
     if record.platform_handle:
-        get_platform("local").cancel(record.platform_handle)
+        get_platform(record.platform).cancel(record.platform_handle)
     for child in workspace.store.children(record.id):
         if not child.status.is_terminal:
             cancel_job(child.id, workspace=workspace)

@@ -68,9 +68,9 @@ CONFIG_KEYS: dict[str, str] = {
     "account": "sbatch --account",
     "qos": "sbatch --qos",
     "time": "sbatch --time for jobs that set no time_limit, e.g. 04:00:00",
-    "gpus_per_node": "GPUs per node (default: the job's train.num_gpus when it has GPUs)",
+    "gpus_per_node": "GPUs per node; 0 on CPU-only clusters (default: the job's train.num_gpus)",
     "nodes": "node count of every job (default: the job's train.num_nodes)",
-    "tasks_per_node": "processes per node of a CPU-only job (NUM_GPU_PER_NODE; default 1)",
+    "tasks_per_node": "processes per node of a CPU-only job (NUM_GPU_PER_NODE; default: the job's)",
     "cpus_per_task": "sbatch --cpus-per-task (CPUs of the one task per node)",
     "mem": "sbatch --mem, e.g. 64G",
     "python": "interpreter on the nodes that runs the worker (default python3 on the node's PATH)",
@@ -353,7 +353,7 @@ class SlurmPlatform(Platform):
         status_path = str(workdir / _EXIT_STATUS)
         Path(status_path).unlink(missing_ok=True)
         nodes = int(cfg.get("nodes") or task.num_nodes or 1)
-        gpus = int(cfg.get("gpus_per_node") or task.num_gpus or 0)
+        gpus = int(cfg["gpus_per_node"] if cfg.get("gpus_per_node") is not None else task.num_gpus)
         per_node = gpus or int(cfg.get("tasks_per_node") or task.processes_per_node or 1)
         plain, secret = self._submit_env(task.env)
         secrets_path = _write_secrets(workdir, secret) if secret else None
