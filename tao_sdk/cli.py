@@ -367,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--platform", default="local")
     p.add_argument("--automl-policy", choices=["auto", "off"])
     p.add_argument("--request", help="the user's request text (e.g. 'plain training, no HPO')")
-    p.add_argument("--automl-algorithm", help="AutoML algorithm when routed (random, bayesian, hyperband, asha, bohb)")
+    p.add_argument("--automl-algorithm", help="AutoML algorithm when routed (random, bayesian, hyperband, asha, bohb, dehb, pbt)")
     p.add_argument("--automl-trials", type=int, help="AutoML max recommendations")
     p.add_argument("--automl-param", action="append", metavar="KEY",
                    help="search only these hyperparameters (repeatable; default: the schema's AutoML set)")

@@ -38,8 +38,10 @@ class JobKind(abc.ABC):
         with a platform handle); returns the stored record."""
 
     @abc.abstractmethod
-    def cancel(self, workspace: "Workspace", record: "JobRecord") -> None:
-        """Stop everything the (non-terminal) job runs; the caller marks it CANCELED."""
+    def cancel(self, workspace: "Workspace", record: "JobRecord") -> "JobRecord | None":
+        """Stop everything the (non-terminal) job runs; the caller marks it CANCELED. Returns
+        the stored record instead when the job turned out to have ended on its own (its real
+        outcome is kept), else None."""
 
     def create(self, plan: Any, skill: Any, **options: Any) -> Any:
         """Create and start a job of this kind from a routed plan (kinds that are created by

@@ -31,7 +31,8 @@ from .errors import PlatformError, StorageError, TaoSkillsError
 from .jobkinds import JobKind, job_kind
 from .jobstore import JobRecord, JobStatus, new_job_id
 from .mappings import DEFAULT_ENCRYPTION_KEY, ENCRYPTION_KEY_ENV, ParentArtifact, resolve_mappings
-from .platforms import JobTask, get_platform
+from .platforms import JobTask, Platform, get_platform
+from .platforms._supervise import identity_alive, process_identity
 from .policy import Route, route_action
 from .spec import build_spec
 from .storage import storage_for
@@ -346,7 +347,8 @@ def submit_plan(plan: JobPlan, *, platform: str = "local", encryption_key: str |
         platform=platform, spec=plan.spec, results_uri=plan.results_uri, kind=kind,
         result={"deploy": plan.deploy, "warnings": plan.warnings, "notes": plan.notes,
                 "downloads": plan.downloads,
-                "parent_artifact": plan.parent.uri if plan.parent else None},
+                "parent_artifact": plan.parent.uri if plan.parent else None,
+                "submitter": process_identity()},
     )
     store = workspace.store
     store.create(record)
@@ -423,9 +425,78 @@ def _log_tail(record: JobRecord, lines: int = 20) -> str:
     return "\n".join(text[-lines:])
 
 
+#: seconds after which a PENDING record without a handle whose submitter cannot be checked
+#: (created by an older SDK) counts as an interrupted submission
+ORPHAN_GRACE_S = 120.0
+
+
+def _adopt(workspace: Workspace, record: JobRecord, platform: Platform) -> JobRecord | None:
+    """Track the job that started from the record's job folder (its supervisor wrote its handle),
+    or None when nothing started there."""
+    workdir = str(workspace.job_dir(record.id))
+    handle = platform.recover_handle(workdir)
+    if not handle:
+        return None
+    platform.allow_start(workdir)
+    return workspace.store.set_status(record.id, JobStatus.RUNNING, platform_handle=handle)
+
+
+def _adopt_or_fail(workspace: Workspace, record: JobRecord) -> JobRecord:
+    """A PENDING record without a handle: adopt the job if it started, leave it while its
+    submitter still runs, else make sure it never starts and record the interrupted submission."""
+    platform = get_platform(record.platform)
+    adopted = _adopt(workspace, record, platform)
+    if adopted is not None:
+        return adopted
+    submitter = record.result.get("submitter")
+    alive = identity_alive(submitter)
+    if alive or (alive is None and (submitter or time.time() - record.created_at < ORPHAN_GRACE_S)):
+        return record  # still being submitted (or submitted from a machine we cannot check)
+    platform.block_start(str(workspace.job_dir(record.id)))
+    adopted = _adopt(workspace, record, platform)  # it may have started meanwhile
+    if adopted is not None:
+        return adopted
+    who = f"process {submitter['pid']}" if submitter else "the submitting process"
+    return workspace.store.set_status(record.id, JobStatus.FAILURE, result={
+        **record.result, "never_started": True,
+        "message": f"submission interrupted: {who} died after recording the job and before starting it; "
+                   "nothing ran and nothing will start; create the job again"})
+
+
+def _signal_text(code: int) -> str:
+    import signal as _signal
+
+    try:
+        name = _signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    return f"killed by {name}" + (" (out of memory, or a SIGKILL of its process group?)" if name == "SIGKILL" else "")
+
+
+def _close_status(record: JobRecord, status: results.TaskStatus | None, message: str) -> str:
+    """Append a closing FAILURE line to the job's status.json when its processes died before
+    writing one; returns ``message`` (with a note when status.json could not be written)."""
+    if status is not None and status.finished or not record.results_uri:
+        return message
+    storage = storage_for(record.results_uri)
+    uri = storage.join(record.results_uri, _task_folders(record)[0], "status.json")
+    try:
+        text = storage.read_text(uri) if storage.exists(uri) else ""
+        if text and not text.endswith("\n"):
+            text += "\n"
+        storage.write_text(uri, text + results.failure_line(message) + "\n")
+    except StorageError as exc:
+        return f"{message} (could not close {uri}: {exc})"
+    return message
+
+
 def _refresh_record(workspace: Workspace, record: JobRecord) -> JobRecord:
-    if record.status.is_terminal or not record.platform_handle:
+    if record.status.is_terminal:
         return record
+    if not record.platform_handle:
+        record = _adopt_or_fail(workspace, record)
+        if record.status.is_terminal or not record.platform_handle:
+            return record
     return job_kind(record.kind).refresh(workspace, record)
 
 
@@ -440,11 +511,18 @@ def _refresh_task_record(workspace: Workspace, record: JobRecord) -> JobRecord:
     if state.exit_code == 0 and not (status and status.failed):
         return workspace.store.set_status(record.id, JobStatus.SUCCESS,
                                           result={**record.result, "exit_code": 0, "message": message, "kpis": kpis})
-    if state.exit_code is None:
-        message = message or f"the job's process vanished without an exit status ({state.detail})"
-    elif not message or (status and not status.failed):
+    died = state.exit_code is None or state.exit_code < 0
+    if died or not message or (status and not status.failed):
         tail = _log_tail(record, 5)
-        message = f"exit code {state.exit_code}" + (f"; log tail:\n{tail}" if tail else "")
+        last = f"; last status line: {message}" if message and died else ""
+        if state.exit_code is None:
+            what = f"the job's processes died without an exit status ({state.detail})"
+        elif state.exit_code < 0:
+            what = f"the job's processes died: {_signal_text(state.exit_code)}"
+        else:
+            what = f"exit code {state.exit_code}"
+        message = what + last + (f"; log tail:\n{tail}" if tail else "")
+    message = _close_status(record, status, message)
     return workspace.store.set_status(record.id, JobStatus.FAILURE,
                                       result={**record.result, "exit_code": state.exit_code, "message": message,
                                               "kpis": kpis})
@@ -567,12 +645,18 @@ def resume_job(job_id: str, *, platform: str | None = None, encryption_key: str 
 
 
 def cancel_job(job_id: str, *, workspace: Workspace | None = None) -> Job:
-    """Stop the job (its whole process group) and mark it CANCELED; no-op once it has ended."""
+    """Stop the job (its whole process tree) and mark it CANCELED; no-op once it has ended.
+
+    The record is refreshed first: a job that already finished keeps its real outcome (a job
+    that exited 0 stays SUCCESS). A job still being submitted by another process is stopped
+    from starting (or, if it just started, adopted and stopped)."""
     workspace = workspace or default_workspace()
-    record = workspace.store.get(job_id)
+    record = _refresh_record(workspace, workspace.store.get(job_id))  # it may have ended already
     if record.status.is_terminal:
         return Job(record, workspace)
-    job_kind(record.kind).cancel(workspace, record)
+    ended = job_kind(record.kind).cancel(workspace, record)
+    if ended is not None:  # it finished before the cancel reached it: keep its real outcome
+        return Job(ended, workspace)
     record = workspace.store.set_status(job_id, JobStatus.CANCELED,
                                         result={**record.result, "message": "canceled by user"})
     return Job(record, workspace)
@@ -585,10 +669,20 @@ class TaskKind(JobKind):
         """Poll the platform; on exit, SUCCESS/FAILURE from the exit code and status.json."""
         return _refresh_task_record(workspace, record)
 
-    def cancel(self, workspace: Workspace, record: JobRecord) -> None:
-        """Cancel the task on its platform (the whole process tree / every Slurm step)."""
+    def cancel(self, workspace: Workspace, record: JobRecord) -> JobRecord | None:
+        """Cancel the task on its platform (the whole process tree / every Slurm step); a task
+        still being submitted by another process is stopped from starting (or adopted and
+        stopped). Returns the refreshed record when it finished (exit 0) before the cancel."""
+        platform = get_platform(record.platform)
+        if not record.platform_handle:  # its submitter is still starting it: stop that start
+            platform.block_start(str(workspace.job_dir(record.id)))
+            record = _adopt(workspace, record, platform) or record
         if record.platform_handle:
-            get_platform(record.platform).cancel(record.platform_handle)
+            platform.cancel(record.platform_handle)
+            state = platform.poll(record.platform_handle)
+            if state.is_exited and state.exit_code == 0:
+                return _refresh_record(workspace, record)
+        return None
 
 
 TASK_KIND = TaskKind()

@@ -28,10 +28,11 @@ from typing import Any, Mapping
 
 from .. import results
 from ..bank import Skill, SkillBank, get_bank
-from ..errors import TaoSkillsError
+from ..errors import JobNotFoundError, TaoSkillsError
 from ..jobkinds import JobKind
 from ..jobstore import JobRecord, JobStatus, new_job_id
 from ..platforms import NODE_PYTHON, JobTask, get_platform
+from ..platforms._supervise import process_identity
 from ..schemapath import find_property
 from ..workspace import Workspace
 from .algorithms import Algorithm, Suggestion, algorithm_names, get_algorithm
@@ -132,7 +133,8 @@ def create_automl_job(plan: Any, model_skill: Skill, *, datasets: Mapping[str, A
                 "spec_overrides": dict(spec_overrides or {}), "dataset_format": dataset_format,
                 "trial_platform": platform, "metric": metric, "direction": direction,
                 "search_space": space.names, "route": plan.route.reason,
-                "algorithm_state": None, "trials": {}, "best_child_id": None},
+                "algorithm_state": None, "trials": {}, "best_child_id": None,
+                "submitter": process_identity()},
     )
     workspace.store.create(record)
     record = _launch_controller(workspace, record, encryption_key)
@@ -219,6 +221,7 @@ class AutomlKind(JobKind):
     def cancel(self, workspace: Workspace, record: JobRecord) -> None:
         """:func:`cancel_automl_record`."""
         cancel_automl_record(workspace, record)
+        return None
 
     def progress_marker(self, record: JobRecord) -> Any:
         """The trial table (a finished or new trial is progress)."""
@@ -362,10 +365,7 @@ class Controller:
         running = 0
         for entry in self.trials.values():
             if entry["status"] == "submitting":
-                if self._exists(entry["child_id"]):
-                    entry["status"] = "running"
-                else:
-                    self.submit(entry)
+                self._resubmit_if_lost(entry)
             if entry["status"] != "running":
                 continue
             child = get_job(entry["child_id"], workspace=self.ws).record
@@ -424,12 +424,26 @@ class Controller:
         self.log(f"trial {entry['trial_id']} ({child.id}) stopped early (worse than the median at the same epoch)")
         return record
 
-    def _exists(self, job_id: str) -> bool:
+    def _resubmit_if_lost(self, entry: dict[str, Any]) -> None:
+        """A trial left "submitting" by a controller that died mid-submission: track its child if
+        it started; submit it (again, under a new child id when the old record never started)."""
+        from ..jobs import get_job
+
         try:
-            self.store.get(job_id)
-            return True
-        except TaoSkillsError:
-            return False
+            child = get_job(entry["child_id"], workspace=self.ws).record  # adopts or fails the orphan
+        except JobNotFoundError:
+            self.submit(entry)  # no record yet: nothing was created
+            return
+        if child.status == JobStatus.FAILURE and (child.result or {}).get("never_started"):
+            old = entry["child_id"]
+            entry["child_id"] = new_job_id()
+            self.save()
+            self.log(f"trial {entry['trial_id']}: {old} never started (submission interrupted); "
+                     f"submitting it again as {entry['child_id']}")
+            self.submit(entry)
+            return
+        entry["status"] = "running"
+        self.save()
 
     def fill(self, running: int) -> int:
         """Start suggestions while slots are free; returns the number running."""
