@@ -9,6 +9,7 @@ Python API (the CLI ``tao-skills`` mirrors it):
 - :func:`create_job`, :func:`get_job`, :func:`list_jobs`, :func:`wait_for_job`, :func:`job_logs`,
   :func:`cancel_job`, :func:`resume_job` — run and track jobs (local platform by default).
 - :func:`check_bank` — the bank checker.
+- :func:`cache_info`, :func:`clear_cache` — the worker's dataset cache (size cap, LRU eviction).
 """
 
 from importlib import import_module
@@ -18,6 +19,7 @@ from typing import Any
 # node does not pull the SDK's planning side (jsonschema, sqlite3, the job store).
 _EXPORTS = {
     "Skill": "bank", "SkillBank": "bank", "check_bank": "checker",
+    "cache_info": "datacache", "clear_cache": "datacache",
     "build_data_source_overrides": "datasources",
     "BankFormatError": "errors", "DataSourceError": "errors", "JobNotFoundError": "errors",
     "ParentModelError": "errors", "PlatformError": "errors", "SkillNotFoundError": "errors",
@@ -51,6 +53,6 @@ __all__ = [
     "BankFormatError", "DataSourceError", "Job", "JobNotFoundError", "JobPlan", "ParentModelError",
     "PlatformError", "Route", "Skill", "SkillBank", "SkillNotFoundError", "SpecProblem",
     "SpecValidationError", "StorageError", "TaoSkillsError", "Workspace", "build_data_source_overrides",
-    "build_spec", "cancel_job", "check_bank", "create_job", "get_job", "job_logs", "list_jobs", "plan_job",
+    "build_spec", "cache_info", "cancel_job", "check_bank", "clear_cache", "create_job", "get_job", "job_logs", "list_jobs", "plan_job",
     "resolve_automl_policy", "resume_job", "route_action", "validate_spec", "wait_for_job",
 ]

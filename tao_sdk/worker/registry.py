@@ -33,7 +33,8 @@ def names() -> tuple[str, ...]:
 
 
 def supports(network: str, action: str) -> bool:
-    """True when the worker runs ``action`` for ``network`` (no import beyond this table)."""
+    """True when the worker runs ``action`` for ``network`` (no import beyond this table); the
+    SDK asks it at plan time which backend can run a job (:mod:`tao_sdk.backends`)."""
     entry = REGISTRY.get(network)
     return entry is not None and action in entry[1]
 
