@@ -140,9 +140,10 @@ def _stage_coco(ctx: JobContext, key: str, sources: list[dict], num_classes: int
         data = load_coco(json_path, image_dir, num_classes, remap=remap, what=what)
         ctx.log.info("%s: %d images, %d boxes (%s)", what, len(data.images),
                      sum(len(im.boxes) for im in data.images), src["json_file"])
-        if data.skipped_boxes:
-            ctx.log.warning("%s: %d boxes with zero width/height were skipped", what,
-                            data.skipped_boxes)
+        summary = data.issues_summary(what)
+        if summary:  # every dropped / clipped box is reported, in status.json too
+            ctx.log.warning("%s", summary)
+            ctx.status.write("RUNNING", summary, verbosity="WARNING")
         out.append(data)
     return out
 
@@ -579,6 +580,8 @@ def train(ctx: JobContext) -> str:
         inputs = _prepare_train(ctx, num_classes)
     spec = ctx.spec  # now with local paths
     train_data, val_data = inputs["train"], inputs["val"]
+    # what each class index means, kept in the checkpoints: inference names classes the same way
+    arch["class_names"] = {lab: name for d in train_data for lab, name in d.class_names().items()}
     images = [im for d in train_data for im in d.images]
     if not images:
         raise DatasetError("dataset.train_data_sources hold no images; check annotations.json")
@@ -881,7 +884,8 @@ def inference(ctx: JobContext) -> str:
     classmap = S.require(ctx.spec, "dataset.infer_data_sources.classmap",
                          "the label_map.txt of the dataset (one class name per line)")
     names = read_label_map(fetch_file(str(classmap), "dataset.infer_data_sources.classmap"),
-                           arch["num_classes"], "dataset.infer_data_sources.classmap")
+                           arch["num_classes"], "dataset.infer_data_sources.classmap",
+                           trained=arch.get("class_names"))
     paths: list[tuple[Path, Path]] = []
     multi = len(dirs) > 1
     for i, d in enumerate(dirs):
