@@ -655,7 +655,7 @@ def train(ctx: JobContext) -> str:
     val_original = bool(S.get(spec, "train.ema.validate_original_weights", False))
     clip = float(S.get(spec, "train.clip_grad_norm", 0.0) or 0.0)
 
-    start_epoch, global_step = 0, 0
+    start_epoch, global_step, skip_steps = 0, 0, 0
     if resume_path:
         ckpt = load_checkpoint(inputs["train.resume_training_checkpoint_path"],
                                "train.resume_training_checkpoint_path")
@@ -675,6 +675,10 @@ def train(ctx: JobContext) -> str:
             ema.module.load_state_dict(ckpt["ema_state_dict"])
         start_epoch = int(ckpt.get("epoch", -1)) + 1
         global_step = int(ckpt.get("global_step", 0))
+        # A per-step checkpoint taken inside an epoch: that epoch resumes after its done steps
+        # (same batch order: the order of an epoch depends only on the seed and the epoch).
+        skip_steps = min(max(global_step - start_epoch * steps_per_epoch, 0), steps_per_epoch)
+        global_step = start_epoch * steps_per_epoch + skip_steps
         ctx.status.running(f"resuming from {resume_path} (completed epoch "
                            f"{start_epoch - 1}, step {global_step})",
                            kpi=ckpt.get("kpi") or None)
@@ -699,10 +703,14 @@ def train(ctx: JobContext) -> str:
         train_model.train()
         if sampler is not None:
             sampler.set_epoch(epoch)
+        else:
+            loader.generator.manual_seed(seed + epoch)
         t0 = time.monotonic()
         last_progress = t0
         loss_sum, loss_n = 0.0, 0
         for i, batch in enumerate(loader):
+            if epoch == start_epoch and i < skip_steps:
+                continue  # done before the per-step checkpoint we resume from
             kwargs: dict[str, Any] = {"pixel_values": batch["pixel_values"].to(device)}
             if pass_mask:
                 kwargs["pixel_mask"] = batch["pixel_mask"].to(device)
