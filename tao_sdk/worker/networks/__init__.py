@@ -1,0 +1,1 @@
+"""Network plugins of the worker (one module per network)."""

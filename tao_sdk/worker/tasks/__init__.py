@@ -1,0 +1,1 @@
+"""What the networks of one task share (data loading, metrics, inference outputs)."""
