@@ -54,25 +54,30 @@ def _datasets(args: argparse.Namespace) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- commands
 def cmd_list(args: argparse.Namespace) -> int:
+    from .backends import skill_backends, summary
     from .bank import SkillBank
 
     bank = SkillBank()
     rows = []
     for skill in bank.skills():
         info = skill.info
+        backends = skill_backends(skill)
         rows.append({"skill": skill.name, "network": info.get("network", "-"),
-                     "actions": skill.actions, "metric": (info.get("monitoring_metric") or {}).get("name"),
-                     "automl_enabled": info.get("automl_enabled", False), "description": skill.description})
+                     "task": info.get("task") or info.get("dataset_type") or "-", "actions": skill.actions,
+                     "metric": (info.get("monitoring_metric") or {}).get("name"),
+                     "automl_enabled": info.get("automl_enabled", False), "backend": summary(backends),
+                     "backends": {a: b.kind for a, b in backends.items()}, "description": skill.description})
     if args.json:
         _print_json(rows)
     else:
-        print(_table([[r["skill"], r["network"], ",".join(r["actions"]) or "-", r["metric"] or "-",
-                       "yes" if r["automl_enabled"] else "no"] for r in rows],
-                     ["SKILL", "NETWORK", "ACTIONS", "METRIC", "AUTOML"]))
+        print(_table([[r["skill"], r["network"], r["task"], r["backend"], r["metric"] or "-",
+                       "yes" if r["automl_enabled"] else "no", ",".join(r["actions"]) or "-"] for r in rows],
+                     ["SKILL", "NETWORK", "TASK", "BACKEND", "METRIC", "AUTOML", "ACTIONS"]))
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from .backends import skill_backend, skill_backends
     from .bank import SkillBank
     from .datasources import ROLE_FLAGS
     from .skillmd import render_files
@@ -88,11 +93,15 @@ def cmd_show(args: argparse.Namespace) -> int:
             "inference_mappings": [
                 {"spec_field": m.spec_field, "function": m.function, "literal": m.literal, "meaning": m.meaning}
                 for m in skill.inference_mappings(args.action)],
+            "backend": skill_backend(skill, args.action).to_dict() if skill.network else None,
         }
         if args.json:
             _print_json(data)
             return 0
-        print(f"{skill.name} {args.action}\n  schema:   {data['schema']}\n  template: {data['template']}\n")
+        print(f"{skill.name} {args.action}\n  schema:   {data['schema']}\n  template: {data['template']}")
+        if data["backend"]:
+            print(f"  backend:  {data['backend']['kind']} ({data['backend']['detail']})")
+        print()
         print("Datasets:")
         for r in data["dataset_requirements"]:
             print(f"  {r['spec_key']} <- {r['source']} ({ROLE_FLAGS[r['source']]}): {r['files']}"
@@ -101,8 +110,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         for m in data["inference_mappings"]:
             print(f"  {m['spec_field']} <- {m['function'] or repr(m['literal'])}")
         return 0
+    backends = skill_backends(skill)
     data = {"skill": skill.name, "dir": str(skill.dir), "description": skill.description, "info": skill.info,
-            "actions": skill.actions}
+            "actions": skill.actions, "backends": {a: b.to_dict() for a, b in backends.items()}}
     if args.json:
         _print_json(data)
     else:
@@ -113,6 +123,10 @@ def cmd_show(args: argparse.Namespace) -> int:
                   f"  automl: {'yes' if skill.info.get('automl_enabled') else 'no'}")
             print(f"  actions: {', '.join(skill.actions)}")
             print(f"  formats: {', '.join(skill.info.get('formats', []))}")
+            print("  backends: " + ", ".join(f"{a}={b.kind}" for a, b in backends.items()))
+            missing = next((b for b in backends.values() if not b.available), None)
+            if missing:
+                print(f"  {missing.detail}")
     return 0
 
 
@@ -179,12 +193,13 @@ def cmd_run(args: argparse.Namespace) -> int:
                      pretrained_model=args.pretrained_model, automl=settings or None, dry_run=args.dry_run)
     if isinstance(out, JobPlan):
         data = {"dry_run": True, "job_id": out.job_id, "route": out.route.__dict__, "command": out.command,
-                "deploy": out.deploy, "parent": out.parent.__dict__ if out.parent else None,
-                "warnings": out.warnings, "spec": out.spec}
+                "backend": out.backend.to_dict(), "deploy": out.deploy,
+                "parent": out.parent.__dict__ if out.parent else None, "warnings": out.warnings, "spec": out.spec}
         if args.json:
             _print_json(data)
         else:
             print(f"dry run: {out.skill} {out.action} -> {out.route.target} ({out.route.reason})")
+            print(f"backend: {out.backend.kind} ({out.backend.detail})")
             print("spec is valid; nothing submitted")
         return 0
     if not args.json:
