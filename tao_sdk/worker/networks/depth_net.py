@@ -51,7 +51,9 @@ __all__ = [
     "predict",
     "onnx_module",
     "unhonoured_fields",
+    "unhonoured_augmentation",
     "input_multiple",
+    "TINY_MODEL",
 ]
 
 NAME = "depth_net"
@@ -65,6 +67,16 @@ LOSS_GAMMA = 0.9
 #: ImageNet statistics TAO uses by default (``dataset.*.augmentation.input_mean/std``).
 _MEAN = [0.485, 0.456, 0.406]
 _STD = [0.229, 0.224, 0.225]
+#: A small architecture (``model.*`` values) for CPU tests, benchmarks and the demo: about
+#: 0.1 M parameters, a cost volume to 32 px, 4 iterations.
+TINY_MODEL: dict[str, Any] = {
+    "max_disparity": 32, "hidden_dims": [16], "gru_hidden": 16, "disp_head_input_dim": 16,
+    "train_iters": 4, "valid_iters": 4, "motion_encoder_widths": [32, 24, 8, 8],
+    "motion_encoder_final": 24, "volume_dim": 16, "concat_channel": 8,
+    "cnet_conv04_widths": [24, 16], "corr_radius": 2, "cv_group": 4, "classifier_mid": 8,
+    "disp_head_intermediate": 16, "mask_widths": [16, 8], "spx_2_gru_widths": [16],
+    "stem_2_widths": [8, 12],
+}
 #: Spec fields this implementation reads (everything else under ``model.`` is reported).
 _ARCH_FIELDS = {
     "max_disparity": "model.max_disparity", "n_downsample": "model.n_downsample",
@@ -471,11 +483,13 @@ def sequence_loss(init_disp, outputs, gt, valid, gamma: float = LOSS_GAMMA):
 
 def predict(model, left, right, iters: int | None = None):
     """Disparity ``[B, 1, H, W]`` for normalised images of any size: the inputs are padded
-    (replicate) to multiples of :func:`input_multiple` and the output cropped back."""
+    (replicate) to multiples of :func:`input_multiple` and the output cropped back. ``model``
+    may also be a TensorRT adapter without ``arch`` (fixed input size: no padding)."""
     import torch
     from torch.nn import functional as F
 
-    m = input_multiple(model.arch)
+    arch = getattr(model, "arch", None)
+    m = input_multiple(arch) if arch else 1
     h, w = left.shape[-2:]
     ph, pw = (-h) % m, (-w) % m
     if ph or pw:
@@ -527,11 +541,9 @@ _UNHONOURED: dict[str, tuple] = {
     "dataset.min_depth": (),
     "dataset.baseline": (),
     "dataset.focal_x": (),
-    "train.distributed_strategy": ("ddp",),
     "train.activation_checkpoint": (False,),
     "train.inference_tile": (False,),
     "train.dataloader_visualize": (False,),
-    "train.checkpointer.enable_topk": (False,),
     "evaluate.native_padded": (False,),
     "inference.conf_threshold": (),
 }
@@ -546,32 +558,38 @@ _AUG_UNHONOURED: dict[str, tuple] = {
     "stretch_prob": (), "max_stretch": (), "h_flip_prob": (), "hshift_prob": (),
 }
 #: Fields that never change results here and are not worth a line in the status.
-_SILENT = {"model.encoder", "inference.conf_threshold", "dataset.baseline", "dataset.focal_x",
-           "train.distributed_strategy"}
+_SILENT = {"inference.conf_threshold", "dataset.baseline", "dataset.focal_x"}
+
+
+def unhonoured_augmentation(action: str, spec: dict[str, Any]) -> list[str]:
+    """``dotted=value`` for each train-split augmentation field set to a value the stereo data
+    pipeline does not apply (train only; evaluate / inference do not augment)."""
+    if action != "train":
+        return []
+    out = []
+    for field_name, inactive in _AUG_UNHONOURED.items():
+        key = f"dataset.train_dataset.augmentation.{field_name}"
+        value = S.get(spec, key)
+        if value is None or value in inactive:
+            continue
+        if field_name.endswith("_prob") and not isinstance(value, bool) and value == 0:
+            continue
+        out.append(f"{key}={value}")
+    return out
 
 
 def unhonoured_fields(action: str, spec: dict[str, Any]) -> list[str]:
     """``dotted=value`` for each field set in ``spec`` that this implementation does not apply
-    (only the ``model`` / ``dataset`` sections and the ``action``'s own section are looked at;
-    train-split augmentation only for train). The compact network replaces the ViT/EdgeNeXt
-    backbone, so ``model.encoder`` is reported too."""
+    (the ``model`` / ``dataset`` sections and the ``action``'s own section, plus the train
+    split's augmentation for train). The compact network replaces the ViT/EdgeNeXt backbone,
+    so ``model.encoder`` is reported too."""
     sections = {"model", "dataset", action}
     out = []
     for key, inactive in _UNHONOURED.items():
-        if key.split(".")[0] not in sections or (key in _SILENT and key != "model.encoder"):
+        if key.split(".")[0] not in sections or key in _SILENT:
             continue
         value = S.get(spec, key)
         if value is None or value == "" or value == [] or value in inactive:
             continue
         out.append(f"{key}={value}")
-    if action == "train":
-        for field_name, inactive in _AUG_UNHONOURED.items():
-            key = f"dataset.train_dataset.augmentation.{field_name}"
-            value = S.get(spec, key)
-            if value is None or value in inactive:
-                continue
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0 \
-                    and field_name.endswith("_prob"):
-                continue
-            out.append(f"{key}={value}")
-    return out
+    return out + unhonoured_augmentation(action, spec)
