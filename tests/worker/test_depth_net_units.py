@@ -252,3 +252,18 @@ def test_synthetic_pairs_are_geometrically_consistent():
         return float(np.median(np.concatenate(errs)))
 
     assert error(0.0) < 0.4 * min(error(-3.0), error(3.0))
+
+
+def test_train_augmentation_keeps_disparity_consistent(tmp_path):
+    root = T.make_stereo_dataset(tmp_path / "ds", 1, height=32, width=64, max_disparity=8)
+    samples = T.stage_sources([{"data_file": str(root / "annotations.txt"),
+                                "dataset_name": "GenericDataset"}], "k", need_gt=True)
+    aug = {"crop_size": [32, 48], "spatial_aug_prob": 1.0, "min_scale": 1.0, "max_scale": 1.0,
+           "stretch_prob": 0.0, "yjitter_prob": 1.0, "color_aug_prob": 1.0,
+           "color_aug_brightness": 0.2, "eraser_aug_prob": 1.0, "v_flip_prob": 0.5}
+    plain = T.StereoDataset(samples, [0.0] * 3, [1.0] * 3, 192)[0]
+    item = T.StereoDataset(samples, [0.0] * 3, [1.0] * 3, 192, train=True, aug=aug)[0]
+    assert item["left"].shape == (3, 32, 48) and item["disparity"].shape == (1, 32, 48)
+    # Scale 2 (2 ** 1.0) doubles every disparity (nearest resampling keeps the values).
+    doubled = set(np.unique(np.round(plain["disparity"].numpy() * 2, 3)).tolist())
+    assert set(np.unique(np.round(item["disparity"][item["valid"]].numpy(), 3))) <= doubled

@@ -550,12 +550,14 @@ _UNHONOURED: dict[str, tuple] = {
 #: Augmentation fields applied (per split, train only): the others are reported.
 _AUG_HONOURED = ("input_mean", "input_std", "crop_size", "color_aug_prob",
                  "color_aug_brightness", "color_aug_contrast", "color_aug_saturation",
-                 "eraser_aug_prob", "v_flip_prob", "crop_min_valid_disp_ratio")
-#: Augmentation fields not applied and the values that are equivalent to not applying them.
+                 "eraser_aug_prob", "v_flip_prob", "crop_min_valid_disp_ratio",
+                 "spatial_aug_prob", "min_scale", "max_scale", "stretch_prob", "max_stretch",
+                 "yjitter_prob")
+#: Augmentation fields not applied and the values that are equivalent to not applying them
+#: (a horizontal flip of a stereo pair needs the right view's disparity, which the data lacks).
 _AUG_UNHONOURED: dict[str, tuple] = {
-    "min_scale": (), "max_scale": (), "do_flip": (False,), "yjitter_prob": (),
-    "gamma": ([1, 1, 1, 1],), "color_aug_hue_range": (), "spatial_aug_prob": (),
-    "stretch_prob": (), "max_stretch": (), "h_flip_prob": (), "hshift_prob": (),
+    "do_flip": (False,), "gamma": ([1, 1, 1, 1],), "color_aug_hue_range": (),
+    "h_flip_prob": (), "hshift_prob": (),
 }
 #: Fields that never change results here and are not worth a line in the status.
 _SILENT = {"inference.conf_threshold", "dataset.baseline", "dataset.focal_x"}

@@ -289,8 +289,11 @@ class StereoDataset:
     ground truth), ``name``. With ``train`` the augmentation of ``aug`` (the split's
     ``augmentation`` section) is applied: random crop to ``crop_size``, colour jitter
     (``color_aug_prob``, brightness, contrast, saturation: same for both images), eraser on the
-    right image (``eraser_aug_prob``), vertical flip of both (``v_flip_prob``) and re-cropping
-    up to 10 times until ``crop_min_valid_disp_ratio`` of the crop has ground truth.
+    right image (``eraser_aug_prob``), vertical flip of both (``v_flip_prob``), re-cropping
+    up to 10 times until ``crop_min_valid_disp_ratio`` of the crop has ground truth, random
+    rescale (``spatial_aug_prob``, ``min_scale`` / ``max_scale``, ``stretch_prob`` /
+    ``max_stretch``) and a vertical shift of the right image by up to 2 rows
+    (``yjitter_prob``).
     """
 
     def __init__(self, samples: Sequence[StereoSample], mean: Sequence[float],
@@ -307,8 +310,53 @@ class StereoDataset:
     def __len__(self) -> int:
         return len(self.samples)
 
+    def _spatial(self, left, right, disp, valid):
+        """Random rescale (``min_scale`` / ``max_scale`` as powers of 2, ``stretch_prob`` /
+        ``max_stretch`` for a different x and y scale); disparity scales with x. The scale is
+        kept large enough for ``crop_size``."""
+        import torch
+        from torch.nn import functional as F
+
+        aug, rng = self.aug, self.rng
+        h, w = left.shape[:2]
+        scale = 2 ** rng.uniform(float(aug.get("min_scale") or 0.0),
+                                 float(aug.get("max_scale") or 0.0))
+        sx = sy = scale
+        if rng.random() < float(aug.get("stretch_prob") or 0.0):
+            stretch = float(aug.get("max_stretch") or 0.0)
+            sx *= 2 ** rng.uniform(-stretch, stretch)
+            sy *= 2 ** rng.uniform(-stretch, stretch)
+        crop = aug.get("crop_size") or [h, w]
+        sy = max(sy, (int(crop[0]) + 1) / h)
+        sx = max(sx, (int(crop[1]) + 1) / w)
+        size = (int(round(h * sy)), int(round(w * sx)))
+
+        def resize(a, mode):
+            t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+            t = t.permute(2, 0, 1)[None] if t.ndim == 3 else t[None, None]
+            kw = {"align_corners": False} if mode == "bilinear" else {}
+            out = F.interpolate(t, size=size, mode=mode, **kw)[0]
+            return out.permute(1, 2, 0).numpy() if a.ndim == 3 else out[0].numpy()
+
+        real_sx = size[1] / w
+        return (resize(left, "bilinear"), resize(right, "bilinear"),
+                resize(disp, "nearest") * real_sx, resize(valid, "nearest") > 0.5)
+
+    @staticmethod
+    def _yjitter(right: np.ndarray, dy: int) -> np.ndarray:
+        """The right image shifted vertically by ``dy`` rows (edge rows repeated): imperfect
+        rectification."""
+        if dy == 0:
+            return right
+        idx = np.clip(np.arange(right.shape[0]) - dy, 0, right.shape[0] - 1)
+        return right[idx]
+
     def _augment(self, left, right, disp, valid):
         aug, rng = self.aug, self.rng
+        if rng.random() < float(aug.get("spatial_aug_prob") or 0.0):
+            left, right, disp, valid = self._spatial(left, right, disp, valid)
+        if rng.random() < float(aug.get("yjitter_prob") or 0.0):
+            right = self._yjitter(right, rng.randint(-2, 2))
         crop = aug.get("crop_size")
         if crop:
             ch, cw = int(crop[0]), int(crop[1])
