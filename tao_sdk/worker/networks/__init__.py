@@ -1,1 +1,0 @@
-"""Network plugins of the worker (one module per network)."""

@@ -1,1 +1,0 @@
-"""What the networks of one task share (data loading, metrics, inference outputs)."""
