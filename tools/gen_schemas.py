@@ -570,6 +570,26 @@ def action_schema(full: dict, full_default: dict, builder: SchemaBuilder, *, ski
     return out
 
 
+def apply_schema_exceptions(schema: dict, exceptions: list[dict], network: str, action: str, skill: str) -> None:
+    """Apply bank_sources.yaml ``schema_exceptions`` (shipped usage beats TAO Core's declared
+    metadata) to one action schema; TAO's declared value stays under ``tao_declared_<key>`` and
+    the reason under ``tao_exception``. An exception naming a field the network lacks is an error."""
+    for exc in exceptions:
+        if network not in exc["networks"] or (exc.get("actions") and action not in exc["actions"]):
+            continue
+        node = find_property(schema, exc["path"])
+        if node is None:
+            if exc["path"].split(".")[0] in schema["properties"]:
+                raise SystemExit(f"{skill}: schema exception '{exc['path']}' is not a field of the {network} "
+                                 f"{action} schema; fix tools/bank_sources.yaml")
+            continue
+        for key, value in exc["set"].items():
+            if key in node and node[key] != value:
+                node[f"tao_declared_{key}"] = node[key]
+            node[key] = value
+        node["tao_exception"] = exc["why"]
+
+
 # =========================================================================== templates
 def render_template(schema: dict, *, skill: str, action: str, deploy: bool, fillers: dict[str, str]) -> str:
     """YAML spec template from the schema's top-level default, with a header listing fields to fill."""
@@ -795,6 +815,7 @@ def generate_skill(skill: str, src: dict, cfg: dict, out_root: Path, tao_version
                                    actions=actions, removed=rules.get(act, {}).get("remove", []),
                                    default_overrides=default_overrides, tao_version=tao_version,
                                    deploy=deploy and act != "gen_trt_engine")
+            apply_schema_exceptions(schema, cfg.get("schema_exceptions") or [], network, act, skill)
             is_deploy_variant = deploy and act != "gen_trt_engine"
             schema_name = f"{'deploy_' if is_deploy_variant else ''}{act}.schema.json"
             files[skill_dir / "schemas" / schema_name] = json.dumps(schema, indent=2, allow_nan=False) + "\n"
