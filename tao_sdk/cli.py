@@ -56,25 +56,30 @@ def _datasets(args: argparse.Namespace) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- commands
 def cmd_list(args: argparse.Namespace) -> int:
+    from .backends import skill_backends, summary
     from .bank import SkillBank
 
     bank = SkillBank()
     rows = []
     for skill in bank.skills():
         info = skill.info
+        backends = skill_backends(skill)
         rows.append({"skill": skill.name, "network": info.get("network", "-"),
-                     "actions": skill.actions, "metric": (info.get("monitoring_metric") or {}).get("name"),
-                     "automl_enabled": info.get("automl_enabled", False), "description": skill.description})
+                     "task": info.get("task") or info.get("dataset_type") or "-", "actions": skill.actions,
+                     "metric": (info.get("monitoring_metric") or {}).get("name"),
+                     "automl_enabled": info.get("automl_enabled", False), "backend": summary(backends),
+                     "backends": {a: b.kind for a, b in backends.items()}, "description": skill.description})
     if args.json:
         _print_json(rows)
     else:
-        print(_table([[r["skill"], r["network"], ",".join(r["actions"]) or "-", r["metric"] or "-",
-                       "yes" if r["automl_enabled"] else "no"] for r in rows],
-                     ["SKILL", "NETWORK", "ACTIONS", "METRIC", "AUTOML"]))
+        print(_table([[r["skill"], r["network"], r["task"], r["backend"], r["metric"] or "-",
+                       "yes" if r["automl_enabled"] else "no", ",".join(r["actions"]) or "-"] for r in rows],
+                     ["SKILL", "NETWORK", "TASK", "BACKEND", "METRIC", "AUTOML", "ACTIONS"]))
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from .backends import skill_backend, skill_backends
     from .bank import SkillBank
     from .datasources import ROLE_FLAGS
     from .skillmd import render_files
@@ -90,11 +95,15 @@ def cmd_show(args: argparse.Namespace) -> int:
             "inference_mappings": [
                 {"spec_field": m.spec_field, "function": m.function, "literal": m.literal, "meaning": m.meaning}
                 for m in skill.inference_mappings(args.action)],
+            "backend": skill_backend(skill, args.action).to_dict() if skill.network else None,
         }
         if args.json:
             _print_json(data)
             return 0
-        print(f"{skill.name} {args.action}\n  schema:   {data['schema']}\n  template: {data['template']}\n")
+        print(f"{skill.name} {args.action}\n  schema:   {data['schema']}\n  template: {data['template']}")
+        if data["backend"]:
+            print(f"  backend:  {data['backend']['kind']} ({data['backend']['detail']})")
+        print()
         print("Datasets:")
         for r in data["dataset_requirements"]:
             print(f"  {r['spec_key']} <- {r['source']} ({ROLE_FLAGS[r['source']]}): {r['files']}"
@@ -103,8 +112,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         for m in data["inference_mappings"]:
             print(f"  {m['spec_field']} <- {m['function'] or repr(m['literal'])}")
         return 0
+    backends = skill_backends(skill)
     data = {"skill": skill.name, "dir": str(skill.dir), "description": skill.description, "info": skill.info,
-            "actions": skill.actions}
+            "actions": skill.actions, "backends": {a: b.to_dict() for a, b in backends.items()}}
     if args.json:
         _print_json(data)
     else:
@@ -115,6 +125,10 @@ def cmd_show(args: argparse.Namespace) -> int:
                   f"  automl: {'yes' if skill.info.get('automl_enabled') else 'no'}")
             print(f"  actions: {', '.join(skill.actions)}")
             print(f"  formats: {', '.join(skill.info.get('formats', []))}")
+            print("  backends: " + ", ".join(f"{a}={b.kind}" for a, b in backends.items()))
+            missing = next((b for b in backends.values() if not b.available), None)
+            if missing:
+                print(f"  {missing.detail}")
     return 0
 
 
@@ -191,6 +205,8 @@ def _print_plan(plan: Any) -> None:
     """Human form of a dry run: route and why, warnings, notes, and for AutoML the budget and the
     search space."""
     print(f"dry run: {plan.skill} {plan.action} -> {plan.route.target} ({plan.route.reason})")
+    if plan.backend is not None:
+        print(f"backend: {plan.backend.kind} ({plan.backend.detail})")
     for w in plan.warnings:
         print(f"  warning: {w}")
     for n in plan.notes:

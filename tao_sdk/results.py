@@ -46,6 +46,7 @@ __all__ = [
     "best_of",
     "format_progress",
     "status_file_for",
+    "failure_line",
 ]
 
 #: Every ``status`` value TAO writes.
@@ -533,6 +534,17 @@ def format_progress(
     if shown:
         parts.append(", ".join(f"{k}={_fmt_value(v)}" for k, v in shown))
     return ", ".join(parts)
+
+
+def failure_line(message: str) -> str:
+    """One closing ``FAILURE`` status.json line (JSON, no newline) with ``message``: what the SDK
+    appends when a job's processes died before they could write one."""
+    import datetime as _dt
+
+    now = _dt.datetime.now()
+    return json.dumps({"date": f"{now.month}/{now.day}/{now.year}",
+                       "time": f"{now.hour}:{now.minute:02d}:{now.second:02d}",
+                       "status": "FAILURE", "verbosity": "ERROR", "message": message})
 
 
 def status_file_for(results_uri: str, task: str) -> str:

@@ -27,9 +27,15 @@ Importing this package is cheap: torch, transformers and onnx are imported only 
 
 from __future__ import annotations
 
-__all__ = ["NETWORKS", "ACTIONS"]
+__all__ = ["NETWORKS", "ACTIONS", "supports"]
 
 #: Networks this worker implements.
 NETWORKS = ("rtdetr", "deformable_detr")
 #: Actions this worker implements (for every network).
 ACTIONS = ("train", "evaluate", "inference", "export", "gen_trt_engine")
+
+
+def supports(network: str, action: str) -> bool:
+    """True when this worker implements ``action`` for ``network``. Import-cheap (no torch): the
+    SDK asks it at plan time which backend can run a job (:mod:`tao_sdk.backends`)."""
+    return network in NETWORKS and action in ACTIONS
