@@ -170,7 +170,8 @@ def _user_layers(skill: Skill, action: str, deploy: bool, base_spec: Any, spec_o
         own, env = extract_secrets(own)
         _note_secrets(env, where, out)
         log = Conformed()
-        base = flatten(conform(skill.schema(action, deploy), own, log))
+        # an empty mapping in a file merges nothing (as in OmegaConf); it must not wipe a section
+        base = {k: v for k, v in flatten(conform(skill.schema(action, deploy), own, log)).items() if v != {}}
         out.notes += [f"{path}: {before!r} read as {after!r} (as TAO/OmegaConf does)" for path, before, after in log.coerced]
         if others:
             out.notes.append(f"sections {', '.join(sorted(others))} of {where} were validated as their own actions' "
@@ -225,10 +226,13 @@ def compose_spec(
     ``secret_env`` (the spec holds ``${oc.env:NAME}``).
 
     Raises:
-        SpecValidationError: every problem (this action's spec and other actions' sections).
+        SpecValidationError: every problem (this action's spec and other actions' sections);
+            then the skill's cross-field rules (skill_info ``spec_rules``, e.g. RT-DETR
+            ``model.num_queries`` <= encoder positions at the image size), with the numbers.
         DataSourceError: a dataset role the action needs is neither given nor set by the user.
     """
     from .specfile import conform, section_problems
+    from .specrules import rule_problems
 
     skill = skill if isinstance(skill, Skill) else (bank or get_bank()).get(skill)
     if action not in skill.actions:
@@ -256,6 +260,8 @@ def compose_spec(
         fillers = {m.spec_field: m.function for m in skill.inference_mappings(action) if m.function}
         problems = spec_problems(schema, out.spec, fillers, skill.validator(action, deploy))
         problems += section_problems(skill, others)
+        if not problems:
+            problems = rule_problems(skill, action, out.spec)
         if problems:
             raise SpecValidationError(skill.name, f"{'TensorRT ' if deploy else ''}{action}", problems)
     return out

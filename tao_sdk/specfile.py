@@ -332,7 +332,7 @@ def validate_spec_file(skill: Any, action: str, source: str | Path | Mapping[str
         else:
             report.unset.append(path)
     for path, how in fillers.items():
-        if "mapping" in how or "literal" in how or _value_at(spec, path) is None:
+        if "mapping" in how or "literal" in how or value_at(spec, path) is None:
             report.filled.setdefault(path, how)
     problems += section_problems(skill, others)
     problems += [SpecProblem(p, "value is '???' (unset) and nothing fills it", None, None, None)
@@ -348,7 +348,8 @@ def _filler_key(path: str, fillers: Mapping[str, str]) -> str:
     return next(f for f in fillers if path.startswith(f + "."))
 
 
-def _value_at(spec: Mapping[str, Any], dotted: str) -> Any:
+def value_at(spec: Mapping[str, Any], dotted: str) -> Any:
+    """The value at dotted path ``a.b.c`` of a nested spec, or None when it is absent."""
     node: Any = spec
     for part in dotted.split("."):
         if not isinstance(node, Mapping) or part not in node:

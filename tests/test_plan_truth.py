@@ -180,3 +180,32 @@ def test_a_secret_in_any_form_travels_only_by_environment(tmp_path, monkeypatch,
             assert secret.encode() not in data, name
         for text in outputs:
             assert secret not in text
+
+
+def test_rtdetr_num_queries_beyond_encoder_positions_fails_at_plan_time_and_is_never_sampled(ws):
+    """Issue 8 item 6: topk over the encoder's positions ('selected index k out of range')."""
+    from tao_sdk.automl.controller import build_space, normalize_settings
+    from tao_sdk.bank import get_bank
+    from tao_sdk.errors import SpecValidationError
+
+    small = {**TRAIN, "dataset.augmentation.train_spatial_size": [96, 96],
+             "dataset.augmentation.multi_scales": [[64, 96], 96]}
+    with pytest.raises(SpecValidationError) as err:
+        plan_job("rtdetr", "train", datasets=DATASETS, spec_overrides=small, automl_policy="off", workspace=ws)
+    (problem,) = err.value.problems
+    assert problem.path == "model.num_queries" and problem.value == 300
+    assert "more than 126: the encoder has 126 positions at 64x96" in problem.message
+    assert "8x12 + 4x6 + 2x3" in problem.message and "dataset.augmentation.multi_scales)" in problem.message
+    assert problem.allowed == "<= 126"
+    # the same rule caps the AutoML search space: no trial the plan would reject
+    skill = get_bank().get("rtdetr")
+    base = plan_job("rtdetr", "train", datasets=DATASETS, spec_overrides={**small, "model.num_queries": 100,
+                    "model.num_select": 50}, automl_policy="off", workspace=ws).spec
+    space = build_space(skill, normalize_settings({"algorithm": "random"}), {}, base)
+    row = next(r for r in space.describe() if r["name"] == "model.num_queries")
+    assert row["high"] == 126
+    assert all(space.sample(seed)["model.num_queries"] <= 126 for seed in range(200))
+    # a num_select larger than num_queries x num_classes is caught the same way
+    with pytest.raises(SpecValidationError, match=r"model.num_select: 400 is more than 300.*raise model.num_queries"):
+        plan_job("rtdetr", "train", datasets=DATASETS, automl_policy="off", workspace=ws,
+                 spec_overrides={**TRAIN, "dataset.num_classes": 1, "model.num_select": 400})

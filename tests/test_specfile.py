@@ -183,3 +183,33 @@ def test_spec_problems_name_the_file_section(ws):
     with pytest.raises(SpecValidationError) as err:
         plan_job("rtdetr", "train", datasets=DATASETS, base_spec=bad, automl_policy="off", workspace=ws)
     assert {p.path for p in err.value.problems} == {"train.optim.lr", "export.opset_version"}
+
+
+PUBLISHED = yaml.safe_load((SPECS / "published_cases.yaml").read_text())
+
+
+@pytest.mark.maintainer
+@pytest.mark.skipif(not _have_tao() or not __import__("os").environ.get("TAO_PUBLISHED_SPECS"),
+                    reason="needs TAO Core and TAO_PUBLISHED_SPECS (a folder holding clones of NVIDIA/tao_pytorch_backend, "
+                           "NVIDIA/tao_deploy, NVIDIA/tao_tutorials)")
+def test_published_specs_agree_with_tao_core():
+    """NVIDIA's own experiment specs for the four seed networks: same verdict as TAO Core."""
+    import os
+
+    from omegaconf import OmegaConf
+
+    root = Path(os.environ["TAO_PUBLISHED_SPECS"])
+    disagreements, pairs = [], 0
+    for name, entry in PUBLISHED.items():
+        path = root / name
+        config = importlib.import_module(f"nvidia_tao_core.config.{entry['network']}.default_config").ExperimentConfig
+        try:
+            OmegaConf.merge(OmegaConf.structured(config), OmegaConf.load(path))
+            tao_ok = True
+        except Exception:  # noqa: BLE001 - any OmegaConf error is TAO's rejection
+            tao_ok = False
+        for action, deploy in entry["actions"]:
+            pairs += 1
+            if validate_spec_file(entry["network"], action, path, deploy=deploy).ok != tao_ok:
+                disagreements.append((name, action, deploy, tao_ok))
+    assert not disagreements and pairs == 31

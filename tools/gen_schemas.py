@@ -789,6 +789,7 @@ def generate_skill(skill: str, src: dict, cfg: dict, out_root: Path, tao_version
                    "visible_devices_env": "CUDA_VISIBLE_DEVICES" if launch == "torchrun" else "TAO_VISIBLE_DEVICES"},
         "checkpoint_prefix": src.get("checkpoint_prefix"),
         "hardware": src.get("hardware", {"min_gpus": 1, "recommended_gpus": 1}),
+        "spec_rules": src.get("spec_rules") or [],
         "tao_core_version": tao_version,
         "generator_version": GENERATOR_VERSION,
     }
@@ -827,6 +828,7 @@ def generate_skill(skill: str, src: dict, cfg: dict, out_root: Path, tao_version
             if not deploy:
                 action_schemas[act] = schema
     manifest["actions"] = {a: manifest["actions"][a] for a in actions if a in manifest["actions"]}
+    _check_spec_rules(skill, info["spec_rules"], action_schemas)
     md_path = skill_dir / "SKILL.md"
     existing = md_path.read_text(encoding="utf-8") if md_path.exists() else \
         default_skill_md(skill, info["display_name"], network, actions)
@@ -847,6 +849,19 @@ def generate_skill(skill: str, src: dict, cfg: dict, out_root: Path, tao_version
         + yaml.safe_dump(info, sort_keys=False, default_flow_style=False, width=1000))
 
     return files, builder.warnings
+
+
+def _check_spec_rules(skill: str, rules: list[dict], schemas: dict[str, dict]) -> None:
+    """Every dotted path a bank_sources.yaml spec rule names must exist in its actions' schemas."""
+    for rule in rules:
+        paths = [rule["field"], *rule.get("image_sizes", []), *rule.get("factors", [])]
+        if isinstance(rule.get("strides"), str):
+            paths.append(rule["strides"])
+        for action in rule.get("actions") or list(schemas):
+            missing = [p for p in paths if action in schemas and find_property(schemas[action], p) is None]
+            if missing:
+                raise SystemExit(f"{skill}: spec rule on {rule['field']} names {missing}, absent from the {action} "
+                                 "schema; fix tools/bank_sources.yaml")
 
 
 def _defaults_from_schema(schema: dict, fallback: Any) -> Any:

@@ -34,6 +34,7 @@ from ..platforms._supervise import process_identity
 from ..schemapath import find_property
 from ..workspace import Workspace
 from .algorithms import Algorithm, Suggestion, algorithm_names, get_algorithm
+from ..specrules import rule_caps
 from .space import SearchSpace
 
 #: Defaults like NVIDIA TAO AutoML (20 recommendations, 27 max epochs), plus concurrency.
@@ -77,15 +78,28 @@ def build_space(skill: Skill, settings: Mapping[str, Any], spec_overrides: Mappi
     """The search space from the skill's packaged train schema and the user's choices.
 
     Fields the user fixed in ``spec_overrides`` are not searched (unless named explicitly in
-    ``hyperparameters``): a fixed value is a decision, not a starting point.
+    ``hyperparameters``): a fixed value is a decision, not a starting point. The skill's spec
+    rules cap their fields (e.g. RT-DETR ``model.num_queries`` at the encoder positions of the
+    base spec's image sizes), so no trial is sampled that the plan would reject.
     """
     include = settings.get("hyperparameters")
     exclude = list(settings.get("exclude") or [])
     fixed = [k for k in (spec_overrides or {}) if not include or k not in include]
     schema = skill.schema("train")
     exclude += [k for k in fixed if _searchable_default(schema, k)]
-    return SearchSpace.from_schema(schema, include=include, exclude=exclude or None,
-                                   overrides=settings.get("overrides"), base_spec=base_spec)
+    overrides = {k: dict(v) for k, v in (settings.get("overrides") or {}).items()}
+    space = SearchSpace.from_schema(schema, include=include, exclude=exclude or None,
+                                    overrides=overrides or None, base_spec=base_spec)
+    capped = False
+    for path, (cap, _why) in rule_caps(skill, "train", base_spec).items():
+        row = next((r for r in space.describe() if r["name"] == path), None)
+        if row is not None and row["high"] is not None and row["high"] > cap:
+            overrides.setdefault(path, {})["maximum"] = cap
+            capped = True
+    if not capped:
+        return space
+    return SearchSpace.from_schema(schema, include=include, exclude=exclude or None, overrides=overrides,
+                                   base_spec=base_spec)
 
 
 def _searchable_default(schema: Mapping[str, Any], path: str) -> bool:
