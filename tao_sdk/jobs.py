@@ -29,6 +29,7 @@ from . import results
 from .backends import Backend, resolve_backend, skill_backend
 from .bank import Skill, SkillBank, get_bank
 from .errors import PlatformError, StorageError, TaoSkillsError
+from .jobkinds import JobKind, job_kind
 from .jobstore import JobRecord, JobStatus, new_job_id
 from .mappings import DEFAULT_ENCRYPTION_KEY, ENCRYPTION_KEY_ENV, ParentArtifact, resolve_mappings
 from .platforms import JobTask, Platform, get_platform
@@ -405,16 +406,15 @@ def create_job(
     model_skill = bank.get(plan.skill)
     plan.backend.require()  # nothing can run it here: say what to install before anything starts
     if plan.route.automl:
-        from .automl.controller import create_automl_job
         from .secrets import extract_secrets
         from .specfile import load_spec_file
 
         base = extract_secrets(load_spec_file(base_spec))[0] if base_spec is not None else None
-        return create_automl_job(plan, model_skill, datasets=datasets, base_spec=base,
-                                 spec_overrides=extract_secrets(spec_overrides, dotted=True)[0],
-                                 dataset_format=dataset_format, platform=platform, settings=automl,
-                                 encryption_key=plan.secret_env.get(ENCRYPTION_KEY_ENV), dry_run=dry_run,
-                                 workspace=workspace, bank=bank)
+        return job_kind("automl").create(plan, model_skill, datasets=datasets, base_spec=base,
+                                         spec_overrides=extract_secrets(spec_overrides, dotted=True)[0],
+                                         dataset_format=dataset_format, platform=platform, settings=automl,
+                                         encryption_key=plan.secret_env.get(ENCRYPTION_KEY_ENV), dry_run=dry_run,
+                                         workspace=workspace, bank=bank)
     job_dir = workspace.job_dir(plan.job_id)
     spec_path = job_dir / "spec.yaml"
     plan.command = plan.backend.command(str(spec_path))
@@ -503,7 +503,7 @@ def _task_folders(record: JobRecord) -> list[str]:
 
 def task_status(record: JobRecord) -> results.TaskStatus | None:
     """Summary of a job's own status.json (its task folder; trt_* for TensorRT jobs), or None."""
-    if not record.results_uri or record.kind == "automl":
+    if not record.results_uri or not job_kind(record.kind).has_task_status:
         return None
     storage = storage_for(record.results_uri)
     for task in _task_folders(record):
@@ -596,10 +596,11 @@ def _refresh_record(workspace: Workspace, record: JobRecord) -> JobRecord:
         record = _adopt_or_fail(workspace, record)
         if record.status.is_terminal or not record.platform_handle:
             return record
-    if record.kind == "automl":
-        from .automl.controller import refresh_automl_record
+    return job_kind(record.kind).refresh(workspace, record)
 
-        return refresh_automl_record(workspace, record)
+
+def _refresh_task_record(workspace: Workspace, record: JobRecord) -> JobRecord:
+    """A task job's record from its platform state and its status.json."""
     state = get_platform(record.platform).poll(record.platform_handle)
     if state.is_running or state.state == "unknown":
         return record
@@ -655,16 +656,15 @@ def wait_for_job(job_id: str, timeout: float | None = None, *, poll_interval: fl
         job = get_job(job_id, workspace=workspace)
         if on_progress is not None:
             progress = job.progress
-            marker = (job.status, progress.lines if progress else 0,
-                      json.dumps(job.result.get("trials"), sort_keys=True, default=str) if job.record.kind == "automl"
-                      else None)
+            marker = (job.status, progress.lines if progress else 0, job_kind(job.record.kind).progress_marker(job.record))
             if marker != last:
                 last = marker
                 on_progress(job)
         if job.status.is_terminal:
             return job
-        if job.record.kind == "automl" and job.result.get("interrupted"):
-            raise TaoSkillsError(f"AutoML job {job_id}: {job.result.get('message')}")
+        stalled = job_kind(job.record.kind).stalled(job.record)
+        if stalled:
+            raise TaoSkillsError(stalled)
         if deadline is not None and time.monotonic() >= deadline:
             raise TaoSkillsError(f"job {job_id} is still {job.status.value} after {timeout:.0f} s; keep waiting "
                                  f"with `tao-skills wait {job_id}` or stop it with `tao-skills cancel {job_id}`")
@@ -753,24 +753,38 @@ def cancel_job(job_id: str, *, workspace: Workspace | None = None) -> Job:
     record = _refresh_record(workspace, workspace.store.get(job_id))  # it may have ended already
     if record.status.is_terminal:
         return Job(record, workspace)
-    if record.kind == "automl":
-        from .automl.controller import cancel_automl_record
-
-        cancel_automl_record(workspace, record)
-    else:
-        platform = get_platform(record.platform)
-        if not record.platform_handle:  # its submitter is still starting it: stop that start
-            platform.block_start(str(workspace.job_dir(job_id)))
-            record = _adopt(workspace, record, platform) or record
-        if record.platform_handle:
-            platform.cancel(record.platform_handle)
-            state = platform.poll(record.platform_handle)
-            if state.is_exited and state.exit_code == 0:  # it finished before the cancel reached it
-                return Job(_refresh_record(workspace, record), workspace)
+    ended = job_kind(record.kind).cancel(workspace, record)
+    if ended is not None:  # it finished before the cancel reached it: keep its real outcome
+        return Job(ended, workspace)
     record = workspace.store.set_status(job_id, JobStatus.CANCELED,
                                         result={**record.result, "message": "canceled by user"})
     return Job(record, workspace)
 
 
-__all__ = ["Job", "JobPlan", "cancel_job", "create_job", "get_job", "job_logs", "job_task", "list_jobs", "plan_job",
+class TaskKind(JobKind):
+    """Job kind of a train/evaluate/... job (and an AutoML trial): one task on a platform."""
+
+    def refresh(self, workspace: Workspace, record: JobRecord) -> JobRecord:
+        """Poll the platform; on exit, SUCCESS/FAILURE from the exit code and status.json."""
+        return _refresh_task_record(workspace, record)
+
+    def cancel(self, workspace: Workspace, record: JobRecord) -> JobRecord | None:
+        """Cancel the task on its platform (the whole process tree / every Slurm step); a task
+        still being submitted by another process is stopped from starting (or adopted and
+        stopped). Returns the refreshed record when it finished (exit 0) before the cancel."""
+        platform = get_platform(record.platform)
+        if not record.platform_handle:  # its submitter is still starting it: stop that start
+            platform.block_start(str(workspace.job_dir(record.id)))
+            record = _adopt(workspace, record, platform) or record
+        if record.platform_handle:
+            platform.cancel(record.platform_handle)
+            state = platform.poll(record.platform_handle)
+            if state.is_exited and state.exit_code == 0:
+                return _refresh_record(workspace, record)
+        return None
+
+
+TASK_KIND = TaskKind()
+
+__all__ = ["Job", "JobPlan", "TaskKind", "cancel_job", "create_job", "get_job", "job_logs", "job_task", "list_jobs", "plan_job",
            "resume_job", "submit_plan", "wait_for_job", "worker_command"]

@@ -214,6 +214,7 @@ def _assert_continued_without_retraining(ws, job, log: Path, before: dict) -> li
     return entries
 
 
+@pytest.mark.slow
 def test_promoted_trials_continue_their_checkpoint_across_a_controller_kill(ws, monkeypatch, tmp_path):
     log = tmp_path / "epochs.log"
     monkeypatch.setenv("FAKE_TAO_EPOCH_LOG", str(log))
@@ -230,3 +231,22 @@ def test_promoted_trials_continue_their_checkpoint_across_a_controller_kill(ws, 
     assert [e["budget_epochs"] for e in entries] == [1, 1, 1, 3, 3, 3]
     assert sum(e["resume_from_trial"] is not None for e in entries) == 1
     assert job.result["epochs_trained"] == 3 + 2 + 6
+
+
+@pytest.mark.slow
+def test_pbt_members_copy_and_continue_checkpoints_across_a_controller_kill(ws, monkeypatch, tmp_path):
+    log = tmp_path / "epochs.log"
+    monkeypatch.setenv("FAKE_TAO_EPOCH_LOG", str(log))
+    monkeypatch.setenv("FAKE_TAO_SLEEP", "0.4")
+    job = _automl(ws, algorithm="pbt", max_recommendations=3, max_concurrent=3)   # 3 generations of 1 epoch
+    before = _kill_when(ws, job, lambda ts: any(t["rung"] == 1 and t["status"] == "running" for t in ts))
+    resume_automl_job(job.id, workspace=ws)
+    job = wait_for_job(job.id, timeout=120, poll_interval=0.2, workspace=ws)
+    assert job.status.value == "SUCCESS", job.result.get("message")
+    entries = _assert_continued_without_retraining(ws, job, log, before)
+    assert [e["rung"] for e in entries] == [0] * 3 + [1] * 3 + [2] * 3
+    assert job.result["epochs_trained"] == 3 * 3                     # each member: 3 epochs, none twice
+    exploits = [e for e in entries if e["info"]["source"].startswith("exploit")]
+    assert len(exploits) == 2 and all(e["params"] != job.result["trials"][str(e["resume_from_trial"])]["params"]
+                                      for e in exploits)
+    assert entries[job.result["best_trial"]]["rung"] == 2

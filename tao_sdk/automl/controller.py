@@ -19,6 +19,7 @@ with no trial lost or repeated: finished trials are not re-run, running ones are
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -28,6 +29,7 @@ from typing import Any, Mapping
 from .. import results
 from ..bank import Skill, SkillBank, get_bank
 from ..errors import JobNotFoundError, TaoSkillsError
+from ..jobkinds import JobKind
 from ..jobstore import JobRecord, JobStatus, new_job_id
 from ..platforms import NODE_PYTHON, JobTask, get_platform
 from ..platforms._supervise import process_identity
@@ -234,6 +236,38 @@ def cancel_automl_record(workspace: Workspace, record: JobRecord) -> None:
             cancel_job(child.id, workspace=workspace)
 
 
+class AutomlKind(JobKind):
+    """Job kind ``automl``: a controller job that runs trials as child train jobs."""
+
+    has_task_status = False  # progress is the trial table, not a status.json
+
+    def create(self, plan: Any, skill: Any, **options: Any) -> Any:
+        """:func:`create_automl_job`."""
+        return create_automl_job(plan, skill, **options)
+
+    def refresh(self, workspace: Workspace, record: JobRecord) -> JobRecord:
+        """:func:`refresh_automl_record`."""
+        return refresh_automl_record(workspace, record)
+
+    def cancel(self, workspace: Workspace, record: JobRecord) -> None:
+        """:func:`cancel_automl_record`."""
+        cancel_automl_record(workspace, record)
+        return None
+
+    def progress_marker(self, record: JobRecord) -> Any:
+        """The trial table (a finished or new trial is progress)."""
+        return json.dumps(record.result.get("trials"), sort_keys=True, default=str)
+
+    def stalled(self, record: JobRecord) -> str | None:
+        """The controller stopped before finishing: waiting is pointless until it is resumed."""
+        if record.result.get("interrupted"):
+            return f"AutoML job {record.id}: {record.result.get('message')}"
+        return None
+
+
+AUTOML_KIND = AutomlKind()
+
+
 # =========================================================================== the controller loop
 class Controller:
     """Runs one AutoML job to completion (see module docstring)."""
@@ -404,14 +438,13 @@ class Controller:
                 continue
             values = [v for k, v in (other.get("curve") or {}).items() if int(k) <= epoch]
             if values:
-                peers.append(max(values) if self.direction == "max" else min(values))
+                peers.append(results.best_item(values, self.direction))
         if len(peers) < 2:
             return False
         peers.sort()
         median = peers[len(peers) // 2] if len(peers) % 2 else (peers[len(peers) // 2 - 1] + peers[len(peers) // 2]) / 2
         mine = [v for k, v in curve.items() if k <= epoch]
-        best = max(mine) if self.direction == "max" else min(mine)
-        return best < median if self.direction == "max" else best > median
+        return results.better(median, results.best_item(mine, self.direction), self.direction)
 
     def _stop(self, entry: dict[str, Any], child: JobRecord) -> JobRecord:
         from ..jobs import cancel_job
