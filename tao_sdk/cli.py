@@ -444,7 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="create and submit a job")
     _add_spec_options(p)
-    p.add_argument("--platform", default="local")
+    p.add_argument("--platform", default="local",
+                   help="where the job runs: local (this machine, default) or slurm (sbatch on the cluster of "
+                        "SLURM_CONF; settings in <workspace>/platforms/slurm.yaml or TAO_SLURM_*)")
     p.add_argument("--automl-policy", choices=["auto", "off"])
     p.add_argument("--request", help="the user's request text (e.g. 'plain training, no HPO')")
     p.add_argument("--automl-algorithm", help="AutoML algorithm when routed (random, bayesian, hyperband, asha, bohb, dehb, pbt)")
