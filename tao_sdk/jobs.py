@@ -225,6 +225,9 @@ def plan_job(
     skill = bank.get(skill)
     check_automl_arguments(automl_policy, automl)
     route = route_action(skill, action, automl_policy, request, bank=bank, explicit_automl=bool(automl))
+    if automl and not route.automl:
+        raise TaoSkillsError(f"AutoML settings ({', '.join(sorted(automl))}) were given but this job does not run "
+                             f"AutoML: {route.reason}. Drop the AutoML settings (--automl-*)")
     job_id = job_id or new_job_id()
     results_uri = workspace.results_uri(job_id)
     _check_takes_parent(skill, action, parent_job_id or (planned_parent.job_id if planned_parent else None))
