@@ -412,6 +412,11 @@ def create_job(
         from .secrets import extract_secrets
         from .specfile import load_spec_file
 
+        others = sorted(set(plan.secret_env) - {ENCRYPTION_KEY_ENV})
+        if others:
+            raise TaoSkillsError(f"AutoML hands only the encryption key to its trials, but the spec has other secrets "
+                                 f"({', '.join(others)}); run plain training (automl_policy='off') or export them "
+                                 f"in the environment and reference them as ${{oc.env:NAME}} in the spec")
         base = extract_secrets(load_spec_file(base_spec))[0] if base_spec is not None else None
         return job_kind("automl").create(plan, model_skill, datasets=datasets, base_spec=base,
                                          spec_overrides=extract_secrets(spec_overrides, dotted=True)[0],

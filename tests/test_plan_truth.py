@@ -216,3 +216,17 @@ def test_rtdetr_num_queries_beyond_encoder_positions_fails_at_plan_time_and_is_n
     with pytest.raises(SpecValidationError, match=r"model.num_select: 400 is more than 300.*raise model.num_queries"):
         plan_job("rtdetr", "train", datasets=DATASETS, automl_policy="off", workspace=ws,
                  spec_overrides={**TRAIN, "dataset.num_classes": 1, "model.num_select": 400})
+
+
+def test_extract_secrets_moves_every_secret_and_only_secrets():
+    from tao_sdk.secrets import extract_secrets
+
+    clean, env = extract_secrets({"encryption_key": "K", "export": {"encryption_key": "K"},
+                                  "vlm": {"api_key": "A"}, "dataset": {"default_cam_key": "cam0"},
+                                  "model": {"use_clstoken": True}, "evaluate": {"encryption_key": "???"}})
+    assert env == {"TAO_ENCRYPTION_KEY": "K", "TAO_SECRET_VLM_API_KEY": "A"}
+    assert clean["export"]["encryption_key"] == "${oc.env:TAO_ENCRYPTION_KEY}"
+    assert clean["dataset"]["default_cam_key"] == "cam0" and clean["model"]["use_clstoken"] is True
+    assert clean["evaluate"]["encryption_key"] == "???"
+    with pytest.raises(TaoSkillsError, match="export.encryption_key holds a different secret"):
+        extract_secrets({"encryption_key": "K", "export.encryption_key": "L"}, dotted=True)
