@@ -13,11 +13,16 @@ from typing import Any, Mapping
 #: What a redacted secret is replaced with.
 REDACTED = "***"
 
-# Keys whose values are secrets (matched case-insensitively anywhere in the key, except the
-# ``...key`` forms, which must end the key and be ``key`` itself or a known secret kind of key:
-# ``det_box_key`` / ``default_cam_key`` name dataset fields, they are not secrets). ``token`` is
-# not matched inside ``tokenizer`` / ``tokenization`` (model config, not a secret).
+# Names of secrets (matched case-insensitively anywhere in the name, except ``key$`` which must
+# end it). ``token`` is not matched inside ``tokenizer`` / ``tokenization`` (model config, not a
+# secret). Broad on purpose: used for environment variable names (``*_KEY`` is a secret there).
 SECRET_KEY_RE = re.compile(
+    r"encryption_key|key$|secret|password|passwd|token(?!iz)|access_key|api_key|session_token|credential",
+    re.IGNORECASE,
+)
+# The same for spec / record field names, where a ``...key`` must be ``key`` itself or a known
+# secret kind of key: ``det_box_key`` / ``default_cam_key`` name dataset fields, not secrets.
+SECRET_FIELD_RE = re.compile(
     r"(?:^|encryption_|api_|access_|secret_|private_|auth_|ngc_|ssh_|license_|signing_|master_|client_)key$"
     r"|secret|password|passwd|token(?!iz)|access_key|session_token|credential",
     re.IGNORECASE,
@@ -29,10 +34,11 @@ def redact(obj: Any) -> Any:
     """Return a copy of ``obj`` with every secret value replaced by ``"***"``.
 
     Walks dicts, lists and tuples recursively. A dict entry is a secret when its key matches
-    (case-insensitively) ``encryption_key``, ``key`` at the end of the key (``api_key``,
-    ``key``), ``secret``, ``password``, ``token`` (not ``tokenizer``), ``access_key``,
-    ``session_token`` or ``credential(s)``; the whole value is replaced (booleans and numbers
-    are settings, not secrets: ``use_clstoken: true`` is kept).
+    :data:`SECRET_FIELD_RE` (case-insensitively): ``key`` itself or a secret kind of key
+    (``encryption_key``, ``api_key``, ``access_key``, ``private_key``...; not ``det_box_key``),
+    ``secret``, ``password``, ``token`` (not ``tokenizer``), ``session_token`` or
+    ``credential(s)``; the whole value is replaced (booleans and numbers are settings, not
+    secrets: ``use_clstoken: true`` is kept).
     Credentials embedded in URIs (``scheme://user:pass@host``) are replaced too. ``None`` and
     ``""`` are kept (nothing to hide). The input is never modified.
 
@@ -58,7 +64,7 @@ def redact(obj: Any) -> Any:
 
 def is_secret_entry(key: Any, value: Any) -> bool:
     """True when the dict entry ``key: value`` holds a secret (see :func:`redact`)."""
-    return (isinstance(key, str) and bool(SECRET_KEY_RE.search(key)) and value not in (None, "")
+    return (isinstance(key, str) and bool(SECRET_FIELD_RE.search(key)) and value not in (None, "")
             and not isinstance(value, (bool, int, float)))
 
 
