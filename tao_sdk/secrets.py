@@ -8,7 +8,7 @@ to a record passes it through :func:`redact` first.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Mapping
 
 #: What a redacted secret is replaced with.
 REDACTED = "***"
@@ -29,7 +29,8 @@ def redact(obj: Any) -> Any:
     Walks dicts, lists and tuples recursively. A dict entry is a secret when its key matches
     (case-insensitively) ``encryption_key``, ``key`` at the end of the key (``api_key``,
     ``key``), ``secret``, ``password``, ``token`` (not ``tokenizer``), ``access_key``,
-    ``session_token`` or ``credential(s)``; the whole value is replaced, whatever its type.
+    ``session_token`` or ``credential(s)``; the whole value is replaced (booleans and numbers
+    are settings, not secrets: ``use_clstoken: true`` is kept).
     Credentials embedded in URIs (``scheme://user:pass@host``) are replaced too. ``None`` and
     ``""`` are kept (nothing to hide). The input is never modified.
 
@@ -39,7 +40,7 @@ def redact(obj: Any) -> Any:
     if isinstance(obj, dict):
         out: dict[Any, Any] = {}
         for k, v in obj.items():
-            if isinstance(k, str) and SECRET_KEY_RE.search(k) and v not in (None, ""):
+            if is_secret_entry(k, v):
                 out[k] = REDACTED
             else:
                 out[k] = redact(v)
@@ -51,3 +52,69 @@ def redact(obj: Any) -> Any:
     if isinstance(obj, str) and "://" in obj and "@" in obj:
         return _URI_CREDENTIALS_RE.sub(r"\1" + REDACTED + "@", obj)
     return obj
+
+
+def is_secret_entry(key: Any, value: Any) -> bool:
+    """True when the dict entry ``key: value`` holds a secret (see :func:`redact`)."""
+    return (isinstance(key, str) and bool(SECRET_KEY_RE.search(key)) and value not in (None, "")
+            and not isinstance(value, (bool, int, float)))
+
+
+def _is_reference(value: Any) -> bool:
+    return isinstance(value, str) and (value == "???" or ("${" in value and "}" in value))
+
+
+def secret_paths(spec: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted paths of the secret values a nested spec holds in clear (interpolations such as
+    ``${oc.env:TAO_ENCRYPTION_KEY}`` and ``???`` are references, not secrets)."""
+    out = []
+    for key, value in spec.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            out += secret_paths(value, dotted)
+        elif is_secret_entry(key, value) and not _is_reference(value):
+            out.append(dotted)
+    return out
+
+
+#: The environment variable a secret spec field travels in (the encryption key has TAO's own).
+def secret_env_name(dotted: str) -> str:
+    """``encryption_key`` -> ``TAO_ENCRYPTION_KEY``; any other secret field -> ``TAO_SECRET_<PATH>``."""
+    if dotted == "encryption_key":
+        return "TAO_ENCRYPTION_KEY"
+    return "TAO_SECRET_" + re.sub(r"[^A-Za-z0-9]+", "_", dotted).upper()
+
+
+def env_reference(name: str) -> str:
+    """The OmegaConf reference a spec holds instead of a secret: ``${oc.env:NAME}``."""
+    return "${oc.env:" + name + "}"
+
+
+def extract_secrets(spec: Mapping[str, Any] | None, *, dotted: bool = False) -> tuple[dict[str, Any], dict[str, str]]:
+    """Move every secret value out of ``spec`` into environment variables.
+
+    Returns ``(clean, env)``: ``clean`` is a copy of ``spec`` where each secret value is replaced
+    by ``${oc.env:NAME}`` (OmegaConf / TAO and the worker resolve it at run time), ``env`` maps
+    NAME -> the secret. ``dotted=True`` treats ``spec`` as dotted overrides
+    (``{"encryption_key": "K", "train.x": 1}``) instead of a nested spec.
+    Example: ``extract_secrets({"encryption_key": "K"})`` ->
+    ``({"encryption_key": "${oc.env:TAO_ENCRYPTION_KEY}"}, {"TAO_ENCRYPTION_KEY": "K"})``.
+    """
+    import copy
+
+    clean: dict[str, Any] = copy.deepcopy(dict(spec or {}))
+    env: dict[str, str] = {}
+    for key in list(clean):
+        value = clean[key]
+        if isinstance(value, Mapping):
+            for path in secret_paths(value, key):
+                node = value
+                parts = path[len(key) + 1:].split(".")
+                for part in parts[:-1]:
+                    node = node[part]
+                env[secret_env_name(path)] = str(node[parts[-1]])
+                node[parts[-1]] = env_reference(secret_env_name(path))
+        elif is_secret_entry(key.rsplit(".", 1)[-1] if dotted else key, value) and not _is_reference(value):
+            env[secret_env_name(key)] = str(value)
+            clean[key] = env_reference(secret_env_name(key))
+    return clean, env
