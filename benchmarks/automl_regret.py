@@ -4,7 +4,8 @@
     python -m benchmarks.automl_regret --smoke       # CI: 2 seeds, small budgets, a few seconds
     python -m benchmarks.automl_regret --objectives curves-map50,curves-loss --seeds 20
 
-Methods: ours (``random``, ``bayesian``, ``hyperband``, ``asha``, ``bohb``, ``dehb``, ``pbt``) and
+Methods: ours (``random``, ``bayesian``, ``hyperband``, ``asha``, ``bohb``, ``bohb-gp`` (BOHB with
+``model="gp"``), ``dehb``, ``pbt``) and
 Optuna's ``tpe`` (TPESampler) and ``gp`` (GPSampler), both with ``n_startup_trials`` = a third of
 the trials (at most Optuna's default 10) so that short budgets are not pure random search.
 
@@ -68,7 +69,9 @@ FIXTURE_SCHEMA = ROOT / "tests" / "automl" / "fixtures" / "rtdetr_like.schema.js
 OBJECTIVES = ("bowl", "mapsim", "rugged")
 #: real-curve objectives replayed from benchmarks/data/rtdetr_curves.json -> recorded metric
 CURVE_OBJECTIVES = {"curves-map50": "val_mAP50", "curves-loss": "val_loss"}
-OURS = ("random", "bayesian", "hyperband", "asha", "bohb", "dehb", "pbt")
+OURS = ("random", "bayesian", "hyperband", "asha", "bohb", "bohb-gp", "dehb", "pbt")
+#: benchmark method -> (registered algorithm, options): variants of one algorithm
+VARIANTS = {"bohb-gp": ("bohb", {"model": "gp"})}
 OPTUNA = ("tpe", "gp")
 
 
@@ -153,7 +156,8 @@ def run_ours(name: str, obj, seed: int, trials: int, concurrency: int = 1) -> Ru
     charged ``budget_epochs - resume_epochs``, the epochs it really trains.
     """
     budget = trials * obj.R
-    algo = get_algorithm(name, obj.space, "max", seed=seed, max_epochs=obj.R, **_options(name, trials))
+    name, extra = VARIANTS.get(name, (name, {}))
+    algo = get_algorithm(name, obj.space, "max", seed=seed, max_epochs=obj.R, **_options(name, trials), **extra)
     spent, running, trajectory = 0, [], []
     while True:
         while len(running) < concurrency:
