@@ -20,6 +20,7 @@ import pytest
 from tao_sdk.errors import PlatformError
 from tao_sdk.platforms import NODE_PYTHON, JobTask, get_platform
 from tao_sdk.platforms.slurm import load_config, split_secret_env
+from test_local_platform import _alive
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "enc-key-7f3a9c11e2"
@@ -39,15 +40,6 @@ def platform(request, tmp_path):
 def _task(tmp_path: Path, code: str, name: str = "job", env: dict[str, str] | None = None) -> JobTask:
     return JobTask(job_id=f"job-{name}", command=[NODE_PYTHON, "-c", textwrap.dedent(code)],
                    env=env or {}, workdir=str(tmp_path / name))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read()
-    except OSError:
-        return False
-    return data[data.rfind(b")") + 2:].split()[0] != b"Z"
 
 
 def test_success_exit_code_and_log(platform, tmp_path):
@@ -190,3 +182,45 @@ def test_secret_env_split():
     assert set(secret) == {"TAO_ENCRYPTION_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                            "AWS_SESSION_TOKEN"}
     assert plain == {"PYTHONPATH": "/x", "TAO_SKILLS_JOB_ID": "job-1"}
+
+
+@pytest.mark.slurm
+def test_slurm_adopts_or_blocks_a_job_whose_submitter_died(slurm_cluster, tmp_path):
+    """What the job store needs when the SDK died between sbatch and saving the handle."""
+    platform = get_platform("slurm", python=sys.executable, shared_paths=[str(tmp_path)])
+    assert platform.recover_handle(str(tmp_path / "nothing")) is None
+    handle = platform.submit(_task(tmp_path, "print('adopted')", name="a"))
+    (tmp_path / "a" / "handle.json").unlink()  # as if the SDK died right after sbatch
+    found = platform.recover_handle(str(tmp_path / "a"))
+    assert found["slurm_job_id"] == handle["slurm_job_id"]  # found by the job's Slurm name
+    assert platform.wait(found, timeout=60, interval=0.2).exit_code == 0
+    # a submission given up before the job started: it never runs its command
+    platform.block_start(str(tmp_path / "b"))
+    with pytest.raises(PlatformError, match="submission was given up"):
+        platform.submit(_task(tmp_path, "print('ran')", name="b"))
+    held = get_platform("slurm", python=sys.executable, shared_paths=[str(tmp_path)],
+                        extra_sbatch_args=["--hold"])
+    handle = held.submit(_task(tmp_path, f"open({str(tmp_path / 'ran')!r}, 'w')", name="c"))
+    held.block_start(str(tmp_path / "c"))  # the submission is given up while the job is pending
+    subprocess.run(["scontrol", "release", handle["slurm_job_id"]], check=True)
+    state = held.wait(handle, timeout=60, interval=0.2)
+    assert state.exit_code == 125 and not (tmp_path / "ran").exists()
+    assert "given up before it started" in Path(handle["log_path"]).read_text()
+
+
+def test_slurm_batch_script_maps_launch_variables_and_holds_no_secret(tmp_path):
+    from tao_sdk.platforms.slurm import _batch_script
+
+    task = JobTask("job-l", [NODE_PYTHON, "-m", "tao_sdk.worker", "deformable_detr", "train", "-e", "/s/spec.yaml"],
+                   {"TAO_ENCRYPTION_KEY": KEY}, str(tmp_path), num_gpus=4, num_nodes=2,
+                   visible_devices_env="TAO_VISIBLE_DEVICES", image="nvcr.io/nvidia/tao/tao-toolkit:6.0.0-pyt")
+    script = _batch_script(task, task.argv("/opt/py/bin/python"), str(tmp_path / "exit_status"),
+                           str(tmp_path / ".tao-secrets-x"), 4, 4, {"master_port": 29500,
+                                                                   "container_mounts": "/lustre:/lustre"})
+    assert KEY not in script and "/opt/py/bin/python -m tao_sdk.worker deformable_detr train" in script
+    assert 'export WORLD_SIZE="$SLURM_JOB_NUM_NODES" NUM_GPU_PER_NODE=4' in script
+    assert 'export NODE_RANK="$SLURM_NODEID"; export RANK="${RANK:-$NODE_RANK}"' in script
+    assert "export TAO_VISIBLE_DEVICES=0,1,2,3" in script and 'MASTER_PORT="29500"' in script
+    assert "--container-image=nvcr.io/nvidia/tao/tao-toolkit:6.0.0-pyt --container-mounts=/lustre:/lustre" in script
+    task.visible_devices_env = "CUDA_VISIBLE_DEVICES"  # torchrun networks: Slurm's own CUDA_VISIBLE_DEVICES
+    assert "TAO_VISIBLE_DEVICES" not in _batch_script(task, task.argv("python3"), "/x", None, 4, 4, {})

@@ -570,6 +570,26 @@ def action_schema(full: dict, full_default: dict, builder: SchemaBuilder, *, ski
     return out
 
 
+def apply_schema_exceptions(schema: dict, exceptions: list[dict], network: str, action: str, skill: str) -> None:
+    """Apply bank_sources.yaml ``schema_exceptions`` (shipped usage beats TAO Core's declared
+    metadata) to one action schema; TAO's declared value stays under ``tao_declared_<key>`` and
+    the reason under ``tao_exception``. An exception naming a field the network lacks is an error."""
+    for exc in exceptions:
+        if network not in exc["networks"] or (exc.get("actions") and action not in exc["actions"]):
+            continue
+        node = find_property(schema, exc["path"])
+        if node is None:
+            if exc["path"].split(".")[0] in schema["properties"]:
+                raise SystemExit(f"{skill}: schema exception '{exc['path']}' is not a field of the {network} "
+                                 f"{action} schema; fix tools/bank_sources.yaml")
+            continue
+        for key, value in exc["set"].items():
+            if key in node and node[key] != value:
+                node[f"tao_declared_{key}"] = node[key]
+            node[key] = value
+        node["tao_exception"] = exc["why"]
+
+
 # =========================================================================== templates
 def render_template(schema: dict, *, skill: str, action: str, deploy: bool, fillers: dict[str, str]) -> str:
     """YAML spec template from the schema's top-level default, with a header listing fields to fill."""
@@ -769,6 +789,7 @@ def generate_skill(skill: str, src: dict, cfg: dict, out_root: Path, tao_version
                    "visible_devices_env": "CUDA_VISIBLE_DEVICES" if launch == "torchrun" else "TAO_VISIBLE_DEVICES"},
         "checkpoint_prefix": src.get("checkpoint_prefix"),
         "hardware": src.get("hardware", {"min_gpus": 1, "recommended_gpus": 1}),
+        "spec_rules": src.get("spec_rules") or [],
         "tao_core_version": tao_version,
         "generator_version": GENERATOR_VERSION,
     }
@@ -795,6 +816,7 @@ def generate_skill(skill: str, src: dict, cfg: dict, out_root: Path, tao_version
                                    actions=actions, removed=rules.get(act, {}).get("remove", []),
                                    default_overrides=default_overrides, tao_version=tao_version,
                                    deploy=deploy and act != "gen_trt_engine")
+            apply_schema_exceptions(schema, cfg.get("schema_exceptions") or [], network, act, skill)
             is_deploy_variant = deploy and act != "gen_trt_engine"
             schema_name = f"{'deploy_' if is_deploy_variant else ''}{act}.schema.json"
             files[skill_dir / "schemas" / schema_name] = json.dumps(schema, indent=2, allow_nan=False) + "\n"
@@ -806,6 +828,7 @@ def generate_skill(skill: str, src: dict, cfg: dict, out_root: Path, tao_version
             if not deploy:
                 action_schemas[act] = schema
     manifest["actions"] = {a: manifest["actions"][a] for a in actions if a in manifest["actions"]}
+    _check_spec_rules(skill, info["spec_rules"], action_schemas)
     md_path = skill_dir / "SKILL.md"
     existing = md_path.read_text(encoding="utf-8") if md_path.exists() else \
         default_skill_md(skill, info["display_name"], network, actions)
@@ -826,6 +849,19 @@ def generate_skill(skill: str, src: dict, cfg: dict, out_root: Path, tao_version
         + yaml.safe_dump(info, sort_keys=False, default_flow_style=False, width=1000))
 
     return files, builder.warnings
+
+
+def _check_spec_rules(skill: str, rules: list[dict], schemas: dict[str, dict]) -> None:
+    """Every dotted path a bank_sources.yaml spec rule names must exist in its actions' schemas."""
+    for rule in rules:
+        paths = [rule["field"], *rule.get("image_sizes", []), *rule.get("factors", [])]
+        if isinstance(rule.get("strides"), str):
+            paths.append(rule["strides"])
+        for action in rule.get("actions") or list(schemas):
+            missing = [p for p in paths if action in schemas and find_property(schemas[action], p) is None]
+            if missing:
+                raise SystemExit(f"{skill}: spec rule on {rule['field']} names {missing}, absent from the {action} "
+                                 "schema; fix tools/bank_sources.yaml")
 
 
 def _defaults_from_schema(schema: dict, fallback: Any) -> Any:
