@@ -9,10 +9,12 @@ Python API (the CLI ``tao-skills`` mirrors it):
 - :func:`create_job`, :func:`get_job`, :func:`list_jobs`, :func:`wait_for_job`, :func:`job_logs`,
   :func:`cancel_job`, :func:`resume_job` — run and track jobs (local platform by default).
 - :func:`check_bank` — the bank checker.
+- :func:`cache_info`, :func:`clear_cache` — the worker's dataset cache (size cap, LRU eviction).
 """
 
 from .bank import Skill, SkillBank
 from .checker import check_bank
+from .datacache import cache_info, clear_cache
 from .datasources import build_data_source_overrides
 from .errors import (
     BankFormatError,
@@ -48,6 +50,6 @@ __all__ = [
     "BankFormatError", "DataSourceError", "Job", "JobNotFoundError", "JobPlan", "ParentModelError",
     "PlatformError", "Route", "Skill", "SkillBank", "SkillNotFoundError", "SpecProblem",
     "SpecValidationError", "StorageError", "TaoSkillsError", "Workspace", "build_data_source_overrides",
-    "build_spec", "cancel_job", "check_bank", "create_job", "get_job", "job_logs", "list_jobs", "plan_job",
+    "build_spec", "cache_info", "cancel_job", "check_bank", "clear_cache", "create_job", "get_job", "job_logs", "list_jobs", "plan_job",
     "resolve_automl_policy", "resume_job", "route_action", "validate_spec", "wait_for_job",
 ]

@@ -4,7 +4,8 @@ Three answers, in this order:
 
 1. ``$TAO_SKILLS_ENTRYPOINT`` is set: that command, run as ``<cmd> <network> <action> -e spec.yaml``
    (a TAO container launcher, or a test double).
-2. The built-in worker (``python -m tao_sdk.worker <network> <action> -e spec.yaml``) when it is
+2. The built-in worker (``{python} -m tao_sdk.worker <network> <action> -e spec.yaml``, ``{python}``
+   being the interpreter on the node, filled in by the platform) when it is
    installed (``tao_sdk.worker`` and ``torch`` importable) and ``tao_sdk.worker.supports(network,
    action)`` says it implements that pair.
 3. A TAO container entrypoint on ``PATH``: TAO containers expose each network as a command,
@@ -26,11 +27,11 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from .errors import PlatformError
+from .platforms.base import NODE_PYTHON
 
 #: Set to a command (e.g. ``/opt/tao/bin/tao-container``) to force the TAO container-style
 #: entrypoint ``<cmd> <network> <action> -e spec.yaml`` instead of the project's worker.
@@ -128,7 +129,8 @@ def resolve_backend(network: str, action: str, *, container: str | None = None,
                        f"TAO container entrypoint forced by {ENTRYPOINT_ENV}: {forced}")
     installed, worker = worker_capability()
     if installed and worker.supports(network, action):
-        return Backend(network, action, WORKER, (sys.executable, "-m", "tao_sdk.worker", network, action),
+        # the node's interpreter, filled in by the platform (no path of this machine in the job)
+        return Backend(network, action, WORKER, (NODE_PYTHON, "-m", "tao_sdk.worker", network, action),
                        "built-in worker (python -m tao_sdk.worker)")
     found = shutil.which(command)
     if found:

@@ -343,6 +343,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(json_mode=args.json, quick=args.quick)
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    from .datacache import cache_info, clear_cache
+
+    if args.action == "clear":
+        out = clear_cache()
+        if args.json:
+            _print_json(out)
+        else:
+            busy = f"; kept {len(out['kept_busy'])} in use by running jobs" if out["kept_busy"] else ""
+            print(f"removed {len(out['removed'])} cache entries ({out['freed_bytes']:,} bytes) from {out['root']}{busy}")
+        return 0
+    info = cache_info()
+    if args.json:
+        _print_json(info)
+        return 0
+    cap = f"{info['max_bytes']:,} bytes" if info["max_bytes"] else "no cap"
+    print(f"dataset cache {info['root']}: {info['total_bytes']:,} bytes in {len(info['entries'])} entries "
+          f"(cap {cap}, TAO_WORKER_CACHE_MAX_BYTES)")
+    import time as _time
+
+    rows = [[e["name"], f"{e['bytes']:,}", _time.strftime("%Y-%m-%d %H:%M", _time.localtime(e["last_used"])),
+             "yes" if e["busy"] else ""] for e in info["entries"]]
+    if rows:
+        print(_table(rows, ["entry", "bytes", "last used", "in use"]))
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of ``tao-skills`` (also used to document the CLI)."""
@@ -364,10 +391,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="create and submit a job")
     _add_spec_options(p)
-    p.add_argument("--platform", default="local")
+    p.add_argument("--platform", default="local",
+                   help="where the job runs: local (this machine, default) or slurm (sbatch on the cluster of "
+                        "SLURM_CONF; settings in <workspace>/platforms/slurm.yaml or TAO_SLURM_*)")
     p.add_argument("--automl-policy", choices=["auto", "off"])
     p.add_argument("--request", help="the user's request text (e.g. 'plain training, no HPO')")
-    p.add_argument("--automl-algorithm", help="AutoML algorithm when routed (random, bayesian, hyperband, asha, bohb)")
+    p.add_argument("--automl-algorithm", help="AutoML algorithm when routed (random, bayesian, hyperband, asha, bohb, dehb, pbt)")
     p.add_argument("--automl-trials", type=int, help="AutoML max recommendations")
     p.add_argument("--automl-param", action="append", metavar="KEY",
                    help="search only these hyperparameters (repeatable; default: the schema's AutoML set)")
@@ -409,6 +438,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="synthetic dataset -> RT-DETR train/evaluate/export/inference")
     p.add_argument("--quick", action="store_true", help="smaller data and fewer epochs")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("cache", help="show the worker's dataset cache (size, entries) or clear it")
+    p.add_argument("action", nargs="?", choices=["show", "clear"], default="show",
+                   help="show (default) or clear (removes every entry no running job uses)")
+    p.set_defaults(func=cmd_cache)
 
     for choice in sub.choices.values():
         choice.add_argument("--json", action="store_true", default=argparse.SUPPRESS,

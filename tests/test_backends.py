@@ -16,6 +16,7 @@ from tao_sdk import PlatformError, Workspace, create_job, plan_job, wait_for_job
 from tao_sdk import worker
 from tao_sdk.backends import WORKER_INSTALL, resolve_backend
 from tao_sdk.jobs import worker_command
+from tao_sdk.platforms import NODE_PYTHON
 
 FAKE_TAO = Path(__file__).with_name("fake_tao.py")
 DATASETS = {"train_datasets": ["/data/train"], "eval_dataset": "/data/eval"}
@@ -52,7 +53,7 @@ def test_worker_capability_interface():
 def test_worker_when_installed_and_supported(bare_path, tmp_path):
     backend = resolve_backend("rtdetr", "train")
     assert backend.kind == "worker" and backend.available
-    assert backend.command("/s.yaml") == [sys.executable, "-m", "tao_sdk.worker", "rtdetr", "train", "-e", "/s.yaml"]
+    assert backend.command("/s.yaml") == [NODE_PYTHON, "-m", "tao_sdk.worker", "rtdetr", "train", "-e", "/s.yaml"]
     plan = create_job("rtdetr", "train", datasets=DATASETS, spec_overrides=OVERRIDES, automl_policy="off",
                       dry_run=True, workspace=Workspace(tmp_path / "ws"))
     assert plan.backend.kind == "worker" and plan.command[1:4] == ["-m", "tao_sdk.worker", "rtdetr"]

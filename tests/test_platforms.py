@@ -190,3 +190,27 @@ def test_secret_env_split():
     assert set(secret) == {"TAO_ENCRYPTION_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                            "AWS_SESSION_TOKEN"}
     assert plain == {"PYTHONPATH": "/x", "TAO_SKILLS_JOB_ID": "job-1"}
+
+
+@pytest.mark.slurm
+def test_slurm_adopts_or_blocks_a_job_whose_submitter_died(slurm_cluster, tmp_path):
+    """What the job store needs when the SDK died between sbatch and saving the handle."""
+    platform = get_platform("slurm", python=sys.executable, shared_paths=[str(tmp_path)])
+    assert platform.recover_handle(str(tmp_path / "nothing")) is None
+    handle = platform.submit(_task(tmp_path, "print('adopted')", name="a"))
+    (tmp_path / "a" / "handle.json").unlink()  # as if the SDK died right after sbatch
+    found = platform.recover_handle(str(tmp_path / "a"))
+    assert found["slurm_job_id"] == handle["slurm_job_id"]  # found by the job's Slurm name
+    assert platform.wait(found, timeout=60, interval=0.2).exit_code == 0
+    # a submission given up before the job started: it never runs its command
+    platform.block_start(str(tmp_path / "b"))
+    with pytest.raises(PlatformError, match="submission was given up"):
+        platform.submit(_task(tmp_path, "print('ran')", name="b"))
+    held = get_platform("slurm", python=sys.executable, shared_paths=[str(tmp_path)],
+                        extra_sbatch_args=["--hold"])
+    handle = held.submit(_task(tmp_path, f"open({str(tmp_path / 'ran')!r}, 'w')", name="c"))
+    held.block_start(str(tmp_path / "c"))  # the submission is given up while the job is pending
+    subprocess.run(["scontrol", "release", handle["slurm_job_id"]], check=True)
+    state = held.wait(handle, timeout=60, interval=0.2)
+    assert state.exit_code == 125 and not (tmp_path / "ran").exists()
+    assert "given up before it started" in Path(handle["log_path"]).read_text()

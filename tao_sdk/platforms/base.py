@@ -150,6 +150,20 @@ class Platform(abc.ABC):
         """Return the local path of the job's combined stdout/stderr log, or None when the
         platform keeps logs elsewhere."""
 
+    def recover_handle(self, workdir: str) -> dict[str, Any] | None:
+        """The handle of a job started from ``workdir`` whose submitter died before storing it
+        (written by the job itself when it started), or None when nothing started there. A
+        platform that cannot tell returns None (the default)."""
+        return None
+
+    def block_start(self, workdir: str) -> None:
+        """Make sure a job submitted from ``workdir`` whose start is still in flight never starts
+        (the submission is being given up). Default: nothing to do (the platform starts jobs
+        synchronously in :meth:`submit`)."""
+
+    def allow_start(self, workdir: str) -> None:
+        """Undo :meth:`block_start` for a job found started (and now tracked). Default: no-op."""
+
     def wait(
         self, handle: dict[str, Any], timeout: float | None = None, interval: float = 0.5
     ) -> PlatformState:

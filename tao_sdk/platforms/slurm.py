@@ -46,6 +46,7 @@ Handle keys: ``slurm_job_id``, ``workdir``, ``log_path``, ``exit_status_path``,
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 import shlex
@@ -57,6 +58,7 @@ from typing import Any
 import yaml
 
 from tao_sdk.errors import PlatformError
+from tao_sdk.platforms._supervise import ABANDONED_FILE, HANDLE_FILE, write_exit_status
 from tao_sdk.platforms.base import JobTask, Platform, PlatformState
 from tao_sdk.secrets import SECRET_KEY_RE
 
@@ -68,9 +70,9 @@ CONFIG_KEYS: dict[str, str] = {
     "account": "sbatch --account",
     "qos": "sbatch --qos",
     "time": "sbatch --time for jobs that set no time_limit, e.g. 04:00:00",
-    "gpus_per_node": "GPUs per node (default: the job's train.num_gpus when it has GPUs)",
+    "gpus_per_node": "GPUs per node; 0 on CPU-only clusters (default: the job's train.num_gpus)",
     "nodes": "node count of every job (default: the job's train.num_nodes)",
-    "tasks_per_node": "processes per node of a CPU-only job (NUM_GPU_PER_NODE; default 1)",
+    "tasks_per_node": "processes per node of a CPU-only job (NUM_GPU_PER_NODE; default: the job's)",
     "cpus_per_task": "sbatch --cpus-per-task (CPUs of the one task per node)",
     "mem": "sbatch --mem, e.g. 64G",
     "python": "interpreter on the nodes that runs the worker (default python3 on the node's PATH)",
@@ -200,6 +202,7 @@ def _node_snippet(task: JobTask, gpus: int) -> str:
 
 def _batch_script(task: JobTask, argv: list[str], status_path: str, secrets_path: str | None,
                   per_node: int, gpus: int, cfg: dict[str, Any]) -> str:
+    abandoned = str(Path(task.workdir).expanduser().absolute() / ABANDONED_FILE)
     port = cfg.get("master_port")
     port_expr = str(port) if port else "$((20000 + SLURM_JOB_ID % 20000))"
     srun = ["srun", "--ntasks-per-node=1", "--kill-on-bad-exit=1"]
@@ -218,6 +221,10 @@ def _batch_script(task: JobTask, argv: list[str], status_path: str, secrets_path
 # are read from a 0600 file that is deleted at once, and reach the nodes through srun.
 set -u
 {secrets}_tao_status={shlex.quote(status_path)}
+if [ -e {shlex.quote(abandoned)} ]; then
+  echo "[tao-slurm] the submission of this job was given up before it started ({abandoned}); not running it"
+  printf '125\n' > "$_tao_status"; exit 125
+fi
 _tao_first=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
 _tao_addr=$(scontrol show node "$_tao_first" -o 2>/dev/null | sed -n 's/.* NodeAddr=\\([^ ]*\\).*/\\1/p')
 export MASTER_ADDR="${{_tao_addr:-$_tao_first}}"
@@ -232,6 +239,12 @@ _tao_rc=$?
 printf '%s\\n' "$_tao_rc" > "$_tao_status.tmp.$$" && mv -f "$_tao_status.tmp.$$" "$_tao_status"
 exit "$_tao_rc"
 """
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f"{path.name}.tmp.{os.getpid()}")
+    tmp.write_text(json.dumps(data), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _read_exit_status(path: str) -> int | None:
@@ -351,9 +364,14 @@ class SlurmPlatform(Platform):
         workdir.mkdir(parents=True, exist_ok=True)
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         status_path = str(workdir / _EXIT_STATUS)
-        Path(status_path).unlink(missing_ok=True)
+        if (workdir / ABANDONED_FILE).exists():
+            raise PlatformError(
+                f"job {task.job_id}: its submission was given up (canceled, or its submitter "
+                f"died) before it started ({workdir / ABANDONED_FILE}); create the job again")
+        for stale in (status_path, str(workdir / HANDLE_FILE)):
+            Path(stale).unlink(missing_ok=True)
         nodes = int(cfg.get("nodes") or task.num_nodes or 1)
-        gpus = int(cfg.get("gpus_per_node") or task.num_gpus or 0)
+        gpus = int(cfg["gpus_per_node"] if cfg.get("gpus_per_node") is not None else task.num_gpus)
         per_node = gpus or int(cfg.get("tasks_per_node") or task.processes_per_node or 1)
         plain, secret = self._submit_env(task.env)
         secrets_path = _write_secrets(workdir, secret) if secret else None
@@ -371,10 +389,53 @@ class SlurmPlatform(Platform):
         slurm_id = out.stdout.strip().split(";")[0]
         if not slurm_id.isdigit():
             raise PlatformError(f"sbatch answered {out.stdout.strip()!r}, not a job id")
-        return {"slurm_job_id": slurm_id, "workdir": str(workdir), "log_path": log_path,
-                "exit_status_path": status_path, "secrets_path": secrets_path,
-                "script_path": str(script), "slurm_conf": os.environ.get("SLURM_CONF"),
-                "nodes": nodes, "submitted": time.time()}
+        handle = {"slurm_job_id": slurm_id, "job_name": f"tao-{task.job_id}", "workdir": str(workdir),
+                  "log_path": log_path, "exit_status_path": status_path, "secrets_path": secrets_path,
+                  "script_path": str(script), "slurm_conf": os.environ.get("SLURM_CONF"),
+                  "nodes": nodes, "submitted": time.time()}
+        _write_json(workdir / HANDLE_FILE, handle)
+        return handle
+
+    def recover_handle(self, workdir: str) -> dict[str, Any] | None:
+        """The handle of the job submitted from ``workdir`` when its submitter died before
+        storing it: ``<workdir>/handle.json`` (written right after sbatch answered), else the
+        Slurm job named after the job (``squeue --name tao-<job id>``, pending, running or
+        recently ended). None when nothing was submitted from there."""
+        path = Path(workdir) / HANDLE_FILE
+        try:
+            handle = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(handle, dict) and handle.get("slurm_job_id"):
+                return handle
+        except (OSError, ValueError):
+            pass
+        script = Path(workdir) / "slurm_job.sh"
+        try:
+            found = re.search(r"^# TAO Skill Bank job (\S+),", script.read_text(encoding="utf-8"), re.M)
+        except OSError:
+            return None
+        if not found:
+            return None
+        name = f"tao-{found.group(1)}"
+        proc = self._run(["squeue", "-h", "-t", "all", f"--name={name}", "-o", "%i"], check=False)
+        ids = [line.strip() for line in proc.stdout.splitlines() if line.strip().isdigit()]
+        if not ids:
+            return None
+        secrets = sorted(Path(workdir).glob(".tao-secrets-*"))
+        return {"slurm_job_id": ids[-1], "job_name": name, "workdir": str(Path(workdir)),
+                "log_path": str(Path(workdir) / "job.log"), "exit_status_path": str(Path(workdir) / _EXIT_STATUS),
+                "secrets_path": str(secrets[0]) if secrets else None, "script_path": str(script),
+                "slurm_conf": os.environ.get("SLURM_CONF"), "submitted": script.stat().st_mtime}
+
+    def block_start(self, workdir: str) -> None:
+        """Make a job submitted from ``workdir`` that has not started yet exit at once (status
+        125) when Slurm starts it. Call :meth:`recover_handle` afterwards to adopt one that runs."""
+        path = Path(workdir) / ABANDONED_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{time.time()}\n", encoding="ascii")
+
+    def allow_start(self, workdir: str) -> None:
+        """Undo :meth:`block_start` once the job found submitted from there is tracked."""
+        (Path(workdir) / ABANDONED_FILE).unlink(missing_ok=True)
 
     def _job_info(self, handle: dict[str, Any]) -> tuple[str | None, str]:
         """(``scontrol show job`` one-line record or None when Slurm forgot the job, error)."""
@@ -435,8 +496,6 @@ class SlurmPlatform(Platform):
             time.sleep(0.2)
         self._drop_secrets(handle)
         if _read_exit_status(handle["exit_status_path"]) is None:
-            from tao_sdk.platforms._supervise import write_exit_status
-
             write_exit_status(handle["exit_status_path"], -15)
 
     def logs_path(self, handle: dict[str, Any]) -> str | None:

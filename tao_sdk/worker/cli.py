@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from tao_sdk.worker import distributed as D
 
+    D.bind_rank_to_job()
     rank = _launcher_rank()
     distributed_train = args.action == "train" and (
         D.in_launched_rank() or os.environ.get("WORLD_SIZE") not in (None, ""))

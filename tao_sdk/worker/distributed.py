@@ -60,6 +60,7 @@ __all__ = [
     "launcher_for",
     "rank_env",
     "in_launched_rank",
+    "bind_rank_to_job",
     "init",
     "shutdown",
     "state",
@@ -81,6 +82,8 @@ __all__ = [
 DEFAULT_MASTER_PORT = 29500
 #: Environment variable carrying the launch description (JSON) from the launcher to the ranks.
 LAUNCH_ENV = "TAO_WORKER_LAUNCH"
+#: pid of the worker process that started torchrun (set in the ranks' environment)
+LAUNCHER_PID_ENV = "TAO_WORKER_LAUNCHER_PID"
 #: Seconds the spawn supervisor lets the other ranks finish after one failed, before stopping them.
 GRACE_S = float(os.environ.get("TAO_WORKER_DDP_GRACE_S", "60") or 60)
 _FAIL_COUNT = "tao_worker/failures"
@@ -347,17 +350,41 @@ def _child_env(plan: LaunchPlan) -> dict[str, str]:
     return env
 
 
-def _die_with_parent() -> None:
-    """Linux: get SIGTERM when the launching process dies (even by SIGKILL), so no rank
+def _die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """Linux: get ``sig`` when the launching process dies (even by SIGKILL), so no rank
     outlives a cancelled job. Best effort elsewhere."""
     if not sys.platform.startswith("linux"):
         return
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(sig))  # PR_SET_PDEATHSIG
     except Exception:  # noqa: BLE001
         pass
+
+
+def _parent_pid(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    return int(data[data.rfind(b")") + 2:].split()[1])
+
+
+def bind_rank_to_job(env: Mapping[str, str] | None = None) -> None:
+    """Inside a torchrun rank: die with torchrun's agent. torchrun starts every rank in a
+    session of its own, out of the job's process group, so a SIGKILL of the group (a cancel's
+    escalation, the OOM killer) would leave the ranks training. The rank gets SIGKILL when its
+    parent (the agent) dies; if the agent died before that was armed, it exits now."""
+    env = os.environ if env is None else env
+    launcher = env.get(LAUNCHER_PID_ENV)
+    if not launcher or not in_launched_rank(env) or not sys.platform.startswith("linux"):
+        return
+    _die_with_parent(signal.SIGKILL)
+    if _parent_pid(os.getppid()) != int(launcher):  # the agent is gone: we were re-parented
+        print("torchrun's agent is gone: this rank stops", file=sys.stderr, flush=True)
+        os._exit(1)
 
 
 class _Forward:
@@ -478,7 +505,9 @@ def _launch_torchrun(plan: LaunchPlan, network: str, action: str, spec_arg: str,
            f"--node-rank={plan.node_rank}", f"--nproc-per-node={plan.nproc_per_node}",
            f"--master-addr={plan.master_addr}", f"--master-port={plan.master_port}",
            "-m", "tao_sdk.worker", network, action, "-e", spec_arg, *overrides]
-    proc = subprocess.Popen(cmd, env=_child_env(plan), preexec_fn=_die_with_parent)
+    env = _child_env(plan)
+    env[LAUNCHER_PID_ENV] = str(os.getpid())  # the ranks die with the agent: bind_rank_to_job
+    proc = subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent)
 
     def send(signum: int) -> None:
         if proc.poll() is None:
