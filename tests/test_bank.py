@@ -562,3 +562,21 @@ def test_every_catalog_skill_is_complete_and_honest_about_its_backend(bank):
             if info["automl_enabled"]:
                 assert "tao-run-automl" in text and "automl_default_parameters" in text
             assert "launch" in info and info["launch"] is None  # the TAO container launches it
+
+
+def test_shared_networks_resolve_by_network_alias(bank):
+    assert bank.get("depth_net").name == FFS  # network_alias: true in tools/bank_sources.yaml
+    assert bank.get("depth_net_mono").name == "tao-train-depth-net-mono"
+    assert not bank.get("depth_net_mono").info["network_alias"]
+    assert bank.get("visual_changenet_segment").name == "tao-train-visual-changenet-segment"
+    with pytest.raises(SkillNotFoundError, match="names several skills .*visual-changenet-classify.*segment"):
+        bank.get("visual_changenet")
+
+
+def test_dataset_root_itself_is_a_files_cell(bank):
+    from tao_sdk.datasources import build_data_source_overrides
+
+    rows = {r.spec_key: r for r in bank.get("segformer").dataset_requirements("train")}
+    assert skillmd.render_files(rows["dataset.segment.root_dir"].files) == "."
+    out = build_data_source_overrides("segformer", "train", {"train_datasets": ["s3://b/seg/"]}, bank=bank)
+    assert out == {"dataset.segment.root_dir": "s3://b/seg"}

@@ -633,7 +633,9 @@ def _why_not_in_table(entry: Any) -> str:
         return f"source `{entry.get('source')}` is not a dataset role"
     if "_job_id}" in text or "use_dataset_convert" in text:
         return "a file written by another job (e.g. dataset_convert)"
-    if entry.get("path") == "" or "value" in entry:
+    if "value" in entry:
+        return "a value TAO's service sets from its dataset record (`value`), not a file"
+    if entry.get("path") == "":
         return "the bare dataset root (no file name)"
     return "a form the Files column cannot express"
 
@@ -868,6 +870,7 @@ def generate_skill(skill: str, src: dict, cfg: dict, out_root: Path, tao_version
     manifest["actions"] = {a: manifest["actions"][a] for a in actions if a in manifest["actions"]}
     md_path = skill_dir / "SKILL.md"
     facts = ProseFacts(deploy_actions=[a for a in manifest["deploy_actions"] if a != "gen_trt_engine"],
+                       metrics_declared=bool(metrics),
                        action_commands=info["tao_container"].get("commands", {}),
                        automl_parameters=list(action_schemas.get("train", {}).get("automl_default_parameters", [])))
     left_out_params: list[tuple[str, str, str]] = []

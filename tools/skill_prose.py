@@ -50,6 +50,7 @@ class ProseFacts:
         left_out_sources: (action, spec key, why) data sources the table format cannot express.
         left_out_params: (action, spec key, reason) network-config rows kept out of the tables.
         action_commands: {action: TAO container command} where TAO maps an action to another verb.
+        metrics_declared: False when the network config declares no metrics at all.
     """
 
     roles: dict[str, list[str]] = field(default_factory=dict)
@@ -59,6 +60,7 @@ class ProseFacts:
     left_out_sources: list[tuple[str, str, str]] = field(default_factory=list)
     left_out_params: list[tuple[str, str, str]] = field(default_factory=list)
     action_commands: dict[str, str] = field(default_factory=dict)
+    metrics_declared: bool = True
 
 
 # =========================================================================== backend block
@@ -104,7 +106,10 @@ def _description(info: dict, summary: str) -> str:
 
 
 def _policy_section(info: dict, facts: ProseFacts) -> str:
-    if not info["automl_enabled"] or "train" not in info["actions"]:
+    if "train" not in info["actions"]:
+        return (f"## Train Action Policy\n\n{info['display_name']} has no train action; AutoML does not apply "
+                "and every action runs directly with this skill.\n")
+    if not info["automl_enabled"]:
         return ("## Train Action Policy\n\n"
                 f"{info['display_name']} is not AutoML-enabled in TAO Core: train requests run directly with "
                 "this skill, whatever the request says.\n")
@@ -167,8 +172,11 @@ def _run_section(info: dict, facts: ProseFacts) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _metric_section(info: dict) -> str:
+def _metric_section(info: dict, facts: ProseFacts) -> str:
     metric = info["monitoring_metric"]
+    if not facts.metrics_declared:
+        return (f"## Metrics\n\nTAO Core declares no metrics for `{info['network_config']}`; skill_info's "
+                f"`{metric['name']}` is a placeholder and nothing this skill runs is ranked by it.\n")
     source = {"known-metric": "a metric the bank knows", "bank": "set in tools/bank_sources.yaml",
               "heuristic": "guessed from the name; TAO Core does not state it"}[metric.get("direction_source", "heuristic")]
     better = "higher" if metric["direction"] == "max" else "lower"
@@ -224,7 +232,7 @@ def generated_skill_md(info: dict, summary: str, blocks: dict[str, str], facts: 
         "## Training Requirements\n\n" + _block("training-requirements", blocks["training-requirements"]),
         "## Per-Action Dataset Requirements\n\n" + _block("dataset-requirements", blocks["dataset-requirements"]),
         _run_section(info, facts),
-        _metric_section(info),
+        _metric_section(info, facts),
         "## Spec Param / Parent Model Inference\n\nThe SDK fills these fields (TAO Core network config "
         "`spec_params`). For `parent_model` / `parent_model_folder` pass the upstream job as `--parent` "
         "(`parent_job_id`): a train (or AutoML) parent gives its best checkpoint by the monitoring metric "
