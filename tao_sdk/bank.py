@@ -272,11 +272,13 @@ class SkillBank:
             found = name
         else:
             matches = [c for c in names if self._answers_to(c, name)]
-            if len(matches) > 1:
-                raise SkillNotFoundError(f"'{name}' names several skills ({', '.join(matches)}); use the skill name")
+            shared = [c for c in names if self._peek_info(c).get("network") == name]
+            if len(matches) > 1 or (not matches and len(shared) > 1):
+                raise SkillNotFoundError(f"'{name}' names several skills ({', '.join(matches or shared)}); "
+                                         "use the skill name or its network config")
             found = matches[0] if matches else None
         if found is None:
-            aliases = names + [self._peek_info(n).get("network") for n in names if self._peek_info(n).get("network")]
+            aliases = names + sorted({self._peek_info(n).get("network") for n in names if self._peek_info(n).get("network")})
             close = difflib.get_close_matches(name, aliases, 3)
             raise SkillNotFoundError(
                 f"no skill '{name}' in {self.skills_dir}"

@@ -579,6 +579,26 @@ def action_schema(full: dict, full_default: dict, builder: SchemaBuilder, *, ski
     return out
 
 
+def apply_schema_exceptions(schema: dict, exceptions: list[dict], network: str, action: str, skill: str) -> None:
+    """Apply bank_sources.yaml ``schema_exceptions`` (shipped usage beats TAO Core's declared
+    metadata) to one action schema; TAO's declared value stays under ``tao_declared_<key>`` and
+    the reason under ``tao_exception``. An exception naming a field the network lacks is an error."""
+    for exc in exceptions:
+        if network not in exc["networks"] or (exc.get("actions") and action not in exc["actions"]):
+            continue
+        node = find_property(schema, exc["path"])
+        if node is None:
+            if exc["path"].split(".")[0] in schema["properties"]:
+                raise SystemExit(f"{skill}: schema exception '{exc['path']}' is not a field of the {network} "
+                                 f"{action} schema; fix tools/bank_sources.yaml")
+            continue
+        for key, value in exc["set"].items():
+            if key in node and node[key] != value:
+                node[f"tao_declared_{key}"] = node[key]
+            node[key] = value
+        node["tao_exception"] = exc["why"]
+
+
 # =========================================================================== templates
 def render_template(schema: dict, *, skill: str, action: str, deploy: bool, fillers: dict[str, str]) -> str:
     """YAML spec template from the schema's top-level default, with a header listing fields to fill."""
@@ -828,6 +848,7 @@ def generate_skill(skill: str, src: dict, cfg: dict, out_root: Path, tao_version
             "visible_devices_env": "CUDA_VISIBLE_DEVICES" if launch == "torchrun" else "TAO_VISIBLE_DEVICES"},
         "checkpoint_prefix": src.get("checkpoint_prefix"),
         "hardware": src.get("hardware"),  # only where the bank knows it (dropped below otherwise)
+        "spec_rules": src.get("spec_rules") or [],
         "tao_container": tao_container(ncfg, network, actions, cfg.get("tao_containers", {}), skill),
         "tao_core_version": tao_version,
         "generator_version": GENERATOR_VERSION,
@@ -857,6 +878,7 @@ def generate_skill(skill: str, src: dict, cfg: dict, out_root: Path, tao_version
                                    actions=actions, removed=rules.get(act, {}).get("remove", []),
                                    default_overrides=default_overrides, tao_version=tao_version,
                                    deploy=deploy and act != "gen_trt_engine")
+            apply_schema_exceptions(schema, cfg.get("schema_exceptions") or [], network, act, skill)
             is_deploy_variant = deploy and act != "gen_trt_engine"
             schema_name = f"{'deploy_' if is_deploy_variant else ''}{act}.schema.json"
             files[skill_dir / "schemas" / schema_name] = json.dumps(schema, indent=2, allow_nan=False) + "\n"
@@ -868,6 +890,7 @@ def generate_skill(skill: str, src: dict, cfg: dict, out_root: Path, tao_version
             if not deploy:
                 action_schemas[act] = schema
     manifest["actions"] = {a: manifest["actions"][a] for a in actions if a in manifest["actions"]}
+    _check_spec_rules(skill, info["spec_rules"], action_schemas)
     md_path = skill_dir / "SKILL.md"
     facts = ProseFacts(deploy_actions=[a for a in manifest["deploy_actions"] if a != "gen_trt_engine"],
                        metrics_declared=bool(metrics),
@@ -934,6 +957,19 @@ def tao_container(ncfg: dict, network: str, actions: list[str], images: dict[str
     if commands:
         out["commands"] = commands
     return out
+
+
+def _check_spec_rules(skill: str, rules: list[dict], schemas: dict[str, dict]) -> None:
+    """Every dotted path a bank_sources.yaml spec rule names must exist in its actions' schemas."""
+    for rule in rules:
+        paths = [rule["field"], *rule.get("image_sizes", []), *rule.get("factors", [])]
+        if isinstance(rule.get("strides"), str):
+            paths.append(rule["strides"])
+        for action in rule.get("actions") or list(schemas):
+            missing = [p for p in paths if action in schemas and find_property(schemas[action], p) is None]
+            if missing:
+                raise SystemExit(f"{skill}: spec rule on {rule['field']} names {missing}, absent from the {action} "
+                                 "schema; fix tools/bank_sources.yaml")
 
 
 def _defaults_from_schema(schema: dict, fallback: Any) -> Any:

@@ -140,9 +140,10 @@ def _stage_coco(ctx: JobContext, key: str, sources: list[dict], num_classes: int
         data = load_coco(json_path, image_dir, num_classes, remap=remap, what=what)
         ctx.log.info("%s: %d images, %d boxes (%s)", what, len(data.images),
                      sum(len(im.boxes) for im in data.images), src["json_file"])
-        if data.skipped_boxes:
-            ctx.log.warning("%s: %d boxes with zero width/height were skipped", what,
-                            data.skipped_boxes)
+        summary = data.issues_summary(what)
+        if summary:  # every dropped / clipped box is reported, in status.json too
+            ctx.log.warning("%s", summary)
+            ctx.status.write("RUNNING", summary, verbosity="WARNING")
         out.append(data)
     return out
 
@@ -159,8 +160,9 @@ def _policy(network: str, spec: dict, eval_override: tuple[int, int] | None = No
             if not (isinstance(val, list) and len(val) == 2 and all(int(v) > 0 for v in val)):
                 raise SpecError(f"{aug}.{key}={val!r} must be [height, width]")
         scales = S.get(spec, f"{aug}.multi_scales", [])
-        train_sizes = ([(int(s), int(s)) for s in scales] if scales
-                       else [tuple(int(v) for v in train_size)])
+        # a scale is a square side or, for rectangle training, an [h, w] pair
+        train_sizes = ([(int(s[0]), int(s[1])) if isinstance(s, (list, tuple)) else (int(s), int(s))
+                        for s in scales] if scales else [tuple(int(v) for v in train_size)])
         return ResizePolicy("fixed", train_sizes,
                             eval_override or tuple(int(v) for v in eval_size))
     scales = [int(s) for s in S.get(spec, f"{aug}.scales", [800])]
@@ -579,6 +581,8 @@ def train(ctx: JobContext) -> str:
         inputs = _prepare_train(ctx, num_classes)
     spec = ctx.spec  # now with local paths
     train_data, val_data = inputs["train"], inputs["val"]
+    # what each class index means, kept in the checkpoints: inference names classes the same way
+    arch["class_names"] = {lab: name for d in train_data for lab, name in d.class_names().items()}
     images = [im for d in train_data for im in d.images]
     if not images:
         raise DatasetError("dataset.train_data_sources hold no images; check annotations.json")
@@ -652,7 +656,7 @@ def train(ctx: JobContext) -> str:
     val_original = bool(S.get(spec, "train.ema.validate_original_weights", False))
     clip = float(S.get(spec, "train.clip_grad_norm", 0.0) or 0.0)
 
-    start_epoch, global_step = 0, 0
+    start_epoch, global_step, skip_steps = 0, 0, 0
     if resume_path:
         ckpt = load_checkpoint(inputs["train.resume_training_checkpoint_path"],
                                "train.resume_training_checkpoint_path")
@@ -672,6 +676,10 @@ def train(ctx: JobContext) -> str:
             ema.module.load_state_dict(ckpt["ema_state_dict"])
         start_epoch = int(ckpt.get("epoch", -1)) + 1
         global_step = int(ckpt.get("global_step", 0))
+        # A per-step checkpoint taken inside an epoch: that epoch resumes after its done steps
+        # (same batch order: the order of an epoch depends only on the seed and the epoch).
+        skip_steps = min(max(global_step - start_epoch * steps_per_epoch, 0), steps_per_epoch)
+        global_step = start_epoch * steps_per_epoch + skip_steps
         ctx.status.running(f"resuming from {resume_path} (completed epoch "
                            f"{start_epoch - 1}, step {global_step})",
                            kpi=ckpt.get("kpi") or None)
@@ -696,10 +704,14 @@ def train(ctx: JobContext) -> str:
         train_model.train()
         if sampler is not None:
             sampler.set_epoch(epoch)
+        else:
+            loader.generator.manual_seed(seed + epoch)
         t0 = time.monotonic()
         last_progress = t0
         loss_sum, loss_n = 0.0, 0
         for i, batch in enumerate(loader):
+            if epoch == start_epoch and i < skip_steps:
+                continue  # done before the per-step checkpoint we resume from
             kwargs: dict[str, Any] = {"pixel_values": batch["pixel_values"].to(device)}
             if pass_mask:
                 kwargs["pixel_mask"] = batch["pixel_mask"].to(device)
@@ -881,7 +893,8 @@ def inference(ctx: JobContext) -> str:
     classmap = S.require(ctx.spec, "dataset.infer_data_sources.classmap",
                          "the label_map.txt of the dataset (one class name per line)")
     names = read_label_map(fetch_file(str(classmap), "dataset.infer_data_sources.classmap"),
-                           arch["num_classes"], "dataset.infer_data_sources.classmap")
+                           arch["num_classes"], "dataset.infer_data_sources.classmap",
+                           trained=arch.get("class_names"))
     paths: list[tuple[Path, Path]] = []
     multi = len(dirs) > 1
     for i, d in enumerate(dirs):
