@@ -846,6 +846,8 @@ def evaluate(ctx: JobContext) -> str:
         raise SpecError("dataset.test_data_sources is not set: set it to {image_dir: "
                         "<images.tar.gz>, json_file: <annotations.json>}")
     datas = _stage_coco(ctx, "dataset.test_data_sources", sources, arch["num_classes"])
+    for data in datas:  # the model's class i must be the evaluation set's class i
+        data.check_classes(arch.get("class_names"), "dataset.test_data_sources")
     model.to(_device())
     policy = _policy(ctx.network, ctx.spec, size)
     conf = float(S.get(ctx.spec, "evaluate.conf_threshold", 0.0))

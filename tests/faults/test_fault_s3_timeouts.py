@@ -57,6 +57,7 @@ def silent_endpoint(monkeypatch):
     reset_storage_cache()
 
 
+@pytest.mark.slow
 def test_create_job_with_s3_results_fails_within_30_s(silent_endpoint, tmp_path, monkeypatch):
     monkeypatch.setenv("TAO_SKILLS_ENTRYPOINT", f"{sys.executable} {REPO_ROOT / 'tests' / 'fake_tao.py'}")
     ws = Workspace(tmp_path / "ws", storage_root="s3://silent-bucket/tao")
