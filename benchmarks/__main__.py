@@ -1,5 +1,6 @@
 """Run the benchmarks: ``python -m benchmarks`` (all, full), ``python -m benchmarks --smoke`` (CI),
-``python -m benchmarks automl`` (one benchmark by short name: sdk_latency, worker_throughput, automl)."""
+``python -m benchmarks automl`` (one benchmark by short name: sdk_latency, worker_throughput, automl,
+gpu_throughput; the last says it needs CUDA and exits 0 without a GPU)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import importlib
 import sys
 import time
 
-MODULES = ["benchmarks.sdk_latency", "benchmarks.worker_throughput", "benchmarks.automl_regret"]
+MODULES = ["benchmarks.sdk_latency", "benchmarks.worker_throughput", "benchmarks.automl_regret",
+           "benchmarks.gpu_throughput"]
 #: short names accepted as ``python -m benchmarks NAME`` / ``--only NAME``
 ALIASES = {"automl": "benchmarks.automl_regret", "sdk_latency": "benchmarks.sdk_latency",
-           "worker_throughput": "benchmarks.worker_throughput"}
+           "worker_throughput": "benchmarks.worker_throughput",
+           "gpu_throughput": "benchmarks.gpu_throughput"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -142,39 +142,45 @@ def overhead_spec(network: str, ds: dict, results_dir: str, size: int, epochs: i
     return spec
 
 
-def plain_loop(network: str, spec: dict[str, Any], epochs: int) -> dict[str, Any]:
-    """Train the spec's model with a hand-written loop; return per-epoch seconds.
+def plain_loop(network: str, spec: dict[str, Any], epochs: int, device: str = "cpu",
+               workers: int = 0) -> dict[str, Any]:
+    """Train the spec's model with a hand-written fp32 loop; return per-epoch seconds.
 
     Same model (the plugin's ``build_arch`` / ``build_model``, same spec and seed as the
     worker), same data pipeline (the task's ``load_train`` / ``train_dataset``, same batch size
     and shuffling), same forward and loss (the plugin's), same optimizer (AdamW with the spec's
-    learning rate and weight decay); no validation, no checkpoint.
+    learning rate and weight decay); no validation, no checkpoint, no mixed precision, no
+    fused optimizer, no pinned memory (the baseline the worker's speed-ups are measured
+    against on a GPU).
     """
     import torch
 
     plugin = _plugin(network)
     torch.manual_seed(_SEED)
     arch = plugin.build_arch(spec)
-    model = plugin.build_model(arch)
+    dev = torch.device(device)
+    model = plugin.build_model(arch).to(dev)
     samples, _val = plugin.task.load_train(spec, arch)
     ds, coll = plugin.task.train_dataset(plugin, spec, arch, samples, _SEED)
     gen = torch.Generator()
     gen.manual_seed(_SEED)
     loader = torch.utils.data.DataLoader(ds, batch_size=spec["dataset"]["batch_size"],
-                                         shuffle=True, collate_fn=coll, generator=gen)
+                                         shuffle=True, collate_fn=coll, generator=gen,
+                                         num_workers=workers, persistent_workers=bool(workers))
     optim = spec["train"]["optim"]
     opt = torch.optim.AdamW(model.parameters(), lr=float(optim["lr"]),
                             weight_decay=float(optim.get("weight_decay", 1e-4)))
-    device = torch.device("cpu")
     model.train()
     times = []
     for _ in range(epochs):
         t0 = time.perf_counter()
         for batch in loader:
-            loss = plugin.loss(plugin.forward(model, batch, device, with_labels=True), arch)
+            loss = plugin.loss(plugin.forward(model, batch, dev, with_labels=True), arch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
     return {"epoch_s": times, "steps_per_epoch": len(loader), "images": len(ds)}
 

@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from tao_sdk.worker.tasks import Task
 
 __all__ = ["NetworkPlugin", "OnnxExport", "COMMON_UNHONOURED", "backbone_scale", "spec_int",
-           "spec_float"]
+           "spec_float", "to_device"]
 
 # Fields whose value no worker network honours, with the values that ask for nothing (reported
 # only when the spec asks for something else). Keys absent from the spec are skipped.
@@ -49,7 +49,6 @@ COMMON_UNHONOURED: dict[str, tuple] = {
     "train.checkpointer.enable_topk": (False,),
     "train.freeze": ([],),
     "train.is_dry_run": (False,),
-    "train.precision": ("fp32", "FP32"),
     "train.distributed_strategy": ("ddp",),
     "train.optim.monitor_name": ("val_loss",),
     "evaluate.trt_engine": (),
@@ -116,6 +115,8 @@ class NetworkPlugin:
         unhonoured_table: network-specific additions to :data:`COMMON_UNHONOURED`.
         silent_fields: fields never reported (they cannot change results here).
         trt_outputs: output names a TensorRT engine of this network must have.
+        channels_last: the model has a convolutional backbone (channels-last on CUDA; see
+            :mod:`tao_sdk.worker.engine.precision`).
     """
 
     name: str = ""
@@ -128,6 +129,8 @@ class NetworkPlugin:
     unhonoured_table: dict[str, tuple] = {}
     silent_fields: frozenset[str] = frozenset()
     trt_outputs: tuple[str, ...] = ()
+    #: Convolutional backbone: weights and inputs in channels-last memory format on CUDA.
+    channels_last: bool = False
 
     # ------------------------------------------------------------------ results contract
 
@@ -201,7 +204,8 @@ class NetworkPlugin:
     # ------------------------------------------------------------------ step
 
     def forward(self, model, batch: dict[str, Any], device, with_labels: bool):
-        """Run ``model`` on a collated ``batch`` (moved to ``device``); return its output."""
+        """Run ``model`` on a collated ``batch`` (moved to ``device``, with
+        :func:`to_device`); return its output. The engine runs it under the job's autocast."""
         raise NotImplementedError
 
     def loss(self, output, arch: dict[str, Any]):
@@ -305,3 +309,13 @@ def spec_float(spec: dict[str, Any], key: str, default: float) -> float:
         return float(value)
     except (TypeError, ValueError):
         raise SpecError(f"{key}={value!r} must be a number") from None
+
+
+def to_device(tensor, device, channels_last: bool = False):
+    """``tensor`` on ``device`` (non-blocking from pinned memory); 4-D image batches in
+    channels-last memory format on CUDA when ``channels_last``."""
+    import torch
+
+    if channels_last and device.type == "cuda" and tensor.dim() == 4:
+        return tensor.to(device, non_blocking=True, memory_format=torch.channels_last)
+    return tensor.to(device, non_blocking=True)

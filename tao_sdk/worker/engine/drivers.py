@@ -1,5 +1,8 @@
 """The evaluate, inference, export and gen_trt_engine drivers of the engine.
 
+Evaluate and inference run under ``train.precision`` (their TAO specs carry the ``train``
+section; see :mod:`tao_sdk.worker.engine.precision`); export traces in float32.
+
 Evaluate / inference load the model (a checkpoint of this worker, rebuilt from its ``arch``,
 or a TensorRT engine through the task's adapter) and hand it to the task
 (``plugin.task.evaluate`` / ``plugin.task.inference``), which reads its data, computes the
@@ -18,6 +21,7 @@ from pathlib import Path
 
 from tao_sdk.worker import spec as S
 from tao_sdk.worker.engine import runtime as R
+from tao_sdk.worker.engine.precision import precision_from_spec
 from tao_sdk.worker.errors import WorkerError
 
 __all__ = ["evaluate", "inference", "export", "gen_trt_engine", "ONNX_TOLERANCE",
@@ -31,18 +35,22 @@ def evaluate(ctx) -> str:
     """Evaluate a checkpoint (or TensorRT engine) on the task's test data; the task writes the
     KPIs (``test_*``) and its results file."""
     model, arch, notes, size = R.load_model(ctx, "evaluate")
-    R.report_start(ctx, arch, notes)
+    precision = precision_from_spec(ctx.spec, R.device())
+    R.report_start(ctx, arch, notes + [precision.describe()])
     model.to(R.device())
-    return ctx.plugin.task.evaluate(ctx, ctx.plugin, model, arch, size)
+    with precision.autocast():
+        return ctx.plugin.task.evaluate(ctx, ctx.plugin, model, arch, size)
 
 
 def inference(ctx) -> str:
     """Run a checkpoint (or TensorRT engine) on the task's inference data; the task writes
     its outputs."""
     model, arch, notes, size = R.load_model(ctx, "inference")
-    R.report_start(ctx, arch, notes)
+    precision = precision_from_spec(ctx.spec, R.device())
+    R.report_start(ctx, arch, notes + [precision.describe()])
     model.to(R.device())
-    return ctx.plugin.task.inference(ctx, ctx.plugin, model, arch, size)
+    with precision.autocast():
+        return ctx.plugin.task.inference(ctx, ctx.plugin, model, arch, size)
 
 
 def onnx_export(job, path: Path, opset: int) -> None:

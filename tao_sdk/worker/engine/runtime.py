@@ -79,8 +79,11 @@ def loader(dataset, collator, batch: int, shuffle: bool, num_workers: int, seed:
            sampler=None):
     """A DataLoader over ``dataset``; with ``sampler`` (a ``DistributedSampler``) the sampler
     decides the order and ``shuffle`` is not used. ``dataset.rng`` / ``collator.rng`` (when
-    present) are reseeded per loader worker."""
+    present) are reseeded per loader worker. On CUDA batches come in pinned memory; loader
+    workers persist across epochs and prefetch (:func:`precision.loader_options`)."""
     import torch
+
+    from tao_sdk.worker.engine.precision import loader_options
 
     def _init(worker_id: int) -> None:
         s = (torch.initial_seed() + worker_id) % (2 ** 32)
@@ -95,7 +98,7 @@ def loader(dataset, collator, batch: int, shuffle: bool, num_workers: int, seed:
         dataset, batch_size=batch, shuffle=shuffle if sampler is None else False,
         sampler=sampler, num_workers=num_workers,
         collate_fn=collator, worker_init_fn=_init if num_workers else None, generator=gen,
-        persistent_workers=bool(num_workers), drop_last=False,
+        drop_last=False, **loader_options(device(), num_workers),
     )
 
 

@@ -20,7 +20,9 @@ Train semantics (TAO's, with two stated choices):
   checkpoints.
 
 The network comes in through ``ctx.plugin`` (model, loss, parameter groups) and its task
-(``ctx.plugin.task``: training data, collate, validation KPIs).
+(``ctx.plugin.task``: training data, collate, validation KPIs). ``train.precision`` (fp32 /
+bf16 / fp16), the fused optimizer, channels-last and the loader settings: see
+:mod:`tao_sdk.worker.engine.precision`.
 """
 
 from __future__ import annotations
@@ -36,6 +38,11 @@ from tao_sdk.worker import distributed as D
 from tao_sdk.worker import spec as S
 from tao_sdk.worker.engine import runtime as R
 from tao_sdk.worker.engine.checkpoint import load_checkpoint, load_pretrained, save_checkpoint
+from tao_sdk.worker.engine.precision import (
+    fused_optimizer_kwargs,
+    precision_from_spec,
+    tune_model,
+)
 from tao_sdk.worker.errors import SpecError, WorkerError
 from tao_sdk.worker.staging import fetch_file
 from tao_sdk.worker.status import format_timedelta
@@ -71,8 +78,9 @@ class EMA:
                     own[key].copy_(value)
 
 
-def build_optimizer(plugin, spec: dict, model):
-    """AdamW / SGD over the plugin's parameter groups (``train.optim.*``)."""
+def build_optimizer(plugin, spec: dict, model, device=None):
+    """AdamW / SGD over the plugin's parameter groups (``train.optim.*``); AdamW uses the
+    fused kernel on CUDA."""
     import torch
 
     lr = float(S.get(spec, "train.optim.lr", 1e-4))
@@ -82,7 +90,8 @@ def build_optimizer(plugin, spec: dict, model):
     params = plugin.param_groups(model, spec, lr)
     kind = str(S.get(spec, "train.optim.optimizer", "AdamW"))
     if kind.lower() == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd,
+                                 **(fused_optimizer_kwargs(device) if device is not None else {}))
     if kind.lower() == "sgd":
         return torch.optim.SGD(params, lr=lr, weight_decay=wd,
                                momentum=float(S.get(spec, "train.optim.momentum", 0.9)))
@@ -273,9 +282,10 @@ def train(ctx) -> str:
     iv = _intervals(ctx.spec)
     num_epochs = iv["num_epochs"]
     batch_size = R.batch_size(ctx.spec)
+    precision = precision_from_spec(ctx.spec, R.device())  # refused here, before staging
     data, files = _prepare(ctx, arch, seed)
     spec = ctx.spec  # now with local paths
-    extra = list(data.notes)
+    extra = list(data.notes) + [precision.describe()]
     if dist.world_size > 1:
         extra.append(
             f"distributed data parallel: {dist.describe()}; dataset.batch_size {batch_size} per "
@@ -284,6 +294,7 @@ def train(ctx) -> str:
     extra += D.launch_notes() + D.single_process_notes(spec)
     R.report_start(ctx, arch, extra)
     model, device = _build_model(ctx, arch, files)
+    model = tune_model(plugin, model, device)
 
     sampler = None
     if dist.world_size > 1:
@@ -294,7 +305,7 @@ def train(ctx) -> str:
                       sampler=sampler)
     steps_per_epoch = len(loader)
     max_step = steps_per_epoch * num_epochs
-    optimizer = build_optimizer(plugin, spec, model)
+    optimizer = build_optimizer(plugin, spec, model, device)
     scheduler = build_scheduler(spec, optimizer, steps_per_epoch)
     ema = None
     if bool(S.get(spec, "train.enable_ema", False)):
@@ -310,7 +321,8 @@ def train(ctx) -> str:
     # ``model`` stays the plain module (checkpoints, EMA, validation).
     train_model = _ddp(ctx, model, arch, device) if dist.world_size > 1 else model
     loop = _Loop(ctx, arch, model, train_model, loader, sampler, optimizer, scheduler, ema,
-                 data.val, iv, batch_size, device, steps_per_epoch, max_step, seed)
+                 data.val, iv, batch_size, device, steps_per_epoch, max_step, seed,
+                 precision)
     last_ckpt = loop.run(start_epoch, global_step, skip_steps)
     # Every rank finished (a rank that failed after its last step fails the job here).
     D.barrier()
@@ -326,12 +338,15 @@ class _Loop:
     """The epochs of one train job (state shared by the step, progress and epoch-end code)."""
 
     def __init__(self, ctx, arch, model, train_model, loader, sampler, optimizer, scheduler,
-                 ema, val, iv, batch_size, device, steps_per_epoch, max_step, seed) -> None:
+                 ema, val, iv, batch_size, device, steps_per_epoch, max_step, seed,
+                 precision) -> None:
         self.ctx, self.arch, self.model, self.train_model = ctx, arch, model, train_model
         self.loader, self.sampler = loader, sampler
         self.optimizer, self.scheduler, self.ema = optimizer, scheduler, ema
         self.val, self.iv, self.batch_size, self.device = val, iv, batch_size, device
         self.steps_per_epoch, self.max_step = steps_per_epoch, max_step
+        self.precision = precision
+        self.scaler = precision.grad_scaler()
         self.seed = seed
         self.skip_steps = 0
         spec = ctx.spec
@@ -353,32 +368,40 @@ class _Loop:
         return self.last_ckpt
 
     def _step(self, batch, epoch: int) -> float:
-        """One optimizer step; returns the (rank-averaged) loss value."""
+        """One optimizer step under the job's precision; returns the (rank-averaged) loss.
+        The loss value is the step's only host synchronisation (the divergence check)."""
         import torch
 
         ctx, dist = self.ctx, D.state()
-        out = ctx.plugin.forward(self.train_model, batch, self.device, with_labels=True)
-        loss = ctx.plugin.loss(out, self.arch)
+        with self.precision.autocast():
+            out = ctx.plugin.forward(self.train_model, batch, self.device, with_labels=True)
+            loss = ctx.plugin.loss(out, self.arch)
         # Mean over the ranks: every rank sees a divergence at the same step.
-        loss_value = D.all_reduce_mean(loss.detach()) if dist.world_size > 1 else None
-        if not (math.isfinite(loss_value) if loss_value is not None
-                else bool(torch.isfinite(loss))):
+        value = (D.all_reduce_mean(loss.detach()) if dist.world_size > 1
+                 else float(loss.detach()))
+        if not math.isfinite(value):
             raise WorkerError(
-                f"training diverged: loss is "
-                f"{loss_value if loss_value is not None else float(loss)} at epoch {epoch}, "
-                f"step {self.global_step}; lower train.optim.lr (now "
-                f"{S.get(ctx.spec, 'train.optim.lr')}) or raise train.optim.warmup_steps"
-            )
+                f"training diverged: loss is {value} at epoch {epoch}, step {self.global_step}; "
+                f"lower train.optim.lr (now {S.get(ctx.spec, 'train.optim.lr')}) or raise "
+                "train.optim.warmup_steps")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
-        self.optimizer.step()
+        if self.scaler is not None:  # fp16: scaled loss, unscale before clipping
+            self.scaler.scale(loss).backward()
+            if self.clip > 0:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            if self.clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+            self.optimizer.step()
         self.scheduler.step()
         self.global_step += 1
         if self.ema is not None and self.global_step % self.ema_every == 0:
             self.ema.update(self.model)
-        return loss_value if loss_value is not None else float(loss.detach())
+        return value
 
     def _checkpoint(self, epoch: int, partial_epoch: int | None = None) -> None:
         self.last_ckpt = save_checkpoint(self.ctx, self.model, self.optimizer, self.scheduler,
@@ -428,8 +451,9 @@ class _Loop:
             eval_model = (self.ema.module if self.ema is not None and not self.val_original
                           else self.model)
             D.sync_buffers(eval_model)  # every rank validates rank 0's model
-            kpi.update(ctx.plugin.task.validate(ctx, ctx.plugin, eval_model, self.arch,
-                                                self.val, self.batch_size))
+            with self.precision.autocast():
+                kpi.update(ctx.plugin.task.validate(ctx, ctx.plugin, eval_model, self.arch,
+                                                    self.val, self.batch_size))
         epoch_time = time.monotonic() - t0
         self.epoch_times.append(epoch_time)
         recent = self.epoch_times[-3:]

@@ -15,7 +15,14 @@ from typing import Any
 
 from tao_sdk.worker import spec as S
 from tao_sdk.worker.errors import SpecError, WorkerError
-from tao_sdk.worker.plugin import NetworkPlugin, OnnxExport, backbone_scale, spec_float, spec_int
+from tao_sdk.worker.plugin import (
+    NetworkPlugin,
+    OnnxExport,
+    backbone_scale,
+    spec_float,
+    spec_int,
+    to_device,
+)
 from tao_sdk.worker.tasks.detection import TASK
 
 __all__ = ["DetrPlugin", "backbone_config", "parity_inputs"]
@@ -132,6 +139,7 @@ class DetrPlugin(NetworkPlugin):
     task = TASK
     trt_outputs = ("pred_logits", "pred_boxes")
     silent_fields = frozenset({"train.activation_checkpoint"})
+    channels_last = True  # ResNet / ConvNeXt backbones
     #: Whether the model takes ``pixel_mask`` (padded batches).
     pass_mask: bool = False
     #: Defaults of fields whose TAO default differs per network.
@@ -261,11 +269,13 @@ class DetrPlugin(NetworkPlugin):
 
     def forward(self, model, batch, device, with_labels):
         """``model(pixel_values=[, pixel_mask=][, labels=])``."""
-        kwargs: dict[str, Any] = {"pixel_values": batch["pixel_values"].to(device)}
+        kwargs: dict[str, Any] = {"pixel_values": to_device(batch["pixel_values"], device,
+                                                            self.channels_last)}
         if self.pass_mask:
-            kwargs["pixel_mask"] = batch["pixel_mask"].to(device)
+            kwargs["pixel_mask"] = to_device(batch["pixel_mask"], device)
         if with_labels:
-            kwargs["labels"] = [{k: v.to(device) for k, v in t.items()} for t in batch["labels"]]
+            kwargs["labels"] = [{k: to_device(v, device) for k, v in t.items()}
+                                for t in batch["labels"]]
         return model(**kwargs)
 
     # ------------------------------------------------------------------ demo

@@ -168,6 +168,10 @@ class Collator:
         self.std = std
         self.train = train
         self.rng = random.Random(seed + 1)
+        import torch
+
+        self._mean = torch.tensor([float(v) for v in mean], dtype=torch.float32).view(1, 3, 1, 1)
+        self._std = torch.tensor([float(v) for v in std], dtype=torch.float32).view(1, 3, 1, 1)
 
     def __call__(self, batch):
         import torch
@@ -176,7 +180,7 @@ class Collator:
         if self.policy.mode == "fixed":
             fixed_size = (self.rng.choice(self.policy.train_sizes)
                           if self.train and self.policy.train_sizes else self.policy.eval_size)
-        tensors, sizes = [], []
+        arrays, sizes = [], []
         for img, _target, _meta in batch:
             if fixed_size is not None:
                 size = fixed_size
@@ -185,16 +189,22 @@ class Collator:
             else:
                 size = self.policy.eval_size
             th, tw = self.policy.target(img.width, img.height, size)
-            resized = img.resize((tw, th), Image.Resampling.BILINEAR)
-            tensors.append(to_tensor(resized, self.mean, self.std))
+            arrays.append(np.asarray(img.resize((tw, th), Image.Resampling.BILINEAR)))
             sizes.append((th, tw))
-        hmax = max(t.shape[1] for t in tensors)
-        wmax = max(t.shape[2] for t in tensors)
-        pixel_values = torch.zeros(len(tensors), 3, hmax, wmax)
-        pixel_mask = torch.zeros(len(tensors), hmax, wmax, dtype=torch.long)
-        for i, t in enumerate(tensors):
-            pixel_values[i, :, : t.shape[1], : t.shape[2]] = t
-            pixel_mask[i, : t.shape[1], : t.shape[2]] = 1
+        hmax = max(h for h, _ in sizes)
+        wmax = max(w for _, w in sizes)
+        # One uint8 batch, then one vectorised scale / normalise pass (4x less memory traffic
+        # than normalising each image in float and copying it into a float batch).
+        raw = torch.zeros(len(arrays), hmax, wmax, 3, dtype=torch.uint8)
+        pixel_mask = torch.zeros(len(arrays), hmax, wmax, dtype=torch.long)
+        for i, (arr, (h, w)) in enumerate(zip(arrays, sizes)):
+            raw[i, :h, :w].numpy()[...] = arr
+            pixel_mask[i, :h, :w] = 1
+        pixel_values = torch.empty(len(arrays), 3, hmax, wmax)
+        pixel_values.copy_(raw.permute(0, 3, 1, 2))
+        pixel_values.div_(255.0).sub_(self._mean).div_(self._std)
+        if any(s != (hmax, wmax) for s in sizes):
+            pixel_values.masked_fill_(pixel_mask[:, None] == 0, 0.0)  # padding stays 0
         return {
             "pixel_values": pixel_values,
             "pixel_mask": pixel_mask,
