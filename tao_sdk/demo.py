@@ -128,7 +128,7 @@ def run_demo(json_mode: bool = False, quick: bool = False, workspace: Workspace 
                     spec_overrides={**overrides, **plugin.demo_untrained_overrides()})
     train = _run(network, "train", json_mode, datasets=datasets["train"], spec_overrides=overrides, **kw)
     evaluate = child("evaluate", train, datasets=datasets["evaluate"])
-    export = child("export", train)
+    export = child("export", train, datasets=datasets["export"])
     inference = child("inference", train, datasets=datasets["inference"])
     engine = None
     why_not = tensorrt_unavailable()

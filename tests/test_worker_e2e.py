@@ -75,6 +75,7 @@ def test_train_evaluate_export_inference_on_s3(skill, network, env, s3_env, tmp_
                       workspace=ws)
     assert ev.status.value == "SUCCESS" and "test_mAP50" in ev.kpis
     export = wait_for_job(create_job(skill, "export", parent_job_id=train.id, workspace=ws,
+                                     datasets={"train_datasets": [data["train"]]},
                                      spec_overrides={**common, "export.input_height": SIZE,
                                                      "export.input_width": SIZE}).id,
                           timeout=300, poll_interval=0.5, workspace=ws)

@@ -112,7 +112,7 @@ class Task:
 
     def demo_datasets(self, roots: dict[str, str]) -> dict[str, dict[str, Any]]:
         """Dataset roots per action for ``create_job(datasets=...)``: keys ``train``,
-        ``evaluate``, ``inference``, ``gen_trt_engine``."""
+        ``evaluate``, ``export``, ``inference``, ``gen_trt_engine``."""
         raise NotImplementedError
 
     def demo_overrides(self, action: str, size: int) -> dict[str, Any]:

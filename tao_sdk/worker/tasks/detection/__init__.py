@@ -281,6 +281,7 @@ class DetectionTask(Task):
             "train": {"train_datasets": [roots["train"]], "eval_dataset": roots["val"],
                       "inference_dataset": roots["val"]},
             "evaluate": {"eval_dataset": roots["val"]},
+            "export": {"train_datasets": [roots["train"]]},  # some skills' export tables ask
             "inference": {"inference_dataset": roots["val"]},
             "gen_trt_engine": {"calibration_dataset": roots["train"]},
         }
