@@ -1,0 +1,1 @@
+"""Network modules of the worker (one module per TAO network)."""

@@ -1,0 +1,313 @@
+"""OneFormer (TAO network ``oneformer``) on :class:`transformers.OneFormerForUniversalSegmentation`.
+
+The model is built from a config (Swin backbone as a ``SwinConfig`` object), so nothing is
+downloaded. Every architecture-defining spec value goes into an ``arch`` dict that is saved in
+the checkpoint, so evaluate / inference / export rebuild exactly the trained network.
+
+Task text, offline: OneFormer conditions its queries on a task token, the tokenised text
+``"the task is semantic"`` fed to an MLP (``dataset.task_seq_len`` inputs). transformers'
+``OneFormerProcessor`` tokenises it with CLIP's BPE vocabulary, a hub download. This module
+tokenises with a small built-in word vocabulary (:data:`TASK_VOCAB`, saved in the checkpoint):
+the task MLP is trained with the network, so any fixed, consistent token ids serve, and no
+file is fetched at run time. The text branch (query-text contrastive loss over
+``model.text_encoder.*``) is not built: this worker trains OneFormer's mask-classification
+losses (class, mask BCE, dice, with deep supervision) for the semantic task.
+
+ONNX: input ``inputs`` ``[B, 3, H, W]`` (normalised image; the task token of ``export.task`` is
+a constant of the graph), outputs ``pred_logits`` ``[B, Q, C + 1]`` and ``pred_masks``
+``[B, Q, H/4, W/4]``; :func:`semantic_probs` turns them into per-class maps the same way for
+PyTorch, ONNX Runtime and TensorRT outputs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from tao_sdk.worker import spec as S
+from tao_sdk.worker.errors import SpecError
+
+__all__ = [
+    "NAME",
+    "TASK_VOCAB",
+    "ONNX_INPUTS",
+    "ONNX_OUTPUTS",
+    "task_tokens",
+    "build_arch",
+    "unhonoured_fields",
+    "model_from_arch",
+    "loss",
+    "semantic_probs",
+    "predict_labels",
+    "param_groups",
+    "export_module",
+]
+
+NAME = "oneformer"
+#: Word vocabulary of the task text (``<pad>`` = 0); saved in every checkpoint's arch.
+TASK_VOCAB = ("<pad>", "<start>", "<end>", "the", "task", "is", "semantic", "instance",
+              "panoptic")
+ONNX_INPUTS = ["inputs"]
+ONNX_OUTPUTS = ["pred_logits", "pred_masks"]
+#: Tasks this worker trains / runs (``inference.mode``, ``export.task``).
+SUPPORTED_TASKS = ("semantic",)
+_TAO_FEATURES = ["res2", "res3", "res4", "res5"]
+#: Parameter-name prefix of the Swin backbone in the transformers model.
+_BACKBONE_PREFIX = "model.pixel_level_module.encoder."
+
+
+def task_tokens(task: str, seq_len: int, vocab: Sequence[str] = TASK_VOCAB) -> list[int]:
+    """Token ids of ``"the task is <task>"`` padded to ``seq_len`` (``dataset.task_seq_len``)."""
+    words = ["<start>", "the", "task", "is", task, "<end>"]
+    index = {w: i for i, w in enumerate(vocab)}
+    missing = [w for w in words if w not in index]
+    if missing:
+        raise SpecError(f"task {task!r} is not in the task vocabulary {list(vocab)[6:]}")
+    if seq_len < len(words):
+        raise SpecError(f"dataset.task_seq_len is {seq_len}; it must be at least {len(words)} "
+                        "to hold the task text")
+    ids = [index[w] for w in words]
+    return ids + [0] * (seq_len - len(ids))
+
+
+def _size(value: Any, key: str) -> list[int]:
+    """A ``[H, W]`` (or single int) size spec value, checked to be a multiple of 32."""
+    hw = [int(value), int(value)] if isinstance(value, (int, float)) else [int(v) for v in value]
+    if len(hw) != 2 or min(hw) < 32 or any(v % 32 for v in hw):
+        raise SpecError(f"{key} is {value!r}: give [height, width], each a multiple of 32 "
+                        "(OneFormer's size_divisibility), e.g. [512, 512]")
+    return hw
+
+
+def _swin(spec: dict[str, Any]) -> dict[str, Any]:
+    """``SwinConfig`` kwargs from ``model.backbone.swin.*``."""
+    name = S.get(spec, "model.backbone.name", "D2SwinTransformer")
+    if name != "D2SwinTransformer":
+        raise SpecError(f"model.backbone.name is {name!r}: this worker builds OneFormer with "
+                        "the Swin backbone only; set model.backbone.name: D2SwinTransformer "
+                        "or run the TAO container for D2DiNAT / RADIO")
+    sw = S.get(spec, "model.backbone.swin", {}) or {}
+    depths = [int(d) for d in sw.get("depths", [2, 2, 18, 2])]
+    heads = [int(h) for h in sw.get("num_heads", [6, 12, 24, 48])]
+    embed = int(sw.get("embed_dim", 192))
+    if len(depths) != 4 or len(heads) != 4:
+        raise SpecError("model.backbone.swin.depths and num_heads need 4 values (one per "
+                        f"stage), found {depths} and {heads}")
+    for i, h in enumerate(heads):
+        if (embed * 2 ** i) % h:
+            raise SpecError(f"model.backbone.swin.num_heads[{i}] = {h} does not divide the "
+                            f"stage width {embed * 2 ** i} (embed_dim * 2^{i}); pick heads "
+                            "that divide it")
+    return {"embed_dim": embed, "depths": depths, "num_heads": heads,
+            "window_size": int(sw.get("window_size", 12)),
+            "mlp_ratio": float(sw.get("mlp_ratio", 4.0)),
+            "qkv_bias": bool(sw.get("qkv_bias", True)),
+            "hidden_dropout_prob": float(sw.get("drop_rate", 0.0)),
+            "attention_probs_dropout_prob": float(sw.get("attn_drop_rate", 0.0)),
+            "drop_path_rate": float(sw.get("drop_path_rate", 0.3)),
+            "use_absolute_embeddings": bool(sw.get("ape", False)),
+            "patch_size": int(sw.get("patch_size", 4)),
+            "image_size": int(sw.get("pretrain_img_size", 384)),
+            "out_features": ["stage1", "stage2", "stage3", "stage4"]}
+
+
+def _head(spec: dict[str, Any], num_classes: int) -> dict[str, Any]:
+    """``OneFormerConfig`` kwargs (without backbone) from ``model.sem_seg_head`` /
+    ``model.one_former`` / ``dataset.task_seq_len``."""
+    head = S.get(spec, "model.sem_seg_head", {}) or {}
+    of = S.get(spec, "model.one_former", {}) or {}
+    hidden, nheads = int(of.get("hidden_dim", 256)), int(of.get("nheads", 8))
+    if hidden % nheads:
+        raise SpecError(f"model.one_former.hidden_dim ({hidden}) must be a multiple of "
+                        f"model.one_former.nheads ({nheads})")
+    if str(head.get("norm", "GN")) != "GN":
+        raise SpecError(f"model.sem_seg_head.norm is {head.get('norm')!r}: only GN is "
+                        "available; set it to GN")
+    return {
+        "num_labels": num_classes, "ignore_value": int(head.get("ignore_value", 255)),
+        "conv_dim": int(head.get("convs_dim", 256)), "mask_dim": int(head.get("mask_dim", 256)),
+        "encoder_layers": int(head.get("transformer_enc_layers", 6)),
+        "common_stride": int(head.get("common_stride", 4)),
+        "hidden_dim": hidden, "num_attention_heads": nheads,
+        "dim_feedforward": int(of.get("dim_feedforward", 2048)),
+        "encoder_feedforward_dim": int(of.get("dim_feedforward", 2048)) // 2,
+        "decoder_layers": int(of.get("dec_layers", 10)),
+        "query_dec_layers": int(of.get("class_dec_layers", 2)),
+        "pre_norm": bool(of.get("pre_norm", False)),
+        "enforce_input_proj": bool(of.get("enforce_input_proj", False)),
+        "num_queries": int(of.get("num_object_queries", 150)),
+        "train_num_points": int(of.get("train_num_points", 12544)),
+        "oversample_ratio": float(of.get("oversample_ratio", 3.0)),
+        "importance_sample_ratio": float(of.get("importance_sample_ratio", 0.75)),
+        "mask_weight": float(of.get("mask_weight", 5.0)),
+        "dice_weight": float(of.get("dice_weight", 5.0)),
+        "class_weight": float(of.get("class_weight", 2.0)),
+        "no_object_weight": float(of.get("no_object_weight", 0.1)),
+        "use_auxiliary_loss": bool(of.get("deep_supervision", True)),
+        "dropout": float(of.get("dropout", 0.1)),
+        "use_task_norm": bool(of.get("use_task_norm", True)),
+        "task_seq_len": int(S.get(spec, "dataset.task_seq_len", 77)),
+        "is_training": False,
+    }
+
+
+def build_arch(spec: dict[str, Any], num_classes: int, class_names: Sequence[str],
+               colors: Sequence[Sequence[int]]) -> dict[str, Any]:
+    """The architecture dict of a new OneFormer for ``spec`` (saved in every checkpoint).
+
+    ``num_classes`` / ``class_names`` / ``colors`` come from the label map. Raises
+    :class:`SpecError` naming the key for a value this implementation cannot build.
+    """
+    if int(S.get(spec, "model.sem_seg_head.num_classes", num_classes)) != num_classes:
+        raise SpecError(f"model.sem_seg_head.num_classes must equal the label map's "
+                        f"{num_classes} classes")
+    size = _size(S.get(spec, "dataset.augmentation.train_crop_size", [1024, 1024]),
+                 "dataset.augmentation.train_crop_size")
+    return {
+        "network": NAME, "num_classes": num_classes, "class_names": list(class_names),
+        "colors": [list(map(int, c)) for c in colors], "input_size": size,
+        "pixel_mean": [float(v) for v in S.get(spec, "dataset.pixel_mean",
+                                               [123.675, 116.28, 103.53])],
+        "pixel_std": [float(v) for v in S.get(spec, "dataset.pixel_std",
+                                              [58.395, 57.12, 57.375])],
+        "task_vocab": list(TASK_VOCAB), "swin": _swin(spec), "head": _head(spec, num_classes),
+    }
+
+
+def _differs(spec: dict[str, Any], key: str, expected: Any) -> bool:
+    value = S.get(spec, key)
+    return value is not None and value != expected
+
+
+def unhonoured_fields(spec: dict[str, Any], action: str = "train") -> list[str]:
+    """Spec fields this implementation reads but does not apply, each with the reason.
+
+    Reported once at the start of a job (``status.json`` message and log).
+    """
+    out = []
+    probs = S.get(spec, "dataset.task_prob_train", {}) or {}
+    if action == "train" and any(float(probs.get(k, 0)) > 0 for k in ("instance", "panoptic")):
+        out.append("dataset.task_prob_train: only the semantic task is trained (instance / "
+                   "panoptic task sampling is not implemented)")
+    if _differs(spec, "model.one_former.contrastive_weight", 0.0):
+        out.append("model.one_former.contrastive_weight / contrastive_temperature and "
+                   "model.text_encoder.*: the query-text contrastive branch is not built")
+    checks = [
+        ("model.sem_seg_head.in_features", _TAO_FEATURES[1:],
+         "the pixel decoder always reads res3-res5 (+ res2 for the mask features)"),
+        ("model.sem_seg_head.deformable_transformer_encoder_in_features", _TAO_FEATURES[1:],
+         "the deformable encoder always reads res3-res5"),
+        ("model.one_former.num_feature_levels", 3, "always 3 levels"),
+        ("model.one_former.enc_layers", 0, "no extra transformer encoder"),
+        ("model.backbone.freeze_at", 0, "no backbone stage is frozen"),
+        ("model.precise_msda", False, "deformable attention runs in PyTorch"),
+        ("dataset.cutmix_prob", 0.0, "no CutMix"),
+    ]
+    out += [f"{k}: {why}" for k, v, why in checks if _differs(spec, k, v)]
+    out.append("dataset.augmentation.train_min_size / train_max_size / test_min_size / "
+               "test_max_size, dataset.min_scale / max_scale, dataset.image_size: images are "
+               "resized to dataset.augmentation.train_crop_size (no multi-scale jitter or crop; "
+               "random horizontal flip only)")
+    return out
+
+
+def model_from_arch(arch: dict[str, Any]):
+    """Build the (randomly initialised) ``OneFormerForUniversalSegmentation`` of ``arch``."""
+    from transformers import OneFormerConfig, OneFormerForUniversalSegmentation, SwinConfig
+
+    config = OneFormerConfig(backbone_config=SwinConfig(**arch["swin"]), **arch["head"])
+    model = OneFormerForUniversalSegmentation(config)
+    import torch
+
+    model.register_buffer("task_semantic", torch.tensor(
+        task_tokens("semantic", arch["head"]["task_seq_len"], arch["task_vocab"]),
+        dtype=torch.float32), persistent=False)
+    return model
+
+
+def _task_inputs(model, pixel_values):
+    """The semantic task token per image, ``[B, task_seq_len]``; made by broadcasting against
+    ``pixel_values`` so that an exported graph keeps a dynamic batch dimension."""
+    return model.task_semantic[None] + pixel_values[:, :1, 0, 0] * 0
+
+
+def loss(model, pixel_values, labels, ignore_value: int):
+    """Total OneFormer loss for a batch (``labels`` ``[B, H, W]`` class maps) and its parts."""
+    from tao_sdk.worker.tasks.segmentation import mask_targets
+
+    masks, classes = mask_targets(labels, ignore_value)
+    out = model(pixel_values=pixel_values, task_inputs=_task_inputs(model, pixel_values),
+                output_auxiliary_logits=True)
+    parts = model.get_loss_dict(
+        masks_queries_logits=out.masks_queries_logits,
+        class_queries_logits=out.class_queries_logits,
+        contrastive_queries_logits=out.transformer_decoder_contrastive_queries,
+        mask_labels=masks, class_labels=classes, text_queries=None,
+        auxiliary_predictions=out.auxiliary_predictions if model.config.use_auxiliary_loss
+        else None, calculate_contrastive_loss=False)
+    main = {k: float(v) for k, v in parts.items() if not k.rsplit("_", 1)[-1].isdigit()}
+    return model.get_loss(parts), main
+
+
+def semantic_probs(pred_logits, pred_masks):
+    """``[B, C, h, w]`` semantic scores: class probabilities (without no-object) weighted by
+    mask probabilities, summed over queries (OneFormer's semantic inference)."""
+    import torch
+
+    probs = torch.softmax(pred_logits, dim=-1)[..., :-1]
+    return torch.einsum("bqc,bqhw->bchw", probs, torch.sigmoid(pred_masks))
+
+
+def forward(model, pixel_values):
+    """``(pred_logits, pred_masks)`` of ``model`` for normalised images (no gradients kept)."""
+    out = model(pixel_values=pixel_values, task_inputs=_task_inputs(model, pixel_values),
+                output_auxiliary_logits=False)
+    return out.class_queries_logits, out.masks_queries_logits
+
+
+def predict_labels(pred_logits, pred_masks, sizes: Sequence[tuple[int, int]]):
+    """Per image the ``[H, W]`` int64 numpy class map at its original ``(H, W)`` size."""
+    import torch
+
+    scores = semantic_probs(torch.as_tensor(pred_logits), torch.as_tensor(pred_masks))
+    out = []
+    for s, (h, w) in zip(scores, sizes):
+        up = torch.nn.functional.interpolate(s[None], size=(h, w), mode="bilinear",
+                                             align_corners=False)
+        out.append(up[0].argmax(0).cpu().numpy().astype("int64"))
+    return out
+
+
+def param_groups(model, lr: float, backbone_multiplier: float, weight_decay: float):
+    """AdamW parameter groups: backbone at ``lr * backbone_multiplier`` (TAO's
+    ``train.optim.backbone_multiplier``), the rest at ``lr``; no decay on norms and biases."""
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        key = (name.startswith(_BACKBONE_PREFIX), p.ndim <= 1)
+        groups.setdefault(key, []).append(p)
+    return [{"params": ps, "lr": lr * (backbone_multiplier if bb else 1.0),
+             "weight_decay": 0.0 if no_decay else weight_decay}
+            for (bb, no_decay), ps in groups.items()]
+
+
+def export_module(model, task: str = "semantic"):
+    """A ``torch.nn.Module`` ``inputs -> (pred_logits, pred_masks)`` for ONNX export, with the
+    token of ``task`` (``export.task``) baked in."""
+    import torch
+
+    if task not in SUPPORTED_TASKS:
+        raise SpecError(f"export.task is {task!r}: this worker exports the semantic task; set "
+                        "export.task: semantic")
+
+    class OneFormerOnnx(torch.nn.Module):
+        """Export wrapper: the task token is a constant of the graph."""
+
+        def __init__(self, inner) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, inputs):
+            return forward(self.inner, inputs)
+
+    return OneFormerOnnx(model).eval()

@@ -1,0 +1,551 @@
+"""Semantic segmentation task: what every segmentation network of the worker shares.
+
+Data (the layout of the ``tao-train-oneformer`` skill's tables):
+
+- ``dataset.<split>.images``: ``images.tar.gz`` (or a folder) with the RGB images.
+- ``dataset.<split>.annotations``: ``annotations.json`` in COCO panoptic format: ``images``
+  (``id``, ``file_name``, ``width``, ``height``), ``annotations`` (one per image: ``image_id``,
+  ``file_name`` of its panoptic PNG, ``segments_info`` = list of ``{id, category_id, iscrowd,
+  area, bbox}``) and ``categories``.
+- ``dataset.<split>.panoptic``: ``images_panoptic.tar.gz`` (or a folder) with the panoptic
+  PNGs: RGB images whose pixel value ``R + 256*G + 256*256*B`` is a segment ``id`` of
+  ``segments_info``; 0 = unlabelled (ignored).
+- ``dataset.label_map``: ``label_map.json``, a JSON list of categories ``{"id": int, "name":
+  str, "isthing": 0|1, "color": [r, g, b]}`` (the COCO panoptic ``categories`` entries). With
+  ``dataset.contiguous_id: true`` class index *i* is the *i*-th entry of the list; with
+  ``false`` the class index is the ``id`` itself (ids must then be below
+  ``model.sem_seg_head.num_classes``).
+
+A semantic-only dataset is the same format with one segment per class present in an image,
+every category ``isthing: 0``. The semantic target of an image is its panoptic PNG with every
+segment replaced by its category's class index; unlabelled pixels, crowd-free or not, and
+segments of categories missing from the label map are set to ``ignore_value`` (255) and do not
+count in the loss or the metrics.
+
+Metrics (:class:`ConfusionMatrix`): per-class IoU, mean IoU over the classes that occur in the
+ground truth (``mIoU``) and pixel accuracy (``ACC_all``), in percent as detectron2 / TAO report
+them. Inference outputs (:func:`write_prediction`): raw label PNGs (class index per pixel),
+colour mask PNGs (label map colours) and overlays of the mask on the image.
+
+:func:`make_segmentation_dataset` writes a synthetic dataset in exactly this layout (shapes with
+masks) for the demo and the tests.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from tao_sdk.worker.errors import DatasetError
+
+__all__ = [
+    "IGNORE_VALUE",
+    "Category",
+    "LabelMap",
+    "SegSample",
+    "read_label_map",
+    "load_panoptic",
+    "semantic_target",
+    "SegmentationDataset",
+    "collate",
+    "mask_targets",
+    "ConfusionMatrix",
+    "palette",
+    "write_prediction",
+    "make_segmentation_dataset",
+]
+
+#: Label of pixels that count nowhere (TAO's ``model.sem_seg_head.ignore_value`` default).
+IGNORE_VALUE = 255
+
+
+@dataclass(frozen=True)
+class Category:
+    """One label map entry: dataset category ``id``, ``name``, thing/stuff, display colour."""
+
+    id: int
+    name: str
+    isthing: bool
+    color: tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class LabelMap:
+    """The classes of a segmentation model, in class-index order.
+
+    Attributes:
+        categories: one :class:`Category` per class index (``None`` for an index no category
+            uses when ``contiguous_id`` is false).
+        id_to_class: dataset category id -> class index.
+    """
+
+    categories: tuple[Category | None, ...]
+    id_to_class: dict[int, int]
+
+    @property
+    def num_classes(self) -> int:
+        """Number of class indices (the model's ``num_classes``)."""
+        return len(self.categories)
+
+    @property
+    def names(self) -> list[str]:
+        """Class name per index (``class_<i>`` for an unused index)."""
+        return [c.name if c else f"class_{i}" for i, c in enumerate(self.categories)]
+
+    @property
+    def colors(self) -> np.ndarray:
+        """``[num_classes, 3]`` uint8 colours (label map colours; a fixed palette otherwise)."""
+        pal = palette(self.num_classes)
+        for i, c in enumerate(self.categories):
+            if c is not None:
+                pal[i] = c.color
+        return pal
+
+
+def palette(n: int) -> np.ndarray:
+    """A deterministic ``[n, 3]`` uint8 palette of well separated colours."""
+    rng = np.random.default_rng(12345)
+    base = np.array([(220, 20, 60), (0, 130, 200), (60, 180, 75), (255, 225, 25),
+                     (145, 30, 180), (245, 130, 48), (70, 240, 240), (240, 50, 230),
+                     (128, 128, 0), (0, 0, 128)], dtype=np.uint8)
+    extra = rng.integers(0, 256, size=(max(0, n - len(base)), 3), dtype=np.uint8)
+    return np.concatenate([base, extra])[:n].copy()
+
+
+def _read_json(path: Path, what: str) -> Any:
+    """Parse JSON at ``path``; :class:`DatasetError` naming ``what`` and the file if broken."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DatasetError(f"{what}: {path} does not exist; point {what} at the file") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{what}: {path} is not valid JSON ({exc}); fix or regenerate the "
+                           "file") from None
+
+
+def _category(entry: Any, index: int, what: str) -> Category:
+    """One label map entry -> :class:`Category`, with errors naming the entry."""
+    if not isinstance(entry, dict) or "id" not in entry or "name" not in entry:
+        raise DatasetError(
+            f"{what}[{index}] must be an object with at least \"id\" and \"name\" (e.g. "
+            '{"id": 1, "name": "person", "isthing": 1, "color": [220, 20, 60]}), found '
+            f"{entry!r}")
+    try:
+        cid = int(entry["id"])
+    except (TypeError, ValueError):
+        raise DatasetError(f"{what}[{index}].id must be an integer, found "
+                           f"{entry['id']!r}") from None
+    color = entry.get("color")
+    if color is None:
+        color = tuple(int(v) for v in palette(index + 1)[index])
+    elif (not isinstance(color, (list, tuple)) or len(color) != 3
+          or not all(isinstance(v, int) and 0 <= v <= 255 for v in color)):
+        raise DatasetError(f"{what}[{index}].color must be [r, g, b] with values 0..255, "
+                           f"found {color!r}")
+    return Category(cid, str(entry["name"]), bool(entry.get("isthing", 0)), tuple(color))
+
+
+def read_label_map(path: str | Path, num_classes: int, contiguous: bool = True,
+                   what: str = "dataset.label_map") -> LabelMap:
+    """Read ``label_map.json`` (a JSON list of ``{id, name, isthing, color}``) for a model of
+    ``num_classes`` classes.
+
+    ``contiguous`` (``dataset.contiguous_id``): class *i* = *i*-th entry, and the file must
+    list exactly ``num_classes`` entries; else class index = ``id`` (each id below
+    ``num_classes``). A ``{"categories": [...]}`` object (an annotations.json) is accepted too.
+    Raises :class:`DatasetError` naming the file, the entry and the fix.
+    """
+    data = _read_json(Path(path), what)
+    if isinstance(data, dict) and isinstance(data.get("categories"), list):
+        data = data["categories"]
+    if not isinstance(data, list) or not data:
+        raise DatasetError(
+            f"{what}: {path} must be a non-empty JSON list of categories "
+            '[{"id": 1, "name": "person", "isthing": 1, "color": [220, 20, 60]}, ...]')
+    cats = [_category(e, i, what) for i, e in enumerate(data)]
+    ids = [c.id for c in cats]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise DatasetError(f"{what}: {path} lists category id(s) {dup} more than once; "
+                           "give every category its own id")
+    if contiguous:
+        if len(cats) != num_classes:
+            raise DatasetError(
+                f"{what}: {path} lists {len(cats)} categories but "
+                f"model.sem_seg_head.num_classes is {num_classes}; set "
+                f"model.sem_seg_head.num_classes: {len(cats)} (with dataset.contiguous_id: "
+                "true every category is one class)")
+        return LabelMap(tuple(cats), {c.id: i for i, c in enumerate(cats)})
+    too_big = [c.id for c in cats if not 0 <= c.id < num_classes]
+    if too_big:
+        raise DatasetError(
+            f"{what}: category id(s) {too_big} are not below model.sem_seg_head.num_classes "
+            f"({num_classes}); with dataset.contiguous_id: false the id is the class index: "
+            f"set num_classes to {max(ids) + 1} or dataset.contiguous_id: true")
+    slots: list[Category | None] = [None] * num_classes
+    for c in cats:
+        slots[c.id] = c
+    return LabelMap(tuple(slots), {c.id: c.id for c in cats})
+
+
+@dataclass
+class SegSample:
+    """One image with its panoptic PNG and segment id -> class index table."""
+
+    image: Path
+    panoptic: Path | None = None
+    segments: dict[int, int] = field(default_factory=dict)
+
+
+def _index(folder: Path) -> dict[str, Path]:
+    """Relative path and base name -> file, for every file below ``folder``."""
+    out: dict[str, Path] = {}
+    for p in sorted(Path(folder).rglob("*")):
+        if p.is_file():
+            out.setdefault(p.relative_to(folder).as_posix(), p)
+            out.setdefault(p.name, p)
+    return out
+
+
+def _find(files: dict[str, Path], name: str, folder: Path, what: str) -> Path:
+    """Resolve ``name`` (a relative path or base name) in an :func:`_index`; error otherwise."""
+    hit = files.get(name) or files.get(Path(name).name)
+    if hit is None:
+        raise DatasetError(f"{what}: {name} is not in {folder}; add the file to the archive or "
+                           "remove its entry from annotations.json")
+    return hit
+
+
+def load_panoptic(annotations: str | Path, image_dir: str | Path, panoptic_dir: str | Path,
+                  label_map: LabelMap, split: str = "train") -> list[SegSample]:
+    """Read a COCO panoptic split: ``annotations.json`` + image folder + panoptic PNG folder.
+
+    ``split`` (``train``/``val``/``test``) only names the spec keys in errors. Segments whose
+    ``category_id`` is not in ``label_map`` are ignored (they become ``ignore_value`` pixels).
+    Raises :class:`DatasetError` for a missing file, an image without annotation entry or a
+    malformed entry, naming the ``dataset.<split>.*`` key.
+    """
+    key = f"dataset.{split}"
+    data = _read_json(Path(annotations), f"{key}.annotations")
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
+            or not isinstance(data.get("annotations"), list):
+        raise DatasetError(
+            f"{key}.annotations: {annotations} is not COCO panoptic JSON (needs \"images\" and "
+            "\"annotations\" lists, each annotation with file_name and segments_info)")
+    images, pans = _index(Path(image_dir)), _index(Path(panoptic_dir))
+    by_image = {}
+    for i, ann in enumerate(data["annotations"]):
+        if not isinstance(ann, dict) or "image_id" not in ann or "file_name" not in ann \
+                or not isinstance(ann.get("segments_info"), list):
+            raise DatasetError(f"{key}.annotations: annotations[{i}] needs image_id, file_name "
+                               "and a segments_info list (COCO panoptic format)")
+        by_image[ann["image_id"]] = ann
+    samples = []
+    for img in data["images"]:
+        ann = by_image.get(img.get("id"))
+        if ann is None:
+            raise DatasetError(f"{key}.annotations: image id {img.get('id')} "
+                               f"({img.get('file_name')}) has no panoptic annotation; add one "
+                               "(an empty segments_info marks an unlabelled image)")
+        segs = {int(s["id"]): label_map.id_to_class[int(s["category_id"])]
+                for s in ann["segments_info"]
+                if int(s["category_id"]) in label_map.id_to_class}
+        samples.append(SegSample(
+            _find(images, str(img["file_name"]), Path(image_dir), f"{key}.images"),
+            _find(pans, str(ann["file_name"]), Path(panoptic_dir), f"{key}.panoptic"), segs))
+    if not samples:
+        raise DatasetError(f"{key}.annotations: {annotations} lists no images")
+    return samples
+
+
+def semantic_target(sample: SegSample, ignore_value: int = IGNORE_VALUE) -> np.ndarray:
+    """The ``[H, W]`` int64 class-index map of ``sample`` (``ignore_value`` where unlabelled)."""
+    try:
+        with Image.open(sample.panoptic) as im:
+            rgb = np.asarray(im.convert("RGB"), dtype=np.int64)
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"cannot read panoptic PNG {sample.panoptic} ({exc}); replace it")
+    ids = rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
+    out = np.full(ids.shape, ignore_value, dtype=np.int64)
+    for seg_id, cls in sample.segments.items():
+        out[ids == seg_id] = cls
+    return out
+
+
+def _load_rgb(path: Path) -> Image.Image:
+    """Open an RGB image; :class:`DatasetError` naming the file when unreadable."""
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"cannot read image {path} ({exc}); replace or remove it") from None
+
+
+def normalize(img: Image.Image, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """RGB image -> ``[3, H, W]`` float32 ``(pixel - mean) / std`` (TAO's 0..255 statistics)."""
+    arr = np.asarray(img, dtype=np.float32)
+    arr = (arr - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+class SegmentationDataset:
+    """Images (+ semantic targets) resized to a fixed ``size`` (H, W) for the network.
+
+    Items are dicts: ``pixel_values`` ``[3, H, W]`` tensor, ``labels`` ``[H, W]`` int64 at the
+    network size (nearest resize; absent without targets), ``target`` the label map at the
+    original size (evaluation), ``path`` and ``orig_size`` (H, W). Training flips images
+    horizontally with probability ``hflip``.
+    """
+
+    def __init__(self, samples: Sequence[SegSample], size: tuple[int, int],
+                 mean: Sequence[float], std: Sequence[float], *, train: bool = False,
+                 hflip: float = 0.5, ignore_value: int = IGNORE_VALUE, seed: int = 0) -> None:
+        self.samples = list(samples)
+        self.size = (int(size[0]), int(size[1]))
+        self.mean, self.std = list(mean), list(std)
+        self.train, self.hflip, self.ignore_value = train, hflip, ignore_value
+        self.rng = random.Random(seed)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        import torch
+
+        sample = self.samples[index]
+        img = _load_rgb(sample.image)
+        orig = (img.height, img.width)
+        target = (semantic_target(sample, self.ignore_value)
+                  if sample.panoptic is not None else None)
+        if target is not None and target.shape != orig:
+            raise DatasetError(f"panoptic PNG {sample.panoptic} is {target.shape[1]}x"
+                               f"{target.shape[0]} but image {sample.image} is {orig[1]}x"
+                               f"{orig[0]}; they must have the same size")
+        flip = self.train and self.rng.random() < self.hflip
+        h, w = self.size
+        resized = img.resize((w, h), Image.Resampling.BILINEAR)
+        if flip:
+            resized = resized.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        item: dict[str, Any] = {"pixel_values": torch.from_numpy(
+            normalize(resized, self.mean, self.std)), "path": str(sample.image),
+            "orig_size": orig}
+        if target is not None:
+            lab = Image.fromarray(target.astype(np.int32)).resize((w, h),
+                                                                   Image.Resampling.NEAREST)
+            lab_arr = np.asarray(lab, dtype=np.int64)
+            if flip:
+                lab_arr = lab_arr[:, ::-1]
+            item["labels"] = torch.from_numpy(np.ascontiguousarray(lab_arr))
+            item["target"] = target
+        return item
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack ``pixel_values`` (and ``labels``); keep ``target``/``path``/``orig_size`` lists."""
+    import torch
+
+    batch: dict[str, Any] = {"pixel_values": torch.stack([i["pixel_values"] for i in items]),
+                             "path": [i["path"] for i in items],
+                             "orig_size": [i["orig_size"] for i in items]}
+    if all("labels" in i for i in items):
+        batch["labels"] = torch.stack([i["labels"] for i in items])
+        batch["target"] = [i["target"] for i in items]
+    return batch
+
+
+def mask_targets(labels, ignore_value: int = IGNORE_VALUE):
+    """Semantic labels ``[B, H, W]`` -> per image ``(mask_labels [n, H, W] float,
+    class_labels [n] long)``: one binary mask per class present (the mask-classification
+    targets of OneFormer / Mask2Former)."""
+    import torch
+
+    masks, classes = [], []
+    for lab in labels:
+        present = [int(c) for c in torch.unique(lab) if int(c) != ignore_value]
+        cls = torch.tensor(present, dtype=torch.long, device=lab.device)
+        masks.append((lab[None] == cls[:, None, None]).float() if present
+                     else torch.zeros((0, *lab.shape), device=lab.device))
+        classes.append(cls)
+    return masks, classes
+
+
+class ConfusionMatrix:
+    """Accumulates a ``[num_classes, num_classes]`` (ground truth x prediction) pixel count."""
+
+    def __init__(self, num_classes: int, ignore_value: int = IGNORE_VALUE) -> None:
+        self.num_classes = num_classes
+        self.ignore_value = ignore_value
+        self.matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+
+    def update(self, pred: np.ndarray, target: np.ndarray) -> None:
+        """Add one image: ``pred`` and ``target`` are ``[H, W]`` class-index maps."""
+        if pred.shape != target.shape:
+            raise ValueError(f"prediction {pred.shape} and target {target.shape} differ in size")
+        keep = (target != self.ignore_value) & (target >= 0) & (target < self.num_classes)
+        idx = target[keep].astype(np.int64) * self.num_classes + pred[keep].astype(np.int64)
+        self.matrix += np.bincount(idx, minlength=self.num_classes ** 2).reshape(
+            self.num_classes, self.num_classes)
+
+    def metrics(self, names: Sequence[str] | None = None) -> dict[str, Any]:
+        """``{"mIoU", "ACC_all", "mACC", "iou_per_class": {name: IoU}}`` in percent.
+
+        IoU of class *c* = TP / (TP + FP + FN); ``mIoU`` averages the classes that occur in
+        the ground truth (others have IoU ``None``); ``ACC_all`` = correctly labelled pixels /
+        labelled pixels; ``mACC`` = mean per-class recall.
+        """
+        m = self.matrix.astype(np.float64)
+        tp = np.diag(m)
+        gt = m.sum(axis=1)
+        union = gt + m.sum(axis=0) - tp
+        valid = gt > 0
+        iou = np.where(valid, tp / np.maximum(union, 1), np.nan)
+        acc = np.where(valid, tp / np.maximum(gt, 1), np.nan)
+        names = list(names) if names is not None else [str(i) for i in range(self.num_classes)]
+        total = gt.sum()
+        return {
+            "mIoU": float(100 * np.nanmean(iou)) if valid.any() else 0.0,
+            "ACC_all": float(100 * tp.sum() / total) if total else 0.0,
+            "mACC": float(100 * np.nanmean(acc)) if valid.any() else 0.0,
+            "iou_per_class": {n: (None if np.isnan(v) else float(100 * v))
+                              for n, v in zip(names, iou)},
+        }
+
+
+def write_prediction(out_dir: str | Path, image_path: str | Path, pred: np.ndarray,
+                     colors: np.ndarray, alpha: float = 0.5) -> dict[str, str]:
+    """Write the outputs of one image below ``out_dir`` and return their paths.
+
+    ``labels/<stem>.png``: raw class index per pixel (8-bit, 16-bit above 256 classes);
+    ``masks/<stem>.png``: colour mask (``colors[class]``); ``overlays/<stem>.jpg``: the mask
+    blended over the image with ``alpha``.
+    """
+    out = Path(out_dir)
+    stem = Path(image_path).stem
+    paths = {k: out / k / f"{stem}{ext}" for k, ext in
+             (("labels", ".png"), ("masks", ".png"), ("overlays", ".jpg"))}
+    for p in paths.values():
+        p.parent.mkdir(parents=True, exist_ok=True)
+    dtype = np.uint8 if len(colors) <= 256 else np.uint16
+    Image.fromarray(pred.astype(dtype)).save(paths["labels"])
+    color = colors[np.clip(pred, 0, len(colors) - 1)].astype(np.uint8)
+    Image.fromarray(color).save(paths["masks"])
+    img = _load_rgb(Path(image_path))
+    if (img.height, img.width) != pred.shape:
+        img = img.resize((pred.shape[1], pred.shape[0]), Image.Resampling.BILINEAR)
+    blend = (1 - alpha) * np.asarray(img, np.float32) + alpha * color.astype(np.float32)
+    Image.fromarray(blend.clip(0, 255).astype(np.uint8)).save(paths["overlays"], quality=90)
+    return {k: str(v) for k, v in paths.items()}
+
+
+# --------------------------------------------------------------------------- synthetic data
+
+#: Default classes of the synthetic dataset: a stuff background and three shapes (things).
+SYNTHETIC_CLASSES = ("background", "square", "disc", "triangle")
+_SHAPE_OF = {"square": "rectangle", "disc": "ellipse", "triangle": "triangle"}
+_TINT = {"square": (220, 60, 60), "disc": (60, 100, 230), "triangle": (60, 190, 80)}
+
+
+def _tar(folder: Path, name: str, files: dict[str, bytes]) -> Path:
+    """Write ``files`` (name -> bytes) at the top level of ``folder/name`` (a .tar.gz)."""
+    path = folder / name
+    with tarfile.open(path, "w:gz") as tf:
+        for fname, blob in files.items():
+            info = tarfile.TarInfo(fname)
+            info.size = len(blob)
+            tf.addfile(info, io.BytesIO(blob))
+    return path
+
+
+def _png(arr: np.ndarray, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def _synthetic_image(rng: np.random.Generator, prng: random.Random, size: int,
+                     shapes: Sequence[str], max_objects: int):
+    """One image: textured background + 1..max_objects shapes; returns (rgb, ids, segments)."""
+    from tao_sdk.worker.synthetic import _background, _draw
+
+    img = _background(rng, size)
+    ids = Image.new("I", (size, size), 1)  # segment 1 = the background stuff segment
+    draw_img, draw_ids = ImageDraw.Draw(img), ImageDraw.Draw(ids)
+    segments = [(1, "background")]
+    for k in range(prng.randint(1, max_objects)):
+        name = prng.choice(list(shapes))
+        side = prng.randint(size // 5, size // 2)
+        x0, y0 = prng.randint(0, size - side), prng.randint(0, size - side)
+        box = (x0, y0, x0 + side, y0 + side)
+        tint = tuple(int(np.clip(c + prng.randint(-25, 25), 0, 255)) for c in _TINT[name])
+        _draw(draw_img, _SHAPE_OF[name], box, tint)
+        _draw(draw_ids, _SHAPE_OF[name], box, k + 2)
+        segments.append((k + 2, name))
+    id_arr = np.asarray(ids, dtype=np.int64)
+    present = set(np.unique(id_arr).tolist())
+    return np.asarray(img), id_arr, [s for s in segments if s[0] in present]
+
+
+def _write_split(folder: Path, n_images: int, cats: list[dict], size: int, seed: int,
+                 max_objects: int) -> dict[str, Path]:
+    """Write one COCO panoptic split folder; return its file paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng, prng = np.random.default_rng(seed), random.Random(seed)
+    cat_id = {c["name"]: c["id"] for c in cats}
+    shapes = [c["name"] for c in cats if c["isthing"]]
+    images, anns, img_files, pan_files = [], [], {}, {}
+    for i in range(n_images):
+        rgb, ids, segs = _synthetic_image(rng, prng, size, shapes, max_objects)
+        stem = f"img_{i:05d}"
+        img_files[f"{stem}.jpg"] = _png(rgb, "JPEG")
+        pan = np.stack([ids % 256, (ids // 256) % 256, ids // 65536], -1).astype(np.uint8)
+        pan_files[f"{stem}.png"] = _png(pan)
+        images.append({"id": i + 1, "file_name": f"{stem}.jpg", "width": size, "height": size})
+        info = []
+        for seg_id, name in segs:
+            ys, xs = np.nonzero(ids == seg_id)
+            info.append({"id": seg_id, "category_id": cat_id[name], "iscrowd": 0,
+                         "area": int(len(xs)), "bbox": [int(xs.min()), int(ys.min()),
+                                                        int(np.ptp(xs)) + 1,
+                                                        int(np.ptp(ys)) + 1]})
+        anns.append({"image_id": i + 1, "file_name": f"{stem}.png", "segments_info": info})
+    out = {"root": folder,
+           "images": _tar(folder, "images.tar.gz", img_files),
+           "panoptic": _tar(folder, "images_panoptic.tar.gz", pan_files),
+           "annotations": folder / "annotations.json",
+           "label_map": folder / "label_map.json"}
+    out["annotations"].write_text(json.dumps(
+        {"images": images, "annotations": anns, "categories": cats}), encoding="utf-8")
+    out["label_map"].write_text(json.dumps(cats, indent=1), encoding="utf-8")
+    return out
+
+
+def make_segmentation_dataset(root: str | Path, n_train: int = 24, n_val: int = 8,
+                              size: int = 64, classes: Sequence[str] = SYNTHETIC_CLASSES,
+                              seed: int = 0, max_objects: int = 3) -> dict[str, dict[str, Path]]:
+    """Write a synthetic COCO panoptic segmentation dataset under ``root``.
+
+    ``root/train`` and ``root/val`` each hold ``images.tar.gz``, ``images_panoptic.tar.gz``,
+    ``annotations.json`` and ``label_map.json`` (the skill's file names). ``classes[0]`` is a
+    stuff background (``isthing: 0``); the others are shapes (``isthing: 1``) drawn with their
+    own tint, so a small network learns them in a few epochs. Returns ``{"train": paths,
+    "val": paths}``; ``model.sem_seg_head.num_classes`` = ``len(classes)`` with
+    ``dataset.contiguous_id: true``.
+    """
+    unknown = [c for c in classes[1:] if c not in _SHAPE_OF]
+    if unknown:
+        raise ValueError(f"unknown synthetic shape class(es) {unknown}; use "
+                         f"{sorted(_SHAPE_OF)}")
+    pal = palette(len(classes))
+    cats = [{"id": i + 1, "name": n, "isthing": int(i > 0), "color": [int(v) for v in pal[i]]}
+            for i, n in enumerate(classes)]
+    root = Path(root)
+    return {"train": _write_split(root / "train", n_train, cats, size, seed, max_objects),
+            "val": _write_split(root / "val", n_val, cats, size, seed + 1, max_objects)}
