@@ -25,6 +25,8 @@ from typing import Any, Sequence
 
 from tao_sdk.worker import spec as S
 from tao_sdk.worker.errors import SpecError
+from tao_sdk.worker.plugin import NetworkPlugin, OnnxExport
+from tao_sdk.worker.tasks.segmentation import TASK
 
 __all__ = [
     "NAME",
@@ -40,6 +42,9 @@ __all__ = [
     "predict_labels",
     "param_groups",
     "export_module",
+    "onnx_parity",
+    "OneFormer",
+    "PLUGIN",
 ]
 
 NAME = "oneformer"
@@ -150,26 +155,27 @@ def _head(spec: dict[str, Any], num_classes: int) -> dict[str, Any]:
     }
 
 
-def build_arch(spec: dict[str, Any], num_classes: int, class_names: Sequence[str],
-               colors: Sequence[Sequence[int]]) -> dict[str, Any]:
+def build_arch(spec: dict[str, Any]) -> dict[str, Any]:
     """The architecture dict of a new OneFormer for ``spec`` (saved in every checkpoint).
 
-    ``num_classes`` / ``class_names`` / ``colors`` come from the label map. Raises
-    :class:`SpecError` naming the key for a value this implementation cannot build.
+    ``model.sem_seg_head.num_classes`` classes; the task adds ``class_names`` / ``colors``
+    from the label map. Raises :class:`SpecError` naming the key for a value this
+    implementation cannot build.
     """
-    if int(S.get(spec, "model.sem_seg_head.num_classes", num_classes)) != num_classes:
-        raise SpecError(f"model.sem_seg_head.num_classes must equal the label map's "
-                        f"{num_classes} classes")
+    num_classes = int(S.get(spec, "model.sem_seg_head.num_classes", 133))
+    if num_classes < 1:
+        raise SpecError(f"model.sem_seg_head.num_classes={num_classes} must be >= 1")
     size = _size(S.get(spec, "dataset.augmentation.train_crop_size", [1024, 1024]),
                  "dataset.augmentation.train_crop_size")
+    swin = _swin(spec)
     return {
-        "network": NAME, "num_classes": num_classes, "class_names": list(class_names),
-        "colors": [list(map(int, c)) for c in colors], "input_size": size,
+        "network": NAME, "num_classes": num_classes, "input_size": size,
+        "backbone_desc": f"Swin (embed_dim {swin['embed_dim']}, depths {swin['depths']})",
         "pixel_mean": [float(v) for v in S.get(spec, "dataset.pixel_mean",
                                                [123.675, 116.28, 103.53])],
         "pixel_std": [float(v) for v in S.get(spec, "dataset.pixel_std",
                                               [58.395, 57.12, 57.375])],
-        "task_vocab": list(TASK_VOCAB), "swin": _swin(spec), "head": _head(spec, num_classes),
+        "task_vocab": list(TASK_VOCAB), "swin": swin, "head": _head(spec, num_classes),
     }
 
 
@@ -244,7 +250,7 @@ def loss(model, pixel_values, labels, ignore_value: int):
         mask_labels=masks, class_labels=classes, text_queries=None,
         auxiliary_predictions=out.auxiliary_predictions if model.config.use_auxiliary_loss
         else None, calculate_contrastive_loss=False)
-    main = {k: float(v) for k, v in parts.items() if not k.rsplit("_", 1)[-1].isdigit()}
+    main = {k: float(v.detach()) for k, v in parts.items() if not k.rsplit("_", 1)[-1].isdigit()}
     return model.get_loss(parts), main
 
 
@@ -258,7 +264,10 @@ def semantic_probs(pred_logits, pred_masks):
 
 
 def forward(model, pixel_values):
-    """``(pred_logits, pred_masks)`` of ``model`` for normalised images (no gradients kept)."""
+    """``(pred_logits, pred_masks)`` of ``model`` (the transformers model or a TensorRT
+    adapter of the task) for normalised images."""
+    if not hasattr(model, "config"):  # TensorRT adapter: the task token is in the engine
+        return model(pixel_values)
     out = model(pixel_values=pixel_values, task_inputs=_task_inputs(model, pixel_values),
                 output_auxiliary_logits=False)
     return out.class_queries_logits, out.masks_queries_logits
@@ -311,3 +320,259 @@ def export_module(model, task: str = "semantic"):
             return forward(self.inner, inputs)
 
     return OneFormerOnnx(model).eval()
+
+
+# --------------------------------------------------------------------------- plugin
+
+def _poly_factor(spec: dict[str, Any], steps_per_epoch: int):
+    """Learning-rate multiplier per global step for ``train.optim.lr_scheduler``:
+    ``Warmuppoly`` (linear warm-up from ``warmup_factor`` over ``warmup_iters`` steps, then
+    ``(1 - step / max_iter) ** 0.9``) or ``MultiStep`` (``gamma`` at each epoch of
+    ``milestones``, after the same warm-up)."""
+    optim = S.get(spec, "train.optim", {}) or {}
+    kind = str(optim.get("lr_scheduler", "Warmuppoly"))
+    warm_iters = int(optim.get("warmup_iters", 1000))
+    warm_factor = float(optim.get("warmup_factor", 0.001))
+    max_iter = int(optim.get("max_iter", 368750))
+    gamma = float(optim.get("gamma", 0.1))
+    milestones = sorted(int(m) for m in optim.get("milestones", [88, 96]))
+    if kind not in ("Warmuppoly", "MultiStep"):
+        raise SpecError(f"train.optim.lr_scheduler={kind!r}: use Warmuppoly or MultiStep")
+    if max_iter < 1:
+        raise SpecError(f"train.optim.max_iter={max_iter} must be >= 1")
+
+    def factor(step: int) -> float:
+        """Multiplier at global ``step``."""
+        warm = 1.0
+        if step < warm_iters:
+            alpha = step / max(1, warm_iters)
+            warm = warm_factor * (1 - alpha) + alpha
+        if kind == "Warmuppoly":
+            return warm * max(0.0, 1 - min(step, max_iter) / max_iter) ** 0.9
+        epoch = step // max(1, steps_per_epoch)
+        return warm * gamma ** sum(1 for m in milestones if epoch >= m)
+
+    return factor
+
+
+class OneFormer(NetworkPlugin):
+    """OneFormer for semantic segmentation (see the module docstring)."""
+
+    name = NAME
+    display = "OneFormer"
+    task = TASK
+    checkpoint_prefix = "oneformer_"
+    step_in_checkpoint_name = True
+    backbone_prefix = _BACKBONE_PREFIX.rstrip(".")
+    trt_outputs = tuple(ONNX_OUTPUTS)
+    silent_fields = frozenset({
+        "train.optim.momentum", "train.optim.type", "model.export", "dataset.pin_memory",
+        "export.on_cpu", "export.gpu_id", "export.verbose", "gen_trt_engine.verbose",
+        "gen_trt_engine.gpu_id", "train.optim.monitor_name"})
+    unhonoured_table = {
+        "train.pretrained_backbone": (),
+        "train.pretrained_model": (),
+        "train.clip_gradients.enabled": (False,),
+        "train.accumulate_grad_batches": (1,),
+        "train.iters_per_epoch": (),
+        "train.val_check_interval": (1.0, 1),
+        "train.checkpointer.monitor": (),
+        "model.test.instance_on": (False,),
+        "model.test.panoptic_on": (False,),
+        "model.test.detection_on": (False,),
+        "model.backbone.swin.use_checkpoint": (False,),
+        "model.backbone.swin.qk_scale": (),
+        "gen_trt_engine.tensorrt.layers_precision": ([],),
+    }
+
+    def build_arch(self, spec):
+        """See :func:`build_arch`."""
+        return build_arch(spec)
+
+    def build_model(self, arch):
+        """See :func:`model_from_arch`."""
+        return model_from_arch(arch)
+
+    def postprocess_arch(self, spec):
+        """What a TensorRT job needs: classes and normalisation from the spec."""
+        return {"network": NAME,
+                "num_classes": int(S.get(spec, "model.sem_seg_head.num_classes", 133)),
+                "pixel_mean": [float(v) for v in S.get(
+                    spec, "dataset.pixel_mean", [123.675, 116.28, 103.53])],
+                "pixel_std": [float(v) for v in S.get(
+                    spec, "dataset.pixel_std", [58.395, 57.12, 57.375])],
+                "ignore_value": int(S.get(spec, "model.sem_seg_head.ignore_value", 255))}
+
+    def arch_diff(self, ckpt_arch, spec_arch):
+        """Differences of the Swin / head settings and the input size."""
+        out = []
+        for part in ("swin", "head"):
+            for key, value in ckpt_arch[part].items():
+                if spec_arch[part].get(key) != value:
+                    out.append(f"{part}.{key} (checkpoint {value}, spec "
+                               f"{spec_arch[part].get(key)})")
+        return out
+
+    def describe(self, arch):
+        """Model line of the start message."""
+        head = arch.get("head", {})
+        return (f"model: OneFormer (semantic), backbone {arch.get('backbone_desc', '-')}, "
+                f"{head.get('num_queries')} queries, {head.get('decoder_layers')} decoder "
+                f"layers, {arch['num_classes']} classes, input {arch.get('input_size')}")
+
+    def is_backbone_param(self, name):
+        """Parameters of the Swin backbone."""
+        return name.startswith(_BACKBONE_PREFIX)
+
+    def param_groups(self, model, spec, lr):
+        """``train.optim.backbone_multiplier`` for the backbone; no decay on norms."""
+        return param_groups(model, lr,
+                            float(S.get(spec, "train.optim.backbone_multiplier", 0.1)),
+                            float(S.get(spec, "train.optim.weight_decay", 0.05)))
+
+    def train_batch_size(self, spec):
+        """``dataset.train.batch_size``."""
+        return _positive(spec, "dataset.train.batch_size", 1)
+
+    def lr_factor(self, spec, steps_per_epoch):
+        """See :func:`_poly_factor`."""
+        return _poly_factor(spec, steps_per_epoch)
+
+    def ddp_find_unused_parameters(self, arch):
+        """The contrastive temperature of the criterion is never used."""
+        return True
+
+    def forward(self, model, batch, device, with_labels):
+        """Training: ``SimpleNamespace(loss, parts)``; else ``(pred_logits, pred_masks)``."""
+        from types import SimpleNamespace
+
+        pixels = batch["pixel_values"].to(device)
+        if with_labels:
+            value, parts = loss(model, pixels, batch["labels"].to(device),
+                                _ignore(model))
+            return SimpleNamespace(loss=value, parts=parts)
+        return forward(model, pixels)
+
+    def predict_labels(self, pred_logits, pred_masks, sizes):
+        """See :func:`predict_labels`."""
+        return predict_labels(pred_logits, pred_masks, sizes)
+
+    def onnx_export(self, model, arch, spec):
+        """``inputs [batch, 3, H, W] -> pred_logits, pred_masks`` (``export.*``)."""
+        return _onnx_job(model, arch, spec)
+
+    def tiny_overrides(self, size):
+        """A ~0.3M-parameter OneFormer at ``size`` px (1-block Swin stages)."""
+        return {
+            "dataset.augmentation.train_crop_size": [size, size],
+            "model.sem_seg_head.convs_dim": 32, "model.sem_seg_head.mask_dim": 32,
+            "model.sem_seg_head.transformer_enc_layers": 1,
+            "model.one_former.hidden_dim": 32, "model.one_former.nheads": 4,
+            "model.one_former.dim_feedforward": 64, "model.one_former.dec_layers": 2,
+            "model.one_former.class_dec_layers": 1,
+            "model.one_former.num_object_queries": 8,
+            "model.one_former.train_num_points": 1024,
+            "model.one_former.contrastive_weight": 0.0,
+            "model.backbone.swin.embed_dim": 16, "model.backbone.swin.depths": [1, 1, 1, 1],
+            "model.backbone.swin.num_heads": [1, 2, 4, 8],
+            "model.backbone.swin.window_size": 4, "model.backbone.swin.drop_path_rate": 0.0,
+            "dataset.task_seq_len": 8,
+            "dataset.task_prob_train": {"semantic": 1.0, "instance": 0.0, "panoptic": 0.0},
+            "train.optim.warmup_iters": 10, "train.optim.backbone_multiplier": 1.0,
+            "train.optim.weight_decay": 0.0,
+        }
+
+    def demo_train_overrides(self, epochs, size):
+        """The base settings with OneFormer's batch-size key, on one device (the template
+        asks for 8 GPUs)."""
+        out = {**super().demo_train_overrides(epochs, size), "dataset.train.batch_size": 4,
+               "train.optim.lr": 1e-3, "train.num_gpus": 1, "train.gpu_ids": [0]}
+        out.pop("dataset.batch_size", None)
+        return out
+
+    def unhonoured(self, action, spec):
+        """The table plus :func:`unhonoured_fields` (with reasons)."""
+        out = super().unhonoured(action, spec)
+        if action in ("train", "evaluate", "inference"):
+            out += unhonoured_fields(spec, action)
+        return out
+
+
+def _ignore(model) -> int:
+    inner = getattr(model, "module", model)
+    return int(inner.config.ignore_value)
+
+
+def _positive(spec: dict[str, Any], key: str, default: int) -> int:
+    """``spec[key]`` as an int >= 1 (``-1`` / unset: ``default``)."""
+    value = S.get(spec, key, default)
+    value = default if value in (None, -1) else int(value)
+    if value < 1:
+        raise SpecError(f"{key}={value} must be >= 1")
+    return value
+
+
+def _onnx_job(model, arch, spec):
+    """The :class:`OnnxExport` of ``model`` for the ``export`` section of ``spec``."""
+    import torch
+
+    height = int(S.get(spec, "export.input_height", 640))
+    width = int(S.get(spec, "export.input_width", 640))
+    batch = int(S.get(spec, "export.batch_size", -1))
+    if int(S.get(spec, "export.input_channel", 3)) != 3:
+        raise SpecError("export.input_channel must be 3: the model takes RGB input")
+    _size([height, width], "export.input_height/input_width")
+    if batch == 0 or batch < -1:
+        raise SpecError(f"export.batch_size={batch}: use -1 (dynamic) or a positive batch size")
+    if int(S.get(spec, "export.opset_version", 17)) < 16:
+        raise SpecError("export.opset_version must be >= 16 (deformable attention needs "
+                        "GridSample); use 17")
+    module = export_module(model, str(S.get(spec, "export.task", "semantic")))
+    gen = torch.Generator().manual_seed(0)
+    example = torch.randn(batch if batch > 0 else 1, 3, height, width, generator=gen)
+    check = torch.randn(2 if batch == -1 else batch, 3, height, width, generator=gen)
+    names = ["inputs", *ONNX_OUTPUTS]
+    info = {"input": {"name": "inputs", "shape": ["batch" if batch == -1 else batch, 3, height,
+                                                    width],
+                      "preprocessing": {"mean": arch["pixel_mean"], "std": arch["pixel_std"],
+                                        "scale": "0..255 pixels", "channel_order": "RGB"}},
+            "outputs": {"pred_logits": "[batch, queries, num_classes + 1] class logits (last = "
+                                       "no object)",
+                        "pred_masks": "[batch, queries, H/4, W/4] mask logits"},
+            "task": "semantic", "num_classes": arch["num_classes"]}
+    job = OnnxExport(module=module, example_inputs=(example,), input_names=["inputs"],
+                  output_names=list(ONNX_OUTPUTS),
+                  dynamic_axes={n: {0: "batch"} for n in names} if batch == -1 else None,
+                  metadata={"tao_worker.task": "semantic",
+                            "tao_worker.num_classes": str(arch["num_classes"]),
+                            "tao_worker.mean": str(arch["pixel_mean"]),
+                            "tao_worker.std": str(arch["pixel_std"])},
+                  info=info, describe=f"{height}x{width}")
+    job.checker = lambda path, _task_dir: onnx_parity(module, path, check)
+    return job
+
+
+def onnx_parity(module, path, inputs) -> dict[str, Any]:
+    """onnxruntime vs PyTorch on ``inputs``: max abs difference of each output and of the
+    semantic scores, and the share of pixels whose predicted class differs."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"inputs": inputs.numpy()})
+    with torch.no_grad():
+        ref = [t.numpy() for t in module(inputs)]
+    out: dict[str, Any] = {"checked_batch": int(inputs.shape[0])}
+    for name, g, r in zip(ONNX_OUTPUTS, got, ref):
+        out[name] = float(np.abs(g - r).max())
+    sem_got = semantic_probs(torch.from_numpy(got[0]), torch.from_numpy(got[1]))
+    sem_ref = semantic_probs(torch.from_numpy(ref[0]), torch.from_numpy(ref[1]))
+    out["semantic_scores"] = float((sem_got - sem_ref).abs().max())
+    out["label_mismatch"] = float((sem_got.argmax(1) != sem_ref.argmax(1)).float().mean())
+    out["max_abs_diff"] = max(out[n] for n in (*ONNX_OUTPUTS, "semantic_scores"))
+    return out
+
+
+#: The plugin instance the registry loads.
+PLUGIN = OneFormer()
