@@ -194,6 +194,18 @@ class NetworkPlugin:
             groups.append({"params": backbone, "lr": lr_backbone})
         return groups
 
+    def train_batch_size(self, spec: dict[str, Any]) -> int:
+        """Per-process training batch size (default ``dataset.batch_size``)."""
+        from tao_sdk.worker.engine.runtime import batch_size
+
+        return batch_size(spec)
+
+    def lr_factor(self, spec: dict[str, Any], steps_per_epoch: int):
+        """A ``step -> learning-rate multiplier`` function for the network's own
+        ``train.optim`` schedule keys, or ``None`` for the engine's schedule (``warmup_steps``,
+        ``MultiStep`` / ``StepLR`` over ``lr_steps`` / ``lr_step_size``)."""
+        return None
+
     def ddp_find_unused_parameters(self, arch: dict[str, Any]) -> bool:
         """Whether DistributedDataParallel must look for parameters unused in a step."""
         return False

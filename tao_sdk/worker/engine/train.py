@@ -267,7 +267,7 @@ def train(ctx) -> str:
     arch = plugin.build_arch(ctx.spec)
     iv = _intervals(ctx.spec)
     num_epochs = iv["num_epochs"]
-    batch_size = R.batch_size(ctx.spec)
+    batch_size = plugin.train_batch_size(ctx.spec)
     data, files = _prepare(ctx, arch, seed)
     spec = ctx.spec  # now with local paths
     extra = list(data.notes)
@@ -290,7 +290,9 @@ def train(ctx) -> str:
     steps_per_epoch = len(loader)
     max_step = steps_per_epoch * num_epochs
     optimizer = build_optimizer(plugin, spec, model)
-    scheduler = build_scheduler(spec, optimizer, steps_per_epoch)
+    factor = plugin.lr_factor(spec, steps_per_epoch)
+    scheduler = (torch.optim.lr_scheduler.LambdaLR(optimizer, factor) if factor is not None
+                 else build_scheduler(spec, optimizer, steps_per_epoch))
     ema = None
     if bool(S.get(spec, "train.enable_ema", False)):
         ema = EMA(model, float(S.get(spec, "train.ema.decay", 0.999)))

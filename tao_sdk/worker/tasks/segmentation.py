@@ -675,6 +675,7 @@ class SegmentationTask(Task):
         dist = D.state()
         mine = samples[dist.rank::dist.world_size] if dist.world_size > 1 else samples
         cm = ConfusionMatrix(arch["num_classes"], ignore)
+        model.eval()
         if mine:
             ds = SegmentationDataset(mine, size, arch["pixel_mean"], arch["pixel_std"],
                                      ignore_value=ignore)
@@ -691,7 +692,6 @@ class SegmentationTask(Task):
     def validate(self, ctx, plugin, model, arch, val, batch_size) -> dict[str, Any]:
         """``mIoU`` and ``ACC_all`` on ``dataset.val`` (TAO's KPI names)."""
         samples, ignore = val
-        model.eval()
         cm = self._confusion(plugin, model, arch, samples, arch["input_size"], batch_size,
                              ignore)
         model.train()
