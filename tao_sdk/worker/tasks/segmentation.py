@@ -48,6 +48,7 @@ from PIL import Image, ImageDraw
 from tao_sdk.worker import spec as S
 from tao_sdk.worker.errors import DatasetError, SpecError
 from tao_sdk.worker.tasks import Task, TrainData
+from tao_sdk.worker.tasks.detection.data import load_rgb
 
 __all__ = [
     "IGNORE_VALUE",
@@ -285,15 +286,6 @@ def semantic_target(sample: SegSample, ignore_value: int = IGNORE_VALUE) -> np.n
     return out
 
 
-def _load_rgb(path: Path) -> Image.Image:
-    """Open an RGB image; :class:`DatasetError` naming the file when unreadable."""
-    try:
-        with Image.open(path) as img:
-            return img.convert("RGB")
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"cannot read image {path} ({exc}); replace or remove it") from None
-
-
 def normalize(img: Image.Image, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """RGB image -> ``[3, H, W]`` float32 ``(pixel - mean) / std`` (TAO's 0..255 statistics)."""
     arr = np.asarray(img, dtype=np.float32)
@@ -326,7 +318,7 @@ class SegmentationDataset:
         import torch
 
         sample = self.samples[index]
-        img = _load_rgb(sample.image)
+        img = load_rgb(sample.image)
         orig = (img.height, img.width)
         target = (semantic_target(sample, self.ignore_value)
                   if sample.panoptic is not None else None)
@@ -442,7 +434,7 @@ def write_prediction(out_dir: str | Path, image_path: str | Path, pred: np.ndarr
     Image.fromarray(pred.astype(dtype)).save(paths["labels"])
     color = colors[np.clip(pred, 0, len(colors) - 1)].astype(np.uint8)
     Image.fromarray(color).save(paths["masks"])
-    img = _load_rgb(Path(image_path))
+    img = load_rgb(Path(image_path))
     if (img.height, img.width) != pred.shape:
         img = img.resize((pred.shape[1], pred.shape[0]), Image.Resampling.BILINEAR)
     blend = (1 - alpha) * np.asarray(img, np.float32) + alpha * color.astype(np.float32)
@@ -609,10 +601,13 @@ def _batch(spec: dict[str, Any], key: str, fallback: str) -> int:
     return int(value)
 
 
-def _hw(value: Any, key: str) -> tuple[int, int]:
+def check_size(value: Any, key: str) -> tuple[int, int]:
+    """A ``[H, W]`` (or single int) size spec value at ``key``, each side a multiple of 32
+    (the backbone stride / size divisibility); :class:`SpecError` naming the key otherwise."""
     hw = [int(value), int(value)] if isinstance(value, (int, float)) else [int(v) for v in value]
     if len(hw) != 2 or min(hw) < 32 or any(v % 32 for v in hw):
-        raise SpecError(f"{key}={value!r}: give [height, width], each a multiple of 32")
+        raise SpecError(f"{key}={value!r}: give [height, width], each a multiple of 32 (the "
+                        "size divisibility), e.g. [512, 512]")
     return hw[0], hw[1]
 
 
@@ -751,8 +746,8 @@ class SegmentationTask(Task):
         paths = list_images(stage_image_dir(str(uri), key))
         if not paths:
             raise DatasetError(f"{key}: no images (jpg, png...) in {uri}")
-        size = input_size or _hw(S.get(spec, "inference.image_size", [1024, 1024]),
-                                 "inference.image_size")
+        size = input_size or check_size(S.get(spec, "inference.image_size", [1024, 1024]),
+                                        "inference.image_size")
         batch = min(_batch(spec, "inference.batch_size", "dataset.test.batch_size"),
                     getattr(model, "max_batch", 1 << 30))
         ds = SegmentationDataset([SegSample(p) for p in paths], size, arch["pixel_mean"],
@@ -770,7 +765,7 @@ class SegmentationTask(Task):
 
     def trt_model(self, runner):
         """A callable ``pixel_values -> (pred_logits, pred_masks)`` over a TensorRT engine."""
-        return TrtSegmenter(runner)
+        return _trt_segmenter(runner)
 
     # ------------------------------------------------------------------ demo / tests
 
@@ -813,7 +808,7 @@ class SegmentationTask(Task):
                         "workers": 1},
             "model": {"sem_seg_head": {"num_classes": len(SYNTHETIC_CLASSES)}},
             "train": {"num_epochs": epochs, "checkpoint_interval": 1, "validation_interval": 1,
-                      "optim": {"lr": 1e-3}},
+                      "optim": {"lr": 2e-3}},
             "inference": {"image_size": [size, size]},
             "export": {"onnx_file": f"{results_dir}/export/model.onnx",
                        "input_height": size, "input_width": size, "opset_version": 17},
@@ -827,30 +822,19 @@ class SegmentationTask(Task):
         return spec
 
 
-class TrtSegmenter:
+def _trt_segmenter(runner):
     """A TensorRT engine with outputs ``pred_logits`` / ``pred_masks`` used like the model:
     ``segmenter(pixel_values) -> (pred_logits, pred_masks)`` (CPU tensors)."""
+    from tao_sdk.worker.tasks.detection.outputs import TrtDetector
 
-    def __init__(self, runner) -> None:
-        self.runner = runner
-        self.max_batch = runner.max_batch
-        self.input_hw = runner.input_hw
+    class TrtSegmenter(TrtDetector):
+        """The detection task's engine adapter with the segmentation outputs."""
 
-    def eval(self) -> "TrtSegmenter":
-        """No-op (API parity with torch modules)."""
-        return self
+        def __call__(self, pixel_values, pixel_mask=None, labels=None):
+            out = self.runner.run([pixel_values])
+            return out["pred_logits"], out["pred_masks"]
 
-    def train(self, _mode: bool = True) -> "TrtSegmenter":
-        """No-op (API parity with torch modules)."""
-        return self
-
-    def to(self, _device) -> "TrtSegmenter":
-        """No-op (the engine lives on the GPU)."""
-        return self
-
-    def __call__(self, pixel_values):
-        out = self.runner.run([pixel_values])
-        return out["pred_logits"], out["pred_masks"]
+    return TrtSegmenter(runner)
 
 
 #: The segmentation task instance its plugins share.
