@@ -92,7 +92,7 @@ def test_inference_names_classes_as_training_numbered_them(tmp_path):
 def test_worker_reports_defects_and_keeps_zero_based_ids(tmp_path, monkeypatch):
     """A real tiny train + inference: the WARNING line lands in status.json, and inference names
     the classes of a 0-based dataset exactly as training numbered them."""
-    from tao_sdk.worker.synthetic import make_coco_dataset
+    from tao_sdk.worker.tasks.detection.synthetic import make_coco_dataset
     from worker.conftest import base_spec, run_job
 
     monkeypatch.setenv("TAO_WORKER_BACKBONE_SCALE", "tiny")
