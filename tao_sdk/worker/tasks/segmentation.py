@@ -47,7 +47,7 @@ from PIL import Image, ImageDraw
 
 from tao_sdk.worker import spec as S
 from tao_sdk.worker.errors import DatasetError, SpecError
-from tao_sdk.worker.tasks import Task, TrainData
+from tao_sdk.worker.tasks import Task
 from tao_sdk.worker.tasks.detection.data import load_rgb
 
 __all__ = [
@@ -634,15 +634,18 @@ class SegmentationTask(Task):
 
     # ------------------------------------------------------------------ train
 
-    def load_train(self, spec, arch, log=None):
+    no_val_note = "no dataset.val.*: mIoU / ACC_all are not computed during training"
+
+    def load_train(self, spec, arch, ctx=None):
         """``(train samples, (val samples, ignore value) or None)`` of a staged spec; the
         label map's names and colours go into ``arch``."""
         lm = _label_map(spec, arch)
         arch["class_names"], arch["colors"] = lm.names, lm.colors.tolist()
         train = _samples(spec, "train", lm, True)
         val = _samples(spec, "val", lm, False)
-        if log is not None:
-            log.info("train: %d images; val: %s images", len(train), len(val) if val else "no")
+        if ctx is not None:
+            ctx.log.info("train: %d images; val: %s images; %d classes", len(train),
+                         len(val) if val else "no", lm.num_classes)
         return train, ((val, _ignore(spec)) if val else None)
 
     def train_dataset(self, plugin, spec, arch, samples, seed):
@@ -650,16 +653,6 @@ class SegmentationTask(Task):
         return (SegmentationDataset(samples, arch["input_size"], arch["pixel_mean"],
                                     arch["pixel_std"], train=True, ignore_value=_ignore(spec),
                                     seed=seed), collate)
-
-    def train_data(self, ctx, plugin, arch, seed) -> TrainData:
-        """``dataset.train.*`` (required) and ``dataset.val.*`` (optional) with
-        ``dataset.label_map``."""
-        train, val = self.load_train(ctx.spec, arch, ctx.log)
-        ds, coll = self.train_dataset(plugin, ctx.spec, arch, train, seed)
-        notes = [f"dataset: {len(train)} train images, {arch['num_classes']} classes"]
-        if not val:
-            notes.append("no dataset.val.*: mIoU / ACC_all are not computed during training")
-        return TrainData(ds, coll, val, notes)
 
     def _confusion(self, plugin, model, arch, samples, size, batch_size, ignore):
         """The confusion matrix of ``model`` on ``samples`` (this rank's share), summed on
