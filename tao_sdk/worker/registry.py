@@ -24,6 +24,7 @@ ACTIONS = ("train", "evaluate", "inference", "export", "gen_trt_engine")
 REGISTRY: dict[str, tuple[str, tuple[str, ...]]] = {
     "rtdetr": ("tao_sdk.worker.networks.rtdetr", ACTIONS),
     "deformable_detr": ("tao_sdk.worker.networks.deformable_detr", ACTIONS),
+    "depth_net": ("tao_sdk.worker.networks.depth_net", ACTIONS),
 }
 
 

@@ -42,12 +42,18 @@ class TrainData:
         val: the task's validation data (passed back to :meth:`Task.validate`), ``None``
             when the spec has none (no validation KPIs).
         notes: lines for the start line of ``status.json``.
+        batch_size: per-process training batch size when the task's spec keeps it elsewhere
+            than ``dataset.batch_size`` (e.g. ``dataset.train_dataset.batch_size``); ``None``:
+            ``dataset.batch_size``.
+        workers: requested DataLoader workers likewise (``None``: ``dataset.workers``).
     """
 
     dataset: Any
     collate: Any
     val: Any = None
     notes: list[str] = field(default_factory=list)
+    batch_size: int | None = None
+    workers: int | None = None
 
 
 class Task:
