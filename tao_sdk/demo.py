@@ -112,7 +112,7 @@ def run_demo(json_mode: bool = False, quick: bool = False, workspace: Workspace 
     workspace = workspace or default_workspace()
     started = time.monotonic()
     plan = plugin.demo_plan(quick)
-    metric, direction = SkillBank().get(network).metric
+    metric, direction = plugin.demo_metric or SkillBank().get(network).metric
     roots = make_demo_dataset(workspace, plugin, plan["n_train"], plan["n_val"], plan["size"])
     _say(f"dataset: {plan['n_train']} train / {plan['n_val']} val synthetic {plugin.task.name} samples in "
          f"{Path(roots['train']).parent}", json_mode)

@@ -272,9 +272,9 @@ def train(ctx) -> str:
     arch = plugin.build_arch(ctx.spec)
     iv = _intervals(ctx.spec)
     num_epochs = iv["num_epochs"]
+    batch_size = R.batch_size(ctx.spec, plugin.task.batch_size_key)
     data, files = _prepare(ctx, arch, seed)
     spec = ctx.spec  # now with local paths
-    batch_size = data.batch_size or R.batch_size(spec)
     extra = list(data.notes)
     if dist.world_size > 1:
         extra.append(
@@ -291,7 +291,7 @@ def train(ctx) -> str:
             data.dataset, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=seed,
             drop_last=False)
     loader = R.loader(data.dataset, data.collate, batch_size, True,
-                      R.workers(spec, data.workers), seed, sampler=sampler)
+                      R.workers(spec, plugin.task.workers_key), seed, sampler=sampler)
     steps_per_epoch = len(loader)
     max_step = steps_per_epoch * num_epochs
     optimizer = build_optimizer(plugin, spec, model)

@@ -490,12 +490,13 @@ def sequence_loss(init_disp, outputs, gt, valid, gamma: float = LOSS_GAMMA):
 def predict(model, left, right, iters: int | None = None):
     """Disparity ``[B, 1, H, W]`` for normalised images of any size: the inputs are padded
     (replicate) to multiples of :func:`input_multiple` and the output cropped back. ``model``
-    may also be a TensorRT adapter without ``arch`` (fixed input size: no padding)."""
+    may also be a TensorRT adapter without ``arch`` (a dynamic-shape engine: padded to
+    multiples of 32)."""
     import torch
     from torch.nn import functional as F
 
     arch = getattr(model, "arch", None)
-    m = input_multiple(arch) if arch else 1
+    m = input_multiple(arch) if arch else 32  # a dynamic-shape engine: the encoder stride
     h, w = left.shape[-2:]
     ph, pw = (-h) % m, (-w) % m
     if ph or pw:
@@ -635,6 +636,7 @@ class DepthNetPlugin(NetworkPlugin):
     unhonoured_table = _UNHONOURED
     silent_fields = frozenset(_SILENT)
     trt_outputs = ONNX_OUTPUTS
+    demo_metric = ("val_epe", "min")
 
     def build_arch(self, spec):
         """See :func:`build_arch`."""
@@ -688,7 +690,7 @@ class DepthNetPlugin(NetworkPlugin):
 
         left = batch["left"].to(device)
         right = batch["right"].to(device)
-        if size is None:
+        if size is None or min(size) < 1:  # a checkpoint, or an engine with dynamic H / W
             return predict(model, left, right).float().cpu()
         h, w = left.shape[-2:]
         args = {"mode": "bilinear", "align_corners": False}

@@ -42,18 +42,12 @@ class TrainData:
         val: the task's validation data (passed back to :meth:`Task.validate`), ``None``
             when the spec has none (no validation KPIs).
         notes: lines for the start line of ``status.json``.
-        batch_size: per-process training batch size when the task's spec keeps it elsewhere
-            than ``dataset.batch_size`` (e.g. ``dataset.train_dataset.batch_size``); ``None``:
-            ``dataset.batch_size``.
-        workers: requested DataLoader workers likewise (``None``: ``dataset.workers``).
     """
 
     dataset: Any
     collate: Any
     val: Any = None
     notes: list[str] = field(default_factory=list)
-    batch_size: int | None = None
-    workers: int | None = None
 
 
 class Task:
@@ -63,6 +57,12 @@ class Task:
     name: str = ""
     #: Folder of the inference results holding viewable images (the demo tiles them).
     preview_dir: str = ""
+
+    #: Spec keys of the per-process training batch size, the training loader's workers and
+    #: the validation data (the engine and the benchmarks read them through these names).
+    batch_size_key: str = "dataset.batch_size"
+    workers_key: str = "dataset.workers"
+    val_data_key: str = "dataset.val_data_sources"
 
     #: Start-line note when the spec has no validation data.
     no_val_note: str = "no validation data: validation KPIs are not computed"

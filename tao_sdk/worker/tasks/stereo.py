@@ -44,7 +44,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from tao_sdk.worker.errors import DatasetError, SpecError
-from tao_sdk.worker.tasks import Task, TrainData
+from tao_sdk.worker.tasks import Task
 
 __all__ = [
     "FORMATS",
@@ -690,6 +690,9 @@ class StereoTask(Task):
 
     name = "stereo"
     preview_dir = "colorized"
+    batch_size_key = "dataset.train_dataset.batch_size"
+    workers_key = "dataset.train_dataset.workers"
+    val_data_key = "dataset.val_dataset.data_sources"
 
     # ------------------------------------------------------------------ train
 
@@ -718,16 +721,6 @@ class StereoTask(Task):
         ds = StereoDataset(samples, arch["mean"], arch["std"], _max_disparity(spec), train=True,
                            aug=_split(spec, "train", "augmentation", {}) or {}, seed=seed)
         return ds, collate
-
-    def train_data(self, ctx, plugin, arch, seed) -> TrainData:
-        """The base class's data with the train split's own batch size and loader workers
-        (``dataset.train_dataset.batch_size`` / ``workers``)."""
-        data = super().train_data(ctx, plugin, arch, seed)
-        data.notes.insert(0, f"{len(data.dataset)} training pairs"
-                          + (f", {len(data.val)} validation pairs" if data.val else ""))
-        data.batch_size = split_batch_size(ctx.spec, "train")
-        data.workers = int(_split(ctx.spec, "train", "workers", 0) or 0)
-        return data
 
     def _run(self, plugin, model, dataset, batch_size: int, size=None, with_loss=False,
              on_batch=None):
