@@ -118,7 +118,9 @@ def run_demo(json_mode: bool = False, quick: bool = False, workspace: Workspace 
          f"{Path(roots['train']).parent}", json_mode)
     datasets = plugin.task.demo_datasets(roots)
     overrides = plugin.demo_train_overrides(plan["epochs"], plan["size"])
-    kw = dict(workspace=workspace, automl_policy="off")
+    kw: dict[str, Any] = dict(workspace=workspace, automl_policy="off")
+    if plugin.task.demo_format:
+        kw["dataset_format"] = plugin.task.demo_format
 
     def child(action: str, parent: Job, **extra: Any) -> Job:
         return _run(network, action, json_mode, parent_job_id=parent.id,

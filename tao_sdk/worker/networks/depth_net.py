@@ -774,6 +774,12 @@ class DepthNetPlugin(NetworkPlugin):
         return ({"epochs": 10, "n_train": 24, "n_val": 8, "size": 128} if quick
                 else {"epochs": 30, "n_train": 64, "n_val": 16, "size": 128})
 
+    def demo_untrained_overrides(self):
+        """One epoch at the schema's smallest learning rate, 1e-6 (the depth_net train schema
+        rejects the default 1e-12): a few steps that leave the weights effectively
+        untrained."""
+        return {**super().demo_untrained_overrides(), "train.optim.lr": 1e-6}
+
     def demo_train_overrides(self, epochs, size):
         """The tiny network, batch 4, crops of the whole pair, no augmentation, lr 2e-3."""
         over = {**self.tiny_overrides(size), **self.task.demo_overrides("train", size)}

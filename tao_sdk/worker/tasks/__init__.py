@@ -64,6 +64,9 @@ class Task:
     workers_key: str = "dataset.workers"
     val_data_key: str = "dataset.val_data_sources"
 
+    #: ``dataset_format`` of the synthetic demo data when the skill's data sources need one.
+    demo_format: str | None = None
+
     #: Start-line note when the spec has no validation data.
     no_val_note: str = "no validation data: validation KPIs are not computed"
 

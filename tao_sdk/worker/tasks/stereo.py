@@ -693,6 +693,7 @@ class StereoTask(Task):
     batch_size_key = "dataset.train_dataset.batch_size"
     workers_key = "dataset.train_dataset.workers"
     val_data_key = "dataset.val_dataset.data_sources"
+    demo_format = "GenericDataset"
 
     # ------------------------------------------------------------------ train
 
