@@ -131,3 +131,17 @@ class Task:
                   epochs: int) -> dict[str, Any]:
         """A complete small spec for ``plugin`` over ``data`` (from :meth:`write_synthetic`)."""
         raise NotImplementedError
+
+    @staticmethod
+    def finish_tiny_spec(plugin, spec: dict[str, Any], size: int) -> dict[str, Any]:
+        """What every task's :meth:`tiny_spec` ends with: the gen_trt_engine section reading
+        ``<results_dir>/export/model.onnx``, wandb off, then the plugin's ``tiny_overrides``."""
+        from tao_sdk.worker import spec as S
+
+        results_dir = spec["results_dir"]
+        spec["gen_trt_engine"] = {"onnx_file": f"{results_dir}/export/model.onnx",
+                                  "trt_engine": f"{results_dir}/gen_trt_engine/model.engine"}
+        spec["wandb"] = {"enable": False}
+        for key, value in plugin.tiny_overrides(size).items():
+            S.set_value(spec, key, value)
+        return spec

@@ -643,6 +643,17 @@ def split_batch_size(spec: dict, split: str) -> int:
     return int(value)
 
 
+def _action_batch_size(spec: dict, action: str, split: str) -> int:
+    """``<action>.batch_size`` when positive (``-1``: unset), else
+    ``dataset.<split>_dataset.batch_size``."""
+    from tao_sdk.worker import spec as S
+
+    value = S.get(spec, f"{action}.batch_size", -1)
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return split_batch_size(spec, split)
+
+
 def _max_disparity(spec: dict) -> float:
     from tao_sdk.worker import spec as S
 
@@ -793,7 +804,8 @@ class StereoTask(Task):
         pairs = stage_sources(S.get(ctx.spec, "dataset.test_dataset.data_sources"),
                               "dataset.test_dataset.data_sources", need_gt=True)
         ds = StereoDataset(pairs, arch["mean"], arch["std"], _max_disparity(ctx.spec))
-        batch = min(split_batch_size(ctx.spec, "test"), getattr(model, "max_batch", 1 << 30))
+        batch = min(_action_batch_size(ctx.spec, "evaluate", "test"),
+                    getattr(model, "max_batch", 1 << 30))
         t0 = time.monotonic()
         metrics, _s, _n = self._run(plugin, model, ds, batch, size=input_size)
         result = metrics.result()
@@ -816,7 +828,8 @@ class StereoTask(Task):
         key = "dataset.infer_dataset.data_sources"
         pairs = stage_sources(S.get(ctx.spec, key), key, need_gt=False)
         ds = StereoDataset(pairs, arch["mean"], arch["std"], _max_disparity(ctx.spec))
-        batch = min(split_batch_size(ctx.spec, "infer"), getattr(model, "max_batch", 1 << 30))
+        batch = min(_action_batch_size(ctx.spec, "inference", "infer"),
+                    getattr(model, "max_batch", 1 << 30))
         save_npy = bool(S.get(ctx.spec, "inference.save_raw_npy", False))
         written: list[str] = []
 
@@ -879,7 +892,6 @@ class StereoTask(Task):
     def tiny_spec(self, plugin, data, results_dir, size, epochs):
         """Train / evaluate / inference / export sections over the synthetic splits, then the
         plugin's ``tiny_overrides``."""
-        from tao_sdk.worker import spec as S
 
         def src(split):
             return [{"data_file": str(data[split]["annotations"]),
@@ -904,13 +916,8 @@ class StereoTask(Task):
             "export": {"onnx_file": f"{results_dir}/export/model.onnx",
                        "input_height": size // 2, "input_width": size, "opset_version": 17,
                        "valid_iters": 4},
-            "gen_trt_engine": {"onnx_file": f"{results_dir}/export/model.onnx",
-                               "trt_engine": f"{results_dir}/gen_trt_engine/model.engine"},
-            "wandb": {"enable": False},
         }
-        for key, value in plugin.tiny_overrides(size).items():
-            S.set_value(spec, key, value)
-        return spec
+        return self.finish_tiny_spec(plugin, spec, size)
 
 
 #: The stereo task instance the stereo plugins share.
