@@ -225,6 +225,9 @@ def plan_job(
     skill = bank.get(skill)
     check_automl_arguments(automl_policy, automl)
     route = route_action(skill, action, automl_policy, request, bank=bank, explicit_automl=bool(automl))
+    if automl and not route.automl:
+        raise TaoSkillsError(f"AutoML settings ({', '.join(sorted(automl))}) were given but this job does not run "
+                             f"AutoML: {route.reason}. Drop the AutoML settings (--automl-*)")
     job_id = job_id or new_job_id()
     results_uri = workspace.results_uri(job_id)
     _check_takes_parent(skill, action, parent_job_id or (planned_parent.job_id if planned_parent else None))
@@ -409,6 +412,11 @@ def create_job(
         from .secrets import extract_secrets
         from .specfile import load_spec_file
 
+        others = sorted(set(plan.secret_env) - {ENCRYPTION_KEY_ENV})
+        if others:
+            raise TaoSkillsError(f"AutoML hands only the encryption key to its trials, but the spec has other secrets "
+                                 f"({', '.join(others)}); run plain training (automl_policy='off') or export them "
+                                 f"in the environment and reference them as ${{oc.env:NAME}} in the spec")
         base = extract_secrets(load_spec_file(base_spec))[0] if base_spec is not None else None
         return job_kind("automl").create(plan, model_skill, datasets=datasets, base_spec=base,
                                          spec_overrides=extract_secrets(spec_overrides, dotted=True)[0],

@@ -13,11 +13,18 @@ from typing import Any, Mapping
 #: What a redacted secret is replaced with.
 REDACTED = "***"
 
-# Keys whose values are secrets (matched case-insensitively anywhere in the key, except
-# ``key$`` which must end the key). ``token`` is not matched inside ``tokenizer`` /
-# ``tokenization`` (model config, not a secret).
+# Names of secrets (matched case-insensitively anywhere in the name, except ``key$`` which must
+# end it). ``token`` is not matched inside ``tokenizer`` / ``tokenization`` (model config, not a
+# secret). Broad on purpose: used for environment variable names (``*_KEY`` is a secret there).
 SECRET_KEY_RE = re.compile(
     r"encryption_key|key$|secret|password|passwd|token(?!iz)|access_key|api_key|session_token|credential",
+    re.IGNORECASE,
+)
+# The same for spec / record field names, where a ``...key`` must be ``key`` itself or a known
+# secret kind of key: ``det_box_key`` / ``default_cam_key`` name dataset fields, not secrets.
+SECRET_FIELD_RE = re.compile(
+    r"(?:^|encryption_|api_|access_|secret_|private_|auth_|ngc_|ssh_|license_|signing_|master_|client_)key$"
+    r"|secret|password|passwd|token(?!iz)|access_key|session_token|credential",
     re.IGNORECASE,
 )
 _URI_CREDENTIALS_RE = re.compile(r"(://)[^/@\s:]+:[^/@\s]+@")
@@ -27,10 +34,11 @@ def redact(obj: Any) -> Any:
     """Return a copy of ``obj`` with every secret value replaced by ``"***"``.
 
     Walks dicts, lists and tuples recursively. A dict entry is a secret when its key matches
-    (case-insensitively) ``encryption_key``, ``key`` at the end of the key (``api_key``,
-    ``key``), ``secret``, ``password``, ``token`` (not ``tokenizer``), ``access_key``,
-    ``session_token`` or ``credential(s)``; the whole value is replaced (booleans and numbers
-    are settings, not secrets: ``use_clstoken: true`` is kept).
+    :data:`SECRET_FIELD_RE` (case-insensitively): ``key`` itself or a secret kind of key
+    (``encryption_key``, ``api_key``, ``access_key``, ``private_key``...; not ``det_box_key``),
+    ``secret``, ``password``, ``token`` (not ``tokenizer``), ``session_token`` or
+    ``credential(s)``; the whole value is replaced (booleans and numbers are settings, not
+    secrets: ``use_clstoken: true`` is kept).
     Credentials embedded in URIs (``scheme://user:pass@host``) are replaced too. ``None`` and
     ``""`` are kept (nothing to hide). The input is never modified.
 
@@ -56,7 +64,7 @@ def redact(obj: Any) -> Any:
 
 def is_secret_entry(key: Any, value: Any) -> bool:
     """True when the dict entry ``key: value`` holds a secret (see :func:`redact`)."""
-    return (isinstance(key, str) and bool(SECRET_KEY_RE.search(key)) and value not in (None, "")
+    return (isinstance(key, str) and bool(SECRET_FIELD_RE.search(key)) and value not in (None, "")
             and not isinstance(value, (bool, int, float)))
 
 
@@ -79,8 +87,9 @@ def secret_paths(spec: Mapping[str, Any], prefix: str = "") -> list[str]:
 
 #: The environment variable a secret spec field travels in (the encryption key has TAO's own).
 def secret_env_name(dotted: str) -> str:
-    """``encryption_key`` -> ``TAO_ENCRYPTION_KEY``; any other secret field -> ``TAO_SECRET_<PATH>``."""
-    if dotted == "encryption_key":
+    """The model encryption key (``encryption_key`` at any level, e.g. ``export.encryption_key``)
+    -> ``TAO_ENCRYPTION_KEY``; any other secret field -> ``TAO_SECRET_<PATH>``."""
+    if dotted.rsplit(".", 1)[-1].lower() == "encryption_key":
         return "TAO_ENCRYPTION_KEY"
     return "TAO_SECRET_" + re.sub(r"[^A-Za-z0-9]+", "_", dotted).upper()
 
@@ -104,6 +113,17 @@ def extract_secrets(spec: Mapping[str, Any] | None, *, dotted: bool = False) -> 
 
     clean: dict[str, Any] = copy.deepcopy(dict(spec or {}))
     env: dict[str, str] = {}
+
+    def move(path: str, value: Any) -> str:
+        name = secret_env_name(path)
+        if name in env and env[name] != str(value):
+            from .errors import TaoSkillsError
+
+            raise TaoSkillsError(f"{path} holds a different secret than another field that travels as {name}; "
+                                 "give one value (one model has one encryption key)")
+        env[name] = str(value)
+        return env_reference(name)
+
     for key in list(clean):
         value = clean[key]
         if isinstance(value, Mapping):
@@ -112,9 +132,7 @@ def extract_secrets(spec: Mapping[str, Any] | None, *, dotted: bool = False) -> 
                 parts = path[len(key) + 1:].split(".")
                 for part in parts[:-1]:
                     node = node[part]
-                env[secret_env_name(path)] = str(node[parts[-1]])
-                node[parts[-1]] = env_reference(secret_env_name(path))
+                node[parts[-1]] = move(path, node[parts[-1]])
         elif is_secret_entry(key.rsplit(".", 1)[-1] if dotted else key, value) and not _is_reference(value):
-            env[secret_env_name(key)] = str(value)
-            clean[key] = env_reference(secret_env_name(key))
+            clean[key] = move(key, value)
     return clean, env

@@ -176,6 +176,13 @@ def _user_layers(skill: Skill, action: str, deploy: bool, base_spec: Any, spec_o
         if others:
             out.notes.append(f"sections {', '.join(sorted(others))} of {where} were validated as their own actions' "
                              f"and left out of the {action} spec")
+    sections = [k for k, v in (spec_overrides or {}).items() if "." not in k and isinstance(v, Mapping)
+                and k not in skill.schema(action, deploy).get("properties", {})]
+    if sections:
+        raise TaoSkillsError(
+            f"spec_overrides holds whole sections ({', '.join(sections)}) that the {action} spec does not have: a "
+            "TAO experiment spec goes in base_spec= (CLI -e FILE), where it is merged section by section and other "
+            "actions' sections are validated as their own; spec_overrides takes dotted keys (train.optim.lr)")
     overrides, env = extract_secrets(spec_overrides, dotted=True)
     _note_secrets(env, "spec_overrides", out)
     return base, overrides, others

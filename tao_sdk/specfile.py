@@ -289,7 +289,8 @@ def validate_spec_file(skill: Any, action: str, source: str | Path | Mapping[str
     """Validate a TAO experiment spec (file path or nested dict) for ``skill``/``action``.
 
     The file is laid over the action's template (as TAO merges a file over its ExperimentConfig
-    defaults) and conformed (see module docstring). Fields the SDK fills at run time (results
+    defaults) and conformed (see module docstring); the skill's cross-field spec rules apply
+    (:mod:`tao_sdk.specrules`). Fields the SDK fills at run time (results
     folder, encryption key, parent checkpoints, dataset roots) are listed in ``filled``, not
     reported as problems. Returns a :class:`SpecFileReport`; never raises for spec problems.
     """
@@ -335,6 +336,10 @@ def validate_spec_file(skill: Any, action: str, source: str | Path | Mapping[str
         if "mapping" in how or "literal" in how or value_at(spec, path) is None:
             report.filled.setdefault(path, how)
     problems += section_problems(skill, others)
+    if not problems:
+        from .specrules import rule_problems
+
+        problems += rule_problems(skill, action, spec)
     problems += [SpecProblem(p, "value is '???' (unset) and nothing fills it", None, None, None)
                  for p in report.unset if _required(schema, p)]
     report.problems = problems

@@ -14,6 +14,7 @@ from tao_sdk.errors import TaoSkillsError
 from tao_sdk.jobs import create_job, plan_job
 from tao_sdk.jobstore import JobRecord, JobStatus
 from tao_sdk.spec import build_spec
+from tao_sdk.specfile import validate_spec_file
 
 DATASETS = {"train_datasets": ["/data/train"], "eval_dataset": "/data/eval"}
 TRAIN = {"train.num_epochs": 4, "dataset.num_classes": 3}
@@ -53,6 +54,8 @@ def test_conflicting_automl_arguments_fail_at_plan_time(ws, capsys):
     code = main(["run", "rtdetr", "train", "--train-dataset", "/d/t", "--eval-dataset", "/d/e", "--dry-run",
                  "--automl-policy", "off", "--automl-trials", "5"])
     assert code == 2 and "--automl-trials" in capsys.readouterr().err
+    with pytest.raises(TaoSkillsError, match="does not run AutoML: 'evaluate' is not a train action"):
+        plan_job("rtdetr", "evaluate", datasets={"eval_dataset": "/d"}, automl={"algorithm": "random"}, workspace=ws)
 
 
 @pytest.mark.parametrize("trials", [0, -2])
@@ -206,6 +209,24 @@ def test_rtdetr_num_queries_beyond_encoder_positions_fails_at_plan_time_and_is_n
     assert row["high"] == 126
     assert all(space.sample(seed)["model.num_queries"] <= 126 for seed in range(200))
     # a num_select larger than num_queries x num_classes is caught the same way
+    bad_file = ws.root.parent / "small.yaml"
+    bad_file.write_text("dataset:\n  augmentation:\n    train_spatial_size: [64, 64]\n    multi_scales: [64]\n")
+    report = validate_spec_file("rtdetr", "train", bad_file)
+    assert not report.ok and report.problems[0].path == "model.num_queries"
     with pytest.raises(SpecValidationError, match=r"model.num_select: 400 is more than 300.*raise model.num_queries"):
         plan_job("rtdetr", "train", datasets=DATASETS, automl_policy="off", workspace=ws,
                  spec_overrides={**TRAIN, "dataset.num_classes": 1, "model.num_select": 400})
+
+
+def test_extract_secrets_moves_every_secret_and_only_secrets():
+    from tao_sdk.secrets import extract_secrets
+
+    clean, env = extract_secrets({"encryption_key": "K", "export": {"encryption_key": "K"},
+                                  "vlm": {"api_key": "A"}, "dataset": {"default_cam_key": "cam0"},
+                                  "model": {"use_clstoken": True}, "evaluate": {"encryption_key": "???"}})
+    assert env == {"TAO_ENCRYPTION_KEY": "K", "TAO_SECRET_VLM_API_KEY": "A"}
+    assert clean["export"]["encryption_key"] == "${oc.env:TAO_ENCRYPTION_KEY}"
+    assert clean["dataset"]["default_cam_key"] == "cam0" and clean["model"]["use_clstoken"] is True
+    assert clean["evaluate"]["encryption_key"] == "???"
+    with pytest.raises(TaoSkillsError, match="export.encryption_key holds a different secret"):
+        extract_secrets({"encryption_key": "K", "export.encryption_key": "L"}, dotted=True)

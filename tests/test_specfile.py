@@ -213,3 +213,9 @@ def test_published_specs_agree_with_tao_core():
             if validate_spec_file(entry["network"], action, path, deploy=deploy).ok != tao_ok:
                 disagreements.append((name, action, deploy, tao_ok))
     assert not disagreements and pairs == 31
+
+
+def test_a_whole_experiment_file_as_overrides_points_to_base_spec(ws):
+    data = yaml.safe_load((SPECS / "rtdetr" / "experiment.yaml").read_text())
+    with pytest.raises(Exception, match=r"whole sections \(evaluate, export, inference\).*base_spec= \(CLI -e FILE\)"):
+        plan_job("rtdetr", "train", datasets=DATASETS, spec_overrides=data, automl_policy="off", workspace=ws)
