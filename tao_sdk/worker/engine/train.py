@@ -283,7 +283,8 @@ def train(ctx) -> str:
     extra = list(data.notes)
     if dist.world_size > 1:
         extra.append(
-            f"distributed data parallel: {dist.describe()}; dataset.batch_size {batch_size} per "
+            f"distributed data parallel: {dist.describe()}; {plugin.task.batch_size_key} "
+            f"{batch_size} per "
             f"process (effective batch {batch_size * dist.world_size}); validation sharded "
             "across the ranks, metrics on rank 0")
     extra += D.launch_notes() + D.single_process_notes(spec)

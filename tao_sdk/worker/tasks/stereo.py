@@ -710,7 +710,7 @@ class StereoTask(Task):
 
     no_val_note = ("no dataset.val_dataset.data_sources: val_loss / val_epe are not computed")
 
-    def load_train(self, spec, arch, log=None):
+    def load_train(self, spec, arch, ctx=None):
         """``(training pairs, validation StereoDataset or None)`` of a spec
         (``dataset.train_dataset`` / ``dataset.val_dataset`` data sources)."""
         from tao_sdk.worker import spec as S
@@ -722,9 +722,9 @@ class StereoTask(Task):
             pairs = stage_sources(S.get(spec, "dataset.val_dataset.data_sources"),
                                   "dataset.val_dataset.data_sources", need_gt=True)
             val = StereoDataset(pairs, arch["mean"], arch["std"], _max_disparity(spec))
-        if log is not None:
-            log.info("stereo data: %d training pairs, %d validation pairs", len(train),
-                     len(val) if val is not None else 0)
+        if ctx is not None:
+            ctx.log.info("stereo data: %d training pairs, %d validation pairs", len(train),
+                         len(val) if val is not None else 0)
         return train, val
 
     def train_dataset(self, plugin, spec, arch, samples, seed):
