@@ -116,7 +116,7 @@ def _get_dotted(spec: dict[str, Any], dotted: str) -> Any:
 
 def _dataset(workspace: Any, n_train: int, n_val: int, size: int) -> dict[str, str]:
     from tao_sdk.demo import CLASSES
-    from tao_sdk.worker.synthetic import make_coco_dataset
+    from tao_sdk.worker.tasks.detection.synthetic import make_coco_dataset
 
     root = Path(workspace.datasets_uri(f"curves-shapes-{n_train}-{n_val}-{size}"))
     if not (root / ".complete").exists():

@@ -14,7 +14,7 @@ from typing import Any, Collection, Mapping, Sequence
 
 from .bank import Skill, SkillBank, get_bank
 from .errors import DataSourceError
-from .skillmd import DATASET_ROLES, FileByFormat, FilePath, FileSpec, FormatPlaceholder
+from .skillmd import DATASET_ROLES, ROOT_ITSELF, FileByFormat, FilePath, FileSpec, FormatPlaceholder
 
 #: CLI flag for each dataset role (used in error messages).
 ROLE_FLAGS = {
@@ -60,7 +60,7 @@ def _resolve_format(skill: Skill, dataset_format: str | None) -> str | None:
 
 def _build(spec: FileSpec, root: str, fmt: str | None, skill: Skill, where: str) -> Any:
     if isinstance(spec, FilePath):
-        uri = f"{root}/{spec.name}"
+        uri = root if spec.name == ROOT_ITSELF else f"{root}/{spec.name}"
         return [uri] if spec.wrap else uri
     if isinstance(spec, FormatPlaceholder):
         if fmt is None:

@@ -406,6 +406,21 @@ class CocoData:
         """Model class index -> category name (what the trained model's outputs mean)."""
         return {lab: self.categories.get(cid, str(cid)) for lab, cid in self.label_to_category.items()}
 
+    def check_classes(self, trained: dict[int, str] | None, what: str) -> None:
+        """Raise DatasetError when a class index means another category name here than in the
+        training data (``trained``: recorded in the checkpoint), e.g. 0-based ids at training
+        and 1-based ids here. No record (older checkpoints): nothing to check."""
+        if not trained:
+            return
+        mine = self.class_names()
+        clash = [(lab, name, trained[lab]) for lab, name in sorted(mine.items())
+                 if lab in trained and trained[lab] != name]
+        if clash:
+            shown = ", ".join(f"class {lab} is {name!r} here but {was!r} at training" for lab, name, was in clash[:5])
+            raise DatasetError(
+                f"{what}: {self.json_file} numbers its categories differently from the training data ({shown}); "
+                f"use the training annotations' category ids ({dict(sorted(trained.items()))})")
+
 
 #: Box defects found while loading COCO annotations: key -> what happened to the box.
 BOX_DEFECTS = {"non_finite": "dropped (NaN/inf coordinates)", "no_area": "dropped (zero or negative width/height)",

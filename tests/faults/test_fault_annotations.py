@@ -80,13 +80,19 @@ def test_inference_names_classes_as_training_numbered_them(tmp_path):
     label_map.write_text("square\ndisc\n", encoding="utf-8")
     assert read_label_map(label_map, 3) == {1: "square", 2: "disc"}  # no training record: 1-based guess
     assert read_label_map(label_map, 3, trained=data.class_names()) == {0: "square", 1: "disc"}
+    data.check_classes(data.class_names(), "dataset.test_data_sources")  # same numbering: fine
+    # evaluating that model on a 1-based copy of the data would score class 1 'square' as 'disc'
+    one_based_path, images = _coco(tmp_path, [_ann(1, [1, 1, 5, 5], cid=1), _ann(2, [1, 1, 5, 5], cid=2)])
+    one_based = load_coco(one_based_path, images, num_classes=3, what="dataset.test_data_sources")
+    with pytest.raises(DatasetError, match=r"class 1 is 'square' here but 'disc' at training"):
+        one_based.check_classes(data.class_names(), "dataset.test_data_sources")
 
 
 @pytest.mark.slow
 def test_worker_reports_defects_and_keeps_zero_based_ids(tmp_path, monkeypatch):
     """A real tiny train + inference: the WARNING line lands in status.json, and inference names
     the classes of a 0-based dataset exactly as training numbered them."""
-    from tao_sdk.worker.synthetic import make_coco_dataset
+    from tao_sdk.worker.tasks.detection.synthetic import make_coco_dataset
     from worker.conftest import base_spec, run_job
 
     monkeypatch.setenv("TAO_WORKER_BACKBONE_SCALE", "tiny")

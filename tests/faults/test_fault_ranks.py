@@ -30,7 +30,7 @@ def _ranks(supervisor: int) -> list[int]:
 
 @pytest.mark.slow
 def test_group_sigkill_takes_torchrun_ranks_down(tmp_path):
-    from tao_sdk.worker.synthetic import make_coco_dataset
+    from tao_sdk.worker.tasks.detection.synthetic import make_coco_dataset
     from worker.conftest import base_spec
 
     ds = make_coco_dataset(tmp_path / "data", n_train=8, n_val=2, classes=("square", "disc"), size=64, seed=1)

@@ -8,7 +8,7 @@ import pytest
 
 @pytest.mark.slow
 def test_resume_from_mid_epoch_checkpoint_ends_at_max_step(tmp_path, monkeypatch):
-    from tao_sdk.worker.synthetic import make_coco_dataset
+    from tao_sdk.worker.tasks.detection.synthetic import make_coco_dataset
     from worker.conftest import base_spec, run_job
 
     monkeypatch.setenv("TAO_WORKER_BACKBONE_SCALE", "tiny")
