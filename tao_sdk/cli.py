@@ -121,6 +121,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"{skill.name}: {skill.description}\n  folder: {skill.dir}")
         if skill.info:
             metric = skill.info.get("monitoring_metric", {})
+            print(f"  task: {skill.info.get('task') or skill.info.get('dataset_type')}")
             print(f"  network: {skill.network}  metric: {metric.get('name')} ({metric.get('direction')})"
                   f"  automl: {'yes' if skill.info.get('automl_enabled') else 'no'}")
             print(f"  actions: {', '.join(skill.actions)}")
