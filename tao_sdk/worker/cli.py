@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tao_sdk.worker import ACTIONS, NETWORKS, supports
+from tao_sdk.worker import ACTIONS, NETWORKS, registry
 
 __all__ = ["main", "build_parser", "run"]
 
@@ -73,9 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.network not in NETWORKS:
         problem = (f"unknown network {args.network!r}: this worker runs "
                    f"{', '.join(NETWORKS)}; use the matching skill's network name")
-    elif not supports(args.network, args.action):
+    elif args.action not in registry.actions(args.network):
         problem = (f"unknown action {args.action!r} for {args.network}: available actions are "
-                   f"{', '.join(a for a in ACTIONS if supports(args.network, a))}")
+                   f"{', '.join(registry.actions(args.network))}")
     if problem is not None:
         print(f"ERROR: {problem}", file=sys.stderr)
         _record_usage_failure(spec, args.action, problem)

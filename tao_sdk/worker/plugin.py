@@ -116,6 +116,7 @@ class NetworkPlugin:
         unhonoured_table: network-specific additions to :data:`COMMON_UNHONOURED`.
         silent_fields: fields never reported (they cannot change results here).
         trt_outputs: output names a TensorRT engine of this network must have.
+        demo_metric: the KPI and direction the demo compares (default: the skill's metric).
     """
 
     name: str = ""
@@ -128,6 +129,9 @@ class NetworkPlugin:
     unhonoured_table: dict[str, tuple] = {}
     silent_fields: frozenset[str] = frozenset()
     trt_outputs: tuple[str, ...] = ()
+    #: ``(KPI, "max" | "min")`` that ``tao-skills demo`` compares for the untrained and the
+    #: trained model; ``None``: the skill's monitoring metric.
+    demo_metric: tuple[str, str] | None = None
 
     # ------------------------------------------------------------------ results contract
 
@@ -193,12 +197,6 @@ class NetworkPlugin:
         if backbone:
             groups.append({"params": backbone, "lr": lr_backbone})
         return groups
-
-    def train_batch_size(self, spec: dict[str, Any]) -> int:
-        """Per-process training batch size (default ``dataset.batch_size``)."""
-        from tao_sdk.worker.engine.runtime import batch_size
-
-        return batch_size(spec)
 
     def lr_factor(self, spec: dict[str, Any], steps_per_epoch: int):
         """A ``step -> learning-rate multiplier`` function for the network's own

@@ -426,10 +426,6 @@ class OneFormer(NetworkPlugin):
                             float(S.get(spec, "train.optim.backbone_multiplier", 0.1)),
                             float(S.get(spec, "train.optim.weight_decay", 0.05)))
 
-    def train_batch_size(self, spec):
-        """``dataset.train.batch_size``."""
-        return _positive(spec, "dataset.train.batch_size", 1)
-
     def lr_factor(self, spec, steps_per_epoch):
         """See :func:`_poly_factor`."""
         return _poly_factor(spec, steps_per_epoch)

@@ -631,6 +631,10 @@ class SegmentationTask(Task):
 
     name = "segmentation"
     preview_dir = "overlays"
+    batch_size_key = "dataset.train.batch_size"
+    workers_key = "dataset.train.num_workers"
+    val_data_key = "dataset.val"
+    demo_format = "coco_panoptic"
 
     # ------------------------------------------------------------------ train
 
