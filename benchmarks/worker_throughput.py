@@ -1,16 +1,19 @@
 """Worker throughput and learning benchmark (CPU-friendly).
 
-Two measurements per network, on a synthetic shapes dataset at a tiny configuration
-(``TAO_WORKER_BACKBONE_SCALE=tiny``, one narrow ResNet block per stage):
+Two measurements per registered network (``tao_sdk.worker.NETWORKS``), on the network task's
+synthetic data at a tiny configuration (``TAO_WORKER_BACKBONE_SCALE=tiny``, the plugin's
+``tiny_overrides``). Everything network-specific comes from the plugin and its task, so a new
+network is benchmarked by registering it:
 
 1. **Learning**: trains with the worker and reports seconds per epoch (warm epochs, excluding
-   the first), steps per second, and the validation mAP50 of the untrained model vs the
-   trained one.
+   the first), steps per second, and the skill's monitoring metric (``skill_info.yaml``) of
+   the untrained model (one epoch at lr 1e-12, as the demo) vs the trained one.
 2. **Worker overhead**: training throughput (images/s) of the worker (``python -m
-   tao_sdk.worker <net> train``, run in-process) vs a plain hand-written loop (forward, loss,
-   ``zero_grad``, ``backward``, ``AdamW.step``) over the SAME model (``build_arch`` +
-   ``model_from_arch`` from the same spec and seed) and the SAME data (the worker's dataset /
-   collator classes, same batch size, same images, same number of steps). Neither side
+   tao_sdk.worker <net> train``, run in-process) vs a plain hand-written loop (the plugin's
+   ``forward`` + ``loss``, ``zero_grad``, ``backward``, ``AdamW.step``) over the SAME model
+   (the plugin's ``build_arch`` + ``build_model`` from the same spec and seed) and the SAME
+   data (the task's ``load_train`` / ``train_dataset``, same batch size, same samples, same
+   number of steps). Neither side
    validates or checkpoints inside the measured epochs: the worker's spec sets
    ``validation_interval`` and ``checkpoint_interval`` beyond ``num_epochs``, and its
    ``time_per_epoch`` (read from ``status.json``) stops before the final checkpoint that it
@@ -46,83 +49,63 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from tao_sdk.worker import spec as S  # noqa: E402
+
+
+def _plugin(network: str):
+    from tao_sdk.worker.registry import get
+
+    return get(network)
+
 
 def tiny_spec(network: str, ds: dict, results_dir: str, size: int, epochs: int) -> dict[str, Any]:
-    """A tiny train spec for ``network`` on the synthetic dataset ``ds``."""
-    train, val = ds["train"], ds["val"]
-    val_src = {"image_dir": str(val["images"]), "json_file": str(val["annotations"])}
-    spec: dict[str, Any] = {
-        "results_dir": results_dir,
-        "dataset": {
-            "train_data_sources": [{"image_dir": str(train["images"]),
-                                    "json_file": str(train["annotations"])}],
-            "val_data_sources": val_src if network == "rtdetr" else [val_src],
-            "num_classes": 3, "batch_size": 4, "workers": 0,
-        },
-        "model": {"backbone": "resnet_18", "num_queries": 20, "num_select": 20,
-                  "hidden_dim": 64, "nheads": 4, "dim_feedforward": 128, "enc_layers": 1},
-        "train": {"num_epochs": epochs, "checkpoint_interval": epochs,
-                  "validation_interval": max(1, epochs // 4),
-                  "optim": {"lr": 5e-4, "lr_backbone": 5e-4}},
-        "wandb": {"enable": False},
-    }
-    if network == "rtdetr":
-        spec["model"].update(dec_layers=1, feat_channels=[64, 64, 64], dn_number=10)
-        spec["dataset"]["augmentation"] = {"multi_scales": [size],
-                                           "train_spatial_size": [size, size],
-                                           "eval_spatial_size": [size, size],
-                                           "distortion_prob": 0.5}
-    else:
-        spec["model"].update(dec_layers=2, num_feature_levels=3, return_interm_indices=[2, 3, 4],
-                             dropout_ratio=0.0)
-        spec["dataset"]["augmentation"] = {"scales": [size], "test_random_resize": size,
-                                           "random_resize_max_size": size}
+    """A tiny train spec for ``network`` on the synthetic dataset ``ds``: the task's
+    ``tiny_spec`` (the plugin's ``tiny_overrides``), a checkpoint at the end, about four
+    validations."""
+    plugin = _plugin(network)
+    spec = plugin.task.tiny_spec(plugin, ds, results_dir, size, epochs)
+    spec["train"].update(checkpoint_interval=epochs, validation_interval=max(1, epochs // 4))
     return spec
 
 
-def untrained_map50(network: str, spec: dict[str, Any]) -> float:
-    """val mAP50 of a freshly initialised model (same seed as training)."""
-    import torch
+def _metric(network: str) -> tuple[str, str]:
+    from tao_sdk.bank import SkillBank
 
-    from tao_sdk.worker.actions import _policy
-    from tao_sdk.worker.data import Collator, DetectionDataset
-    from tao_sdk.worker.evaluation import coco_map, predict
-    from tao_sdk.worker.models import build_arch, model_from_arch
-    from tao_sdk.worker.staging import load_coco, stage_image_dir
-
-    torch.manual_seed(1234)
-    arch = build_arch(network, spec)
-    model = model_from_arch(arch)
-    src = spec["dataset"]["val_data_sources"]
-    src = src[0] if isinstance(src, list) else src
-    data = load_coco(Path(src["json_file"]), stage_image_dir(src["image_dir"], "val"),
-                     arch["num_classes"])
-    loader = torch.utils.data.DataLoader(
-        DetectionDataset(data.images, train=False), batch_size=4,
-        collate_fn=Collator(_policy(network, spec), arch["mean"], arch["std"], train=False))
-    results, _ = predict(model, loader, arch, torch.device("cpu"),
-                         pass_mask=network == "deformable_detr")
-    return coco_map(data.raw, results, data.label_to_category)["mAP50"]
+    return SkillBank().get(network).metric
 
 
-def run(network: str, epochs: int, n_train: int, n_val: int, size: int,
-        workdir: Path) -> dict[str, Any]:
-    """Train ``network`` for ``epochs``; return timing and accuracy figures."""
+def _train(spec: dict[str, Any], network: str, workdir: Path, tag: str
+           ) -> tuple[int, list[dict[str, Any]], float]:
+    """Run the worker's train in-process; return (exit code, status lines, wall seconds)."""
     from tao_sdk.worker.cli import main
-    from tao_sdk.worker.synthetic import make_coco_dataset
 
-    ds = make_coco_dataset(workdir / "data", n_train, n_val, size=size, seed=0)
-    spec = tiny_spec(network, ds, str(workdir / f"results-{network}"), size, epochs)
-    before = untrained_map50(network, copy.deepcopy(spec))
-    spec_file = workdir / f"{network}.yaml"
+    spec_file = workdir / f"{network}-{tag}.yaml"
     spec_file.write_text(yaml.safe_dump(spec))
     t0 = time.monotonic()
     code = main([network, "train", "-e", str(spec_file)])
     wall = time.monotonic() - t0
     lines = [json.loads(x) for x in
-             (workdir / f"results-{network}" / "train" / "status.json").read_text().splitlines()]
+             (Path(spec["results_dir"]) / "train" / "status.json").read_text().splitlines()]
+    return code, lines, wall
+
+
+def run(network: str, epochs: int, n_train: int, n_val: int, size: int,
+        workdir: Path) -> dict[str, Any]:
+    """Train ``network`` for ``epochs``; return timing and the skill's monitoring metric of the
+    untrained model (one epoch at lr 1e-12, as the demo) vs the trained one."""
     from tao_sdk.results import parse_duration
 
+    plugin = _plugin(network)
+    metric, direction = _metric(network)
+    ds = plugin.task.write_synthetic(workdir / f"data-{plugin.task.name}", n_train, n_val, size)
+    spec = tiny_spec(network, ds, str(workdir / f"results-{network}"), size, epochs)
+    base = copy.deepcopy(spec)
+    base["results_dir"] = str(workdir / f"results-{network}-untrained")
+    for key, value in plugin.demo_untrained_overrides().items():
+        S.set_value(base, key, value)
+    _code, base_lines, _wall = _train(base, network, workdir, "untrained")
+    before = base_lines[-1].get("kpi", {}).get(metric, float("nan"))
+    code, lines, wall = _train(spec, network, workdir, "trained")
     epochs_lines = [ln for ln in lines if "time_per_epoch" in ln]
     times = [parse_duration(ln["time_per_epoch"]) for ln in epochs_lines]
     warm = times[1:] or times
@@ -131,15 +114,14 @@ def run(network: str, epochs: int, n_train: int, n_val: int, size: int,
     kpi = lines[-1].get("kpi", {})
     return {
         "network": network, "exit_code": code, "epochs": epochs, "train_images": n_train,
-        "val_images": n_val, "image_size": size, "batch_size": 4,
-        "steps_per_epoch": steps_per_epoch,
+        "val_images": n_val, "image_size": size,
+        "batch_size": spec["dataset"]["batch_size"], "steps_per_epoch": steps_per_epoch,
         "first_epoch_s": round(times[0], 3) if times else None,
         "seconds_per_epoch": round(per_epoch, 3),
         "steps_per_second": round(steps_per_epoch / per_epoch, 2) if per_epoch else None,
-        "wall_s": round(wall, 1),
-        "val_mAP50_untrained": round(before, 4),
-        "val_mAP50_trained": round(float(kpi.get("val_mAP50", float("nan"))), 4),
-        "val_mAP_trained": round(float(kpi.get("val_mAP", float("nan"))), 4),
+        "wall_s": round(wall, 1), "metric": metric, "direction": direction,
+        "untrained": round(float(before), 4),
+        "trained": round(float(kpi.get(metric, float("nan"))), 4),
         "cpu_threads": __import__("torch").get_num_threads(),
     }
 
@@ -163,29 +145,19 @@ def overhead_spec(network: str, ds: dict, results_dir: str, size: int, epochs: i
 def plain_loop(network: str, spec: dict[str, Any], epochs: int) -> dict[str, Any]:
     """Train the spec's model with a hand-written loop; return per-epoch seconds.
 
-    Same model (same builder, spec and seed as the worker), same data pipeline (the worker's
-    dataset / collator / resize policy, same batch size and shuffling), same optimizer
-    (AdamW with the spec's learning rate and weight decay); no validation, no checkpoint.
+    Same model (the plugin's ``build_arch`` / ``build_model``, same spec and seed as the
+    worker), same data pipeline (the task's ``load_train`` / ``train_dataset``, same batch size
+    and shuffling), same forward and loss (the plugin's), same optimizer (AdamW with the spec's
+    learning rate and weight decay); no validation, no checkpoint.
     """
     import torch
 
-    from tao_sdk.worker.actions import _flip_prob, _policy
-    from tao_sdk.worker.data import Collator, DetectionDataset
-    from tao_sdk.worker.evaluation import weighted_loss
-    from tao_sdk.worker.models import build_arch, model_from_arch
-    from tao_sdk.worker.staging import load_coco, stage_image_dir
-
+    plugin = _plugin(network)
     torch.manual_seed(_SEED)
-    arch = build_arch(network, spec)
-    model = model_from_arch(arch)
-    src = spec["dataset"]["train_data_sources"][0]
-    data = load_coco(Path(src["json_file"]), stage_image_dir(src["image_dir"], "train"),
-                     arch["num_classes"])
-    distortion = (float(spec["dataset"]["augmentation"].get("distortion_prob", 0.0))
-                  if network == "rtdetr" else 0.0)
-    ds = DetectionDataset(data.images, train=True, hflip_prob=_flip_prob(network, spec),
-                          distortion_prob=distortion, seed=_SEED)
-    coll = Collator(_policy(network, spec), arch["mean"], arch["std"], train=True, seed=_SEED)
+    arch = plugin.build_arch(spec)
+    model = plugin.build_model(arch)
+    samples, _val = plugin.task.load_train(spec, arch)
+    ds, coll = plugin.task.train_dataset(plugin, spec, arch, samples, _SEED)
     gen = torch.Generator()
     gen.manual_seed(_SEED)
     loader = torch.utils.data.DataLoader(ds, batch_size=spec["dataset"]["batch_size"],
@@ -193,17 +165,13 @@ def plain_loop(network: str, spec: dict[str, Any], epochs: int) -> dict[str, Any
     optim = spec["train"]["optim"]
     opt = torch.optim.AdamW(model.parameters(), lr=float(optim["lr"]),
                             weight_decay=float(optim.get("weight_decay", 1e-4)))
-    pass_mask = network == "deformable_detr"
+    device = torch.device("cpu")
     model.train()
     times = []
     for _ in range(epochs):
         t0 = time.perf_counter()
         for batch in loader:
-            kwargs: dict[str, Any] = {"pixel_values": batch["pixel_values"],
-                                      "labels": batch["labels"]}
-            if pass_mask:
-                kwargs["pixel_mask"] = batch["pixel_mask"]
-            loss = weighted_loss(model(**kwargs), arch)
+            loss = plugin.loss(plugin.forward(model, batch, device, with_labels=True), arch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -224,7 +192,7 @@ def worker_loop(network: str, spec: dict[str, Any], workdir: Path, tag: str) -> 
     lines = [json.loads(x) for x in (Path(spec["results_dir"]) / "train" / "status.json")
              .read_text().splitlines()]
     epochs = [ln for ln in lines if "time_per_epoch" in ln]
-    if code != 0 or any("val_mAP" in ln.get("kpi", {}) for ln in epochs):
+    if code != 0 or any(set(ln.get("kpi", {})) - {"train_loss"} for ln in epochs):
         raise RuntimeError(f"worker overhead run failed or validated: exit {code}, "
                            f"{lines[-1]['message'] if lines else 'no status'}")
     return {"epoch_s": [parse_duration(ln["time_per_epoch"]) for ln in epochs],
@@ -234,10 +202,8 @@ def worker_loop(network: str, spec: dict[str, Any], workdir: Path, tag: str) -> 
 def overhead(network: str, epochs: int, n_train: int, size: int, repeats: int,
              workdir: Path) -> dict[str, Any]:
     """Worker vs plain-loop training throughput on warm epochs (see the module docstring)."""
-    from tao_sdk.worker.synthetic import make_coco_dataset
-
-    ds = make_coco_dataset(workdir / f"data-overhead-{n_train}-{size}", n_train, 2, size=size,
-                           seed=0)
+    ds = _plugin(network).task.write_synthetic(workdir / f"data-overhead-{n_train}-{size}",
+                                               n_train, 2, size)
     spec = overhead_spec(network, ds, str(workdir / "unused"), size, epochs)
     plain_warm: list[float] = []
     worker_warm: list[float] = []
@@ -283,12 +249,12 @@ def print_table(learning: list[dict[str, Any]], overheads: list[dict[str, Any]],
     """Human summary of both measurements."""
     if learning:
         print("\nlearning (worker)")
-        print(f"{'network':<16}{'s/epoch':>9}{'steps/s':>9}{'mAP50 before':>14}"
-              f"{'mAP50 after':>13}")
+        print(f"{'network':<16}{'s/epoch':>9}{'steps/s':>9}{'metric':>12}{'untrained':>11}"
+              f"{'trained':>9}")
         for r in learning:
             print(f"{r['network']:<16}{r['seconds_per_epoch']:>9.3f}"
-                  f"{r['steps_per_second'] or 0:>9.2f}{r['val_mAP50_untrained']:>14.4f}"
-                  f"{r['val_mAP50_trained']:>13.4f}")
+                  f"{r['steps_per_second'] or 0:>9.2f}{r['metric']:>12}{r['untrained']:>11.4f}"
+                  f"{r['trained']:>9.4f}")
     if overheads:
         print("\nworker overhead: training throughput on warm epochs (no validation, no "
               "checkpoint)")
@@ -312,7 +278,9 @@ def print_table(learning: list[dict[str, Any]], overheads: list[dict[str, Any]],
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point; prints one JSON object per measurement, then a table."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--network", choices=["rtdetr", "deformable_detr", "all"], default="all")
+    from tao_sdk.worker import NETWORKS
+
+    p.add_argument("--network", choices=[*NETWORKS, "all"], default="all")
     p.add_argument("--epochs", type=int, default=30, help="epochs of the learning run")
     p.add_argument("--overhead-epochs", type=int, default=8,
                    help="epochs per overhead run (the first is the warm-up)")
@@ -328,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     epochs, n_train, n_val, size = ((2, 12, 4, 64) if args.smoke else (args.epochs, 32, 8, 128))
     o_epochs, o_repeats = (3, 1) if args.smoke else (max(2, args.overhead_epochs),
                                                      max(1, args.repeats))
-    nets = ["rtdetr", "deformable_detr"] if args.network == "all" else [args.network]
+    nets = list(NETWORKS) if args.network == "all" else [args.network]
     learning: list[dict[str, Any]] = []
     overheads: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="tao-worker-bench-") as tmp:

@@ -9,38 +9,43 @@ Python API (the CLI ``tao-skills`` mirrors it):
 - :func:`create_job`, :func:`get_job`, :func:`list_jobs`, :func:`wait_for_job`, :func:`job_logs`,
   :func:`cancel_job`, :func:`resume_job` — run and track jobs (local platform by default).
 - :func:`check_bank` — the bank checker.
+- :func:`cache_info`, :func:`clear_cache` — the worker's dataset cache (size cap, LRU eviction).
 """
 
-from .bank import Skill, SkillBank
-from .checker import check_bank
-from .datasources import build_data_source_overrides
-from .errors import (
-    BankFormatError,
-    DataSourceError,
-    JobNotFoundError,
-    ParentModelError,
-    PlatformError,
-    SkillNotFoundError,
-    SpecProblem,
-    SpecValidationError,
-    StorageError,
-    TaoSkillsError,
-)
-from .jobs import (
-    Job,
-    JobPlan,
-    cancel_job,
-    create_job,
-    get_job,
-    job_logs,
-    list_jobs,
-    plan_job,
-    resume_job,
-    wait_for_job,
-)
-from .policy import Route, resolve_automl_policy, route_action
-from .spec import build_spec, validate_spec
-from .workspace import Workspace
+from importlib import import_module
+from typing import Any
+
+# Names are imported on first use (PEP 562), so that ``import tao_sdk.worker`` on a compute
+# node does not pull the SDK's planning side (jsonschema, sqlite3, the job store).
+_EXPORTS = {
+    "Skill": "bank", "SkillBank": "bank", "check_bank": "checker",
+    "cache_info": "datacache", "clear_cache": "datacache",
+    "build_data_source_overrides": "datasources",
+    "BankFormatError": "errors", "DataSourceError": "errors", "JobNotFoundError": "errors",
+    "ParentModelError": "errors", "PlatformError": "errors", "SkillNotFoundError": "errors",
+    "SpecProblem": "errors", "SpecValidationError": "errors", "StorageError": "errors",
+    "TaoSkillsError": "errors",
+    "Job": "jobs", "JobPlan": "jobs", "cancel_job": "jobs", "create_job": "jobs",
+    "get_job": "jobs", "job_logs": "jobs", "list_jobs": "jobs", "plan_job": "jobs",
+    "resume_job": "jobs", "wait_for_job": "jobs",
+    "Route": "policy", "resolve_automl_policy": "policy", "route_action": "policy",
+    "build_spec": "spec", "validate_spec": "spec", "Workspace": "workspace",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the public name ``name`` from its module on first use."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tao_sdk' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_EXPORTS))
+
 
 __version__ = "0.1.0"
 
@@ -48,6 +53,6 @@ __all__ = [
     "BankFormatError", "DataSourceError", "Job", "JobNotFoundError", "JobPlan", "ParentModelError",
     "PlatformError", "Route", "Skill", "SkillBank", "SkillNotFoundError", "SpecProblem",
     "SpecValidationError", "StorageError", "TaoSkillsError", "Workspace", "build_data_source_overrides",
-    "build_spec", "cancel_job", "check_bank", "create_job", "get_job", "job_logs", "list_jobs", "plan_job",
+    "build_spec", "cache_info", "cancel_job", "check_bank", "clear_cache", "create_job", "get_job", "job_logs", "list_jobs", "plan_job",
     "resolve_automl_policy", "resume_job", "route_action", "validate_spec", "wait_for_job",
 ]

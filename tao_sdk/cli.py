@@ -54,25 +54,30 @@ def _datasets(args: argparse.Namespace) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- commands
 def cmd_list(args: argparse.Namespace) -> int:
+    from .backends import skill_backends, summary
     from .bank import SkillBank
 
     bank = SkillBank()
     rows = []
     for skill in bank.skills():
         info = skill.info
+        backends = skill_backends(skill)
         rows.append({"skill": skill.name, "network": info.get("network", "-"),
-                     "actions": skill.actions, "metric": (info.get("monitoring_metric") or {}).get("name"),
-                     "automl_enabled": info.get("automl_enabled", False), "description": skill.description})
+                     "task": info.get("task") or info.get("dataset_type") or "-", "actions": skill.actions,
+                     "metric": (info.get("monitoring_metric") or {}).get("name"),
+                     "automl_enabled": info.get("automl_enabled", False), "backend": summary(backends),
+                     "backends": {a: b.kind for a, b in backends.items()}, "description": skill.description})
     if args.json:
         _print_json(rows)
     else:
-        print(_table([[r["skill"], r["network"], ",".join(r["actions"]) or "-", r["metric"] or "-",
-                       "yes" if r["automl_enabled"] else "no"] for r in rows],
-                     ["SKILL", "NETWORK", "ACTIONS", "METRIC", "AUTOML"]))
+        print(_table([[r["skill"], r["network"], r["task"], r["backend"], r["metric"] or "-",
+                       "yes" if r["automl_enabled"] else "no", ",".join(r["actions"]) or "-"] for r in rows],
+                     ["SKILL", "NETWORK", "TASK", "BACKEND", "METRIC", "AUTOML", "ACTIONS"]))
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from .backends import skill_backend, skill_backends
     from .bank import SkillBank
     from .datasources import ROLE_FLAGS
     from .skillmd import render_files
@@ -88,11 +93,15 @@ def cmd_show(args: argparse.Namespace) -> int:
             "inference_mappings": [
                 {"spec_field": m.spec_field, "function": m.function, "literal": m.literal, "meaning": m.meaning}
                 for m in skill.inference_mappings(args.action)],
+            "backend": skill_backend(skill, args.action).to_dict() if skill.network else None,
         }
         if args.json:
             _print_json(data)
             return 0
-        print(f"{skill.name} {args.action}\n  schema:   {data['schema']}\n  template: {data['template']}\n")
+        print(f"{skill.name} {args.action}\n  schema:   {data['schema']}\n  template: {data['template']}")
+        if data["backend"]:
+            print(f"  backend:  {data['backend']['kind']} ({data['backend']['detail']})")
+        print()
         print("Datasets:")
         for r in data["dataset_requirements"]:
             print(f"  {r['spec_key']} <- {r['source']} ({ROLE_FLAGS[r['source']]}): {r['files']}"
@@ -101,8 +110,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         for m in data["inference_mappings"]:
             print(f"  {m['spec_field']} <- {m['function'] or repr(m['literal'])}")
         return 0
+    backends = skill_backends(skill)
     data = {"skill": skill.name, "dir": str(skill.dir), "description": skill.description, "info": skill.info,
-            "actions": skill.actions}
+            "actions": skill.actions, "backends": {a: b.to_dict() for a, b in backends.items()}}
     if args.json:
         _print_json(data)
     else:
@@ -113,6 +123,10 @@ def cmd_show(args: argparse.Namespace) -> int:
                   f"  automl: {'yes' if skill.info.get('automl_enabled') else 'no'}")
             print(f"  actions: {', '.join(skill.actions)}")
             print(f"  formats: {', '.join(skill.info.get('formats', []))}")
+            print("  backends: " + ", ".join(f"{a}={b.kind}" for a, b in backends.items()))
+            missing = next((b for b in backends.values() if not b.available), None)
+            if missing:
+                print(f"  {missing.detail}")
     return 0
 
 
@@ -179,12 +193,13 @@ def cmd_run(args: argparse.Namespace) -> int:
                      pretrained_model=args.pretrained_model, automl=settings or None, dry_run=args.dry_run)
     if isinstance(out, JobPlan):
         data = {"dry_run": True, "job_id": out.job_id, "route": out.route.__dict__, "command": out.command,
-                "deploy": out.deploy, "parent": out.parent.__dict__ if out.parent else None,
-                "warnings": out.warnings, "spec": out.spec}
+                "backend": out.backend.to_dict(), "deploy": out.deploy,
+                "parent": out.parent.__dict__ if out.parent else None, "warnings": out.warnings, "spec": out.spec}
         if args.json:
             _print_json(data)
         else:
             print(f"dry run: {out.skill} {out.action} -> {out.route.target} ({out.route.reason})")
+            print(f"backend: {out.backend.kind} ({out.backend.detail})")
             print("spec is valid; nothing submitted")
         return 0
     if not args.json:
@@ -325,7 +340,34 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(json_mode=args.json, quick=args.quick)
+    return run_demo(json_mode=args.json, quick=args.quick, network=args.network)
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from .datacache import cache_info, clear_cache
+
+    if args.action == "clear":
+        out = clear_cache()
+        if args.json:
+            _print_json(out)
+        else:
+            busy = f"; kept {len(out['kept_busy'])} in use by running jobs" if out["kept_busy"] else ""
+            print(f"removed {len(out['removed'])} cache entries ({out['freed_bytes']:,} bytes) from {out['root']}{busy}")
+        return 0
+    info = cache_info()
+    if args.json:
+        _print_json(info)
+        return 0
+    cap = f"{info['max_bytes']:,} bytes" if info["max_bytes"] else "no cap"
+    print(f"dataset cache {info['root']}: {info['total_bytes']:,} bytes in {len(info['entries'])} entries "
+          f"(cap {cap}, TAO_WORKER_CACHE_MAX_BYTES)")
+    import time as _time
+
+    rows = [[e["name"], f"{e['bytes']:,}", _time.strftime("%Y-%m-%d %H:%M", _time.localtime(e["last_used"])),
+             "yes" if e["busy"] else ""] for e in info["entries"]]
+    if rows:
+        print(_table(rows, ["entry", "bytes", "last used", "in use"]))
+    return 0
 
 
 # --------------------------------------------------------------------------- parser
@@ -352,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--platform", default="local")
     p.add_argument("--automl-policy", choices=["auto", "off"])
     p.add_argument("--request", help="the user's request text (e.g. 'plain training, no HPO')")
-    p.add_argument("--automl-algorithm", help="AutoML algorithm when routed (random, bayesian, hyperband, asha, bohb)")
+    p.add_argument("--automl-algorithm", help="AutoML algorithm when routed (random, bayesian, hyperband, asha, bohb, dehb, pbt)")
     p.add_argument("--automl-trials", type=int, help="AutoML max recommendations")
     p.add_argument("--automl-param", action="append", metavar="KEY",
                    help="search only these hyperparameters (repeatable; default: the schema's AutoML set)")
@@ -391,9 +433,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("skills", nargs="*")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("demo", help="synthetic dataset -> RT-DETR train/evaluate/export/inference")
-    p.add_argument("--quick", action="store_true", help="smaller data and fewer epochs")
+    from .demo import DEFAULT_NETWORK
+    from .worker import NETWORKS
+
+    p = sub.add_parser("demo", help="synthetic dataset -> train/evaluate/export/inference of one network")
+    p.add_argument("--network", choices=NETWORKS, default=DEFAULT_NETWORK,
+                   help=f"network to run (default {DEFAULT_NETWORK})")
+    p.add_argument("--quick", action="store_true", help="smaller data and fewer epochs (< 5 min on 2 cores)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("cache", help="show the worker's dataset cache (size, entries) or clear it")
+    p.add_argument("action", nargs="?", choices=["show", "clear"], default="show",
+                   help="show (default) or clear (removes every entry no running job uses)")
+    p.set_defaults(func=cmd_cache)
 
     for choice in sub.choices.values():
         choice.add_argument("--json", action="store_true", default=argparse.SUPPRESS,

@@ -1,11 +1,19 @@
-"""``tao-skills demo``: a synthetic COCO dataset -> RT-DETR train -> evaluate -> export -> inference.
+"""``tao-skills demo --network NET``: synthetic data -> train -> evaluate -> export -> inference.
 
 Everything goes through the public SDK on the local platform, exactly as an agent would drive it:
-the dataset is written into the workspace's storage root in the same layout as an S3 dataset
-(``images.tar.gz``, ``annotations.json``, ``label_map.txt``), then jobs are created with
-``create_job`` and followed with ``wait_for_job``. To show the model really learns, the same
-model is also run for one epoch at a learning rate of 1e-12 (weights effectively unchanged; the
-worker rejects lr=0) and both val_mAP50 values are printed. gen_trt_engine runs only where an NVIDIA GPU is present.
+the network's task writes a synthetic dataset into the workspace's storage root in the same
+layout as a real dataset (detection: ``images.tar.gz``, ``annotations.json``,
+``label_map.txt``), then jobs are created with ``create_job`` and followed with
+``wait_for_job``. To show the model really learns, the same model is also trained for one epoch
+at a learning rate of 1e-12 (weights effectively unchanged; the worker rejects lr=0) and the
+skill's monitoring metric (``monitoring_metric`` of ``skill_info.yaml``: name and direction)
+of both runs is printed. gen_trt_engine runs only where an NVIDIA GPU and the ``tensorrt``
+package are present; otherwise it is skipped with the reason.
+
+What a network brings to the demo (no code here names one): its plugin's ``tiny_overrides``,
+``demo_plan``, ``demo_train_overrides`` / ``demo_untrained_overrides``, and its task's
+``write_synthetic``, ``demo_datasets``, ``demo_overrides`` and ``preview_dir`` (see
+:mod:`tao_sdk.worker.plugin` and :mod:`tao_sdk.worker.tasks`).
 """
 
 from __future__ import annotations
@@ -24,38 +32,8 @@ from .jobs import Job, create_job, wait_for_job
 from .results import format_progress
 from .workspace import Workspace, default_workspace
 
-#: Class names in the synthetic generator's shape order (rectangle -> square, ellipse -> disc).
-CLASSES = ("square", "disc")
-IMAGE_SIZE = 128
-
-
-def demo_overrides(epochs: int) -> dict[str, Any]:
-    """A small RT-DETR that trains on 2 CPU cores in about a minute (spec keys of the RT-DETR skill)."""
-    return {
-        "dataset.num_classes": len(CLASSES) + 1,
-        "dataset.batch_size": 4,
-        "dataset.workers": 1,
-        "dataset.augmentation.multi_scales": [IMAGE_SIZE],
-        "dataset.augmentation.train_spatial_size": [IMAGE_SIZE, IMAGE_SIZE],
-        "dataset.augmentation.eval_spatial_size": [IMAGE_SIZE, IMAGE_SIZE],
-        "dataset.augmentation.distortion_prob": 0.5,
-        "model.backbone": "resnet_18",
-        "model.num_queries": 20,
-        "model.num_select": 20,
-        "model.hidden_dim": 64,
-        "model.nheads": 4,
-        "model.dim_feedforward": 128,
-        "model.enc_layers": 1,
-        "model.dec_layers": 1,
-        "model.feat_channels": [64, 64, 64],
-        "model.dn_number": 10,
-        "train.num_epochs": epochs,
-        "train.checkpoint_interval": max(1, epochs // 4),
-        "train.validation_interval": max(1, epochs // 4),
-        "train.optim.lr": 5e-4,
-        "train.optim.lr_backbone": 5e-4,
-        "wandb.enable": False,
-    }
+#: The network ``tao-skills demo`` runs without ``--network`` (and ``make demo``).
+DEFAULT_NETWORK = "rtdetr"
 
 
 def _say(message: str, json_mode: bool) -> None:
@@ -80,75 +58,97 @@ def _run(skill: str, action: str, json_mode: bool, **kwargs: Any) -> Job:
     return job
 
 
-def _has_gpu() -> bool:
+def tensorrt_unavailable() -> str | None:
+    """Why TensorRT cannot run here (no NVIDIA GPU, or ``import tensorrt`` fails even with
+    CUDA), ``None`` when it can."""
+    from .worker.trt import nvidia_gpu_visible
+
+    if not nvidia_gpu_visible():
+        return "TensorRT needs an NVIDIA GPU; none here"
     try:
-        import torch
+        import tensorrt  # noqa: F401  # type: ignore[import-not-found]
+    except Exception as exc:  # noqa: BLE001 - ImportError or a broken CUDA install
+        return (f"`import tensorrt` failed ({type(exc).__name__}: {exc}); install "
+                "'tao-skill-bank[gpu]' on the GPU node")
+    return None
 
-        return bool(torch.cuda.is_available())
-    except ImportError:
-        return False
 
-
-def make_demo_dataset(workspace: Workspace, n_train: int, n_val: int) -> dict[str, str]:
-    """Write (once) the synthetic shapes dataset under the storage root; returns dataset roots."""
-    from .worker.synthetic import make_coco_dataset
-
-    root = Path(workspace.datasets_uri(f"demo-shapes-{n_train}-{n_val}"))
+def make_demo_dataset(workspace: Workspace, plugin, n_train: int, n_val: int, size: int) -> dict[str, str]:
+    """Write (once) the task's synthetic dataset under the storage root; returns the split roots."""
+    task = plugin.task
+    root = Path(workspace.datasets_uri(f"demo-{task.name}-{n_train}-{n_val}-{size}"))
     marker = root / ".complete"
     if not marker.exists():
         if root.exists():
             shutil.rmtree(root)
-        make_coco_dataset(root, n_train=n_train, n_val=n_val, classes=CLASSES, size=IMAGE_SIZE, seed=0)
+        task.write_synthetic(root, n_train, n_val, size, seed=0)
         marker.write_text("ok\n")
     return {"train": str(root / "train"), "val": str(root / "val")}
 
 
-def run_demo(json_mode: bool = False, quick: bool = False, workspace: Workspace | None = None) -> int:
-    """Run the demo and print KPIs, artifact paths and a predictions PNG; returns the exit status."""
+def _require_worker(network: str):
+    """The network's worker plugin; a clear error when the worker or the network is missing."""
     if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None:
         raise TaoSkillsError("the demo trains a real model and needs the worker: run `make demo`, or "
                              "`pip install torch==2.13.0 && pip install 'tao-skill-bank[worker]'`")
-    os.environ.setdefault("TAO_WORKER_BACKBONE_SCALE", "tiny")  # one narrow ResNet block per stage
+    from .worker import NETWORKS
+    from .worker import registry
+
+    if network not in NETWORKS:
+        raise TaoSkillsError(f"tao-skills demo --network {network}: the worker runs {', '.join(NETWORKS)}; "
+                             "pick one of those")
+    return registry.get(network)
+
+
+def run_demo(json_mode: bool = False, quick: bool = False, workspace: Workspace | None = None,
+             network: str = DEFAULT_NETWORK) -> int:
+    """Run the demo of ``network`` and print KPIs, artifact paths and a preview PNG (JSON with
+    ``json_mode``: ``metric``, ``direction``, ``untrained``, ``trained``, ``onnx``, ``jobs``...);
+    returns the exit status."""
+    from .bank import SkillBank
+
+    plugin = _require_worker(network)
+    os.environ.setdefault("TAO_WORKER_BACKBONE_SCALE", "tiny")  # one narrow block per stage
     workspace = workspace or default_workspace()
     started = time.monotonic()
-    epochs, n_train, n_val = (8, 24, 8) if quick else (40, 64, 16)
-    data = make_demo_dataset(workspace, n_train, n_val)
-    _say(f"dataset: {n_train} train / {n_val} val synthetic images ({', '.join(CLASSES)}) in "
-         f"{Path(data['train']).parent}", json_mode)
-    datasets = {"train_datasets": [data["train"]], "eval_dataset": data["val"], "inference_dataset": data["val"]}
-    overrides = demo_overrides(epochs)
-    common = {"dataset.num_classes": overrides["dataset.num_classes"]}
+    plan = plugin.demo_plan(quick)
+    metric, direction = SkillBank().get(network).metric
+    roots = make_demo_dataset(workspace, plugin, plan["n_train"], plan["n_val"], plan["size"])
+    _say(f"dataset: {plan['n_train']} train / {plan['n_val']} val synthetic {plugin.task.name} samples in "
+         f"{Path(roots['train']).parent}", json_mode)
+    datasets = plugin.task.demo_datasets(roots)
+    overrides = plugin.demo_train_overrides(plan["epochs"], plan["size"])
     kw = dict(workspace=workspace, automl_policy="off")
 
-    baseline = _run("rtdetr", "train", json_mode, datasets=datasets, **kw,
-                    spec_overrides={**overrides, "train.num_epochs": 1, "train.checkpoint_interval": 1,
-                                    "train.validation_interval": 1, "train.optim.lr": 1e-12,
-                                    "train.optim.lr_backbone": 1e-12})
-    train = _run("rtdetr", "train", json_mode, datasets=datasets, spec_overrides=overrides, **kw)
-    evaluate = _run("rtdetr", "evaluate", json_mode, parent_job_id=train.id,
-                    datasets={"eval_dataset": data["val"]}, spec_overrides=common, **kw)
-    export = _run("rtdetr", "export", json_mode, parent_job_id=train.id,
-                  spec_overrides={**common, "export.input_height": IMAGE_SIZE, "export.input_width": IMAGE_SIZE},
-                  **kw)
-    inference = _run("rtdetr", "inference", json_mode, parent_job_id=train.id,
-                     datasets={"inference_dataset": data["val"]},
-                     spec_overrides={**common, "inference.input_height": IMAGE_SIZE,
-                                     "inference.input_width": IMAGE_SIZE, "inference.conf_threshold": 0.3}, **kw)
-    engine = None
-    if _has_gpu():
-        engine = _run("rtdetr", "gen_trt_engine", json_mode, parent_job_id=export.id,
-                      datasets={"calibration_dataset": data["train"]}, spec_overrides={}, **kw)
-    else:
-        _say("gen_trt_engine: skipped (TensorRT needs an NVIDIA GPU; none here)", json_mode)
+    def child(action: str, parent: Job, **extra: Any) -> Job:
+        return _run(network, action, json_mode, parent_job_id=parent.id,
+                    spec_overrides=plugin.task.demo_overrides(action, plan["size"]), **kw, **extra)
 
-    annotated = sorted(p for p in inference.artifacts() if "images_annotated" in p
-                       and p.lower().endswith((".png", ".jpg", ".jpeg")))
-    picture = contact_sheet(annotated[:8], workspace.root / "demo_predictions.png") if annotated else None
+    baseline = _run(network, "train", json_mode, datasets=datasets["train"], **kw,
+                    spec_overrides={**overrides, **plugin.demo_untrained_overrides()})
+    train = _run(network, "train", json_mode, datasets=datasets["train"], spec_overrides=overrides, **kw)
+    evaluate = child("evaluate", train, datasets=datasets["evaluate"])
+    export = child("export", train)
+    inference = child("inference", train, datasets=datasets["inference"])
+    engine = None
+    why_not = tensorrt_unavailable()
+    if why_not is None:
+        engine = child("gen_trt_engine", export, datasets=datasets["gen_trt_engine"])
+    else:
+        _say(f"gen_trt_engine: skipped ({why_not})", json_mode)
+
+    preview = plugin.task.preview_dir
+    shown = sorted(p for p in inference.artifacts() if preview and f"/{preview}/" in p.replace("\\", "/")
+                   and p.lower().endswith((".png", ".jpg", ".jpeg")))
+    picture = contact_sheet(shown[:8], workspace.root / f"demo_predictions_{network}.png") if shown else None
+    untrained, trained = _best(baseline, metric, direction), _best(train, metric, direction)
     summary = {
+        "network": network,
+        "metric": metric, "direction": direction, "untrained": untrained, "trained": trained,
+        f"{metric}_untrained": untrained, f"{metric}_trained": trained,
         "jobs": {"baseline_untrained": baseline.id, "train": train.id, "evaluate": evaluate.id,
                  "export": export.id, "inference": inference.id, "gen_trt_engine": engine.id if engine else None},
-        "val_mAP50_untrained": _best(baseline, "val_mAP50"),
-        "val_mAP50_trained": _best(train, "val_mAP50"),
+        "gen_trt_engine_skipped": why_not,
         "train_kpis": train.kpis,
         "evaluate_kpis": evaluate.kpis,
         "export_kpis": export.kpis,
@@ -160,20 +160,26 @@ def run_demo(json_mode: bool = False, quick: bool = False, workspace: Workspace 
     if json_mode:
         print(json.dumps(summary, indent=2, default=str))
     else:
-        print("\nDemo finished in {seconds} s".format(**summary))
-        print(f"  val_mAP50 untrained (same model, lr=1e-12): {summary['val_mAP50_untrained']:.3f}")
-        print(f"  val_mAP50 trained ({epochs} epochs):        {summary['val_mAP50_trained']:.3f}")
-        print("  evaluate: " + ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(evaluate.kpis.items())
-                                          if not isinstance(v, dict)))
-        print(f"  best checkpoint: {summary['checkpoint']}")
-        print(f"  ONNX model:      {summary['onnx']}")
-        print(f"  predictions PNG: {summary['predictions_png']}")
-        print(f"  jobs: `tao-skills jobs` (workspace {workspace.root})")
+        _print_summary(summary, plan["epochs"], workspace)
     return 0
 
 
+def _print_summary(summary: dict[str, Any], epochs: int, workspace: Workspace) -> None:
+    metric = summary["metric"]
+    better = "higher" if summary["direction"] == "max" else "lower"
+    print(f"\nDemo of {summary['network']} finished in {summary['seconds']} s")
+    print(f"  {metric} untrained (same model, lr=1e-12): {summary['untrained']:.3f}")
+    print(f"  {metric} trained ({epochs} epochs):        {summary['trained']:.3f}   ({better} is better)")
+    print("  evaluate: " + ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(summary["evaluate_kpis"].items())
+                                      if not isinstance(v, dict)))
+    print(f"  best checkpoint: {summary['checkpoint']}")
+    print(f"  ONNX model:      {summary['onnx']}")
+    print(f"  predictions PNG: {summary['predictions_png']}")
+    print(f"  jobs: `tao-skills jobs` (workspace {workspace.root})")
+
+
 def contact_sheet(images: list[str], out: Path, columns: int = 4) -> Path:
-    """Tile the inference job's annotated images (predicted boxes drawn) into one PNG."""
+    """Tile the inference job's preview images (e.g. predicted boxes drawn) into one PNG."""
     from PIL import Image
 
     tiles = [Image.open(p).convert("RGB") for p in images]
@@ -188,11 +194,16 @@ def contact_sheet(images: list[str], out: Path, columns: int = 4) -> Path:
     return out
 
 
-def _best(job: Job, metric: str) -> float:
+def _best(job: Job, metric: str, direction: str) -> float:
     from .results import best_epoch
 
-    best = best_epoch(job.progress.history, metric, "max") if job.progress else None
-    return float(best[1]) if best else float(job.kpis.get(metric, 0.0))
+    best = best_epoch(job.progress.history, metric, direction) if job.progress else None
+    if best is not None:
+        return float(best[1])
+    if metric not in job.kpis:
+        raise TaoSkillsError(f"demo: train job {job.id} reported no {metric} (the skill's monitoring metric); "
+                             f"see `tao-skills logs {job.id}`")
+    return float(job.kpis[metric])
 
 
 def _fmt(value: Any) -> str:

@@ -15,11 +15,8 @@ The job's spec never contains secrets: the encryption key travels in ``TAO_ENCRY
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,19 +25,19 @@ from typing import Any, Callable, Iterator, Mapping
 import yaml
 
 from . import results
+from .backends import Backend, resolve_backend, skill_backend
 from .bank import Skill, SkillBank, get_bank
 from .errors import PlatformError, StorageError, TaoSkillsError
+from .jobkinds import JobKind, job_kind
 from .jobstore import JobRecord, JobStatus, new_job_id
 from .mappings import DEFAULT_ENCRYPTION_KEY, ENCRYPTION_KEY_ENV, ParentArtifact, resolve_mappings
-from .platforms import JobTask, get_platform
+from .platforms import JobTask, Platform, get_platform
+from .platforms._supervise import identity_alive, process_identity
 from .policy import Route, route_action
 from .spec import build_spec
 from .storage import storage_for
 from .workspace import Workspace, default_workspace
 
-#: Set to a command (e.g. ``/opt/tao/bin/tao-container``) to force the TAO container-style
-#: entrypoint ``<cmd> <network> <action> -e spec.yaml`` instead of the project's worker.
-ENTRYPOINT_ENV = "TAO_SKILLS_ENTRYPOINT"
 
 
 # =========================================================================== Job
@@ -153,6 +150,8 @@ class JobPlan:
         results_uri: the job's results folder.
         downloads: PTM downloads the worker performs (link -> destination).
         warnings / notes: things the user should know.
+        backend: what will run it here (built-in worker, TAO entrypoint, or none; see
+            :mod:`tao_sdk.backends`); ``create_job`` refuses a plan whose backend is none.
     """
 
     job_id: str
@@ -167,25 +166,15 @@ class JobPlan:
     downloads: list[dict[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    backend: Backend | None = None
 
 
 def worker_command(network: str, action: str, spec_path: str) -> list[str]:
-    """argv that runs one job: the project's worker when installed (``python -m tao_sdk.worker``),
-    else the TAO container entrypoint ``<network> <action> -e spec.yaml`` found on PATH (or named by
-    ``$TAO_SKILLS_ENTRYPOINT``). Raises PlatformError when neither exists."""
-    forced = os.environ.get(ENTRYPOINT_ENV)
-    if forced:
-        return [*forced.split(), network, action, "-e", spec_path]
-    if importlib.util.find_spec("tao_sdk.worker") is not None and importlib.util.find_spec("torch") is not None:
-        return [sys.executable, "-m", "tao_sdk.worker", network, action, "-e", spec_path]
-    found = shutil.which(network)
-    if found:
-        return [found, action, "-e", spec_path]
-    raise PlatformError(
-        f"nothing can run '{network} {action}': the worker is not installed (pip install "
-        f"'tao-skill-bank[worker]' after `pip install torch==2.13.0`) and no '{network}' TAO entrypoint is on "
-        f"PATH; install one of them or set {ENTRYPOINT_ENV}"
-    )
+    """argv that runs one job, from :func:`tao_sdk.backends.resolve_backend`: ``$TAO_SKILLS_ENTRYPOINT``
+    when set, else the project's worker when it is installed and supports (network, action), else the
+    TAO container entrypoint ``<network> <action> -e spec.yaml`` on PATH. Raises PlatformError naming
+    what to install when none can run it."""
+    return resolve_backend(network, action).command(spec_path)
 
 
 def plan_job(
@@ -231,7 +220,7 @@ def plan_job(
     spec = build_spec(skill, action, spec_overrides, datasets, dataset_format=dataset_format,
                       mapped_values={**inherited, **mapped.values}, deploy=deploy, bank=bank)
     return JobPlan(job_id, skill.name, action, route, spec, deploy, mapped.parent, results_uri,
-                   None, mapped.downloads, mapped.warnings, mapped.notes)
+                   None, mapped.downloads, mapped.warnings, mapped.notes, skill_backend(skill, action, deploy))
 
 
 #: Spec prefixes a downstream job takes from the train job it descends from (unless the user sets
@@ -304,7 +293,9 @@ def create_job(
         spec_overrides: dotted keys -> values, applied last (they win).
         parent_job_id: upstream job (train/export/gen_trt_engine/AutoML) whose artifact feeds
             this one (checkpoint by the monitoring metric, ONNX or engine, by action).
-        platform: ``"local"`` (default).
+        platform: ``"local"`` (default, this machine) or ``"slurm"`` (sbatch on the cluster of
+            ``SLURM_CONF``; settings in ``<workspace>/platforms/slurm.yaml`` / ``TAO_SLURM_*``,
+            see references/platforms.md).
         automl_policy: ``"auto"``/``"off"``; ``request`` text like "no HPO" also turns it off.
             With auto, train of an AutoML-enabled skill runs through ``tao-run-automl``.
         dataset_format: dataset format where files depend on it (stereo, OneFormer label map).
@@ -324,15 +315,15 @@ def create_job(
                     dataset_format=dataset_format, automl_policy=automl_policy, request=request,
                     pretrained_model=pretrained_model, workspace=workspace, bank=bank)
     model_skill = bank.get(plan.skill)
+    plan.backend.require()  # nothing can run it here: say what to install before anything starts
     if plan.route.automl:
-        from .automl.controller import create_automl_job
-
-        return create_automl_job(plan, model_skill, datasets=datasets, spec_overrides=spec_overrides,
-                                 dataset_format=dataset_format, platform=platform, settings=automl,
-                                 encryption_key=encryption_key, dry_run=dry_run, workspace=workspace, bank=bank)
+        return job_kind("automl").create(plan, model_skill, datasets=datasets, spec_overrides=spec_overrides,
+                                         dataset_format=dataset_format, platform=platform, settings=automl,
+                                         encryption_key=encryption_key, dry_run=dry_run, workspace=workspace,
+                                         bank=bank)
     job_dir = workspace.job_dir(plan.job_id)
     spec_path = job_dir / "spec.yaml"
-    plan.command = worker_command(model_skill.network, action, str(spec_path))
+    plan.command = plan.backend.command(str(spec_path))
     if dry_run:
         return plan
     return submit_plan(plan, platform=platform, encryption_key=encryption_key, workspace=workspace)
@@ -356,7 +347,8 @@ def submit_plan(plan: JobPlan, *, platform: str = "local", encryption_key: str |
         platform=platform, spec=plan.spec, results_uri=plan.results_uri, kind=kind,
         result={"deploy": plan.deploy, "warnings": plan.warnings, "notes": plan.notes,
                 "downloads": plan.downloads,
-                "parent_artifact": plan.parent.uri if plan.parent else None},
+                "parent_artifact": plan.parent.uri if plan.parent else None,
+                "submitter": process_identity()},
     )
     store = workspace.store
     store.create(record)
@@ -370,8 +362,7 @@ def submit_plan(plan: JobPlan, *, platform: str = "local", encryption_key: str |
     env = {ENCRYPTION_KEY_ENV: encryption_key or os.environ.get(ENCRYPTION_KEY_ENV) or DEFAULT_ENCRYPTION_KEY,
            "TAO_SKILLS_JOB_ID": plan.job_id}
     env.update(extra_env or {})
-    task = JobTask(job_id=plan.job_id, command=plan.command, env=env, workdir=str(job_dir),
-                   num_gpus=int(((plan.spec.get("train") or {}).get("num_gpus") or 0)))
+    task = job_task(plan, env, str(job_dir))
     try:
         handle = get_platform(platform).submit(task)
     except Exception as exc:  # noqa: BLE001 - the record must say why it never started
@@ -379,6 +370,29 @@ def submit_plan(plan: JobPlan, *, platform: str = "local", encryption_key: str |
         raise
     record = store.set_status(plan.job_id, JobStatus.RUNNING, platform_handle=handle)
     return Job(record, workspace)
+
+
+def _local_paths(value: Any, key: str = "") -> dict[str, str]:
+    """Absolute local paths in a spec, by dotted key (``[i]`` for list items)."""
+    if isinstance(value, Mapping):
+        return {k: v for sub, item in value.items()
+                for k, v in _local_paths(item, f"{key}.{sub}" if key else str(sub)).items()}
+    if isinstance(value, list):
+        return {k: v for i, item in enumerate(value) for k, v in _local_paths(item, f"{key}[{i}]").items()}
+    return {key: value} if isinstance(value, str) and value.startswith("/") else {}
+
+
+def job_task(plan: JobPlan, env: dict[str, str], workdir: str) -> JobTask:
+    """The platform-neutral :class:`JobTask` of a planned job: its command, env, GPUs and nodes
+    (``train.num_gpus`` / ``train.num_nodes``), the skill's GPU-selection variable (skill_info
+    ``launch.visible_devices_env``) and the local paths of its spec (a cluster platform checks
+    that its nodes can see them)."""
+    train = plan.spec.get("train") or {}
+    launch = get_bank().get(plan.skill).info.get("launch") or {}
+    return JobTask(job_id=plan.job_id, command=list(plan.command or []), env=env, workdir=workdir,
+                   num_gpus=int(train.get("num_gpus") or 0), num_nodes=int(train.get("num_nodes") or 1),
+                   processes_per_node=max(1, int(train.get("num_gpus") or 1)),
+                   visible_devices_env=launch.get("visible_devices_env"), data_paths=_local_paths(plan.spec))
 
 
 # =========================================================================== tracking
@@ -390,7 +404,7 @@ def _task_folders(record: JobRecord) -> list[str]:
 
 def task_status(record: JobRecord) -> results.TaskStatus | None:
     """Summary of a job's own status.json (its task folder; trt_* for TensorRT jobs), or None."""
-    if not record.results_uri or record.kind == "automl":
+    if not record.results_uri or not job_kind(record.kind).has_task_status:
         return None
     storage = storage_for(record.results_uri)
     for task in _task_folders(record):
@@ -411,13 +425,83 @@ def _log_tail(record: JobRecord, lines: int = 20) -> str:
     return "\n".join(text[-lines:])
 
 
-def _refresh_record(workspace: Workspace, record: JobRecord) -> JobRecord:
-    if record.status.is_terminal or not record.platform_handle:
-        return record
-    if record.kind == "automl":
-        from .automl.controller import refresh_automl_record
+#: seconds after which a PENDING record without a handle whose submitter cannot be checked
+#: (created by an older SDK) counts as an interrupted submission
+ORPHAN_GRACE_S = 120.0
 
-        return refresh_automl_record(workspace, record)
+
+def _adopt(workspace: Workspace, record: JobRecord, platform: Platform) -> JobRecord | None:
+    """Track the job that started from the record's job folder (its supervisor wrote its handle),
+    or None when nothing started there."""
+    workdir = str(workspace.job_dir(record.id))
+    handle = platform.recover_handle(workdir)
+    if not handle:
+        return None
+    platform.allow_start(workdir)
+    return workspace.store.set_status(record.id, JobStatus.RUNNING, platform_handle=handle)
+
+
+def _adopt_or_fail(workspace: Workspace, record: JobRecord) -> JobRecord:
+    """A PENDING record without a handle: adopt the job if it started, leave it while its
+    submitter still runs, else make sure it never starts and record the interrupted submission."""
+    platform = get_platform(record.platform)
+    adopted = _adopt(workspace, record, platform)
+    if adopted is not None:
+        return adopted
+    submitter = record.result.get("submitter")
+    alive = identity_alive(submitter)
+    if alive or (alive is None and (submitter or time.time() - record.created_at < ORPHAN_GRACE_S)):
+        return record  # still being submitted (or submitted from a machine we cannot check)
+    platform.block_start(str(workspace.job_dir(record.id)))
+    adopted = _adopt(workspace, record, platform)  # it may have started meanwhile
+    if adopted is not None:
+        return adopted
+    who = f"process {submitter['pid']}" if submitter else "the submitting process"
+    return workspace.store.set_status(record.id, JobStatus.FAILURE, result={
+        **record.result, "never_started": True,
+        "message": f"submission interrupted: {who} died after recording the job and before starting it; "
+                   "nothing ran and nothing will start; create the job again"})
+
+
+def _signal_text(code: int) -> str:
+    import signal as _signal
+
+    try:
+        name = _signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    return f"killed by {name}" + (" (out of memory, or a SIGKILL of its process group?)" if name == "SIGKILL" else "")
+
+
+def _close_status(record: JobRecord, status: results.TaskStatus | None, message: str) -> str:
+    """Append a closing FAILURE line to the job's status.json when its processes died before
+    writing one; returns ``message`` (with a note when status.json could not be written)."""
+    if status is not None and status.finished or not record.results_uri:
+        return message
+    storage = storage_for(record.results_uri)
+    uri = storage.join(record.results_uri, _task_folders(record)[0], "status.json")
+    try:
+        text = storage.read_text(uri) if storage.exists(uri) else ""
+        if text and not text.endswith("\n"):
+            text += "\n"
+        storage.write_text(uri, text + results.failure_line(message) + "\n")
+    except StorageError as exc:
+        return f"{message} (could not close {uri}: {exc})"
+    return message
+
+
+def _refresh_record(workspace: Workspace, record: JobRecord) -> JobRecord:
+    if record.status.is_terminal:
+        return record
+    if not record.platform_handle:
+        record = _adopt_or_fail(workspace, record)
+        if record.status.is_terminal or not record.platform_handle:
+            return record
+    return job_kind(record.kind).refresh(workspace, record)
+
+
+def _refresh_task_record(workspace: Workspace, record: JobRecord) -> JobRecord:
+    """A task job's record from its platform state and its status.json."""
     state = get_platform(record.platform).poll(record.platform_handle)
     if state.is_running or state.state == "unknown":
         return record
@@ -427,11 +511,18 @@ def _refresh_record(workspace: Workspace, record: JobRecord) -> JobRecord:
     if state.exit_code == 0 and not (status and status.failed):
         return workspace.store.set_status(record.id, JobStatus.SUCCESS,
                                           result={**record.result, "exit_code": 0, "message": message, "kpis": kpis})
-    if state.exit_code is None:
-        message = message or f"the job's process vanished without an exit status ({state.detail})"
-    elif not message or (status and not status.failed):
+    died = state.exit_code is None or state.exit_code < 0
+    if died or not message or (status and not status.failed):
         tail = _log_tail(record, 5)
-        message = f"exit code {state.exit_code}" + (f"; log tail:\n{tail}" if tail else "")
+        last = f"; last status line: {message}" if message and died else ""
+        if state.exit_code is None:
+            what = f"the job's processes died without an exit status ({state.detail})"
+        elif state.exit_code < 0:
+            what = f"the job's processes died: {_signal_text(state.exit_code)}"
+        else:
+            what = f"exit code {state.exit_code}"
+        message = what + last + (f"; log tail:\n{tail}" if tail else "")
+    message = _close_status(record, status, message)
     return workspace.store.set_status(record.id, JobStatus.FAILURE,
                                       result={**record.result, "exit_code": state.exit_code, "message": message,
                                               "kpis": kpis})
@@ -466,16 +557,15 @@ def wait_for_job(job_id: str, timeout: float | None = None, *, poll_interval: fl
         job = get_job(job_id, workspace=workspace)
         if on_progress is not None:
             progress = job.progress
-            marker = (job.status, progress.lines if progress else 0,
-                      json.dumps(job.result.get("trials"), sort_keys=True, default=str) if job.record.kind == "automl"
-                      else None)
+            marker = (job.status, progress.lines if progress else 0, job_kind(job.record.kind).progress_marker(job.record))
             if marker != last:
                 last = marker
                 on_progress(job)
         if job.status.is_terminal:
             return job
-        if job.record.kind == "automl" and job.result.get("interrupted"):
-            raise TaoSkillsError(f"AutoML job {job_id}: {job.result.get('message')}")
+        stalled = job_kind(job.record.kind).stalled(job.record)
+        if stalled:
+            raise TaoSkillsError(stalled)
         if deadline is not None and time.monotonic() >= deadline:
             raise TaoSkillsError(f"job {job_id} is still {job.status.value} after {timeout:.0f} s; keep waiting "
                                  f"with `tao-skills wait {job_id}` or stop it with `tao-skills cancel {job_id}`")
@@ -555,21 +645,47 @@ def resume_job(job_id: str, *, platform: str | None = None, encryption_key: str 
 
 
 def cancel_job(job_id: str, *, workspace: Workspace | None = None) -> Job:
-    """Stop the job (its whole process group) and mark it CANCELED; no-op once it has ended."""
+    """Stop the job (its whole process tree) and mark it CANCELED; no-op once it has ended.
+
+    The record is refreshed first: a job that already finished keeps its real outcome (a job
+    that exited 0 stays SUCCESS). A job still being submitted by another process is stopped
+    from starting (or, if it just started, adopted and stopped)."""
     workspace = workspace or default_workspace()
-    record = workspace.store.get(job_id)
+    record = _refresh_record(workspace, workspace.store.get(job_id))  # it may have ended already
     if record.status.is_terminal:
         return Job(record, workspace)
-    if record.kind == "automl":
-        from .automl.controller import cancel_automl_record
-
-        cancel_automl_record(workspace, record)
-    elif record.platform_handle:
-        get_platform(record.platform).cancel(record.platform_handle)
+    ended = job_kind(record.kind).cancel(workspace, record)
+    if ended is not None:  # it finished before the cancel reached it: keep its real outcome
+        return Job(ended, workspace)
     record = workspace.store.set_status(job_id, JobStatus.CANCELED,
                                         result={**record.result, "message": "canceled by user"})
     return Job(record, workspace)
 
 
-__all__ = ["Job", "JobPlan", "cancel_job", "create_job", "get_job", "job_logs", "list_jobs", "plan_job",
+class TaskKind(JobKind):
+    """Job kind of a train/evaluate/... job (and an AutoML trial): one task on a platform."""
+
+    def refresh(self, workspace: Workspace, record: JobRecord) -> JobRecord:
+        """Poll the platform; on exit, SUCCESS/FAILURE from the exit code and status.json."""
+        return _refresh_task_record(workspace, record)
+
+    def cancel(self, workspace: Workspace, record: JobRecord) -> JobRecord | None:
+        """Cancel the task on its platform (the whole process tree / every Slurm step); a task
+        still being submitted by another process is stopped from starting (or adopted and
+        stopped). Returns the refreshed record when it finished (exit 0) before the cancel."""
+        platform = get_platform(record.platform)
+        if not record.platform_handle:  # its submitter is still starting it: stop that start
+            platform.block_start(str(workspace.job_dir(record.id)))
+            record = _adopt(workspace, record, platform) or record
+        if record.platform_handle:
+            platform.cancel(record.platform_handle)
+            state = platform.poll(record.platform_handle)
+            if state.is_exited and state.exit_code == 0:
+                return _refresh_record(workspace, record)
+        return None
+
+
+TASK_KIND = TaskKind()
+
+__all__ = ["Job", "JobPlan", "TaskKind", "cancel_job", "create_job", "get_job", "job_logs", "job_task", "list_jobs", "plan_job",
            "resume_job", "submit_plan", "wait_for_job", "worker_command"]

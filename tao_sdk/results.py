@@ -46,6 +46,7 @@ __all__ = [
     "best_of",
     "format_progress",
     "status_file_for",
+    "failure_line",
 ]
 
 #: Every ``status`` value TAO writes.
@@ -428,6 +429,39 @@ def _check_direction(direction: Any) -> str:
     return direction
 
 
+# --------------------------------------------------------------------------- ranking
+# ONE rule for "which value is better", by the skill's monitoring metric direction: used by
+# checkpoint selection, status summaries, the AutoML controller, algorithms and reports.
+
+
+def as_loss(value: float, direction: str) -> float:
+    """``value`` as a quantity to minimise: ``-value`` for ``"max"`` metrics, ``value`` for
+    ``"min"`` ones (sort keys, optimisers). Raises MetricDirectionError for another direction."""
+    return -value if _check_direction(direction) == "max" else value
+
+
+def better(a: float, b: float | None, direction: str, *, ties: bool = False) -> bool:
+    """True when ``a`` is better than ``b`` by ``direction`` (``"max"``: higher, ``"min"``:
+    lower); ``ties=True`` counts an equal value as better (the later of equals wins). Anything
+    beats ``b=None``. Raises MetricDirectionError for another direction."""
+    if b is None:
+        _check_direction(direction)
+        return True
+    la, lb = as_loss(a, direction), as_loss(b, direction)
+    return la <= lb if ties else la < lb
+
+
+def best_item(items: Iterable[Any], direction: str, key: Any = None) -> Any:
+    """The best of ``items`` by ``key(item)`` (the item itself when ``key`` is None) and
+    ``direction``; the first of equals; ``None`` when empty."""
+    best, best_value = None, None
+    for item in items:
+        value = item if key is None else key(item)
+        if best_value is None or better(value, best_value, direction):
+            best, best_value = item, value
+    return best
+
+
 def best_epoch(
     history: Iterable[tuple[int, dict[str, Any]]],
     metric: str,
@@ -461,13 +495,8 @@ def best_of(values: dict[int, float], direction: str) -> tuple[int, float] | Non
     _check_direction(direction)
     best: tuple[int, float] | None = None
     for epoch in sorted(values):
-        value = values[epoch]
-        if best is None:
-            best = (epoch, value)
-        elif direction == "max" and value >= best[1]:
-            best = (epoch, value)
-        elif direction == "min" and value <= best[1]:
-            best = (epoch, value)
+        if better(values[epoch], best[1] if best else None, direction, ties=True):
+            best = (epoch, values[epoch])
     return best
 
 
@@ -533,6 +562,17 @@ def format_progress(
     if shown:
         parts.append(", ".join(f"{k}={_fmt_value(v)}" for k, v in shown))
     return ", ".join(parts)
+
+
+def failure_line(message: str) -> str:
+    """One closing ``FAILURE`` status.json line (JSON, no newline) with ``message``: what the SDK
+    appends when a job's processes died before they could write one."""
+    import datetime as _dt
+
+    now = _dt.datetime.now()
+    return json.dumps({"date": f"{now.month}/{now.day}/{now.year}",
+                       "time": f"{now.hour}:{now.minute:02d}:{now.second:02d}",
+                       "status": "FAILURE", "verbosity": "ERROR", "message": message})
 
 
 def status_file_for(results_uri: str, task: str) -> str:

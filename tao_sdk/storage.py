@@ -30,6 +30,11 @@ S3 endpoint and credentials: the endpoint comes from the ``endpoint_url`` argume
 Credentials come only from the standard AWS chain (``AWS_ACCESS_KEY_ID`` /
 ``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN``, ``AWS_PROFILE``, ``~/.aws``, instance roles);
 this module never accepts, stores or logs keys.
+
+S3 timeouts and retries (SDK and worker alike): ``TAO_S3_CONNECT_TIMEOUT`` (seconds, default 5),
+``TAO_S3_READ_TIMEOUT`` (seconds to wait for each response, default 5) and
+``TAO_S3_MAX_ATTEMPTS`` (attempts per call, default 3, standard retry mode), so an endpoint that
+accepts connections and never answers fails in seconds, with a StorageError that says so.
 """
 
 from __future__ import annotations
@@ -58,6 +63,8 @@ __all__ = [
     "is_remote",
     "split_s3_uri",
     "SUPPORTED_SCHEMES",
+    "s3_timeouts",
+    "S3_DEFAULTS",
 ]
 
 #: URI forms accepted by :func:`storage_for` (shown in error messages).
@@ -446,6 +453,15 @@ def _translate_s3_error(exc: BaseException, uri: str, action: str) -> StorageErr
             f"cannot {action} {uri}: no AWS credentials found; set AWS_ACCESS_KEY_ID and "
             "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) in the environment"
         )
+    if isinstance(exc, (bce.ReadTimeoutError, bce.ConnectTimeoutError)):
+        cfg = s3_timeouts()
+        return StorageError(
+            f"cannot {action} {uri}: the S3 endpoint did not answer ({type(exc).__name__}) within "
+            f"{cfg['connect_timeout']:g} s to connect / {cfg['read_timeout']:g} s to read, "
+            f"{cfg['max_attempts']} attempt(s); check AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 and "
+            f"the network, or raise {S3_READ_TIMEOUT_ENV} / {S3_CONNECT_TIMEOUT_ENV} / "
+            f"{S3_MAX_ATTEMPTS_ENV} for a slow store"
+        )
     if isinstance(exc, bce.EndpointConnectionError) or isinstance(exc, bce.ConnectionError):
         return StorageError(
             f"cannot {action} {uri}: cannot reach the S3 endpoint; check AWS_ENDPOINT_URL / "
@@ -485,6 +501,35 @@ def _s3_error_types() -> tuple[type[BaseException], ...]:
     return (ClientError, BotoCoreError, Boto3Error)
 
 
+#: Environment variables bounding every S3 call (SDK and worker): seconds to connect, seconds
+#: to wait for each response, total attempts per call (retries on timeouts, throttling, 5xx).
+S3_CONNECT_TIMEOUT_ENV = "TAO_S3_CONNECT_TIMEOUT"
+S3_READ_TIMEOUT_ENV = "TAO_S3_READ_TIMEOUT"
+S3_MAX_ATTEMPTS_ENV = "TAO_S3_MAX_ATTEMPTS"
+#: Defaults: a silent endpoint fails one call in about 3 x (5 s + backoff), well under 30 s.
+S3_DEFAULTS = {"connect_timeout": 5.0, "read_timeout": 5.0, "max_attempts": 3}
+
+
+def s3_timeouts() -> dict[str, Any]:
+    """The S3 connect/read timeouts (seconds) and attempts in effect: ``$TAO_S3_CONNECT_TIMEOUT``,
+    ``$TAO_S3_READ_TIMEOUT``, ``$TAO_S3_MAX_ATTEMPTS`` or :data:`S3_DEFAULTS`. Raises
+    StorageError naming the variable when a value is not a positive number."""
+    out: dict[str, Any] = {}
+    for key, env, kind in (("connect_timeout", S3_CONNECT_TIMEOUT_ENV, float),
+                           ("read_timeout", S3_READ_TIMEOUT_ENV, float),
+                           ("max_attempts", S3_MAX_ATTEMPTS_ENV, int)):
+        raw = os.environ.get(env, "").strip()
+        try:
+            value = kind(raw) if raw else S3_DEFAULTS[key]
+        except ValueError:
+            value = None
+        if value is None or value <= 0:
+            raise StorageError(f"{env}={raw!r} is not a positive {'integer' if kind is int else 'number'}; "
+                               f"unset it (default {S3_DEFAULTS[key]}) or set e.g. {env}={S3_DEFAULTS[key]}")
+        out[key] = value
+    return out
+
+
 def _env_endpoint() -> str | None:
     """The S3 endpoint from ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL`` (None if unset)."""
     return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
@@ -514,9 +559,15 @@ class S3Storage(Storage):
                 if self._client is None:
                     import boto3
 
+                    from botocore.config import Config
+
+                    cfg = s3_timeouts()
+                    config = Config(connect_timeout=cfg["connect_timeout"],
+                                    read_timeout=cfg["read_timeout"],
+                                    retries={"max_attempts": cfg["max_attempts"], "mode": "standard"})
                     try:
                         self._client = boto3.session.Session().client(
-                            "s3", endpoint_url=self.endpoint_url
+                            "s3", endpoint_url=self.endpoint_url, config=config
                         )
                     except Exception as exc:  # bad region/profile/endpoint configuration
                         raise StorageError(

@@ -45,7 +45,8 @@ class Chain:
         if self.dry_run:
             planned = self.done.get(parent) if parent else None
             plan = plan_job(self.skill, action, planned_parent=planned, **kwargs)
-            self.echo(f"[dry-run] {name}: {action} spec valid -> {plan.route.target}"
+            plan.backend.require()
+            self.echo(f"[dry-run] {name}: {action} spec valid -> {plan.route.target} on {plan.backend.kind}"
                       + (f" (parent: {plan.parent.uri})" if plan.parent else ""))
             self.done[name] = plan
             return plan

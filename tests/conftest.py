@@ -138,3 +138,36 @@ def s3_env(monkeypatch: pytest.MonkeyPatch, s3_server: str) -> str:
     bucket = f"tao-test-{uuid.uuid4().hex[:12]}"
     boto3.session.Session().client("s3", endpoint_url=s3_server).create_bucket(Bucket=bucket)
     return bucket
+
+
+# --------------------------------------------------------------------------- Slurm
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SLURM_CLUSTER_SCRIPT = os.path.join(_REPO, "tools", "slurm_cluster.sh")
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> str:
+    """The real two-node test cluster of ``tools/slurm_cluster.sh`` (``make test`` starts it).
+
+    Returns the ``SLURM_CONF`` path and sets it in ``os.environ`` for the session. Under CI
+    (``CI=true``) a cluster that is not up FAILS the test (slurm tests are never skipped in CI);
+    elsewhere the test is skipped with the command that starts it.
+    """
+    try:
+        proc = subprocess.run(["bash", SLURM_CLUSTER_SCRIPT, "status"], capture_output=True,
+                              text=True, timeout=30)
+        up = proc.returncode == 0
+        why = (proc.stderr or proc.stdout).strip()
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        up, why = False, str(exc)
+    if not up:
+        message = (f"the Slurm test cluster is not up ({why}); start it with "
+                   f"`{SLURM_CLUSTER_SCRIPT} start` (root; `make test` does it)")
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message)
+        pytest.skip(message)
+    env_line = subprocess.run(["bash", SLURM_CLUSTER_SCRIPT, "env"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    conf = env_line.split("=", 1)[1]
+    os.environ["SLURM_CONF"] = conf
+    return conf

@@ -11,6 +11,12 @@ tested without torch. Behaviour knobs come from the environment:
 - FAKE_TAO_OBJECTIVE: "lr" -> val_mAP50 peaks at train.optim.lr = 2e-4 and grows with epochs
 - FAKE_TAO_FAIL_LR_ABOVE: fail trials whose train.optim.lr is above this value
 - FAKE_TAO_DUMP_ENV: a path; the job's environment is written there (to check secrets travel by env)
+- FAKE_TAO_EPOCH_CAP: cap on simulated epochs when FAKE_TAO_EPOCHS is unset (default 5)
+- FAKE_TAO_EPOCH_LOG: a path; one line ``<results_dir> <epoch>`` is appended per epoch really trained
+  (to check that resumed / promoted trials never retrain an epoch)
+
+Train honours ``train.resume_training_checkpoint_path``: a checkpoint written here records its
+epoch, and a resumed run continues at the next epoch (nothing to do when it is already complete).
 """
 
 from __future__ import annotations
@@ -50,7 +56,9 @@ def main(argv: list[str]) -> int:
     print(f"fake {network} {action} starting, results in {results_dir}", flush=True)
     status(status="STARTED", message=f"Starting {network} {action}.")
     if action == "train":
-        epochs = int(os.environ.get("FAKE_TAO_EPOCHS") or min(int(spec["train"]["num_epochs"]), 5))
+        cap = int(os.environ.get("FAKE_TAO_EPOCH_CAP") or 5)
+        epochs = int(os.environ.get("FAKE_TAO_EPOCHS") or min(int(spec["train"]["num_epochs"]), cap))
+        start = _resume_epoch(store, spec["train"].get("resume_training_checkpoint_path"))
         maps = [float(x) for x in os.environ.get("FAKE_TAO_MAP", "0.2,0.5,0.7,0.6,0.55").split(",")]
         lr = float(spec["train"]["optim"]["lr"])
         if os.environ.get("FAKE_TAO_OBJECTIVE") == "lr":
@@ -63,10 +71,14 @@ def main(argv: list[str]) -> int:
             status(status="FAILURE", message=f"Simulated divergence: loss is NaN at lr={lr}.")
             return 1
         sleep = float(os.environ.get("FAKE_TAO_SLEEP", "0"))
-        for epoch in range(epochs):
+        for epoch in range(start, epochs):
             time.sleep(sleep)
             kpi = {"train_loss": 1.0 / (epoch + 1), "val_mAP50": str(maps[epoch % len(maps)])}
-            store.write_bytes(store.join(results_dir, "train", f"model_epoch_{epoch:03d}.pth"), b"weights")
+            store.write_bytes(store.join(results_dir, "train", f"model_epoch_{epoch:03d}.pth"),
+                              json.dumps({"epoch": epoch, "lr": lr}).encode())
+            if os.environ.get("FAKE_TAO_EPOCH_LOG"):
+                with open(os.environ["FAKE_TAO_EPOCH_LOG"], "a", encoding="utf-8") as fh:
+                    fh.write(f"{results_dir} {epoch}\n")
             status(status="RUNNING", message="Train metrics generated.", epoch=epoch, max_epoch=epochs - 1,
                    time_per_epoch="0:00:01", eta=str(datetime.timedelta(seconds=epochs - epoch - 1)), kpi=kpi)
             print(f"epoch {epoch} done", flush=True)
@@ -83,6 +95,13 @@ def main(argv: list[str]) -> int:
         status(status="RUNNING", message="Evaluation metrics generated.", kpi={"test_mAP50": 0.61, "test_mAP": 0.4})
     status(status="SUCCESS", message=f"{action} finished successfully.")
     return 0
+
+
+def _resume_epoch(store, checkpoint: str | None) -> int:
+    """The first epoch to train: 0, or the epoch after the one stored in the resume checkpoint."""
+    if not checkpoint:
+        return 0
+    return int(json.loads(store.read_bytes(checkpoint))["epoch"]) + 1
 
 
 if __name__ == "__main__":

@@ -166,3 +166,87 @@ def test_progress_line_and_status_cli(ws):
     out = subprocess.run([sys.executable, "-m", "tao_sdk.cli", "status", job.id], capture_output=True, text=True,
                          timeout=60, env={**os.environ, "TAO_SKILLS_WORKSPACE": str(ws.root)})
     assert out.returncode == 0 and "2 trial(s) done" in out.stdout
+
+
+def _kill_when(ws, job, predicate, timeout=90):
+    """SIGKILL the controller (no clean-up) once ``predicate(trial entries)`` holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        trials = list((ws.store.get(job.id).result.get("trials") or {}).values())
+        if predicate(trials):
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the awaited trial never started")
+    os.killpg(job.record.platform_handle["pgid"], signal.SIGKILL)
+    time.sleep(0.3)
+    return {k: dict(v) for k, v in ws.store.get(job.id).result["trials"].items()}
+
+
+def _trained_epochs(log: Path) -> list[tuple[str, int]]:
+    return [(line.split()[0], int(line.split()[1])) for line in log.read_text().splitlines()]
+
+
+def _assert_continued_without_retraining(ws, job, log: Path, before: dict) -> list[dict]:
+    """Every trial trained exactly epochs resume_epochs..budget-1, from the checkpoint of the trial it continues."""
+    trials = job.result["trials"]
+    assert sorted(int(k) for k in trials) == list(range(len(trials)))          # no trial lost
+    assert len(list_jobs(parent_id=job.id, workspace=ws)) == len(trials)      # ... or repeated
+    for key, entry in before.items():
+        assert trials[key]["child_id"] == entry["child_id"]
+    trained = _trained_epochs(log)
+    assert len(trained) == len(set(trained))                                   # no epoch trained twice
+    assert job.result["epochs_trained"] == len(trained)
+    by_dir: dict[str, list[int]] = {}
+    for folder, epoch in trained:
+        by_dir.setdefault(folder, []).append(epoch)
+    entries = sorted(trials.values(), key=lambda e: e["trial_id"])
+    for e in entries:
+        child = get_job(e["child_id"], workspace=ws)
+        start = e["resume_epochs"] if e["resume_from_trial"] is not None else 0
+        assert by_dir[child.results_uri] == list(range(start, e["budget_epochs"])), e
+        assert e["epochs_trained"] == e["budget_epochs"] - start
+        if e["resume_from_trial"] is not None:
+            source = get_job(trials[str(e["resume_from_trial"])]["child_id"], workspace=ws)
+            ckpt = child.spec["train"]["resume_training_checkpoint_path"]
+            assert ckpt == f"{source.results_uri}/train/model_epoch_{start - 1:03d}.pth"
+            assert e["resume_checkpoint"] == ckpt
+    return entries
+
+
+@pytest.mark.slow
+def test_promoted_trials_continue_their_checkpoint_across_a_controller_kill(ws, monkeypatch, tmp_path):
+    log = tmp_path / "epochs.log"
+    monkeypatch.setenv("FAKE_TAO_EPOCH_LOG", str(log))
+    monkeypatch.setenv("FAKE_TAO_SLEEP", "0.4")
+    job = _automl(ws, algorithm="hyperband", max_epochs=3, reduction_factor=3, max_concurrent=2)
+    before = _kill_when(ws, job, lambda ts: any(t["resume_from_trial"] is not None and t["status"] == "running"
+                                                 for t in ts))
+    assert get_job(job.id, workspace=ws).result["interrupted"]
+    resume_automl_job(job.id, workspace=ws)
+    job = wait_for_job(job.id, timeout=120, poll_interval=0.2, workspace=ws)
+    assert job.status.value == "SUCCESS", job.result.get("message")
+    entries = _assert_continued_without_retraining(ws, job, log, before)
+    # hyperband R=3, eta=3: 3 x 1 epoch, the best continued to 3 (2 more epochs), 2 x 3 epochs
+    assert [e["budget_epochs"] for e in entries] == [1, 1, 1, 3, 3, 3]
+    assert sum(e["resume_from_trial"] is not None for e in entries) == 1
+    assert job.result["epochs_trained"] == 3 + 2 + 6
+
+
+@pytest.mark.slow
+def test_pbt_members_copy_and_continue_checkpoints_across_a_controller_kill(ws, monkeypatch, tmp_path):
+    log = tmp_path / "epochs.log"
+    monkeypatch.setenv("FAKE_TAO_EPOCH_LOG", str(log))
+    monkeypatch.setenv("FAKE_TAO_SLEEP", "0.4")
+    job = _automl(ws, algorithm="pbt", max_recommendations=3, max_concurrent=3)   # 3 generations of 1 epoch
+    before = _kill_when(ws, job, lambda ts: any(t["rung"] == 1 and t["status"] == "running" for t in ts))
+    resume_automl_job(job.id, workspace=ws)
+    job = wait_for_job(job.id, timeout=120, poll_interval=0.2, workspace=ws)
+    assert job.status.value == "SUCCESS", job.result.get("message")
+    entries = _assert_continued_without_retraining(ws, job, log, before)
+    assert [e["rung"] for e in entries] == [0] * 3 + [1] * 3 + [2] * 3
+    assert job.result["epochs_trained"] == 3 * 3                     # each member: 3 epochs, none twice
+    exploits = [e for e in entries if e["info"]["source"].startswith("exploit")]
+    assert len(exploits) == 2 and all(e["params"] != job.result["trials"][str(e["resume_from_trial"])]["params"]
+                                      for e in exploits)
+    assert entries[job.result["best_trial"]]["rung"] == 2

@@ -68,10 +68,10 @@ def test_run_wait_status_logs_artifacts_jobs(cli):
 
 def test_cancel_and_resume(cli):
     started = json.loads(cli("run", "rtdetr", "train", *TRAIN_ARGS, "--automl-policy", "off", "--json",
-                             extra_env={"FAKE_TAO_SLEEP": "1"}).stdout)
+                             extra_env={"FAKE_TAO_SLEEP": "2"}).stdout)
     import time
 
-    time.sleep(2.5)  # let it write a checkpoint or two
+    time.sleep(2.5)  # let it write a checkpoint (3 epochs of 2 s: still running when cancelled)
     assert json.loads(cli("cancel", started["id"], "--json").stdout)["status"] == "CANCELED"
     resumed = json.loads(cli("resume", started["id"], "--wait", "--json").stdout)
     assert resumed["status"] == "SUCCESS" and resumed["parent_id"] == started["id"]

@@ -268,3 +268,18 @@ def test_status_file_for():
         status_file_for("/r", "trian")
     with pytest.raises(TaoSkillsError, match="empty"):
         status_file_for("", "train")
+
+
+def test_one_ranking_rule_for_every_consumer():
+    from tao_sdk.results import MetricDirectionError, as_loss, best_item, better, best_of
+
+    assert better(0.7, 0.6, "max") and not better(0.6, 0.7, "max") and better(0.2, 0.3, "min")
+    assert not better(0.5, 0.5, "max") and better(0.5, 0.5, "max", ties=True) and better(1.0, None, "min")
+    assert as_loss(0.9, "max") == -0.9 and as_loss(0.9, "min") == 0.9
+    trials = [{"id": 1, "value": 0.3}, {"id": 2, "value": 0.1}, {"id": 3, "value": 0.1}]
+    assert best_item(trials, "min", key=lambda t: t["value"])["id"] == 2  # the first of equals
+    assert best_item(trials, "max", key=lambda t: t["value"])["id"] == 1 and best_item([], "max") is None
+    assert best_of({0: 0.1, 1: 0.1}, "min") == (1, 0.1)  # epochs: the later of equals
+    for bad in ("maximize", None):
+        with pytest.raises(MetricDirectionError, match="'max' or 'min'"):
+            better(1.0, 2.0, bad)

@@ -27,7 +27,9 @@ def test_one_runner_per_model_skill():
 
 @pytest.mark.parametrize("runner", RUNNERS, ids=lambda p: p.stem)
 def test_runner_dry_run_validates_every_step(runner, tmp_path):
-    env = {**os.environ, "TAO_SKILLS_WORKSPACE": str(tmp_path), "PYTHONPATH": str(REPO)}
+    # a dry run also checks that a backend can run each step: the TAO container test double stands in
+    env = {**os.environ, "TAO_SKILLS_WORKSPACE": str(tmp_path), "PYTHONPATH": str(REPO),
+           "TAO_SKILLS_ENTRYPOINT": f"{sys.executable} {REPO / 'tests' / 'fake_tao.py'}"}
     out = subprocess.run([sys.executable, str(runner), "--dry-run", "--num-classes", "3"], capture_output=True,
                          text=True, timeout=120, env=env)
     assert out.returncode == 0, out.stderr

@@ -17,27 +17,19 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from tao_sdk import Workspace, cancel_job, create_job, get_job, resume_job, wait_for_job  # noqa: E402
-from tao_sdk.demo import demo_overrides  # noqa: E402
+from tao_sdk.worker import registry  # noqa: E402
 from tao_sdk.storage import storage_for  # noqa: E402
-from tao_sdk.worker.synthetic import make_coco_dataset  # noqa: E402
+from tao_sdk.worker.tasks.detection.synthetic import make_coco_dataset  # noqa: E402
 
 pytestmark = pytest.mark.slow
 SIZE = 64
 
 
 def _tiny(network: str, epochs: int) -> dict:
-    over = demo_overrides(epochs)
-    for key in ("dataset.augmentation.multi_scales", "dataset.augmentation.train_spatial_size",
-                "dataset.augmentation.eval_spatial_size"):
-        over[key] = [SIZE] if key.endswith("multi_scales") else [SIZE, SIZE]
-    if network == "deformable_detr":
-        for key in [k for k in over if k.startswith(("dataset.augmentation.", "model.feat_channels", "model.dn_number"))]:
-            del over[key]
-        over.update({"model.backbone": "resnet_50", "model.num_queries": 100, "model.num_select": 100,
-                     "model.dec_layers": 2, "model.num_feature_levels": 3, "model.return_interm_indices": [2, 3, 4],
-                     "model.dropout_ratio": 0.0, "dataset.augmentation.scales": [SIZE],
-                     "dataset.augmentation.test_random_resize": SIZE,
-                     "dataset.augmentation.random_resize_max_size": SIZE})
+    """The demo's train overrides of ``network`` at SIZE px (the plugin's tiny model)."""
+    over = registry.get(network).demo_train_overrides(epochs, SIZE)
+    if network == "deformable_detr":  # a bottleneck-named backbone and more queries than the demo
+        over.update({"model.backbone": "resnet_50", "model.num_queries": 100, "model.num_select": 100})
     return over
 
 

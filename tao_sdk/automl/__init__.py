@@ -1,8 +1,8 @@
 """AutoML brains: search spaces from packaged train schemas and search algorithms.
 
 * :mod:`tao_sdk.automl.space` - :class:`SearchSpace` built from ``train.schema.json``.
-* :mod:`tao_sdk.automl.algorithms` - ``random``, ``bayesian``, ``hyperband``, ``asha``, ``bohb``
-  behind one :class:`Algorithm` protocol; :func:`get_algorithm` builds one by name.
+* :mod:`tao_sdk.automl.algorithms` - ``random``, ``bayesian``, ``hyperband``, ``asha``, ``bohb``,
+  ``dehb``, ``pbt`` behind one :class:`Algorithm` protocol; :func:`get_algorithm` builds one by name.
 
 The algorithms need numpy/scipy (``pip install 'tao-skill-bank[automl]'``); the space does not.
 Names are imported lazily so ``import tao_sdk.automl`` works without numpy.

@@ -1,7 +1,8 @@
 """The AutoML controller: runs trials as child train jobs, durably, and hands the best one on.
 
 An AutoML job is a job record of kind ``automl`` (skill ``tao-run-automl``). Its controller runs
-detached on the local platform (``python -m tao_sdk.automl.controller JOB``) and loops:
+as a job of the platform the AutoML job was created with (``python -m tao_sdk.automl.controller
+JOB``: a detached local process, or a Slurm job) and so do its trials. It loops:
 
 1. observe finished child trials (their BEST epoch by the skill's monitoring metric and
    direction, read from the child's status.json; failed children are observed as failures);
@@ -18,6 +19,7 @@ with no trial lost or repeated: finished trials are not re-run, running ones are
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -26,9 +28,11 @@ from typing import Any, Mapping
 
 from .. import results
 from ..bank import Skill, SkillBank, get_bank
-from ..errors import TaoSkillsError
+from ..errors import JobNotFoundError, TaoSkillsError
+from ..jobkinds import JobKind
 from ..jobstore import JobRecord, JobStatus, new_job_id
-from ..platforms import JobTask, get_platform
+from ..platforms import NODE_PYTHON, JobTask, get_platform
+from ..platforms._supervise import process_identity
 from ..schemapath import find_property
 from ..workspace import Workspace
 from .algorithms import Algorithm, Suggestion, algorithm_names, get_algorithm
@@ -123,13 +127,14 @@ def create_automl_job(plan: Any, model_skill: Skill, *, datasets: Mapping[str, A
         return plan
     metric, direction = model_skill.metric
     record = JobRecord(
-        id=plan.job_id, skill="tao-run-automl", action="train", platform="local", kind="automl",
+        id=plan.job_id, skill="tao-run-automl", action="train", platform=platform, kind="automl",
         spec=plan.spec, results_uri=plan.results_uri,
         result={"model_skill": model_skill.name, "settings": cfg, "datasets": dict(datasets or {}),
                 "spec_overrides": dict(spec_overrides or {}), "dataset_format": dataset_format,
                 "trial_platform": platform, "metric": metric, "direction": direction,
                 "search_space": space.names, "route": plan.route.reason,
-                "algorithm_state": None, "trials": {}, "best_child_id": None},
+                "algorithm_state": None, "trials": {}, "best_child_id": None,
+                "submitter": process_identity()},
     )
     workspace.store.create(record)
     record = _launch_controller(workspace, record, encryption_key)
@@ -146,11 +151,11 @@ def _launch_controller(workspace: Workspace, record: JobRecord, encryption_key: 
            # small GP fits: one BLAS thread is faster and keeps resumed runs bit-identical
            "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
-    command = [sys.executable, "-m", "tao_sdk.automl.controller", record.id, "--workspace", str(workspace.root),
+    command = [NODE_PYTHON, "-m", "tao_sdk.automl.controller", record.id, "--workspace", str(workspace.root),
                "--storage-root", workspace.storage_root or ""]
     task = JobTask(job_id=record.id, command=command, env=env, workdir=str(job_dir),
                    log_path=str(job_dir / "controller.log"))
-    handle = get_platform("local").submit(task)
+    handle = get_platform(record.platform).submit(task)
     result = {**record.result, "interrupted": False}
     return workspace.store.set_status(record.id, JobStatus.RUNNING, platform_handle=handle, result=result)
 
@@ -167,7 +172,7 @@ def resume_automl_job(job_id: str, *, workspace: Workspace | None = None, encryp
         raise TaoSkillsError(f"{job_id} is a {record.kind} job, not an AutoML job; nothing to resume")
     if record.status.is_terminal:
         raise TaoSkillsError(f"AutoML job {job_id} already ended ({record.status.value}); start a new one to search more")
-    if record.platform_handle and get_platform("local").poll(record.platform_handle).is_running:
+    if record.platform_handle and get_platform(record.platform).poll(record.platform_handle).is_running:
         raise TaoSkillsError(f"the controller of {job_id} is still running; nothing to resume")
     return Job(_launch_controller(workspace, record, encryption_key), workspace)
 
@@ -175,7 +180,7 @@ def resume_automl_job(job_id: str, *, workspace: Workspace | None = None, encryp
 # =========================================================================== tracking (SDK side)
 def refresh_automl_record(workspace: Workspace, record: JobRecord) -> JobRecord:
     """Mark an AutoML job interrupted when its controller is gone before it finished."""
-    state = get_platform("local").poll(record.platform_handle)
+    state = get_platform(record.platform).poll(record.platform_handle)
     if state.is_running or state.state == "unknown":
         return record
     fresh = workspace.store.get(record.id)
@@ -194,10 +199,42 @@ def cancel_automl_record(workspace: Workspace, record: JobRecord) -> None:
     from ..jobs import cancel_job
 
     if record.platform_handle:
-        get_platform("local").cancel(record.platform_handle)
+        get_platform(record.platform).cancel(record.platform_handle)
     for child in workspace.store.children(record.id):
         if not child.status.is_terminal:
             cancel_job(child.id, workspace=workspace)
+
+
+class AutomlKind(JobKind):
+    """Job kind ``automl``: a controller job that runs trials as child train jobs."""
+
+    has_task_status = False  # progress is the trial table, not a status.json
+
+    def create(self, plan: Any, skill: Any, **options: Any) -> Any:
+        """:func:`create_automl_job`."""
+        return create_automl_job(plan, skill, **options)
+
+    def refresh(self, workspace: Workspace, record: JobRecord) -> JobRecord:
+        """:func:`refresh_automl_record`."""
+        return refresh_automl_record(workspace, record)
+
+    def cancel(self, workspace: Workspace, record: JobRecord) -> None:
+        """:func:`cancel_automl_record`."""
+        cancel_automl_record(workspace, record)
+        return None
+
+    def progress_marker(self, record: JobRecord) -> Any:
+        """The trial table (a finished or new trial is progress)."""
+        return json.dumps(record.result.get("trials"), sort_keys=True, default=str)
+
+    def stalled(self, record: JobRecord) -> str | None:
+        """The controller stopped before finishing: waiting is pointless until it is resumed."""
+        if record.result.get("interrupted"):
+            return f"AutoML job {record.id}: {record.result.get('message')}"
+        return None
+
+
+AUTOML_KIND = AutomlKind()
 
 
 # =========================================================================== the controller loop
@@ -235,7 +272,8 @@ class Controller:
         self.store.update(self.job_id, result=self.res)
 
     # ---- trials
-    def _child_overrides(self, s: Any) -> dict[str, Any]:
+    def _child_overrides(self, entry: dict[str, Any]) -> dict[str, Any]:
+        s = Suggestion.from_dict(entry)
         schema = self.skill.schema("train")
         overrides = dict(self.res.get("spec_overrides") or {})
         overrides.update(s.params)
@@ -245,20 +283,34 @@ class Controller:
             if find_property(schema, key) is not None:
                 overrides[key] = int(value)
         if s.resume_from_trial is not None:
-            ckpt = self._final_checkpoint(self.trials.get(str(s.resume_from_trial), {}).get("child_id"))
-            if ckpt and find_property(schema, "train.resume_training_checkpoint_path") is not None:
-                overrides["train.resume_training_checkpoint_path"] = ckpt
+            key, ckpt, note = self._resume_checkpoint(s)
+            entry.update(resume_checkpoint=ckpt, resume_note=note)
+            if ckpt:
+                overrides[key] = ckpt
+            else:
+                self.log(f"trial {s.trial_id} trains from scratch: {note}")
         return overrides
 
-    def _final_checkpoint(self, child_id: str | None) -> str | None:
+    def _resume_checkpoint(self, s: Suggestion) -> tuple[str | None, str | None, str]:
+        """``(spec key, checkpoint, note)``: where trial ``s`` continues from.
+
+        The key is the skill's train ``resume_model`` mapping (SKILL.md); the checkpoint is the
+        latest one of the trial it continues (``resume_from_trial``: the same configuration at
+        the lower rung, or the PBT member it copies), trained for exactly ``resume_epochs``.
+        """
         from ..mappings import latest_checkpoint
 
-        if not child_id:
-            return None
-        try:
-            return latest_checkpoint(self.store.get(child_id).results_uri)
-        except TaoSkillsError:
-            return None  # unreadable: the promoted trial starts fresh instead of resuming
+        key = next((r.spec_field for r in self.skill.inference_mappings("train") if r.function == "resume_model"),
+                   None)
+        source = self.trials.get(str(s.resume_from_trial)) or {}
+        if key is None:
+            return None, None, f"{self.skill.name} has no train resume_model mapping in its SKILL.md"
+        if not source.get("child_id"):
+            return key, None, f"trial {s.resume_from_trial} it continues has no child job"
+        ckpt = latest_checkpoint(self.store.get(source["child_id"]).results_uri)
+        if ckpt is None:
+            return key, None, f"trial {s.resume_from_trial} ({source['child_id']}) left no checkpoint"
+        return key, ckpt, f"continues trial {s.resume_from_trial} after epoch {s.resume_epochs}"
 
     def submit(self, entry: dict[str, Any]) -> None:
         """Create the child train job with the pre-chosen id (idempotent on resume)."""
@@ -266,7 +318,7 @@ class Controller:
         s = Suggestion.from_dict(entry)
         try:
             plan = plan_job(self.skill, "train", datasets=self.res.get("datasets"),
-                            spec_overrides=self._child_overrides(s), dataset_format=self.res.get("dataset_format"),
+                            spec_overrides=self._child_overrides(entry), dataset_format=self.res.get("dataset_format"),
                             automl_policy="off", workspace=self.ws, bank=self.bank, job_id=entry["child_id"])
             plan.command = worker_command(self.skill.network, "train", str(self.ws.job_dir(plan.job_id) / "spec.yaml"))
             submit_plan(plan, platform=self.res.get("trial_platform") or "local", workspace=self.ws,
@@ -313,10 +365,7 @@ class Controller:
         running = 0
         for entry in self.trials.values():
             if entry["status"] == "submitting":
-                if self._exists(entry["child_id"]):
-                    entry["status"] = "running"
-                else:
-                    self.submit(entry)
+                self._resubmit_if_lost(entry)
             if entry["status"] != "running":
                 continue
             child = get_job(entry["child_id"], workspace=self.ws).record
@@ -327,8 +376,9 @@ class Controller:
                 continue
             value, epoch, epochs, error = self.outcome(child)
             self.algo.observe(int(entry["trial_id"]), value, epochs=epochs, error=error)
+            continued = int(entry.get("resume_epochs") or 0) if entry.get("resume_checkpoint") else 0
             entry.update(status="ok" if error is None else "failed", value=value, best_epoch=epoch,
-                         epochs=epochs, error=error,
+                         epochs=epochs, epochs_trained=max(0, epochs - continued), error=error,
                          curve=self.trials_by_child.get(child.id, {}).get("curve"),
                          early_stopped=bool((child.result or {}).get("early_stopped")))
             self.save()
@@ -356,14 +406,13 @@ class Controller:
                 continue
             values = [v for k, v in (other.get("curve") or {}).items() if int(k) <= epoch]
             if values:
-                peers.append(max(values) if self.direction == "max" else min(values))
+                peers.append(results.best_item(values, self.direction))
         if len(peers) < 2:
             return False
         peers.sort()
         median = peers[len(peers) // 2] if len(peers) % 2 else (peers[len(peers) // 2 - 1] + peers[len(peers) // 2]) / 2
         mine = [v for k, v in curve.items() if k <= epoch]
-        best = max(mine) if self.direction == "max" else min(mine)
-        return best < median if self.direction == "max" else best > median
+        return results.better(median, results.best_item(mine, self.direction), self.direction)
 
     def _stop(self, entry: dict[str, Any], child: JobRecord) -> JobRecord:
         from ..jobs import cancel_job
@@ -375,12 +424,26 @@ class Controller:
         self.log(f"trial {entry['trial_id']} ({child.id}) stopped early (worse than the median at the same epoch)")
         return record
 
-    def _exists(self, job_id: str) -> bool:
+    def _resubmit_if_lost(self, entry: dict[str, Any]) -> None:
+        """A trial left "submitting" by a controller that died mid-submission: track its child if
+        it started; submit it (again, under a new child id when the old record never started)."""
+        from ..jobs import get_job
+
         try:
-            self.store.get(job_id)
-            return True
-        except TaoSkillsError:
-            return False
+            child = get_job(entry["child_id"], workspace=self.ws).record  # adopts or fails the orphan
+        except JobNotFoundError:
+            self.submit(entry)  # no record yet: nothing was created
+            return
+        if child.status == JobStatus.FAILURE and (child.result or {}).get("never_started"):
+            old = entry["child_id"]
+            entry["child_id"] = new_job_id()
+            self.save()
+            self.log(f"trial {entry['trial_id']}: {old} never started (submission interrupted); "
+                     f"submitting it again as {entry['child_id']}")
+            self.submit(entry)
+            return
+        entry["status"] = "running"
+        self.save()
 
     def fill(self, running: int) -> int:
         """Start suggestions while slots are free; returns the number running."""
@@ -409,6 +472,7 @@ class Controller:
         entry = self.trials[str(trial_id)]
         summary = {"best_child_id": entry["child_id"], "best_trial": trial_id, "best_params": params,
                    "best_value": value, "best_epoch": entry.get("best_epoch"),
+                   "epochs_trained": sum(int(t.get("epochs_trained") or 0) for t in self.trials.values()),
                    "message": f"best trial {trial_id} ({entry['child_id']}): {self.metric}={value:.4g} at epoch "
                               f"{entry.get('best_epoch')}"}
         self.save(**summary)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .. import results
 from ..errors import TaoSkillsError
 from ..jobstore import JobRecord
 
@@ -36,8 +37,7 @@ def progress_line(record: JobRecord) -> str:
             + (f" of {settings['max_recommendations']} planned" if settings.get("max_recommendations") else "")
             + f", {len(running)} running")
     if ok:
-        maximize = record.result.get("direction", "max") == "max"
-        best = max(ok, key=lambda t: t["value"]) if maximize else min(ok, key=lambda t: t["value"])
+        best = results.best_item(ok, record.result.get("direction", "max"), key=lambda t: t["value"])
         line += f", best {metric}={best['value']:.4g} ({best.get('child_id')})"
     failed = len(done) - len(ok)
     if failed:
@@ -86,7 +86,7 @@ def plot_trials(record: JobRecord, path: str | Path) -> Path:
 
     rows = trial_rows(record)
     metric = record.result.get("metric", "metric")
-    maximize = record.result.get("direction", "max") == "max"
+    direction = record.result.get("direction", "max")
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     ok = [(r["trial"], r["value"]) for r in rows if r["value"] is not None]
     failed = [r["trial"] for r in rows if r["status"] == "failed"]
@@ -94,14 +94,14 @@ def plot_trials(record: JobRecord, path: str | Path) -> Path:
         ax.scatter([t for t, _ in ok], [v for _, v in ok], label=f"{metric} (best epoch of each trial)", zorder=3)
         best, curve = None, []
         for t, v in ok:
-            best = v if best is None or (v > best if maximize else v < best) else best
+            best = v if results.better(v, best, direction) else best
             curve.append((t, best))
         ax.step([t for t, _ in curve], [v for _, v in curve], where="post", color="tab:green", label="best so far")
     if failed:
         low = min((v for _, v in ok), default=0.0)
         ax.scatter(failed, [low] * len(failed), marker="x", color="tab:red", label="failed", zorder=3)
     ax.set_xlabel("trial")
-    ax.set_ylabel(metric + (" (higher is better)" if maximize else " (lower is better)"))
+    ax.set_ylabel(metric + (" (higher is better)" if direction == "max" else " (lower is better)"))
     ax.set_title(f"AutoML {record.result.get('settings', {}).get('algorithm', '')} - {record.id}")
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)

@@ -1,12 +1,13 @@
 """Compute platforms: one task description (:class:`JobTask`), many backends.
 
 SkyPilot-style: the SDK describes *what* to run once and hands it to a :class:`Platform`
-(``get_platform("local")`` today; slurm / kubernetes / docker later). A platform returns a
+(``get_platform("local")``, ``get_platform("slurm")``; kubernetes / docker later). A platform returns a
 JSON-serialisable *handle* that the job store keeps, so any later process (a restarted SDK, the
 CLI) can re-attach with ``get_platform(name).poll(handle)`` / ``cancel(handle)``.
 """
 
 from tao_sdk.platforms.base import (
+    NODE_PYTHON,
     JobTask,
     Platform,
     PlatformState,
@@ -16,6 +17,7 @@ from tao_sdk.platforms.base import (
 )
 
 __all__ = [
+    "NODE_PYTHON",
     "JobTask",
     "Platform",
     "PlatformState",

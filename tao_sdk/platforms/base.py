@@ -10,12 +10,13 @@ import abc
 import importlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tao_sdk.errors import PlatformError
 
 __all__ = [
+    "NODE_PYTHON",
     "JobTask",
     "Platform",
     "PlatformState",
@@ -25,21 +26,39 @@ __all__ = [
 ]
 
 
+#: ``argv[0]`` placeholder for "the Python interpreter on the node that runs the job": the
+#: local platform puts its own interpreter there, slurm the configured ``python`` (resolved on
+#: the compute node), so a task carries no path of the machine that created it.
+NODE_PYTHON = "{python}"
+
+
 @dataclass
 class JobTask:
-    """Everything a platform needs to run one job.
+    """Everything a platform needs to run one job, the same for every platform.
 
     Attributes:
         job_id: the job store id (``"job-..."``); used for naming (scheduler job names).
-        command: argv of the job, e.g. ``[sys.executable, "-m", "tao_worker", "train", ...]``.
+        command: argv of the job, e.g. ``["{python}", "-m", "tao_sdk.worker", "rtdetr",
+            "train", "-e", spec]``; ``argv[0] == NODE_PYTHON`` is replaced by the platform's
+            interpreter on the node (see :meth:`argv`).
         env: extra environment variables for the job. SECRETS GO HERE (S3 keys, the model
             encryption key), never in the spec or the command line; platforms never write them
-            to disk.
-        workdir: local directory for the job's logs and state (created when missing); the
-            job's current directory on the local platform.
+            to a file another user can read (see each platform's docs for how they travel).
+        workdir: directory for the job's logs and state (created when missing); the job's
+            current directory. On a cluster it must be on a filesystem the nodes share.
         log_path: file receiving stdout+stderr (appended); ``<workdir>/job.log`` when None.
         num_gpus: GPUs per node the job needs (0 = CPU only).
         num_nodes: number of nodes (1 for the local platform).
+        processes_per_node: processes the job starts per node when it has no GPU (with GPUs:
+            one per GPU); the launcher inside the job starts them (torchrun / Lightning spawn).
+        image: container image to run the command in (clusters with a container runtime, e.g.
+            Slurm + pyxis ``--container-image``); None: the node's own environment.
+        cpus_per_node / memory / time_limit: resources (``memory`` like ``"32G"``,
+            ``time_limit`` like ``"04:00:00"``); None: the platform's default.
+        visible_devices_env: how the network selects GPUs (``CUDA_VISIBLE_DEVICES`` for
+            torchrun networks, ``TAO_VISIBLE_DEVICES`` for Lightning ones; skill_info launch).
+        data_paths: local paths the job reads or writes, by what they are (dotted spec key,
+            ``"workdir"``...): a cluster platform refuses one its nodes cannot see.
     """
 
     job_id: str
@@ -49,6 +68,30 @@ class JobTask:
     log_path: str | None = None
     num_gpus: int = 0
     num_nodes: int = 1
+    processes_per_node: int = 1
+    image: str | None = None
+    cpus_per_node: int | None = None
+    memory: str | None = None
+    time_limit: str | None = None
+    visible_devices_env: str | None = None
+    data_paths: dict[str, str] = field(default_factory=dict)
+
+    def argv(self, python: str) -> list[str]:
+        """The command with the :data:`NODE_PYTHON` placeholder replaced by ``python``."""
+        return [python if i == 0 and a == NODE_PYTHON else a for i, a in enumerate(self.command)]
+
+    def check(self) -> None:
+        """Raise PlatformError for an empty command or non-string env values."""
+        if not self.command or not all(isinstance(a, str) for a in self.command):
+            raise PlatformError(
+                f"job {self.job_id}: command must be a non-empty list of strings, got "
+                f"{self.command!r}"
+            )
+        bad_env = sorted(k for k, v in self.env.items() if not isinstance(v, str))
+        if bad_env:
+            raise PlatformError(
+                f"job {self.job_id}: env values must be strings; fix {', '.join(bad_env)}"
+            )
 
 
 @dataclass
@@ -107,6 +150,20 @@ class Platform(abc.ABC):
         """Return the local path of the job's combined stdout/stderr log, or None when the
         platform keeps logs elsewhere."""
 
+    def recover_handle(self, workdir: str) -> dict[str, Any] | None:
+        """The handle of a job started from ``workdir`` whose submitter died before storing it
+        (written by the job itself when it started), or None when nothing started there. A
+        platform that cannot tell returns None (the default)."""
+        return None
+
+    def block_start(self, workdir: str) -> None:
+        """Make sure a job submitted from ``workdir`` whose start is still in flight never starts
+        (the submission is being given up). Default: nothing to do (the platform starts jobs
+        synchronously in :meth:`submit`)."""
+
+    def allow_start(self, workdir: str) -> None:
+        """Undo :meth:`block_start` for a job found started (and now tracked). Default: no-op."""
+
     def wait(
         self, handle: dict[str, Any], timeout: float | None = None, interval: float = 0.5
     ) -> PlatformState:
@@ -125,8 +182,9 @@ class Platform(abc.ABC):
 # name -> "module:attribute" (imported lazily) or a factory callable.
 _REGISTRY: dict[str, str | Callable[..., Platform]] = {
     "local": "tao_sdk.platforms.local:LocalPlatform",
+    "slurm": "tao_sdk.platforms.slurm:SlurmPlatform",
 }
-_PLANNED = ("slurm", "kubernetes", "docker")
+_PLANNED = ("kubernetes", "docker")
 
 
 def register_platform(name: str, factory: str | Callable[..., Platform]) -> None:

@@ -5,13 +5,14 @@ session, so it survives the SDK process that launched it (an agent's shell, a no
 supervisor writes the job's exit code to ``<workdir>/exit_status`` when it ends; the handle
 returned by :meth:`LocalPlatform.submit` is all a later process needs to poll or cancel it.
 
-Handle keys: ``pid`` (supervisor pid), ``pgid`` (process group of the whole job tree),
+Handle keys (also written by the supervisor itself to ``<workdir>/handle.json``): ``pid`` (supervisor pid), ``pgid`` (process group of the whole job tree),
 ``workdir``, ``log_path``, ``exit_status_path``, ``started`` (epoch seconds), ``host`` and
 ``boot_id`` (to detect a handle from another machine or from before a reboot).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -22,7 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from tao_sdk.errors import PlatformError
-from tao_sdk.platforms._supervise import _group_members, write_exit_status
+from tao_sdk.platforms._supervise import (
+    ABANDONED_FILE,
+    HANDLE_FILE,
+    _group_members,
+    boot_id as _boot_id,
+    make_handle,
+    write_exit_status,
+)
 from tao_sdk.platforms.base import JobTask, Platform, PlatformState
 
 __all__ = ["LocalPlatform"]
@@ -34,14 +42,6 @@ _DEFAULT_LOG = "job.log"
 # Supervisors started by this process, kept so they can be reaped (no zombies) and so that
 # dropping a LocalPlatform instance never detaches bookkeeping from a live child.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
-
-
-def _boot_id() -> str | None:
-    try:
-        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
-            return fh.read().strip() or None
-    except OSError:
-        return None
 
 
 def _reap(pid: int | None = None) -> None:
@@ -106,17 +106,15 @@ class LocalPlatform(Platform):
         ``PYTHONUNBUFFERED=1`` unless set, so Python output reaches the log line by line), stdin
         from /dev/null and stdout+stderr appended to the log file. ``task.env`` is never written
         to disk. A stale ``exit_status`` from an earlier run in the same workdir is removed.
-        Raises PlatformError for an empty command, non-string env values or num_nodes > 1.
+        ``{python}`` as argv[0] becomes this platform's interpreter. Raises PlatformError for
+        an empty command, non-string env values, num_nodes > 1 or a container image.
         """
-        if not task.command or not all(isinstance(a, str) for a in task.command):
+        task.check()
+        if task.image:
             raise PlatformError(
-                f"job {task.job_id}: command must be a non-empty list of strings, got "
-                f"{task.command!r}"
-            )
-        bad_env = sorted(k for k, v in task.env.items() if not isinstance(v, str))
-        if bad_env:
-            raise PlatformError(
-                f"job {task.job_id}: env values must be strings; fix {', '.join(bad_env)}"
+                f"job {task.job_id}: the local platform runs the command in this machine's "
+                f"environment and cannot run the container image {task.image!r}; unset the "
+                "image or use a platform with a container runtime (slurm with pyxis)"
             )
         if task.num_nodes != 1:
             raise PlatformError(
@@ -131,14 +129,21 @@ class LocalPlatform(Platform):
         )
         log_path.parent.mkdir(parents=True, exist_ok=True)
         exit_status_path = workdir / _EXIT_STATUS
-        try:
-            exit_status_path.unlink()
-        except FileNotFoundError:
-            pass
+        if (workdir / ABANDONED_FILE).exists():
+            raise PlatformError(
+                f"job {task.job_id}: its submission was given up (canceled, or its submitter "
+                f"died) before it started ({workdir / ABANDONED_FILE}); create the job again"
+            )
+        for stale in (exit_status_path, workdir / HANDLE_FILE):
+            try:
+                stale.unlink()
+            except FileNotFoundError:
+                pass
 
         env = {**os.environ, **task.env}
         env.setdefault("PYTHONUNBUFFERED", "1")
-        argv = [self.python, "-S", _SUPERVISOR, str(exit_status_path), "--", *task.command]
+        argv = [self.python, "-S", _SUPERVISOR, str(exit_status_path), "--",
+                *task.argv(self.python)]
         _reap()
         with open(log_path, "ab", buffering=0) as log:
             try:
@@ -158,20 +163,49 @@ class LocalPlatform(Platform):
                     f"{exc}; pass LocalPlatform(python=...) pointing at a working interpreter"
                 ) from exc
         _CHILDREN[proc.pid] = proc
+        self._await_announcement(proc, workdir / HANDLE_FILE)
         try:
             pgid = os.getpgid(proc.pid)
         except OSError:  # already gone: with start_new_session the group id is the pid
             pgid = proc.pid
-        return {
-            "pid": proc.pid,
-            "pgid": pgid,
-            "workdir": str(workdir),
-            "log_path": str(log_path),
-            "exit_status_path": str(exit_status_path),
-            "started": time.time(),
-            "host": socket.gethostname(),
-            "boot_id": _boot_id(),
-        }
+        return make_handle(proc.pid, pgid, str(workdir), str(log_path), str(exit_status_path),
+                           time.time())
+
+    @staticmethod
+    def _await_announcement(proc: subprocess.Popen[bytes], path: Path, timeout: float = 10.0) -> None:
+        """Return once the supervisor wrote its handle (or exited): from then on the job is
+        adoptable even if this process dies before the handle reaches the job record."""
+        deadline = time.monotonic() + timeout
+        while not path.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    def recover_handle(self, workdir: str) -> dict[str, Any] | None:
+        """The handle the job's supervisor wrote itself in ``workdir`` when it started (so a job
+        whose submitter died before saving its handle is adopted), or None when none started."""
+        try:
+            text = (Path(workdir) / HANDLE_FILE).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        try:
+            handle = json.loads(text)
+        except ValueError:
+            return None  # being written: it is renamed into place, so this is a foreign file
+        return handle if isinstance(handle, dict) and "pid" in handle else None
+
+    def block_start(self, workdir: str) -> None:
+        """Forbid a supervisor that has not started its command yet to start it (it exits with
+        status 125 instead). Call :meth:`recover_handle` afterwards: a job that already started
+        must be tracked or cancelled through its handle."""
+        path = Path(workdir) / ABANDONED_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{time.time()}\n", encoding="ascii")
+
+    def allow_start(self, workdir: str) -> None:
+        """Undo :meth:`block_start` once the job that started there is tracked (adopted)."""
+        try:
+            (Path(workdir) / ABANDONED_FILE).unlink()
+        except FileNotFoundError:
+            pass
 
     def _check_host(self, handle: dict[str, Any]) -> str | None:
         host = handle.get("host")

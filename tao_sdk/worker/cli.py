@@ -6,9 +6,14 @@ Exit status: 0 success, 1 the job failed (a FAILURE line is in ``status.json`` w
 results folder could be determined), 2 usage error (unknown network / action, unreadable spec).
 
 A train job with ``train.num_gpus`` > 1 or the orchestrator's multi-node environment
-(``WORLD_SIZE`` = number of nodes) is launched as several data-parallel processes (torchrun for
-RT-DETR, spawned ranks for Deformable DETR): see :mod:`tao_sdk.worker.distributed`. Other
-actions run in one process; under a multi-process launcher only rank 0 runs them.
+(``WORLD_SIZE`` = number of nodes) is launched as several data-parallel processes (torchrun or
+spawned ranks, as the skill's ``launch`` facts say): see :mod:`tao_sdk.worker.distributed`.
+Other actions run in one process; under a multi-process launcher only rank 0 runs them.
+
+This module composes the worker: it hands the job functions (:func:`run`,
+:func:`tao_sdk.worker.job.record_failure`) to the launcher, so that
+:mod:`~tao_sdk.worker.distributed` never imports the job and the job imports the engine only
+when it runs.
 """
 
 from __future__ import annotations
@@ -16,9 +21,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tao_sdk.worker import ACTIONS, NETWORKS
+from tao_sdk.worker import ACTIONS, NETWORKS, supports
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "run"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from tao_sdk.worker import distributed as D
 
+    D.bind_rank_to_job()
     rank = _launcher_rank()
     distributed_train = args.action == "train" and (
         D.in_launched_rank() or os.environ.get("WORLD_SIZE") not in (None, ""))
@@ -55,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from tao_sdk.errors import TaoSkillsError
     from tao_sdk.worker import spec as S
-    from tao_sdk.worker.job import EXIT_FAILED, EXIT_USAGE, record_failure, run_job
+    from tao_sdk.worker.job import EXIT_FAILED, EXIT_USAGE, record_failure
 
     try:
         spec = S.resolve_interpolations(S.apply_overrides(S.load_spec(args.spec),
@@ -67,9 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.network not in NETWORKS:
         problem = (f"unknown network {args.network!r}: this worker runs "
                    f"{', '.join(NETWORKS)}; use the matching skill's network name")
-    elif args.action not in ACTIONS:
+    elif not supports(args.network, args.action):
         problem = (f"unknown action {args.action!r} for {args.network}: available actions are "
-                   f"{', '.join(ACTIONS)}")
+                   f"{', '.join(a for a in ACTIONS if supports(args.network, a))}")
     if problem is not None:
         print(f"ERROR: {problem}", file=sys.stderr)
         _record_usage_failure(spec, args.action, problem)
@@ -83,8 +89,17 @@ def main(argv: list[str] | None = None) -> int:
                 record_failure(args.network, args.action, spec, str(exc))
             return EXIT_FAILED
         if plan is not None:
-            return D.launch(plan, args.network, args.action, spec, args.spec, args.overrides)
-    return run_job(args.network, args.action, spec)
+            return D.launch(plan, args.network, args.action, spec, args.spec, args.overrides,
+                            run_job=run, record_failure=record_failure)
+    return run(args.network, args.action, spec)
+
+
+def run(network: str, action: str, spec: dict) -> int:
+    """Run one job of the worker's engine in this process; return the exit status."""
+    from tao_sdk.worker.engine import ACTIONS as engine_actions
+    from tao_sdk.worker.job import run_job
+
+    return run_job(network, action, spec, actions=engine_actions)
 
 
 def _launcher_rank() -> int:
@@ -105,6 +120,5 @@ def _launcher_rank() -> int:
 def _record_usage_failure(spec: dict, action: str, message: str) -> None:
     """Best effort: write a FAILURE line to the task's status.json so a waiting SDK sees it."""
     from tao_sdk.worker.job import record_failure
-    from tao_sdk.worker.models import NETWORK_INFO
 
-    record_failure(next(iter(NETWORK_INFO)), action, spec, message)
+    record_failure("", action, spec, message)

@@ -11,11 +11,13 @@ How a train job becomes several processes, as TAO does it:
   without ``MASTER_PORT`` a free port is picked (concurrent jobs do not collide).
   ``train.gpu_ids`` follow TAO: with ``num_gpus != len(gpu_ids)`` the job uses
   ``max(num_gpus, len(gpu_ids))`` GPUs, ``0..n-1`` unless ``gpu_ids`` has exactly that length.
-- **RT-DETR** (TAO runs it through torchrun): the worker re-launches itself as
+- **Launch method**: from the skill's ``launch`` facts (``skill_info.yaml``) or the network
+  plugin (:func:`launcher_for`).
+- **torchrun** (RT-DETR in TAO): the worker re-launches itself as
   ``python -m torch.distributed.run --nnodes=N --node-rank=R --nproc-per-node=M
-  --master-addr=A --master-port=P -m tao_sdk.worker rtdetr train -e spec.yaml [overrides]``
+  --master-addr=A --master-port=P -m tao_sdk.worker <network> train -e spec.yaml [overrides]``
   with ``CUDA_VISIBLE_DEVICES`` set from the GPU ids on a GPU node.
-- **Deformable DETR** (Lightning-managed in TAO): the ``python`` process spawns its local ranks
+- **spawn** (Lightning-managed networks in TAO): the ``python`` process spawns its local ranks
   itself (``torch.multiprocessing`` spawn) and supervises them; each rank uses the device
   ``TAO_VISIBLE_DEVICES[local_rank]``.
 - **Inside a rank** (:func:`init`): ``init_process_group`` (``nccl`` on GPU, ``gloo`` on CPU),
@@ -60,6 +62,7 @@ __all__ = [
     "launcher_for",
     "rank_env",
     "in_launched_rank",
+    "bind_rank_to_job",
     "init",
     "shutdown",
     "state",
@@ -81,6 +84,8 @@ __all__ = [
 DEFAULT_MASTER_PORT = 29500
 #: Environment variable carrying the launch description (JSON) from the launcher to the ranks.
 LAUNCH_ENV = "TAO_WORKER_LAUNCH"
+#: pid of the worker process that started torchrun (set in the ranks' environment)
+LAUNCHER_PID_ENV = "TAO_WORKER_LAUNCHER_PID"
 #: Seconds the spawn supervisor lets the other ranks finish after one failed, before stopping them.
 GRACE_S = float(os.environ.get("TAO_WORKER_DDP_GRACE_S", "60") or 60)
 _FAIL_COUNT = "tao_worker/failures"
@@ -136,9 +141,12 @@ class LaunchPlan:
 
 
 def launcher_for(network: str) -> str:
-    """``torchrun`` for RT-DETR (TAO launches it through torchrun), ``spawn`` for the
-    Lightning-managed networks (one process that spawns its workers)."""
-    return "torchrun" if network == "rtdetr" else "spawn"
+    """``torchrun`` or ``spawn`` for ``network``: the plugin's ``launch`` when set, else the
+    skill's ``launch`` facts (``skill_info.yaml``: ``torchrun`` -> torchrun, ``lightning`` ->
+    one process that spawns its workers); see :func:`tao_sdk.worker.registry.launch_method`."""
+    from tao_sdk.worker.registry import launch_method
+
+    return launch_method(network)
 
 
 def parse_device_list(text: str | None) -> list[int] | None:
@@ -347,17 +355,41 @@ def _child_env(plan: LaunchPlan) -> dict[str, str]:
     return env
 
 
-def _die_with_parent() -> None:
-    """Linux: get SIGTERM when the launching process dies (even by SIGKILL), so no rank
+def _die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """Linux: get ``sig`` when the launching process dies (even by SIGKILL), so no rank
     outlives a cancelled job. Best effort elsewhere."""
     if not sys.platform.startswith("linux"):
         return
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(sig))  # PR_SET_PDEATHSIG
     except Exception:  # noqa: BLE001
         pass
+
+
+def _parent_pid(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    return int(data[data.rfind(b")") + 2:].split()[1])
+
+
+def bind_rank_to_job(env: Mapping[str, str] | None = None) -> None:
+    """Inside a torchrun rank: die with torchrun's agent. torchrun starts every rank in a
+    session of its own, out of the job's process group, so a SIGKILL of the group (a cancel's
+    escalation, the OOM killer) would leave the ranks training. The rank gets SIGKILL when its
+    parent (the agent) dies; if the agent died before that was armed, it exits now."""
+    env = os.environ if env is None else env
+    launcher = env.get(LAUNCHER_PID_ENV)
+    if not launcher or not in_launched_rank(env) or not sys.platform.startswith("linux"):
+        return
+    _die_with_parent(signal.SIGKILL)
+    if _parent_pid(os.getppid()) != int(launcher):  # the agent is gone: we were re-parented
+        print("torchrun's agent is gone: this rank stops", file=sys.stderr, flush=True)
+        os._exit(1)
 
 
 class _Forward:
@@ -425,13 +457,16 @@ def _exit_text(code: int | None) -> str:
 
 
 def launch(plan: LaunchPlan, network: str, action: str, spec: dict, spec_arg: str,
-           overrides: list[str]) -> int:
+           overrides: list[str], *, run_job=None, record_failure=None) -> int:
     """Run the job as ``plan`` says; return the exit status: 0 when every rank succeeded (or
     when rank 0 recorded SUCCESS, which it does after the final barrier of all ranks, and a
     rank failed only while shutting down - reported on stderr), else 1.
 
     When the ranks failed without rank 0 writing a FAILURE line (a rank was killed, the
-    rendezvous failed), this process writes it (node 0 only).
+    rendezvous failed), this process writes it (node 0 only) with ``record_failure(network,
+    action, spec, message)``. ``run_job(network, action, spec) -> exit status`` runs the job
+    in a spawned rank (a picklable top-level function; the spawn launcher needs it). The
+    caller (:mod:`tao_sdk.worker.cli`) passes both, so this module never imports the job.
     """
     task_uri = None
     before = 0
@@ -447,7 +482,9 @@ def launch(plan: LaunchPlan, network: str, action: str, spec: dict, spec_arg: st
         if plan.launcher == "torchrun":
             code, detail = _launch_torchrun(plan, network, action, spec_arg, overrides)
         else:
-            code, detail = _launch_spawn(plan, network, action, spec)
+            if run_job is None:
+                raise WorkerError("the spawn launcher needs the job function (run_job)")
+            code, detail = _launch_spawn(plan, network, action, spec, run_job)
     except Exception as exc:  # noqa: BLE001 - the ranks could not be started
         code, detail = 1, f"the ranks could not be started ({type(exc).__name__}: {exc})"
     if code != 0 and task_uri is not None:
@@ -463,9 +500,7 @@ def launch(plan: LaunchPlan, network: str, action: str, spec: dict, spec_arg: st
         print(f"tao_sdk.worker: distributed {action} failed: {detail}", file=sys.stderr,
               flush=True)
     if code != 0 and task_uri is not None:
-        if not final:
-            from tao_sdk.worker.job import record_failure
-
+        if not final and record_failure is not None:
             record_failure(network, action, spec,
                            f"distributed training ({plan.describe()}) failed: {detail}; no rank "
                            "could record the error - see the job's stderr for the ranks' output")
@@ -478,7 +513,9 @@ def _launch_torchrun(plan: LaunchPlan, network: str, action: str, spec_arg: str,
            f"--node-rank={plan.node_rank}", f"--nproc-per-node={plan.nproc_per_node}",
            f"--master-addr={plan.master_addr}", f"--master-port={plan.master_port}",
            "-m", "tao_sdk.worker", network, action, "-e", spec_arg, *overrides]
-    proc = subprocess.Popen(cmd, env=_child_env(plan), preexec_fn=_die_with_parent)
+    env = _child_env(plan)
+    env[LAUNCHER_PID_ENV] = str(os.getpid())  # the ranks die with the agent: bind_rank_to_job
+    proc = subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent)
 
     def send(signum: int) -> None:
         if proc.poll() is None:
@@ -495,7 +532,7 @@ def _launch_torchrun(plan: LaunchPlan, network: str, action: str, spec_arg: str,
 
 
 def _spawn_entry(local_rank: int, plan_dict: dict, network: str, action: str, spec: dict,
-                 env: dict[str, str]) -> None:
+                 env: dict[str, str], run_job) -> None:
     """Body of one spawned rank: set the rank's environment, run the job, exit with its code."""
     _die_with_parent()
     plan = LaunchPlan(**plan_dict)
@@ -507,8 +544,6 @@ def _spawn_entry(local_rank: int, plan_dict: dict, network: str, action: str, sp
         "NODE_RANK": str(plan.node_rank), "MASTER_ADDR": plan.master_addr,
         "MASTER_PORT": str(plan.master_port),
     })
-    from tao_sdk.worker.job import run_job
-
     code = run_job(network, action, spec)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -516,7 +551,8 @@ def _spawn_entry(local_rank: int, plan_dict: dict, network: str, action: str, sp
         sys.exit(code)
 
 
-def _launch_spawn(plan: LaunchPlan, network: str, action: str, spec: dict) -> tuple[int, str]:
+def _launch_spawn(plan: LaunchPlan, network: str, action: str, spec: dict, run_job
+                  ) -> tuple[int, str]:
     import multiprocessing.connection
 
     import torch.multiprocessing as mp
@@ -537,7 +573,7 @@ def _launch_spawn(plan: LaunchPlan, network: str, action: str, spec: dict) -> tu
         plan.master_port = int(store.port)
     env["TORCHELASTIC_USE_AGENT_STORE"] = "True"  # the ranks connect as clients only
     env[LAUNCH_ENV] = json.dumps(asdict(plan))
-    ctx = mp.start_processes(_spawn_entry, args=(asdict(plan), network, action, spec, env),
+    ctx = mp.start_processes(_spawn_entry, args=(asdict(plan), network, action, spec, env, run_job),
                              nprocs=plan.nproc_per_node, join=False, start_method="spawn")
     procs = list(ctx.processes)
 

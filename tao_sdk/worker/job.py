@@ -34,7 +34,6 @@ from typing import Any, Callable
 from tao_sdk.errors import TaoSkillsError
 from tao_sdk.worker import spec as S
 from tao_sdk.worker.errors import JobTerminated, SpecError, WorkerError
-from tao_sdk.worker.models import NETWORK_INFO
 from tao_sdk.worker.staging import cache_root, is_remote_uri
 from tao_sdk.worker.status import ResultsSync, StatusWriter, setup_logger, write_experiment_yaml
 
@@ -50,6 +49,9 @@ class JobContext:
 
     Attributes:
         network, action: what runs.
+        plugin: the network's :class:`tao_sdk.worker.plugin.NetworkPlugin` (``None`` only for
+            a context made to record a failure of an unknown network).
+        display: the network's human name.
         spec: the resolved spec (overrides applied; secrets still present - never log it).
         task_uri: the task's results folder as given (local path or ``s3://``).
         task_dir: the local folder the job writes into (== ``task_uri`` when local).
@@ -67,7 +69,10 @@ class JobContext:
         self.action = action
         self.spec = spec
         self.task_uri = task_uri.rstrip("/")
-        self.info = NETWORK_INFO[network]
+        from tao_sdk.worker import registry
+
+        self.plugin = registry.get(network) if network in registry.REGISTRY else None
+        self.display = self.plugin.display if self.plugin is not None else network
         self.main = main
         self._extra_uploads: list[tuple[Path, str]] = []
         if not main:
@@ -218,7 +223,7 @@ def run_job(network: str, action: str, spec: dict[str, Any],
     """Run ``action`` of ``network`` with the resolved ``spec``; return the exit status.
 
     ``actions`` maps action names to callables taking a :class:`JobContext` and returning the
-    SUCCESS message (default: :data:`tao_sdk.worker.actions.ACTIONS`). Never raises for job
+    SUCCESS message (default: :data:`tao_sdk.worker.engine.ACTIONS`). Never raises for job
     errors: they become a FAILURE line, an upload of the partial results, and exit status 1.
 
     In a process started as one rank of a multi-process train job (``LOCAL_RANK`` and
@@ -240,9 +245,9 @@ def run_job(network: str, action: str, spec: dict[str, Any],
         try:
             ctx = JobContext(network, action, spec, task_uri, main=main,
                              rank=rank.rank if rank is not None else 0)
-            started = f"Starting {ctx.info.display} {action}."
+            started = f"Starting {ctx.display} {action}."
             if rank is not None:
-                started = (f"Starting {ctx.info.display} {action}: distributed data parallel, "
+                started = (f"Starting {ctx.display} {action}: distributed data parallel, "
                            f"{rank.describe()}.")
             ctx.status.started(started)
             if main:
@@ -250,7 +255,7 @@ def run_job(network: str, action: str, spec: dict[str, Any],
             if rank is not None:
                 D.init(rank, log=ctx.log)
             if actions is None:
-                from tao_sdk.worker.actions import ACTIONS as actions  # noqa: N811
+                from tao_sdk.worker.engine import ACTIONS as actions  # noqa: N811
             fn = actions.get(action)
             if fn is None:
                 raise WorkerError(
@@ -301,8 +306,6 @@ def record_failure(network: str, action: str, spec: dict[str, Any], message: str
         task_uri = S.task_results_dir(spec, action)
     except Exception:  # noqa: BLE001 - no results folder: stderr is all we can do
         return False
-    if network not in NETWORK_INFO:
-        network = next(iter(NETWORK_INFO))
     try:
         ctx = JobContext(network, action, spec, task_uri)
         ctx.status.failure(message)

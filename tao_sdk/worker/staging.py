@@ -5,10 +5,12 @@ TAO specs name datasets by URI (``s3://bucket/data/train/images.tar.gz``,
 
 1. downloads every remote file it needs into a cache folder (env ``TAO_WORKER_CACHE``, default
    ``~/.cache/tao-skill-bank/datasets``); a cached copy whose size matches the remote object is
-   reused;
+   reused; the cache has a size cap with least-recently-used eviction of idle entries
+   (:mod:`tao_sdk.datacache`, ``TAO_WORKER_CACHE_MAX_BYTES``);
 2. extracts ``images.tar.gz`` once next to the cached archive (a marker file records the archive
    it came from), refusing unsafe members: absolute paths, ``..``, links pointing outside the
-   target, device files;
+   target, device files; and refusing, before writing anything, an archive beyond the
+   :data:`ARCHIVE_LIMITS` (total bytes, compression ratio, member count, free disk);
 3. rewrites the spec's paths to the local copies;
 4. validates COCO annotations (``coco`` / ``coco_raw``): parseable JSON, the expected keys,
    every listed image present, every category id below ``dataset.num_classes``.
@@ -30,10 +32,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from tao_sdk import datacache
+from tao_sdk.errors import TaoSkillsError
 from tao_sdk.worker.errors import DatasetError, UnsafeArchiveError
 
 __all__ = [
     "cache_root",
+    "archive_limits",
+    "ARCHIVE_LIMITS",
     "is_remote_uri",
     "fetch_file",
     "fetch_dir",
@@ -61,11 +67,28 @@ _URI_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 
 def cache_root() -> Path:
     """The dataset cache folder: env ``TAO_WORKER_CACHE``, else
-    ``~/.cache/tao-skill-bank/datasets``."""
-    env = os.environ.get("TAO_WORKER_CACHE")
-    root = Path(env) if env else Path.home() / ".cache" / "tao-skill-bank" / "datasets"
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+    ``~/.cache/tao-skill-bank/datasets`` (see :mod:`tao_sdk.datacache`: size cap, eviction)."""
+    return datacache.cache_root()
+
+
+#: Archive limits (environment overrides; sizes take K/M/G/T suffixes): total extracted bytes,
+#: extracted bytes per archive byte, number of members. Defaults fit real datasets (COCO
+#: train2017: 19 GB, 118k images, ratio ~1) and refuse decompression bombs.
+ARCHIVE_LIMITS = {"TAO_WORKER_ARCHIVE_MAX_BYTES": 500 * 1024**3, "TAO_WORKER_ARCHIVE_MAX_RATIO": 100,
+                  "TAO_WORKER_ARCHIVE_MAX_MEMBERS": 1_000_000}
+
+
+def archive_limits() -> dict[str, int]:
+    """The archive limits in effect (:data:`ARCHIVE_LIMITS`, each overridable by its
+    environment variable). Raises DatasetError naming a malformed variable."""
+    out = {}
+    for env, default in ARCHIVE_LIMITS.items():
+        raw = os.environ.get(env, "").strip()
+        try:
+            out[env] = datacache.parse_bytes(raw, env) if raw else default
+        except TaoSkillsError as exc:
+            raise DatasetError(str(exc)) from None
+    return out
 
 
 def is_remote_uri(uri: str) -> bool:
@@ -84,7 +107,7 @@ def _cache_dir_for(uri: str) -> Path:
     """Per-URI cache folder: ``<cache>/<sha1(parent uri)[:16]>``."""
     parent = uri.rstrip("/").rsplit("/", 1)[0]
     digest = hashlib.sha1(parent.encode("utf-8")).hexdigest()[:16]
-    return cache_root() / digest
+    return datacache.cache_entry(digest)
 
 
 def fetch_file(uri: str, what: str) -> Path:
@@ -161,10 +184,46 @@ def _check_member_name(name: str, archive: str) -> str:
     return norm
 
 
-def _check_members(tf: tarfile.TarFile, archive: str) -> list[tarfile.TarInfo]:
-    """Validate every member of ``tf``; return the ones to extract (files, folders, safe links)."""
+def _check_limits(count: int, total: int, archive_size: int, free: tuple[Path, int, int], archive: str,
+                  limits: dict[str, int]) -> None:
+    """Refuse an archive that exceeds a limit (checked as its headers are read, so a bomb is
+    stopped before anything is written) or would not fit on the cache's disk."""
+    problem = None
+    if count > limits["TAO_WORKER_ARCHIVE_MAX_MEMBERS"]:
+        problem = (f"more than {limits['TAO_WORKER_ARCHIVE_MAX_MEMBERS']:,} members (an inode flood?)",
+                   "TAO_WORKER_ARCHIVE_MAX_MEMBERS")
+    elif total > limits["TAO_WORKER_ARCHIVE_MAX_BYTES"]:
+        problem = (f"more than {limits['TAO_WORKER_ARCHIVE_MAX_BYTES']:,} bytes once extracted",
+                   "TAO_WORKER_ARCHIVE_MAX_BYTES")
+    elif total > limits["TAO_WORKER_ARCHIVE_MAX_RATIO"] * max(archive_size, 1) and total > 64 * 1024**2:
+        problem = (f"{total:,} bytes from a {archive_size:,}-byte file (more than "
+                   f"{limits['TAO_WORKER_ARCHIVE_MAX_RATIO']}x: a decompression bomb?)",
+                   "TAO_WORKER_ARCHIVE_MAX_RATIO")
+    elif count > free[2]:
+        problem = (f"more than the {free[2]:,} free inodes under {free[0]} ({count:,} members so far)",
+                   datacache.CACHE_ENV)
+    elif total > free[1]:
+        problem = (f"{total:,} bytes once extracted, more than the {free[1]:,} bytes free under {free[0]}",
+                   datacache.CACHE_ENV)
+    if problem is not None:
+        raise UnsafeArchiveError(
+            f"{archive} holds {problem[0]}; nothing was extracted. Check the archive; if it is a real "
+            f"dataset, raise the limit with {problem[1]} (or point {datacache.CACHE_ENV} at a larger disk)")
+
+
+def _check_members(tf: tarfile.TarFile, archive: str, archive_size: int = 0,
+                   dest: Path | None = None) -> list[tarfile.TarInfo]:
+    """Validate every member of ``tf`` (names, links, and the archive limits as headers are
+    read); return the ones to extract (files, folders, safe links)."""
     members = []
-    for m in tf.getmembers():
+    limits = archive_limits()
+    dest = dest or cache_root()
+    vfs = os.statvfs(dest) if hasattr(os, "statvfs") else None
+    free = (dest, shutil.disk_usage(dest).free, vfs.f_favail if vfs and vfs.f_files else 1 << 62)
+    total = 0
+    for m in tf:
+        total += max(m.size, 0)
+        _check_limits(len(members) + 1, total, archive_size, free, archive, limits)
         name = _check_member_name(m.name, archive)
         if m.isdev() or m.isfifo():
             raise UnsafeArchiveError(
@@ -214,7 +273,7 @@ def safe_extract(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) 
     try:
         try:
             with tarfile.open(archive, "r:*") as tf:
-                members = _check_members(tf, str(archive))
+                members = _check_members(tf, str(archive), st.st_size, dest.parent)
                 if hasattr(tarfile, "data_filter"):
                     tf.extractall(tmp, members=members, filter="data")
                 else:  # pragma: no cover - Python without PEP 706 filters
@@ -267,7 +326,7 @@ def stage_image_dir(uri: str, what: str) -> Path:
             dest = archive.parent / (archive.name + ".d")
         else:
             digest = hashlib.sha1(str(archive.resolve()).encode("utf-8")).hexdigest()[:16]
-            dest = cache_root() / digest / (archive.name + ".d")
+            dest = datacache.cache_entry(digest) / (archive.name + ".d")
         return safe_extract(archive, dest)
     if _exists(uri):
         return fetch_dir(uri, what)
@@ -621,4 +680,8 @@ def stage_spec(spec: dict[str, Any], action: str,
                         new[field_name] = str(loc)
                 staged.append(new)
             S.set_value(out, key, staged if isinstance(value, list) else staged[0])
+    evicted = datacache.evict()  # what this job uses is locked: only idle entries go
+    if evicted and log is not None:
+        log(f"dataset cache over {datacache.CACHE_MAX_ENV}={datacache.cache_max_bytes():,} bytes: evicted the least "
+            f"recently used {', '.join(evicted)}")
     return out

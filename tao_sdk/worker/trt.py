@@ -24,7 +24,7 @@ from tao_sdk.worker import spec as S
 from tao_sdk.worker.errors import SpecError, WorkerError
 
 __all__ = ["nvidia_gpu_visible", "require_tensorrt", "build_engine", "onnx_preprocessing",
-           "TrtDetector"]
+           "TrtRunner"]
 
 _T = "gen_trt_engine"
 
@@ -279,15 +279,16 @@ def build_engine(ctx) -> str:
             + (f"; calibration cache {cal_cache.name}" if cal_cache is not None else "") + ".")
 
 
-class TrtDetector:
-    """A TensorRT engine (from ``gen_trt_engine``) used like the PyTorch detector by the
-    evaluate / inference actions: ``detector(pixel_values=...)`` returns an object with
-    ``logits`` and ``pred_boxes`` (CPU tensors) and ``loss=None``.
+class TrtRunner:
+    """A TensorRT engine (from ``gen_trt_engine``) run on PyTorch CUDA buffers:
+    :meth:`run` takes the input tensors (in the engine's input order) and returns the outputs
+    by name (CPU float tensors). The task wraps it so the plugin can call it like its model
+    (:meth:`tao_sdk.worker.tasks.Task.trt_model`).
 
     Device buffers are CUDA tensors of PyTorch, so the GPU node needs a CUDA build of torch.
     """
 
-    def __init__(self, engine_path: Path, what: str) -> None:
+    def __init__(self, engine_path: Path, what: str, outputs: tuple[str, ...] = ()) -> None:
         trt = require_tensorrt()
         try:
             import torch
@@ -314,11 +315,11 @@ class TrtDetector:
         self.inputs = [n for n in names
                        if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.outputs = [n for n in names if n not in self.inputs]
-        if len(self.inputs) != 1 or not {"pred_logits", "pred_boxes"} <= set(self.outputs):
+        if not self.inputs or not set(outputs) <= set(self.outputs):
             raise WorkerError(
                 f"{what}: {engine_path} has inputs {self.inputs} and outputs {self.outputs}; "
-                "expected one image input and outputs pred_logits, pred_boxes (an engine built "
-                "from this network's export)"
+                f"expected outputs {', '.join(outputs)} (an engine built from this network's "
+                "export)"
             )
         shape = tuple(self.engine.get_tensor_shape(self.inputs[0]))
         self.input_hw = (int(shape[2]), int(shape[3]))
@@ -329,40 +330,32 @@ class TrtDetector:
             self.max_batch = int(shape[0])
         self.fixed_batch = None if shape[0] == -1 else int(shape[0])
 
-    def eval(self) -> "TrtDetector":
-        """No-op (API parity with torch modules)."""
-        return self
-
-    def to(self, _device) -> "TrtDetector":
-        """No-op (the engine lives on the GPU)."""
-        return self
-
-    def __call__(self, pixel_values, pixel_mask=None, labels=None):
-        """Run the engine on a batch; pads to the fixed engine batch when there is one."""
-        from types import SimpleNamespace
+    def run(self, inputs: list) -> dict:
+        """Run the engine on one batch (one tensor per engine input, same batch); pads to the
+        fixed engine batch when there is one; returns ``{output name: CPU float tensor}``."""
+        import numpy as np
 
         torch = self._torch
         trt = self._trt
-        x = pixel_values.float()
-        n = x.shape[0]
-        if self.fixed_batch is not None and n < self.fixed_batch:
-            x = torch.cat([x, x.new_zeros(self.fixed_batch - n, *x.shape[1:])])
-        x = x.cuda().contiguous()
-        name = self.inputs[0]
-        self.context.set_input_shape(name, tuple(x.shape))
-        self.context.set_tensor_address(name, int(x.data_ptr()))
+        n = inputs[0].shape[0]
+        staged = []  # device copies stay alive until the engine has run
+        for name, tensor in zip(self.inputs, inputs):
+            x = tensor.float()
+            if self.fixed_batch is not None and n < self.fixed_batch:
+                x = torch.cat([x, x.new_zeros(self.fixed_batch - n, *x.shape[1:])])
+            x = x.cuda().contiguous()
+            self.context.set_input_shape(name, tuple(x.shape))
+            self.context.set_tensor_address(name, int(x.data_ptr()))
+            staged.append(x)
         buffers = {}
         for out in self.outputs:
             shape = tuple(self.context.get_tensor_shape(out))
             dtype = torch.from_numpy(
-                __import__("numpy").zeros(1, dtype=trt.nptype(self.engine.get_tensor_dtype(out)))
-            ).dtype
+                np.zeros(1, dtype=trt.nptype(self.engine.get_tensor_dtype(out)))).dtype
             buffers[out] = torch.empty(shape, dtype=dtype, device="cuda")
             self.context.set_tensor_address(out, int(buffers[out].data_ptr()))
         stream = torch.cuda.current_stream()
         if not self.context.execute_async_v3(stream.cuda_stream):
             raise WorkerError("TensorRT execution failed; see log.txt")
         stream.synchronize()
-        logits = buffers["pred_logits"][:n].float().cpu()
-        boxes = buffers["pred_boxes"][:n].float().cpu()
-        return SimpleNamespace(logits=logits, pred_boxes=boxes, loss=None, loss_dict=None)
+        return {name: buf[:n].float().cpu() for name, buf in buffers.items()}

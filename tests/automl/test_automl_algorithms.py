@@ -12,7 +12,7 @@ from tao_sdk.automl.algorithms import (Algorithm, Suggestion, algorithm_names, a
 from tao_sdk.automl.space import SearchSpace
 from tao_sdk.errors import TaoSkillsError
 
-ALL = ["random", "bayesian", "hyperband", "asha", "bohb"]
+ALL = ["random", "bayesian", "hyperband", "asha", "bohb", "dehb", "pbt"]
 
 
 def small_space(d: int = 3, with_choice: bool = True) -> SearchSpace:
@@ -120,8 +120,8 @@ def test_hyperband_suggestions_carry_rung_budgets_and_promotions():
 def test_registry_and_option_errors():
     space = small_space()
     assert algorithm_names() == sorted(ALL)
-    with pytest.raises(TaoSkillsError, match="asha, bayesian, bohb, hyperband, random"):
-        get_algorithm("pbt", space, "max")
+    with pytest.raises(TaoSkillsError, match="asha, bayesian, bohb, dehb, hyperband, pbt, random"):
+        get_algorithm("tpe", space, "max")
     with pytest.raises(TaoSkillsError, match="unknown option.*max_recommendations"):
         get_algorithm("bayesian", space, "max", max_recomendations=5)
     with pytest.raises(TaoSkillsError, match="direction must be 'max' or 'min'"):
@@ -247,7 +247,7 @@ def test_state_refuses_another_space():
     with pytest.raises(TaoSkillsError, match="unknown format"):
         Algorithm.from_state(space, {"format": 99})
     with pytest.raises(TaoSkillsError, match="unknown algorithm"):
-        Algorithm.from_state(space, {**state, "algorithm": "dehb"})
+        Algorithm.from_state(space, {**state, "algorithm": "nope"})
 
 
 # ------------------------------------------------------------------ quality on a smooth objective
@@ -277,3 +277,60 @@ def test_bohb_and_hyperband_beat_random_at_equal_epoch_budget():
     bo = _mean_regret("bohb", space, seeds, max_epochs=9)
     hb = _mean_regret("hyperband", space, seeds, max_epochs=9)
     assert bo < r and hb < r, (bo, hb, r)
+
+
+# ------------------------------------------------------------------ PBT / DEHB specifics
+def test_pbt_members_continue_or_copy_checkpoints_and_train_each_epoch_once():
+    space = small_space()
+    algo = get_algorithm("pbt", space, "max", seed=3, max_epochs=9, generations=3, max_recommendations=8,
+                         exploit_fraction=0.25, inherit_prefixes=["p.opt"])
+    assert algo.generation_epochs() == [3, 6, 9]
+    f = make_objective(space, 3)
+    drive(algo, f, concurrency=3)
+    trials = algo.trials()
+    by_id = {t.trial_id: t for t in trials}
+    assert len(trials) == 24 and [sum(t.rung == g for t in trials) for g in range(3)] == [8, 8, 8]
+    assert sum(t.budget_epochs - t.resume_epochs for t in trials) == 8 * 9   # no epoch trained twice
+    exploits = [t for t in trials if t.info["source"].startswith("exploit")]
+    assert len(exploits) == 2 * 2                                            # bottom quarter, twice
+    for t in trials:
+        if t.rung == 0:
+            assert t.resume_from_trial is None
+            continue
+        parent = by_id[t.resume_from_trial]
+        assert parent.rung == t.rung - 1 and t.resume_epochs == parent.budget_epochs
+        if t in exploits:
+            # copied from a top-quarter member of the previous generation, perturbed, model dims inherited
+            peers = sorted((p for p in trials if p.rung == parent.rung), key=lambda p: -p.value)
+            assert parent.trial_id in {p.trial_id for p in peers[:2]}
+            assert t.params != parent.params and t.params["p.opt"] == parent.params["p.opt"]
+            assert t.config_id != parent.config_id
+        else:
+            assert t.params == parent.params and t.config_id == parent.config_id
+    best = algo.best()
+    assert by_id[best[0]].budget_epochs == 9
+
+
+def test_pbt_failed_member_copies_a_survivor():
+    space = small_space()
+    algo = get_algorithm("pbt", space, "max", seed=1, max_epochs=4, generations=2, max_recommendations=4)
+    gen0 = [algo.suggest() for _ in range(4)]
+    assert algo.suggest() is None
+    for i, s in enumerate(gen0):
+        if i == 0:
+            algo.observe(s.trial_id, None, epochs=1, error="CUDA out of memory")
+        else:
+            algo.observe(s.trial_id, 0.1 * i, epochs=s.budget_epochs)
+    gen1 = [algo.suggest() for _ in range(4)]
+    assert algo.suggest() is None
+    member0 = next(s for s in gen1 if s.info["member"] == 0)
+    assert member0.resume_from_trial == gen0[3].trial_id and member0.info["source"].startswith("exploit")
+    assert {s.resume_from_trial for s in gen1} >= {gen0[2].trial_id}
+
+
+def test_dehb_breeds_configurations_from_the_best_trials():
+    space = small_space(d=4, with_choice=False)
+    algo = get_algorithm("dehb", space, "max", seed=2, max_epochs=9, iterations=2)
+    drive(algo, make_objective(space, 2), concurrency=2)
+    sources = [t.info["source"] for t in algo.trials()]
+    assert "evolution" in sources and "random" in sources

@@ -19,7 +19,7 @@ import yaml
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> dict[str, dict[str, Path]]:
     """2-class synthetic dataset: 12 train + 4 val images of 64x64 pixels."""
-    from tao_sdk.worker.synthetic import make_coco_dataset
+    from tao_sdk.worker.tasks.detection.synthetic import make_coco_dataset
 
     root = tmp_path_factory.mktemp("synthetic")
     return make_coco_dataset(root, n_train=12, n_val=4, classes=("square", "disc"), size=64,

@@ -27,6 +27,17 @@ def clean_launch_env(monkeypatch):
         monkeypatch.delenv(var, raising=False)
 
 
+@pytest.fixture
+def cpu_ranks():
+    """These tests run their ranks on the CPU with gloo. On a CUDA machine the worker puts the
+    ranks on GPUs (one per rank, NCCL), so they are skipped there with the reason (a 1-GPU
+    node cannot hold 2 GPU ranks: ``gpu_ids [1] but only 1 GPU(s)``)."""
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip(f"CPU/gloo rank test: CUDA is available here ({torch.cuda.device_count()} "
+                    "GPU(s)), so the worker would run the ranks on GPUs with NCCL")
+
+
 def _statuses(lines):
     return [ln["status"] for ln in lines]
 
@@ -54,12 +65,7 @@ def test_plan_single_process_needs_no_launch():
                                                         "WORLD_SIZE": "2"}) is None
 
 
-def test_plan_num_gpus_on_one_node():
-    pytest.importorskip("torch")
-    import torch
-
-    if torch.cuda.is_available():
-        pytest.skip("CPU planning")
+def test_plan_num_gpus_on_one_node(cpu_ranks):
     rt = _plan("rtdetr", {"train": {"num_gpus": 2}}, {})
     dd = _plan("deformable_detr", {"train": {"num_gpus": 2}}, {})
     assert (rt.launcher, dd.launcher) == ("torchrun", "spawn")
@@ -78,8 +84,7 @@ def test_plan_num_gpus_on_one_node():
     assert plan.nnodes == 1 and any("train.num_nodes=2" in n for n in plan.notes)
 
 
-def test_plan_multinode_environment():
-    pytest.importorskip("torch")
+def test_plan_multinode_environment(cpu_ranks):
     from tao_sdk.worker.errors import SpecError, WorkerError
 
     env = {"WORLD_SIZE": "2", "NODE_RANK": "1", "MASTER_ADDR": "10.0.0.7",
@@ -102,8 +107,7 @@ def test_plan_multinode_environment():
         _plan("rtdetr", {"train": {"num_gpus": 0}}, {})
 
 
-def test_torchrun_command_line(monkeypatch, tmp_path):
-    pytest.importorskip("torch")
+def test_torchrun_command_line(cpu_ranks, monkeypatch, tmp_path):
     from tao_sdk.worker import distributed as D
 
     calls = []
@@ -204,7 +208,7 @@ def _check_rank0_results(spec, lines, launcher, ckpts, latest):
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_rtdetr_ddp_through_torchrun(make_spec, run_worker, tmp_path):
+def test_rtdetr_ddp_through_torchrun(cpu_ranks, make_spec, run_worker, tmp_path):
     spec = make_spec("rtdetr")
     spec["train"]["num_gpus"] = 2
     t0 = time.monotonic()
@@ -218,7 +222,7 @@ def test_rtdetr_ddp_through_torchrun(make_spec, run_worker, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_deformable_detr_ddp_through_spawn(make_spec, run_worker, tmp_path):
+def test_deformable_detr_ddp_through_spawn(cpu_ranks, make_spec, run_worker, tmp_path):
     spec = make_spec("deformable_detr")
     spec["train"]["num_gpus"] = 2
     t0 = time.monotonic()
@@ -253,7 +257,7 @@ def _corrupt_image_of_rank(tiny_dataset, tmp_path, rank: int, seed: int = 1234) 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("network", ["rtdetr", "deformable_detr"])  # torchrun, spawn
-def test_ddp_failure_on_one_rank_is_reported_by_rank0(network, make_spec, run_worker,
+def test_ddp_failure_on_one_rank_is_reported_by_rank0(cpu_ranks, network, make_spec, run_worker,
                                                       tiny_dataset, tmp_path):
     """Rank 1 alone hits an unreadable image: every rank exits non-zero, rank 0 writes one
     FAILURE line that names rank 1 and the file, and no checkpoint is written."""

@@ -30,10 +30,45 @@ def _py(code: str) -> subprocess.CompletedProcess:
 def test_import_is_light():
     """Importing the SDK and the worker CLI must not import torch / transformers."""
     res = _py("import sys, tao_sdk, tao_sdk.worker, tao_sdk.worker.cli, tao_sdk.worker.job, "
-              "tao_sdk.worker.staging, tao_sdk.worker.synthetic\n"
+              "tao_sdk.worker.staging, tao_sdk.worker.tasks.detection.synthetic\n"
               "print(sorted(m for m in ('torch', 'transformers', 'onnx') if m in sys.modules))")
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "[]"
+
+
+def test_worker_import_pulls_no_sdk_planning_modules():
+    """A compute node imports the worker without the SDK's planning side."""
+    res = _py("import sys, tao_sdk.worker\n"
+              "print(sorted(m for m in ('jsonschema', 'sqlite3', 'torch') if m in sys.modules))\n"
+              "print(tao_sdk.worker.NETWORKS, tao_sdk.worker.supports('rtdetr', 'export'),"
+              " tao_sdk.worker.supports('rtdetr', 'distill'), tao_sdk.worker.supports('x', 'train'))")
+    assert res.returncode == 0, res.stderr
+    mods, nets = res.stdout.strip().splitlines()
+    assert mods == "[]"
+    assert nets == "('rtdetr', 'deformable_detr') True False False"
+
+
+def test_worker_modules_import_in_one_direction():
+    """cli -> job -> engine -> distributed: the launcher and the engine never import the job."""
+    res = _py("import sys, tao_sdk.worker.distributed, tao_sdk.worker.engine\n"
+              "print('tao_sdk.worker.job' in sys.modules, 'tao_sdk.worker.cli' in sys.modules)")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "False False"
+
+
+def test_registry_plugins_and_launch_facts():
+    """Each registered network has a plugin module and a launch method from its skill."""
+    from tao_sdk import SkillBank
+    from tao_sdk.worker import NETWORKS, registry
+
+    for network in NETWORKS:
+        plugin = registry.get(network)
+        assert plugin.name == network and plugin.task.name
+        method = SkillBank().get(network).info["launch"]["method"]
+        assert registry.launch_method(network) == {"torchrun": "torchrun",
+                                                   "lightning": "spawn"}[method]
+    with pytest.raises(KeyError, match="unknown network 'nope'"):
+        registry.get("nope")
 
 
 def test_cli_unknown_network_writes_failure(tmp_path):
@@ -223,7 +258,7 @@ def test_read_label_map_rules(tmp_path):
 
 
 def test_synthetic_is_deterministic(tmp_path):
-    from tao_sdk.worker.synthetic import make_coco_dataset
+    from tao_sdk.worker.tasks.detection.synthetic import make_coco_dataset
 
     a = make_coco_dataset(tmp_path / "a", 3, 0, classes=("x", "y", "z"), size=48, seed=5)
     b = make_coco_dataset(tmp_path / "b", 3, 0, classes=("x", "y", "z"), size=48, seed=5)
@@ -236,7 +271,10 @@ def test_synthetic_is_deterministic(tmp_path):
 
 
 def test_spec_errors_name_the_key():
-    from tao_sdk.worker.models import build_arch
+    from tao_sdk.worker.registry import get
+
+    def build_arch(network, spec):
+        return get(network).build_arch(spec)
 
     spec = {"dataset": {"num_classes": 3}, "model": {"backbone": "fan_tiny"}}
     with pytest.raises(SpecError, match="model.backbone='fan_tiny'.*resnet_18"):
@@ -250,7 +288,10 @@ def test_spec_errors_name_the_key():
 
 
 def test_unhonoured_fields_listed():
-    from tao_sdk.worker.models import unhonoured_fields
+    from tao_sdk.worker.registry import get
+
+    def unhonoured_fields(network, action, spec):
+        return get(network).unhonoured(action, spec)
 
     spec = {"model": {"frozen_fm": {"enabled": True}, "eval_idx": -1},
             "train": {"num_gpus": 8, "precision": "fp16"}, "wandb": {"enable": True},

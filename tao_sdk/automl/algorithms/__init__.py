@@ -7,7 +7,8 @@
 >>> saved = json.dumps(algo.state()); algo = Algorithm.from_state(space, json.loads(saved))
 
 Names: ``random``, ``bayesian`` (GP Matern 5/2 + EI, first trial = template defaults),
-``hyperband``, ``asha``, ``bohb``. Defaults follow NVIDIA TAO AutoML: 20 recommendations,
+``hyperband``, ``asha``, ``bohb``, ``dehb`` (Hyperband + differential evolution), ``pbt``
+(population based training: members continue, copy and perturb each other's checkpoints). Defaults follow NVIDIA TAO AutoML: 20 recommendations,
 ``max_epochs`` 27, ``reduction_factor`` 3.
 """
 
@@ -21,16 +22,18 @@ from .base import REGISTRY, Algorithm, Suggestion, TrialRecord, check_direction,
 from .asha import ASHA
 from .bayesian import Bayesian
 from .bohb import BOHB
+from .dehb import DEHB
 from .hyperband import Hyperband, hyperband_brackets
+from .pbt import PBT
 from .random_search import RandomSearch
 
 __all__ = ["Algorithm", "Suggestion", "TrialRecord", "get_algorithm", "algorithm_names", "algorithm_options",
            "hyperband_brackets", "matched_intervals", "check_direction", "RandomSearch", "Bayesian",
-           "Hyperband", "ASHA", "BOHB"]
+           "Hyperband", "ASHA", "BOHB", "DEHB", "PBT"]
 
 
 def algorithm_names() -> list[str]:
-    """Registered algorithm names, e.g. ``['asha', 'bayesian', 'bohb', 'hyperband', 'random']``."""
+    """Registered algorithm names: ``['asha', 'bayesian', 'bohb', 'dehb', 'hyperband', 'pbt', 'random']``."""
     return sorted(REGISTRY)
 
 

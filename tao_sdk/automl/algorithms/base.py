@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 
 from ...errors import TaoSkillsError
+from ...results import as_loss
 from ..space import SearchSpace
 
 STATE_FORMAT = 1
@@ -312,7 +313,7 @@ class Algorithm:
 
     def _loss(self, value: float) -> float:
         """Value to minimise internally."""
-        return -value if self.direction == "max" else value
+        return as_loss(value, self.direction)
 
     def _new_trial(self, params: Mapping[str, Any], budget_epochs: int, *, config_id: int | None = None,
                    bracket: int | None = None, rung: int | None = None, resume_from_trial: int | None = None,

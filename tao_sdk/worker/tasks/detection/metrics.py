@@ -1,4 +1,4 @@
-"""Prediction post-processing and COCO evaluation (pycocotools) for the worker."""
+"""Detection task: prediction post-processing and COCO evaluation (pycocotools)."""
 
 from __future__ import annotations
 
@@ -45,13 +45,12 @@ def postprocess(logits, pred_boxes, orig_sizes, num_select: int):
     return out
 
 
-def predict(model, loader, arch: dict[str, Any], device, *, with_loss: bool = False,
-            pass_mask: bool = False):
-    """Run ``model`` in eval mode over ``loader``.
+def predict(plugin, model, loader, arch: dict[str, Any], device, *, with_loss: bool = False):
+    """Run ``model`` (through ``plugin.forward``) in eval mode over ``loader``.
 
     Returns ``(results, mean_loss)`` where ``results`` is a list of
     ``(meta, scores, labels, boxes_xyxy)`` per image and ``mean_loss`` is the mean of the
-    model's loss over the batches when ``with_loss`` (else ``None``).
+    plugin's loss over the batches when ``with_loss`` (else ``None``).
     """
     import torch
 
@@ -60,36 +59,15 @@ def predict(model, loader, arch: dict[str, Any], device, *, with_loss: bool = Fa
     losses = []
     with torch.no_grad():
         for batch in loader:
-            kwargs: dict[str, Any] = {"pixel_values": batch["pixel_values"].to(device)}
-            if pass_mask:
-                kwargs["pixel_mask"] = batch["pixel_mask"].to(device)
-            if with_loss:
-                kwargs["labels"] = [{k: v.to(device) for k, v in t.items()}
-                                    for t in batch["labels"]]
-            out = model(**kwargs)
+            out = plugin.forward(model, batch, device, with_labels=with_loss)
             if with_loss and out.loss is not None:
-                losses.append(float(weighted_loss(out, arch)))
+                losses.append(float(plugin.loss(out, arch)))
             dets = postprocess(out.logits.cpu(), out.pred_boxes.cpu(),
                                [m["orig_size"] for m in batch["metas"]], arch["num_select"])
             for meta, (s, lab, b) in zip(batch["metas"], dets):
                 results.append((meta, s, lab, b))
     mean_loss = float(np.mean(losses)) if losses else None
     return results, mean_loss
-
-
-def weighted_loss(out, arch: dict[str, Any]):
-    """The training loss of a model output: transformers' own for RT-DETR; for Deformable DETR
-    the TAO weighting (``cls_loss_coef`` on the classification term, also for the auxiliary
-    decoder layers)."""
-    weights = arch.get("loss_weights")
-    if not weights or out.loss_dict is None:
-        return out.loss
-    total = 0.0
-    for key, value in out.loss_dict.items():
-        base = key.rsplit("_", 1)[0] if key.rsplit("_", 1)[-1].isdigit() else key
-        if base in weights:
-            total = total + value * weights[base]
-    return total
 
 
 def merge_coco(sources: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[int, int]]]:

@@ -1,0 +1,188 @@
+"""What every engine action shares: device, seeding, loaders, staging, start line, model loading.
+
+Nothing here names a network: network specifics come from the job's plugin
+(``ctx.plugin``, a :class:`tao_sdk.worker.plugin.NetworkPlugin`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+from tao_sdk.worker import distributed as D
+from tao_sdk.worker import spec as S
+from tao_sdk.worker.engine.checkpoint import load_checkpoint
+from tao_sdk.worker.errors import SpecError, WorkerError
+from tao_sdk.worker.staging import fetch_file, stage_spec
+
+__all__ = ["device", "seed_everything", "stage", "report_start", "loader", "workers",
+           "batch_size", "write_json", "model_from_checkpoint", "load_model"]
+
+
+def stage(ctx) -> None:
+    """Download / extract the files the action reads and point ``ctx.spec`` at local copies."""
+    ctx.spec = stage_spec(ctx.spec, ctx.action, ctx.log.info)
+
+
+def device():
+    """The current CUDA device (set per rank in a distributed job), else the CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def seed_everything(spec: dict) -> int:
+    """Seed python / numpy / torch from ``train.seed`` and set the cuDNN flags; return it."""
+    import numpy as np
+    import torch
+
+    seed = int(S.get(spec, "train.seed", 1234))
+    torch.backends.cudnn.benchmark = bool(S.get(spec, "train.cudnn.benchmark", False))
+    torch.backends.cudnn.deterministic = bool(S.get(spec, "train.cudnn.deterministic", True))
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+    return seed
+
+
+def report_start(ctx, arch: dict | None = None, extra: list[str] | None = None) -> None:
+    """One RUNNING line naming the model built and the spec fields not honoured."""
+    ignored = ctx.plugin.unhonoured(ctx.action, ctx.spec)
+    parts = []
+    if arch is not None:
+        parts.append(f"{ctx.plugin.describe(arch)}, device {device().type}")
+    parts += list(extra or [])
+    if ignored:
+        parts.append("spec fields not honoured by this implementation: " + "; ".join(ignored))
+    if parts:
+        ctx.status.running(". ".join(parts))
+
+
+def workers(spec: dict) -> int:
+    """DataLoader workers: ``dataset.workers`` capped at (CPU cores - 1) shared by the
+    processes of this node; 0 when training on the CPU, where loader processes only compete
+    with the model for the same cores."""
+    if device().type == "cpu":
+        return 0
+    requested = int(S.get(spec, "dataset.workers", 0))
+    per_node = max(1, D.state().local_world_size)
+    return max(0, min(requested, ((os.cpu_count() or 1) - 1) // per_node))
+
+
+def loader(dataset, collator, batch: int, shuffle: bool, num_workers: int, seed: int,
+           sampler=None):
+    """A DataLoader over ``dataset``; with ``sampler`` (a ``DistributedSampler``) the sampler
+    decides the order and ``shuffle`` is not used. ``dataset.rng`` / ``collator.rng`` (when
+    present) are reseeded per loader worker."""
+    import torch
+
+    def _init(worker_id: int) -> None:
+        s = (torch.initial_seed() + worker_id) % (2 ** 32)
+        if hasattr(dataset, "rng"):
+            dataset.rng.seed(s)
+        if hasattr(collator, "rng"):
+            collator.rng.seed(s + 7)
+
+    gen = torch.Generator()
+    gen.manual_seed(seed)
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batch, shuffle=shuffle if sampler is None else False,
+        sampler=sampler, num_workers=num_workers,
+        collate_fn=collator, worker_init_fn=_init if num_workers else None, generator=gen,
+        persistent_workers=bool(num_workers), drop_last=False,
+    )
+
+
+def batch_size(spec: dict, key: str | None = None) -> int:
+    """``spec[key]`` (``-1``/unset: ``dataset.batch_size``) as a batch size >= 1."""
+    value = S.get(spec, key, -1) if key else -1
+    if value in (None, -1):
+        value = S.get(spec, "dataset.batch_size", 4)
+    value = int(value)
+    if value < 1:
+        raise SpecError(f"{key or 'dataset.batch_size'}={value} must be >= 1")
+    return value
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def model_from_checkpoint(ctx, key: str):
+    """Load ``spec[key]`` (a checkpoint of this worker) -> ``(model, arch, ckpt, notes)``.
+
+    The checkpoint's architecture is used (through ``plugin.checkpoint_arch``, which applies
+    the spec's post-processing settings); differences with the spec's ``model`` section are
+    reported, a different ``dataset.num_classes`` is an error.
+    """
+    plugin = ctx.plugin
+    uri = S.require(ctx.spec, key, "the .pth checkpoint to use (model_epoch_XXX.pth)")
+    path = fetch_file(str(uri), key)
+    ckpt = load_checkpoint(path, key)
+    if ckpt["arch"].get("network") != ctx.network:
+        raise WorkerError(
+            f"{key}: {path} is a {ckpt['arch'].get('network')} checkpoint, not {ctx.network}; "
+            "use a checkpoint from this network's train job"
+        )
+    notes = []
+    try:
+        spec_arch = plugin.build_arch(ctx.spec)
+    except SpecError as exc:
+        spec_arch = None
+        notes.append(f"model section not used ({exc})")
+    arch = copy.deepcopy(ckpt["arch"])
+    if spec_arch is not None:
+        diffs = plugin.arch_diff(arch, spec_arch)
+        if diffs:
+            notes.append("The checkpoint's architecture is used; it differs from the spec in "
+                         + ", ".join(diffs))
+        if spec_arch["num_classes"] != arch["num_classes"]:
+            raise SpecError(
+                f"dataset.num_classes={spec_arch['num_classes']} but {path} was trained with "
+                f"{arch['num_classes']} classes; set dataset.num_classes={arch['num_classes']}"
+            )
+    arch = plugin.checkpoint_arch(arch, spec_arch)
+    model = plugin.build_model(arch)
+    missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
+    if missing or unexpected:
+        raise WorkerError(
+            f"{key}: {path} does not fit its own architecture record (missing {list(missing)[:5]},"
+            f" unexpected {list(unexpected)[:5]}); the file is damaged - use another checkpoint"
+        )
+    ctx.log.info("loaded %s (epoch %s, step %s)", path, ckpt.get("epoch"), ckpt.get("global_step"))
+    return model, arch, ckpt, notes
+
+
+def load_model(ctx, section: str):
+    """The model an evaluate / inference job runs: ``(model, arch, notes, input size)``.
+
+    A TensorRT job (``<section>.trt_engine`` set, no checkpoint) checks for TensorRT first,
+    then stages the data and loads the engine through the plugin's TensorRT adapter (the
+    engine's input size is returned); otherwise the checkpoint is loaded (input size
+    ``None``: the task reads it from the spec).
+    """
+    if S.is_tensorrt_job(ctx.spec, section):
+        from tao_sdk.worker.trt import TrtRunner, require_tensorrt
+
+        require_tensorrt()  # fails at once without an NVIDIA GPU / tensorrt
+        stage(ctx)
+        key = f"{section}.trt_engine"
+        engine = fetch_file(str(S.get(ctx.spec, key)), key)
+        runner = TrtRunner(engine, key, ctx.plugin.trt_outputs)
+        arch = ctx.plugin.postprocess_arch(ctx.spec)
+        return (ctx.plugin.task.trt_model(runner), arch,
+                [f"TensorRT engine {engine.name}, input {runner.input_hw}, "
+                 f"max batch {runner.max_batch}"], runner.input_hw)
+    stage(ctx)
+    model, arch, _ckpt, notes = model_from_checkpoint(ctx, f"{section}.checkpoint")
+    return model, arch, notes, None

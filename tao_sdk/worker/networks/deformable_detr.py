@@ -1,0 +1,159 @@
+"""Deformable DETR: :class:`transformers.DeformableDetrForObjectDetection` from the TAO spec.
+
+ResNet backbone (``ResNetConfig``), pure-PyTorch multi-scale deformable attention on CPU.
+``model.return_interm_indices`` are 1-based layer numbers (``[2, 3, 4]`` = strides 8/16/32,
+``[1, 2, 3, 4]`` adds stride 4), as in TAO; levels beyond the backbone outputs are made by
+strided convolutions. Resize: aspect-preserving, shorter side to a random entry of
+``dataset.augmentation.scales`` (training) or ``test_random_resize`` (evaluation), longer side
+capped at ``random_resize_max_size``; ``horizontal_flip_prob``; padded batches carry a
+``pixel_mask``. Loss: TAO's weighting (``cls_loss_coef`` on the classification term, also for
+the auxiliary decoder layers). Checkpoints ``model_epoch_XXX_step_YYYYY.pth``, link
+``dd_model_latest.pth``. Lightning-managed in TAO: spawned ranks (the skill's ``launch``).
+"""
+
+from __future__ import annotations
+
+from tao_sdk.worker import spec as S
+from tao_sdk.worker.errors import SpecError
+from tao_sdk.worker.networks._detr import DetrPlugin, backbone_config
+from tao_sdk.worker.plugin import spec_float, spec_int
+
+__all__ = ["DeformableDetr", "PLUGIN"]
+
+# transformers types these weights as int; TAO specs give floats (2.0, 0.5...).
+_WEIGHT_KEYS = ("class_cost", "bbox_cost", "giou_cost", "bbox_loss_coefficient",
+                "giou_loss_coefficient")
+
+
+class DeformableDetr(DetrPlugin):
+    """Deformable DETR (see the module docstring)."""
+
+    name = "deformable_detr"
+    display = "Deformable DETR"
+    checkpoint_prefix = "dd_"
+    step_in_checkpoint_name = True
+    pass_mask = True
+    default_num_classes = 91
+    default_levels = 4
+    default_dropout = 0.3
+    default_enc_layers = 6
+    unhonoured_table = {
+        "model.loss_types": (["labels", "boxes"],),
+        "model.backbone_names": (["backbone.0"],),
+        "model.linear_proj_names": (["reference_points", "sampling_offsets"],),
+        "model.dld_model_dir_path": (),
+        "dataset.train_sampler": ("default_sampler",),
+        "dataset.augmentation.train_random_resize": (),
+        "dataset.augmentation.fixed_random_crop": (),
+        "dataset.augmentation.pad_size_divisor": (),
+        "train.input_width": (),
+        "train.input_height": (),
+        "train.activation_checkpoint": (False, True),
+    }
+
+    def build_arch(self, spec):
+        """Deformable DETR hf config from ``model.*`` (see TAO's Deformable DETR config)."""
+        f = self.common_fields(spec)
+        stages = self.stages(spec, [1, 2, 3, 4], zero_based=False)
+        levels = f["levels"]
+        if levels < len(stages) or levels > 5:
+            raise SpecError(
+                f"model.num_feature_levels={levels} must be between the number of "
+                f"model.return_interm_indices ({len(stages)}) and 5")
+        box_refine = bool(S.get(spec, "model.with_box_refine", True))
+        if box_refine and f["dec_layers"] < 2:
+            raise SpecError(
+                "model.dec_layers=1 with model.with_box_refine=true is not supported by the "
+                "transformers Deformable DETR; set model.dec_layers >= 2 or with_box_refine "
+                "false")
+        bb, _channels, desc = backbone_config(f["backbone"], stages, f["scale"], "resnet",
+                                              convnext=False)
+        cls_w = spec_float(spec, "model.cls_loss_coef", 2.0)
+        bbox_w = spec_float(spec, "model.bbox_loss_coef", 5.0)
+        giou_w = spec_float(spec, "model.giou_loss_coef", 2.0)
+        hf = {
+            "backbone_config": bb, "use_timm_backbone": False, "use_pretrained_backbone": False,
+            "num_labels": f["num_classes"], "num_queries": f["num_queries"],
+            "num_feature_levels": levels, "d_model": f["hidden"],
+            "encoder_layers": f["enc_layers"], "decoder_layers": f["dec_layers"],
+            "encoder_ffn_dim": f["ffn"], "decoder_ffn_dim": f["ffn"],
+            "encoder_attention_heads": f["nheads"], "decoder_attention_heads": f["nheads"],
+            "dropout": f["dropout"],
+            "encoder_n_points": spec_int(spec, "model.enc_n_points", 4),
+            "decoder_n_points": spec_int(spec, "model.dec_n_points", 4),
+            "with_box_refine": box_refine, "two_stage": False,
+            "auxiliary_loss": bool(S.get(spec, "model.aux_loss", True)),
+            "class_cost": cls_w, "bbox_cost": bbox_w, "giou_cost": giou_w,
+            "bbox_loss_coefficient": bbox_w, "giou_loss_coefficient": giou_w,
+            "focal_alpha": spec_float(spec, "model.focal_alpha", 0.25),
+            "disable_custom_kernels": True,
+        }
+        mean, std = self.mean_std(spec)
+        weights = {"loss_ce": cls_w, "loss_bbox": bbox_w, "loss_giou": giou_w}
+        return self.arch_record(spec, f, hf, desc, mean, std, weights)
+
+    def hf_model(self, backbone, hf):
+        """``DeformableDetrForObjectDetection`` (loss weights set as floats)."""
+        import transformers
+
+        weights = {k: hf.pop(k) for k in _WEIGHT_KEYS if k in hf}
+        cfg = transformers.DeformableDetrConfig(backbone_config=backbone, **hf)
+        for key, value in weights.items():
+            object.__setattr__(cfg, key, float(value))
+        return transformers.DeformableDetrForObjectDetection(cfg)
+
+    def resize_policy(self, spec, eval_override=None):
+        """Shorter-side resize (``scales`` / ``test_random_resize`` /
+        ``random_resize_max_size``); a fixed size when ``eval_override`` is given."""
+        from tao_sdk.worker.tasks.detection.data import ResizePolicy
+
+        aug = "dataset.augmentation"
+        scales = [int(s) for s in S.get(spec, f"{aug}.scales", [800])]
+        test_size = int(S.get(spec, f"{aug}.test_random_resize", 800))
+        max_size = int(S.get(spec, f"{aug}.random_resize_max_size", 1333))
+        if eval_override is not None:
+            return ResizePolicy("fixed", [eval_override], eval_override)
+        return ResizePolicy("shorter", scales, test_size, max_size)
+
+    def param_groups(self, model, spec, lr):
+        """Network / backbone groups, plus the sampling offsets and reference points at
+        ``lr x train.optim.lr_linear_proj_mult``."""
+        groups = super().param_groups(model, spec, lr)
+        proj_mult = float(S.get(spec, "train.optim.lr_linear_proj_mult", 1.0))
+        proj_names = ("sampling_offsets", "reference_points")
+        proj_ids = {id(p) for name, p in model.named_parameters()
+                    if p.requires_grad and not self.is_backbone_param(name)
+                    and any(n in name for n in proj_names)}
+        if not proj_ids:
+            return groups
+        proj = [p for p in groups[0]["params"] if id(p) in proj_ids]
+        groups[0]["params"] = [p for p in groups[0]["params"] if id(p) not in proj_ids]
+        groups.append({"params": proj, "lr": lr * proj_mult})
+        return groups
+
+    def loss(self, output, arch):
+        """TAO's weighting of the loss terms (``loss_weights`` of the arch)."""
+        weights = arch.get("loss_weights")
+        if not weights or output.loss_dict is None:
+            return output.loss
+        total = 0.0
+        for key, value in output.loss_dict.items():
+            base = key.rsplit("_", 1)[0] if key.rsplit("_", 1)[-1].isdigit() else key
+            if base in weights:
+                total = total + value * weights[base]
+        return total
+
+    def tiny_overrides(self, size):
+        """A small Deformable DETR at ``size`` px that trains on 2 CPU cores."""
+        return {
+            "dataset.augmentation.scales": [size],
+            "dataset.augmentation.test_random_resize": size,
+            "dataset.augmentation.random_resize_max_size": size,
+            "model.backbone": "resnet_18", "model.num_queries": 20, "model.num_select": 20,
+            "model.hidden_dim": 64, "model.nheads": 4, "model.dim_feedforward": 128,
+            "model.enc_layers": 1, "model.dec_layers": 2, "model.num_feature_levels": 3,
+            "model.return_interm_indices": [2, 3, 4], "model.dropout_ratio": 0.0,
+        }
+
+
+PLUGIN = DeformableDetr()

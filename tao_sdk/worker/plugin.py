@@ -1,0 +1,307 @@
+"""The network seam of the worker: what the engine asks of a network.
+
+A network is one module ``tao_sdk/worker/networks/<name>.py`` defining ``PLUGIN``, an
+instance of a :class:`NetworkPlugin` subclass, registered by one line in
+:data:`tao_sdk.worker.registry.REGISTRY`. The engine (:mod:`tao_sdk.worker.engine`) calls only
+the hooks below; what the networks of a task share (datasets, collate, metrics, inference
+outputs, synthetic demo data) lives in the plugin's :attr:`NetworkPlugin.task`
+(:class:`tao_sdk.worker.tasks.Task`).
+
+Hooks the engine calls, by action:
+
+- every action: :meth:`NetworkPlugin.unhonoured` (spec fields reported as not honoured),
+  :meth:`NetworkPlugin.describe` (the model line of ``status.json``);
+- train: :meth:`build_arch` -> :meth:`build_model`, :attr:`backbone_prefix` /
+  :meth:`is_backbone_param` (pretrained backbone, ``model.train_backbone``),
+  :meth:`param_groups` (optimizer groups), :meth:`forward` + :meth:`loss` per step,
+  :meth:`ddp_find_unused_parameters`, :meth:`arch_diff` (resume), :meth:`checkpoint_name` /
+  :attr:`latest_link` (results contract); data and validation through ``task``;
+- evaluate / inference: :meth:`checkpoint_arch` (the checkpoint's architecture + the spec's
+  post-processing), :meth:`postprocess_arch` (TensorRT jobs), then ``task.evaluate`` /
+  ``task.inference``; a TensorRT engine is checked against :attr:`trt_outputs`;
+- export: :meth:`onnx_export` (an :class:`OnnxExport`: wrapper module, example inputs,
+  input / output names, dynamic axes, metadata, description) and
+  :meth:`OnnxExport.check` (parity with onnxruntime).
+
+``build_arch`` returns a plain dict (saved in every checkpoint as ``arch``) with at least
+``network``, ``num_classes`` and ``backbone_desc``; evaluate / inference / export rebuild the
+model from the checkpoint's ``arch`` with :meth:`build_model`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from tao_sdk.worker import spec as S
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tao_sdk.worker.tasks import Task
+
+__all__ = ["NetworkPlugin", "OnnxExport", "COMMON_UNHONOURED", "backbone_scale", "spec_int",
+           "spec_float"]
+
+# Fields whose value no worker network honours, with the values that ask for nothing (reported
+# only when the spec asks for something else). Keys absent from the spec are skipped.
+COMMON_UNHONOURED: dict[str, tuple] = {
+    "wandb.enable": (False,),
+    # train.num_gpus / num_nodes / gpu_ids are honoured (tao_sdk.worker.distributed).
+    "train.checkpointer.enable_topk": (False,),
+    "train.freeze": ([],),
+    "train.is_dry_run": (False,),
+    "train.precision": ("fp32", "FP32"),
+    "train.distributed_strategy": ("ddp",),
+    "train.optim.monitor_name": ("val_loss",),
+    "evaluate.trt_engine": (),
+    "inference.trt_engine": (),
+    "evaluate.num_gpus": (1,),
+    "inference.num_gpus": (1,),
+    "evaluate.is_quantized": (False,),
+    "inference.is_quantized": (False,),
+    "export.is_quantized": (False,),
+    "export.serialize_nvdsinfer": (False,),
+    "export.format": ("onnx",),
+    "model.dilation": (False,),
+}
+
+
+@dataclass
+class OnnxExport:
+    """What the export driver writes to ONNX and how it checks the file.
+
+    Attributes:
+        module: the ``torch.nn.Module`` exported (a wrapper around the model, eval mode).
+        example_inputs: tuple of example tensors (one per input name).
+        input_names / output_names: ONNX graph names.
+        dynamic_axes: ``{name: {axis: label}}`` or ``None`` for fixed shapes.
+        metadata: ``metadata_props`` stored in the file (``tao_worker.*``).
+        info: extra entries of ``export_info.json`` (input shape, preprocessing, outputs).
+        checker: ``checker(onnx_path, task_dir) -> dict`` comparing onnxruntime with PyTorch;
+            the dict has ``max_abs_diff`` (what must be below the tolerance),
+            ``checked_batch`` and optional notes (``note`` is appended to the status line).
+        describe: short text of the input for the SUCCESS message (``"640x640"``).
+    """
+
+    module: Any
+    example_inputs: tuple
+    input_names: list[str]
+    output_names: list[str]
+    dynamic_axes: dict[str, dict[int, str]] | None
+    metadata: dict[str, str] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+    checker: Callable[[Any, Any], dict[str, Any]] | None = None
+    describe: str = ""
+
+    def check(self, onnx_path, task_dir) -> dict[str, Any]:
+        """Run the parity check (see ``checker``)."""
+        if self.checker is None:
+            raise NotImplementedError("the plugin gave no ONNX parity check")
+        return self.checker(onnx_path, task_dir)
+
+
+class NetworkPlugin:
+    """Base class of a network plugin (see the module docstring for when each hook runs).
+
+    Class attributes a plugin sets:
+        name: TAO network name (``python -m tao_sdk.worker <name> ...``).
+        display: human name.
+        task: the :class:`tao_sdk.worker.tasks.Task` instance of the network's task.
+        checkpoint_prefix: prefix of ``<prefix>model_latest.pth`` (``rtdetr_``, ``dd_``...).
+        step_in_checkpoint_name: ``model_epoch_XXX_step_YYYYY.pth`` (else
+            ``model_epoch_XXX.pth``).
+        launch: ``"torchrun"`` / ``"spawn"`` to override the skill's ``launch`` facts;
+            ``None`` (default): from ``skill_info.yaml``.
+        backbone_prefix: attribute path of the backbone module (for
+            ``model.pretrained_backbone_path``), ``""`` when the network has none.
+        unhonoured_table: network-specific additions to :data:`COMMON_UNHONOURED`.
+        silent_fields: fields never reported (they cannot change results here).
+        trt_outputs: output names a TensorRT engine of this network must have.
+    """
+
+    name: str = ""
+    display: str = ""
+    task: "Task"
+    checkpoint_prefix: str = ""
+    step_in_checkpoint_name: bool = True
+    launch: str | None = None
+    backbone_prefix: str = "model.backbone"
+    unhonoured_table: dict[str, tuple] = {}
+    silent_fields: frozenset[str] = frozenset()
+    trt_outputs: tuple[str, ...] = ()
+
+    # ------------------------------------------------------------------ results contract
+
+    @property
+    def latest_link(self) -> str:
+        """File name of the latest-checkpoint link (``<prefix>model_latest.pth``)."""
+        return f"{self.checkpoint_prefix}model_latest.pth"
+
+    def checkpoint_name(self, epoch: int, step: int, ema: bool = False) -> str:
+        """TAO checkpoint file name for ``epoch`` (0-based) and global ``step``:
+        ``model_epoch_005.pth`` or ``model_epoch_005_step_01200.pth`` (``-EMA`` for EMA
+        weights)."""
+        name = f"model_epoch_{epoch:03d}"
+        if self.step_in_checkpoint_name:
+            name += f"_step_{step:05d}"
+        return name + ("-EMA" if ema else "") + ".pth"
+
+    # ------------------------------------------------------------------ model
+
+    def build_arch(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """The spec's ``model`` / ``dataset`` sections -> the architecture record (a plain,
+        ``torch.save``-able dict with ``network``, ``num_classes``, ``backbone_desc`` and
+        whatever :meth:`build_model` needs). Raises :class:`SpecError` naming the key."""
+        raise NotImplementedError
+
+    def build_model(self, arch: dict[str, Any]):
+        """A randomly initialised ``torch.nn.Module`` for ``arch``."""
+        raise NotImplementedError
+
+    def postprocess_arch(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """What running an exported engine needs from the spec (no model is built)."""
+        raise NotImplementedError
+
+    def checkpoint_arch(self, ckpt_arch: dict[str, Any], spec_arch: dict[str, Any] | None
+                        ) -> dict[str, Any]:
+        """The architecture an evaluate / inference / export job rebuilds: the checkpoint's,
+        with the spec's post-processing settings applied (default: the checkpoint's as is)."""
+        return dict(ckpt_arch)
+
+    def arch_diff(self, ckpt_arch: dict[str, Any], spec_arch: dict[str, Any]) -> list[str]:
+        """Human list of architecture differences (``model.num_queries (checkpoint 20, spec
+        300)``); empty when the spec builds the checkpoint's model."""
+        return []
+
+    def describe(self, arch: dict[str, Any]) -> str:
+        """The model part of the start line of ``status.json``."""
+        return (f"model: {self.display}, backbone {arch.get('backbone_desc', '-')}, "
+                f"{arch.get('num_classes')} classes")
+
+    def is_backbone_param(self, name: str) -> bool:
+        """True for a parameter of the backbone (own learning rate, ``train_backbone``)."""
+        return bool(self.backbone_prefix) and ".backbone." in f".{name}"
+
+    def param_groups(self, model, spec: dict[str, Any], lr: float) -> list[dict[str, Any]]:
+        """Optimizer parameter groups: ``train.optim.lr`` for the network, ``lr_backbone`` for
+        the backbone (default ``lr / 10``)."""
+        lr_backbone = float(S.get(spec, "train.optim.lr_backbone", lr * 0.1))
+        rest, backbone = [], []
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                (backbone if self.is_backbone_param(name) else rest).append(p)
+        groups = [{"params": rest, "lr": lr}]
+        if backbone:
+            groups.append({"params": backbone, "lr": lr_backbone})
+        return groups
+
+    def ddp_find_unused_parameters(self, arch: dict[str, Any]) -> bool:
+        """Whether DistributedDataParallel must look for parameters unused in a step."""
+        return False
+
+    # ------------------------------------------------------------------ step
+
+    def forward(self, model, batch: dict[str, Any], device, with_labels: bool):
+        """Run ``model`` on a collated ``batch`` (moved to ``device``); return its output."""
+        raise NotImplementedError
+
+    def loss(self, output, arch: dict[str, Any]):
+        """The scalar training loss of a :meth:`forward` output (a tensor)."""
+        return output.loss
+
+    # ------------------------------------------------------------------ export
+
+    def onnx_export(self, model, arch: dict[str, Any], spec: dict[str, Any]) -> OnnxExport:
+        """What to export (validates the spec's ``export`` section)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ demo / tests / bench
+
+    def tiny_overrides(self, size: int) -> dict[str, Any]:
+        """Dotted spec overrides of a small model at ``size`` px that learns the task's
+        synthetic data in a few CPU minutes (demo, benchmarks, tests)."""
+        raise NotImplementedError
+
+    def demo_plan(self, quick: bool) -> dict[str, int]:
+        """``epochs``, ``n_train``, ``n_val``, ``size`` of ``tao-skills demo`` (``--quick``:
+        under 5 minutes on 2 CPU cores in total)."""
+        return ({"epochs": 8, "n_train": 24, "n_val": 8, "size": 128} if quick
+                else {"epochs": 40, "n_train": 64, "n_val": 16, "size": 128})
+
+    def demo_train_overrides(self, epochs: int, size: int) -> dict[str, Any]:
+        """Spec overrides of the demo's train job: the tiny model, the task's synthetic data
+        settings, ``epochs`` with about four validations and checkpoints."""
+        return {
+            **self.task.demo_overrides("train", size), **self.tiny_overrides(size),
+            "dataset.batch_size": 4, "dataset.workers": 1,
+            "train.num_epochs": epochs, "train.checkpoint_interval": max(1, epochs // 4),
+            "train.validation_interval": max(1, epochs // 4),
+            "train.optim.lr": 5e-4, "wandb.enable": False,
+        }
+
+    def demo_untrained_overrides(self) -> dict[str, Any]:
+        """Overrides turning the demo train job into the untrained baseline: one epoch at a
+        learning rate of 1e-12 (weights effectively unchanged; the worker rejects 0)."""
+        return {"train.num_epochs": 1, "train.checkpoint_interval": 1,
+                "train.validation_interval": 1, "train.optim.lr": 1e-12}
+
+    # ------------------------------------------------------------------ reporting
+
+    def unhonoured(self, action: str, spec: dict[str, Any]) -> list[str]:
+        """``dotted=value`` for each spec field set to a value this implementation ignores.
+
+        Only the sections used by ``action`` are looked at (``model``/``dataset`` always,
+        plus ``train`` (and ``wandb``) for train, ``evaluate`` for evaluate...). Unset
+        (``None``/empty) fields are skipped.
+        """
+        sections = {"model", "dataset", action}
+        if action == "train":
+            sections.add("wandb")
+        table = {**COMMON_UNHONOURED, **self.unhonoured_table}
+        out = []
+        for key, inactive in table.items():
+            if key in self.silent_fields or key.split(".")[0] not in sections:
+                continue
+            value = S.get(spec, key)
+            if value is None or value == "" or value == [] or value in inactive:
+                continue
+            out.append(f"{key}={value}")
+        return out
+
+
+def backbone_scale() -> str:
+    """``full`` (default) or ``tiny``, from env ``TAO_WORKER_BACKBONE_SCALE``: ``tiny`` asks
+    a plugin for its smallest backbone of the named family (one narrow block per stage) for
+    CPU smoke runs and demos; the scale used is recorded in the checkpoint's ``arch``."""
+    import os
+
+    from tao_sdk.worker.errors import SpecError
+
+    value = os.environ.get("TAO_WORKER_BACKBONE_SCALE", "full").strip().lower() or "full"
+    if value not in ("full", "tiny"):
+        raise SpecError(
+            f"environment TAO_WORKER_BACKBONE_SCALE={value!r} is not supported: use 'full' "
+            "(the real backbone) or 'tiny' (one narrow block per stage, for CPU smoke runs)"
+        )
+    return value
+
+
+def spec_int(spec: dict[str, Any], key: str, default: int) -> int:
+    """``spec[key]`` as an int; :class:`SpecError` naming the key otherwise."""
+    from tao_sdk.worker.errors import SpecError
+
+    value = S.get(spec, key, default)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise SpecError(f"{key}={value!r} must be an integer") from None
+
+
+def spec_float(spec: dict[str, Any], key: str, default: float) -> float:
+    """``spec[key]`` as a float; :class:`SpecError` naming the key otherwise."""
+    from tao_sdk.worker.errors import SpecError
+
+    value = S.get(spec, key, default)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise SpecError(f"{key}={value!r} must be a number") from None

@@ -1,0 +1,81 @@
+"""The network registry of the worker: network name -> plugin module and the actions it runs.
+
+Registering a network is one line in :data:`REGISTRY` plus its module
+``tao_sdk/worker/networks/<name>.py``, which defines ``PLUGIN`` (a
+:class:`tao_sdk.worker.plugin.NetworkPlugin`). This module is import-cheap (no torch, no plugin
+module import): :data:`tao_sdk.worker.NETWORKS` and :func:`tao_sdk.worker.supports` read the
+table only; :func:`get` imports the plugin module when a job needs it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tao_sdk.worker.plugin import NetworkPlugin
+
+__all__ = ["ACTIONS", "REGISTRY", "names", "supports", "get", "launch_method"]
+
+#: Every action the worker's engine knows how to drive.
+ACTIONS = ("train", "evaluate", "inference", "export", "gen_trt_engine")
+
+#: network name -> (plugin module, actions it runs). One line per network.
+REGISTRY: dict[str, tuple[str, tuple[str, ...]]] = {
+    "rtdetr": ("tao_sdk.worker.networks.rtdetr", ACTIONS),
+    "deformable_detr": ("tao_sdk.worker.networks.deformable_detr", ACTIONS),
+}
+
+
+def names() -> tuple[str, ...]:
+    """The registered network names, in registration order."""
+    return tuple(REGISTRY)
+
+
+def supports(network: str, action: str) -> bool:
+    """True when the worker runs ``action`` for ``network`` (no import beyond this table); the
+    SDK asks it at plan time which backend can run a job (:mod:`tao_sdk.backends`)."""
+    entry = REGISTRY.get(network)
+    return entry is not None and action in entry[1]
+
+
+def get(network: str) -> "NetworkPlugin":
+    """The plugin of ``network`` (imports its module). Raises :class:`KeyError` with the
+    registered names when ``network`` is unknown."""
+    entry = REGISTRY.get(network)
+    if entry is None:
+        raise KeyError(f"unknown network {network!r}: this worker runs {', '.join(REGISTRY)}")
+    module = importlib.import_module(entry[0])
+    return module.PLUGIN
+
+
+#: skill_info ``launch.method`` -> the worker's launcher.
+_LAUNCHERS = {"torchrun": "torchrun", "lightning": "spawn", "spawn": "spawn"}
+
+
+def launch_method(network: str) -> str:
+    """How a multi-process train job of ``network`` is launched: ``"torchrun"`` or
+    ``"spawn"``. The plugin's ``launch`` when it sets one, else the skill's
+    ``references/skill_info.yaml`` ``launch.method`` (``torchrun`` / ``lightning``)."""
+    from tao_sdk.worker.errors import WorkerError
+
+    plugin = get(network)
+    if plugin.launch:
+        return plugin.launch
+    from tao_sdk.bank import SkillBank
+
+    try:
+        info = SkillBank().get(network).info
+    except Exception as exc:  # noqa: BLE001 - missing bank / skill: say what to fix
+        raise WorkerError(
+            f"cannot tell how to launch a multi-process {network} train job: the skill bank "
+            f"has no skill for it ({exc}); set TAO_SKILLS_DIR to the bank, or set `launch` in "
+            f"the {network} plugin"
+        ) from None
+    method = str((info.get("launch") or {}).get("method") or "")
+    if method not in _LAUNCHERS:
+        raise WorkerError(
+            f"skill_info.yaml of {network} has launch.method={method!r}; the worker launches "
+            f"{', '.join(sorted(_LAUNCHERS))}: regenerate the bank (tools/gen_schemas.py)"
+        )
+    return _LAUNCHERS[method]

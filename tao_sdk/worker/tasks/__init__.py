@@ -1,0 +1,124 @@
+"""Tasks: what the networks of one task share (data, collate, metrics, inference outputs, demo).
+
+One sub-package per task: :mod:`~tao_sdk.worker.tasks.detection` today; segmentation and
+stereo depth go next to it (``tasks/segmentation``, ``tasks/stereo``), each defining a
+:class:`Task` subclass that its networks' plugins point at (``NetworkPlugin.task``).
+
+The engine calls, per action:
+
+- train: :meth:`Task.train_data` (once, after staging) -> :class:`TrainData` (dataset,
+  collate, validation data, notes); :meth:`Task.validate` every ``validation_interval`` epochs
+  -> KPIs (``val_*``);
+- evaluate / inference: :meth:`Task.evaluate` / :meth:`Task.inference` with the loaded model
+  (a torch module, or :meth:`Task.trt_model` around a TensorRT engine);
+
+and the tools outside the worker call:
+
+- ``tao-skills demo`` (:mod:`tao_sdk.demo`): :meth:`Task.write_synthetic` (a train and a val
+  split in the layout of a real dataset), :meth:`Task.demo_datasets` (dataset roots per
+  action), :meth:`Task.demo_overrides` (spec overrides of evaluate / export / inference);
+- tests and benchmarks: :meth:`Task.tiny_spec` (a complete small spec over synthetic data,
+  with the plugin's ``tiny_overrides``), :meth:`Task.load_train` / :meth:`Task.train_dataset`
+  (the same data pipeline as the worker, without a job).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Task", "TrainData"]
+
+
+@dataclass
+class TrainData:
+    """The training data of a train job.
+
+    Attributes:
+        dataset: map-style dataset of training samples (optional ``rng`` attribute: reseeded
+            per loader worker).
+        collate: the DataLoader ``collate_fn`` (optional ``rng`` attribute, likewise).
+        val: the task's validation data (passed back to :meth:`Task.validate`), ``None``
+            when the spec has none (no validation KPIs).
+        notes: lines for the start line of ``status.json``.
+    """
+
+    dataset: Any
+    collate: Any
+    val: Any = None
+    notes: list[str] = field(default_factory=list)
+
+
+class Task:
+    """Base class of a task (see the module docstring for when each hook runs)."""
+
+    #: Task name (``detection``, ``segmentation``, ``stereo``).
+    name: str = ""
+    #: Folder of the inference results holding viewable images (the demo tiles them).
+    preview_dir: str = ""
+
+    #: Start-line note when the spec has no validation data.
+    no_val_note: str = "no validation data: validation KPIs are not computed"
+
+    def load_train(self, spec: dict, arch: dict[str, Any], log=None) -> tuple[list, Any]:
+        """``(training samples, validation data or empty)`` of a staged (local) spec."""
+        raise NotImplementedError
+
+    def train_dataset(self, plugin, spec: dict, arch: dict[str, Any], samples: list,
+                      seed: int) -> tuple[Any, Any]:
+        """``(dataset, collate)`` over the training samples, with the plugin's augmentation
+        seeded by ``seed``."""
+        raise NotImplementedError
+
+    def train_data(self, ctx, plugin, arch: dict[str, Any], seed: int) -> TrainData:
+        """Load the (already staged) training / validation data of ``ctx.spec``
+        (:meth:`load_train` + :meth:`train_dataset`)."""
+        samples, val = self.load_train(ctx.spec, arch, ctx.log)
+        ds, coll = self.train_dataset(plugin, ctx.spec, arch, samples, seed)
+        return TrainData(ds, coll, val or None, [] if val else [self.no_val_note])
+
+    def validate(self, ctx, plugin, model, arch: dict[str, Any], val: Any,
+                 batch_size: int) -> dict[str, Any]:
+        """Validation KPIs of ``model`` on ``val`` (``{}`` on ranks other than 0)."""
+        raise NotImplementedError
+
+    def evaluate(self, ctx, plugin, model, arch: dict[str, Any],
+                 input_size: tuple[int, int] | None) -> str:
+        """Evaluate ``model`` on the spec's test data; write KPIs and results; return the
+        SUCCESS message. ``input_size`` is fixed by a TensorRT engine (else ``None``)."""
+        raise NotImplementedError
+
+    def inference(self, ctx, plugin, model, arch: dict[str, Any],
+                  input_size: tuple[int, int] | None) -> str:
+        """Run ``model`` on the spec's inference data; write the outputs; return the SUCCESS
+        message."""
+        raise NotImplementedError
+
+    def trt_model(self, runner):
+        """Wrap a :class:`tao_sdk.worker.trt.TrtRunner` so that the plugin's ``forward`` can
+        call it like the PyTorch model."""
+        raise NotImplementedError(f"TensorRT evaluate / inference is not available for the "
+                                  f"{self.name} task")
+
+    # ------------------------------------------------------------------ demo / tests
+
+    def write_synthetic(self, root: Path, n_train: int, n_val: int, size: int,
+                        seed: int = 0) -> dict[str, dict[str, Path]]:
+        """Write ``root/train`` and ``root/val`` synthetic splits; return their paths."""
+        raise NotImplementedError
+
+    def demo_datasets(self, roots: dict[str, str]) -> dict[str, dict[str, Any]]:
+        """Dataset roots per action for ``create_job(datasets=...)``: keys ``train``,
+        ``evaluate``, ``inference``, ``gen_trt_engine``."""
+        raise NotImplementedError
+
+    def demo_overrides(self, action: str, size: int) -> dict[str, Any]:
+        """Spec overrides of the demo's ``action`` job (train, evaluate, export, inference)
+        that the synthetic data asks for (class count, input size...)."""
+        return {}
+
+    def tiny_spec(self, plugin, data: dict[str, dict[str, Path]], results_dir: str, size: int,
+                  epochs: int) -> dict[str, Any]:
+        """A complete small spec for ``plugin`` over ``data`` (from :meth:`write_synthetic`)."""
+        raise NotImplementedError
