@@ -219,8 +219,11 @@ def plan_job(
             mapped.notes.append(f"inherited {len(inherited)} model/preprocessing setting(s) from train job {source}")
     spec = build_spec(skill, action, spec_overrides, datasets, dataset_format=dataset_format,
                       mapped_values={**inherited, **mapped.values}, deploy=deploy, bank=bank)
+    backend = skill_backend(skill, action, deploy)
+    if not route.automl:
+        backend.preflight(spec)
     return JobPlan(job_id, skill.name, action, route, spec, deploy, mapped.parent, results_uri,
-                   None, mapped.downloads, mapped.warnings, mapped.notes, skill_backend(skill, action, deploy))
+                   None, mapped.downloads, mapped.warnings, mapped.notes, backend)
 
 
 #: Spec prefixes a downstream job takes from the train job it descends from (unless the user sets

@@ -187,3 +187,9 @@ class Distiller:
             term = CRITERIA[b.criterion](so.float(), to.detach().float()) * b.weight
             total = term if total is None else total + term
         return total * self.coef
+
+
+def preflight(spec: Mapping[str, Any]) -> None:
+    """Plan-time check of a ``distill`` spec without torch: the bindings and their criteria
+    (module names are checked by the worker, which builds the models)."""
+    parse_bindings(spec)

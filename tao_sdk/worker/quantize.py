@@ -40,6 +40,7 @@ __all__ = [
     "check_flag",
     "model_bytes",
     "plan_from_spec",
+    "preflight",
     "quantize_model",
     "restore",
     "select_modules",
@@ -53,8 +54,6 @@ _DTYPES = {
     "float8_e4m3fn": "float8_e4m3fn", "e4m3": "float8_e4m3fn",
     "fp8_e5m2": "float8_e5m2", "float8_e5m2": "float8_e5m2", "e5m2": "float8_e5m2",
 }
-#: Module types a rule can quantize (class names, so torch is not imported at module load).
-_QUANTIZABLE = ("Linear", "Conv2d")
 
 
 @dataclass(frozen=True)
@@ -101,11 +100,23 @@ class _Backend:
     """A quantization library: the modes and dtypes it supports and how to apply / restore."""
 
     name = ""
+    library = ""                                # importable module of the library
+    install = ""                                # how to install it
     modes: Mapping[str, tuple[str, ...]] = {}   # mode -> weight dtypes supported
     activation_dtypes: tuple[str, ...] = ()
+    #: module types a rule can quantize (class names: torch is not imported at module load)
+    module_types: tuple[str, ...] = ("Linear", "Conv2d")
+    #: weight dtype -> (module it needs, why it is refused when that module is missing)
+    dtype_requires: Mapping[str, tuple[str, str]] = {}
 
     def check(self, plan: QuantPlan) -> None:
-        """Raise SpecError when ``plan`` asks for something this backend cannot do."""
+        """Raise SpecError when ``plan`` asks for something this backend cannot do here
+        (torch-free: the SDK calls it at plan time)."""
+        import importlib.util
+
+        if importlib.util.find_spec(self.library) is None:
+            raise SpecError(f"quantize.backend={self.name!r} needs the {self.library} package, "
+                            f"which is not installed here; {self.install}")
         if plan.mode not in self.modes:
             raise SpecError(
                 f"quantize.mode={plan.mode!r} is not supported by quantize.backend={self.name!r} "
@@ -117,6 +128,10 @@ class _Backend:
                 raise SpecError(
                     f"quantize.layers[{rule.pattern!r}].weights.dtype={rule.weights!r}: "
                     f"{self.name} {plan.mode} supports {', '.join(self.modes[plan.mode])}")
+            need = self.dtype_requires.get(rule.weights or "")
+            if need and importlib.util.find_spec(need[0]) is None:
+                raise SpecError(f"quantize.layers[{rule.pattern!r}].weights.dtype="
+                                f"{rule.weights!r} cannot run here: {need[1]}")
             if rule.activations and plan.mode == "weight_only_ptq":
                 raise SpecError(
                     f"quantize.layers[{rule.pattern!r}].activations is set but quantize.mode is "
@@ -142,7 +157,13 @@ class _TorchAO(_Backend):
     """torchao: real int8 / int4 / float8 weight storage."""
 
     name = "torchao"
+    library = "torchao"
+    install = "pip install 'tao-skill-bank[quantize]'"
     modes = {"weight_only_ptq": ("int8", "int4", "float8_e4m3fn")}
+    module_types = ("Linear",)  # torchao's weight-only tensors cover Linear layers only
+    dtype_requires = {"int4": ("mslk", "torchao's int4 weight-only packing needs the mslk "
+                               "kernel library (CUDA wheels), which is not installed; use "
+                               "int8 or float8_e4m3fn weights")}
 
     @staticmethod
     def _config(dtype: str):
@@ -176,6 +197,8 @@ class _ModelOpt(_Backend):
     """NVIDIA ModelOpt (``modelopt.torch.quantization``): fake-quant Q/DQ with calibration."""
 
     name = "modelopt.pytorch"
+    library = "modelopt"
+    install = "pip install 'tao-skill-bank[quantize]' (nvidia-modelopt)"
     modes = {"static_ptq": ("int8", "float8_e4m3fn", "float8_e5m2"),
              "weight_only_ptq": ("int8", "float8_e4m3fn", "float8_e5m2")}
     activation_dtypes = ("int8", "float8_e4m3fn", "float8_e5m2")
@@ -296,18 +319,22 @@ def _close(pattern: str, names: list[str]) -> str:
 
 
 def select_modules(model, plan: QuantPlan) -> dict[str, LayerRule]:
-    """Map each quantizable module name (Linear / Conv2d) to the rule that applies to it.
+    """Map each quantizable module name (the backend's ``module_types``: Linear for torchao,
+    Linear / Conv2d for ModelOpt) to the rule that applies to it.
 
     Rules are applied in order (a later matching rule wins); ``skip`` patterns remove modules.
     Raises SpecError when a rule or skip pattern matches no quantizable module.
     """
-    names = [n for n, m in model.named_modules() if n and type(m).__name__ in _QUANTIZABLE]
+    types = BACKENDS[plan.backend].module_types
+    kinds = "/".join(types)
+    names = [n for n, m in model.named_modules() if n and type(m).__name__ in types]
     selected: dict[str, LayerRule] = {}
     for rule in plan.rules:
         hits = [n for n in names if fnmatch.fnmatchcase(n, rule.pattern)]
         if not hits:
-            raise SpecError(f"quantize.layers module_name {rule.pattern!r} matches no Linear/"
-                            f"Conv2d module; close names: {_close(rule.pattern, names)}")
+            raise SpecError(f"quantize.layers module_name {rule.pattern!r} matches no {kinds} "
+                            f"module ({plan.backend}); close names: "
+                            f"{_close(rule.pattern, names)}")
         for n in hits:
             selected[n] = rule
     for pattern in plan.skip:
@@ -373,3 +400,20 @@ def check_flag(ckpt: Mapping[str, Any], is_quantized: bool, action: str, path: s
         raise SpecError(f"{action}.is_quantized is true but {path} is not a quantized checkpoint; "
                         f"set {action}.is_quantized=false or point at the quantize job's output "
                         "(use that job as the parent)")
+
+
+def preflight(spec: Mapping[str, Any]) -> None:
+    """Plan-time check of a ``quantize`` spec without torch: backend, mode, dtypes, algorithm
+    and the libraries they need here. Raises SpecError with the reason and the fix."""
+    plan_from_spec(spec)
+
+
+def refuse_export(record: Mapping[str, Any], path: str) -> None:
+    """Raise SpecError when a quantized checkpoint cannot be exported to ONNX (torchao's
+    low-precision weight tensors have no ONNX form); ModelOpt Q/DQ models export."""
+    if record.get("backend") == "torchao":
+        raise SpecError(
+            f"export.checkpoint {path} was quantized with torchao weight-only PTQ, whose int8 / "
+            "float8 weight tensors have no ONNX representation in torch.onnx; quantize with "
+            "quantize.backend=modelopt.pytorch (its Q/DQ nodes export to ONNX for TensorRT) "
+            "or export the float checkpoint of the train job")

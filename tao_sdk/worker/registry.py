@@ -15,10 +15,17 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pragma: no cover
     from tao_sdk.worker.plugin import NetworkPlugin
 
-__all__ = ["ACTIONS", "REGISTRY", "names", "supports", "get", "launch_method"]
+__all__ = ["ACTIONS", "REGISTRY", "names", "supports", "get", "launch_method", "preflight"]
 
 #: Every action the worker's engine knows how to drive.
-ACTIONS = ("train", "evaluate", "inference", "export", "gen_trt_engine")
+ACTIONS = ("train", "distill", "quantize", "evaluate", "inference", "export", "gen_trt_engine")
+
+#: action -> torch-free ``module:function(spec)`` that refuses at plan time what the worker
+#: cannot run here (unknown criterion, a quantization mode whose library is missing...).
+_PREFLIGHT = {
+    "distill": "tao_sdk.worker.distill:preflight",
+    "quantize": "tao_sdk.worker.quantize:preflight",
+}
 
 #: network name -> (plugin module, actions it runs). One line per network.
 REGISTRY: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -37,6 +44,17 @@ def supports(network: str, action: str) -> bool:
     SDK asks it at plan time which backend can run a job (:mod:`tao_sdk.backends`)."""
     entry = REGISTRY.get(network)
     return entry is not None and action in entry[1]
+
+
+def preflight(network: str, action: str, spec: dict) -> None:
+    """Refuse at plan time (no torch import) a ``spec`` of ``action`` that the worker cannot
+    run here; raises :class:`tao_sdk.worker.errors.SpecError` naming the field and the fix.
+    Actions without a check pass."""
+    target = _PREFLIGHT.get(action)
+    if target is None or not supports(network, action):
+        return
+    module, func = target.split(":")
+    getattr(importlib.import_module(module), func)(spec)
 
 
 def get(network: str) -> "NetworkPlugin":
