@@ -241,6 +241,12 @@ class NetworkPlugin:
         return {"train.num_epochs": 1, "train.checkpoint_interval": 1,
                 "train.validation_interval": 1, "train.optim.lr": 1e-12}
 
+    def demo_distill(self, size: int) -> dict[str, Any] | None:
+        """The demo's distillation setup, or ``None`` when the network offers none:
+        ``{"student": dotted overrides of a smaller student, "bindings": distill.bindings}``
+        (bound outputs of equal shape in student and teacher)."""
+        return None
+
     # ------------------------------------------------------------------ reporting
 
     def unhonoured(self, action: str, spec: dict[str, Any]) -> list[str]:

@@ -417,3 +417,18 @@ def refuse_export(record: Mapping[str, Any], path: str) -> None:
             "float8 weight tensors have no ONNX representation in torch.onnx; quantize with "
             "quantize.backend=modelopt.pytorch (its Q/DQ nodes export to ONNX for TensorRT) "
             "or export the float checkpoint of the train job")
+
+
+def allow_library_tensors(error: str) -> bool:
+    """After a ``weights_only`` load failed with ``error``: import the quantization library
+    whose tensor classes the checkpoint holds (importing torchao allowlists its int8 / float8
+    weight tensors as safe globals) and return True when a retry can succeed."""
+    import importlib
+    import importlib.util
+
+    if "torchao" in error and importlib.util.find_spec("torchao") is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            importlib.import_module("torchao.quantization")
+        return True
+    return False

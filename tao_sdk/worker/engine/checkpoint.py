@@ -34,8 +34,15 @@ def load_checkpoint(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
     """
     import torch
 
+    from tao_sdk.worker.quantize import allow_library_tensors
+
     try:
-        ckpt = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+        try:
+            ckpt = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - a quantized checkpoint's library tensors
+            if not allow_library_tensors(str(exc)):
+                raise
+            ckpt = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling problem is a bad file
         raise WorkerError(
             f"{what}: cannot read checkpoint {path} ({type(exc).__name__}: {exc}); point "

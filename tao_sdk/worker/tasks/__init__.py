@@ -89,12 +89,19 @@ class Task:
         """The (staged) data of ``ctx.spec[key]`` in the form :meth:`validate` and
         :meth:`batches` take (quantize: ``dataset.val_data_sources`` and
         ``dataset.quant_calibration_data_sources``); ``None`` when the key is unset."""
-        raise NotImplementedError
+        raise self._no_quantize()
 
     def batches(self, ctx, plugin, arch: dict[str, Any], data: Any, batch_size: int):
         """Collated batches of ``data`` (from :meth:`eval_data`) with evaluation preprocessing,
         ready for ``plugin.forward`` (calibration of a quantized model)."""
-        raise NotImplementedError
+        raise self._no_quantize()
+
+    def _no_quantize(self):
+        from tao_sdk.worker.errors import WorkerError
+
+        return WorkerError(f"quantize is not available for the {self.name} task in this worker "
+                           "(its task has no eval_data / batches hooks); run quantize in the "
+                           "TAO container (TAO_SKILLS_ENTRYPOINT)")
 
     def evaluate(self, ctx, plugin, model, arch: dict[str, Any],
                  input_size: tuple[int, int] | None) -> str:
