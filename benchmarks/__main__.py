@@ -1,4 +1,5 @@
-"""Run every benchmark: ``python -m benchmarks`` (full) or ``python -m benchmarks --smoke`` (CI)."""
+"""Run the benchmarks: ``python -m benchmarks`` (all, full), ``python -m benchmarks --smoke`` (CI),
+``python -m benchmarks automl`` (one benchmark by short name: sdk_latency, worker_throughput, automl)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,23 @@ import sys
 import time
 
 MODULES = ["benchmarks.sdk_latency", "benchmarks.worker_throughput", "benchmarks.automl_regret"]
+#: short names accepted as ``python -m benchmarks NAME`` / ``--only NAME``
+ALIASES = {"automl": "benchmarks.automl_regret", "sdk_latency": "benchmarks.sdk_latency",
+           "worker_throughput": "benchmarks.worker_throughput"}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="quick run (CI): few repetitions")
+    parser.add_argument("name", nargs="?", help=f"run one benchmark: {', '.join(ALIASES)}")
     parser.add_argument("--only", help="run one benchmark module (e.g. sdk_latency)")
     args = parser.parse_args(argv)
+    only = args.name or args.only
+    if only and not any(name.endswith(only) for name in MODULES) and only not in ALIASES:
+        parser.error(f"unknown benchmark {only!r}; choose one of {', '.join(ALIASES)}")
     failed = 0
     for name in MODULES:
-        if args.only and not name.endswith(args.only):
+        if only and ALIASES.get(only, "") != name and not name.endswith(only):
             continue
         try:
             module = importlib.import_module(name)

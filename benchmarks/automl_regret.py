@@ -1,16 +1,23 @@
-"""Regret benchmark of the AutoML algorithms on synthetic objectives over the RT-DETR search space.
+"""Regret benchmark of the AutoML algorithms against Optuna, on synthetic and real-curve objectives.
 
-    python benchmarks/automl_regret.py            # full run: 12 seeds x 3 objectives
-    python benchmarks/automl_regret.py --smoke    # CI: 2 seeds, small budget, a few seconds
+    python -m benchmarks automl                      # full: 12 seeds x (3 synthetic + 2 real-curve objectives)
+    python -m benchmarks.automl_regret --smoke       # CI: 2 seeds, small budgets, a few seconds
+    python -m benchmarks.automl_regret --objectives curves-map50,curves-loss --seeds 20
+
+Methods: ours (``random``, ``bayesian``, ``hyperband``, ``asha``, ``bohb``, ``bohb-gp`` (BOHB with
+``model="gp"``), ``dehb``, ``pbt``) and
+Optuna's ``tpe`` (TPESampler) and ``gp`` (GPSampler), both with ``n_startup_trials`` = a third of
+the trials (at most Optuna's default 10) so that short budgets are not pure random search.
 
 Every method gets the same budget in *epochs*: ``--trials`` full-length trials of
-``--max-epochs`` epochs (default 20 x 27 = 540 epochs, NVIDIA's defaults). Single-fidelity
-methods (random, bayesian, Optuna TPE) run ``--trials`` trials; multi-fidelity methods
-(hyperband, asha, bohb) run until the next trial would exceed the epoch budget, each trial
-costing its full ``budget_epochs`` (no checkpoint reuse, the conservative accounting).
+``--max-epochs`` epochs (default 20 x 27 = 540, NVIDIA's defaults) on the synthetic objectives,
+``--curve-trials`` x the recorded epochs (6 x 18 = 108, a quarter of the table) on the real curves.
+Single-fidelity methods run that many trials; multi-fidelity methods run until the next trial
+would exceed the budget. A trial that continues a checkpoint (a promotion, a PBT generation) is
+charged only the epochs it really trains (``budget_epochs - resume_epochs``).
 
-Objectives are defined on the unit-cube encoding ``u = space.to_unit(params)`` of the REAL
-packaged RT-DETR train schema (a fixture copy of its default set when the skill bank has no
+Synthetic objectives are defined on the unit-cube encoding ``u = space.to_unit(params)`` of the
+REAL packaged RT-DETR train schema (a fixture copy of its default set when the skill bank has no
 schema), with a random optimum ``u*`` and sparse random importance weights per seed:
 
 * ``bowl``   - ``1 - 4 * sum_j w_j (u_j - u*_j)^2`` (smooth),
@@ -20,8 +27,18 @@ schema), with a random optimum ``u*`` and sparse random importance weights per s
 
 A trial at ``b`` epochs observes ``f(x) - 0.25 (1 - b/R)(1 + 0.5 h(x)) + noise`` (``h`` a random
 smooth low-fidelity bias, noise sd 0.01-0.03): short trials rank configurations imperfectly.
-Regret = ``f(u*) - f(x_best)`` on the noise-free objective for the configuration each method
-returns as best (``Algorithm.best()``; for TPE the best observed trial).
+
+Real-curve objectives (:mod:`benchmarks.tabular`) replay learning curves of the demo's tiny
+RT-DETR recorded over a grid of learning rate, backbone learning rate and batch size
+(``benchmarks/data/rtdetr_curves.json``, ``python -m benchmarks.record_curves``):
+``curves-map50`` (val_mAP50, maximised) and ``curves-loss`` (val_loss, minimised).
+
+Reported per method and objective: mean regret (``f(u*) - f(x_best)`` on the noise-free
+objective, for the configuration the method returns: ``Algorithm.best()``, Optuna's best trial)
+with a 95% bootstrap interval over seeds, epochs used, and the epochs at which the method's mean
+incumbent regret first reaches random search's final mean regret ("to target", and that as a
+share of random's epochs). Then each method's regret relative to ``gp`` and ``tpe`` (regrets
+normalised per objective by the reference's mean, paired bootstrap interval).
 """
 
 from __future__ import annotations
@@ -32,7 +49,9 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")   # tiny GP matrices: BLAS threads only add contention
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -48,6 +67,12 @@ from tao_sdk.automl.space import SearchSpace  # noqa: E402
 RTDETR_SCHEMA = ROOT / "skills" / "tao-train-rtdetr" / "schemas" / "train.schema.json"
 FIXTURE_SCHEMA = ROOT / "tests" / "automl" / "fixtures" / "rtdetr_like.schema.json"
 OBJECTIVES = ("bowl", "mapsim", "rugged")
+#: real-curve objectives replayed from benchmarks/data/rtdetr_curves.json -> recorded metric
+CURVE_OBJECTIVES = {"curves-map50": "val_mAP50", "curves-loss": "val_loss"}
+OURS = ("random", "bayesian", "hyperband", "asha", "bohb", "bohb-gp", "dehb", "pbt")
+#: benchmark method -> (registered algorithm, options): variants of one algorithm
+VARIANTS = {"bohb-gp": ("bohb", {"model": "gp"})}
+OPTUNA = ("tpe", "gp")
 
 
 def load_space() -> tuple[SearchSpace, str]:
@@ -103,115 +128,228 @@ class Objective:
         return self.f_unit(u) - 0.25 * gap * (1.0 + bias) + noise
 
 
-def run_ours(name: str, space: SearchSpace, obj: Objective, seed: int, trials: int, max_epochs: int,
-             concurrency: int) -> float:
-    """Regret of our algorithm ``name`` with ``concurrency`` trials in flight."""
-    budget = trials * max_epochs
-    opts: dict = {"seed": seed, "max_epochs": max_epochs}
-    if name in ("random", "bayesian"):
-        opts["max_recommendations"] = trials
-    elif name == "asha":
-        opts["max_recommendations"] = 10_000
-    else:
-        opts["iterations"] = 10
-    algo = get_algorithm(name, space, "max", **opts)
-    spent = 0
-    running: list = []
+@dataclass
+class Run:
+    """One method on one objective and seed: the incumbent after every result and the final regret.
+
+    ``trajectory``: ``(epochs charged so far, regret of the incumbent)`` after each observed trial;
+    ``epochs``: epochs charged in all (a continued trial is charged only its extra epochs).
+    """
+
+    regret: float
+    epochs: int
+    trajectory: list[tuple[int, float]] = field(default_factory=list)
+
+
+def _options(name: str, trials: int) -> dict:
+    if name in ("random", "bayesian", "pbt"):
+        return {"max_recommendations": trials}        # pbt: a population of `trials` members x max_epochs
+    if name == "asha":
+        return {"max_recommendations": 10_000}        # runs until the epoch budget is spent
+    return {"iterations": 10}
+
+
+def run_ours(name: str, obj, seed: int, trials: int, concurrency: int = 1) -> Run:
+    """Our algorithm ``name`` at a budget of ``trials * obj.R`` epochs, ``concurrency`` trials in flight.
+
+    A trial that continues a checkpoint (``resume_from_trial``: a promotion, a PBT generation) is
+    charged ``budget_epochs - resume_epochs``, the epochs it really trains.
+    """
+    budget = trials * obj.R
+    name, extra = VARIANTS.get(name, (name, {}))
+    algo = get_algorithm(name, obj.space, "max", seed=seed, max_epochs=obj.R, **_options(name, trials), **extra)
+    spent, running, trajectory = 0, [], []
     while True:
         while len(running) < concurrency:
             s = algo.suggest()
-            if s is None or spent + s.budget_epochs > budget:
-                if s is not None:      # over budget: tell the algorithm it did not run
-                    algo.observe(s.trial_id, None, epochs=0, error="budget exhausted")
+            if s is None:
                 break
-            spent += s.budget_epochs
+            cost = s.budget_epochs - (s.resume_epochs if s.resume_from_trial is not None else 0)
+            if spent + cost > budget:          # over budget: tell the algorithm it did not run
+                algo.observe(s.trial_id, None, epochs=0, error="budget exhausted")
+                break
+            spent += cost
             running.append(s)
         if not running:
             break
         s = running.pop(0)
         algo.observe(s.trial_id, obj.observe(s.params, s.budget_epochs), epochs=s.budget_epochs)
-        if spent >= budget and not running:
-            break
+        best = algo.best()
+        if best is not None:
+            trajectory.append((spent - sum(r.budget_epochs - r.resume_epochs for r in running),
+                               obj.f_star - obj.true(best[1])))
     best = algo.best()
-    return obj.f_star - obj.true(best[1])
+    return Run(obj.f_star - obj.true(best[1]), spent, trajectory)
 
 
-def run_tpe(space: SearchSpace, obj: Objective, seed: int, trials: int, max_epochs: int) -> float:
-    """Regret of Optuna's default TPE sampler on the same unit-cube encoding, full-length trials."""
+def run_optuna(sampler: str, obj, seed: int, trials: int) -> Run:
+    """Optuna's ``tpe`` (TPESampler) or ``gp`` (GPSampler) on the same unit-cube encoding, full-length trials."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = obj.space
     levels = space.unit_levels()
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
-    seen: dict[int, dict] = {}
-
-    def objective(trial):
+    make = {"tpe": optuna.samplers.TPESampler, "gp": optuna.samplers.GPSampler}[sampler]
+    # Optuna's default of 10 random start-up trials would leave a 6-trial budget purely random:
+    # give both samplers a third of the budget (at most their default 10), like our bayesian's start
+    startup = min(10, max(2, trials // 3))
+    study = optuna.create_study(direction="maximize", sampler=make(seed=seed, n_startup_trials=startup))
+    trajectory, best_value, best_params = [], -math.inf, None
+    for k in range(trials):
+        trial = study.ask()
         u = [trial.suggest_categorical(f"u{j}", lev) if lev is not None else trial.suggest_float(f"u{j}", 0.0, 1.0)
              for j, lev in enumerate(levels)]
         params = space.from_unit(u)
-        seen[trial.number] = params
-        return obj.observe(params, max_epochs)
+        value = obj.observe(params, obj.R)
+        study.tell(trial, value)
+        if value > best_value:
+            best_value, best_params = value, params
+        trajectory.append(((k + 1) * obj.R, obj.f_star - obj.true(best_params)))
+    return Run(trajectory[-1][1], trials * obj.R, trajectory)
 
-    study.optimize(objective, n_trials=trials)
-    return obj.f_star - obj.true(seen[study.best_trial.number])
+
+def run_method(method: str, obj, seed: int, trials: int, concurrency: int = 1) -> Run:
+    """Dispatch: ``tpe`` / ``gp`` are Optuna's samplers, every other name is one of ours."""
+    if method in OPTUNA:
+        return run_optuna(method, obj, seed, trials)
+    return run_ours(method, obj, seed, trials, concurrency)
+
+
+# =========================================================================== statistics
+def bootstrap_ci(values, n: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values``."""
+    x = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), (n, len(x)))].mean(axis=1)
+    a = (1 - level) / 2
+    return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
+
+
+def ratio_ci(a, b, n: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
+    """``mean(a) / mean(b)`` with a paired bootstrap interval (``a[i]``, ``b[i]`` share objective and seed)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(a), (n, len(a)))
+    r = a[idx].mean(axis=1) / np.maximum(b[idx].mean(axis=1), 1e-12)
+    q = (1 - level) / 2
+    return float(a.mean() / max(b.mean(), 1e-12)), float(np.quantile(r, q)), float(np.quantile(r, 1 - q))
+
+
+def mean_regret_curve(runs: list[Run], budget: int) -> np.ndarray:
+    """Mean over seeds of the incumbent's regret after each epoch 0..budget (inf before the first result)."""
+    out = np.zeros(budget + 1)
+    for run in runs:
+        curve = np.full(budget + 1, np.inf)
+        for epochs, regret in run.trajectory:
+            curve[min(epochs, budget):] = regret
+        out += curve
+    return out / max(1, len(runs))
+
+
+def epochs_to(curve: np.ndarray, target: float) -> int | None:
+    """First epoch count at which a mean regret curve reaches ``target`` (None: never)."""
+    hits = np.nonzero(curve <= target + 1e-12)[0]
+    return int(hits[0]) if len(hits) else None
+
+
+# =========================================================================== the table
+def make_objectives(names: list[str], max_epochs: int) -> dict[str, Callable[[int], object]]:
+    """Objective factories ``seed -> objective`` for synthetic names and the recorded curve tables."""
+    out: dict[str, Callable[[int], object]] = {}
+    space = None
+    for name in names:
+        if name in OBJECTIVES:
+            space = space or load_space()[0]
+            out[name] = (lambda n: lambda seed: Objective(space, n, seed, max_epochs))(name)
+        elif name in CURVE_OBJECTIVES:
+            from benchmarks.tabular import CurveObjective
+
+            table = CurveObjective(CURVE_OBJECTIVES[name])
+            out[name] = lambda seed, t=table: t
+        else:
+            raise SystemExit(f"unknown objective {name!r}; choose from {', '.join(OBJECTIVES + tuple(CURVE_OBJECTIVES))}")
+    return out
+
+
+def print_table(results: dict[str, dict[str, list[Run]]], methods: list[str], budgets: dict[str, int]) -> None:
+    """Methods x objectives: mean regret, 95% bootstrap interval, epochs used, epochs to random's quality."""
+    for o, per in results.items():
+        target = float(np.mean([r.regret for r in per["random"]])) if "random" in per else None
+        ref_epochs = float(np.mean([r.epochs for r in per["random"]])) if "random" in per else None
+        print(f"\n{o}: budget {budgets[o]} epochs"
+              + (f"; target = random's final mean regret {target:.4f}" if target is not None else ""))
+        print(f"  {'method':<10}{'regret':>9}  {'95% interval':<19}{'epochs':>7}{'to target':>10}{'/random':>9}")
+        for m in methods:
+            runs = per[m]
+            regrets = [r.regret for r in runs]
+            lo, hi = bootstrap_ci(regrets)
+            used = float(np.mean([r.epochs for r in runs]))
+            hit = epochs_to(mean_regret_curve(runs, budgets[o]), target) if target is not None else None
+            share = f"{hit / ref_epochs:>9.2f}" if hit is not None and ref_epochs else f"{'-':>9}"
+            print(f"  {m:<10}{np.mean(regrets):>9.4f}  [{lo:.4f}, {hi:.4f}]  {used:>7.0f}"
+                  f"{(str(hit) if hit is not None else 'never'):>10}{share}")
+
+
+def print_versus(results: dict[str, dict[str, list[Run]]], methods: list[str], ref: str, groups: dict[str, list[str]]) -> None:
+    """Each of our methods' mean regret / ``ref``'s, paired bootstrap interval, per group of objectives."""
+    ours = [m for m in methods if m not in OPTUNA]
+    for group, objs in groups.items():
+        objs = [o for o in objs if o in results]
+        if not objs or ref not in methods:
+            continue
+        # normalise each objective by ref's mean regret so that no objective dominates the pooled ratio
+        scale = {o: max(float(np.mean([r.regret for r in results[o][ref]])), 1e-12) for o in objs}
+        pooled = {m: [r.regret / scale[o] for o in objs for r in results[o][m]] for m in methods}
+        print(f"\n{group}: mean regret / {ref} (per-objective normalised, paired 95% bootstrap interval)")
+        best = min(ours, key=lambda m: np.mean(pooled[m]))
+        for m in methods:
+            if m == ref:
+                continue
+            r, lo, hi = ratio_ci(pooled[m], pooled[ref])
+            print(f"  {m:<10}{r:>6.2f}  [{lo:.2f}, {hi:.2f}]" + ("   <- best of ours" if m == best else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark and print the regret table (see the module docstring)."""
+    """Run the benchmark and print the tables (see the module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--smoke", action="store_true", help="quick CI run: 2 seeds, 10-trial budget, 1 objective")
+    ap.add_argument("--smoke", action="store_true", help="quick CI run: 2 seeds, small budgets, 2 objectives")
     ap.add_argument("--seeds", type=int, default=12)
-    ap.add_argument("--trials", type=int, default=20, help="budget in full-length trials (x max-epochs epochs)")
+    ap.add_argument("--trials", type=int, default=20, help="synthetic budget in full-length trials (x max-epochs)")
+    ap.add_argument("--curve-trials", type=int, default=6, help="real-curve budget in full-length trials")
     ap.add_argument("--max-epochs", type=int, default=27)
     ap.add_argument("--concurrency", type=int, default=1, help="trials in flight for our algorithms")
-    ap.add_argument("--methods", default="random,bayesian,bohb,hyperband,asha,tpe")
-    ap.add_argument("--objectives", default=",".join(OBJECTIVES))
-    ap.add_argument("--json", type=Path, help="also write the raw regrets here")
+    ap.add_argument("--methods", default=",".join(OURS + OPTUNA))
+    ap.add_argument("--objectives", default=",".join(OBJECTIVES + tuple(CURVE_OBJECTIVES)))
+    ap.add_argument("--json", type=Path, help="also write the raw results here")
     args = ap.parse_args(argv)
     if args.smoke:
-        args.seeds, args.trials, args.objectives = 2, 10, "bowl"
-
-    space, source = load_space()
+        args.seeds, args.trials, args.curve_trials, args.max_epochs = 2, 8, 4, 9
+        args.objectives = "bowl,curves-loss"
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
-    print(f"space: {source}: {len(space)} dims; budget {args.trials} x {args.max_epochs} epochs; "
-          f"seeds {args.seeds}; concurrency {args.concurrency}")
-    regrets: dict[str, dict[str, list[float]]] = {o: {m: [] for m in methods} for o in objectives}
-    times: dict[str, float] = {m: 0.0 for m in methods}
-    for o in objectives:
+    factories = make_objectives([o.strip() for o in args.objectives.split(",") if o.strip()], args.max_epochs)
+    print(f"methods {', '.join(methods)}; seeds {args.seeds}; budgets: synthetic {args.trials} x {args.max_epochs} "
+          f"epochs, real curves {args.curve_trials} x recorded epochs; concurrency {args.concurrency}")
+    results: dict[str, dict[str, list[Run]]] = {}
+    budgets: dict[str, int] = {}
+    seconds = {m: 0.0 for m in methods}
+    for o, factory in factories.items():
+        results[o] = {m: [] for m in methods}
+        trials = args.curve_trials if o in CURVE_OBJECTIVES else args.trials
         for seed in range(args.seeds):
             for m in methods:
-                obj = Objective(space, o, seed, args.max_epochs)
+                obj = factory(seed)
+                budgets[o] = trials * obj.R
                 t = time.perf_counter()
-                if m == "tpe":
-                    r = run_tpe(space, obj, seed, args.trials, args.max_epochs)
-                else:
-                    r = run_ours(m, space, obj, seed, args.trials, args.max_epochs, args.concurrency)
-                times[m] += time.perf_counter() - t
-                regrets[o][m].append(r)
-
-    def mean(xs: list[float]) -> float:
-        return float(np.mean(xs)) if xs else float("nan")
-
-    header = f"{'objective':<10}" + "".join(f"{m:>12}" for m in methods)
-    print("\nmean regret (lower is better; +- standard error)")
-    print(header)
-    for o in objectives:
-        print(f"{o:<10}" + "".join(f"{mean(regrets[o][m]):>12.4f}" for m in methods))
-        print(f"{'':<10}" + "".join(f"{'+-%.4f' % (np.std(regrets[o][m]) / math.sqrt(len(regrets[o][m]))):>12}"
-                                    for m in methods))
-    allr = {m: [x for o in objectives for x in regrets[o][m]] for m in methods}
-    print(f"{'all':<10}" + "".join(f"{mean(allr[m]):>12.4f}" for m in methods))
-    for ref in ("random", "tpe"):
-        if ref in methods:
-            print(f"{'/ ' + ref:<10}" + "".join(f"{mean(allr[m]) / mean(allr[ref]):>12.2f}" for m in methods))
-    if "random" in methods:
-        print(f"{'wins/rnd':<10}" + "".join(
-            f"{sum(a < b for a, b in zip(allr[m], allr['random'])):>9}/{len(allr[m]):<2}" for m in methods))
-    print(f"{'seconds':<10}" + "".join(f"{times[m]:>12.1f}" for m in methods))
+                results[o][m].append(run_method(m, obj, seed, trials, args.concurrency))
+                seconds[m] += time.perf_counter() - t
+    print_table(results, methods, budgets)
+    groups = {"synthetic suite": list(OBJECTIVES), "real curves (RT-DETR tiny table)": list(CURVE_OBJECTIVES)}
+    for ref in ("gp", "tpe"):
+        print_versus(results, methods, ref, groups)
+    print("\nseconds: " + ", ".join(f"{m} {seconds[m]:.1f}" for m in methods))
     if args.json:
-        args.json.write_text(json.dumps({"regrets": regrets, "args": {k: str(v) for k, v in vars(args).items()}},
-                                        indent=1))
+        args.json.write_text(json.dumps({o: {m: [vars(r) for r in runs] for m, runs in per.items()}
+                                         for o, per in results.items()}, indent=1))
     return 0
 
 

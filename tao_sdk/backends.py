@@ -99,14 +99,15 @@ def worker_capability() -> tuple[bool, Any]:
     return importlib.util.find_spec("torch") is not None, worker
 
 
-def _container_hint(network: str, action: str, container: str | None) -> str:
+def _container_hint(command: str, action: str, container: str | None) -> str:
     where = f" ({container})" if container else ""
-    return (f"run it inside NVIDIA's TAO container that provides the '{network}' command{where}, put a "
-            f"'{network}' entrypoint on PATH, or set {ENTRYPOINT_ENV} to a launcher run as "
-            f"`<launcher> {network} {action} -e spec.yaml`")
+    return (f"run it inside NVIDIA's TAO container that provides the '{command}' command{where}, put a "
+            f"'{command}' entrypoint on PATH, or set {ENTRYPOINT_ENV} to a launcher run as "
+            f"`<launcher> {command} {action} -e spec.yaml`")
 
 
-def _none(network: str, action: str, installed: bool, worker: Any, container: str | None) -> Backend:
+def _none(network: str, action: str, installed: bool, worker: Any, container: str | None,
+          command: str, verb: str) -> Backend:
     if worker is not None and worker.supports(network, action):
         why = f"the built-in worker implements it but is not installed ({WORKER_INSTALL})"
     elif worker is not None:
@@ -115,10 +116,11 @@ def _none(network: str, action: str, installed: bool, worker: Any, container: st
     else:
         why = "the built-in worker is not part of this installation"
     return Backend(network, action, NONE, (), f"nothing can run '{network} {action}': {why}, and no "
-                   f"'{network}' TAO entrypoint is on PATH; {_container_hint(network, action, container)}")
+                   f"'{command}' TAO entrypoint is on PATH; {_container_hint(command, verb, container)}")
 
 
-def resolve_backend(network: str, action: str, *, container: str | None = None) -> Backend:
+def resolve_backend(network: str, action: str, *, container: str | None = None,
+                    entry: tuple[str, str] | None = None) -> Backend:
     """Which backend runs ``action`` of ``network`` here (see the module doc for the order).
 
     Args:
@@ -126,29 +128,36 @@ def resolve_backend(network: str, action: str, *, container: str | None = None) 
         action: TAO action (``train``, ``evaluate``, ``gen_trt_engine``...).
         container: the TAO container that ships the network (from skill_info), named in the
             "none" message so the user knows what to pull.
+        entry: (command, verb) of the TAO container when TAO maps the action to another network
+            or verb (e.g. ``("image", "validate")`` for ``validate_images``); default (network, action).
     """
+    command, verb = entry or (network, action)
     forced = os.environ.get(ENTRYPOINT_ENV)
     if forced:
-        return Backend(network, action, ENTRYPOINT, (*forced.split(), network, action),
+        return Backend(network, action, ENTRYPOINT, (*forced.split(), command, verb),
                        f"TAO container entrypoint forced by {ENTRYPOINT_ENV}: {forced}")
     installed, worker = worker_capability()
     if installed and worker.supports(network, action):
         # the node's interpreter, filled in by the platform (no path of this machine in the job)
         return Backend(network, action, WORKER, (NODE_PYTHON, "-m", "tao_sdk.worker", network, action),
                        "built-in worker (python -m tao_sdk.worker)")
-    found = shutil.which(network)
+    found = shutil.which(command)
     if found:
-        return Backend(network, action, ENTRYPOINT, (found, action), f"TAO container entrypoint on PATH: {found}")
-    return _none(network, action, installed, worker, container)
+        return Backend(network, action, ENTRYPOINT, (found, verb), f"TAO container entrypoint on PATH: {found}")
+    return _none(network, action, installed, worker, container, command, verb)
 
 
 def skill_backend(skill: Any, action: str, deploy: bool = False) -> Backend:
-    """:func:`resolve_backend` for a model skill: its network, and the TAO container skill_info
-    names for the action (TensorRT actions, ``deploy``, run in TAO's deploy container)."""
+    """:func:`resolve_backend` for a model skill, with the TAO container facts of its skill_info:
+    the image that ships the action (TensorRT actions, ``deploy``, run in TAO's deploy container) and
+    the container command where TAO maps the action to another network/verb (``commands``)."""
     containers = skill.info.get("tao_container") or {}
     tensorrt = deploy or action == "gen_trt_engine"
-    container = containers.get("deploy_image" if tensorrt else "image") or containers.get("image")
-    return resolve_backend(skill.network, action, container=container)
+    container = (containers.get("action_images") or {}).get(action) or \
+        containers.get("deploy_image" if tensorrt else "image") or containers.get("image")
+    command = (containers.get("commands") or {}).get(action)
+    return resolve_backend(skill.network, action, container=container,
+                           entry=tuple(command.split(" ", 1)) if command else None)
 
 
 def skill_backends(skill: Any) -> dict[str, Backend]:

@@ -39,13 +39,22 @@ def default_bank_root() -> Path:
     return here.parent
 
 
+#: libyaml's safe loader when PyYAML was built with it (same results, ~10x faster on templates).
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def safe_load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` through libyaml when available (bank templates are large)."""
+    return yaml.load(text, Loader=_SAFE_LOADER)  # noqa: S506 - a safe loader
+
+
 def _load_yaml(path: Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise BankFormatError(f"{path}: cannot read ({exc.strerror}); run `python tools/gen_schemas.py`") from None
     try:
-        return yaml.safe_load(text)
+        return safe_load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -241,6 +250,7 @@ class SkillBank:
                 f"no skills/ folder under {self.root}; set TAO_SKILLS_DIR to a bank root or reinstall tao-skill-bank"
             )
         self._cache: dict[str, Skill] = {}
+        self._infos: dict[str, dict[str, Any]] = {}
 
     def names(self) -> list[str]:
         """Sorted skill names."""
@@ -262,13 +272,14 @@ class SkillBank:
         if name in names:
             found = name
         else:
-            for candidate in names:
-                info = self._peek_info(candidate)
-                if name in (info.get("network"), info.get("network_config"), f"tao-train-{name}"):
-                    found = candidate
-                    break
+            matches = [c for c in names if self._answers_to(c, name)]
+            shared = [c for c in names if self._peek_info(c).get("network") == name]
+            if len(matches) > 1 or (not matches and len(shared) > 1):
+                raise SkillNotFoundError(f"'{name}' names several skills ({', '.join(matches or shared)}); "
+                                         "use the skill name or its network config")
+            found = matches[0] if matches else None
         if found is None:
-            aliases = names + [self._peek_info(n).get("network") for n in names if self._peek_info(n).get("network")]
+            aliases = names + sorted({self._peek_info(n).get("network") for n in names if self._peek_info(n).get("network")})
             close = difflib.get_close_matches(name, aliases, 3)
             raise SkillNotFoundError(
                 f"no skill '{name}' in {self.skills_dir}"
@@ -279,12 +290,26 @@ class SkillBank:
         self._cache[name] = skill
         return skill
 
+    def _answers_to(self, skill: str, name: str) -> bool:
+        """True when ``name`` is the skill's network config, ``tao-train-<name>``, or its network
+        (only for the skill skill_info marks ``network_alias``, where several share a network)."""
+        info = self._peek_info(skill)
+        if name in (info.get("network_config"), f"tao-train-{name}"):
+            return True
+        return name == info.get("network") and info.get("network_alias", True)
+
     def _peek_info(self, name: str) -> dict[str, Any]:
-        path = self.skills_dir / name / "references" / "skill_info.yaml"
+        """skill_info.yaml of a skill folder ({} when absent or unreadable), read once per bank."""
+        if name not in self._infos:
+            self._infos[name] = self._read_info(self.skills_dir / name / "references" / "skill_info.yaml")
+        return self._infos[name]
+
+    @staticmethod
+    def _read_info(path: Path) -> dict[str, Any]:
         if not path.exists():
             return {}
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = safe_load_yaml(path.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError):
             return {}
         return data if isinstance(data, dict) else {}

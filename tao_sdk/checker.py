@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import jsonschema
 import yaml
 
 from . import skillmd
-from .bank import AUTOML_SKILL, Skill, SkillBank, _load_json
+from .bank import AUTOML_SKILL, Skill, SkillBank, _load_json, safe_load_yaml
 from .errors import BankFormatError, TaoSkillsError
 from .policy import AUTOML_NOT_RUNNABLE
 from .schemapath import find_property
@@ -179,13 +179,51 @@ def _check_schema_file(out: _Collector, skill: Skill, action: str, deploy: bool,
     except json.JSONDecodeError as exc:
         out.add(f"{path}:{exc.lineno}", f"invalid JSON ({exc.msg}); regenerate with `python tools/gen_schemas.py`")
         return None
-    try:
-        jsonschema.Draft202012Validator.check_schema(schema)
-    except jsonschema.SchemaError as exc:
-        where = "/".join(str(p) for p in exc.absolute_path) or "<root>"
-        out.add(f"{path}#{where}", f"not a valid JSON Schema (Draft 2020-12): {exc.message}")
+    error = meta_schema_error(schema)
+    if error is not None:
+        where, message = error
+        out.add(f"{path}#{where}", f"not a valid JSON Schema (Draft 2020-12): {message}")
         return None
     return schema
+
+
+#: subschema digest -> meta-schema error (json path, message) or None, shared by every check in
+#: this process: the action schemas of a skill repeat the same model/dataset sections many times.
+_META_CHECKED: dict[str, tuple[str, str] | None] = {}
+
+
+def meta_schema_error(schema: dict) -> tuple[str, str] | None:
+    """The first Draft 2020-12 meta-schema violation of ``schema`` as (json path, message), or None.
+
+    Equivalent to ``Draft202012Validator.check_schema`` (the meta-schema applies to every subschema
+    alike), but each top-level property subschema is checked once per distinct content."""
+    props = schema.get("properties") if isinstance(schema, dict) else None
+    if not isinstance(props, dict):
+        return _meta_check(schema, "")
+    shell = {k: v for k, v in schema.items() if k != "properties"}
+    shell["properties"] = {}
+    for name, sub in [("", shell), *((f"properties/{n}", p) for n, p in props.items())]:
+        error = _meta_check(sub, name)
+        if error is not None:
+            return error
+    return None
+
+
+def _meta_check(schema: Any, prefix: str) -> tuple[str, str] | None:
+    import hashlib
+
+    key = hashlib.sha256(json.dumps(schema, sort_keys=True).encode("utf-8")).hexdigest()
+    if key not in _META_CHECKED:
+        try:
+            jsonschema.Draft202012Validator.check_schema(schema)
+            _META_CHECKED[key] = None
+        except jsonschema.SchemaError as exc:
+            _META_CHECKED[key] = ("/".join(str(p) for p in exc.absolute_path), exc.message)
+    error = _META_CHECKED[key]
+    if error is None:
+        return None
+    where = "/".join(p for p in (prefix, error[0]) if p) or "<root>"
+    return where, error[1]
 
 
 def _check_template(out: _Collector, skill: Skill, action: str, deploy: bool, entry: dict, schema: dict) -> None:
@@ -195,7 +233,7 @@ def _check_template(out: _Collector, skill: Skill, action: str, deploy: bool, en
         return
     text = path.read_text(encoding="utf-8")
     try:
-        data = yaml.safe_load(text)
+        data = safe_load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         out.add(f"{path}:{mark.line + 1}" if mark else path, f"invalid YAML ({getattr(exc, 'problem', exc)})")

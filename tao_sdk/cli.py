@@ -31,6 +31,8 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 def _add_spec_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("skill", help="skill name (tao-train-rtdetr) or network (rtdetr)")
     p.add_argument("action", help="train, evaluate, inference, export, gen_trt_engine, ...")
+    p.add_argument("-e", "--spec-file", metavar="FILE",
+                   help="your TAO experiment spec (YAML): the layer under --set; read as TAO Core reads it")
     p.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE",
                    help="spec override, dotted key (repeatable), e.g. --set train.num_epochs=10")
     p.add_argument("--train-dataset", action="append", metavar="URI", help="train dataset root (repeatable)")
@@ -119,6 +121,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"{skill.name}: {skill.description}\n  folder: {skill.dir}")
         if skill.info:
             metric = skill.info.get("monitoring_metric", {})
+            print(f"  task: {skill.info.get('task') or skill.info.get('dataset_type')}")
             print(f"  network: {skill.network}  metric: {metric.get('name')} ({metric.get('direction')})"
                   f"  automl: {'yes' if skill.info.get('automl_enabled') else 'no'}")
             print(f"  actions: {', '.join(skill.actions)}")
@@ -135,7 +138,7 @@ def cmd_spec(args: argparse.Namespace) -> int:
     from .spec import parse_set_options
 
     plan = plan_job(args.skill, args.action, datasets=_datasets(args), spec_overrides=parse_set_options(args.sets),
-                    parent_job_id=args.parent, dataset_format=args.dataset_format,
+                    base_spec=args.spec_file, parent_job_id=args.parent, dataset_format=args.dataset_format,
                     pretrained_model=args.pretrained_model, automl_policy="off")
     text = yaml.safe_dump(plan.spec, sort_keys=False, default_flow_style=False, width=1000)
     if args.output:
@@ -145,6 +148,7 @@ def cmd_spec(args: argparse.Namespace) -> int:
             print(f"wrote {args.output} (valid against the {plan.skill} {args.action} schema)")
     if args.json:
         _print_json({"spec": plan.spec, "deploy": plan.deploy, "warnings": plan.warnings, "notes": plan.notes})
+        return 0
     elif not args.output:
         sys.stdout.write(text)
     for w in plan.warnings:
@@ -178,35 +182,78 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .jobs import JobPlan, create_job
     from .spec import parse_set_options
 
-    settings = {}
-    if args.automl_algorithm:
-        settings["algorithm"] = args.automl_algorithm
-    if args.automl_trials:
-        settings["max_recommendations"] = args.automl_trials
-    if args.automl_param:
-        settings["hyperparameters"] = args.automl_param
-    if args.automl_concurrency:
-        settings["max_concurrent"] = args.automl_concurrency
+    flags = {"algorithm": args.automl_algorithm, "max_recommendations": args.automl_trials,
+             "hyperparameters": args.automl_param, "max_concurrent": args.automl_concurrency}
+    settings = {k: v for k, v in flags.items() if v is not None}
     out = create_job(args.skill, args.action, datasets=_datasets(args), spec_overrides=parse_set_options(args.sets),
-                     parent_job_id=args.parent, platform=args.platform, automl_policy=args.automl_policy,
-                     request=args.request, dataset_format=args.dataset_format,
+                     base_spec=args.spec_file, parent_job_id=args.parent, platform=args.platform,
+                     automl_policy=args.automl_policy, request=args.request, dataset_format=args.dataset_format,
                      pretrained_model=args.pretrained_model, automl=settings or None, dry_run=args.dry_run)
     if isinstance(out, JobPlan):
-        data = {"dry_run": True, "job_id": out.job_id, "route": out.route.__dict__, "command": out.command,
-                "backend": out.backend.to_dict(), "deploy": out.deploy,
-                "parent": out.parent.__dict__ if out.parent else None, "warnings": out.warnings, "spec": out.spec}
         if args.json:
-            _print_json(data)
+            _print_json(out.to_dict())
         else:
-            print(f"dry run: {out.skill} {out.action} -> {out.route.target} ({out.route.reason})")
-            print(f"backend: {out.backend.kind} ({out.backend.detail})")
-            print("spec is valid; nothing submitted")
+            _print_plan(out)
         return 0
     if not args.json:
         print(f"submitted {out.id} ({out.skill} {out.action}) on {args.platform}; results: {out.results_uri}")
         if out.result.get("route"):
             print(f"  route: {out.result['route']}")
     return _maybe_wait(out, args)
+
+
+def _print_plan(plan: Any) -> None:
+    """Human form of a dry run: route and why, warnings, notes, and for AutoML the budget and the
+    search space."""
+    print(f"dry run: {plan.skill} {plan.action} -> {plan.route.target} ({plan.route.reason})")
+    if plan.backend is not None:
+        print(f"backend: {plan.backend.kind} ({plan.backend.detail})")
+    for w in plan.warnings:
+        print(f"  warning: {w}")
+    for n in plan.notes:
+        print(f"  note: {n}")
+    if plan.automl:
+        b = plan.automl["budget"]
+        print(f"AutoML {plan.automl['algorithm']}: {b['max_recommendations']} trials x at most "
+              f"{b['max_epochs_per_trial']} epochs, {b['max_concurrent']} at a time "
+              f"(at most {b['max_total_epochs']} train epochs)")
+        print(_table([[r["name"], r["kind"], r["scale"] or "-", _space_range(r), repr(r["default"]),
+                       "; ".join(r["constraints"]) or "-"] for r in plan.automl["search_space"]],
+                     ["PARAMETER", "KIND", "SCALE", "RANGE", "DEFAULT", "CONSTRAINTS"]))
+    print("spec is valid; nothing submitted")
+
+
+def _space_range(row: dict[str, Any]) -> str:
+    if row.get("choices") is not None:
+        return "{" + ", ".join(map(str, row["choices"])) + "}"
+    return f"[{row['low']:g}, {row['high']:g}]" if row.get("low") is not None else "-"
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .specfile import validate_spec_file
+
+    report = validate_spec_file(args.skill, args.action, args.spec_file, deploy=args.deploy)
+    if args.json:
+        _print_json(report.to_dict())
+        return 0 if report.ok else 2
+    label = f"{report.skill} {'TensorRT ' if report.deploy else ''}{report.action}"
+    if report.ok:
+        print(f"{args.spec_file}: acceptable for {label}")
+    else:
+        print(f"{args.spec_file}: {len(report.problems)} problem(s) for {label}:")
+        for p in report.problems:
+            print(f"  - {p}")
+    for path, how in sorted(report.filled.items()):
+        print(f"  filled by the SDK: {path} <- {how}")
+    for path in report.unset:
+        print(f"  unset ('???'), set it before running: {path}")
+    for path, before, after in report.coerced:
+        print(f"  read as TAO does: {path}: {before!r} -> {after!r}")
+    if report.sections:
+        print(f"  other actions' sections validated: {', '.join(report.sections)}")
+    for w in report.warnings:
+        print(f"  warning: {w}")
+    return 0 if report.ok else 2
 
 
 def _maybe_wait(job: Any, args: argparse.Namespace) -> int:
@@ -390,9 +437,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="write the spec to this file")
     p.set_defaults(func=cmd_spec)
 
+    p = sub.add_parser("validate", help="validate your TAO spec file for a skill action (exit 0 ok, 2 problems)")
+    p.add_argument("skill", help="skill name (tao-train-rtdetr) or network (rtdetr)")
+    p.add_argument("action", help="train, evaluate, inference, export, gen_trt_engine, ...")
+    p.add_argument("-e", "--spec-file", required=True, metavar="FILE", help="the TAO experiment spec (YAML)")
+    p.add_argument("--deploy", action="store_true", help="the TensorRT variant of evaluate/inference")
+    p.set_defaults(func=cmd_validate)
+
     p = sub.add_parser("run", help="create and submit a job")
     _add_spec_options(p)
-    p.add_argument("--platform", default="local")
+    p.add_argument("--platform", default="local",
+                   help="where the job runs: local (this machine, default) or slurm (sbatch on the cluster of "
+                        "SLURM_CONF; settings in <workspace>/platforms/slurm.yaml or TAO_SLURM_*)")
     p.add_argument("--automl-policy", choices=["auto", "off"])
     p.add_argument("--request", help="the user's request text (e.g. 'plain training, no HPO')")
     p.add_argument("--automl-algorithm", help="AutoML algorithm when routed (random, bayesian, hyperband, asha, bohb, dehb, pbt)")

@@ -120,14 +120,26 @@ def _entries() -> list[Path]:
 
 def _busy(path: Path) -> bool:
     """True when a running job (another process, or this one) holds the entry."""
+    return not _if_idle(path, lambda: None)
+
+
+def _if_idle(path: Path, action: Any) -> bool:
+    """Run ``action()`` while holding the entry's lock exclusively; False (nothing run) when a
+    running job (another process, or this one) holds the entry."""
     if str(path) in _HELD:
-        return True
+        return False
     try:
         fh = open(path / _LOCK, "a+b")  # noqa: SIM115
     except OSError:
-        return False
-    with fh:
-        return not _flock(fh, shared=False, block=False)
+        fh = None
+    try:
+        if fh is not None and not _flock(fh, shared=False, block=False):
+            return False
+        action()
+        return True
+    finally:
+        if fh is not None:
+            fh.close()
 
 
 def cache_info() -> dict[str, Any]:
@@ -143,22 +155,13 @@ def cache_info() -> dict[str, Any]:
 
 def _remove(path: Path) -> bool:
     """Delete an idle entry (holding its lock exclusively meanwhile); False when busy."""
-    if str(path) in _HELD:
-        return False
-    try:
-        fh = open(path / _LOCK, "a+b")  # noqa: SIM115
-    except OSError:
-        fh = None
-    try:
-        if fh is not None and not _flock(fh, shared=False, block=False):
-            return False
+
+    def delete() -> None:
         trash = path.with_name(f".evicting-{path.name}-{os.getpid()}")
         os.replace(path, trash)  # atomic: a job staging now sees no half-deleted entry
         shutil.rmtree(trash, ignore_errors=True)
-        return True
-    finally:
-        if fh is not None:
-            fh.close()
+
+    return _if_idle(path, delete)
 
 
 def evict(max_bytes: int | None = None) -> list[str]:

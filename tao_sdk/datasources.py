@@ -10,11 +10,11 @@ adding a model never touches this module.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 from .bank import Skill, SkillBank, get_bank
 from .errors import DataSourceError
-from .skillmd import DATASET_ROLES, FileByFormat, FilePath, FileSpec, FormatPlaceholder
+from .skillmd import DATASET_ROLES, ROOT_ITSELF, FileByFormat, FilePath, FileSpec, FormatPlaceholder
 
 #: CLI flag for each dataset role (used in error messages).
 ROLE_FLAGS = {
@@ -60,7 +60,7 @@ def _resolve_format(skill: Skill, dataset_format: str | None) -> str | None:
 
 def _build(spec: FileSpec, root: str, fmt: str | None, skill: Skill, where: str) -> Any:
     if isinstance(spec, FilePath):
-        uri = f"{root}/{spec.name}"
+        uri = root if spec.name == ROOT_ITSELF else f"{root}/{spec.name}"
         return [uri] if spec.wrap else uri
     if isinstance(spec, FormatPlaceholder):
         if fmt is None:
@@ -84,6 +84,7 @@ def build_data_source_overrides(
     datasets: Mapping[str, Any] | None,
     dataset_format: str | None = None,
     *,
+    provided: Collection[str] = (),
     bank: SkillBank | None = None,
 ) -> dict[str, Any]:
     """Dotted spec keys -> values for the dataset roots of ``action``.
@@ -93,11 +94,15 @@ def build_data_source_overrides(
         action: the TAO action (``train``, ``evaluate``...).
         datasets: ``{"train_datasets": [uri, ...], "eval_dataset": uri, "inference_dataset": uri,
             "calibration_dataset": uri}`` — S3 (``s3://``) or local roots.
+        provided: dotted spec keys the user already set (spec file, overrides): a requirement
+            whose key (or a key below it) is there needs no dataset role.
         dataset_format: the dataset format, needed by stereo (``dataset_name``) and OneFormer's
             label map (defaults to the skill's first format where a file depends on it).
 
     Raises:
-        DataSourceError naming the action, spec key and dataset role when a required root is missing.
+        DataSourceError naming the action, spec key and dataset role when a required root is
+        missing and the user did not set the key either (every table row is required: the
+        table is the single source of truth on which roles an action needs).
     """
     skill = skill if isinstance(skill, Skill) else (bank or get_bank()).get(skill)
     roots = normalize_datasets(datasets)
@@ -106,6 +111,8 @@ def build_data_source_overrides(
     for req in skill.dataset_requirements(action):
         where = f"{skill.name} {action} spec key '{req.spec_key}'"
         if req.source not in roots:
+            if any(k == req.spec_key or k.startswith(req.spec_key + ".") for k in provided):
+                continue
             raise DataSourceError(
                 f"{where} needs dataset role '{req.source}' (SKILL.md line {req.line}); pass datasets="
                 f"{{'{req.source}': {'[URI]' if req.source == 'train_datasets' else 'URI'}}} "

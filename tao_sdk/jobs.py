@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,8 +34,8 @@ from .jobstore import JobRecord, JobStatus, new_job_id
 from .mappings import DEFAULT_ENCRYPTION_KEY, ENCRYPTION_KEY_ENV, ParentArtifact, resolve_mappings
 from .platforms import JobTask, Platform, get_platform
 from .platforms._supervise import identity_alive, process_identity
-from .policy import Route, route_action
-from .spec import build_spec
+from .policy import Route, check_automl_arguments, route_action
+from .spec import compose_spec
 from .storage import storage_for
 from .workspace import Workspace, default_workspace
 
@@ -150,6 +151,10 @@ class JobPlan:
         results_uri: the job's results folder.
         downloads: PTM downloads the worker performs (link -> destination).
         warnings / notes: things the user should know.
+        automl: for an AutoML dry run, the algorithm, budget and search space (each dimension,
+            range, scale) that would run.
+        secret_env: secrets moved out of the spec (NAME -> value) for the job's environment;
+            never printed, written or stored.
         backend: what will run it here (built-in worker, TAO entrypoint, or none; see
             :mod:`tao_sdk.backends`); ``create_job`` refuses a plan whose backend is none.
     """
@@ -167,6 +172,16 @@ class JobPlan:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     backend: Backend | None = None
+    automl: dict[str, Any] | None = None
+    secret_env: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready view for ``--json`` dry runs (secrets are never part of it)."""
+        return {"dry_run": True, "job_id": self.job_id, "skill": self.skill, "action": self.action,
+                "route": self.route.__dict__, "command": self.command,
+                "backend": self.backend.to_dict() if self.backend else None, "deploy": self.deploy,
+                "parent": self.parent.__dict__ if self.parent else None, "results_uri": self.results_uri,
+                "warnings": self.warnings, "notes": self.notes, "automl": self.automl, "spec": self.spec}
 
 
 def worker_command(network: str, action: str, spec_path: str) -> list[str]:
@@ -183,10 +198,12 @@ def plan_job(
     *,
     datasets: Mapping[str, Any] | None = None,
     spec_overrides: Mapping[str, Any] | None = None,
+    base_spec: str | Path | Mapping[str, Any] | None = None,
     parent_job_id: str | None = None,
     dataset_format: str | None = None,
     automl_policy: str | bool | None = None,
     request: str | None = None,
+    automl: Mapping[str, Any] | None = None,
     pretrained_model: str | None = None,
     planned_parent: "JobPlan | None" = None,
     job_id: str | None = None,
@@ -197,34 +214,104 @@ def plan_job(
 
     ``planned_parent``: a plan of a parent that has not run yet (dry runs of a whole chain).
     ``job_id``: use this id instead of a new one (AutoML chooses trial ids before submitting).
+
+    Plan-time errors (nothing is submitted): AutoML arguments that contradict each other or are
+    not positive; a parent on an action that takes none; a setting that must equal the parent's
+    train job (class count, model section, input size) but does not; a dataset role the action
+    needs that is neither given nor set in the spec; every spec problem.
     """
     workspace = workspace or default_workspace()
     bank = bank or get_bank()
     skill = bank.get(skill)
-    route = route_action(skill, action, automl_policy, request, bank=bank)
+    check_automl_arguments(automl_policy, automl)
+    route = route_action(skill, action, automl_policy, request, bank=bank, explicit_automl=bool(automl))
+    if automl and not route.automl:
+        raise TaoSkillsError(f"AutoML settings ({', '.join(sorted(automl))}) were given but this job does not run "
+                             f"AutoML: {route.reason}. Drop the AutoML settings (--automl-*)")
     job_id = job_id or new_job_id()
     results_uri = workspace.results_uri(job_id)
+    _check_takes_parent(skill, action, parent_job_id or (planned_parent.job_id if planned_parent else None))
     parent = workspace.store.get(parent_job_id) if parent_job_id else None
     mapped = resolve_mappings(
         skill, action, results_uri=results_uri, parent=parent, store=workspace.store, bank=bank,
-        user_keys=spec_overrides or {}, pretrained_model=pretrained_model,
+        pretrained_model=pretrained_model,
         planned_parent_results=planned_parent.results_uri if planned_parent else None,
         planned_parent_action=planned_parent.action if planned_parent else None,
     )
     deploy = mapped.deploy and skill.has_schema(action, deploy=True)
-    inherited = {}
+    inherited, source = {}, None
     if parent is not None and action != "train":
-        inherited, source = inherited_settings(workspace, skill, action, parent, spec_overrides or {}, deploy)
+        inherited, source = inherited_settings(workspace, skill, action, parent, {}, deploy)
         if inherited:
-            mapped.notes.append(f"inherited {len(inherited)} model/preprocessing setting(s) from train job {source}")
-    spec = build_spec(skill, action, spec_overrides, datasets, dataset_format=dataset_format,
-                      mapped_values={**inherited, **mapped.values}, deploy=deploy, bank=bank)
+            mapped.notes.append(f"inherited {len(inherited)} model/preprocessing setting(s) from train job {source.id}")
+    composed = compose_spec(skill, action, spec_overrides, datasets, base_spec=base_spec,
+                            dataset_format=dataset_format, inherited=inherited, sdk_values=mapped.values,
+                            deploy=deploy, bank=bank)
+    if source is not None:
+        _check_parent_agreement(source, composed.spec, inherited, own_model=action in OWN_MODEL_ACTIONS)
     backend = skill_backend(skill, action, deploy)
     if not route.automl:
-        backend.preflight(spec)
-    return JobPlan(job_id, skill.name, action, route, spec, deploy, mapped.parent, results_uri,
-                   None, mapped.downloads, mapped.warnings, mapped.notes, backend)
+        backend.preflight(composed.spec)
+    return JobPlan(job_id, skill.name, action, route, composed.spec, deploy, mapped.parent, results_uri,
+                   None, mapped.downloads, mapped.warnings + composed.warnings, mapped.notes + composed.notes,
+                   backend, secret_env=composed.secret_env)
 
+
+def _check_takes_parent(skill: Skill, action: str, parent_job_id: str | None) -> None:
+    """A parent job only makes sense for an action with a parent-model mapping in SKILL.md."""
+    if not parent_job_id:
+        return
+    if any(m.function in ("parent_model", "parent_model_folder") for m in skill.inference_mappings(action)):
+        return
+    takes = [a for a in skill.actions if any(m.function in ("parent_model", "parent_model_folder")
+                                             for m in skill.inference_mappings(a))]
+    raise TaoSkillsError(
+        f"{skill.name} {action} takes no parent job (SKILL.md has no parent_model mapping for it), but "
+        f"parent {parent_job_id} was given. Drop --parent / parent_job_id; to continue an interrupted train "
+        f"use `tao-skills resume {parent_job_id}`, to start from trained weights pass pretrained_model= "
+        f"(--pretrained-model URI). Actions that take a parent: {', '.join(takes) or 'none'}")
+
+
+#: Settings of a chained job (evaluate, export, inference...) that must equal the train job it
+#: descends from, because the checkpoint is built from them: the class count, the model
+#: architecture and the input size. Regexes on the dotted spec path.
+PARENT_MUST_MATCH = (
+    r"^dataset\.num_classes$",
+    r"^model\.",
+    r"^dataset\.augmentation\.[^.]*(spatial_size|input_size)$",
+)
+#: ...except model fields that do not shape the weights: paths, post-processing (num_select),
+#: losses and matching costs, training-only switches. Regex on the last path segment.
+PARENT_MAY_DIFFER = (r"path|checkpoint|pretrained|num_select|_coef$|_cost$|^alpha$|^gamma$|loss|clip_max_norm|"
+                     r"dropout|train_backbone|frozen|precise|activation_checkpoint|distill|dn_number")
+_MUST_MATCH_RE = [re.compile(p) for p in PARENT_MUST_MATCH]
+_MAY_DIFFER_RE = re.compile(PARENT_MAY_DIFFER)
+
+
+#: Actions whose ``model`` section describes a new network rather than the parent's checkpoint
+#: (the distill student: it starts from the teacher's settings and may change any of them).
+OWN_MODEL_ACTIONS = ("distill",)
+
+
+def _check_parent_agreement(source: JobRecord, spec: Mapping[str, Any], inherited: Mapping[str, Any],
+                            own_model: bool = False) -> None:
+    """Raise when the user set a must-match setting to something else than the train job used
+    (``own_model``: the ``model`` section is the job's own, see :data:`OWN_MODEL_ACTIONS`)."""
+    from .spec import flatten
+
+    final = flatten(spec)
+    bad = []
+    for key, trained in inherited.items():
+        if not any(r.match(key) for r in _MUST_MATCH_RE) or key not in final or \
+                _MAY_DIFFER_RE.search(key.rsplit(".", 1)[-1]) or (own_model and key.startswith("model.")):
+            continue
+        if final[key] != trained:
+            bad.append(f"{key} = {final[key]!r} but train job {source.id} used {trained!r}")
+    if bad:
+        raise TaoSkillsError(
+            "settings that must match the parent's training differ: " + "; ".join(bad)
+            + ". The checkpoint was built with the train job's values: drop these overrides (the SDK "
+            "inherits them) or train a new model with the values you want.")
 
 #: Spec prefixes a downstream job takes from the train job it descends from (unless the user sets
 #: them): the model definition, the class count and the image preprocessing must match training.
@@ -239,16 +326,18 @@ def _train_ancestor(workspace: Workspace, record: JobRecord) -> JobRecord | None
             best = (record.result or {}).get("best_child_id")
             record = workspace.store.get(best) if best else None
             continue
-        if record.action == "train":
+        if record.action in ("train", *OWN_MODEL_ACTIONS):  # a distill job trained its own model
             return record
         record = workspace.store.get(record.parent_id) if record.parent_id else None
     return None
 
 
 def inherited_settings(workspace: Workspace, skill: Skill, action: str, parent: JobRecord,
-                       user_overrides: Mapping[str, Any], deploy: bool = False) -> tuple[dict[str, Any], str | None]:
-    """Model / num_classes / preprocessing values of the train job ``parent`` descends from, as
-    dotted overrides valid in this action's schema and not set by the user."""
+                       user_overrides: Mapping[str, Any], deploy: bool = False
+                       ) -> tuple[dict[str, Any], JobRecord | None]:
+    """Model / num_classes / preprocessing values of the train job ``parent`` descends from (and
+    that train job's record), as dotted keys valid in this action's schema and not set in
+    ``user_overrides``."""
     from .schemapath import find_property
     from .spec import flatten
 
@@ -264,7 +353,7 @@ def inherited_settings(workspace: Workspace, skill: Skill, action: str, parent: 
             continue
         if find_property(schema, key) is not None:
             out[key] = value
-    return out, source.id
+    return out, source
 
 
 # =========================================================================== create / submit
@@ -274,6 +363,7 @@ def create_job(
     *,
     datasets: Mapping[str, Any] | None = None,
     spec_overrides: Mapping[str, Any] | None = None,
+    base_spec: str | Path | Mapping[str, Any] | None = None,
     parent_job_id: str | None = None,
     platform: str = "local",
     automl_policy: str | bool | None = None,
@@ -293,7 +383,12 @@ def create_job(
         action: ``train``, ``evaluate``, ``inference``, ``export``, ``gen_trt_engine``...
         datasets: dataset roots by role: ``train_datasets`` (list), ``eval_dataset``,
             ``inference_dataset``, ``calibration_dataset`` (``s3://`` or local paths).
-        spec_overrides: dotted keys -> values, applied last (they win).
+        spec_overrides: dotted keys -> values, applied over ``base_spec`` (they win over it).
+        base_spec: your TAO experiment spec (a YAML path or a nested dict), the layer under
+            ``spec_overrides``; read as TAO Core does (``1e-4`` strings, lower-case enum values,
+            ``???``, other actions' sections). SDK-owned fields in it (results_dir, parent
+            checkpoints, output paths) are replaced with a warning; a secret in it (e.g.
+            ``encryption_key``) moves to the job's environment and is never stored.
         parent_job_id: upstream job (train/export/gen_trt_engine/AutoML) whose artifact feeds
             this one (checkpoint by the monitoring metric, ONNX or engine, by action).
         platform: ``"local"`` (default, this machine) or ``"slurm"`` (sbatch on the cluster of
@@ -304,9 +399,11 @@ def create_job(
         dataset_format: dataset format where files depend on it (stereo, OneFormer label map).
         pretrained_model: URI of pretrained weights (``ptm_if_no_resume_model`` fields).
         encryption_key: model key; passed by environment, never written (default ``tlt_encode``
-            or ``$TAO_ENCRYPTION_KEY``).
+            or ``$TAO_ENCRYPTION_KEY``). It wins over a key found in ``base_spec`` /
+            ``spec_overrides``.
         automl: AutoML settings when routed there (algorithm, max_recommendations, max_epochs,
-            max_concurrent, hyperparameters, overrides).
+            max_concurrent, hyperparameters, overrides). Giving them asks for AutoML: they beat
+            request text such as "plain training" and contradict ``automl_policy="off"`` (error).
         dry_run: resolve + validate only; returns the :class:`JobPlan` and submits nothing.
 
     Returns:
@@ -314,28 +411,44 @@ def create_job(
     """
     workspace = workspace or default_workspace()
     bank = bank or get_bank()
-    plan = plan_job(skill, action, datasets=datasets, spec_overrides=spec_overrides, parent_job_id=parent_job_id,
-                    dataset_format=dataset_format, automl_policy=automl_policy, request=request,
-                    pretrained_model=pretrained_model, workspace=workspace, bank=bank)
+    plan = plan_job(skill, action, datasets=datasets, spec_overrides=spec_overrides, base_spec=base_spec,
+                    parent_job_id=parent_job_id, dataset_format=dataset_format, automl_policy=automl_policy,
+                    request=request, automl=automl, pretrained_model=pretrained_model, workspace=workspace, bank=bank)
+    if encryption_key:
+        plan.secret_env[ENCRYPTION_KEY_ENV] = encryption_key
     model_skill = bank.get(plan.skill)
     plan.backend.require()  # nothing can run it here: say what to install before anything starts
     if plan.route.automl:
-        return job_kind("automl").create(plan, model_skill, datasets=datasets, spec_overrides=spec_overrides,
+        from .secrets import extract_secrets
+        from .specfile import load_spec_file
+
+        others = sorted(set(plan.secret_env) - {ENCRYPTION_KEY_ENV})
+        if others:
+            raise TaoSkillsError(f"AutoML hands only the encryption key to its trials, but the spec has other secrets "
+                                 f"({', '.join(others)}); run plain training (automl_policy='off') or export them "
+                                 f"in the environment and reference them as ${{oc.env:NAME}} in the spec")
+        base = extract_secrets(load_spec_file(base_spec))[0] if base_spec is not None else None
+        return job_kind("automl").create(plan, model_skill, datasets=datasets, base_spec=base,
+                                         spec_overrides=extract_secrets(spec_overrides, dotted=True)[0],
                                          dataset_format=dataset_format, platform=platform, settings=automl,
-                                         encryption_key=encryption_key, dry_run=dry_run, workspace=workspace,
-                                         bank=bank)
+                                         encryption_key=plan.secret_env.get(ENCRYPTION_KEY_ENV), dry_run=dry_run,
+                                         workspace=workspace, bank=bank)
     job_dir = workspace.job_dir(plan.job_id)
     spec_path = job_dir / "spec.yaml"
     plan.command = plan.backend.command(str(spec_path))
     if dry_run:
         return plan
-    return submit_plan(plan, platform=platform, encryption_key=encryption_key, workspace=workspace)
+    return submit_plan(plan, platform=platform, workspace=workspace)
 
 
 def submit_plan(plan: JobPlan, *, platform: str = "local", encryption_key: str | None = None,
                 workspace: Workspace | None = None, parent_id: str | None = None, kind: str = "job",
                 extra_env: Mapping[str, str] | None = None) -> Job:
-    """Write the plan's spec, record the job and start it on ``platform``; returns the Job."""
+    """Write the plan's spec, record the job and start it on ``platform``; returns the Job.
+
+    The spec written (``jobs/<id>/spec.yaml`` and ``<results>/spec.yaml``) holds no secret: they
+    travel in the job's environment (``plan.secret_env``, ``encryption_key``).
+    """
     workspace = workspace or default_workspace()
     job_dir = workspace.job_dir(plan.job_id)
     job_dir.mkdir(parents=True, exist_ok=True)
@@ -362,8 +475,9 @@ def submit_plan(plan: JobPlan, *, platform: str = "local", encryption_key: str |
     except StorageError as exc:
         store.set_status(plan.job_id, JobStatus.FAILURE, result={**record.result, "message": str(exc)})
         raise
-    env = {ENCRYPTION_KEY_ENV: encryption_key or os.environ.get(ENCRYPTION_KEY_ENV) or DEFAULT_ENCRYPTION_KEY,
-           "TAO_SKILLS_JOB_ID": plan.job_id}
+    env = {**plan.secret_env, "TAO_SKILLS_JOB_ID": plan.job_id}
+    env[ENCRYPTION_KEY_ENV] = (encryption_key or plan.secret_env.get(ENCRYPTION_KEY_ENV)
+                               or os.environ.get(ENCRYPTION_KEY_ENV) or DEFAULT_ENCRYPTION_KEY)
     env.update(extra_env or {})
     task = job_task(plan, env, str(job_dir))
     try:

@@ -1,7 +1,9 @@
 """The Train Action Policy: does a train action go to AutoML (``tao-run-automl``) or straight to
 the model skill?
 
-Rules (SKILL.md "Train Action Policy"): an explicit ``automl_policy`` wins; otherwise phrases
+Rules (SKILL.md "Train Action Policy"): explicit arguments beat request text. An explicit
+``automl_policy`` wins; explicit AutoML settings (algorithm, trials...) ask for AutoML (``auto``)
+whatever the request says, and contradict ``automl_policy="off"`` (an error); otherwise phrases
 such as "turn off AutoML", "disable AutoML", "no HPO", "plain training" in the request mean
 ``off`` for this run only; otherwise ``auto``. With ``auto``, a skill whose skill_info says
 ``automl_enabled: true`` and whose train schema + template are packaged routes train to
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 from .bank import AUTOML_SKILL, Skill, SkillBank, get_bank
 from .errors import TaoSkillsError
@@ -50,7 +53,7 @@ def policy_phrase(request: str | None) -> str | None:
 
 
 def resolve_automl_policy(skill: Skill | str | None = None, automl_policy: str | bool | None = None,
-                          request: str | None = None) -> str:
+                          request: str | None = None, explicit_automl: bool = False) -> str:
     """``"auto"`` or ``"off"`` for this run.
 
     Args:
@@ -58,6 +61,8 @@ def resolve_automl_policy(skill: Skill | str | None = None, automl_policy: str |
         automl_policy: explicit value (``"auto"``, ``"off"``; also True/"on" -> auto, False -> off). Wins.
         request: the user's free-text request; "turn off AutoML", "disable AutoML", "no HPO",
             "plain training" and close variants mean off.
+        explicit_automl: True when AutoML settings were passed explicitly: they mean ``auto``
+            and beat the request text.
     """
     if automl_policy is not None and automl_policy != "":
         value = str(automl_policy).strip().lower()
@@ -66,7 +71,37 @@ def resolve_automl_policy(skill: Skill | str | None = None, automl_policy: str |
         if value in ("off", "false", "disabled", "disable", "no", "none"):
             return "off"
         raise TaoSkillsError(f"automl_policy must be 'auto' or 'off', not {automl_policy!r}")
+    if explicit_automl:
+        return "auto"
     return "off" if policy_phrase(request) else "auto"
+
+
+#: AutoML settings that count things: each must be a positive integer when given.
+POSITIVE_AUTOML_SETTINGS = ("max_recommendations", "max_epochs", "max_concurrent", "reduction_factor")
+_CLI_FLAGS = {"algorithm": "--automl-algorithm", "max_recommendations": "--automl-trials",
+              "hyperparameters": "--automl-param", "max_concurrent": "--automl-concurrency"}
+
+
+def check_automl_arguments(automl_policy: str | bool | None, automl: Mapping[str, Any] | None) -> None:
+    """Raise TaoSkillsError when AutoML arguments contradict each other or a count is not positive.
+
+    ``automl_policy="off"`` together with AutoML settings is a contradiction (which one did the
+    user mean?); ``max_recommendations`` (``--automl-trials``), ``max_epochs``,
+    ``max_concurrent`` and ``reduction_factor`` must be integers >= 1 (``0`` is not "unset").
+    """
+    given = {k: v for k, v in (automl or {}).items() if v is not None}
+    if given and automl_policy not in (None, "") and resolve_automl_policy(None, automl_policy) == "off":
+        names = ", ".join(f"{k} ({_CLI_FLAGS[k]})" if k in _CLI_FLAGS else k for k in given)
+        raise TaoSkillsError(f"automl_policy='off' contradicts the AutoML settings given ({names}); drop "
+                             "--automl-policy off to run AutoML, or drop the AutoML settings to train directly")
+    for key in POSITIVE_AUTOML_SETTINGS:
+        value = given.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            flag = f" ({_CLI_FLAGS[key]})" if key in _CLI_FLAGS else ""
+            raise TaoSkillsError(f"AutoML {key}{flag} must be an integer >= 1, got {value!r}; omit it for the "
+                                 "default")
 
 
 @dataclass(frozen=True)
@@ -80,10 +115,15 @@ class Route:
 
 
 def route_action(skill: Skill | str, action: str, automl_policy: str | bool | None = None,
-                 request: str | None = None, *, bank: SkillBank | None = None) -> Route:
-    """Decide where ``action`` of ``skill`` goes, with a human-readable reason."""
+                 request: str | None = None, *, bank: SkillBank | None = None,
+                 explicit_automl: bool = False) -> Route:
+    """Decide where ``action`` of ``skill`` goes, with a human-readable reason.
+
+    ``explicit_automl``: AutoML settings were passed explicitly (see :func:`resolve_automl_policy`);
+    the reason then says that they beat the request text.
+    """
     skill = skill if isinstance(skill, Skill) else (bank or get_bank()).get(skill)
-    policy = resolve_automl_policy(skill, automl_policy, request)
+    policy = resolve_automl_policy(skill, automl_policy, request, explicit_automl)
     if action != "train":
         return Route(skill.name, False, policy, f"'{action}' is not a train action; it stays in {skill.name}")
     if policy == "off":
@@ -96,6 +136,10 @@ def route_action(skill: Skill | str, action: str, automl_policy: str | bool | No
         return Route(skill.name, False, policy,
                      f"{AUTOML_NOT_RUNNABLE} for {skill.name} (schemas/train.schema.json or "
                      "references/spec_template_train.yaml missing); training directly")
+    why = "automl_policy auto"
+    phrase = policy_phrase(request)
+    if explicit_automl and automl_policy in (None, ""):
+        why = ("explicit AutoML arguments were given" + (f"; they beat the request text '{phrase}'" if phrase else ""))
     return Route(AUTOML_SKILL, True, policy,
-                 f"automl_policy auto and {skill.name} is AutoML-enabled with a packaged train schema; "
+                 f"{why} and {skill.name} is AutoML-enabled with a packaged train schema; "
                  f"routing train through {AUTOML_SKILL}")

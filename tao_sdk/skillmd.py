@@ -19,7 +19,7 @@ import yaml
 
 from .errors import BankFormatError
 
-BLOCK_NAMES = ("training-requirements", "dataset-requirements", "inference-mappings")
+BLOCK_NAMES = ("backend", "training-requirements", "dataset-requirements", "inference-mappings")
 _BEGIN = "<!-- BEGIN GENERATED {name}: tools/gen_schemas.py, do not edit -->"
 _END = "<!-- END GENERATED {name} -->"
 _BEGIN_RE = re.compile(r"<!-- BEGIN GENERATED ([a-z-]+)[^>]*-->")
@@ -168,9 +168,14 @@ def parse_table(content: str, first_line: int, path: Path | str, expected: tuple
 
 
 # --------------------------------------------------------------------------- file specs
+#: The Files-cell name that stands for the dataset root itself (TAO data sources with an empty path).
+ROOT_ITSELF = "."
+
+
 @dataclass(frozen=True)
 class FilePath:
-    """A file joined to the dataset root; ``wrap`` puts the value in a list."""
+    """A file joined to the dataset root (:data:`ROOT_ITSELF`: the root itself); ``wrap`` puts the
+    value in a list."""
 
     name: str
     wrap: bool = False
@@ -227,7 +232,7 @@ def _parse_path(text: str, where: str) -> FilePath:
     if not name or not _NAME_RE.match(name):
         raise BankFormatError(
             f"{where}: '{text}' is not a file name; use a name like images.tar.gz, "
-            "[images.tar.gz] for a list, or <dataset_format>"
+            "[images.tar.gz] for a list, . for the dataset root itself, or <dataset_format>"
         )
     return FilePath(name, wrap)
 

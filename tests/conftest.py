@@ -113,26 +113,36 @@ def s3_server() -> Iterator[str]:
 
 
 @pytest.fixture
-def s3_env(monkeypatch: pytest.MonkeyPatch, s3_server: str) -> str:
+def point_aws_at(monkeypatch: pytest.MonkeyPatch):
+    """``point_aws_at(endpoint)``: the standard AWS environment of this test targets ``endpoint``
+    with test credentials, isolated from ``~/.aws``, instance metadata and proxies."""
+
+    def point(endpoint: str) -> None:
+        for var in ("AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"):
+            monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        missing = os.path.join(tempfile.gettempdir(), "tao-tests-no-aws-config")
+        monkeypatch.setenv("AWS_CONFIG_FILE", missing)
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", missing)
+        no_proxy = ",".join(filter(None, [os.environ.get("NO_PROXY"), "127.0.0.1", "localhost"]))
+        monkeypatch.setenv("NO_PROXY", no_proxy)
+        monkeypatch.setenv("no_proxy", no_proxy)
+
+        from tao_sdk.storage import reset_storage_cache
+
+        reset_storage_cache()  # clients cached by earlier tests may hold other credentials
+
+    return point
+
+
+@pytest.fixture
+def s3_env(point_aws_at, s3_server: str) -> str:
     """Point the AWS env at the moto server for this test; return a fresh bucket's name."""
-    for var in ("AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    missing = os.path.join(tempfile.gettempdir(), "tao-tests-no-aws-config")
-    monkeypatch.setenv("AWS_CONFIG_FILE", missing)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", missing)
-    no_proxy = ",".join(filter(None, [os.environ.get("NO_PROXY"), "127.0.0.1", "localhost"]))
-    monkeypatch.setenv("NO_PROXY", no_proxy)
-    monkeypatch.setenv("no_proxy", no_proxy)
-
-    from tao_sdk.storage import reset_storage_cache
-
-    reset_storage_cache()  # clients cached by earlier tests may hold other credentials
-
+    point_aws_at(s3_server)
     import boto3
 
     bucket = f"tao-test-{uuid.uuid4().hex[:12]}"

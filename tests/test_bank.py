@@ -19,14 +19,18 @@ from tao_sdk.errors import SkillNotFoundError
 
 REPO = Path(__file__).resolve().parents[1]
 
-ALL_SKILLS = [
-    "tao-run-automl",
+# The seed skills (hand-written prose); the seed-specific checks below run on them. The whole
+# catalog (every skill of tools/bank_sources.yaml) is covered by the catalog tests at the end and by
+# the bank checker (tests/test_checker.py).
+MODEL_SKILLS = [
     "tao-train-deformable-detr",
     "tao-train-fast-foundation-stereo",
     "tao-train-oneformer",
     "tao-train-rtdetr",
 ]
-MODEL_SKILLS = [s for s in ALL_SKILLS if s != "tao-run-automl"]
+SOURCES = yaml.safe_load((REPO / "tools" / "bank_sources.yaml").read_text(encoding="utf-8"))
+CATALOG = sorted(SOURCES["skills"])
+ALL_SKILLS = sorted(["tao-run-automl", *CATALOG])
 FFS = "tao-train-fast-foundation-stereo"
 
 # skill -> (network, network_config, metric, direction, launch, model_type)
@@ -44,9 +48,9 @@ def bank() -> SkillBank:
     return SkillBank(REPO)
 
 
-def _all_schema_entries(bank: SkillBank):
-    """(skill, action, deploy, manifest entry) for every schema the manifests list."""
-    for name in MODEL_SKILLS:
+def _all_schema_entries(bank: SkillBank, names: list[str] | None = None):
+    """(skill, action, deploy, manifest entry) for every schema the manifests list (seed skills by default)."""
+    for name in names or MODEL_SKILLS:
         skill = bank.get(name)
         for deploy, table in ((False, skill.manifest["actions"]), (True, skill.manifest.get("deploy_actions", {}))):
             for action, entry in table.items():
@@ -69,7 +73,7 @@ def _schema_nodes(node, path="#"):
 
 
 # --------------------------------------------------------------------------- lookup
-def test_default_bank_finds_the_five_skills(monkeypatch):
+def test_default_bank_finds_every_skill(monkeypatch):
     monkeypatch.delenv("TAO_SKILLS_DIR", raising=False)
     assert SkillBank().names() == ALL_SKILLS
     assert [s.name for s in SkillBank().skills()] == ALL_SKILLS
@@ -219,13 +223,24 @@ def test_template_is_a_fresh_copy(bank):
 
 # --------------------------------------------------------------------------- schemas
 def test_every_schema_is_valid_draft_2020_12(bank):
+    """Every schema of every skill against the Draft 2020-12 meta-schema (the checker's check, which
+    meta-validates each distinct section once; the process-wide cache is shared with the checker)."""
+    from tao_sdk.checker import meta_schema_error
+
     checked = 0
-    for skill, action, deploy, _ in _all_schema_entries(bank):
+    for skill, action, deploy, _ in _all_schema_entries(bank, CATALOG):
         schema = skill.schema(action, deploy)
         assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-        jsonschema.Draft202012Validator.check_schema(schema)
+        assert meta_schema_error(schema) is None, (skill.name, action, deploy)
         checked += 1
-    assert checked >= 30
+    assert checked > 200  # 31 skills, TensorRT variants included
+    # the section-wise check is the meta-schema check: a broken section is found, with its path
+    broken = json.loads(json.dumps(bank.get("rtdetr").schema("export")))
+    broken["properties"]["export"]["properties"]["batch_size"]["type"] = "int"
+    with pytest.raises(jsonschema.SchemaError):
+        jsonschema.Draft202012Validator.check_schema(broken)
+    where, message = meta_schema_error(broken)
+    assert where.startswith("properties/export/properties/batch_size") and "'int'" in message
 
 
 def test_schema_files_hold_no_infinity_or_nan():
@@ -233,9 +248,7 @@ def test_schema_files_hold_no_infinity_or_nan():
     assert len(files) >= 30
     for path in files:
         text = path.read_text(encoding="utf-8")
-        assert "Infinity" not in text, path
-        assert "NaN" not in text, path
-        constants: list[str] = []
+        constants: list[str] = []  # bare Infinity / NaN tokens (a description may mention "NaN")
         json.loads(text, parse_constant=constants.append)
         assert constants == [], f"{path}: non-JSON constants {constants}"
 
@@ -511,3 +524,59 @@ def test_generated_blocks_are_replaceable(bank):
         text.split(skillmd.end_marker("training-requirements"))[1]
     digest = bank.get("rtdetr").manifest["generated_blocks"]["training-requirements"]
     assert skillmd.block_digest(skillmd.generated_block(text, "training-requirements")[0]) == digest
+
+
+# --------------------------------------------------------------------------- the whole catalog
+def test_catalog_is_the_seeds_plus_generated_prose_skills():
+    prose = {name: src.get("prose") for name, src in SOURCES["skills"].items()}
+    assert sorted(n for n, p in prose.items() if p == "hand-written") == MODEL_SKILLS
+    assert set(prose.values()) == {"hand-written", "generated"}
+    assert len(CATALOG) == 31
+
+
+def test_every_catalog_skill_is_complete_and_honest_about_its_backend(bank):
+    """One pass over all 31 model skills (files only; the checker validates schemas/templates)."""
+    from tao_sdk import worker
+
+    meta = jsonschema.Draft202012Validator(json.loads((REPO / "schemas" / "skill_info.schema.json").read_text()))
+    for name in CATALOG:
+        skill, src = bank.get(name), SOURCES["skills"][name]
+        info = skill.info
+        meta.validate(info)
+        assert (skill.network, info["network_config"]) == (src["network"], src["network_config"])
+        assert info["task"] == src["task"] and info["tao_container"]["image"].startswith("nvcr.io/nvidia/tao/")
+        assert skill.actions == list(skill.manifest["actions"]) and skill.actions
+        assert set(skill.manifest["generated_blocks"]) == set(skillmd.BLOCK_NAMES)
+        backend, _ = skillmd.generated_block(skill.doc.text, "backend")
+        for action in skill.actions:
+            says = "yes" if worker.supports(skill.network, action) else "no"
+            assert f"| `{action}` | {says} | " in backend, (name, action)
+        if src["prose"] == "generated":
+            text = skill.doc.text
+            assert src["summary"] in text and "do not edit" in text
+            for heading in ("## Which Backend Runs It", "## Train Action Policy", "## How to Run", "## Metrics",
+                            "## Per-Action Dataset Requirements", "## Spec Param / Parent Model Inference"):
+                assert heading in text, (name, heading)
+            assert f"tao-skills run {skill.network} {skill.actions[0]}" in text
+            assert ("routed" not in text) or info["automl_enabled"]
+            if info["automl_enabled"]:
+                assert "tao-run-automl" in text and "automl_default_parameters" in text
+            assert "launch" in info and info["launch"] is None  # the TAO container launches it
+
+
+def test_shared_networks_resolve_by_network_alias(bank):
+    assert bank.get("depth_net").name == FFS  # network_alias: true in tools/bank_sources.yaml
+    assert bank.get("depth_net_mono").name == "tao-train-depth-net-mono"
+    assert not bank.get("depth_net_mono").info["network_alias"]
+    assert bank.get("visual_changenet_segment").name == "tao-train-visual-changenet-segment"
+    with pytest.raises(SkillNotFoundError, match="names several skills .*visual-changenet-classify.*segment"):
+        bank.get("visual_changenet")
+
+
+def test_dataset_root_itself_is_a_files_cell(bank):
+    from tao_sdk.datasources import build_data_source_overrides
+
+    rows = {r.spec_key: r for r in bank.get("segformer").dataset_requirements("train")}
+    assert skillmd.render_files(rows["dataset.segment.root_dir"].files) == "."
+    out = build_data_source_overrides("segformer", "train", {"train_datasets": ["s3://b/seg/"]}, bank=bank)
+    assert out == {"dataset.segment.root_dir": "s3://b/seg"}

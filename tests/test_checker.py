@@ -32,8 +32,10 @@ REGEN = "python tools/gen_schemas.py"
 # --------------------------------------------------------------------------- helpers
 @pytest.fixture
 def bank_copy(tmp_path: Path) -> Path:
+    """A bank root with the skill under test and the AutoML skill (the corruptions touch only them)."""
     root = tmp_path / "bank"
-    shutil.copytree(REPO / "skills", root / "skills")
+    for name in (SKILL, "tao-run-automl"):
+        shutil.copytree(REPO / "skills" / name, root / "skills" / name)
     shutil.copytree(REPO / "schemas", root / "schemas")
     return root
 
@@ -102,7 +104,8 @@ def test_real_bank_is_healthy_api_and_cli():
     assert problems == [], "\n".join(map(str, problems))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "bank OK" in proc.stdout
-    assert "5 skill(s) checked" in proc.stdout
+    assert f"{len(SkillBank(REPO).names())} skill(s) checked" in proc.stdout
+    assert len(SkillBank(REPO).names()) == 32  # tao-run-automl + every TAO Core network (tools/bank_sources.yaml)
     assert proc.stderr == ""
 
 

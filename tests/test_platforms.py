@@ -20,6 +20,7 @@ import pytest
 from tao_sdk.errors import PlatformError
 from tao_sdk.platforms import NODE_PYTHON, JobTask, get_platform
 from tao_sdk.platforms.slurm import load_config, split_secret_env
+from test_local_platform import _alive
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "enc-key-7f3a9c11e2"
@@ -39,15 +40,6 @@ def platform(request, tmp_path):
 def _task(tmp_path: Path, code: str, name: str = "job", env: dict[str, str] | None = None) -> JobTask:
     return JobTask(job_id=f"job-{name}", command=[NODE_PYTHON, "-c", textwrap.dedent(code)],
                    env=env or {}, workdir=str(tmp_path / name))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read()
-    except OSError:
-        return False
-    return data[data.rfind(b")") + 2:].split()[0] != b"Z"
 
 
 def test_success_exit_code_and_log(platform, tmp_path):
@@ -214,3 +206,21 @@ def test_slurm_adopts_or_blocks_a_job_whose_submitter_died(slurm_cluster, tmp_pa
     state = held.wait(handle, timeout=60, interval=0.2)
     assert state.exit_code == 125 and not (tmp_path / "ran").exists()
     assert "given up before it started" in Path(handle["log_path"]).read_text()
+
+
+def test_slurm_batch_script_maps_launch_variables_and_holds_no_secret(tmp_path):
+    from tao_sdk.platforms.slurm import _batch_script
+
+    task = JobTask("job-l", [NODE_PYTHON, "-m", "tao_sdk.worker", "deformable_detr", "train", "-e", "/s/spec.yaml"],
+                   {"TAO_ENCRYPTION_KEY": KEY}, str(tmp_path), num_gpus=4, num_nodes=2,
+                   visible_devices_env="TAO_VISIBLE_DEVICES", image="nvcr.io/nvidia/tao/tao-toolkit:6.0.0-pyt")
+    script = _batch_script(task, task.argv("/opt/py/bin/python"), str(tmp_path / "exit_status"),
+                           str(tmp_path / ".tao-secrets-x"), 4, 4, {"master_port": 29500,
+                                                                   "container_mounts": "/lustre:/lustre"})
+    assert KEY not in script and "/opt/py/bin/python -m tao_sdk.worker deformable_detr train" in script
+    assert 'export WORLD_SIZE="$SLURM_JOB_NUM_NODES" NUM_GPU_PER_NODE=4' in script
+    assert 'export NODE_RANK="$SLURM_NODEID"; export RANK="${RANK:-$NODE_RANK}"' in script
+    assert "export TAO_VISIBLE_DEVICES=0,1,2,3" in script and 'MASTER_PORT="29500"' in script
+    assert "--container-image=nvcr.io/nvidia/tao/tao-toolkit:6.0.0-pyt --container-mounts=/lustre:/lustre" in script
+    task.visible_devices_env = "CUDA_VISIBLE_DEVICES"  # torchrun networks: Slurm's own CUDA_VISIBLE_DEVICES
+    assert "TAO_VISIBLE_DEVICES" not in _batch_script(task, task.argv("python3"), "/x", None, 4, 4, {})

@@ -6,6 +6,11 @@ Each runner uses only the public SDK (tao_sdk.workflow.Chain over plan_job / cre
 is derived from its actions: train -> evaluate -> inference -> export -> gen_trt_engine ->
 TensorRT evaluate -> TensorRT inference (steps whose action the skill lacks are left out).
 
+Runners are generated for the seed skills only (``prose: hand-written`` in tools/bank_sources.yaml):
+their workflow is the one this chain describes. The rest of the TAO Core catalog (self-supervised
+pretraining, dataset conversion, 3D, VLM...) follows other workflows; their SKILL.md "How to Run"
+section lists each action's command instead.
+
 Usage:
   python tools/gen_runners.py           write runners/
   python tools/gen_runners.py --check   exit 1 when a runner is stale
@@ -109,12 +114,19 @@ def render(skill_name: str) -> tuple[str, str]:
     return path, body
 
 
+def runner_skills() -> list[str]:
+    """The skills that get a runner: those whose prose is hand-written (tools/bank_sources.yaml)."""
+    import yaml
+
+    sources = yaml.safe_load((ROOT / "tools" / "bank_sources.yaml").read_text(encoding="utf-8"))["skills"]
+    return sorted(name for name, src in sources.items() if src.get("prose") == "hand-written")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args(argv)
-    bank = SkillBank(ROOT)
-    outputs = dict(render(s.name) for s in bank.skills() if s.is_model)
+    outputs = dict(render(name) for name in runner_skills())
     stale = [p for p, text in outputs.items() if not (ROOT / p).exists() or (ROOT / p).read_text() != text]
     known = {str(p.relative_to(ROOT)) for p in (ROOT / "runners").glob("*.py")}
     extra = sorted(known - set(outputs))

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Regenerate the skill bank's generated files from TAO Core (maintainers).
 
-For every skill in tools/bank_sources.yaml this writes, deterministically:
+For every skill in tools/bank_sources.yaml (31: all TAO Core networks that have a dataclass config
+and a network config) this writes, deterministically:
 
   skills/<skill>/schemas/<action>.schema.json          JSON Schema (Draft 2020-12) per action
   skills/<skill>/schemas/deploy_<action>.schema.json   TensorRT evaluate/inference variants
@@ -15,8 +16,14 @@ Usage:
   python tools/gen_schemas.py              write everything
   python tools/gen_schemas.py --check      exit 1 with a diff summary when anything is stale
   python tools/gen_schemas.py --all-networks --out DIR
-                                           every TAO Core network that has both a dataclass
-                                           config and a network config, into DIR/skills/
+                                           also every TAO Core network bank_sources.yaml does
+                                           not list (a new TAO Core release), into DIR/skills/
+
+The bank ships every skill listed in tools/bank_sources.yaml: the four seed skills, whose SKILL.md
+prose is hand-written (`prose: hand-written`: only the blocks between markers are rewritten), and
+the rest of TAO Core's catalog (`prose: generated`: the whole SKILL.md comes from TAO Core facts,
+see tools/skill_prose.py). A TAO Core network with a dataclass config and a network config that
+bank_sources.yaml does not list is an error (listing it is the fix).
 
 TAO Core is a maintainer-only dependency (never needed at run time):
   pip install omegaconf requests && pip install --no-deps nvidia-tao-core==7.3.0
@@ -40,10 +47,12 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
 
 from tao_sdk import skillmd  # noqa: E402
 from tao_sdk.errors import BankFormatError  # noqa: E402
 from tao_sdk.schemapath import find_property  # noqa: E402
+from skill_prose import PARENT_FUNCTIONS, ProseFacts, backend_block, generated_skill_md  # noqa: E402
 from tao_sdk.skillmd import (  # noqa: E402
     FileByFormat,
     FileMapping,
@@ -570,6 +579,26 @@ def action_schema(full: dict, full_default: dict, builder: SchemaBuilder, *, ski
     return out
 
 
+def apply_schema_exceptions(schema: dict, exceptions: list[dict], network: str, action: str, skill: str) -> None:
+    """Apply bank_sources.yaml ``schema_exceptions`` (shipped usage beats TAO Core's declared
+    metadata) to one action schema; TAO's declared value stays under ``tao_declared_<key>`` and
+    the reason under ``tao_exception``. An exception naming a field the network lacks is an error."""
+    for exc in exceptions:
+        if network not in exc["networks"] or (exc.get("actions") and action not in exc["actions"]):
+            continue
+        node = find_property(schema, exc["path"])
+        if node is None:
+            if exc["path"].split(".")[0] in schema["properties"]:
+                raise SystemExit(f"{skill}: schema exception '{exc['path']}' is not a field of the {network} "
+                                 f"{action} schema; fix tools/bank_sources.yaml")
+            continue
+        for key, value in exc["set"].items():
+            if key in node and node[key] != value:
+                node[f"tao_declared_{key}"] = node[key]
+            node[key] = value
+        node["tao_exception"] = exc["why"]
+
+
 # =========================================================================== templates
 def render_template(schema: dict, *, skill: str, action: str, deploy: bool, fillers: dict[str, str]) -> str:
     """YAML spec template from the schema's top-level default, with a header listing fields to fill."""
@@ -590,7 +619,9 @@ def render_template(schema: dict, *, skill: str, action: str, deploy: bool, fill
 
 
 # =========================================================================== SKILL.md blocks
-def data_source_rows(ncfg: dict, warnings: list[str] | None = None) -> list[tuple[str, str, str, str, str]]:
+def data_source_rows(ncfg: dict, warnings: list[str] | None = None,
+                     left_out: list[tuple[str, str, str]] | None = None) -> list[tuple[str, str, str, str, str]]:
+    """Dataset table rows; entries the table cannot express go to ``left_out`` as (action, key, why)."""
     rows = []
     for action in sorted(ncfg.get("data_sources", {})):
         for key, entry in ncfg["data_sources"][action].items():
@@ -601,10 +632,32 @@ def data_source_rows(ncfg: dict, warnings: list[str] | None = None) -> list[tupl
                 if warnings is not None:
                     warnings.append(f"data source {action} {key} ({json.dumps(entry, sort_keys=True)}) "
                                     "cannot be written in the SKILL.md table; left out")
+                if left_out is not None:
+                    left_out.append((action, key, _why_not_in_table(entry)))
                 continue
             rows.append((action, key, entry["source"], files,
                          "Yes" if entry.get("multiple_sources") else "No"))
     return rows
+
+
+def _why_not_in_table(entry: Any) -> str:
+    """A short reason why a data-source entry has no table row (for the generated prose)."""
+    if not isinstance(entry, dict):
+        return "not a data-source mapping"
+    text = json.dumps(entry)
+    if "conditional" in entry:
+        return "depends on the dataset format (conditional)"
+    if "value_from_metadata" in entry:
+        return "a value derived from dataset metadata"
+    if entry.get("source") not in skillmd.DATASET_ROLES:
+        return f"source `{entry.get('source')}` is not a dataset role"
+    if "_job_id}" in text or "use_dataset_convert" in text:
+        return "a file written by another job (e.g. dataset_convert)"
+    if "value" in entry:
+        return "a value TAO's service sets from its dataset record (`value`), not a file"
+    if entry.get("path") == "":
+        return "the bare dataset root (no file name)"
+    return "a form the Files column cannot express"
 
 
 def _table_files(entry: Any) -> str | None:
@@ -639,7 +692,7 @@ def _file_spec(entry: Any):
         by_format = tuple((fmt, FilePath(p, wrap)) for fmt, p in options.items() if fmt != "*")
         default = FilePath(options["*"], wrap) if "*" in options else None
         return FileByFormat(by_format, default)
-    return FilePath(entry["path"], "wrap_in_list" in _transforms(entry))
+    return FilePath(entry["path"] or skillmd.ROOT_ITSELF, "wrap_in_list" in _transforms(entry))
 
 
 def _literal_meaning(value: str) -> str:
@@ -658,20 +711,38 @@ def inference_rows(ncfg: dict, literal_overrides: dict[str, Any]) -> list[tuple[
     return rows
 
 
-def _rows_in_schemas(rows: list[tuple], schemas: dict[str, dict], warnings: list[str]) -> list[tuple]:
+def _rows_in_schemas(rows: list[tuple], schemas: dict[str, dict], warnings: list[str],
+                     left_out: list[tuple[str, str, str]] | None = None) -> list[tuple]:
     """Rows whose (action, spec key) exists in that action's schema. TAO network configs name a
     few keys their dataclasses lack (or actions without a schema); the SDK would write them into
-    a spec the schema rejects, so they are left out with a warning."""
+    a spec the schema rejects, so they are left out with a warning (and listed in ``left_out``)."""
     kept = []
     for row in rows:
         action, key = row[0], row[1]
         if action not in schemas or find_property(schemas[action], key) is None:
-            warnings.append(f"network config row {action} {key}: "
-                            + (f"no '{action}' schema" if action not in schemas else
-                               f"'{key}' is not in the {action} schema") + "; left out of SKILL.md")
+            why = (f"no '{action}' schema" if action not in schemas else f"'{key}' is not in the {action} schema")
+            warnings.append(f"network config row {action} {key}: {why}; left out of SKILL.md")
+            if left_out is not None:
+                left_out.append((action, key, why))
             continue
         kept.append(row)
     return kept
+
+
+def _check_recorded_left_out(skill: str, left_out: list[tuple[str, str, str]], recorded: dict) -> list[tuple]:
+    """Every spec_params row kept out of the tables must be recorded in bank_sources.yaml
+    (``spec_params_left_out: {"<action> <key>": reason}``), and nothing recorded may be stale.
+    Returns (action, key, recorded reason) rows for the prose."""
+    found = {f"{a} {k}": why for a, k, why in left_out}
+    unrecorded = sorted(set(found) - set(recorded or {}))
+    stale = sorted(set(recorded or {}) - set(found))
+    if unrecorded or stale:
+        raise SystemExit(
+            f"{skill}: tools/bank_sources.yaml spec_params_left_out is out of date: "
+            + (f"record {', '.join(repr(u) + ' (' + found[u] + ')' for u in unrecorded)} with a reason" if unrecorded else "")
+            + ("; " if unrecorded and stale else "")
+            + (f"remove {', '.join(map(repr, stale))} (now in the tables)" if stale else ""))
+    return [(k.split(" ", 1)[0], k.split(" ", 1)[1], str(recorded[k])) for k in sorted(found)]
 
 
 def _table(header: tuple[str, ...], rows: list[tuple], code_cols: set[int]) -> str:
@@ -686,14 +757,18 @@ def training_requirements_block(info: dict) -> str:
     metric = info["monitoring_metric"]
     better = "higher is better" if metric["direction"] == "max" else "lower is better"
     launch = info["launch"]
+    if launch is None:
+        launch_text = "by the TAO container's own launcher (the bank records no launch facts for this network)"
+    else:
+        launch_text = ("`torchrun`" if launch["method"] == "torchrun" else "Lightning-managed (one `python` process)") \
+            + f", devices via `{launch['visible_devices_env']}`"
     lines = [
         f"- Dataset type: `{info['dataset_type']}`",
         "- Formats: " + ", ".join(f"`{f}`" for f in info["formats"]),
         f"- Monitoring metric: `{metric['name']}` ({better}; direction `{metric['direction']}`)",
         "- Actions: " + ", ".join(f"`{a}`" for a in info["actions"]),
         f"- AutoML enabled: {'yes' if info['automl_enabled'] else 'no'}",
-        f"- Launch: {'`torchrun`' if launch['method'] == 'torchrun' else 'Lightning-managed (one `python` process)'}"
-        f", devices via `{launch['visible_devices_env']}`",
+        f"- Launch: {launch_text}",
     ]
     if info.get("model_type"):
         lines.append(f"- Pinned model type: `model.model_type: {info['model_type']}`")
@@ -707,9 +782,10 @@ def update_skill_md(text: str, blocks: dict[str, str], path: Path) -> str:
 
 
 def default_skill_md(skill: str, display: str, network: str, actions: list[str]) -> str:
-    """A minimal SKILL.md for networks the bank does not document by hand (--all-networks)."""
+    """A minimal SKILL.md for a hand-written-prose skill whose SKILL.md does not exist yet (only the
+    generated blocks; the maintainer writes the prose around them)."""
     sections = []
-    for title, block in (("Training Requirements", "training-requirements"),
+    for title, block in (("Which Backend Runs It", "backend"), ("Training Requirements", "training-requirements"),
                          ("Per-Action Dataset Requirements", "dataset-requirements"),
                          ("Spec Param / Parent Model Inference", "inference-mappings")):
         sections.append(f"## {title}\n\n{begin_marker(block)}\n{end_marker(block)}\n")
@@ -751,27 +827,34 @@ def generate_skill(skill: str, src: dict, cfg: dict, out_root: Path, tao_version
     direction, dsource = metric_direction(metric_name, cfg.get("metric_directions", {}))
     if src.get("metric_direction"):
         direction, dsource = src["metric_direction"], "bank"
-    launch = src.get("launch", "lightning")
+    launch = src.get("launch")
     info = {
         "skill": skill,
         "kind": "model",
         "network": network,
         "network_config": ncfg_name,
+        "network_alias": bool(src.get("network_alias", True)),
         "model_type": model_type,
         "display_name": src.get("display_name", network),
+        "task": src.get("task") or api.get("dataset_type", network),
         "dataset_type": api.get("dataset_type", network),
         "formats": list(api.get("formats") or ["default"]),
         "actions": actions,
         "monitoring_metric": {"name": metric_name, "direction": direction, "direction_source": dsource,
                               "available": list(metrics.get("available_metrics", []))},
         "automl_enabled": bool(src.get("automl_enabled", bool(ncfg.get("automl_spec_params")))),
-        "launch": {"method": launch,
-                   "visible_devices_env": "CUDA_VISIBLE_DEVICES" if launch == "torchrun" else "TAO_VISIBLE_DEVICES"},
+        "launch": None if launch is None else {
+            "method": launch,
+            "visible_devices_env": "CUDA_VISIBLE_DEVICES" if launch == "torchrun" else "TAO_VISIBLE_DEVICES"},
         "checkpoint_prefix": src.get("checkpoint_prefix"),
-        "hardware": src.get("hardware", {"min_gpus": 1, "recommended_gpus": 1}),
+        "hardware": src.get("hardware"),  # only where the bank knows it (dropped below otherwise)
+        "spec_rules": src.get("spec_rules") or [],
+        "tao_container": tao_container(ncfg, network, actions, cfg.get("tao_containers", {}), skill),
         "tao_core_version": tao_version,
         "generator_version": GENERATOR_VERSION,
     }
+    if info["hardware"] is None:
+        del info["hardware"]
 
     skill_dir = out_root / "skills" / skill
     files: dict[Path, str] = {}
@@ -795,6 +878,7 @@ def generate_skill(skill: str, src: dict, cfg: dict, out_root: Path, tao_version
                                    actions=actions, removed=rules.get(act, {}).get("remove", []),
                                    default_overrides=default_overrides, tao_version=tao_version,
                                    deploy=deploy and act != "gen_trt_engine")
+            apply_schema_exceptions(schema, cfg.get("schema_exceptions") or [], network, act, skill)
             is_deploy_variant = deploy and act != "gen_trt_engine"
             schema_name = f"{'deploy_' if is_deploy_variant else ''}{act}.schema.json"
             files[skill_dir / "schemas" / schema_name] = json.dumps(schema, indent=2, allow_nan=False) + "\n"
@@ -806,17 +890,35 @@ def generate_skill(skill: str, src: dict, cfg: dict, out_root: Path, tao_version
             if not deploy:
                 action_schemas[act] = schema
     manifest["actions"] = {a: manifest["actions"][a] for a in actions if a in manifest["actions"]}
+    _check_spec_rules(skill, info["spec_rules"], action_schemas)
     md_path = skill_dir / "SKILL.md"
-    existing = md_path.read_text(encoding="utf-8") if md_path.exists() else \
-        default_skill_md(skill, info["display_name"], network, actions)
+    facts = ProseFacts(deploy_actions=[a for a in manifest["deploy_actions"] if a != "gen_trt_engine"],
+                       metrics_declared=bool(metrics),
+                       action_commands=info["tao_container"].get("commands", {}),
+                       automl_parameters=list(action_schemas.get("train", {}).get("automl_default_parameters", [])))
+    left_out_params: list[tuple[str, str, str]] = []
+    data_rows = _rows_in_schemas(data_source_rows(ncfg, builder.warnings, facts.left_out_sources), action_schemas,
+                                 builder.warnings, facts.left_out_sources)
+    mapping_rows = _rows_in_schemas(inference_rows(ncfg, literal_overrides), action_schemas, builder.warnings,
+                                    left_out_params)
+    facts.left_out_params = _check_recorded_left_out(skill, left_out_params, src.get("spec_params_left_out"))
+    for action, _key, source, _files, _multi in data_rows:
+        roles = facts.roles.setdefault(action, [])
+        if source not in roles:
+            roles.append(source)
+    facts.parent_actions = sorted({row[0] for row in mapping_rows if row[2] in PARENT_FUNCTIONS})
     blocks = {
+        "backend": backend_block(info, facts),
         "training-requirements": training_requirements_block(info),
-        "dataset-requirements": _table(skillmd.DATASET_COLUMNS, _rows_in_schemas(
-            data_source_rows(ncfg, builder.warnings), action_schemas, builder.warnings), {1, 2, 3}),
-        "inference-mappings": _table(skillmd.INFERENCE_COLUMNS, _rows_in_schemas(
-            inference_rows(ncfg, literal_overrides), action_schemas, builder.warnings), {1, 2}),
+        "dataset-requirements": _table(skillmd.DATASET_COLUMNS, data_rows, {1, 2, 3}),
+        "inference-mappings": _table(skillmd.INFERENCE_COLUMNS, mapping_rows, {1, 2}),
     }
-    files[md_path] = update_skill_md(existing, blocks, md_path)
+    if src.get("prose") == "generated":
+        files[md_path] = generated_skill_md(info, src.get("summary") or f"TAO Core network `{network}`.", blocks, facts)
+    else:
+        existing = md_path.read_text(encoding="utf-8") if md_path.exists() else \
+            default_skill_md(skill, info["display_name"], network, actions)
+        files[md_path] = update_skill_md(existing, blocks, md_path)
     # The checker compares these digests with SKILL.md to catch hand edits of generated blocks.
     manifest["generated_blocks"] = {name: skillmd.block_digest(content) for name, content in blocks.items()}
     files[skill_dir / "schemas" / "manifest.json"] = json.dumps(manifest, indent=2) + "\n"
@@ -826,6 +928,48 @@ def generate_skill(skill: str, src: dict, cfg: dict, out_root: Path, tao_version
         + yaml.safe_dump(info, sort_keys=False, default_flow_style=False, width=1000))
 
     return files, builder.warnings
+
+
+def tao_container(ncfg: dict, network: str, actions: list[str], images: dict[str, str], skill: str) -> dict[str, Any]:
+    """Which TAO container runs the network (api_params.image; TensorRT actions in TAO_DEPLOY) and
+    the container command of actions TAO maps to another network/verb (actions_mapping)."""
+    api = ncfg.get("api_params", {})
+
+    def ref(name: str) -> str:
+        if name not in images:
+            raise SystemExit(f"{skill}: TAO container '{name}' has no image in tools/bank_sources.yaml "
+                             "tao_containers; add it")
+        return images[name]
+
+    out: dict[str, Any] = {"image": ref(api.get("image") or "TAO_PYTORCH")}
+    if "gen_trt_engine" in actions:
+        out["deploy_image"] = ref("TAO_DEPLOY")
+    overrides = {a: ref(i) for a, i in sorted((api.get("image_override_per_action") or {}).items())}
+    if overrides:
+        out["action_images"] = overrides
+    mapping = ncfg.get("actions_mapping") or {}
+    commands = {}
+    for action in actions:
+        entry = mapping.get(action) or mapping.get("*") or {}
+        command = f"{entry.get('network', network)} {entry.get('action', action)}"
+        if command != f"{network} {action}":
+            commands[action] = command
+    if commands:
+        out["commands"] = commands
+    return out
+
+
+def _check_spec_rules(skill: str, rules: list[dict], schemas: dict[str, dict]) -> None:
+    """Every dotted path a bank_sources.yaml spec rule names must exist in its actions' schemas."""
+    for rule in rules:
+        paths = [rule["field"], *rule.get("image_sizes", []), *rule.get("factors", [])]
+        if isinstance(rule.get("strides"), str):
+            paths.append(rule["strides"])
+        for action in rule.get("actions") or list(schemas):
+            missing = [p for p in paths if action in schemas and find_property(schemas[action], p) is None]
+            if missing:
+                raise SystemExit(f"{skill}: spec rule on {rule['field']} names {missing}, absent from the {action} "
+                                 "schema; fix tools/bank_sources.yaml")
 
 
 def _defaults_from_schema(schema: dict, fallback: Any) -> Any:
@@ -865,10 +1009,30 @@ def all_network_sources() -> dict[str, dict]:
     return out
 
 
+def network_aliases(sources: dict) -> dict[str, bool]:
+    """{skill: whether ``bank.get(<network>)`` resolves to it}: a network's only skill, or the one
+    skill bank_sources.yaml marks ``network_alias: true`` where several skills share a network
+    (depth_net: stereo and mono; visual_changenet: classify and segment)."""
+    by_network: dict[str, list[str]] = {}
+    for skill, src in sources.items():
+        by_network.setdefault(src["network"], []).append(skill)
+    out = {}
+    for network, skills in by_network.items():
+        marked = [s for s in skills if sources[s].get("network_alias")]
+        if len(marked) > 1:
+            raise SystemExit(f"tools/bank_sources.yaml: {', '.join(marked)} all claim network_alias for "
+                             f"'{network}'; keep one")
+        for skill in skills:
+            out[skill] = len(skills) == 1 or skill in marked
+    return out
+
+
 def generate(out_root: Path, sources: dict, cfg: dict, tao_version: str) -> tuple[dict[Path, str], list[str]]:
     files: dict[Path, str] = {}
     warnings: list[str] = []
+    aliases = network_aliases(sources)
     for skill, src in sources.items():
+        src = {**src, "network_alias": aliases[skill]}
         skill_files, skill_warnings = generate_skill(skill, src, cfg, out_root, tao_version)
         files.update(skill_files)
         warnings += [f"{skill}: {w}" for w in skill_warnings]
@@ -903,10 +1067,16 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_sources()
     version = load_tao_core(cfg["tao_core_version"])
     sources = dict(cfg["skills"])
+    unlisted = {skill: src for skill, src in all_network_sources().items()
+                if not any(s["network_config"] == src["network_config"] for s in sources.values())}
     if args.all_networks:
-        for skill, src in all_network_sources().items():
-            if not any(s["network_config"] == src["network_config"] for s in sources.values()):
-                sources[skill] = src
+        sources.update({skill: {**src, "prose": "generated"} for skill, src in unlisted.items()})
+    elif unlisted and not args.skill:
+        print(f"TAO Core {version} has network(s) with a dataclass config and a network config that "
+              f"tools/bank_sources.yaml does not list: {', '.join(s['network_config'] for s in unlisted.values())}; "
+              "add them under skills: (prose: generated, task, summary) or try them with --all-networks --out DIR",
+              file=sys.stderr)
+        return 1
     if args.skill:
         unknown = [s for s in args.skill if s not in sources]
         if unknown:

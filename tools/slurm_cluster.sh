@@ -143,13 +143,14 @@ start() {
 
 stop() {
     local pids=()
+    local pid
     for f in "$DIR"/slurmd.*.pid "$DIR/slurmctld.pid"; do
-        [ -s "$f" ] || continue
-        if kill -0 "$(cat "$f")" 2>/dev/null; then
-            kill "$(cat "$f")" 2>/dev/null || true
-            pids+=("$(cat "$f")")
-        fi
+        pid="$(cat "$f" 2>/dev/null || true)"  # read once: a daemon removes its pid file as it stops
         rm -f "$f"
+        [ -n "$pid" ] || continue
+        if kill "$pid" 2>/dev/null; then
+            pids+=("$pid")
+        fi
     done
     for p in "${pids[@]+"${pids[@]}"}"; do
         for _ in $(seq 50); do

@@ -36,6 +36,7 @@ from ..platforms._supervise import process_identity
 from ..schemapath import find_property
 from ..workspace import Workspace
 from .algorithms import Algorithm, Suggestion, algorithm_names, get_algorithm
+from ..specrules import rule_caps
 from .space import SearchSpace
 
 #: Defaults like NVIDIA TAO AutoML (20 recommendations, 27 max epochs), plus concurrency.
@@ -79,15 +80,28 @@ def build_space(skill: Skill, settings: Mapping[str, Any], spec_overrides: Mappi
     """The search space from the skill's packaged train schema and the user's choices.
 
     Fields the user fixed in ``spec_overrides`` are not searched (unless named explicitly in
-    ``hyperparameters``): a fixed value is a decision, not a starting point.
+    ``hyperparameters``): a fixed value is a decision, not a starting point. The skill's spec
+    rules cap their fields (e.g. RT-DETR ``model.num_queries`` at the encoder positions of the
+    base spec's image sizes), so no trial is sampled that the plan would reject.
     """
     include = settings.get("hyperparameters")
     exclude = list(settings.get("exclude") or [])
     fixed = [k for k in (spec_overrides or {}) if not include or k not in include]
     schema = skill.schema("train")
     exclude += [k for k in fixed if _searchable_default(schema, k)]
-    return SearchSpace.from_schema(schema, include=include, exclude=exclude or None,
-                                   overrides=settings.get("overrides"), base_spec=base_spec)
+    overrides = {k: dict(v) for k, v in (settings.get("overrides") or {}).items()}
+    space = SearchSpace.from_schema(schema, include=include, exclude=exclude or None,
+                                    overrides=overrides or None, base_spec=base_spec)
+    capped = False
+    for path, (cap, _why) in rule_caps(skill, "train", base_spec).items():
+        row = next((r for r in space.describe() if r["name"] == path), None)
+        if row is not None and row["high"] is not None and row["high"] > cap:
+            overrides.setdefault(path, {})["maximum"] = cap
+            capped = True
+    if not capped:
+        return space
+    return SearchSpace.from_schema(schema, include=include, exclude=exclude or None, overrides=overrides,
+                                   base_spec=base_spec)
 
 
 def _searchable_default(schema: Mapping[str, Any], path: str) -> bool:
@@ -107,15 +121,30 @@ def make_algorithm(skill: Skill, space: SearchSpace, settings: Mapping[str, Any]
     return get_algorithm(settings["algorithm"], space, direction, **options)
 
 
+def automl_plan(cfg: Mapping[str, Any], space: SearchSpace, base_spec: Mapping[str, Any]) -> dict[str, Any]:
+    """What an AutoML job would run: algorithm, budget (trials, epochs per trial, concurrency,
+    the most train epochs it can spend) and the search space rows (name, kind, scale, range or
+    choices, default, constraints)."""
+    epochs = int(cfg.get("max_epochs") or ((base_spec.get("train") or {}).get("num_epochs")) or 27)
+    trials = int(cfg["max_recommendations"])
+    return {"algorithm": cfg["algorithm"],
+            "budget": {"max_recommendations": trials, "max_epochs_per_trial": epochs,
+                       "max_concurrent": int(cfg["max_concurrent"]), "max_total_epochs": trials * epochs},
+            "search_space": space.describe(), "skipped": [list(x) for x in getattr(space, "skipped", [])]}
+
+
 # =========================================================================== creation (SDK side)
 def create_automl_job(plan: Any, model_skill: Skill, *, datasets: Mapping[str, Any] | None,
                       spec_overrides: Mapping[str, Any] | None, dataset_format: str | None, platform: str,
                       settings: Mapping[str, Any] | None, encryption_key: str | None, dry_run: bool,
-                      workspace: Workspace, bank: SkillBank) -> Any:
+                      workspace: Workspace, bank: SkillBank, base_spec: Mapping[str, Any] | None = None) -> Any:
     """Create the AutoML job for a train action routed to ``tao-run-automl`` and start its controller.
 
     Everything is checked before anything starts: settings, the search space (unknown or disabled
     names -> error with suggestions) and the base spec (already validated in ``plan``).
+    ``base_spec``: the user's spec file layer (nested, secrets already moved out); every trial is
+    planned on it. A dry run fills ``plan.automl`` with the algorithm, the budget and the search
+    space (each dimension with its range and scale).
     """
     from ..jobs import Job
 
@@ -124,13 +153,15 @@ def create_automl_job(plan: Any, model_skill: Skill, *, datasets: Mapping[str, A
     make_algorithm(model_skill, space, cfg, plan.spec)
     if dry_run:
         plan.notes.append(f"AutoML {cfg['algorithm']} over {len(space)} hyperparameters: {', '.join(space.names)}")
+        plan.automl = automl_plan(cfg, space, plan.spec)
         return plan
     metric, direction = model_skill.metric
     record = JobRecord(
         id=plan.job_id, skill="tao-run-automl", action="train", platform=platform, kind="automl",
         spec=plan.spec, results_uri=plan.results_uri,
         result={"model_skill": model_skill.name, "settings": cfg, "datasets": dict(datasets or {}),
-                "spec_overrides": dict(spec_overrides or {}), "dataset_format": dataset_format,
+                "spec_overrides": dict(spec_overrides or {}), "base_spec": dict(base_spec or {}),
+                "dataset_format": dataset_format,
                 "trial_platform": platform, "metric": metric, "direction": direction,
                 "search_space": space.names, "route": plan.route.reason,
                 "algorithm_state": None, "trials": {}, "best_child_id": None,
@@ -318,7 +349,8 @@ class Controller:
         s = Suggestion.from_dict(entry)
         try:
             plan = plan_job(self.skill, "train", datasets=self.res.get("datasets"),
-                            spec_overrides=self._child_overrides(entry), dataset_format=self.res.get("dataset_format"),
+                            spec_overrides=self._child_overrides(entry), base_spec=self.res.get("base_spec") or None,
+                            dataset_format=self.res.get("dataset_format"),
                             automl_policy="off", workspace=self.ws, bank=self.bank, job_id=entry["child_id"])
             plan.command = worker_command(self.skill.network, "train", str(self.ws.job_dir(plan.job_id) / "spec.yaml"))
             submit_plan(plan, platform=self.res.get("trial_platform") or "local", workspace=self.ws,

@@ -105,35 +105,13 @@ def write_exit_status(path: str, code: int) -> None:
     _write_atomic(path, f"{code}\n")
 
 
-def _group_members(pgid: int, exclude: int) -> list[int] | None:
-    """Live (non-zombie) pids in process group ``pgid`` except ``exclude``; None without /proc."""
+def _proc_stats() -> list[tuple[int, bytes, int, int]] | None:
+    """``(pid, state, ppid, pgrp)`` of every process in /proc; None without /proc."""
     try:
         entries = os.listdir("/proc")
     except OSError:
         return None
-    pids = []
-    for entry in entries:
-        if not entry.isdigit() or int(entry) == exclude:
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                data = fh.read()
-        except OSError:
-            continue
-        rest = data[data.rfind(b")") + 2 :].split()  # state ppid pgrp ...
-        if len(rest) >= 3 and rest[0] != b"Z" and int(rest[2]) == pgid:
-            pids.append(int(entry))
-    return pids
-
-
-def _descendants(root: int) -> list[int]:
-    """Live pids below ``root`` in the process tree (orphans re-parented to us included), except
-    other supervisors and what runs under them."""
-    children: dict[int, list[int]] = {}
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return []
+    out = []
     for entry in entries:
         if not entry.isdigit():
             continue
@@ -142,9 +120,27 @@ def _descendants(root: int) -> list[int]:
                 data = fh.read()
         except OSError:
             continue
-        rest = data[data.rfind(b")") + 2 :].split()
-        if len(rest) >= 2 and rest[0] != b"Z":
-            children.setdefault(int(rest[1]), []).append(int(entry))
+        rest = data[data.rfind(b")") + 2 :].split()  # state ppid pgrp ...
+        if len(rest) >= 3:
+            out.append((int(entry), rest[0], int(rest[1]), int(rest[2])))
+    return out
+
+
+def _group_members(pgid: int, exclude: int) -> list[int] | None:
+    """Live (non-zombie) pids in process group ``pgid`` except ``exclude``; None without /proc."""
+    stats = _proc_stats()
+    if stats is None:
+        return None
+    return [pid for pid, state, _ppid, pgrp in stats if pgrp == pgid and pid != exclude and state != b"Z"]
+
+
+def _descendants(root: int) -> list[int]:
+    """Live pids below ``root`` in the process tree (orphans re-parented to us included), except
+    other supervisors and what runs under them."""
+    children: dict[int, list[int]] = {}
+    for pid, state, ppid, _pgrp in _proc_stats() or []:
+        if state != b"Z":
+            children.setdefault(ppid, []).append(pid)
     out, todo = [], [root]
     while todo:
         for pid in children.get(todo.pop(), []):

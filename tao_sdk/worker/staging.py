@@ -47,6 +47,7 @@ __all__ = [
     "stage_image_dir",
     "CocoImage",
     "CocoData",
+    "BOX_DEFECTS",
     "load_coco",
     "read_label_map",
     "list_images",
@@ -377,7 +378,9 @@ class CocoData:
         categories: category id -> name.
         label_to_category: model class index -> category id (identity unless remapped).
         raw: the parsed JSON (used as ground truth for COCO evaluation).
-        skipped_boxes: annotations dropped because their box had no area.
+        skipped_boxes: annotations dropped (no area, non-finite, wholly outside the image).
+        box_issues: count per defect (:data:`BOX_DEFECTS` keys), dropped and clipped boxes.
+        issue_examples: the first few defective annotations, described (id, image, bbox).
     """
 
     json_file: Path
@@ -387,6 +390,42 @@ class CocoData:
     label_to_category: dict[int, int]
     raw: dict[str, Any]
     skipped_boxes: int = 0
+    box_issues: dict[str, int] = field(default_factory=dict)
+    issue_examples: list[str] = field(default_factory=list)
+
+    def issues_summary(self, what: str) -> str | None:
+        """One line for status.json / the log about dropped and clipped boxes, or None."""
+        if not self.box_issues:
+            return None
+        counts = ", ".join(f"{n} {BOX_DEFECTS[k]}" for k, n in self.box_issues.items())
+        return (f"{what}: {sum(self.box_issues.values())} box(es) with defects in {self.json_file} "
+                f"({counts}); first: {'; '.join(self.issue_examples)}. Fix the annotation file to train on "
+                "every box")
+
+    def class_names(self) -> dict[int, str]:
+        """Model class index -> category name (what the trained model's outputs mean)."""
+        return {lab: self.categories.get(cid, str(cid)) for lab, cid in self.label_to_category.items()}
+
+    def check_classes(self, trained: dict[int, str] | None, what: str) -> None:
+        """Raise DatasetError when a class index means another category name here than in the
+        training data (``trained``: recorded in the checkpoint), e.g. 0-based ids at training
+        and 1-based ids here. No record (older checkpoints): nothing to check."""
+        if not trained:
+            return
+        mine = self.class_names()
+        clash = [(lab, name, trained[lab]) for lab, name in sorted(mine.items())
+                 if lab in trained and trained[lab] != name]
+        if clash:
+            shown = ", ".join(f"class {lab} is {name!r} here but {was!r} at training" for lab, name, was in clash[:5])
+            raise DatasetError(
+                f"{what}: {self.json_file} numbers its categories differently from the training data ({shown}); "
+                f"use the training annotations' category ids ({dict(sorted(trained.items()))})")
+
+
+#: Box defects found while loading COCO annotations: key -> what happened to the box.
+BOX_DEFECTS = {"non_finite": "dropped (NaN/inf coordinates)", "no_area": "dropped (zero or negative width/height)",
+               "outside": "dropped (wholly outside the image)", "clipped": "clipped to the image"}
+_MAX_EXAMPLES = 5
 
 
 def _read_json(path: Path, what: str) -> Any:
@@ -452,9 +491,14 @@ def load_coco(json_file: Path, image_dir: Path, num_classes: int, *, remap: bool
         what: the spec key the files came from (for messages).
         check_images: verify that every listed image file exists.
 
+    Boxes with NaN/inf coordinates, no area or wholly outside their image are dropped, boxes
+    partly outside are clipped; every such box is counted in ``box_issues`` (see
+    :meth:`CocoData.issues_summary`, which the job writes as a WARNING status line).
+
     Raises :class:`DatasetError` on corrupt JSON, missing keys, missing image files (their
-    names are listed), boxes that are not ``[x, y, w, h]``, or a class index
-    ``>= num_classes`` (the message says which value to set ``dataset.num_classes`` to).
+    names are listed), boxes that are not ``[x, y, w, h]``, a ``category_id`` that is not an
+    integer (file, annotation id and fix named), a class index ``>= num_classes`` (the message
+    says which value to set ``dataset.num_classes`` to), or no valid box at all.
     """
     data = _read_json(json_file, what)
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
@@ -471,11 +515,11 @@ def load_coco(json_file: Path, image_dir: Path, num_classes: int, *, remap: bool
         if not isinstance(c, dict) or not isinstance(c.get("id"), int):
             raise DatasetError(f"{what}: {json_file}: category {c!r} has no integer 'id'")
         categories[c["id"]] = str(c.get("name", c["id"]))
-    used_ids = sorted({a.get("category_id") for a in anns if isinstance(a, dict)}
-                      - {None})
-    for cid in used_ids:
-        if not isinstance(cid, int):
-            raise DatasetError(f"{what}: {json_file}: category_id {cid!r} is not an integer")
+    for a in anns:
+        if not isinstance(a, dict):
+            raise DatasetError(f"{what}: {json_file}: annotation {a!r} is not an object")
+        _check_int_field(a, "category_id", what, json_file)
+    used_ids = sorted({a["category_id"] for a in anns})
     all_ids = sorted(set(categories) | set(used_ids))
     if remap:
         unknown = [c for c in used_ids if c not in MSCOCO_CATEGORY_TO_LABEL]
@@ -524,38 +568,94 @@ def load_coco(json_file: Path, image_dir: Path, num_classes: int, *, remap: bool
             f"{what}: {len(missing)} image(s) listed in {json_file} are missing from {image_dir}: "
             f"{shown}; add them to images.tar.gz or remove them from the annotation file"
         )
-    skipped = 0
+    issues: dict[str, int] = {}
+    examples: list[str] = []
+    boxes = 0
     for a in anns:
-        if not isinstance(a, dict):
-            raise DatasetError(f"{what}: {json_file}: annotation {a!r} is not an object")
         img = by_id.get(a.get("image_id"))
         if img is None:
             raise DatasetError(
                 f"{what}: {json_file}: annotation id {a.get('id')} refers to image_id "
-                f"{a.get('image_id')!r}, which is not in 'images'"
+                f"{a.get('image_id')!r}, which is not in 'images'; use the integer id of one of the images"
             )
         bbox = a.get("bbox")
         if (not isinstance(bbox, (list, tuple)) or len(bbox) != 4
-                or not all(isinstance(v, (int, float)) for v in bbox)):
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)):
             raise DatasetError(
                 f"{what}: {json_file}: annotation id {a.get('id')} has bbox {bbox!r}; expected "
-                "[x, y, width, height] in pixels"
+                "[x, y, width, height] in pixels, four numbers (not strings)"
             )
         if a.get("iscrowd", 0):
             continue
-        if bbox[2] <= 0 or bbox[3] <= 0:
-            skipped += 1
+        boxes += 1
+        box, defect = _check_box([float(v) for v in bbox], img.width, img.height)
+        if defect is not None:
+            issues[defect] = issues.get(defect, 0) + 1
+            if len(examples) < _MAX_EXAMPLES:
+                size = f", {img.width}x{img.height}" if img.width and img.height else ""
+                examples.append(f"annotation id {a.get('id')} (image {img.file_name}{size}) bbox {list(bbox)} "
+                                f"{BOX_DEFECTS[defect]}")
+        if box is None:
             continue
-        img.boxes.append([float(v) for v in bbox])
+        img.boxes.append(box)
         img.labels.append(cat_to_label[a["category_id"]])
     label_to_cat = {lab: cid for cid, lab in cat_to_label.items()}
-    return CocoData(json_file=json_file, image_dir=image_dir, images=images,
-                    categories=categories, label_to_category=label_to_cat, raw=data,
-                    skipped_boxes=skipped)
+    out = CocoData(json_file=json_file, image_dir=image_dir, images=images, categories=categories,
+                   label_to_category=label_to_cat, raw=data,
+                   skipped_boxes=sum(n for k, n in issues.items() if k != "clipped"),
+                   box_issues=issues, issue_examples=examples)
+    if boxes == out.skipped_boxes:  # nothing to learn from or to evaluate against
+        detail = f"all {boxes} of its boxes are invalid: {out.issues_summary(what)}" if boxes else (
+            "it has no annotations (no non-crowd boxes)")
+        raise DatasetError(f"{what}: {json_file} cannot be used: {detail}; a detection dataset needs "
+                           "annotated boxes [x, y, width, height] inside their images")
+    return out
 
 
-def read_label_map(path: Path, num_classes: int, what: str = "classmap") -> dict[int, str]:
+def _check_int_field(ann: dict, name: str, what: str, json_file: Path) -> None:
+    """Raise DatasetError naming the file, the annotation id and the fix when ``ann[name]`` is
+    not an integer (e.g. ``"1"``)."""
+    value = ann.get(name)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        fix = f"write it as the integer {int(value)} (no quotes)"
+    elif isinstance(value, float) and value.is_integer():
+        fix = f"write it as the integer {int(value)}"
+    else:
+        fix = "set it to the integer id of one of the 'categories'"
+    raise DatasetError(f"{what}: {json_file}: annotation id {ann.get('id')!r} has {name} {value!r} "
+                       f"({type(value).__name__}), not an integer; {fix}")
+
+
+def _check_box(box: list[float], width: int, height: int) -> tuple[list[float] | None, str | None]:
+    """``(box to keep or None, defect key or None)`` for an ``[x, y, w, h]`` box in an image of
+    ``width`` x ``height`` (0: unknown, then only finiteness and area are checked)."""
+    import math
+
+    if not all(math.isfinite(v) for v in box):
+        return None, "non_finite"
+    x, y, w, h = box
+    if w <= 0 or h <= 0:
+        return None, "no_area"
+    if not (width > 0 and height > 0):
+        return box, None
+    x0, y0, x1, y1 = max(x, 0.0), max(y, 0.0), min(x + w, float(width)), min(y + h, float(height))
+    if x1 <= x0 or y1 <= y0:
+        return None, "outside"
+    if (x0, y0, x1, y1) != (x, y, x + w, y + h):
+        return [x0, y0, x1 - x0, y1 - y0], "clipped"
+    return box, None
+
+
+def read_label_map(path: Path, num_classes: int, what: str = "classmap",
+                   trained: dict[int, str] | None = None) -> dict[int, str]:
     """Read a ``label_map.txt`` (one class name per line) into class index -> name.
+
+    ``trained``: the class index -> name map the model was trained with (recorded in its
+    checkpoint). When given and the file lists one name per trained class, line *i* names the
+    *i*-th trained class index, so inference names classes exactly as training numbered them,
+    whatever the base of the category ids (0 or 1).
 
     Lines may also be ``<id> <name>`` / ``<id>: <name>`` with explicit ids. Without ids, a file
     with ``num_classes`` names maps line *i* to class *i*; a file with ``num_classes - 1`` names
@@ -572,6 +672,8 @@ def read_label_map(path: Path, num_classes: int, what: str = "classmap") -> dict
     explicit = [re.match(r"^(\d+)\s*[:\s]\s*(.+)$", ln) for ln in lines]
     if all(explicit):
         return {int(m.group(1)): m.group(2).strip() for m in explicit if m}
+    if trained and len(lines) == len(trained):
+        return {label: lines[i] for i, label in enumerate(sorted(trained))}
     if len(lines) == num_classes:
         return dict(enumerate(lines))
     if len(lines) == num_classes - 1:

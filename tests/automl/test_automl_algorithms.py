@@ -334,3 +334,20 @@ def test_dehb_breeds_configurations_from_the_best_trials():
     drive(algo, make_objective(space, 2), concurrency=2)
     sources = [t.info["source"] for t in algo.trials()]
     assert "evolution" in sources and "random" in sources
+
+
+def test_bohb_gp_model_proposes_by_expected_improvement_and_round_trips():
+    space = small_space(d=4, with_choice=False)
+    with pytest.raises(TaoSkillsError, match="model must be one of tpe, gp"):
+        get_algorithm("bohb", space, "max", model="rf")
+    a = get_algorithm("bohb", space, "max", seed=1, max_epochs=9, model="gp", min_points_in_model=4)
+    f = make_objective(space, 1)
+    for _ in range(12):
+        s = a.suggest()
+        a.observe(s.trial_id, f(s.params, s.budget_epochs), epochs=s.budget_epochs)
+    b = Algorithm.from_state(space, json.loads(json.dumps(a.state())))
+    s = a.suggest()
+    assert s == b.suggest()
+    a.observe(s.trial_id, f(s.params, s.budget_epochs), epochs=s.budget_epochs)
+    drive(a, f)
+    assert "model" in [t.info["source"] for t in a.trials()]

@@ -19,7 +19,7 @@ from .conftest import REPO_ROOT
 
 
 @pytest.fixture
-def silent_endpoint(monkeypatch):
+def silent_endpoint(monkeypatch, point_aws_at):
     """A loopback TCP server that accepts every connection and never sends a byte."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -38,16 +38,9 @@ def silent_endpoint(monkeypatch):
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
     endpoint = f"http://127.0.0.1:{server.getsockname()[1]}"
-    for var in ("AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_SESSION_TOKEN", "TAO_S3_READ_TIMEOUT",
-                "TAO_S3_CONNECT_TIMEOUT", "TAO_S3_MAX_ATTEMPTS"):
+    for var in ("TAO_S3_READ_TIMEOUT", "TAO_S3_CONNECT_TIMEOUT", "TAO_S3_MAX_ATTEMPTS"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    reset_storage_cache()
+    point_aws_at(endpoint)
     yield endpoint
     stop.set()
     thread.join()
@@ -57,6 +50,7 @@ def silent_endpoint(monkeypatch):
     reset_storage_cache()
 
 
+@pytest.mark.slow
 def test_create_job_with_s3_results_fails_within_30_s(silent_endpoint, tmp_path, monkeypatch):
     monkeypatch.setenv("TAO_SKILLS_ENTRYPOINT", f"{sys.executable} {REPO_ROOT / 'tests' / 'fake_tao.py'}")
     ws = Workspace(tmp_path / "ws", storage_root="s3://silent-bucket/tao")

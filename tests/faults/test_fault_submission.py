@@ -102,7 +102,7 @@ def test_automl_controller_killed_mid_trial_submission_resumes_exactly(ws, point
     monkeypatch.setenv("FAKE_TAO_OBJECTIVE", "lr")
     monkeypatch.setenv("TAO_FAULT_POINT", point)
     monkeypatch.setenv("TAO_FAULT_PROC", "tao_sdk.automl.controller")
-    cfg = {"algorithm": "random", "max_recommendations": 2, "max_concurrent": 1, "poll_interval": 0.1,
+    cfg = {"algorithm": "random", "max_recommendations": 1, "max_concurrent": 1, "poll_interval": 0.1,
            "hyperparameters": ["train.optim.lr"], "seed": 3}
     job = create_job("rtdetr", "train", datasets=DATASETS, spec_overrides=OVERRIDES, automl=cfg, workspace=ws)
     handle = job.record.platform_handle
@@ -115,14 +115,42 @@ def test_automl_controller_killed_mid_trial_submission_resumes_exactly(ws, point
     job = wait_for_job(job.id, timeout=90, poll_interval=0.2, workspace=ws)
     assert job.status.value == "SUCCESS", job.result.get("message")
     trials = job.result["trials"]
-    assert len(trials) == 2 and all(t["status"] == "ok" for t in trials.values()), json.dumps(trials)
+    assert len(trials) == 1 and all(t["status"] == "ok" for t in trials.values()), json.dumps(trials)
     children = list_jobs(parent_id=job.id, workspace=ws)
     assert all(c.status.is_terminal for c in children)
     orphans = [c for c in children if c.result.get("never_started")]
     if point == "after_create":  # the lost child never ran; the trial ran again under a new id
-        assert len(orphans) == 1 and len(children) == 3
+        assert len(orphans) == 1 and len(children) == 2
         assert orphans[0].id not in {t["child_id"] for t in trials.values()}
     else:  # the started child was adopted, not run twice
-        assert not orphans and len(children) == 2
+        assert not orphans and len(children) == 1
     for child in children:
         assert get_job(child.id, workspace=ws).status.value == ("FAILURE" if child in orphans else "SUCCESS")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["before_start", "after_start"])
+def test_sdk_killed_while_creating_an_automl_job(ws, point, monkeypatch):
+    """The AutoML job's own record: its controller never started (FAILURE, never_started) or it
+    started and is adopted and runs to the end."""
+    monkeypatch.setenv("FAKE_TAO_OBJECTIVE", "lr")
+    cfg = {"algorithm": "random", "max_recommendations": 1, "max_concurrent": 1, "poll_interval": 0.1,
+           "hyperparameters": ["train.optim.lr"], "seed": 3}
+    code = textwrap.dedent(f"""
+        # fault_submitter
+        from tao_sdk import Workspace, create_job
+        create_job("rtdetr", "train", datasets={DATASETS!r}, spec_overrides={OVERRIDES!r}, automl={cfg!r},
+                   workspace=Workspace({str(ws.root)!r}))
+    """)
+    env = {**os.environ, "TAO_FAULT_POINT": point, "TAO_FAULT_PROC": "fault_submitter"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    [record] = ws.store.list()
+    assert record.kind == "automl" and record.status.value == "PENDING" and not record.platform_handle
+    job = wait_for_job(record.id, timeout=90, poll_interval=0.2, workspace=ws)
+    if point == "after_start":
+        assert job.status.value == "SUCCESS", job.result.get("message")
+        assert [c.status.value for c in list_jobs(parent_id=job.id, workspace=ws)] == ["SUCCESS"]
+    else:
+        assert job.status.value == "FAILURE" and job.result["never_started"]
+        assert list_jobs(parent_id=job.id, workspace=ws) == []

@@ -6,7 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from .base import Algorithm, Suggestion, register
+from ..space import SearchSpace
+from .base import Algorithm, Suggestion, TrialRecord, register
 from .gp import GaussianProcess
 
 
@@ -65,67 +66,82 @@ class Bayesian(Algorithm):
         return self._sample_unseen()
 
     def _propose(self) -> dict[str, Any]:
-        space = self.space
-        ok = [r for r in self._trials.values() if r.status == "ok"]
-        failed = [r for r in self._trials.values() if r.status == "failed"]
-        pending = [r for r in self._trials.values() if r.status == "pending"]
-        X = [space.to_unit(r.params) for r in ok]
-        y = [self._loss(r.value) for r in ok]
-        worst = max(y)
-        X += [space.to_unit(r.params) for r in failed]
-        y += [worst] * len(failed)
-        gp = GaussianProcess(space.categorical_mask).fit(np.array(X), np.array(y))
-        if pending:
-            gp.condition_on(np.array([space.to_unit(r.params) for r in pending]))
-        y_best = min(self._loss(r.value) for r in ok)
-        rng = self._rng()
-        cands = self._candidates(rng, np.array(X[:len(ok)]), np.array(y[:len(ok)]))
-        ei = gp.expected_improvement(cands, y_best, self.options["xi"])
-        # snap the most promising raw candidates onto the grid and re-score them
-        top = np.argsort(-ei, kind="stable")[:32]
-        snapped, params_list = [], []
-        for i in top:
-            p = space.from_unit(cands[i])
-            if self._seen(p) or p in params_list:
-                continue
-            params_list.append(p)
-            snapped.append(space.to_unit(p))
-        if not params_list:
-            return self._random()
-        ei2 = gp.expected_improvement(np.array(snapped), y_best, self.options["xi"])
-        return params_list[int(np.argmax(ei2))]
+        trials = list(self._trials.values())
+        params = propose_by_ei(self, [r for r in trials if r.status == "ok"],
+                               [r for r in trials if r.status == "failed"],
+                               [r for r in trials if r.status == "pending"], self._rng(),
+                               int(self.options["n_candidates"]), float(self.options["xi"]))
+        return params if params is not None else self._random()
 
-    # acquisition search: share of local candidates, per-coordinate perturbation probability, scales
-    _LOCAL_FRACTION = 0.5
-    _PERTURB_PROB = 1.0
-    _SCALES = (0.02, 0.05, 0.1, 0.2)
 
-    def _candidates(self, rng: np.random.Generator, X_ok: np.ndarray, y_ok: np.ndarray) -> np.ndarray:
-        """Random candidates plus perturbations of the best observed points (unit cube)."""
-        d = len(self.space)
-        n = int(self.options["n_candidates"])
-        levels = self.space.unit_levels()
-        n_local = int(n * self._LOCAL_FRACTION)
-        C = rng.random((n - n_local, d))
-        order = np.argsort(y_ok, kind="stable")[: max(1, min(5, len(y_ok)))]
-        per = max(1, n_local // len(order))
-        scales = np.asarray(self._SCALES)
-        L = []
-        for i in order:
-            s = scales[rng.integers(0, len(scales), per)][:, None]
-            mask = rng.random((per, d)) < self._PERTURB_PROB
-            mask[np.arange(per), rng.integers(0, d, per)] = True
-            step = rng.normal(size=(per, d)) * s * mask
-            P = X_ok[i] + step
-            P = np.where(P < 0, -P, P)           # reflect instead of clipping: no pile-up on the faces
-            P = np.where(P > 1, 2 - P, P)
-            L.append(np.clip(P, 0.0, 1.0))
-        L = np.vstack(L)
-        for j, lev in enumerate(levels):
-            if lev is None:
-                continue
-            lev = np.asarray(lev)
-            C[:, j] = lev[rng.integers(0, len(lev), len(C))]
-            flip = rng.random(len(L)) < 0.2
-            L[flip, j] = lev[rng.integers(0, len(lev), int(flip.sum()))]
-        return np.vstack([C, L])
+def propose_by_ei(algo: Algorithm, ok: list[TrialRecord], failed: list[TrialRecord], pending: list[TrialRecord],
+                  rng: np.random.Generator, n_candidates: int, xi: float) -> dict[str, Any] | None:
+    """The unseen configuration maximising GP expected improvement, or None when none is left.
+
+    The GP is fitted on ``ok`` trials (their loss) plus ``failed`` ones at the worst observed
+    loss (the model steers away; they never count as results), and conditioned on ``pending``
+    ones at the GP mean (kriging believer) so concurrent proposals differ. Candidates are random
+    points plus perturbations of the best observed ones; the top raw candidates are snapped onto
+    the space's grid and re-scored. Used by ``bayesian`` and by ``bohb`` with ``model="gp"``.
+    """
+    space = algo.space
+    X = [space.to_unit(r.params) for r in ok]
+    y = [algo._loss(r.value) for r in ok]
+    worst = max(y)
+    X += [space.to_unit(r.params) for r in failed]
+    y += [worst] * len(failed)
+    gp = GaussianProcess(space.categorical_mask).fit(np.array(X), np.array(y))
+    if pending:
+        gp.condition_on(np.array([space.to_unit(r.params) for r in pending]))
+    y_best = min(y[:len(ok)])
+    cands = ei_candidates(space, rng, np.array(X[:len(ok)]), np.array(y[:len(ok)]), n_candidates)
+    ei = gp.expected_improvement(cands, y_best, xi)
+    top = np.argsort(-ei, kind="stable")[:32]
+    snapped, params_list = [], []
+    for i in top:
+        p = space.from_unit(cands[i])
+        if algo._seen(p) or p in params_list:
+            continue
+        params_list.append(p)
+        snapped.append(space.to_unit(p))
+    if not params_list:
+        return None
+    ei2 = gp.expected_improvement(np.array(snapped), y_best, xi)
+    return params_list[int(np.argmax(ei2))]
+
+
+# acquisition search: share of local candidates, per-coordinate perturbation probability, scales
+_LOCAL_FRACTION = 0.5
+_PERTURB_PROB = 1.0
+_SCALES = (0.02, 0.05, 0.1, 0.2)
+
+
+def ei_candidates(space: SearchSpace, rng: np.random.Generator, X_ok: np.ndarray, y_ok: np.ndarray,
+                  n: int) -> np.ndarray:
+    """``n`` candidates on the unit cube: random points plus perturbations of the best observed ones."""
+    d = len(space)
+    levels = space.unit_levels()
+    n_local = int(n * _LOCAL_FRACTION)
+    C = rng.random((n - n_local, d))
+    order = np.argsort(y_ok, kind="stable")[: max(1, min(5, len(y_ok)))]
+    per = max(1, n_local // len(order))
+    scales = np.asarray(_SCALES)
+    L = []
+    for i in order:
+        s = scales[rng.integers(0, len(scales), per)][:, None]
+        mask = rng.random((per, d)) < _PERTURB_PROB
+        mask[np.arange(per), rng.integers(0, d, per)] = True
+        step = rng.normal(size=(per, d)) * s * mask
+        P = X_ok[i] + step
+        P = np.where(P < 0, -P, P)           # reflect instead of clipping: no pile-up on the faces
+        P = np.where(P > 1, 2 - P, P)
+        L.append(np.clip(P, 0.0, 1.0))
+    L = np.vstack(L)
+    for j, lev in enumerate(levels):
+        if lev is None:
+            continue
+        lev = np.asarray(lev)
+        C[:, j] = lev[rng.integers(0, len(lev), len(C))]
+        flip = rng.random(len(L)) < 0.2
+        L[flip, j] = lev[rng.integers(0, len(lev), int(flip.sum()))]
+    return np.vstack([C, L])

@@ -30,12 +30,17 @@ class BOHB(_BracketDriver):
     Options: Hyperband's (``max_epochs`` 27, ``reduction_factor`` 3, ``min_epochs`` 1,
     ``iterations`` 1, ``seed`` 0, ``validations_per_trial`` 3) plus ``random_fraction`` (1/3),
     ``top_fraction`` (0.15), ``min_points_in_model`` (0 = number of dims + 1),
-    ``bandwidth_factor`` (3.0), ``min_bandwidth`` (1e-3), ``n_samples`` (64).
+    ``bandwidth_factor`` (3.0), ``min_bandwidth`` (1e-3), ``n_samples`` (64), ``model`` (``"tpe"``,
+    or ``"gp"``: the proposal maximises the expected improvement of a Gaussian process fitted on
+    the same budget's trials, as ``bayesian`` does at full budget; pending trials of that budget
+    are filled in with the GP mean).
     """
 
     name = "bohb"
     OPTIONS = {**_BracketDriver.OPTIONS, "random_fraction": 1.0 / 3.0, "top_fraction": 0.15,
-               "min_points_in_model": 0, "bandwidth_factor": 3.0, "min_bandwidth": 1e-3, "n_samples": 64}
+               "min_points_in_model": 0, "bandwidth_factor": 3.0, "min_bandwidth": 1e-3, "n_samples": 64,
+               "model": "tpe"}
+    MODELS = ("tpe", "gp")
 
     _CAT_BW = 0.2
 
@@ -47,21 +52,29 @@ class BOHB(_BracketDriver):
         self._check_float_option("bandwidth_factor", 0.1, 100.0)
         self._check_float_option("min_bandwidth", 1e-6, 0.5)
         self._check_int_option("n_samples", 1)
+        if self.options["model"] not in self.MODELS:
+            from ...errors import TaoSkillsError
+
+            raise TaoSkillsError(f"bohb: option model must be one of {', '.join(self.MODELS)} "
+                                 f"(got {self.options['model']!r})")
 
     @property
     def min_points(self) -> int:
         """Completed trials a budget needs before the model is used."""
         return self.options["min_points_in_model"] or len(self.space) + 1
 
-    def _model_data(self) -> tuple[np.ndarray, np.ndarray] | None:
+    def _budgets_with_data(self):
+        """Completed trials per budget, largest budget first, for budgets with ``min_points`` of them."""
         by_budget: dict[int, list] = {}
         for r in self._trials.values():
             if r.status != "pending":
                 by_budget.setdefault(r.budget_epochs, []).append(r)
         for budget in sorted(by_budget, reverse=True):
-            recs = by_budget[budget]
-            if len(recs) < self.min_points:
-                continue
+            if len(by_budget[budget]) >= self.min_points:
+                yield by_budget[budget]
+
+    def _model_data(self) -> tuple[np.ndarray, np.ndarray] | None:
+        for recs in self._budgets_with_data():
             ok = sorted((r for r in recs if r.status == "ok"), key=lambda r: (self._loss(r.value), r.trial_id))
             n_good = max(2, math.ceil(self.options["top_fraction"] * len(recs)))
             if len(ok) < n_good or len(recs) - n_good < 1:
@@ -71,6 +84,17 @@ class BOHB(_BracketDriver):
             bad = np.array([self.space.to_unit(r.params) for r in recs if r.trial_id not in good_ids])
             return good, bad
         return None
+
+    def _gp_config(self, rng: np.random.Generator) -> dict[str, Any] | None:
+        from .bayesian import propose_by_ei
+
+        recs = next((recs for recs in self._budgets_with_data() if any(r.status == "ok" for r in recs)), None)
+        if recs is None:
+            return None
+        budget = recs[0].budget_epochs
+        pending = [r for r in self._trials.values() if r.status == "pending" and r.budget_epochs == budget]
+        return propose_by_ei(self, [r for r in recs if r.status == "ok"], [r for r in recs if r.status == "failed"],
+                             pending, rng, 2000, 0.01)
 
     def _bandwidths(self, pts: np.ndarray) -> np.ndarray:
         n = len(pts)
@@ -93,6 +117,9 @@ class BOHB(_BracketDriver):
 
     def _new_config(self, bracket: Mapping[str, Any], budget_epochs: int) -> tuple[dict[str, Any], str]:
         rng = self._rng()
+        if self.options["model"] == "gp":
+            params = None if rng.random() < self.options["random_fraction"] else self._gp_config(rng)
+            return (params, "model") if params is not None else (self._random(rng), "random")
         data = self._model_data()
         if data is None or rng.random() < self.options["random_fraction"]:
             return self._random(rng), "random"

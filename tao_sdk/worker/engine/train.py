@@ -210,12 +210,15 @@ def _build_model(ctx, arch: dict, files: dict[str, Path | None]):
     return model, device
 
 
-def _resume(ctx, arch, files, model, optimizer, scheduler, ema) -> tuple[int, int]:
+def _resume(ctx, arch, files, model, optimizer, scheduler, ema, steps_per_epoch: int
+            ) -> tuple[int, int, int]:
     """Restore the state of ``train.resume_training_checkpoint_path``; return
-    ``(start epoch, global step)`` (``(0, 0)`` without one)."""
+    ``(start epoch, global step, steps of the start epoch already done)`` (zeros without
+    one). A per-step checkpoint taken inside an epoch resumes that epoch after its done steps
+    (same batch order: the order of an epoch depends only on the seed and the epoch)."""
     resume_path = S.get(ctx.spec, "train.resume_training_checkpoint_path")
     if not resume_path:
-        return 0, 0
+        return 0, 0, 0
     ckpt = load_checkpoint(files["train.resume_training_checkpoint_path"],
                            "train.resume_training_checkpoint_path")
     diffs = ctx.plugin.arch_diff(ckpt["arch"], arch)
@@ -234,9 +237,11 @@ def _resume(ctx, arch, files, model, optimizer, scheduler, ema) -> tuple[int, in
         ema.module.load_state_dict(ckpt["ema_state_dict"])
     start_epoch = int(ckpt.get("epoch", -1)) + 1
     global_step = int(ckpt.get("global_step", 0))
+    skip_steps = min(max(global_step - start_epoch * steps_per_epoch, 0), steps_per_epoch)
+    global_step = start_epoch * steps_per_epoch + skip_steps
     ctx.status.running(f"resuming from {resume_path} (completed epoch "
                        f"{start_epoch - 1}, step {global_step})", kpi=ckpt.get("kpi") or None)
-    return start_epoch, global_step
+    return start_epoch, global_step, skip_steps
 
 
 def _prepare(ctx, arch: dict, seed: int):
@@ -299,7 +304,8 @@ def train(ctx, regulariser=None) -> str:
     ema = None
     if bool(S.get(spec, "train.enable_ema", False)):
         ema = EMA(model, float(S.get(spec, "train.ema.decay", 0.999)))
-    start_epoch, global_step = _resume(ctx, arch, files, model, optimizer, scheduler, ema)
+    start_epoch, global_step, skip_steps = _resume(ctx, arch, files, model, optimizer,
+                                                   scheduler, ema, steps_per_epoch)
     if start_epoch >= num_epochs:
         resume_path = S.get(spec, "train.resume_training_checkpoint_path")
         return (f"Training already complete: {resume_path} finished epoch "
@@ -309,9 +315,9 @@ def train(ctx, regulariser=None) -> str:
     # ``model`` stays the plain module (checkpoints, EMA, validation).
     train_model = _ddp(ctx, model, arch, device) if dist.world_size > 1 else model
     loop = _Loop(ctx, arch, model, train_model, loader, sampler, optimizer, scheduler, ema,
-                 data.val, iv, batch_size, device, steps_per_epoch, max_step)
+                 data.val, iv, batch_size, device, steps_per_epoch, max_step, seed)
     loop.regulariser = reg
-    last_ckpt = loop.run(start_epoch, global_step)
+    last_ckpt = loop.run(start_epoch, global_step, skip_steps)
     # Every rank finished (a rank that failed after its last step fails the job here).
     D.barrier()
     final = ctx.status.kpi
@@ -327,12 +333,14 @@ class _Loop:
     """The epochs of one train job (state shared by the step, progress and epoch-end code)."""
 
     def __init__(self, ctx, arch, model, train_model, loader, sampler, optimizer, scheduler,
-                 ema, val, iv, batch_size, device, steps_per_epoch, max_step) -> None:
+                 ema, val, iv, batch_size, device, steps_per_epoch, max_step, seed) -> None:
         self.ctx, self.arch, self.model, self.train_model = ctx, arch, model, train_model
         self.loader, self.sampler = loader, sampler
         self.optimizer, self.scheduler, self.ema = optimizer, scheduler, ema
         self.val, self.iv, self.batch_size, self.device = val, iv, batch_size, device
         self.steps_per_epoch, self.max_step = steps_per_epoch, max_step
+        self.seed = seed
+        self.skip_steps = 0
         spec = ctx.spec
         self.ema_every = max(1, int(S.get(spec, "train.ema.every_n_steps", 1)))
         self.val_original = bool(S.get(spec, "train.ema.validate_original_weights", False))
@@ -342,10 +350,13 @@ class _Loop:
         self.global_step = 0
         self.regulariser = None
 
-    def run(self, start_epoch: int, global_step: int) -> Path | None:
-        """Train epochs ``start_epoch .. num_epochs - 1``; return the last checkpoint."""
+    def run(self, start_epoch: int, global_step: int, skip_steps: int = 0) -> Path | None:
+        """Train epochs ``start_epoch .. num_epochs - 1`` (the first ``skip_steps`` batches of
+        ``start_epoch`` were trained before the checkpoint resumed from); return the last
+        checkpoint."""
         self.global_step = global_step
         for epoch in range(start_epoch, self.iv["num_epochs"]):
+            self.skip_steps = skip_steps if epoch == start_epoch else 0
             self._epoch(epoch)
         return self.last_ckpt
 
@@ -405,10 +416,14 @@ class _Loop:
         self.train_model.train()
         if self.sampler is not None:
             self.sampler.set_epoch(epoch)
+        else:
+            self.loader.generator.manual_seed(self.seed + epoch)
         t0 = time.monotonic()
         last_progress = t0
         loss_sum, loss_n = 0.0, 0
         for i, batch in enumerate(self.loader):
+            if i < self.skip_steps:
+                continue  # done before the per-step checkpoint we resume from
             loss_sum += self._step(batch, epoch)
             loss_n += 1
             if (iv["ckpt_unit"] == "step" and self.global_step % iv["ckpt_interval"] == 0

@@ -126,8 +126,9 @@ class RtDetr(DetrPlugin):
             if not (isinstance(val, list) and len(val) == 2 and all(int(v) > 0 for v in val)):
                 raise SpecError(f"{aug}.{key}={val!r} must be [height, width]")
         scales = S.get(spec, f"{aug}.multi_scales", [])
-        train_sizes = ([(int(s), int(s)) for s in scales] if scales
-                       else [tuple(int(v) for v in train_size)])
+        # a scale is a square side or, for rectangle training, an [h, w] pair
+        train_sizes = ([(int(s[0]), int(s[1])) if isinstance(s, (list, tuple)) else (int(s), int(s))
+                        for s in scales] if scales else [tuple(int(v) for v in train_size)])
         return ResizePolicy("fixed", train_sizes,
                             eval_override or tuple(int(v) for v in eval_size))
 

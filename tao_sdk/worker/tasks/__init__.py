@@ -63,8 +63,10 @@ class Task:
     #: Start-line note when the spec has no validation data.
     no_val_note: str = "no validation data: validation KPIs are not computed"
 
-    def load_train(self, spec: dict, arch: dict[str, Any], log=None) -> tuple[list, Any]:
-        """``(training samples, validation data or empty)`` of a staged (local) spec."""
+    def load_train(self, spec: dict, arch: dict[str, Any], ctx=None) -> tuple[list, Any]:
+        """``(training samples, validation data or empty)`` of a staged (local) spec; ``ctx``
+        (the job context, ``None`` outside a job) for log / status lines about the data. May
+        record data facts in ``arch`` (saved in the checkpoints)."""
         raise NotImplementedError
 
     def train_dataset(self, plugin, spec: dict, arch: dict[str, Any], samples: list,
@@ -76,7 +78,7 @@ class Task:
     def train_data(self, ctx, plugin, arch: dict[str, Any], seed: int) -> TrainData:
         """Load the (already staged) training / validation data of ``ctx.spec``
         (:meth:`load_train` + :meth:`train_dataset`)."""
-        samples, val = self.load_train(ctx.spec, arch, ctx.log)
+        samples, val = self.load_train(ctx.spec, arch, ctx)
         ds, coll = self.train_dataset(plugin, ctx.spec, arch, samples, seed)
         return TrainData(ds, coll, val or None, [] if val else [self.no_val_note])
 

@@ -46,8 +46,9 @@ def _sources(value: Any, key: str) -> list[dict]:
     return items
 
 
-def load_sources(spec: dict, key: str, num_classes: int, log=None) -> list[CocoData]:
-    """Load / validate each (staged) ``{image_dir, json_file}`` source of ``spec[key]``."""
+def load_sources(spec: dict, key: str, num_classes: int, ctx=None) -> list[CocoData]:
+    """Load / validate each (staged) ``{image_dir, json_file}`` source of ``spec[key]``; with
+    a job context, every dropped / clipped box is reported (log and ``status.json``)."""
     from tao_sdk.worker.staging import fetch_file, stage_image_dir
 
     sources = _sources(S.get(spec, key), key)
@@ -58,12 +59,13 @@ def load_sources(spec: dict, key: str, num_classes: int, log=None) -> list[CocoD
         json_path = fetch_file(str(src["json_file"]), f"{what}.json_file")
         image_dir = stage_image_dir(str(src["image_dir"]), f"{what}.image_dir")
         data = load_coco(json_path, image_dir, num_classes, remap=remap, what=what)
-        if log is not None:
-            log.info("%s: %d images, %d boxes (%s)", what, len(data.images),
-                     sum(len(im.boxes) for im in data.images), src["json_file"])
-            if data.skipped_boxes:
-                log.warning("%s: %d boxes with zero width/height were skipped", what,
-                            data.skipped_boxes)
+        if ctx is not None:
+            ctx.log.info("%s: %d images, %d boxes (%s)", what, len(data.images),
+                         sum(len(im.boxes) for im in data.images), src["json_file"])
+            summary = data.issues_summary(what)
+            if summary:  # every dropped / clipped box is reported, in status.json too
+                ctx.log.warning("%s", summary)
+                ctx.status.write("RUNNING", summary, verbosity="WARNING")
         out.append(data)
     return out
 
@@ -78,14 +80,17 @@ class DetectionTask(Task):
 
     no_val_note = "no dataset.val_data_sources: val_mAP / val_mAP50 are not computed"
 
-    def load_train(self, spec: dict, arch: dict, log=None) -> tuple[list, list[CocoData]]:
-        """``(train images, validation sources)`` of a (staged) spec."""
+    def load_train(self, spec: dict, arch: dict, ctx=None) -> tuple[list, list[CocoData]]:
+        """``(train images, validation sources)`` of a (staged) spec; records the training
+        classes in ``arch["class_names"]`` (kept in the checkpoints: evaluate / inference
+        name and check classes the same way)."""
         if not _sources(S.get(spec, "dataset.train_data_sources"), "dataset.train_data_sources"):
             raise SpecError("dataset.train_data_sources is empty: set it to a list of "
                             "{image_dir: <images.tar.gz>, json_file: <annotations.json>}")
         num_classes = arch["num_classes"]
-        train = load_sources(spec, "dataset.train_data_sources", num_classes, log)
-        val = load_sources(spec, "dataset.val_data_sources", num_classes, log)
+        train = load_sources(spec, "dataset.train_data_sources", num_classes, ctx)
+        val = load_sources(spec, "dataset.val_data_sources", num_classes, ctx)
+        arch["class_names"] = {lab: name for d in train for lab, name in d.class_names().items()}
         images = [im for d in train for im in d.images]
         if not images:
             raise DatasetError("dataset.train_data_sources hold no images; check "
@@ -116,7 +121,7 @@ class DetectionTask(Task):
 
     def eval_data(self, ctx, arch, key):
         """The COCO sources of ``ctx.spec[key]`` (``None`` when unset)."""
-        return load_sources(ctx.spec, key, arch["num_classes"], ctx.log) or None
+        return load_sources(ctx.spec, key, arch["num_classes"], ctx) or None
 
     def batches(self, ctx, plugin, arch, data, batch_size):
         """Eval-preprocessed batches of every image of ``data``."""
@@ -189,8 +194,9 @@ class DetectionTask(Task):
                         "dataset.test_data_sources"):
             raise SpecError("dataset.test_data_sources is not set: set it to {image_dir: "
                             "<images.tar.gz>, json_file: <annotations.json>}")
-        datas = load_sources(ctx.spec, "dataset.test_data_sources", arch["num_classes"],
-                             ctx.log)
+        datas = load_sources(ctx.spec, "dataset.test_data_sources", arch["num_classes"], ctx)
+        for data in datas:  # the model's class i must be the evaluation set's class i
+            data.check_classes(arch.get("class_names"), "dataset.test_data_sources")
         policy = plugin.resize_policy(ctx.spec, self._size(ctx.spec, "evaluate", input_size))
         conf = float(S.get(ctx.spec, "evaluate.conf_threshold", 0.0))
         t0 = time.monotonic()
@@ -224,7 +230,8 @@ class DetectionTask(Task):
         classmap = S.require(ctx.spec, "dataset.infer_data_sources.classmap",
                              "the label_map.txt of the dataset (one class name per line)")
         names = read_label_map(fetch_file(str(classmap), "dataset.infer_data_sources.classmap"),
-                               arch["num_classes"], "dataset.infer_data_sources.classmap")
+                               arch["num_classes"], "dataset.infer_data_sources.classmap",
+                               trained=arch.get("class_names"))
         paths: list[tuple[Path, Path]] = []
         multi = len(dirs) > 1
         for i, d in enumerate(dirs):

@@ -1,0 +1,597 @@
+"""FastFoundationStereo (``depth_net``, ``model.model_type: FastFoundationStereo``): a compact
+iterative stereo network of the FoundationStereo family, built from the spec's ``model`` section.
+
+No maintained package implements FoundationStereo, so this module holds a compact network of
+the same family (IGEV / RAFT-Stereo / FoundationStereo):
+
+1. a shared CNN **feature encoder** for the left and right images (stem at 1/2 resolution with
+   ``model.stem_2_widths``, features of ``model.hidden_dims[0]`` channels at the cost-volume
+   scale 1/2^``model.n_downsample``);
+2. a **hybrid cost volume** up to ``model.max_disparity`` (``max_disparity / 2^n_downsample``
+   disparity levels): group-wise correlation (``model.cv_group`` groups, features L2-normalised
+   with ``model.gwc_feature_normalize``) plus a concatenation volume (``model.concat_channel``
+   features per image), filtered by 3D convolutions of ``model.volume_dim`` channels with an
+   image-guided channel attention (``model.cam_mid_channels``), and a classifier
+   (``model.classifier_mid``) giving the initial disparity by soft-argmin;
+3. **iterative ConvGRU refinement**: each iteration looks up the filtered and the correlation
+   volumes (``model.corr_levels`` levels, radius ``model.corr_radius``) around the current
+   disparity, encodes them with the motion encoder (``model.motion_encoder_widths``,
+   ``model.motion_encoder_final``), updates ``model.n_gru_layers`` ConvGRUs (finest width
+   ``model.gru_hidden``, coarser ones ``model.hidden_dims[i]``; context from
+   ``model.cnet_conv04_widths``) and adds the disparity head's update
+   (``model.disp_head_input_dim`` -> ``model.disp_head_intermediate`` -> 1);
+   ``model.train_iters`` iterations when training, ``model.valid_iters`` otherwise;
+4. **learned convex upsampling** to full resolution: mask features (``model.mask_widths``) are
+   brought to 1/2 resolution, joined with the stem features (``model.spx_2_gru_widths``) and
+   turned into ``model.spx_gru_out`` (= 9, a 3x3 neighbourhood) weights per full-resolution
+   pixel.
+
+The architecture is a plain dict (:func:`build_arch`) saved in every checkpoint, so evaluate /
+inference / export rebuild exactly the trained network. Fields of the FFS spec that have no
+counterpart here are listed by :func:`unhonoured_fields` and reported by the worker.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tao_sdk.worker import spec as S
+from tao_sdk.worker.errors import SpecError
+
+__all__ = [
+    "NAME",
+    "DISPLAY",
+    "ONNX_INPUTS",
+    "ONNX_OUTPUTS",
+    "LOSS_GAMMA",
+    "build_arch",
+    "arch_diff",
+    "build_model",
+    "sequence_loss",
+    "predict",
+    "onnx_module",
+    "unhonoured_fields",
+    "unhonoured_augmentation",
+    "input_multiple",
+    "TINY_MODEL",
+]
+
+NAME = "depth_net"
+DISPLAY = "FastFoundationStereo"
+#: ONNX input names (left, right: ``[batch, 3, H, W]`` normalised RGB).
+ONNX_INPUTS = ("left_image", "right_image")
+#: ONNX output names (``[batch, 1, H, W]`` disparity in pixels of the input width).
+ONNX_OUTPUTS = ("disparity",)
+#: Exponential weight of the sequence loss (later iterations weigh more), as in RAFT-Stereo.
+LOSS_GAMMA = 0.9
+#: ImageNet statistics TAO uses by default (``dataset.*.augmentation.input_mean/std``).
+_MEAN = [0.485, 0.456, 0.406]
+_STD = [0.229, 0.224, 0.225]
+#: A small architecture (``model.*`` values) for CPU tests, benchmarks and the demo: about
+#: 0.1 M parameters, a cost volume to 32 px, 4 iterations.
+TINY_MODEL: dict[str, Any] = {
+    "max_disparity": 32, "hidden_dims": [16], "gru_hidden": 16, "disp_head_input_dim": 16,
+    "train_iters": 4, "valid_iters": 4, "motion_encoder_widths": [32, 24, 8, 8],
+    "motion_encoder_final": 24, "volume_dim": 16, "concat_channel": 8,
+    "cnet_conv04_widths": [24, 16], "corr_radius": 2, "cv_group": 4, "classifier_mid": 8,
+    "disp_head_intermediate": 16, "mask_widths": [16, 8], "spx_2_gru_widths": [16],
+    "stem_2_widths": [8, 12],
+}
+#: Spec fields this implementation reads (everything else under ``model.`` is reported).
+_ARCH_FIELDS = {
+    "max_disparity": "model.max_disparity", "n_downsample": "model.n_downsample",
+    "stem_widths": "model.stem_2_widths", "hidden_dims": "model.hidden_dims",
+    "cv_group": "model.cv_group", "gwc_normalize": "model.gwc_feature_normalize",
+    "concat_channel": "model.concat_channel", "volume_dim": "model.volume_dim",
+    "cam_mid": "model.cam_mid_channels", "classifier_mid": "model.classifier_mid",
+    "corr_radius": "model.corr_radius", "corr_levels": "model.corr_levels",
+    "motion_widths": "model.motion_encoder_widths", "motion_final": "model.motion_encoder_final",
+    "gru_hidden": "model.gru_hidden", "n_gru_layers": "model.n_gru_layers",
+    "context_widths": "model.cnet_conv04_widths", "disp_head": "model.disp_head_intermediate",
+    "mask_widths": "model.mask_widths", "spx_widths": "model.spx_2_gru_widths",
+    "spx_out": "model.spx_gru_out",
+}
+
+
+# --------------------------------------------------------------------------- architecture
+
+
+def _int_list(spec: dict, key: str, default: list[int], length: int | None = None) -> list[int]:
+    """A list of positive ints at ``key`` (``length`` entries when given)."""
+    value = S.get(spec, key, default)
+    if not isinstance(value, (list, tuple)) or not value or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+        raise SpecError(f"{key}={value!r} must be a list of positive integers, e.g. {default}")
+    if length is not None and len(value) != length:
+        raise SpecError(f"{key}={value!r} must have {length} entries, e.g. {default}")
+    return [int(v) for v in value]
+
+
+def _pos_int(spec: dict, key: str, default: int, minimum: int = 1) -> int:
+    """A positive int at ``key`` (``None`` -> ``default``)."""
+    value = S.get(spec, key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise SpecError(f"{key}={value!r} must be an integer >= {minimum} (default {default})")
+    return int(value)
+
+
+def _norm_stats(spec: dict) -> tuple[list[float], list[float]]:
+    """Input mean/std from ``dataset.train_dataset.augmentation`` (TAO's per-split fields)."""
+    aug = "dataset.train_dataset.augmentation"
+    mean = S.get(spec, f"{aug}.input_mean", _MEAN)
+    std = S.get(spec, f"{aug}.input_std", _STD)
+    for key, val in (("input_mean", mean), ("input_std", std)):
+        if not (isinstance(val, list) and len(val) == 3):
+            raise SpecError(f"{aug}.{key}={val!r} must be 3 numbers (RGB), e.g. {_MEAN}")
+    if any(float(s) <= 0 for s in std):
+        raise SpecError(f"{aug}.input_std={std!r} must be positive")
+    return [float(v) for v in mean], [float(v) for v in std]
+
+
+def build_arch(spec: dict[str, Any]) -> dict[str, Any]:
+    """The architecture record of the spec's ``model`` section (stored in checkpoints).
+
+    Raises :class:`SpecError` naming the dotted key for a value this network cannot build
+    (e.g. ``model.max_disparity`` not a multiple of 2^``n_downsample``, ``hidden_dims[0]``
+    not divisible by ``cv_group``, fewer ``hidden_dims`` than ``n_gru_layers``).
+    """
+    model_type = S.get(spec, "model.model_type", "FastFoundationStereo")
+    if model_type not in ("FastFoundationStereo", "FoundationStereo"):
+        raise SpecError(
+            f"model.model_type={model_type!r}: this worker runs the stereo models "
+            "(FastFoundationStereo, FoundationStereo); mono depth (MetricDepthAnything, "
+            "RelativeDepthAnything) needs the TAO container"
+        )
+    n_down = _pos_int(spec, "model.n_downsample", 2)
+    if n_down > 2:
+        raise SpecError(f"model.n_downsample={n_down} must be 1 or 2 (cost volume at 1/2 or 1/4)")
+    scale = 2 ** n_down
+    max_disp = _pos_int(spec, "model.max_disparity", 192, minimum=scale * 2)
+    if max_disp % scale:
+        raise SpecError(f"model.max_disparity={max_disp} must be a multiple of "
+                        f"{scale} (2^model.n_downsample), e.g. {max_disp - max_disp % scale}")
+    n_gru = _pos_int(spec, "model.n_gru_layers", 1)
+    if n_gru > 3:
+        raise SpecError(f"model.n_gru_layers={n_gru} must be 1, 2 or 3")
+    hidden = _int_list(spec, "model.hidden_dims", [128])
+    if len(hidden) < n_gru:
+        raise SpecError(f"model.hidden_dims={hidden} has {len(hidden)} entries but "
+                        f"model.n_gru_layers={n_gru}: give one width per GRU level "
+                        f"(e.g. {[hidden[0]] * n_gru}) or lower model.n_gru_layers")
+    cv_group = _pos_int(spec, "model.cv_group", 8)
+    if hidden[0] % cv_group:
+        raise SpecError(f"model.hidden_dims[0]={hidden[0]} (feature channels) must be divisible "
+                        f"by model.cv_group={cv_group}; e.g. model.cv_group=8")
+    levels = _pos_int(spec, "model.corr_levels", 2)
+    if levels > 2:
+        raise SpecError(f"model.corr_levels={levels} must be 1 or 2")
+    gru_hidden = _pos_int(spec, "model.gru_hidden", 60)
+    head_in = _pos_int(spec, "model.disp_head_input_dim", gru_hidden)
+    if head_in != gru_hidden:
+        raise SpecError(f"model.disp_head_input_dim={head_in} must equal the finest GRU width "
+                        f"model.gru_hidden={gru_hidden} (the disparity head reads the GRU state)")
+    spx_out = _pos_int(spec, "model.spx_gru_out", 9)
+    if spx_out != 9:
+        raise SpecError(f"model.spx_gru_out={spx_out} must be 9 (3x3 convex-upsampling weights)")
+    mean, std = _norm_stats(spec)
+    return {
+        "network": NAME, "model_type": model_type, "version": 1,
+        "max_disparity": max_disp, "n_downsample": n_down,
+        "stem_widths": _int_list(spec, "model.stem_2_widths", [12, 16], 2),
+        "hidden_dims": hidden[:n_gru], "cv_group": cv_group,
+        "gwc_normalize": bool(S.get(spec, "model.gwc_feature_normalize", True)),
+        "concat_channel": _pos_int(spec, "model.concat_channel", 24),
+        "volume_dim": _pos_int(spec, "model.volume_dim", 28),
+        "cam_mid": _pos_int(spec, "model.cam_mid_channels", 8),
+        "classifier_mid": _pos_int(spec, "model.classifier_mid", 14),
+        "corr_radius": _pos_int(spec, "model.corr_radius", 4),
+        "corr_levels": levels,
+        "motion_widths": _int_list(spec, "model.motion_encoder_widths", [56, 96, 16, 12], 4),
+        "motion_final": _pos_int(spec, "model.motion_encoder_final", 48),
+        "gru_hidden": gru_hidden, "n_gru_layers": n_gru,
+        "context_widths": _int_list(spec, "model.cnet_conv04_widths", [60, 48], 2),
+        "disp_head": _pos_int(spec, "model.disp_head_intermediate", 36),
+        "mask_widths": _int_list(spec, "model.mask_widths", [32, 16], 2),
+        "spx_widths": _int_list(spec, "model.spx_2_gru_widths", [16, 12, 16, 24]),
+        "spx_out": spx_out,
+        "train_iters": _pos_int(spec, "model.train_iters", 22),
+        "valid_iters": _pos_int(spec, "model.valid_iters", 8),
+        "mean": mean, "std": std,
+    }
+
+
+def arch_diff(ckpt_arch: dict[str, Any], spec_arch: dict[str, Any]) -> list[str]:
+    """``model.<field> (checkpoint X, spec Y)`` for each architecture field that differs
+    (iteration counts are not architecture: the spec's are used)."""
+    return [f"{dotted} (checkpoint {ckpt_arch.get(key)}, spec {spec_arch.get(key)})"
+            for key, dotted in _ARCH_FIELDS.items() if ckpt_arch.get(key) != spec_arch.get(key)]
+
+
+def input_multiple(arch: dict[str, Any]) -> int:
+    """Height and width of a network input must be multiples of this (the coarsest GRU
+    level is 1/2^(n_downsample + n_gru_layers - 1))."""
+    return 2 ** (arch["n_downsample"] + arch["n_gru_layers"] - 1)
+
+
+# --------------------------------------------------------------------------- model
+
+
+def build_model(arch: dict[str, Any]):
+    """The ``torch.nn.Module`` for ``arch`` (random weights).
+
+    ``model(left, right, iters=None)`` takes normalised ``[B, 3, H, W]`` images (H, W multiples
+    of :func:`input_multiple`) and returns ``(init_disp, [disp_1 ... disp_iters])``: the
+    initial disparity from the cost volume at 1/2^n_downsample resolution (in full-resolution
+    pixels, not upsampled) and the full-resolution disparity after each GRU iteration.
+    """
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    def conv(cin: int, cout: int, k: int = 3, stride: int = 1, act: bool = True) -> nn.Module:
+        layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, stride, k // 2)]
+        if act:
+            layers.append(nn.LeakyReLU(0.1, inplace=True))
+        return nn.Sequential(*layers)
+
+    def conv3d(cin: int, cout: int, act: bool = True) -> nn.Module:
+        layers: list[nn.Module] = [nn.Conv3d(cin, cout, 3, 1, 1)]
+        if act:
+            layers.append(nn.LeakyReLU(0.1, inplace=True))
+        return nn.Sequential(*layers)
+
+    class ResBlock(nn.Module):
+        """Two 3x3 convolutions with instance norm and a residual connection."""
+
+        def __init__(self, ch: int) -> None:
+            super().__init__()
+            self.a = nn.Conv2d(ch, ch, 3, 1, 1)
+            self.b = nn.Conv2d(ch, ch, 3, 1, 1)
+            self.na = nn.InstanceNorm2d(ch, affine=True)
+            self.nb = nn.InstanceNorm2d(ch, affine=True)
+
+        def forward(self, x):
+            """x + f(x)."""
+            y = F.leaky_relu(self.na(self.a(x)), 0.1)
+            return F.leaky_relu(x + self.nb(self.b(y)), 0.1)
+
+    class Encoder(nn.Module):
+        """Image -> (stem features at 1/2, features at the cost-volume scale)."""
+
+        def __init__(self, stem: list[int], out: int, n_down: int) -> None:
+            super().__init__()
+            self.stem = nn.Sequential(conv(3, stem[0], 3, 2), conv(stem[0], stem[1]))
+            self.down = conv(stem[1], out, 3, 2 if n_down == 2 else 1)
+            self.res = ResBlock(out)
+
+        def forward(self, x):
+            """Return ``(stem, features)``."""
+            s = self.stem(x)
+            return s, self.res(self.down(s))
+
+    class ConvGRU(nn.Module):
+        """Convolutional GRU cell."""
+
+        def __init__(self, hidden: int, inp: int) -> None:
+            super().__init__()
+            self.z = nn.Conv2d(hidden + inp, hidden, 3, 1, 1)
+            self.r = nn.Conv2d(hidden + inp, hidden, 3, 1, 1)
+            self.q = nn.Conv2d(hidden + inp, hidden, 3, 1, 1)
+
+        def forward(self, h, x):
+            """One update of the hidden state ``h`` from the input ``x``."""
+            hx = torch.cat([h, x], 1)
+            z = torch.sigmoid(self.z(hx))
+            r = torch.sigmoid(self.r(hx))
+            q = torch.tanh(self.q(torch.cat([r * h, x], 1)))
+            return (1 - z) * h + z * q
+
+    class Stereo(nn.Module):
+        """The compact FoundationStereo-family network (see the module docstring)."""
+
+        def __init__(self, a: dict[str, Any]) -> None:
+            super().__init__()
+            self.arch = dict(a)
+            self.scale = 2 ** a["n_downsample"]
+            self.levels_d = a["max_disparity"] // self.scale
+            feat = a["hidden_dims"][0]
+            self.feature = Encoder(a["stem_widths"], feat, a["n_downsample"])
+            self.context_stem = nn.Sequential(conv(3, a["stem_widths"][0], 3, 2),
+                                              conv(a["stem_widths"][0], a["stem_widths"][1]))
+            cw = a["context_widths"]
+            self.context = nn.Sequential(
+                conv(a["stem_widths"][1], cw[0], 3, 2 if a["n_downsample"] == 2 else 1),
+                conv(cw[0], cw[1]))
+            hid = [a["gru_hidden"]] + list(a["hidden_dims"][1:])
+            self.hidden_sizes = hid
+            self.h_init = nn.ModuleList(nn.Conv2d(cw[1], h, 3, 1, 1) for h in hid)
+            cc = a["concat_channel"]
+            self.concat_proj = nn.Conv2d(feat, cc, 1)
+            vd = a["volume_dim"]
+            self.vol_in = conv3d(a["cv_group"] + 2 * cc, vd)
+            self.cam = nn.Sequential(nn.Conv2d(feat, a["cam_mid"], 1), nn.LeakyReLU(0.1),
+                                     nn.Conv2d(a["cam_mid"], vd, 1))
+            self.vol_res = nn.Sequential(conv3d(vd, vd), conv3d(vd, vd, act=False))
+            self.classifier = nn.Sequential(conv3d(vd, a["classifier_mid"]),
+                                            nn.Conv3d(a["classifier_mid"], 1, 3, 1, 1))
+            self.geo = nn.Conv3d(vd, a["cv_group"], 1)
+            r = a["corr_radius"]
+            lookup = a["corr_levels"] * (2 * r + 1) * 2 * a["cv_group"]
+            mw = a["motion_widths"]
+            self.mc1 = conv(lookup, mw[0], 1)
+            self.mc2 = conv(mw[0], mw[1])
+            self.md1 = conv(1, mw[2], 7)
+            self.md2 = conv(mw[2], mw[3])
+            self.mout = conv(mw[1] + mw[3], a["motion_final"])
+            gin0 = a["motion_final"] + 1 + cw[1] + (hid[1] if len(hid) > 1 else 0)
+            grus = [ConvGRU(hid[0], gin0)]
+            for i in range(1, len(hid)):
+                grus.append(ConvGRU(hid[i], hid[i - 1] + (hid[i + 1] if i + 1 < len(hid) else 0)))
+            self.grus = nn.ModuleList(grus)
+            self.disp_head = nn.Sequential(conv(hid[0], a["disp_head"]),
+                                           nn.Conv2d(a["disp_head"], 1, 3, 1, 1))
+            mk = a["mask_widths"]
+            self.mask_feat = nn.Sequential(conv(hid[0], mk[0]), conv(mk[0], mk[1]))
+            spx: list[nn.Module] = []
+            cin = mk[1] + a["stem_widths"][1]
+            for w in a["spx_widths"]:
+                spx.append(conv(cin, w))
+                cin = w
+            self.spx = nn.Sequential(*spx)
+            self.spx_out = nn.ConvTranspose2d(cin, a["spx_out"], 4, 2, 1)
+
+        # ----------------------------------------------------------- cost volume
+        def cost_volume(self, fl, fr):
+            """Group-wise correlation + concatenation volume ``[B, G + 2cc, D, h, w]``."""
+            g = self.arch["cv_group"]
+            b, c, h, w = fl.shape
+            nl, nr = fl, fr
+            if self.arch["gwc_normalize"]:
+                nl = F.normalize(fl, dim=1)
+                nr = F.normalize(fr, dim=1)
+            cl = self.concat_proj(fl)
+            cr = self.concat_proj(fr)
+            gwc, cat = [], []
+            for d in range(self.levels_d):
+                if d >= w:  # shift beyond the image: no overlap, an empty slice
+                    gwc.append(nl.new_zeros(b, g, h, w))
+                    cat.append(cl.new_zeros(b, 2 * cl.shape[1], h, w))
+                    continue
+                if d == 0:
+                    sl, sr, pl, pr = nl, nr, cl, cr
+                else:
+                    sl, sr = nl[..., d:], nr[..., :-d]
+                    pl, pr = cl[..., d:], cr[..., :-d]
+                corr = (sl * sr).reshape(b, g, c // g, h, -1).mean(2)
+                both = torch.cat([pl, pr], 1)
+                if d:
+                    corr = F.pad(corr, (d, 0))
+                    both = F.pad(both, (d, 0))
+                gwc.append(corr)
+                cat.append(both)
+            gwc_v = torch.stack(gwc, 2)
+            return gwc_v, torch.cat([gwc_v, torch.stack(cat, 2)], 1)
+
+        @staticmethod
+        def lookup(volume, disp, radius: int):
+            """Linear samples of ``volume`` [B, C, D, h, w] at ``disp + [-r..r]`` along D
+            (zero outside) -> ``[B, C*(2r+1), h, w]``."""
+            b, c, dd, h, w = volume.shape
+            offs = torch.arange(-radius, radius + 1, dtype=disp.dtype, device=disp.device)
+            x = disp + offs.view(1, -1, 1, 1)                       # [B, K, h, w]
+            x0 = torch.floor(x)
+            wt = (x - x0).unsqueeze(1)
+            out = 0
+            for idx, weight in ((x0, 1 - wt), (x0 + 1, wt)):
+                valid = ((idx >= 0) & (idx <= dd - 1)).unsqueeze(1).to(volume.dtype)
+                ii = idx.clamp(0, dd - 1).long().unsqueeze(1).expand(b, c, -1, h, w)
+                out = out + torch.gather(volume, 2, ii) * weight * valid
+            return out.reshape(b, c * (2 * radius + 1), h, w)
+
+        def upsample(self, disp, mask_feat, stem):
+            """Convex 3x3 upsampling of ``disp`` (1/scale resolution) to full resolution."""
+            if self.scale > 2:
+                mask_feat = F.interpolate(mask_feat, scale_factor=self.scale // 2,
+                                          mode="bilinear", align_corners=False)
+            weights = self.spx_out(self.spx(torch.cat([mask_feat, stem], 1)))
+            weights = torch.softmax(weights, 1)                    # [B, 9, H, W]
+            up = F.interpolate(disp * self.scale, scale_factor=self.scale, mode="nearest")
+            b, _, hh, ww = up.shape
+            patches = F.unfold(up, 3, padding=1).reshape(b, 9, hh, ww)
+            return (patches * weights).sum(1, keepdim=True)
+
+        def forward(self, left, right, iters: int | None = None):
+            """See :func:`build_model`."""
+            a = self.arch
+            if iters is None:
+                iters = a["train_iters"] if self.training else a["valid_iters"]
+            both = torch.cat([left, right], 0)
+            stem_both, feat_both = self.feature(both)
+            b = left.shape[0]
+            stem, fl, fr = stem_both[:b], feat_both[:b], feat_both[b:]
+            gwc, vol = self.cost_volume(fl, fr)
+            vol = self.vol_in(vol)
+            vol = vol * torch.sigmoid(self.cam(fl)).unsqueeze(2)
+            vol = F.leaky_relu(vol + self.vol_res(vol), 0.1)
+            prob = torch.softmax(self.classifier(vol).squeeze(1), 1)  # [B, D, h, w]
+            levels = torch.arange(self.levels_d, dtype=prob.dtype, device=prob.device)
+            disp = (prob * levels.view(1, -1, 1, 1)).sum(1, keepdim=True)
+            init_disp = disp * self.scale
+            geo = torch.cat([self.geo(vol), gwc], 1)
+            pyramid = [geo]
+            for _ in range(1, a["corr_levels"]):
+                pyramid.append(F.avg_pool3d(pyramid[-1], (2, 1, 1), (2, 1, 1)))
+            ctx = self.context(self.context_stem(left))
+            hs = []
+            for i, init in enumerate(self.h_init):
+                src = ctx if i == 0 else F.avg_pool2d(ctx, 2 ** i)
+                hs.append(torch.tanh(init(src)))
+            outputs = []
+            for _ in range(iters):
+                disp = disp.detach()
+                corr = torch.cat([self.lookup(v, disp / (2 ** i), a["corr_radius"])
+                                  for i, v in enumerate(pyramid)], 1)
+                c = self.mc2(self.mc1(corr))
+                dfeat = self.md2(self.md1(disp))
+                motion = torch.cat([self.mout(torch.cat([c, dfeat], 1)), disp], 1)
+                for i in range(len(hs) - 1, 0, -1):
+                    inp = [F.avg_pool2d(hs[i - 1], 2)]
+                    if i + 1 < len(hs):
+                        inp.append(F.interpolate(hs[i + 1], scale_factor=2, mode="bilinear",
+                                                 align_corners=False))
+                    hs[i] = self.grus[i](hs[i], torch.cat(inp, 1))
+                inp0 = [motion, F.relu(ctx)]
+                if len(hs) > 1:
+                    inp0.append(F.interpolate(hs[1], scale_factor=2, mode="bilinear",
+                                              align_corners=False))
+                hs[0] = self.grus[0](hs[0], torch.cat(inp0, 1))
+                disp = disp + self.disp_head(hs[0])
+                if self.training and len(outputs) + 1 < iters:
+                    # Intermediate iterations (supervised while training only): bilinear.
+                    outputs.append(F.interpolate(disp * self.scale, scale_factor=self.scale,
+                                                 mode="bilinear", align_corners=False))
+            outputs.append(self.upsample(disp, self.mask_feat(hs[0]), stem))
+            return init_disp, outputs
+
+    return Stereo(arch)
+
+
+# --------------------------------------------------------------------------- loss / predict
+
+
+def sequence_loss(init_disp, outputs, gt, valid, gamma: float = LOSS_GAMMA):
+    """The training loss: exponentially weighted L1 over the iterations (weight
+    ``gamma^(N-1-i)``, the last iteration weighs 1) on valid pixels, plus a smooth-L1 term on
+    the initial (cost-volume) disparity upsampled to full resolution.
+
+    ``gt`` / ``valid``: ``[B, 1, H, W]`` disparity and boolean mask. Returns a scalar tensor
+    (0 with gradient when no pixel is valid).
+    """
+    import torch
+    from torch.nn import functional as F
+
+    v = valid.to(gt.dtype)
+    count = v.sum().clamp(min=1.0)
+    scale = gt.shape[-1] // init_disp.shape[-1]
+    init_up = F.interpolate(init_disp, scale_factor=scale, mode="bilinear", align_corners=False)
+    loss = (F.smooth_l1_loss(init_up, gt, reduction="none") * v).sum() / count
+    n = len(outputs)
+    for i, pred in enumerate(outputs):
+        loss = loss + gamma ** (n - 1 - i) * ((pred - gt).abs() * v).sum() / count
+    return loss if torch.isfinite(loss) else loss * 0
+
+
+def predict(model, left, right, iters: int | None = None):
+    """Disparity ``[B, 1, H, W]`` for normalised images of any size: the inputs are padded
+    (replicate) to multiples of :func:`input_multiple` and the output cropped back. ``model``
+    may also be a TensorRT adapter without ``arch`` (fixed input size: no padding)."""
+    import torch
+    from torch.nn import functional as F
+
+    arch = getattr(model, "arch", None)
+    m = input_multiple(arch) if arch else 1
+    h, w = left.shape[-2:]
+    ph, pw = (-h) % m, (-w) % m
+    if ph or pw:
+        pad = (0, pw, 0, ph)
+        left = F.pad(left, pad, mode="replicate")
+        right = F.pad(right, pad, mode="replicate")
+    with torch.no_grad():
+        _init, outs = model(left, right, iters)
+    return outs[-1][..., :h, :w]
+
+
+def onnx_module(model, iters: int):
+    """The module exported to ONNX: ``(left_image, right_image) -> disparity`` after ``iters``
+    GRU iterations (``export.valid_iters``)."""
+    import torch
+
+    class Exported(torch.nn.Module):
+        """Two-input stereo model returning the final full-resolution disparity."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = model
+
+        def forward(self, left_image, right_image):
+            """Final disparity ``[B, 1, H, W]``."""
+            return self.inner(left_image, right_image, iters)[1][-1]
+
+    return Exported().eval()
+
+
+# --------------------------------------------------------------------------- spec coverage
+
+#: ``dotted field -> values that are equivalent to what this implementation does``; any other
+#: value set in the spec is reported as not honoured.
+_UNHONOURED: dict[str, tuple] = {
+    "model.encoder": (),
+    "model.low_memory": (0,),
+    "model.mixed_precision": (False,),
+    "model.gru_gating_conv_widths": (),
+    "model.disp_head_pwconv1_widths": (),
+    "model.cost_agg_conv_patch_padding": ([0, 0, 0],),
+    "model.stereo_backbone.depth_anything_v2_pretrained_path": ("",),
+    "model.stereo_backbone.edgenext_pretrained_path": ("",),
+    "model.stereo_backbone.use_bn": (False,),
+    "model.stereo_backbone.use_clstoken": (False,),
+    "model.mono_backbone.pretrained_path": ("",),
+    "dataset.normalize_depth": (False,),
+    "dataset.max_depth": (),
+    "dataset.min_depth": (),
+    "dataset.baseline": (),
+    "dataset.focal_x": (),
+    "train.activation_checkpoint": (False,),
+    "train.inference_tile": (False,),
+    "train.dataloader_visualize": (False,),
+    "evaluate.native_padded": (False,),
+    "inference.conf_threshold": (),
+}
+#: Augmentation fields applied (per split, train only): the others are reported.
+_AUG_HONOURED = ("input_mean", "input_std", "crop_size", "color_aug_prob",
+                 "color_aug_brightness", "color_aug_contrast", "color_aug_saturation",
+                 "eraser_aug_prob", "v_flip_prob", "crop_min_valid_disp_ratio",
+                 "spatial_aug_prob", "min_scale", "max_scale", "stretch_prob", "max_stretch",
+                 "yjitter_prob")
+#: Augmentation fields not applied and the values that are equivalent to not applying them
+#: (a horizontal flip of a stereo pair needs the right view's disparity, which the data lacks).
+_AUG_UNHONOURED: dict[str, tuple] = {
+    "do_flip": (False,), "gamma": ([1, 1, 1, 1],), "color_aug_hue_range": (),
+    "h_flip_prob": (), "hshift_prob": (),
+}
+#: Fields that never change results here and are not worth a line in the status.
+_SILENT = {"inference.conf_threshold", "dataset.baseline", "dataset.focal_x"}
+
+
+def unhonoured_augmentation(action: str, spec: dict[str, Any]) -> list[str]:
+    """``dotted=value`` for each train-split augmentation field set to a value the stereo data
+    pipeline does not apply (train only; evaluate / inference do not augment)."""
+    if action != "train":
+        return []
+    out = []
+    for field_name, inactive in _AUG_UNHONOURED.items():
+        key = f"dataset.train_dataset.augmentation.{field_name}"
+        value = S.get(spec, key)
+        if value is None or value in inactive:
+            continue
+        if field_name.endswith("_prob") and not isinstance(value, bool) and value == 0:
+            continue
+        out.append(f"{key}={value}")
+    return out
+
+
+def unhonoured_fields(action: str, spec: dict[str, Any]) -> list[str]:
+    """``dotted=value`` for each field set in ``spec`` that this implementation does not apply
+    (the ``model`` / ``dataset`` sections and the ``action``'s own section, plus the train
+    split's augmentation for train). The compact network replaces the ViT/EdgeNeXt backbone,
+    so ``model.encoder`` is reported too."""
+    sections = {"model", "dataset", action}
+    out = []
+    for key, inactive in _UNHONOURED.items():
+        if key.split(".")[0] not in sections or key in _SILENT:
+            continue
+        value = S.get(spec, key)
+        if value is None or value == "" or value == [] or value in inactive:
+            continue
+        out.append(f"{key}={value}")
+    return out + unhonoured_augmentation(action, spec)

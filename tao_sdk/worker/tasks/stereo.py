@@ -1,0 +1,622 @@
+"""Stereo depth (disparity) task: what stereo networks share.
+
+Data layout (a dataset root, local folder or ``s3://`` prefix)::
+
+    <root>/annotations.txt     one sample per line: <left> <right> [<disparity> [<occlusion>]]
+    <root>/images.tar.gz       optional: the files the lines name, as archive members
+
+Every path in ``annotations.txt`` is relative to the dataset root (the folder holding
+``annotations.txt``), written with ``/``. When ``<root>/images.tar.gz`` exists it is extracted
+once and a line ``left/0001.png right/0001.png disparity/0001.pfm`` reads the archive members
+``left/0001.png``, ``right/0001.png`` and ``disparity/0001.pfm`` (member paths are exactly the
+annotation paths; no extra top folder). Without the archive, the files are read next to
+``annotations.txt`` (``<root>/left/0001.png``: loose files, or objects under the ``s3://``
+prefix). An absolute local path is used as it is. Columns: 2 = left + right (inference, no
+ground truth), 3 = + disparity, 4 = + occlusion mask.
+
+Disparity files (in pixels of the left image's width, for the left image): ``.pfm`` (float;
+``inf``/``nan``/``<= 0`` = no ground truth), ``.npy`` (float), 16-bit ``.png`` (value / 256, 0 =
+no ground truth; ``Crestereo``: value / 32), and for ``FSD`` an 8-bit RGB ``.png``
+(``(R*255*255 + G*255 + B) / 1000``). Occlusion masks: ``Middlebury`` evaluates pixels where the
+mask is 255 (its ``mask0nocc.png``); for the other formats a non-zero mask pixel is occluded and
+left out of the loss and the metrics.
+
+Metrics (:class:`DisparityMetrics`, over every valid pixel of the set, ground truth in
+``(0, dataset.max_disparity)``): ``epe`` (mean absolute error, px), ``bp1`` / ``bp2`` / ``bp3``
+(fraction of pixels with error > 1 / 2 / 3 px), ``d1`` (KITTI: error > 3 px and > 5% of the
+ground truth), ``rmse``.
+
+Inference outputs (:func:`write_prediction`), per left image ``<name>``:
+``disparity_png/<name>.png`` (16-bit, disparity x 256, KITTI convention), ``disparity_pfm/<name>.pfm``
+(float32), ``colorized/<name>.png`` (turbo-like colour map, near = warm) and with
+``inference.save_raw_npy`` ``disparity_npy/<name>.npy``.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from tao_sdk.worker.errors import DatasetError, SpecError
+
+__all__ = [
+    "FORMATS",
+    "StereoSample",
+    "read_pfm",
+    "write_pfm",
+    "read_disparity",
+    "read_annotations",
+    "stage_sources",
+    "StereoDataset",
+    "collate",
+    "DisparityMetrics",
+    "colorize",
+    "write_prediction",
+    "make_stereo_dataset",
+    "METRIC_KEYS",
+]
+
+#: Dataset formats (``data_sources[*].dataset_name``, case-insensitive) and the divisor of
+#: their 16-bit PNG disparity.
+FORMATS = {"fsd": 256.0, "isaacrealdataset": 256.0, "crestereo": 32.0, "middlebury": 256.0,
+           "eth3d": 256.0, "kitti": 256.0, "genericdataset": 256.0}
+#: Metric names, as TAO reports them.
+METRIC_KEYS = ("epe", "bp1", "bp2", "bp3", "d1", "rmse")
+_CANONICAL = {"fsd": "FSD", "isaacrealdataset": "IsaacRealDataset", "crestereo": "Crestereo",
+              "middlebury": "Middlebury", "eth3d": "Eth3d", "kitti": "Kitti",
+              "genericdataset": "GenericDataset"}
+
+
+@dataclass
+class StereoSample:
+    """One annotation line with resolved local paths (``disparity`` / ``occlusion`` may be
+    ``None``); ``name`` is the left image's annotation path without its suffix."""
+
+    left: Path
+    right: Path
+    disparity: Path | None
+    occlusion: Path | None
+    name: str
+    dataset_name: str
+
+
+# --------------------------------------------------------------------------- file formats
+
+
+def read_pfm(path: str | Path) -> np.ndarray:
+    """Read a single-channel (``Pf``) or the first channel of a colour (``PF``) PFM file as a
+    top-down float32 array. Raises :class:`DatasetError` for a malformed file."""
+    with open(path, "rb") as fh:
+        header = fh.readline().strip()
+        if header not in (b"Pf", b"PF"):
+            raise DatasetError(f"{path} is not a PFM file (header {header[:8]!r}); write "
+                               "disparity as .pfm, 16-bit .png or .npy")
+        dims = fh.readline().split()
+        while len(dims) < 2:
+            dims += fh.readline().split()
+        w, h = int(dims[0]), int(dims[1])
+        scale = float(fh.readline().strip())
+        data = np.frombuffer(fh.read(), dtype="<f4" if scale < 0 else ">f4")
+    chans = 3 if header == b"PF" else 1
+    if data.size < w * h * chans:
+        raise DatasetError(f"{path}: PFM data is truncated ({data.size} values for {w}x{h})")
+    arr = data[: w * h * chans].reshape(h, w, chans)[..., 0]
+    return np.ascontiguousarray(np.flipud(arr)).astype(np.float32)
+
+
+def write_pfm(path: str | Path, array: np.ndarray) -> None:
+    """Write a 2-D float array as a little-endian single-channel PFM (bottom-up rows)."""
+    arr = np.asarray(array, dtype="<f4")
+    with open(path, "wb") as fh:
+        fh.write(b"Pf\n%d %d\n-1.0\n" % (arr.shape[1], arr.shape[0]))
+        fh.write(np.flipud(arr).tobytes())
+
+
+def _fmt_key(dataset_name: str, what: str) -> str:
+    key = str(dataset_name).lower()
+    if key not in FORMATS:
+        raise SpecError(f"{what}.dataset_name={dataset_name!r} is not a stereo format; use one of "
+                        f"{', '.join(_CANONICAL.values())} (GenericDataset for other layouts)")
+    return key
+
+
+def read_disparity(path: Path, dataset_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(disparity float32 [H, W], valid bool [H, W])`` from a ``.pfm``, ``.npy`` or ``.png``
+    file (scales in the module docstring). Raises :class:`DatasetError` naming the file."""
+    suffix = path.suffix.lower()
+    fmt = _fmt_key(dataset_name, "data_sources")
+    if suffix == ".pfm":
+        disp = read_pfm(path)
+    elif suffix == ".npy":
+        disp = np.load(path).astype(np.float32)
+    elif suffix == ".png":
+        from PIL import Image
+
+        with Image.open(path) as im:
+            arr = np.asarray(im)
+        if arr.ndim == 3 and fmt == "fsd":
+            a = arr[..., :3].astype(np.float64)
+            disp = ((a[..., 0] * 255 * 255 + a[..., 1] * 255 + a[..., 2]) / 1000.0)
+        elif arr.ndim == 2 and arr.dtype == np.uint16:
+            disp = arr.astype(np.float32) / FORMATS[fmt]
+        else:
+            raise DatasetError(
+                f"{path}: a PNG disparity must be 16-bit single-channel (value / "
+                f"{FORMATS[fmt]:g}); found mode {arr.dtype} x {arr.shape[2:] or 1}; save it as "
+                "16-bit PNG, .pfm or .npy")
+    else:
+        raise DatasetError(f"{path}: unsupported disparity file type {suffix!r}; use .pfm, "
+                           "16-bit .png or .npy")
+    disp = np.asarray(disp, dtype=np.float32)
+    if disp.ndim != 2:
+        raise DatasetError(f"{path}: disparity must be a 2-D map, got shape {disp.shape}")
+    valid = np.isfinite(disp) & (disp > 0)
+    return np.where(valid, disp, 0).astype(np.float32), valid
+
+
+def _read_occlusion(path: Path, dataset_name: str) -> np.ndarray:
+    """Boolean map of the pixels to keep (not occluded) from an occlusion mask image."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        arr = np.asarray(im.convert("L"))
+    if str(dataset_name).lower() == "middlebury":
+        return arr == 255
+    return arr == 0
+
+
+def _load_rgb(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read the image ({exc}); replace the file") from None
+
+
+# --------------------------------------------------------------------------- annotations
+
+
+def read_annotations(path: Path, resolve, dataset_name: str, what: str,
+                     need_gt: bool) -> list[StereoSample]:
+    """Parse ``annotations.txt`` at ``path``; ``resolve(relative_path, line_no)`` returns the
+    local file of one column. ``need_gt`` requires 3 or 4 columns on every line.
+
+    Raises :class:`DatasetError` naming the file and line for a wrong column count, a missing
+    file, or an empty list.
+    """
+    samples = []
+    text = path.read_text(encoding="utf-8", errors="replace")
+    for no, line in enumerate(text.splitlines(), 1):
+        parts = line.split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        if len(parts) not in (2, 3, 4):
+            raise DatasetError(f"{what}.data_file {path} line {no}: {len(parts)} columns; each "
+                               "line is <left> <right> [<disparity> [<occlusion_mask>]]")
+        if need_gt and len(parts) < 3:
+            raise DatasetError(
+                f"{what}.data_file {path} line {no}: no disparity column; train / evaluate need "
+                "3 columns (<left> <right> <disparity>), 2-column files are for inference")
+        files = [resolve(p, no) for p in parts]
+        stem = re.sub(r"\.[A-Za-z0-9]+$", "", parts[0].lstrip("/"))
+        samples.append(StereoSample(files[0], files[1], files[2] if len(files) > 2 else None,
+                                    files[3] if len(files) > 3 else None, stem, dataset_name))
+    if not samples:
+        raise DatasetError(f"{what}.data_file {path} lists no samples; write one line per "
+                           "stereo pair")
+    return samples
+
+
+def _root_resolver(data_file_uri: str, what: str):
+    """A ``resolve(relative_path, line_no)`` for the dataset root of ``data_file_uri``:
+    ``<root>/images.tar.gz`` members when the archive exists, else files under the root."""
+    from tao_sdk.worker.staging import _exists, fetch_file, is_remote_uri, stage_image_dir
+
+    root = data_file_uri.rstrip("/").rsplit("/", 1)[0] if "/" in data_file_uri else "."
+    archive = f"{root}/images.tar.gz"
+    extracted = stage_image_dir(archive, f"{what} ({archive})") if _exists(archive) else None
+
+    def resolve(rel: str, no: int) -> Path:
+        """The local file of one annotation column."""
+        if not is_remote_uri(rel) and Path(rel).is_absolute():
+            if not Path(rel).is_file():
+                raise DatasetError(f"{what}.data_file {data_file_uri} line {no}: {rel} does not "
+                                   "exist; fix the path or use a path relative to the root")
+            return Path(rel)
+        clean = rel.lstrip("./") if rel.startswith("./") else rel
+        if extracted is not None:
+            local = extracted / clean
+            if local.is_file():
+                return local
+            raise DatasetError(
+                f"{what}.data_file {data_file_uri} line {no}: {clean} is not a member of "
+                f"{archive}; annotation paths are archive member paths relative to the root "
+                "(e.g. left/0001.png)")
+        if is_remote_uri(root):
+            return fetch_file(f"{root}/{clean}", f"{what}.data_file line {no}")
+        local = Path(root[len("file://"):] if root.startswith("file://") else root) / clean
+        if not local.is_file():
+            raise DatasetError(f"{what}.data_file {data_file_uri} line {no}: {local} does not "
+                               f"exist (no images.tar.gz next to annotations.txt either)")
+        return local
+
+    return resolve
+
+
+def stage_sources(value: Any, key: str, need_gt: bool) -> list[StereoSample]:
+    """Fetch and parse every ``{data_file, dataset_name}`` entry of the spec value at ``key``
+    (``dataset.train_dataset.data_sources``...) -> the samples of all entries.
+
+    Raises :class:`SpecError` for a malformed entry and :class:`DatasetError` for data problems.
+    """
+    from tao_sdk.worker.staging import fetch_file
+
+    entries = value if isinstance(value, list) else [value]
+    if value in (None, "", []) or not entries:
+        raise SpecError(f"{key} is not set: give a list of {{data_file: <root>/annotations.txt, "
+                        "dataset_name: GenericDataset}} entries")
+    out: list[StereoSample] = []
+    for i, entry in enumerate(entries):
+        what = f"{key}[{i}]"
+        if not isinstance(entry, dict) or not entry.get("data_file") or not entry.get(
+                "dataset_name"):
+            raise SpecError(f"{what} needs data_file and dataset_name (e.g. {{data_file: "
+                            f"s3://bucket/data/annotations.txt, dataset_name: GenericDataset}}); "
+                            f"got {entry!r}")
+        name = _CANONICAL[_fmt_key(entry["dataset_name"], what)]
+        uri = str(entry["data_file"])
+        local = fetch_file(uri, f"{what}.data_file")
+        out += read_annotations(local, _root_resolver(uri, what), name, what, need_gt)
+    return out
+
+
+# --------------------------------------------------------------------------- dataset
+
+
+class StereoDataset:
+    """Map-style dataset over :class:`StereoSample` items.
+
+    Each item: ``left`` / ``right`` float tensors ``[3, H, W]`` (normalised with ``mean`` /
+    ``std``), ``disparity`` ``[1, H, W]`` and ``valid`` ``[1, H, W]`` (zeros / False without
+    ground truth), ``name``. With ``train`` the augmentation of ``aug`` (the split's
+    ``augmentation`` section) is applied: random crop to ``crop_size``, colour jitter
+    (``color_aug_prob``, brightness, contrast, saturation: same for both images), eraser on the
+    right image (``eraser_aug_prob``), vertical flip of both (``v_flip_prob``), re-cropping
+    up to 10 times until ``crop_min_valid_disp_ratio`` of the crop has ground truth, random
+    rescale (``spatial_aug_prob``, ``min_scale`` / ``max_scale``, ``stretch_prob`` /
+    ``max_stretch``) and a vertical shift of the right image by up to 2 rows
+    (``yjitter_prob``).
+    """
+
+    def __init__(self, samples: Sequence[StereoSample], mean: Sequence[float],
+                 std: Sequence[float], max_disparity: float, *, train: bool = False,
+                 aug: dict[str, Any] | None = None, seed: int = 0) -> None:
+        self.samples = list(samples)
+        self.mean = np.asarray(mean, dtype=np.float32).reshape(1, 1, 3)
+        self.std = np.asarray(std, dtype=np.float32).reshape(1, 1, 3)
+        self.max_disparity = float(max_disparity)
+        self.train = train
+        self.aug = dict(aug or {})
+        self.rng = random.Random(seed)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _spatial(self, left, right, disp, valid):
+        """Random rescale (``min_scale`` / ``max_scale`` as powers of 2, ``stretch_prob`` /
+        ``max_stretch`` for a different x and y scale); disparity scales with x. The scale is
+        kept large enough for ``crop_size``."""
+        import torch
+        from torch.nn import functional as F
+
+        aug, rng = self.aug, self.rng
+        h, w = left.shape[:2]
+        scale = 2 ** rng.uniform(float(aug.get("min_scale") or 0.0),
+                                 float(aug.get("max_scale") or 0.0))
+        sx = sy = scale
+        if rng.random() < float(aug.get("stretch_prob") or 0.0):
+            stretch = float(aug.get("max_stretch") or 0.0)
+            sx *= 2 ** rng.uniform(-stretch, stretch)
+            sy *= 2 ** rng.uniform(-stretch, stretch)
+        crop = aug.get("crop_size") or [h, w]
+        sy = max(sy, (int(crop[0]) + 1) / h)
+        sx = max(sx, (int(crop[1]) + 1) / w)
+        size = (int(round(h * sy)), int(round(w * sx)))
+
+        def resize(a, mode):
+            t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+            t = t.permute(2, 0, 1)[None] if t.ndim == 3 else t[None, None]
+            kw = {"align_corners": False} if mode == "bilinear" else {}
+            out = F.interpolate(t, size=size, mode=mode, **kw)[0]
+            return out.permute(1, 2, 0).numpy() if a.ndim == 3 else out[0].numpy()
+
+        real_sx = size[1] / w
+        return (resize(left, "bilinear"), resize(right, "bilinear"),
+                resize(disp, "nearest") * real_sx, resize(valid, "nearest") > 0.5)
+
+    @staticmethod
+    def _yjitter(right: np.ndarray, dy: int) -> np.ndarray:
+        """The right image shifted vertically by ``dy`` rows (edge rows repeated): imperfect
+        rectification."""
+        if dy == 0:
+            return right
+        idx = np.clip(np.arange(right.shape[0]) - dy, 0, right.shape[0] - 1)
+        return right[idx]
+
+    def _augment(self, left, right, disp, valid):
+        aug, rng = self.aug, self.rng
+        if rng.random() < float(aug.get("spatial_aug_prob") or 0.0):
+            left, right, disp, valid = self._spatial(left, right, disp, valid)
+        if rng.random() < float(aug.get("yjitter_prob") or 0.0):
+            right = self._yjitter(right, rng.randint(-2, 2))
+        crop = aug.get("crop_size")
+        if crop:
+            ch, cw = int(crop[0]), int(crop[1])
+            h, w = left.shape[:2]
+            if ch > h or cw > w:
+                raise DatasetError(
+                    f"augmentation.crop_size={list(crop)} is larger than the image {h}x{w}; "
+                    "set dataset.train_dataset.augmentation.crop_size to at most [height, width]")
+            ratio = float(aug.get("crop_min_valid_disp_ratio") or 0.0)
+            for _ in range(10):
+                y, x = rng.randint(0, h - ch), rng.randint(0, w - cw)
+                if valid[y:y + ch, x:x + cw].mean() >= ratio:
+                    break
+            left, right = left[y:y + ch, x:x + cw], right[y:y + ch, x:x + cw]
+            disp, valid = disp[y:y + ch, x:x + cw], valid[y:y + ch, x:x + cw]
+        if rng.random() < float(aug.get("color_aug_prob") or 0.0):
+            b = 1 + rng.uniform(-1, 1) * float(aug.get("color_aug_brightness") or 0.0)
+            c = 1 + rng.uniform(-1, 1) * float(aug.get("color_aug_contrast") or 0.0)
+            sat = aug.get("color_aug_saturation") or [1.0, 1.0]
+            s = rng.uniform(float(sat[0]), float(sat[1]))
+            left, right = (self._colour(im, b, c, s) for im in (left, right))
+        if rng.random() < float(aug.get("eraser_aug_prob") or 0.0):
+            right = right.copy()
+            h, w = right.shape[:2]
+            for _ in range(rng.randint(1, 2)):
+                eh, ew = rng.randint(h // 10 + 1, h // 4 + 1), rng.randint(w // 10 + 1, w // 4 + 1)
+                y, x = rng.randint(0, h - eh), rng.randint(0, w - ew)
+                right[y:y + eh, x:x + ew] = right.reshape(-1, 3).mean(0)
+        if rng.random() < float(aug.get("v_flip_prob") or 0.0):
+            left, right, disp, valid = (np.flipud(a) for a in (left, right, disp, valid))
+        return left, right, disp, valid
+
+    @staticmethod
+    def _colour(img: np.ndarray, brightness: float, contrast: float, saturation: float):
+        grey = img.mean(2, keepdims=True)
+        out = grey + (img - grey) * saturation
+        out = (out - out.mean()) * contrast + out.mean()
+        return np.clip(out * brightness, 0.0, 1.0)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        import torch
+
+        s = self.samples[index]
+        left, right = _load_rgb(s.left), _load_rgb(s.right)
+        if left.shape != right.shape:
+            raise DatasetError(f"{s.left} is {left.shape[1]}x{left.shape[0]} but {s.right} is "
+                               f"{right.shape[1]}x{right.shape[0]}; stereo pairs must match")
+        if s.disparity is not None:
+            disp, valid = read_disparity(s.disparity, s.dataset_name)
+            if disp.shape != left.shape[:2]:
+                raise DatasetError(f"{s.disparity} is {disp.shape[1]}x{disp.shape[0]} but "
+                                   f"{s.left} is {left.shape[1]}x{left.shape[0]}")
+            valid &= disp < self.max_disparity
+            if s.occlusion is not None:
+                valid &= _read_occlusion(s.occlusion, s.dataset_name)
+        else:
+            disp = np.zeros(left.shape[:2], np.float32)
+            valid = np.zeros(left.shape[:2], bool)
+        if self.train:
+            left, right, disp, valid = self._augment(left, right, disp, valid)
+
+        def img(a):
+            return torch.from_numpy(
+                np.ascontiguousarray(((a - self.mean) / self.std).transpose(2, 0, 1)))
+
+        return {"left": img(left), "right": img(right),
+                "disparity": torch.from_numpy(np.ascontiguousarray(disp))[None],
+                "valid": torch.from_numpy(np.ascontiguousarray(valid))[None],
+                "name": s.name, "has_gt": s.disparity is not None}
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Batch items of :class:`StereoDataset`; pairs of different sizes are padded at the
+    bottom/right to the largest (replicated pixels, no ground truth); ``sizes`` keeps each
+    item's ``(H, W)``."""
+    import torch
+    from torch.nn import functional as F
+
+    h = max(it["left"].shape[1] for it in items)
+    w = max(it["left"].shape[2] for it in items)
+    out: dict[str, Any] = {"name": [it["name"] for it in items],
+                           "sizes": [tuple(it["left"].shape[1:]) for it in items],
+                           "has_gt": [it["has_gt"] for it in items]}
+    for key, mode in (("left", "replicate"), ("right", "replicate"), ("disparity", "constant"),
+                      ("valid", "constant")):
+        tensors = []
+        for it in items:
+            t = it[key]
+            pad = (0, w - t.shape[2], 0, h - t.shape[1])
+            if any(pad):
+                t = (F.pad(t[None].float(), pad, mode=mode)[0] if mode == "replicate"
+                     else F.pad(t, pad))
+            tensors.append(t)
+        out[key] = torch.stack(tensors)
+    return out
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+class DisparityMetrics:
+    """Accumulates disparity errors over valid pixels; :meth:`result` gives TAO's metric set
+    (:data:`METRIC_KEYS`)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.sums = dict.fromkeys(("abs", "sq", "bp1", "bp2", "bp3", "d1"), 0.0)
+
+    def update(self, pred, gt, valid) -> None:
+        """Add a batch (tensors or arrays of the same shape; ``valid`` boolean)."""
+        import torch
+
+        pred, gt, valid = (torch.as_tensor(x).detach().cpu() for x in (pred, gt, valid))
+        valid = valid.bool() & torch.isfinite(pred)
+        err = (pred.float() - gt.float()).abs()[valid]
+        g = gt.float()[valid]
+        self.count += int(err.numel())
+        self.sums["abs"] += float(err.sum())
+        self.sums["sq"] += float((err ** 2).sum())
+        for t in (1, 2, 3):
+            self.sums[f"bp{t}"] += float((err > t).sum())
+        self.sums["d1"] += float(((err > 3) & (err > 0.05 * g)).sum())
+
+    def result(self) -> dict[str, float]:
+        """``{epe, bp1, bp2, bp3, d1, rmse}`` (bp/d1 as fractions); raises
+        :class:`DatasetError` when no pixel had ground truth."""
+        if not self.count:
+            raise DatasetError("no pixel with ground-truth disparity in (0, dataset.max_disparity)"
+                               ": check the disparity column of annotations.txt and "
+                               "dataset.max_disparity")
+        n = float(self.count)
+        return {"epe": self.sums["abs"] / n, "bp1": self.sums["bp1"] / n,
+                "bp2": self.sums["bp2"] / n, "bp3": self.sums["bp3"] / n,
+                "d1": self.sums["d1"] / n, "rmse": float(np.sqrt(self.sums["sq"] / n))}
+
+
+# --------------------------------------------------------------------------- outputs
+
+_TURBO_STOPS = np.array([[48, 18, 59], [70, 107, 227], [40, 188, 235], [50, 241, 153],
+                         [165, 252, 60], [240, 204, 58], [250, 126, 33], [210, 49, 5],
+                         [122, 4, 3]], dtype=np.float32)
+
+
+def colorize(disp: np.ndarray, vmax: float | None = None) -> np.ndarray:
+    """``uint8 [H, W, 3]`` colour map of a disparity map (0 -> dark blue, ``vmax`` -> dark red;
+    ``vmax`` defaults to the map's 99th percentile)."""
+    d = np.nan_to_num(np.asarray(disp, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    top = float(vmax) if vmax else float(np.percentile(d, 99)) if d.size else 1.0
+    t = np.clip(d / max(top, 1e-6), 0, 1) * (len(_TURBO_STOPS) - 1)
+    i = np.minimum(t.astype(int), len(_TURBO_STOPS) - 2)
+    f = (t - i)[..., None]
+    return (_TURBO_STOPS[i] * (1 - f) + _TURBO_STOPS[i + 1] * f).astype(np.uint8)
+
+
+def write_prediction(out_dir: Path, name: str, disp: np.ndarray, save_npy: bool = False
+                     ) -> list[Path]:
+    """Write one predicted disparity map (see the module docstring); return the files."""
+    from PIL import Image
+
+    d = np.asarray(disp, np.float32)
+    files = [out_dir / "disparity_png" / f"{name}.png", out_dir / "disparity_pfm" / f"{name}.pfm",
+             out_dir / "colorized" / f"{name}.png"]
+    for f in files:
+        f.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.clip(np.round(d * 256), 0, 65535).astype(np.uint16)).save(files[0])
+    write_pfm(files[1], d)
+    Image.fromarray(colorize(d)).save(files[2])
+    if save_npy:
+        files.append(out_dir / "disparity_npy" / f"{name}.npy")
+        files[-1].parent.mkdir(parents=True, exist_ok=True)
+        np.save(files[-1], d)
+    return files
+
+
+# --------------------------------------------------------------------------- synthetic data
+
+
+def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Random multi-scale texture ``[h, w, 3]`` in [0, 1] (matchable, not periodic)."""
+    out = np.zeros((h, w, 3), np.float32)
+    for cell, weight in ((1, 0.45), (3, 0.35), (9, 0.2)):
+        small = rng.random((h // cell + 2, w // cell + 2, 3)).astype(np.float32)
+        big = np.repeat(np.repeat(small, cell, 0), cell, 1)[:h, :w]
+        out += weight * big
+    return out
+
+
+def _shift_rows(tex: np.ndarray, disp_rows: np.ndarray, width: int) -> np.ndarray:
+    """Right-view pixels of a layer: ``R(x, y) = T(x + d(y))`` with linear interpolation."""
+    xs = np.arange(width, dtype=np.float32)
+    out = np.empty((tex.shape[0], width, 3), np.float32)
+    cols = np.arange(tex.shape[1], dtype=np.float32)
+    for y in range(tex.shape[0]):
+        for c in range(3):
+            out[y, :, c] = np.interp(xs + disp_rows[y], cols, tex[y, :, c])
+    return out
+
+
+def _stereo_pair(rng: np.random.Generator, h: int, w: int, max_disp: float):
+    """One synthetic rectified pair ``(left, right, disparity)`` with a slanted background and
+    2-4 fronto-parallel textured objects nearer to the camera."""
+    pad = int(np.ceil(max_disp)) + 2
+    bg_tex = _texture(rng, h, w + pad)
+    top, bottom = rng.uniform(0.1, 0.35) * max_disp, rng.uniform(0.1, 0.35) * max_disp
+    bg_disp = np.linspace(top, bottom, h, dtype=np.float32)
+    left = bg_tex[:, :w].copy()
+    right = _shift_rows(bg_tex, bg_disp, w)
+    disp = np.repeat(bg_disp[:, None], w, 1)
+    yy, xx = np.mgrid[0:h, 0:w]
+    # Far objects first, so nearer ones occlude them in both views.
+    for d in sorted(float(v) for v in rng.uniform(0.4, 0.9, int(rng.integers(2, 5))) * max_disp):
+        tex = _texture(rng, h, w + pad)
+        cy, cx = rng.uniform(0.2, 0.8) * h, rng.uniform(0.2, 0.8) * w
+        ry, rx = rng.uniform(0.12, 0.3) * h, rng.uniform(0.08, 0.2) * w
+        if rng.random() < 0.5:
+            mask = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
+        else:
+            mask = (abs(yy - cy) <= ry) & (abs(xx - cx) <= rx)
+        left[mask] = tex[:, :w][mask]
+        disp[mask] = d
+        # In the right view the object appears shifted left by d (drawn over what is behind).
+        mask_r = np.zeros_like(mask)
+        shift = int(round(d))
+        mask_r[:, : w - shift] = mask[:, shift:]
+        obj_r = _shift_rows(tex, np.full(h, d, np.float32), w)
+        right[mask_r] = obj_r[mask_r]
+    return left, right, disp
+
+
+def make_stereo_dataset(root: str | Path, n: int, height: int = 64, width: int = 128,
+                        max_disparity: float = 24.0, seed: int = 0,
+                        with_gt: bool = True) -> Path:
+    """Write a synthetic stereo dataset in the layout above: ``<root>/images.tar.gz`` (members
+    ``left/NNNN.png``, ``right/NNNN.png``, ``disparity/NNNN.pfm``) and
+    ``<root>/annotations.txt`` (3 columns, or 2 with ``with_gt=False``). Returns ``root``."""
+    import io
+
+    from PIL import Image
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    lines = []
+    with tarfile.open(root / "images.tar.gz", "w:gz") as tar:
+        def add(member: str, data: bytes) -> None:
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+        for i in range(n):
+            left, right, disp = _stereo_pair(rng, height, width, max_disparity)
+            names = [f"left/{i:04d}.png", f"right/{i:04d}.png", f"disparity/{i:04d}.pfm"]
+            for member, img in zip(names[:2], (left, right)):
+                buf = io.BytesIO()
+                Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(buf, "PNG")
+                add(member, buf.getvalue())
+            tmp = root / ".disp.pfm"
+            write_pfm(tmp, disp)
+            add(names[2], tmp.read_bytes())
+            tmp.unlink()
+            lines.append(" ".join(names if with_gt else names[:2]))
+    (root / "annotations.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
