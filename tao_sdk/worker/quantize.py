@@ -327,6 +327,7 @@ def select_modules(model, plan: QuantPlan) -> dict[str, LayerRule]:
     """
     types = BACKENDS[plan.backend].module_types
     kinds = "/".join(types)
+    every = [n for n, _ in model.named_modules() if n]
     names = [n for n, m in model.named_modules() if n and type(m).__name__ in types]
     selected: dict[str, LayerRule] = {}
     for rule in plan.rules:
@@ -339,9 +340,9 @@ def select_modules(model, plan: QuantPlan) -> dict[str, LayerRule]:
             selected[n] = rule
     for pattern in plan.skip:
         hits = [n for n in selected if fnmatch.fnmatchcase(n, pattern)]
-        if not hits and not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+        if not hits and not any(fnmatch.fnmatchcase(n, pattern) for n in every):
             raise SpecError(f"quantize.skip_names entry {pattern!r} matches no module; close "
-                            f"names: {_close(pattern, names)}")
+                            f"names: {_close(pattern, every)}")
         for n in hits:
             del selected[n]
     if not selected:

@@ -45,7 +45,7 @@ def test_worker_import_pulls_no_sdk_planning_modules():
     assert res.returncode == 0, res.stderr
     mods, nets = res.stdout.strip().splitlines()
     assert mods == "[]"
-    assert nets == "('rtdetr', 'deformable_detr') True False False"
+    assert nets == "('rtdetr', 'deformable_detr') True True False"
 
 
 def test_worker_modules_import_in_one_direction():
