@@ -100,13 +100,16 @@ def _require_worker(network: str):
     return registry.get(network)
 
 
-#: The demo's quantize jobs: name -> ``quantize.*`` overrides (every module the backend covers).
+#: The demo's quantize jobs: name -> ``quantize.*`` overrides (every module the backend covers); a
+#: mode refused at plan time here (torchao int4 without its kernels) is reported with the reason.
 QUANTIZE_MODES: dict[str, dict[str, Any]] = {
     "torchao_int8_weight_only": {"quantize.backend": "torchao", "quantize.mode": "weight_only_ptq",
                                  "quantize.layers": [{"module_name": "*", "weights": {"dtype": "int8"}}]},
     "torchao_fp8_weight_only": {"quantize.backend": "torchao", "quantize.mode": "weight_only_ptq",
                                 "quantize.layers": [{"module_name": "*",
                                                      "weights": {"dtype": "float8_e4m3fn"}}]},
+    "torchao_int4_weight_only": {"quantize.backend": "torchao", "quantize.mode": "weight_only_ptq",
+                                 "quantize.layers": [{"module_name": "*", "weights": {"dtype": "int4"}}]},
     "modelopt_int8_static": {"quantize.backend": "modelopt.pytorch", "quantize.mode": "static_ptq",
                              "quantize.layers": [{"module_name": "*", "weights": {"dtype": "int8"},
                                                   "activations": {"dtype": "int8"}}]},
@@ -206,6 +209,9 @@ def _print_summary(summary: dict[str, Any], epochs: int, workspace: Workspace) -
         print(f"  distill ({epochs} epochs each, student {d['student']}): {metric} student alone "
               f"{d['student_alone']:.3f}, distilled from the trained model {d['student_distilled']:.3f}")
     for mode, q in (summary.get("quantize") or {}).items():
+        if "refused" in q:
+            print(f"  quantize {mode}: refused here - {q['refused']}")
+            continue
         print(f"  quantize {mode}: {q['float_size_mb']:.2f} MB -> {q['size_mb']:.2f} MB, {metric} "
               f"{_fmt(q['float_metric'])} -> {_fmt(q['metric'])}")
     print(f"  jobs: `tao-skills jobs` (workspace {workspace.root})")
