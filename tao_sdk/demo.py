@@ -133,13 +133,15 @@ def run_demo(json_mode: bool = False, quick: bool = False, workspace: Workspace 
     workspace = workspace or default_workspace()
     started = time.monotonic()
     plan = plugin.demo_plan(quick)
-    metric, direction = SkillBank().get(network).metric
+    metric, direction = plugin.demo_metric or SkillBank().get(network).metric
     roots = make_demo_dataset(workspace, plugin, plan["n_train"], plan["n_val"], plan["size"])
     _say(f"dataset: {plan['n_train']} train / {plan['n_val']} val synthetic {plugin.task.name} samples in "
          f"{Path(roots['train']).parent}", json_mode)
     datasets = plugin.task.demo_datasets(roots)
     overrides = plugin.demo_train_overrides(plan["epochs"], plan["size"])
-    kw = dict(workspace=workspace, automl_policy="off")
+    kw: dict[str, Any] = dict(workspace=workspace, automl_policy="off")
+    if plugin.task.demo_format:
+        kw["dataset_format"] = plugin.task.demo_format
 
     def child(action: str, parent: Job, **extra: Any) -> Job:
         return _run(network, action, json_mode, parent_job_id=parent.id,

@@ -184,12 +184,13 @@ class JobPlan:
                 "warnings": self.warnings, "notes": self.notes, "automl": self.automl, "spec": self.spec}
 
 
-def worker_command(network: str, action: str, spec_path: str) -> list[str]:
+def worker_command(network: str, action: str, spec_path: str, model_type: str | None = None) -> list[str]:
     """argv that runs one job, from :func:`tao_sdk.backends.resolve_backend`: ``$TAO_SKILLS_ENTRYPOINT``
     when set, else the project's worker when it is installed and supports (network, action), else the
-    TAO container entrypoint ``<network> <action> -e spec.yaml`` on PATH. Raises PlatformError naming
+    TAO container entrypoint ``<network> <action> -e spec.yaml`` on PATH (``model_type``: the skill's pinned
+    ``model.model_type``, see :func:`tao_sdk.backends.resolve_backend`). Raises PlatformError naming
     what to install when none can run it."""
-    return resolve_backend(network, action).command(spec_path)
+    return resolve_backend(network, action, model_type=model_type).command(spec_path)
 
 
 def plan_job(
@@ -756,7 +757,8 @@ def resume_job(job_id: str, *, platform: str | None = None, encryption_key: str 
     route = Route(skill.name, False, "off", f"resuming {job_id} from {latest.uri}")
     plan = JobPlan(new_id, skill.name, "train", route, spec, False, ParentArtifact(job_id, latest.uri, "latest",
                    latest.reason), results_uri, notes=[f"resumed from {job_id}: {latest.uri}"])
-    plan.command = worker_command(skill.network, "train", str(workspace.job_dir(new_id) / "spec.yaml"))
+    plan.command = worker_command(skill.network, "train", str(workspace.job_dir(new_id) / "spec.yaml"),
+                                  model_type=skill.info.get("model_type"))
     return submit_plan(plan, platform=platform or old.platform, encryption_key=encryption_key, workspace=workspace,
                        parent_id=job_id, kind=old.kind)
 

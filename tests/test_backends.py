@@ -46,7 +46,12 @@ def test_worker_capability_interface():
     assert worker.supports("rtdetr", "train") and worker.supports("deformable_detr", "gen_trt_engine")
     assert not worker.supports("rtdetr", "dataset_convert")  # TAO action the worker does not implement
     assert not worker.supports("segformer", "train")
-    assert all(worker.supports(n, a) for n in worker.NETWORKS for a in worker.ACTIONS)
+    from tao_sdk.worker import registry
+
+    assert all(a in registry.actions(n) for n in worker.NETWORKS for a in worker.ACTIONS)
+    # a network shared by several TAO models is supported only for the model types it builds
+    assert worker.supports("depth_net", "train", "FastFoundationStereo")
+    assert not worker.supports("depth_net", "train", "RelativeDepthAnything")
 
 
 @pytest.mark.skipif(not HAVE_TORCH, reason="the built-in worker needs torch")

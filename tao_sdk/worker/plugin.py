@@ -113,6 +113,7 @@ class NetworkPlugin:
         unhonoured_table: network-specific additions to :data:`COMMON_UNHONOURED`.
         silent_fields: fields never reported (they cannot change results here).
         trt_outputs: output names a TensorRT engine of this network must have.
+        demo_metric: the KPI and direction the demo compares (default: the skill's metric).
     """
 
     name: str = ""
@@ -125,6 +126,9 @@ class NetworkPlugin:
     unhonoured_table: dict[str, tuple] = {}
     silent_fields: frozenset[str] = frozenset()
     trt_outputs: tuple[str, ...] = ()
+    #: ``(KPI, "max" | "min")`` that ``tao-skills demo`` compares for the untrained and the
+    #: trained model; ``None``: the skill's monitoring metric.
+    demo_metric: tuple[str, str] | None = None
 
     # ------------------------------------------------------------------ results contract
 

@@ -65,13 +65,13 @@ def report_start(ctx, arch: dict | None = None, extra: list[str] | None = None) 
         ctx.status.running(". ".join(parts))
 
 
-def workers(spec: dict) -> int:
-    """DataLoader workers: ``dataset.workers`` capped at (CPU cores - 1) shared by the
-    processes of this node; 0 when training on the CPU, where loader processes only compete
-    with the model for the same cores."""
+def workers(spec: dict, key: str = "dataset.workers") -> int:
+    """DataLoader workers: ``spec[key]`` capped at (CPU cores - 1) shared by the processes of
+    this node; 0 when training on the CPU, where loader processes only compete with the model
+    for the same cores."""
     if device().type == "cpu":
         return 0
-    requested = int(S.get(spec, "dataset.workers", 0))
+    requested = int(S.get(spec, key, 0))
     per_node = max(1, D.state().local_world_size)
     return max(0, min(requested, ((os.cpu_count() or 1) - 1) // per_node))
 

@@ -89,12 +89,17 @@ def build_optimizer(plugin, spec: dict, model):
     raise SpecError(f"train.optim.optimizer={kind!r} is not supported; use AdamW or SGD")
 
 
+#: TAO networks spell the schedulers as torch does (``depth_net``: ``MultiStepLR``).
+_SCHEDULER_ALIASES = {"MultiStepLR": "MultiStep"}
+
+
 def build_scheduler(spec: dict, optimizer, steps_per_epoch: int):
     """Per-step LambdaLR: linear warm-up over ``warmup_steps``, then MultiStep / StepLR decay
     by ``lr_decay`` at epoch boundaries (``lr_steps`` / ``lr_step_size`` are in epochs)."""
     import torch
 
     kind = str(S.get(spec, "train.optim.lr_scheduler", "MultiStep"))
+    kind = _SCHEDULER_ALIASES.get(kind, kind)
     decay = float(S.get(spec, "train.optim.lr_decay", 0.1))
     warmup = int(S.get(spec, "train.optim.warmup_steps", 0))
     if kind == "MultiStep":
@@ -112,8 +117,8 @@ def build_scheduler(spec: dict, optimizer, steps_per_epoch: int):
             """Decay applied at ``epoch``: one ``lr_decay`` every ``lr_step_size`` epochs."""
             return decay ** (epoch // size)
     else:
-        raise SpecError(f"train.optim.lr_scheduler={kind!r} is not supported; use MultiStep or "
-                        "StepLR")
+        raise SpecError(f"train.optim.lr_scheduler={kind!r} is not supported; use MultiStep "
+                        "(MultiStepLR) or StepLR")
 
     def factor(step: int) -> float:
         """Learning-rate multiplier at global ``step`` (warm-up x epoch decay)."""
@@ -276,13 +281,14 @@ def train(ctx, regulariser=None) -> str:
     arch = plugin.build_arch(ctx.spec)
     iv = _intervals(ctx.spec)
     num_epochs = iv["num_epochs"]
-    batch_size = R.batch_size(ctx.spec)
+    batch_size = R.batch_size(ctx.spec, plugin.task.batch_size_key)
     data, files = _prepare(ctx, arch, seed)
     spec = ctx.spec  # now with local paths
     extra = list(data.notes)
     if dist.world_size > 1:
         extra.append(
-            f"distributed data parallel: {dist.describe()}; dataset.batch_size {batch_size} per "
+            f"distributed data parallel: {dist.describe()}; {plugin.task.batch_size_key} "
+            f"{batch_size} per "
             f"process (effective batch {batch_size * dist.world_size}); validation sharded "
             "across the ranks, metrics on rank 0")
     extra += D.launch_notes() + D.single_process_notes(spec)
@@ -295,8 +301,8 @@ def train(ctx, regulariser=None) -> str:
         sampler = torch.utils.data.DistributedSampler(
             data.dataset, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=seed,
             drop_last=False)
-    loader = R.loader(data.dataset, data.collate, batch_size, True, R.workers(spec), seed,
-                      sampler=sampler)
+    loader = R.loader(data.dataset, data.collate, batch_size, True,
+                      R.workers(spec, plugin.task.workers_key), seed, sampler=sampler)
     steps_per_epoch = len(loader)
     max_step = steps_per_epoch * num_epochs
     optimizer = build_optimizer(plugin, spec, model)

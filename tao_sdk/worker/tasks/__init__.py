@@ -60,6 +60,15 @@ class Task:
     #: Folder of the inference results holding viewable images (the demo tiles them).
     preview_dir: str = ""
 
+    #: Spec keys of the per-process training batch size, the training loader's workers and
+    #: the validation data (the engine and the benchmarks read them through these names).
+    batch_size_key: str = "dataset.batch_size"
+    workers_key: str = "dataset.workers"
+    val_data_key: str = "dataset.val_data_sources"
+
+    #: ``dataset_format`` of the synthetic demo data when the skill's data sources need one.
+    demo_format: str | None = None
+
     #: Start-line note when the spec has no validation data.
     no_val_note: str = "no validation data: validation KPIs are not computed"
 
@@ -144,3 +153,17 @@ class Task:
                   epochs: int) -> dict[str, Any]:
         """A complete small spec for ``plugin`` over ``data`` (from :meth:`write_synthetic`)."""
         raise NotImplementedError
+
+    @staticmethod
+    def finish_tiny_spec(plugin, spec: dict[str, Any], size: int) -> dict[str, Any]:
+        """What every task's :meth:`tiny_spec` ends with: the gen_trt_engine section reading
+        ``<results_dir>/export/model.onnx``, wandb off, then the plugin's ``tiny_overrides``."""
+        from tao_sdk.worker import spec as S
+
+        results_dir = spec["results_dir"]
+        spec["gen_trt_engine"] = {"onnx_file": f"{results_dir}/export/model.onnx",
+                                  "trt_engine": f"{results_dir}/gen_trt_engine/model.engine"}
+        spec["wandb"] = {"enable": False}
+        for key, value in plugin.tiny_overrides(size).items():
+            S.set_value(spec, key, value)
+        return spec

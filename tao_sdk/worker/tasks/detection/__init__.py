@@ -336,13 +336,8 @@ class DetectionTask(Task):
             "inference": {"conf_threshold": 0.0},
             "export": {"onnx_file": f"{results_dir}/export/model.onnx",
                        "input_height": size, "input_width": size, "opset_version": 17},
-            "gen_trt_engine": {"onnx_file": f"{results_dir}/export/model.onnx",
-                               "trt_engine": f"{results_dir}/gen_trt_engine/model.engine"},
-            "wandb": {"enable": False},
         }
-        for key, value in plugin.tiny_overrides(size).items():
-            S.set_value(spec, key, value)
-        return spec
+        return self.finish_tiny_spec(plugin, spec, size)
 
 
 #: The detection task instance the detection plugins share.
