@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "and write the TAO results folder (status.json, experiment.yaml, artifacts).",
     )
     p.add_argument("network", help=f"network: {', '.join(NETWORKS)}")
-    p.add_argument("action", help=f"action: {', '.join(ACTIONS + EXTRA_ACTIONS)} (see supports())")
+    p.add_argument("action", help=f"action: {', '.join(ACTIONS + registry.EXTRA_ACTIONS)} (see supports())")
     p.add_argument("-e", "--experiment_spec", "--experiment-spec", dest="spec", required=True,
                    help="experiment spec YAML (local path or s3:// URI)")
     p.add_argument("overrides", nargs="*", metavar="key=value",
