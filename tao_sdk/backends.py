@@ -75,6 +75,15 @@ class Backend:
         """The argv that runs the job on ``spec_path`` (raises like :meth:`require`)."""
         return [*self.require().argv, "-e", spec_path]
 
+    def preflight(self, spec: dict[str, Any]) -> None:
+        """Refuse at plan time a spec the built-in worker cannot run here (e.g. a quantize
+        mode whose library is not installed, an unknown distill criterion); the check is
+        torch-free. Other backends check their own specs when they run."""
+        if self.kind == WORKER:
+            from .worker.registry import preflight
+
+            preflight(self.network, self.action, spec)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready view (``argv`` as a list)."""
         return {**asdict(self), "argv": list(self.argv)}

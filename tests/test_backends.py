@@ -54,7 +54,7 @@ def _entrypoint(bin_dir: Path, network: str) -> Path:
 
 def test_worker_capability_interface():
     assert worker.supports("rtdetr", "train") and worker.supports("deformable_detr", "gen_trt_engine")
-    assert not worker.supports("rtdetr", "distill")  # TAO action the worker does not implement
+    assert not worker.supports("rtdetr", "dataset_convert")  # TAO action the worker does not implement
     assert not worker.supports("segformer", "train")
     from tao_sdk.worker import registry
 

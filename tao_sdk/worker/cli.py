@@ -30,11 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m tao_sdk.worker``."""
     p = argparse.ArgumentParser(
         prog="python -m tao_sdk.worker",
-        description="Run one TAO job (train / evaluate / inference / export / gen_trt_engine) "
+        description="Run one TAO job (train / distill / quantize / evaluate / inference / export / "
+                    "gen_trt_engine) "
                     "and write the TAO results folder (status.json, experiment.yaml, artifacts).",
     )
     p.add_argument("network", help=f"network: {', '.join(NETWORKS)}")
-    p.add_argument("action", help=f"action: {', '.join(ACTIONS)}")
+    p.add_argument("action", help=f"action: {', '.join(ACTIONS + registry.EXTRA_ACTIONS)} (see supports())")
     p.add_argument("-e", "--experiment_spec", "--experiment-spec", dest="spec", required=True,
                    help="experiment spec YAML (local path or s3:// URI)")
     p.add_argument("overrides", nargs="*", metavar="key=value",

@@ -56,9 +56,6 @@ COMMON_UNHONOURED: dict[str, tuple] = {
     "inference.trt_engine": (),
     "evaluate.num_gpus": (1,),
     "inference.num_gpus": (1,),
-    "evaluate.is_quantized": (False,),
-    "inference.is_quantized": (False,),
-    "export.is_quantized": (False,),
     "export.serialize_nvdsinfer": (False,),
     "export.format": ("onnx",),
     "model.dilation": (False,),
@@ -253,6 +250,12 @@ class NetworkPlugin:
         learning rate of 1e-12 (weights effectively unchanged; the worker rejects 0)."""
         return {"train.num_epochs": 1, "train.checkpoint_interval": 1,
                 "train.validation_interval": 1, "train.optim.lr": 1e-12}
+
+    def demo_distill(self, size: int) -> dict[str, Any] | None:
+        """The demo's distillation setup, or ``None`` when the network offers none:
+        ``{"student": dotted overrides of a smaller student, "bindings": distill.bindings}``
+        (bound outputs of equal shape in student and teacher)."""
+        return None
 
     # ------------------------------------------------------------------ reporting
 

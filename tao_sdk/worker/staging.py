@@ -712,10 +712,14 @@ def list_images(folder: Path) -> list[Path]:
 #: Per action: the spec keys holding files / image folders the action reads. ``[]`` marks a
 #: list, ``{}`` a data-source mapping (or list of mappings) with image_dir / json_file /
 #: classmap entries.
+_TRAIN_STAGED = [("dataset.train_data_sources", "sources"), ("dataset.val_data_sources", "sources"),
+                 ("model.pretrained_backbone_path", "file"), ("train.pretrained_model_path", "file"),
+                 ("train.resume_training_checkpoint_path", "file")]
 STAGED_KEYS: dict[str, list[tuple[str, str]]] = {
-    "train": [("dataset.train_data_sources", "sources"), ("dataset.val_data_sources", "sources"),
-              ("model.pretrained_backbone_path", "file"), ("train.pretrained_model_path", "file"),
-              ("train.resume_training_checkpoint_path", "file")],
+    "train": _TRAIN_STAGED,
+    "distill": [*_TRAIN_STAGED, ("distill.pretrained_teacher_model_path", "file")],
+    "quantize": [("dataset.val_data_sources", "sources"),
+                 ("dataset.quant_calibration_data_sources", "sources"), ("quantize.model_path", "file")],
     "evaluate": [("dataset.test_data_sources", "sources"), ("evaluate.checkpoint", "file")],
     "inference": [("dataset.infer_data_sources", "sources"), ("inference.checkpoint", "file")],
     "export": [("export.checkpoint", "file")],

@@ -46,7 +46,7 @@ def test_worker_import_pulls_no_sdk_planning_modules():
     assert res.returncode == 0, res.stderr
     mods, nets = res.stdout.strip().splitlines()
     assert mods == "[]"
-    assert nets == "True True False False"  # registered networks, read from the registry
+    assert nets == "True True True False"  # registered networks, read from the registry
 
 
 def test_worker_modules_import_in_one_direction():

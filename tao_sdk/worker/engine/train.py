@@ -46,7 +46,7 @@ __all__ = ["train", "EMA", "build_optimizer", "build_scheduler", "PROGRESS_EVERY
 PROGRESS_EVERY_S = 60.0
 #: Spec keys of files a train job loads besides its datasets.
 _MODEL_FILES = ("model.pretrained_backbone_path", "train.pretrained_model_path",
-                "train.resume_training_checkpoint_path")
+                "train.resume_training_checkpoint_path", "distill.pretrained_teacher_model_path")
 
 
 class EMA:
@@ -261,8 +261,12 @@ def _prepare(ctx, arch: dict, seed: int):
     return data, files
 
 
-def train(ctx) -> str:
+def train(ctx, regulariser=None) -> str:
     """Train the network; write checkpoints, the latest link and per-epoch status lines.
+
+    ``regulariser(ctx, model, device, files)`` (the distill action) returns an object whose
+    ``step_loss(plugin, model, batch, device, arch)`` replaces the plugin's forward + loss in
+    each step (task loss plus its own term) and whose ``notes`` go into the start line.
 
     In a distributed job (see :mod:`tao_sdk.worker.distributed`) every rank runs this: the
     model is wrapped in ``DistributedDataParallel``, the train samples are split by a
@@ -288,8 +292,9 @@ def train(ctx) -> str:
             f"process (effective batch {batch_size * dist.world_size}); validation sharded "
             "across the ranks, metrics on rank 0")
     extra += D.launch_notes() + D.single_process_notes(spec)
-    R.report_start(ctx, arch, extra)
     model, device = _build_model(ctx, arch, files)
+    reg = regulariser(ctx, model, device, files) if regulariser is not None else None
+    R.report_start(ctx, arch, extra + (reg.notes if reg is not None else []))
 
     sampler = None
     if dist.world_size > 1:
@@ -319,6 +324,7 @@ def train(ctx) -> str:
     train_model = _ddp(ctx, model, arch, device) if dist.world_size > 1 else model
     loop = _Loop(ctx, arch, model, train_model, loader, sampler, optimizer, scheduler, ema,
                  data.val, iv, batch_size, device, steps_per_epoch, max_step, seed)
+    loop.regulariser = reg
     last_ckpt = loop.run(start_epoch, global_step, skip_steps)
     # Every rank finished (a rank that failed after its last step fails the job here).
     D.barrier()
@@ -326,7 +332,8 @@ def train(ctx) -> str:
     summary = ", ".join(f"{k}={v:.4f}" for k, v in final.items() if isinstance(v, float))
     where = last_ckpt.name if last_ckpt is not None else "no checkpoint"
     ranks = f" on {dist.world_size} processes" if dist.world_size > 1 else ""
-    return (f"Train finished successfully{ranks}: {num_epochs} epochs, {summary}; last "
+    what = "Distill" if reg is not None else "Train"
+    return (f"{what} finished successfully{ranks}: {num_epochs} epochs, {summary}; last "
             f"checkpoint {where}.")
 
 
@@ -349,6 +356,7 @@ class _Loop:
         self.epoch_times: list[float] = []
         self.last_ckpt: Path | None = None
         self.global_step = 0
+        self.regulariser = None
 
     def run(self, start_epoch: int, global_step: int, skip_steps: int = 0) -> Path | None:
         """Train epochs ``start_epoch .. num_epochs - 1`` (the first ``skip_steps`` batches of
@@ -365,8 +373,12 @@ class _Loop:
         import torch
 
         ctx, dist = self.ctx, D.state()
-        out = ctx.plugin.forward(self.train_model, batch, self.device, with_labels=True)
-        loss = ctx.plugin.loss(out, self.arch)
+        if self.regulariser is not None:
+            loss = self.regulariser.step_loss(ctx.plugin, self.train_model, batch, self.device,
+                                              self.arch)
+        else:
+            out = ctx.plugin.forward(self.train_model, batch, self.device, with_labels=True)
+            loss = ctx.plugin.loss(out, self.arch)
         # Mean over the ranks: every rank sees a divergence at the same step.
         loss_value = D.all_reduce_mean(loss.detach()) if dist.world_size > 1 else None
         if not (math.isfinite(loss_value) if loss_value is not None

@@ -501,15 +501,6 @@ def _ignore(model) -> int:
     return int(inner.config.ignore_value)
 
 
-def _positive(spec: dict[str, Any], key: str, default: int) -> int:
-    """``spec[key]`` as an int >= 1 (``-1`` / unset: ``default``)."""
-    value = S.get(spec, key, default)
-    value = default if value in (None, -1) else int(value)
-    if value < 1:
-        raise SpecError(f"{key}={value} must be >= 1")
-    return value
-
-
 def _onnx_job(model, arch, spec):
     """The :class:`OnnxExport` of ``model`` for the ``export`` section of ``spec``."""
     import torch

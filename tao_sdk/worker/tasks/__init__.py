@@ -11,6 +11,8 @@ The engine calls, per action:
   -> KPIs (``val_*``);
 - evaluate / inference: :meth:`Task.evaluate` / :meth:`Task.inference` with the loaded model
   (a torch module, or :meth:`Task.trt_model` around a TensorRT engine);
+- quantize: :meth:`Task.eval_data` (validation / calibration data), :meth:`Task.batches`
+  (calibration forward passes) and :meth:`Task.validate` (KPIs before / after);
 
 and the tools outside the worker call:
 
@@ -93,6 +95,24 @@ class Task:
                  batch_size: int) -> dict[str, Any]:
         """Validation KPIs of ``model`` on ``val`` (``{}`` on ranks other than 0)."""
         raise NotImplementedError
+
+    def eval_data(self, ctx, arch: dict[str, Any], key: str) -> Any:
+        """The (staged) data of ``ctx.spec[key]`` in the form :meth:`validate` and
+        :meth:`batches` take (quantize: ``dataset.val_data_sources`` and
+        ``dataset.quant_calibration_data_sources``); ``None`` when the key is unset."""
+        raise self._no_quantize()
+
+    def batches(self, ctx, plugin, arch: dict[str, Any], data: Any, batch_size: int):
+        """Collated batches of ``data`` (from :meth:`eval_data`) with evaluation preprocessing,
+        ready for ``plugin.forward`` (calibration of a quantized model)."""
+        raise self._no_quantize()
+
+    def _no_quantize(self):
+        from tao_sdk.worker.errors import WorkerError
+
+        return WorkerError(f"quantize is not available for the {self.name} task in this worker "
+                           "(its task has no eval_data / batches hooks); run quantize in the "
+                           "TAO container (TAO_SKILLS_ENTRYPOINT)")
 
     def evaluate(self, ctx, plugin, model, arch: dict[str, Any],
                  input_size: tuple[int, int] | None) -> str:
