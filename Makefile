@@ -10,7 +10,10 @@ TORCH_VERSION    := 2.13.0
 .PHONY: demo test venv venv-dev bench-smoke clean slurm-up slurm-down
 
 # Fails when a requirement pulled a CUDA build of torch (several GB of nvidia-* wheels).
-NO_CUDA_WHEELS = @if $(PY) -m pip list 2>/dev/null | grep -i '^nvidia-' | grep -qvi '^nvidia-tao-core '; then \
+# Allowed nvidia-* packages: TAO Core (maintainer tooling), ModelOpt and its NVML bindings
+# (pure Python, no CUDA runtime).
+NO_CUDA_WHEELS = @if $(PY) -m pip list 2>/dev/null | grep -i '^nvidia-' \
+	| grep -qviE '^nvidia-(tao-core|modelopt|ml-py) '; then \
 	echo "ERROR: CUDA wheels (nvidia-*) were installed; a requirement pulled a newer torch" >&2; exit 1; fi
 
 $(VENV)/bin/python:
@@ -25,7 +28,7 @@ $(VENV)/.runtime: pyproject.toml | $(VENV)/bin/python
 # CI proves the generated schemas/templates are up to date.
 $(VENV)/.dev: pyproject.toml $(VENV)/.runtime
 	$(PIP) torch==$(TORCH_VERSION)
-	$(PIP) -e '.[dev,maintainer,worker,automl,bench]'
+	$(PIP) -e '.[dev,maintainer,worker,quantize,automl,bench]'
 	$(NO_CUDA_WHEELS)
 	$(PIP) --no-deps nvidia-tao-core==$(TAO_CORE_VERSION)
 	touch $@

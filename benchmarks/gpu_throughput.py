@@ -57,7 +57,7 @@ def template_spec(network: str, data: dict, results_dir: str, size: int, batch: 
     spec["dataset"]["train_data_sources"] = tiny["dataset"]["train_data_sources"]
     spec["dataset"]["val_data_sources"] = None
     spec["dataset"]["num_classes"] = tiny["dataset"]["num_classes"]
-    spec["dataset"]["batch_size"] = batch
+    S.set_value(spec, plugin.task.batch_size_key, batch)
     for key, value in plugin.tiny_overrides(size).items():
         if key.startswith("dataset.augmentation."):
             S.set_value(spec, key, value)
@@ -72,12 +72,14 @@ def data_rate(network: str, spec: dict[str, Any], epochs: int) -> float:
     """Images/s of the task's data pipeline alone with the spec's loader workers."""
     import torch
 
+    from tao_sdk.worker import spec as S
+
     plugin = W._plugin(network)
     arch = plugin.build_arch(spec)
     samples, _val = plugin.task.load_train(spec, arch)
     ds, coll = plugin.task.train_dataset(plugin, spec, arch, samples, W._SEED)
     workers = int(spec["dataset"].get("workers") or 0)
-    loader = torch.utils.data.DataLoader(ds, batch_size=spec["dataset"]["batch_size"],
+    loader = torch.utils.data.DataLoader(ds, batch_size=S.get(spec, plugin.task.batch_size_key),
                                          shuffle=True, collate_fn=coll, num_workers=workers,
                                          persistent_workers=bool(workers), pin_memory=True,
                                          prefetch_factor=4 if workers else None)
@@ -94,9 +96,11 @@ def data_rate(network: str, spec: dict[str, Any], epochs: int) -> float:
 
 def worker_rate(network: str, spec: dict[str, Any], precision: str, workdir: Path) -> float:
     """Median warm-epoch images/s of the worker at ``precision``."""
+    from tao_sdk.worker import spec as S
     spec = copy.deepcopy(spec)
     spec["train"]["precision"] = precision
-    w = W.worker_loop(network, spec, workdir, f"gpu-{precision}-{spec['dataset']['batch_size']}")
+    batch = S.get(spec, W._plugin(network).task.batch_size_key)
+    w = W.worker_loop(network, spec, workdir, f"gpu-{precision}-{batch}")
     warm = w["epoch_s"][1:] or w["epoch_s"]
     return len_images(spec) / statistics.median(warm)
 

@@ -69,9 +69,11 @@ def tiny_spec(network: str, ds: dict, results_dir: str, size: int, epochs: int) 
 
 
 def _metric(network: str) -> tuple[str, str]:
+    """The KPI compared untrained vs trained: the plugin's ``demo_metric``, else the skill's
+    monitoring metric."""
     from tao_sdk.bank import SkillBank
 
-    return SkillBank().get(network).metric
+    return _plugin(network).demo_metric or SkillBank().get(network).metric
 
 
 def _train(spec: dict[str, Any], network: str, workdir: Path, tag: str
@@ -115,7 +117,7 @@ def run(network: str, epochs: int, n_train: int, n_val: int, size: int,
     return {
         "network": network, "exit_code": code, "epochs": epochs, "train_images": n_train,
         "val_images": n_val, "image_size": size,
-        "batch_size": spec["dataset"]["batch_size"], "steps_per_epoch": steps_per_epoch,
+        "batch_size": S.get(spec, plugin.task.batch_size_key), "steps_per_epoch": steps_per_epoch,
         "first_epoch_s": round(times[0], 3) if times else None,
         "seconds_per_epoch": round(per_epoch, 3),
         "steps_per_second": round(steps_per_epoch / per_epoch, 2) if per_epoch else None,
@@ -136,7 +138,7 @@ def overhead_spec(network: str, ds: dict, results_dir: str, size: int, epochs: i
     """The spec both sides of the overhead comparison are built from: no validation data,
     validation and checkpoint intervals beyond the run."""
     spec = tiny_spec(network, ds, results_dir, size, epochs)
-    del spec["dataset"]["val_data_sources"]
+    S.set_value(spec, _plugin(network).task.val_data_key, None)
     spec["train"].update(validation_interval=epochs + 1, checkpoint_interval=epochs + 1,
                          seed=_SEED)
     return spec
@@ -164,7 +166,7 @@ def plain_loop(network: str, spec: dict[str, Any], epochs: int, device: str = "c
     ds, coll = plugin.task.train_dataset(plugin, spec, arch, samples, _SEED)
     gen = torch.Generator()
     gen.manual_seed(_SEED)
-    loader = torch.utils.data.DataLoader(ds, batch_size=spec["dataset"]["batch_size"],
+    loader = torch.utils.data.DataLoader(ds, batch_size=S.get(spec, plugin.task.batch_size_key),
                                          shuffle=True, collate_fn=coll, generator=gen,
                                          num_workers=workers, persistent_workers=bool(workers))
     optim = spec["train"]["optim"]
@@ -239,7 +241,7 @@ def overhead(network: str, epochs: int, n_train: int, size: int, repeats: int,
     return {
         "network": network, "benchmark": "overhead", "epochs": epochs,
         "warm_epochs_per_side": len(plain_warm), "repeats": repeats, "train_images": n_train,
-        "image_size": size, "batch_size": spec["dataset"]["batch_size"],
+        "image_size": size, "batch_size": S.get(spec, _plugin(network).task.batch_size_key),
         "steps_per_epoch": steps["plain"],
         "plain_epoch_s": round(plain_s, 4), "worker_epoch_s": round(worker_s, 4),
         "plain_images_per_s": round(plain_ips, 2), "worker_images_per_s": round(worker_ips, 2),

@@ -75,6 +75,15 @@ class Backend:
         """The argv that runs the job on ``spec_path`` (raises like :meth:`require`)."""
         return [*self.require().argv, "-e", spec_path]
 
+    def preflight(self, spec: dict[str, Any]) -> None:
+        """Refuse at plan time a spec the built-in worker cannot run here (e.g. a quantize
+        mode whose library is not installed, an unknown distill criterion); the check is
+        torch-free. Other backends check their own specs when they run."""
+        if self.kind == WORKER:
+            from .worker.registry import preflight
+
+            preflight(self.network, self.action, spec)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready view (``argv`` as a list)."""
         return {**asdict(self), "argv": list(self.argv)}
@@ -98,8 +107,8 @@ def _container_hint(command: str, action: str, container: str | None) -> str:
 
 
 def _none(network: str, action: str, installed: bool, worker: Any, container: str | None,
-          command: str, verb: str) -> Backend:
-    if worker is not None and worker.supports(network, action):
+          command: str, verb: str, model_type: str | None = None) -> Backend:
+    if worker is not None and worker.supports(network, action, model_type):
         why = f"the built-in worker implements it but is not installed ({WORKER_INSTALL})"
     elif worker is not None:
         why = (f"the built-in worker runs {', '.join(worker.NETWORKS)} ({', '.join(worker.ACTIONS)}), "
@@ -111,7 +120,7 @@ def _none(network: str, action: str, installed: bool, worker: Any, container: st
 
 
 def resolve_backend(network: str, action: str, *, container: str | None = None,
-                    entry: tuple[str, str] | None = None) -> Backend:
+                    entry: tuple[str, str] | None = None, model_type: str | None = None) -> Backend:
     """Which backend runs ``action`` of ``network`` here (see the module doc for the order).
 
     Args:
@@ -121,6 +130,8 @@ def resolve_backend(network: str, action: str, *, container: str | None = None,
             "none" message so the user knows what to pull.
         entry: (command, verb) of the TAO container when TAO maps the action to another network
             or verb (e.g. ``("image", "validate")`` for ``validate_images``); default (network, action).
+        model_type: the ``model.model_type`` the skill pins (skill_info), for networks whose worker
+            plugin builds only some model types (``depth_net``: the stereo ones).
     """
     command, verb = entry or (network, action)
     forced = os.environ.get(ENTRYPOINT_ENV)
@@ -128,14 +139,14 @@ def resolve_backend(network: str, action: str, *, container: str | None = None,
         return Backend(network, action, ENTRYPOINT, (*forced.split(), command, verb),
                        f"TAO container entrypoint forced by {ENTRYPOINT_ENV}: {forced}")
     installed, worker = worker_capability()
-    if installed and worker.supports(network, action):
+    if installed and worker.supports(network, action, model_type):
         # the node's interpreter, filled in by the platform (no path of this machine in the job)
         return Backend(network, action, WORKER, (NODE_PYTHON, "-m", "tao_sdk.worker", network, action),
                        "built-in worker (python -m tao_sdk.worker)")
     found = shutil.which(command)
     if found:
         return Backend(network, action, ENTRYPOINT, (found, verb), f"TAO container entrypoint on PATH: {found}")
-    return _none(network, action, installed, worker, container, command, verb)
+    return _none(network, action, installed, worker, container, command, verb, model_type)
 
 
 def skill_backend(skill: Any, action: str, deploy: bool = False) -> Backend:
@@ -148,7 +159,8 @@ def skill_backend(skill: Any, action: str, deploy: bool = False) -> Backend:
         containers.get("deploy_image" if tensorrt else "image") or containers.get("image")
     command = (containers.get("commands") or {}).get(action)
     return resolve_backend(skill.network, action, container=container,
-                           entry=tuple(command.split(" ", 1)) if command else None)
+                           entry=tuple(command.split(" ", 1)) if command else None,
+                           model_type=skill.info.get("model_type"))
 
 
 def skill_backends(skill: Any) -> dict[str, Backend]:

@@ -250,6 +250,7 @@ class SkillBank:
                 f"no skills/ folder under {self.root}; set TAO_SKILLS_DIR to a bank root or reinstall tao-skill-bank"
             )
         self._cache: dict[str, Skill] = {}
+        self._infos: dict[str, dict[str, Any]] = {}
 
     def names(self) -> list[str]:
         """Sorted skill names."""
@@ -298,7 +299,13 @@ class SkillBank:
         return name == info.get("network") and info.get("network_alias", True)
 
     def _peek_info(self, name: str) -> dict[str, Any]:
-        path = self.skills_dir / name / "references" / "skill_info.yaml"
+        """skill_info.yaml of a skill folder ({} when absent or unreadable), read once per bank."""
+        if name not in self._infos:
+            self._infos[name] = self._read_info(self.skills_dir / name / "references" / "skill_info.yaml")
+        return self._infos[name]
+
+    @staticmethod
+    def _read_info(path: Path) -> dict[str, Any]:
         if not path.exists():
             return {}
         try:

@@ -74,6 +74,8 @@ _LAST_NUMBER_RE = re.compile(r"(\d+)(?!.*\d)")
 _TRAIN_LIKE_PARENTS = ("train", "automl", "distill")
 _BEST_CHILDREN = ("evaluate", "inference", "export", "distill", "quantize")
 _ENGINE_CHILDREN = ("evaluate", "inference", "trt_evaluate", "trt_inference")
+#: A quantize job holds one (quantized) checkpoint that these actions load with is_quantized.
+_QUANTIZED_CHILDREN = ("evaluate", "inference", "export")
 
 
 @dataclass(frozen=True)
@@ -456,6 +458,7 @@ def mode_for(action: str, parent_action: str | None) -> str:
     ``resume``                                             any / none            ``latest``
     evaluate, inference, export, distill, quantize         train, automl,        ``best``
                                                            distill
+    evaluate, inference, export                            quantize              ``best``
     gen_trt_engine                                         export                ``onnx``
     evaluate, inference, trt_evaluate, trt_inference       gen_trt_engine        ``engine``
     =====================================================  ====================  ===========
@@ -482,11 +485,12 @@ def mode_for(action: str, parent_action: str | None) -> str:
                           "run export on the trained job first",
         "trt_evaluate": "a gen_trt_engine parent (it runs the TensorRT engine)",
         "trt_inference": "a gen_trt_engine parent (it runs the TensorRT engine)",
-        "evaluate": "a train (or automl) parent for a checkpoint, or a gen_trt_engine parent "
-                    "for a TensorRT engine",
-        "inference": "a train (or automl) parent for a checkpoint, or a gen_trt_engine parent "
-                     "for a TensorRT engine",
-        "export": "a train (or automl) parent (it exports a checkpoint to ONNX)",
+        "evaluate": "a train, automl, distill or quantize parent for a checkpoint, or a "
+                    "gen_trt_engine parent for a TensorRT engine",
+        "inference": "a train, automl, distill or quantize parent for a checkpoint, or a "
+                     "gen_trt_engine parent for a TensorRT engine",
+        "export": "a train, automl, distill or quantize parent (it exports a checkpoint to "
+                  "ONNX)",
         "distill": "a train (or automl) parent (the teacher checkpoint)",
         "quantize": "a train (or automl) parent (it quantizes a checkpoint)",
     }
@@ -495,6 +499,8 @@ def mode_for(action: str, parent_action: str | None) -> str:
         raise ParentModelError(f"{act} needs {hint}, but no parent job was given; pass the "
                                "parent job id")
     if parent in _TRAIN_LIKE_PARENTS and act in _BEST_CHILDREN:
+        return "best"
+    if parent == "quantize" and act in _QUANTIZED_CHILDREN:
         return "best"
     if parent == "export" and act == "gen_trt_engine":
         return "onnx"
@@ -509,5 +515,6 @@ def mode_for(action: str, parent_action: str | None) -> str:
     raise ParentModelError(
         f"action {act!r} has no parent-model rule (parent {parent!r}); supported: "
         "evaluate/inference/export/distill/quantize of a train or automl parent, "
+        "evaluate/inference/export of a quantize parent, "
         "gen_trt_engine of an export parent, evaluate/inference/trt_evaluate/trt_inference of "
         "a gen_trt_engine parent, resume.")

@@ -121,6 +121,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"{skill.name}: {skill.description}\n  folder: {skill.dir}")
         if skill.info:
             metric = skill.info.get("monitoring_metric", {})
+            print(f"  task: {skill.info.get('task') or skill.info.get('dataset_type')}")
             print(f"  network: {skill.network}  metric: {metric.get('name')} ({metric.get('direction')})"
                   f"  automl: {'yes' if skill.info.get('automl_enabled') else 'no'}")
             print(f"  actions: {', '.join(skill.actions)}")
@@ -386,7 +387,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(json_mode=args.json, quick=args.quick, network=args.network)
+    return run_demo(json_mode=args.json, quick=args.quick, network=args.network,
+                    with_distill=args.with_distill, with_quantize=args.with_quantize)
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
@@ -495,6 +497,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--network", choices=NETWORKS, default=DEFAULT_NETWORK,
                    help=f"network to run (default {DEFAULT_NETWORK})")
     p.add_argument("--quick", action="store_true", help="smaller data and fewer epochs (< 5 min on 2 cores)")
+    p.add_argument("--with-distill", action="store_true",
+                   help="also train a smaller student alone and distilled from the trained model (same epochs)")
+    p.add_argument("--with-quantize", action="store_true",
+                   help="also quantize the trained model (each mode that runs here): size and metric vs float")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("cache", help="show the worker's dataset cache (size, entries) or clear it")

@@ -100,11 +100,32 @@ def _require_worker(network: str):
     return registry.get(network)
 
 
+#: The demo's quantize jobs: name -> ``quantize.*`` overrides (every module the backend covers); a
+#: mode refused at plan time here (torchao int4 without its kernels) is reported with the reason.
+QUANTIZE_MODES: dict[str, dict[str, Any]] = {
+    "torchao_int8_weight_only": {"quantize.backend": "torchao", "quantize.mode": "weight_only_ptq",
+                                 "quantize.layers": [{"module_name": "*", "weights": {"dtype": "int8"}}]},
+    "torchao_fp8_weight_only": {"quantize.backend": "torchao", "quantize.mode": "weight_only_ptq",
+                                "quantize.layers": [{"module_name": "*",
+                                                     "weights": {"dtype": "float8_e4m3fn"}}]},
+    "torchao_int4_weight_only": {"quantize.backend": "torchao", "quantize.mode": "weight_only_ptq",
+                                 "quantize.layers": [{"module_name": "*", "weights": {"dtype": "int4"}}]},
+    "modelopt_int8_static": {"quantize.backend": "modelopt.pytorch", "quantize.mode": "static_ptq",
+                             "quantize.layers": [{"module_name": "*", "weights": {"dtype": "int8"},
+                                                  "activations": {"dtype": "int8"}}]},
+}
+
+
 def run_demo(json_mode: bool = False, quick: bool = False, workspace: Workspace | None = None,
-             network: str = DEFAULT_NETWORK) -> int:
+             network: str = DEFAULT_NETWORK, with_distill: bool = False, with_quantize: bool = False) -> int:
     """Run the demo of ``network`` and print KPIs, artifact paths and a preview PNG (JSON with
     ``json_mode``: ``metric``, ``direction``, ``untrained``, ``trained``, ``onnx``, ``jobs``...);
-    returns the exit status."""
+    returns the exit status.
+
+    ``with_distill``: the plugin's smaller student (``demo_distill``) trained alone and distilled
+    from the trained model, same epochs (JSON ``distill``: both metrics). ``with_quantize``: a
+    quantize job per :data:`QUANTIZE_MODES` on the trained model (JSON ``quantize``: per mode
+    the float and quantized size and metric)."""
     from .bank import SkillBank
 
     plugin = _require_worker(network)
@@ -112,13 +133,15 @@ def run_demo(json_mode: bool = False, quick: bool = False, workspace: Workspace 
     workspace = workspace or default_workspace()
     started = time.monotonic()
     plan = plugin.demo_plan(quick)
-    metric, direction = SkillBank().get(network).metric
+    metric, direction = plugin.demo_metric or SkillBank().get(network).metric
     roots = make_demo_dataset(workspace, plugin, plan["n_train"], plan["n_val"], plan["size"])
     _say(f"dataset: {plan['n_train']} train / {plan['n_val']} val synthetic {plugin.task.name} samples in "
          f"{Path(roots['train']).parent}", json_mode)
     datasets = plugin.task.demo_datasets(roots)
     overrides = plugin.demo_train_overrides(plan["epochs"], plan["size"])
-    kw = dict(workspace=workspace, automl_policy="off")
+    kw: dict[str, Any] = dict(workspace=workspace, automl_policy="off")
+    if plugin.task.demo_format:
+        kw["dataset_format"] = plugin.task.demo_format
 
     def child(action: str, parent: Job, **extra: Any) -> Job:
         return _run(network, action, json_mode, parent_job_id=parent.id,
@@ -128,7 +151,7 @@ def run_demo(json_mode: bool = False, quick: bool = False, workspace: Workspace 
                     spec_overrides={**overrides, **plugin.demo_untrained_overrides()})
     train = _run(network, "train", json_mode, datasets=datasets["train"], spec_overrides=overrides, **kw)
     evaluate = child("evaluate", train, datasets=datasets["evaluate"])
-    export = child("export", train, datasets=datasets["export"])
+    export = child("export", train, datasets=datasets.get("export"))
     inference = child("inference", train, datasets=datasets["inference"])
     engine = None
     why_not = tensorrt_unavailable()
@@ -136,6 +159,13 @@ def run_demo(json_mode: bool = False, quick: bool = False, workspace: Workspace 
         engine = child("gen_trt_engine", export, datasets=datasets["gen_trt_engine"])
     else:
         _say(f"gen_trt_engine: skipped ({why_not})", json_mode)
+
+    extra: dict[str, Any] = {}
+    if with_distill:
+        extra["distill"] = _distill_demo(network, plugin, plan, train, datasets["train"], overrides,
+                                         metric, direction, json_mode, kw)
+    if with_quantize:
+        extra["quantize"] = _quantize_demo(network, train, datasets["train"], metric, json_mode, kw)
 
     preview = plugin.task.preview_dir
     shown = sorted(p for p in inference.artifacts() if preview and f"/{preview}/" in p.replace("\\", "/")
@@ -155,6 +185,7 @@ def run_demo(json_mode: bool = False, quick: bool = False, workspace: Workspace 
         "checkpoint": evaluate.result.get("parent_artifact"),
         "onnx": next((a for a in export.artifacts() if a.endswith(".onnx")), None),
         "predictions_png": str(picture) if picture else None,
+        **extra,
         "seconds": round(time.monotonic() - started, 1),
     }
     if json_mode:
@@ -175,7 +206,56 @@ def _print_summary(summary: dict[str, Any], epochs: int, workspace: Workspace) -
     print(f"  best checkpoint: {summary['checkpoint']}")
     print(f"  ONNX model:      {summary['onnx']}")
     print(f"  predictions PNG: {summary['predictions_png']}")
+    if "distill" in summary:
+        d = summary["distill"]
+        print(f"  distill ({epochs} epochs each, student {d['student']}): {metric} student alone "
+              f"{d['student_alone']:.3f}, distilled from the trained model {d['student_distilled']:.3f}")
+    for mode, q in (summary.get("quantize") or {}).items():
+        if "refused" in q:
+            print(f"  quantize {mode}: refused here - {q['refused']}")
+            continue
+        print(f"  quantize {mode}: {q['float_size_mb']:.2f} MB -> {q['size_mb']:.2f} MB, {metric} "
+              f"{_fmt(q['float_metric'])} -> {_fmt(q['metric'])}")
     print(f"  jobs: `tao-skills jobs` (workspace {workspace.root})")
+
+
+def _distill_demo(network: str, plugin, plan: dict, teacher: Job, datasets: dict, overrides: dict,
+                  metric: str, direction: str, json_mode: bool, kw: dict) -> dict[str, Any]:
+    """The plugin's smaller student trained alone and distilled from ``teacher`` (same data,
+    epochs and settings); returns both best metrics and the job ids."""
+    setup = plugin.demo_distill(plan["size"])
+    if setup is None:
+        raise TaoSkillsError(f"tao-skills demo --with-distill: the {network} plugin defines no demo student "
+                             "(NetworkPlugin.demo_distill); run the demo without --with-distill")
+    student = {**overrides, **setup["student"]}
+    alone = _run(network, "train", json_mode, datasets=datasets, spec_overrides=student, **kw)
+    distilled = _run(network, "distill", json_mode, parent_job_id=teacher.id, datasets=datasets,
+                     spec_overrides={**student, "distill.bindings": setup["bindings"]}, **kw)
+    return {"student": setup["student"], "bindings": setup["bindings"],
+            "student_alone": _best(alone, metric, direction),
+            "student_distilled": _best(distilled, metric, direction),
+            "jobs": {"student_alone": alone.id, "distill": distilled.id}}
+
+
+def _quantize_demo(network: str, parent: Job, datasets: dict, metric: str, json_mode: bool,
+                   kw: dict) -> dict[str, Any]:
+    """One quantize job per :data:`QUANTIZE_MODES` on ``parent``; a mode refused here (missing
+    library) is reported with the reason instead; a job that fails stops the demo."""
+    from .worker.errors import SpecError
+
+    out: dict[str, Any] = {}
+    for mode, spec in QUANTIZE_MODES.items():
+        try:
+            job = _run(network, "quantize", json_mode, parent_job_id=parent.id, datasets=datasets,
+                       spec_overrides=spec, **kw)
+        except SpecError as exc:  # refused at plan time (create_job): nothing ran
+            _say(f"quantize {mode}: refused ({exc})", json_mode)
+            out[mode] = {"refused": str(exc)}
+            continue
+        k = job.kpis
+        out[mode] = {"job": job.id, "float_size_mb": k.get("float_model_size_mb"), "size_mb": k.get("model_size_mb"),
+                     "float_metric": k.get(f"float_{metric}"), "metric": k.get(metric)}
+    return out
 
 
 def contact_sheet(images: list[str], out: Path, columns: int = 4) -> Path:

@@ -184,12 +184,13 @@ class JobPlan:
                 "warnings": self.warnings, "notes": self.notes, "automl": self.automl, "spec": self.spec}
 
 
-def worker_command(network: str, action: str, spec_path: str) -> list[str]:
+def worker_command(network: str, action: str, spec_path: str, model_type: str | None = None) -> list[str]:
     """argv that runs one job, from :func:`tao_sdk.backends.resolve_backend`: ``$TAO_SKILLS_ENTRYPOINT``
     when set, else the project's worker when it is installed and supports (network, action), else the
-    TAO container entrypoint ``<network> <action> -e spec.yaml`` on PATH. Raises PlatformError naming
+    TAO container entrypoint ``<network> <action> -e spec.yaml`` on PATH (``model_type``: the skill's pinned
+    ``model.model_type``, see :func:`tao_sdk.backends.resolve_backend`). Raises PlatformError naming
     what to install when none can run it."""
-    return resolve_backend(network, action).command(spec_path)
+    return resolve_backend(network, action, model_type=model_type).command(spec_path)
 
 
 def plan_job(
@@ -248,10 +249,13 @@ def plan_job(
                             dataset_format=dataset_format, inherited=inherited, sdk_values=mapped.values,
                             deploy=deploy, bank=bank)
     if source is not None:
-        _check_parent_agreement(source, composed.spec, inherited)
+        _check_parent_agreement(source, composed.spec, inherited, own_model=action in OWN_MODEL_ACTIONS)
+    backend = skill_backend(skill, action, deploy)
+    if not route.automl:
+        backend.preflight(composed.spec)
     return JobPlan(job_id, skill.name, action, route, composed.spec, deploy, mapped.parent, results_uri,
                    None, mapped.downloads, mapped.warnings + composed.warnings, mapped.notes + composed.notes,
-                   skill_backend(skill, action, deploy), secret_env=composed.secret_env)
+                   backend, secret_env=composed.secret_env)
 
 
 def _check_takes_parent(skill: Skill, action: str, parent_job_id: str | None) -> None:
@@ -285,15 +289,22 @@ _MUST_MATCH_RE = [re.compile(p) for p in PARENT_MUST_MATCH]
 _MAY_DIFFER_RE = re.compile(PARENT_MAY_DIFFER)
 
 
-def _check_parent_agreement(source: JobRecord, spec: Mapping[str, Any], inherited: Mapping[str, Any]) -> None:
-    """Raise when the user set a must-match setting to something else than the train job used."""
+#: Actions whose ``model`` section describes a new network rather than the parent's checkpoint
+#: (the distill student: it starts from the teacher's settings and may change any of them).
+OWN_MODEL_ACTIONS = ("distill",)
+
+
+def _check_parent_agreement(source: JobRecord, spec: Mapping[str, Any], inherited: Mapping[str, Any],
+                            own_model: bool = False) -> None:
+    """Raise when the user set a must-match setting to something else than the train job used
+    (``own_model``: the ``model`` section is the job's own, see :data:`OWN_MODEL_ACTIONS`)."""
     from .spec import flatten
 
     final = flatten(spec)
     bad = []
     for key, trained in inherited.items():
         if not any(r.match(key) for r in _MUST_MATCH_RE) or key not in final or \
-                _MAY_DIFFER_RE.search(key.rsplit(".", 1)[-1]):
+                _MAY_DIFFER_RE.search(key.rsplit(".", 1)[-1]) or (own_model and key.startswith("model.")):
             continue
         if final[key] != trained:
             bad.append(f"{key} = {final[key]!r} but train job {source.id} used {trained!r}")
@@ -316,7 +327,7 @@ def _train_ancestor(workspace: Workspace, record: JobRecord) -> JobRecord | None
             best = (record.result or {}).get("best_child_id")
             record = workspace.store.get(best) if best else None
             continue
-        if record.action == "train":
+        if record.action in ("train", *OWN_MODEL_ACTIONS):  # a distill job trained its own model
             return record
         record = workspace.store.get(record.parent_id) if record.parent_id else None
     return None
@@ -746,7 +757,8 @@ def resume_job(job_id: str, *, platform: str | None = None, encryption_key: str 
     route = Route(skill.name, False, "off", f"resuming {job_id} from {latest.uri}")
     plan = JobPlan(new_id, skill.name, "train", route, spec, False, ParentArtifact(job_id, latest.uri, "latest",
                    latest.reason), results_uri, notes=[f"resumed from {job_id}: {latest.uri}"])
-    plan.command = worker_command(skill.network, "train", str(workspace.job_dir(new_id) / "spec.yaml"))
+    plan.command = worker_command(skill.network, "train", str(workspace.job_dir(new_id) / "spec.yaml"),
+                                  model_type=skill.info.get("model_type"))
     return submit_plan(plan, platform=platform or old.platform, encryption_key=encryption_key, workspace=workspace,
                        parent_id=job_id, kind=old.kind)
 

@@ -34,6 +34,16 @@ def bare_path(tmp_path, monkeypatch) -> Path:
     return bin_dir
 
 
+@pytest.fixture
+def no_worker_oneformer(monkeypatch):
+    """The worker without its OneFormer plugin: 'oneformer' stands for a network it cannot run."""
+    from tao_sdk.worker import registry
+
+    monkeypatch.setattr(registry, "REGISTRY", {k: v for k, v in registry.REGISTRY.items()
+                                               if k != "oneformer"})
+    monkeypatch.setattr(worker, "NETWORKS", tuple(registry.REGISTRY))
+
+
 def _entrypoint(bin_dir: Path, network: str) -> Path:
     """A TAO container-style command ``<network> <action> -e spec.yaml`` (the test double behind it)."""
     script = bin_dir / network
@@ -44,9 +54,14 @@ def _entrypoint(bin_dir: Path, network: str) -> Path:
 
 def test_worker_capability_interface():
     assert worker.supports("rtdetr", "train") and worker.supports("deformable_detr", "gen_trt_engine")
-    assert not worker.supports("rtdetr", "distill")  # TAO action the worker does not implement
+    assert not worker.supports("rtdetr", "dataset_convert")  # TAO action the worker does not implement
     assert not worker.supports("segformer", "train")
-    assert all(worker.supports(n, a) for n in worker.NETWORKS for a in worker.ACTIONS)
+    from tao_sdk.worker import registry
+
+    assert all(a in registry.actions(n) for n in worker.NETWORKS for a in worker.ACTIONS)
+    # a network shared by several TAO models is supported only for the model types it builds
+    assert worker.supports("depth_net", "train", "FastFoundationStereo")
+    assert not worker.supports("depth_net", "train", "RelativeDepthAnything")
 
 
 @pytest.mark.skipif(not HAVE_TORCH, reason="the built-in worker needs torch")
@@ -59,7 +74,7 @@ def test_worker_when_installed_and_supported(bare_path, tmp_path):
     assert plan.backend.kind == "worker" and plan.command[1:4] == ["-m", "tao_sdk.worker", "rtdetr"]
 
 
-def test_entrypoint_on_path_runs_what_the_worker_cannot(bare_path, tmp_path):
+def test_entrypoint_on_path_runs_what_the_worker_cannot(bare_path, tmp_path, no_worker_oneformer):
     script = _entrypoint(bare_path, "oneformer")
     backend = resolve_backend("oneformer", "train")
     assert (backend.kind, backend.argv) == ("entrypoint", (str(script), "train"))
@@ -80,7 +95,7 @@ def test_forced_entrypoint_wins(bare_path, monkeypatch):
                                                            "-e", "/s.yaml"]
 
 
-def test_neither_is_a_plan_time_error_naming_what_to_install(bare_path, tmp_path):
+def test_neither_is_a_plan_time_error_naming_what_to_install(bare_path, tmp_path, no_worker_oneformer):
     ws = Workspace(tmp_path / "ws")
     plan = plan_job("oneformer", "train", datasets=DATASETS, spec_overrides=OVERRIDES, automl_policy="off",
                     workspace=ws)
@@ -114,16 +129,17 @@ def test_cli_reports_the_backend(bare_path, tmp_path):
         assert "Traceback" not in out.stderr, out.stderr
         return out
 
+    # The worker implements no quantize action: 'oneformer quantize' needs a TAO container.
     rows = {r["skill"]: r for r in json.loads(cli("list", "--json").stdout)}
-    assert rows["tao-train-oneformer"]["backend"] == "none"
+    assert rows["tao-train-oneformer"]["backends"]["quantize"] == "none"
     assert rows["tao-train-oneformer"]["task"] == "segmentation (semantic, instance, panoptic)"
     assert rows["tao-train-segformer"]["backend"] == "none" and len(rows) == 32
-    shown = json.loads(cli("show", "oneformer", "--action", "train", "--json").stdout)
+    shown = json.loads(cli("show", "oneformer", "--action", "quantize", "--json").stdout)
     assert shown["backend"]["kind"] == "none" and "TAO container" in shown["backend"]["detail"]
-    run = cli("run", "oneformer", "train", "--train-dataset", "/d/t", "--eval-dataset", "/d/e", "--dry-run")
-    assert run.returncode == 2 and "nothing can run 'oneformer train'" in run.stderr
+    run = cli("run", "oneformer", "quantize", "--train-dataset", "/d/t", "--eval-dataset", "/d/e", "--dry-run")
+    assert run.returncode == 2 and "nothing can run 'oneformer quantize'" in run.stderr
 
     _entrypoint(bare_path, "oneformer")
-    run = cli("run", "oneformer", "train", "--train-dataset", "/d/t", "--eval-dataset", "/d/e", "--automl-policy", "off", "--dry-run", "--json")
+    run = cli("run", "oneformer", "quantize", "--train-dataset", "/d/t", "--eval-dataset", "/d/e", "--dry-run", "--json")
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["backend"]["kind"] == "entrypoint"

@@ -299,17 +299,19 @@ def test_local_paths_work_too():
     ("inference", "gen_trt_engine", "engine"), ("trt_evaluate", "gen_trt_engine", "engine"),
     ("trt_inference", "gen_trt_engine", "engine"), ("resume", "train", "latest"),
     ("resume", None, "latest"),
+    ("evaluate", "quantize", "best"), ("export", "quantize", "best"),
 ])
 def test_mode_for(action, parent, mode):
     assert mode_for(action, parent) == mode
 
 
 @pytest.mark.parametrize("action,parent,needle", [
-    ("evaluate", "export", "needs a train (or automl) parent"),
+    ("evaluate", "export", "needs a train, automl, distill or quantize parent"),
+    ("quantize", "quantize", "quantize needs a train (or automl) parent"),
     ("inference", "export", "gen_trt_engine parent"),
     ("gen_trt_engine", "train", "needs an export parent"),
     ("trt_evaluate", "train", "gen_trt_engine parent"),
-    ("export", "export", "train (or automl) parent"),
+    ("export", "export", "train, automl, distill or quantize parent"),
     ("evaluate", None, "no parent job was given"),
     ("dataset_convert", "train", "no parent-model rule"),
 ])

@@ -74,15 +74,15 @@ def _container_cell(info: dict, action: str, deploy: bool, facts: ProseFacts) ->
 
 def backend_block(info: dict, facts: ProseFacts) -> str:
     """The generated "backend" block: per action, built-in worker yes/no and the TAO container command."""
-    network = info["network"]
+    network, model_type = info["network"], info.get("model_type")
     rows = ["| Action | Built-in worker | TAO container command |", "|---|---|---|"]
     for action in info["actions"]:
-        rows.append(f"| `{action}` | {'yes' if worker.supports(network, action) else 'no'} | "
+        rows.append(f"| `{action}` | {'yes' if worker.supports(network, action, model_type) else 'no'} | "
                     f"{_container_cell(info, action, False, facts)} |")
     for action in facts.deploy_actions:
-        rows.append(f"| TensorRT `{action}` | {'yes' if worker.supports(network, action) else 'no'} | "
+        rows.append(f"| TensorRT `{action}` | {'yes' if worker.supports(network, action, model_type) else 'no'} | "
                     f"{_container_cell(info, action, True, facts)} |")
-    any_worker = any(worker.supports(network, a) for a in info["actions"])
+    any_worker = any(worker.supports(network, a, model_type) for a in info["actions"])
     lines = [
         "\n".join(rows), "",
         f"The SDK picks the backend at plan time: `${ENTRYPOINT_ENV}` when set; else the built-in worker "

@@ -5,7 +5,8 @@ It honours the same command-line and results-folder contract as NVIDIA's TAO con
     python -m tao_sdk.worker <network> <action> -e spec.yaml [key=value ...]
 
 - ``<network>``: one of :data:`NETWORKS` (the registered network plugins);
-- ``<action>``: ``train``, ``evaluate``, ``inference``, ``export`` or ``gen_trt_engine``
+- ``<action>``: ``train``, ``distill``, ``quantize``, ``evaluate``, ``inference``, ``export``
+  or ``gen_trt_engine``
   (:func:`supports` says which a network runs);
 - ``spec.yaml``: the full nested TAO experiment spec (the shape of the skill's
   ``references/spec_template_<action>.yaml``), local path or ``s3://`` URI.

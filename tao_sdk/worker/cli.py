@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tao_sdk.worker import ACTIONS, NETWORKS, supports
+from tao_sdk.worker import ACTIONS, NETWORKS, registry
 
 __all__ = ["main", "build_parser", "run"]
 
@@ -30,11 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m tao_sdk.worker``."""
     p = argparse.ArgumentParser(
         prog="python -m tao_sdk.worker",
-        description="Run one TAO job (train / evaluate / inference / export / gen_trt_engine) "
+        description="Run one TAO job (train / distill / quantize / evaluate / inference / export / "
+                    "gen_trt_engine) "
                     "and write the TAO results folder (status.json, experiment.yaml, artifacts).",
     )
     p.add_argument("network", help=f"network: {', '.join(NETWORKS)}")
-    p.add_argument("action", help=f"action: {', '.join(ACTIONS)}")
+    p.add_argument("action", help=f"action: {', '.join(ACTIONS + registry.EXTRA_ACTIONS)} (see supports())")
     p.add_argument("-e", "--experiment_spec", "--experiment-spec", dest="spec", required=True,
                    help="experiment spec YAML (local path or s3:// URI)")
     p.add_argument("overrides", nargs="*", metavar="key=value",
@@ -73,9 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.network not in NETWORKS:
         problem = (f"unknown network {args.network!r}: this worker runs "
                    f"{', '.join(NETWORKS)}; use the matching skill's network name")
-    elif not supports(args.network, args.action):
+    elif args.action not in registry.actions(args.network):
         problem = (f"unknown action {args.action!r} for {args.network}: available actions are "
-                   f"{', '.join(a for a in ACTIONS if supports(args.network, a))}")
+                   f"{', '.join(registry.actions(args.network))}")
     if problem is not None:
         print(f"ERROR: {problem}", file=sys.stderr)
         _record_usage_failure(spec, args.action, problem)

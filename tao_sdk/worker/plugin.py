@@ -55,9 +55,6 @@ COMMON_UNHONOURED: dict[str, tuple] = {
     "inference.trt_engine": (),
     "evaluate.num_gpus": (1,),
     "inference.num_gpus": (1,),
-    "evaluate.is_quantized": (False,),
-    "inference.is_quantized": (False,),
-    "export.is_quantized": (False,),
     "export.serialize_nvdsinfer": (False,),
     "export.format": ("onnx",),
     "model.dilation": (False,),
@@ -117,6 +114,7 @@ class NetworkPlugin:
         trt_outputs: output names a TensorRT engine of this network must have.
         channels_last: the model has a convolutional backbone (channels-last on CUDA; see
             :mod:`tao_sdk.worker.engine.precision`).
+        demo_metric: the KPI and direction the demo compares (default: the skill's metric).
     """
 
     name: str = ""
@@ -131,6 +129,9 @@ class NetworkPlugin:
     trt_outputs: tuple[str, ...] = ()
     #: Convolutional backbone: weights and inputs in channels-last memory format on CUDA.
     channels_last: bool = False
+    #: ``(KPI, "max" | "min")`` that ``tao-skills demo`` compares for the untrained and the
+    #: trained model; ``None``: the skill's monitoring metric.
+    demo_metric: tuple[str, str] | None = None
 
     # ------------------------------------------------------------------ results contract
 
@@ -197,6 +198,12 @@ class NetworkPlugin:
             groups.append({"params": backbone, "lr": lr_backbone})
         return groups
 
+    def lr_factor(self, spec: dict[str, Any], steps_per_epoch: int):
+        """A ``step -> learning-rate multiplier`` function for the network's own
+        ``train.optim`` schedule keys, or ``None`` for the engine's schedule (``warmup_steps``,
+        ``MultiStep`` / ``StepLR`` over ``lr_steps`` / ``lr_step_size``)."""
+        return None
+
     def ddp_find_unused_parameters(self, arch: dict[str, Any]) -> bool:
         """Whether DistributedDataParallel must look for parameters unused in a step."""
         return False
@@ -247,6 +254,12 @@ class NetworkPlugin:
         learning rate of 1e-12 (weights effectively unchanged; the worker rejects 0)."""
         return {"train.num_epochs": 1, "train.checkpoint_interval": 1,
                 "train.validation_interval": 1, "train.optim.lr": 1e-12}
+
+    def demo_distill(self, size: int) -> dict[str, Any] | None:
+        """The demo's distillation setup, or ``None`` when the network offers none:
+        ``{"student": dotted overrides of a smaller student, "bindings": distill.bindings}``
+        (bound outputs of equal shape in student and teacher)."""
+        return None
 
     # ------------------------------------------------------------------ reporting
 

@@ -15,15 +15,30 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pragma: no cover
     from tao_sdk.worker.plugin import NetworkPlugin
 
-__all__ = ["ACTIONS", "REGISTRY", "names", "supports", "get", "launch_method"]
+__all__ = ["ACTIONS", "EXTRA_ACTIONS", "REGISTRY", "names", "actions", "supports", "get",
+           "launch_method", "preflight"]
 
-#: Every action the worker's engine knows how to drive.
+#: The actions every registered network runs through the engine.
 ACTIONS = ("train", "evaluate", "inference", "export", "gen_trt_engine")
+#: Engine actions a network runs only when registered with them: ``quantize`` needs the task's
+#: ``eval_data`` / ``batches`` hooks, ``distill`` a skill that offers it (bindable modules).
+EXTRA_ACTIONS = ("distill", "quantize")
 
-#: network name -> (plugin module, actions it runs). One line per network.
-REGISTRY: dict[str, tuple[str, tuple[str, ...]]] = {
-    "rtdetr": ("tao_sdk.worker.networks.rtdetr", ACTIONS),
-    "deformable_detr": ("tao_sdk.worker.networks.deformable_detr", ACTIONS),
+#: action -> torch-free ``module:function(spec)`` that refuses at plan time what the worker
+#: cannot run here (unknown criterion, a quantization mode whose library is missing...).
+_PREFLIGHT = {
+    "distill": "tao_sdk.worker.distill:preflight",
+    "quantize": "tao_sdk.worker.quantize:preflight",
+}
+
+#: network name -> (plugin module, actions it runs[, model types it builds]). One entry per
+#: network.
+REGISTRY: dict[str, tuple] = {
+    "rtdetr": ("tao_sdk.worker.networks.rtdetr", (*ACTIONS, "distill", "quantize")),
+    "deformable_detr": ("tao_sdk.worker.networks.deformable_detr", (*ACTIONS, "quantize")),
+    "oneformer": ("tao_sdk.worker.networks.oneformer", ACTIONS),
+    "depth_net": ("tao_sdk.worker.networks.depth_net", ACTIONS,
+                  ("FastFoundationStereo", "FoundationStereo")),
 }
 
 
@@ -32,11 +47,35 @@ def names() -> tuple[str, ...]:
     return tuple(REGISTRY)
 
 
-def supports(network: str, action: str) -> bool:
-    """True when the worker runs ``action`` for ``network`` (no import beyond this table); the
-    SDK asks it at plan time which backend can run a job (:mod:`tao_sdk.backends`)."""
+def actions(network: str) -> tuple[str, ...]:
+    """The actions the worker runs for ``network`` (``()`` when unknown); the model type is
+    checked by the plugin when it builds the model from the spec."""
     entry = REGISTRY.get(network)
-    return entry is not None and action in entry[1]
+    return tuple(entry[1]) if entry is not None else ()
+
+
+def supports(network: str, action: str, model_type: str | None = None) -> bool:
+    """True when the worker runs ``action`` for ``network`` (no import beyond this table); the
+    SDK asks it at plan time which backend can run a job (:mod:`tao_sdk.backends`).
+
+    An entry may name, third, the ``model.model_type`` values its plugin builds (``depth_net``
+    is shared by TAO's stereo and mono models; the worker runs the stereo ones): then only a
+    skill pinning one of them (``model_type`` from its skill_info) is supported."""
+    entry = REGISTRY.get(network)
+    if entry is None or action not in entry[1]:
+        return False
+    return len(entry) < 3 or model_type in entry[2]
+
+
+def preflight(network: str, action: str, spec: dict) -> None:
+    """Refuse at plan time (no torch import) a ``spec`` of ``action`` that the worker cannot
+    run here; raises :class:`tao_sdk.worker.errors.SpecError` naming the field and the fix.
+    Actions without a check pass."""
+    target = _PREFLIGHT.get(action)
+    if target is None or not supports(network, action):
+        return
+    module, func = target.split(":")
+    getattr(importlib.import_module(module), func)(spec)
 
 
 def get(network: str) -> "NetworkPlugin":

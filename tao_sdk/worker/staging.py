@@ -73,10 +73,15 @@ def cache_root() -> Path:
 
 
 #: Archive limits (environment overrides; sizes take K/M/G/T suffixes): total extracted bytes,
-#: extracted bytes per archive byte, number of members. Defaults fit real datasets (COCO
-#: train2017: 19 GB, 118k images, ratio ~1) and refuse decompression bombs.
+#: extracted bytes per archive byte, number of members, number of "tiny" files (under
+#: :data:`TINY_MEMBER_BYTES`: no real image is that small). Defaults fit real datasets (COCO
+#: train2017: 19 GB, 118k images, ratio ~1) and refuse decompression bombs and inode floods
+#: (tens of thousands of near-empty files from a small archive).
 ARCHIVE_LIMITS = {"TAO_WORKER_ARCHIVE_MAX_BYTES": 500 * 1024**3, "TAO_WORKER_ARCHIVE_MAX_RATIO": 100,
-                  "TAO_WORKER_ARCHIVE_MAX_MEMBERS": 1_000_000}
+                  "TAO_WORKER_ARCHIVE_MAX_MEMBERS": 1_000_000,
+                  "TAO_WORKER_ARCHIVE_MAX_TINY_MEMBERS": 10_000}
+#: A regular file smaller than this counts against ``TAO_WORKER_ARCHIVE_MAX_TINY_MEMBERS``.
+TINY_MEMBER_BYTES = 128
 
 
 def archive_limits() -> dict[str, int]:
@@ -186,13 +191,17 @@ def _check_member_name(name: str, archive: str) -> str:
 
 
 def _check_limits(count: int, total: int, archive_size: int, free: tuple[Path, int, int], archive: str,
-                  limits: dict[str, int]) -> None:
+                  limits: dict[str, int], tiny: int = 0) -> None:
     """Refuse an archive that exceeds a limit (checked as its headers are read, so a bomb is
     stopped before anything is written) or would not fit on the cache's disk."""
     problem = None
     if count > limits["TAO_WORKER_ARCHIVE_MAX_MEMBERS"]:
         problem = (f"more than {limits['TAO_WORKER_ARCHIVE_MAX_MEMBERS']:,} members (an inode flood?)",
                    "TAO_WORKER_ARCHIVE_MAX_MEMBERS")
+    elif tiny > limits["TAO_WORKER_ARCHIVE_MAX_TINY_MEMBERS"]:
+        problem = (f"more than {limits['TAO_WORKER_ARCHIVE_MAX_TINY_MEMBERS']:,} files smaller than "
+                   f"{TINY_MEMBER_BYTES} bytes (an inode flood? no real image is that small)",
+                   "TAO_WORKER_ARCHIVE_MAX_TINY_MEMBERS")
     elif total > limits["TAO_WORKER_ARCHIVE_MAX_BYTES"]:
         problem = (f"more than {limits['TAO_WORKER_ARCHIVE_MAX_BYTES']:,} bytes once extracted",
                    "TAO_WORKER_ARCHIVE_MAX_BYTES")
@@ -221,10 +230,11 @@ def _check_members(tf: tarfile.TarFile, archive: str, archive_size: int = 0,
     dest = dest or cache_root()
     vfs = os.statvfs(dest) if hasattr(os, "statvfs") else None
     free = (dest, shutil.disk_usage(dest).free, vfs.f_favail if vfs and vfs.f_files else 1 << 62)
-    total = 0
+    total = tiny = 0
     for m in tf:
         total += max(m.size, 0)
-        _check_limits(len(members) + 1, total, archive_size, free, archive, limits)
+        tiny += m.isfile() and m.size < TINY_MEMBER_BYTES
+        _check_limits(len(members) + 1, total, archive_size, free, archive, limits, tiny)
         name = _check_member_name(m.name, archive)
         if m.isdev() or m.isfifo():
             raise UnsafeArchiveError(
@@ -702,10 +712,14 @@ def list_images(folder: Path) -> list[Path]:
 #: Per action: the spec keys holding files / image folders the action reads. ``[]`` marks a
 #: list, ``{}`` a data-source mapping (or list of mappings) with image_dir / json_file /
 #: classmap entries.
+_TRAIN_STAGED = [("dataset.train_data_sources", "sources"), ("dataset.val_data_sources", "sources"),
+                 ("model.pretrained_backbone_path", "file"), ("train.pretrained_model_path", "file"),
+                 ("train.resume_training_checkpoint_path", "file")]
 STAGED_KEYS: dict[str, list[tuple[str, str]]] = {
-    "train": [("dataset.train_data_sources", "sources"), ("dataset.val_data_sources", "sources"),
-              ("model.pretrained_backbone_path", "file"), ("train.pretrained_model_path", "file"),
-              ("train.resume_training_checkpoint_path", "file")],
+    "train": _TRAIN_STAGED,
+    "distill": [*_TRAIN_STAGED, ("distill.pretrained_teacher_model_path", "file")],
+    "quantize": [("dataset.val_data_sources", "sources"),
+                 ("dataset.quant_calibration_data_sources", "sources"), ("quantize.model_path", "file")],
     "evaluate": [("dataset.test_data_sources", "sources"), ("evaluate.checkpoint", "file")],
     "inference": [("dataset.infer_data_sources", "sources"), ("inference.checkpoint", "file")],
     "export": [("export.checkpoint", "file")],

@@ -160,6 +160,28 @@ def _calibrator(trt, data: _CalibrationData, cache_file: Path | None):
     return Calibrator()
 
 
+def _hw_profile(spec: dict, shape: tuple) -> tuple[tuple[int, int, int], ...] | None:
+    """``((min, opt, max) height, (min, opt, max) width)`` for an ONNX input whose height /
+    width are dynamic (``-1``), from ``gen_trt_engine.{min,opt,max}_{height,width}``; ``None``
+    when they are fixed. Raises :class:`SpecError` when a dynamic size has no profile."""
+    if len(shape) != 4 or (shape[2] != -1 and shape[3] != -1):
+        return None
+    out = []
+    for dim in ("height", "width"):
+        vals = [S.get(spec, f"{_T}.{k}_{dim}") for k in ("min", "opt", "max")]
+        if any(v in (None, "") for v in vals):
+            raise SpecError(
+                f"the ONNX input has a dynamic {dim}: set {_T}.min_{dim}, opt_{dim} and "
+                f"max_{dim} (e.g. 320 / 480 / 1024 for the height), or export with "
+                "export.dynamic_hw false")
+        lo, mid, hi = (int(v) for v in vals)
+        if not 1 <= lo <= mid <= hi:
+            raise SpecError(f"{_T}.min_{dim} <= opt_{dim} <= max_{dim} must hold "
+                            f"(got {lo} / {mid} / {hi})")
+        out.append((lo, mid, hi))
+    return tuple(out)
+
+
 def build_engine(ctx) -> str:
     """Build the engine described by the spec's ``gen_trt_engine`` section; return the SUCCESS
     message. Call :func:`require_tensorrt` first."""
@@ -173,8 +195,8 @@ def build_engine(ctx) -> str:
     onnx_path = fetch_file(str(onnx_uri), f"{_T}.onnx_file")
     engine_path = ctx.output_path(str(engine_uri), f"{_T}.trt_engine")
     dtype = str(S.get(spec, f"{_T}.tensorrt.data_type", "FP32")).upper()
-    if dtype not in ("FP32", "FP16", "INT8"):
-        raise SpecError(f"{_T}.tensorrt.data_type={dtype!r}: use FP32, FP16 or INT8")
+    if dtype not in ("FP32", "FP16", "BF16", "INT8"):
+        raise SpecError(f"{_T}.tensorrt.data_type={dtype!r}: use FP32, FP16, BF16 or INT8")
     workspace_mb = int(S.get(spec, f"{_T}.tensorrt.workspace_size", 1024))
     bmin = int(S.get(spec, f"{_T}.tensorrt.min_batch_size", 1))
     bopt = int(S.get(spec, f"{_T}.tensorrt.opt_batch_size", 1))
@@ -200,12 +222,27 @@ def build_engine(ctx) -> str:
     inp = network.get_input(0)
     shape = tuple(inp.shape)
     notes = []
-    if shape[0] == -1:
+    inputs = [network.get_input(i) for i in range(network.num_inputs)]
+    hw = _hw_profile(spec, shape)
+    if shape[0] == -1 or hw is not None:
+        # One profile for every input (a stereo model has two): batch and, for an ONNX
+        # exported with dynamic height / width, gen_trt_engine.{min,opt,max}_{height,width}.
         profile = builder.create_optimization_profile()
-        rest = tuple(shape[1:])
-        profile.set_shape(inp.name, (bmin, *rest), (bopt, *rest), (bmax, *rest))
+        for tensor in inputs:
+            dims = tuple(tensor.shape)
+            mins, opts, maxs = list(dims), list(dims), list(dims)
+            if dims[0] == -1:
+                mins[0], opts[0], maxs[0] = bmin, bopt, bmax
+            if hw is not None and len(dims) == 4:
+                for axis, (lo, mid, hi) in zip((2, 3), hw):
+                    mins[axis], opts[axis], maxs[axis] = lo, mid, hi
+            profile.set_shape(tensor.name, tuple(mins), tuple(opts), tuple(maxs))
         config.add_optimization_profile(profile)
-        batch_desc = f"dynamic batch {bmin}/{bopt}/{bmax}"
+        batch_desc = (f"dynamic batch {bmin}/{bopt}/{bmax}" if shape[0] == -1
+                      else f"fixed batch {shape[0]}")
+        if hw is not None:
+            batch_desc += (f", height {hw[0][0]}/{hw[0][1]}/{hw[0][2]}, width "
+                           f"{hw[1][0]}/{hw[1][1]}/{hw[1][2]}")
     else:
         batch_desc = f"fixed batch {shape[0]}"
         if (bmin, bopt, bmax) != (shape[0],) * 3:
@@ -215,6 +252,11 @@ def build_engine(ctx) -> str:
         if not getattr(builder, "platform_has_fast_fp16", True):
             notes.append("this GPU has no fast FP16; the engine may run slower than FP32")
         config.set_flag(trt.BuilderFlag.FP16)
+    if dtype == "BF16":
+        if not hasattr(trt.BuilderFlag, "BF16"):
+            raise SpecError(f"{_T}.tensorrt.data_type=BF16 needs TensorRT 9 or newer (this is "
+                            f"{trt.__version__}); use FP16 or FP32")
+        config.set_flag(trt.BuilderFlag.BF16)
     cal_cache = None
     if dtype == "INT8":
         cal = f"{_T}.tensorrt.calibration"

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.fixture(autouse=True)
 def cache(tmp_path, monkeypatch) -> Path:
     for var in ("TAO_WORKER_ARCHIVE_MAX_BYTES", "TAO_WORKER_ARCHIVE_MAX_RATIO", "TAO_WORKER_ARCHIVE_MAX_MEMBERS",
-                "TAO_WORKER_CACHE_MAX_BYTES"):
+                "TAO_WORKER_ARCHIVE_MAX_TINY_MEMBERS", "TAO_WORKER_CACHE_MAX_BYTES"):
         monkeypatch.delenv(var, raising=False)
     root = tmp_path / "cache"
     monkeypatch.setenv("TAO_WORKER_CACHE", str(root))
@@ -85,6 +85,17 @@ def test_inode_flood_is_refused(tmp_path, cache, monkeypatch):
     monkeypatch.setenv("TAO_WORKER_ARCHIVE_MAX_MEMBERS", "5000")
     archive = _tar(tmp_path / "images.tar.gz", {f"f{i:05d}.png": b"" for i in range(5001)})
     with pytest.raises(UnsafeArchiveError, match=r"more than 5,000 members \(an inode flood\?\).*TAO_WORKER_ARCHIVE_MAX_MEMBERS"):
+        stage_image_dir(str(archive), "dataset.infer_data_sources.image_dir")
+    assert sum(1 for _ in cache.rglob("*")) < 10
+
+
+def test_tiny_file_flood_is_refused_with_default_limits(tmp_path, cache):
+    """The issue's case: a small archive of tens of thousands of near-empty files is refused by
+    default (no environment override), before anything is extracted."""
+    archive = _tar(tmp_path / "images.tar.gz", {f"f{i:05d}.png": b"x" for i in range(10_001)})
+    assert archive.stat().st_size < 1_000_000
+    with pytest.raises(UnsafeArchiveError, match=r"more than 10,000 files smaller than 128 bytes.*"
+                                                  r"TAO_WORKER_ARCHIVE_MAX_TINY_MEMBERS"):
         stage_image_dir(str(archive), "dataset.infer_data_sources.image_dir")
     assert sum(1 for _ in cache.rglob("*")) < 10
 

@@ -267,3 +267,20 @@ def test_train_augmentation_keeps_disparity_consistent(tmp_path):
     # Scale 2 (2 ** 1.0) doubles every disparity (nearest resampling keeps the values).
     doubled = set(np.unique(np.round(plain["disparity"].numpy() * 2, 3)).tolist())
     assert set(np.unique(np.round(item["disparity"][item["valid"]].numpy(), 3))) <= doubled
+
+
+def test_worker_supports_only_the_stereo_model_types():
+    """depth_net is shared with TAO's mono models: the worker claims only stereo skills."""
+    from tao_sdk import SkillBank
+    from tao_sdk.backends import skill_backend
+    from tao_sdk.worker import supports
+
+    assert supports("depth_net", "train", "FastFoundationStereo")
+    assert supports("depth_net", "export", "FoundationStereo")
+    assert not supports("depth_net", "train", None)
+    assert not supports("depth_net", "train", "MetricDepthAnything")
+    bank = SkillBank()
+    assert skill_backend(bank.get("tao-train-fast-foundation-stereo"), "train").kind == "worker"
+    mono = [s for s in bank.skills() if s.network == "depth_net" and not s.info.get("model_type")]
+    assert mono  # tao-train-depth-net-mono
+    assert all(skill_backend(s, "train").kind != "worker" for s in mono)

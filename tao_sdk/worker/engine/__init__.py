@@ -2,6 +2,8 @@
 
 - :mod:`~tao_sdk.worker.engine.train`: optimiser, schedule, EMA, train loop, checkpoints,
   resume, data-parallel training;
+- :mod:`~tao_sdk.worker.engine.distill`: distill (train with a frozen teacher's outputs);
+- :mod:`~tao_sdk.worker.engine.quantize`: post-training quantization of a checkpoint;
 - :mod:`~tao_sdk.worker.engine.drivers`: evaluate, inference, export (ONNX + parity check),
   gen_trt_engine;
 - :mod:`~tao_sdk.worker.engine.checkpoint`: the checkpoint format, loading and saving;
@@ -15,14 +17,18 @@ The engine names no network: see :mod:`tao_sdk.worker.plugin` for the hooks it c
 
 from __future__ import annotations
 
+from tao_sdk.worker.engine.distill import distill
 from tao_sdk.worker.engine.drivers import evaluate, export, gen_trt_engine, inference
+from tao_sdk.worker.engine.quantize import quantize
 from tao_sdk.worker.engine.train import train
 
-__all__ = ["ACTIONS", "train", "evaluate", "inference", "export", "gen_trt_engine"]
+__all__ = ["ACTIONS", "train", "distill", "quantize", "evaluate", "inference", "export", "gen_trt_engine"]
 
 #: action name -> the engine function that runs it.
 ACTIONS = {
     "train": train,
+    "distill": distill,
+    "quantize": quantize,
     "evaluate": evaluate,
     "inference": inference,
     "export": export,

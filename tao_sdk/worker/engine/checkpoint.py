@@ -19,7 +19,8 @@ from typing import Any
 from tao_sdk.worker import distributed as D
 from tao_sdk.worker.errors import WorkerError
 
-__all__ = ["CHECKPOINT_FORMAT", "load_checkpoint", "load_pretrained", "save_checkpoint"]
+__all__ = ["CHECKPOINT_FORMAT", "load_checkpoint", "load_pretrained", "save_checkpoint",
+           "write_checkpoint"]
 
 #: Tag stored in every checkpoint this worker writes.
 CHECKPOINT_FORMAT = "tao-skill-bank-worker/1"
@@ -33,8 +34,15 @@ def load_checkpoint(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
     """
     import torch
 
+    from tao_sdk.worker.quantize import allow_library_tensors
+
     try:
-        ckpt = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+        try:
+            ckpt = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - a quantized checkpoint's library tensors
+            if not allow_library_tensors(str(exc)):
+                raise
+            ckpt = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling problem is a bad file
         raise WorkerError(
             f"{what}: cannot read checkpoint {path} ({type(exc).__name__}: {exc}); point "
@@ -147,12 +155,18 @@ def save_checkpoint(ctx, model, optimizer, scheduler, ema, arch, epoch: int, ste
                                                                       default=str))},
     }
     name_epoch = max(0, partial_epoch if partial_epoch is not None else epoch)
-    path = _save(ctx, payload, plugin.checkpoint_name(name_epoch, step))
     if ema is not None:
         ema_payload = {"format": CHECKPOINT_FORMAT, "network": ctx.network, "arch": arch,
                        "state_dict": ema.module.state_dict(), "epoch": epoch,
                        "global_step": step, "kpi": dict(kpi), "ema": True}
         _save(ctx, ema_payload, plugin.checkpoint_name(name_epoch, step, ema=True))
+    return write_checkpoint(ctx, payload, plugin.checkpoint_name(name_epoch, step))
+
+
+def write_checkpoint(ctx, payload: dict, name: str) -> Path:
+    """Save ``payload`` (tagged with :data:`CHECKPOINT_FORMAT`) as ``name`` in the task folder,
+    point the latest link at it and upload the folder; return the file's path."""
+    path = _save(ctx, {"format": CHECKPOINT_FORMAT, **payload}, name)
     _update_latest(ctx, path)
     ctx.log.info("saved checkpoint %s", path.name)
     ctx.upload_now()

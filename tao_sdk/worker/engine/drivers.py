@@ -88,7 +88,11 @@ def export(ctx) -> str:
     R.stage(ctx)
     import onnx
 
-    model, arch, _ckpt, notes = R.model_from_checkpoint(ctx, "export.checkpoint")
+    model, arch, ckpt, notes = R.model_from_checkpoint(ctx, "export.checkpoint")
+    if ckpt.get("quantization"):
+        from tao_sdk.worker.quantize import refuse_export
+
+        refuse_export(ckpt["quantization"], str(S.get(ctx.spec, "export.checkpoint")))
     R.report_start(ctx, arch, notes)
     onnx_uri = S.require(ctx.spec, "export.onnx_file",
                          "the ONNX file to write (e.g. <results_dir>/export/model.onnx)")

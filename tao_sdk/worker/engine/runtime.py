@@ -20,7 +20,8 @@ from tao_sdk.worker.errors import SpecError, WorkerError
 from tao_sdk.worker.staging import fetch_file, stage_spec
 
 __all__ = ["device", "seed_everything", "stage", "report_start", "loader", "workers",
-           "batch_size", "write_json", "model_from_checkpoint", "load_model"]
+           "batch_size", "write_json", "model_from_checkpoint", "build_checkpoint_model",
+           "load_model"]
 
 
 def stage(ctx) -> None:
@@ -64,13 +65,13 @@ def report_start(ctx, arch: dict | None = None, extra: list[str] | None = None) 
         ctx.status.running(". ".join(parts))
 
 
-def workers(spec: dict) -> int:
-    """DataLoader workers: ``dataset.workers`` capped at (CPU cores - 1) shared by the
-    processes of this node; 0 when training on the CPU, where loader processes only compete
-    with the model for the same cores."""
+def workers(spec: dict, key: str = "dataset.workers") -> int:
+    """DataLoader workers: ``spec[key]`` capped at (CPU cores - 1) shared by the processes of
+    this node; 0 when training on the CPU, where loader processes only compete with the model
+    for the same cores."""
     if device().type == "cpu":
         return 0
-    requested = int(S.get(spec, "dataset.workers", 0))
+    requested = int(S.get(spec, key, 0))
     per_node = max(1, D.state().local_world_size)
     return max(0, min(requested, ((os.cpu_count() or 1) - 1) // per_node))
 
@@ -155,15 +156,53 @@ def model_from_checkpoint(ctx, key: str):
                 f"{arch['num_classes']} classes; set dataset.num_classes={arch['num_classes']}"
             )
     arch = plugin.checkpoint_arch(arch, spec_arch)
-    model = plugin.build_model(arch)
-    missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
+    model = build_checkpoint_model(ctx, key, path, ckpt, arch)
+    if ckpt.get("quantization"):
+        notes.append(f"quantized checkpoint ({ckpt['quantization']['backend']} "
+                     f"{ckpt['quantization']['mode']}, "
+                     f"{len(ckpt['quantization']['modules'])} modules)")
+    return model, arch, ckpt, notes
+
+
+#: Spec sections whose ``is_quantized`` flag says whether their checkpoint is quantized.
+QUANTIZED_FLAG_SECTIONS = ("evaluate", "inference", "export")
+
+
+def build_checkpoint_model(ctx, key: str, path: Path, ckpt: dict, arch: dict):
+    """The model of a loaded checkpoint: built from ``arch``, the quantized structure restored
+    when the checkpoint is quantized, the weights loaded.
+
+    ``<section>.is_quantized`` (evaluate / inference / export) must say whether the checkpoint
+    is quantized; any other key (a teacher, the model to quantize) needs a float checkpoint.
+    Raises :class:`SpecError` on a mismatch and :class:`WorkerError` for a damaged file.
+    """
+    from tao_sdk.worker import quantize as Q
+
+    section = key.split(".")[0]
+    record = ckpt.get("quantization")
+    if section in QUANTIZED_FLAG_SECTIONS:
+        Q.check_flag(ckpt, bool(S.get(ctx.spec, f"{section}.is_quantized", False)), section,
+                     str(path))
+    elif record:
+        raise SpecError(
+            f"{key}: {path} is a quantized checkpoint ({record.get('backend')} "
+            f"{record.get('mode')}); {key} needs the float checkpoint of a train or distill job "
+            "(quantize last: use that job as the parent)")
+    model = ctx.plugin.build_model(arch)
+    if record:
+        model = Q.restore(model, record)
+    try:
+        missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False,
+                                                    assign=bool(record))
+    except RuntimeError as exc:
+        missing, unexpected = [str(exc).splitlines()[0]], []
     if missing or unexpected:
         raise WorkerError(
             f"{key}: {path} does not fit its own architecture record (missing {list(missing)[:5]},"
             f" unexpected {list(unexpected)[:5]}); the file is damaged - use another checkpoint"
         )
     ctx.log.info("loaded %s (epoch %s, step %s)", path, ckpt.get("epoch"), ckpt.get("global_step"))
-    return model, arch, ckpt, notes
+    return model
 
 
 def load_model(ctx, section: str):

@@ -53,7 +53,7 @@ __all__ = ["train", "EMA", "build_optimizer", "build_scheduler", "PROGRESS_EVERY
 PROGRESS_EVERY_S = 60.0
 #: Spec keys of files a train job loads besides its datasets.
 _MODEL_FILES = ("model.pretrained_backbone_path", "train.pretrained_model_path",
-                "train.resume_training_checkpoint_path")
+                "train.resume_training_checkpoint_path", "distill.pretrained_teacher_model_path")
 
 
 class EMA:
@@ -98,12 +98,17 @@ def build_optimizer(plugin, spec: dict, model, device=None):
     raise SpecError(f"train.optim.optimizer={kind!r} is not supported; use AdamW or SGD")
 
 
+#: TAO networks spell the schedulers as torch does (``depth_net``: ``MultiStepLR``).
+_SCHEDULER_ALIASES = {"MultiStepLR": "MultiStep"}
+
+
 def build_scheduler(spec: dict, optimizer, steps_per_epoch: int):
     """Per-step LambdaLR: linear warm-up over ``warmup_steps``, then MultiStep / StepLR decay
     by ``lr_decay`` at epoch boundaries (``lr_steps`` / ``lr_step_size`` are in epochs)."""
     import torch
 
     kind = str(S.get(spec, "train.optim.lr_scheduler", "MultiStep"))
+    kind = _SCHEDULER_ALIASES.get(kind, kind)
     decay = float(S.get(spec, "train.optim.lr_decay", 0.1))
     warmup = int(S.get(spec, "train.optim.warmup_steps", 0))
     if kind == "MultiStep":
@@ -121,8 +126,8 @@ def build_scheduler(spec: dict, optimizer, steps_per_epoch: int):
             """Decay applied at ``epoch``: one ``lr_decay`` every ``lr_step_size`` epochs."""
             return decay ** (epoch // size)
     else:
-        raise SpecError(f"train.optim.lr_scheduler={kind!r} is not supported; use MultiStep or "
-                        "StepLR")
+        raise SpecError(f"train.optim.lr_scheduler={kind!r} is not supported; use MultiStep "
+                        "(MultiStepLR) or StepLR")
 
     def factor(step: int) -> float:
         """Learning-rate multiplier at global ``step`` (warm-up x epoch decay)."""
@@ -265,8 +270,12 @@ def _prepare(ctx, arch: dict, seed: int):
     return data, files
 
 
-def train(ctx) -> str:
+def train(ctx, regulariser=None) -> str:
     """Train the network; write checkpoints, the latest link and per-epoch status lines.
+
+    ``regulariser(ctx, model, device, files)`` (the distill action) returns an object whose
+    ``step_loss(plugin, model, batch, device, arch)`` replaces the plugin's forward + loss in
+    each step (task loss plus its own term) and whose ``notes`` go into the start line.
 
     In a distributed job (see :mod:`tao_sdk.worker.distributed`) every rank runs this: the
     model is wrapped in ``DistributedDataParallel``, the train samples are split by a
@@ -281,32 +290,36 @@ def train(ctx) -> str:
     arch = plugin.build_arch(ctx.spec)
     iv = _intervals(ctx.spec)
     num_epochs = iv["num_epochs"]
-    batch_size = R.batch_size(ctx.spec)
+    batch_size = R.batch_size(ctx.spec, plugin.task.batch_size_key)
     precision = precision_from_spec(ctx.spec, R.device())  # refused here, before staging
     data, files = _prepare(ctx, arch, seed)
     spec = ctx.spec  # now with local paths
     extra = list(data.notes) + [precision.describe()]
     if dist.world_size > 1:
         extra.append(
-            f"distributed data parallel: {dist.describe()}; dataset.batch_size {batch_size} per "
+            f"distributed data parallel: {dist.describe()}; {plugin.task.batch_size_key} "
+            f"{batch_size} per "
             f"process (effective batch {batch_size * dist.world_size}); validation sharded "
             "across the ranks, metrics on rank 0")
     extra += D.launch_notes() + D.single_process_notes(spec)
-    R.report_start(ctx, arch, extra)
     model, device = _build_model(ctx, arch, files)
     model = tune_model(plugin, model, device)
+    reg = regulariser(ctx, model, device, files) if regulariser is not None else None
+    R.report_start(ctx, arch, extra + (reg.notes if reg is not None else []))
 
     sampler = None
     if dist.world_size > 1:
         sampler = torch.utils.data.DistributedSampler(
             data.dataset, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=seed,
             drop_last=False)
-    loader = R.loader(data.dataset, data.collate, batch_size, True, R.workers(spec), seed,
-                      sampler=sampler)
+    loader = R.loader(data.dataset, data.collate, batch_size, True,
+                      R.workers(spec, plugin.task.workers_key), seed, sampler=sampler)
     steps_per_epoch = len(loader)
     max_step = steps_per_epoch * num_epochs
     optimizer = build_optimizer(plugin, spec, model, device)
-    scheduler = build_scheduler(spec, optimizer, steps_per_epoch)
+    factor = plugin.lr_factor(spec, steps_per_epoch)
+    scheduler = (torch.optim.lr_scheduler.LambdaLR(optimizer, factor) if factor is not None
+                 else build_scheduler(spec, optimizer, steps_per_epoch))
     ema = None
     if bool(S.get(spec, "train.enable_ema", False)):
         ema = EMA(model, float(S.get(spec, "train.ema.decay", 0.999)))
@@ -323,6 +336,7 @@ def train(ctx) -> str:
     loop = _Loop(ctx, arch, model, train_model, loader, sampler, optimizer, scheduler, ema,
                  data.val, iv, batch_size, device, steps_per_epoch, max_step, seed,
                  precision)
+    loop.regulariser = reg
     last_ckpt = loop.run(start_epoch, global_step, skip_steps)
     # Every rank finished (a rank that failed after its last step fails the job here).
     D.barrier()
@@ -330,7 +344,8 @@ def train(ctx) -> str:
     summary = ", ".join(f"{k}={v:.4f}" for k, v in final.items() if isinstance(v, float))
     where = last_ckpt.name if last_ckpt is not None else "no checkpoint"
     ranks = f" on {dist.world_size} processes" if dist.world_size > 1 else ""
-    return (f"Train finished successfully{ranks}: {num_epochs} epochs, {summary}; last "
+    what = "Distill" if reg is not None else "Train"
+    return (f"{what} finished successfully{ranks}: {num_epochs} epochs, {summary}; last "
             f"checkpoint {where}.")
 
 
@@ -356,6 +371,7 @@ class _Loop:
         self.epoch_times: list[float] = []
         self.last_ckpt: Path | None = None
         self.global_step = 0
+        self.regulariser = None
 
     def run(self, start_epoch: int, global_step: int, skip_steps: int = 0) -> Path | None:
         """Train epochs ``start_epoch .. num_epochs - 1`` (the first ``skip_steps`` batches of
@@ -374,8 +390,13 @@ class _Loop:
 
         ctx, dist = self.ctx, D.state()
         with self.precision.autocast():
-            out = ctx.plugin.forward(self.train_model, batch, self.device, with_labels=True)
-            loss = ctx.plugin.loss(out, self.arch)
+            if self.regulariser is not None:
+                loss = self.regulariser.step_loss(ctx.plugin, self.train_model, batch,
+                                                  self.device, self.arch)
+            else:
+                out = ctx.plugin.forward(self.train_model, batch, self.device,
+                                         with_labels=True)
+                loss = ctx.plugin.loss(out, self.arch)
         # Mean over the ranks: every rank sees a divergence at the same step.
         value = (D.all_reduce_mean(loss.detach()) if dist.world_size > 1
                  else float(loss.detach()))

@@ -33,10 +33,13 @@ counterpart here are listed by :func:`unhonoured_fields` and reported by the wor
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from tao_sdk.worker import spec as S
 from tao_sdk.worker.errors import SpecError
+from tao_sdk.worker.plugin import NetworkPlugin, OnnxExport
+from tao_sdk.worker.tasks.stereo import TASK
 
 __all__ = [
     "NAME",
@@ -54,6 +57,8 @@ __all__ = [
     "unhonoured_augmentation",
     "input_multiple",
     "TINY_MODEL",
+    "DepthNetPlugin",
+    "PLUGIN",
 ]
 
 NAME = "depth_net"
@@ -175,7 +180,8 @@ def build_arch(spec: dict[str, Any]) -> dict[str, Any]:
         raise SpecError(f"model.spx_gru_out={spx_out} must be 9 (3x3 convex-upsampling weights)")
     mean, std = _norm_stats(spec)
     return {
-        "network": NAME, "model_type": model_type, "version": 1,
+        "network": NAME, "model_type": model_type, "version": 1, "num_classes": None,
+        "backbone_desc": "compact CNN encoder",
         "max_disparity": max_disp, "n_downsample": n_down,
         "stem_widths": _int_list(spec, "model.stem_2_widths", [12, 16], 2),
         "hidden_dims": hidden[:n_gru], "cv_group": cv_group,
@@ -484,12 +490,13 @@ def sequence_loss(init_disp, outputs, gt, valid, gamma: float = LOSS_GAMMA):
 def predict(model, left, right, iters: int | None = None):
     """Disparity ``[B, 1, H, W]`` for normalised images of any size: the inputs are padded
     (replicate) to multiples of :func:`input_multiple` and the output cropped back. ``model``
-    may also be a TensorRT adapter without ``arch`` (fixed input size: no padding)."""
+    may also be a TensorRT adapter without ``arch`` (a dynamic-shape engine: padded to
+    multiples of 32)."""
     import torch
     from torch.nn import functional as F
 
     arch = getattr(model, "arch", None)
-    m = input_multiple(arch) if arch else 1
+    m = input_multiple(arch) if arch else 32  # a dynamic-shape engine: the encoder stride
     h, w = left.shape[-2:]
     ph, pw = (-h) % m, (-w) % m
     if ph or pw:
@@ -595,3 +602,197 @@ def unhonoured_fields(action: str, spec: dict[str, Any]) -> list[str]:
             continue
         out.append(f"{key}={value}")
     return out + unhonoured_augmentation(action, spec)
+
+
+# --------------------------------------------------------------------------- the plugin
+
+
+def _export_size(spec: dict[str, Any], arch: dict[str, Any]) -> tuple[int, int, int]:
+    """``(height, width, batch)`` of ``export.*``, validated."""
+    h = int(S.get(spec, "export.input_height", 544))
+    w = int(S.get(spec, "export.input_width", 960))
+    batch = int(S.get(spec, "export.batch_size", -1))
+    m = max(32, input_multiple(arch))
+    if h < m or w < m or h % m or w % m:
+        raise SpecError(f"export.input_height/input_width={h}x{w} must be multiples of {m} "
+                        "(the encoder stride), e.g. 480x736")
+    if batch == 0 or batch < -1:
+        raise SpecError(f"export.batch_size={batch}: use -1 (dynamic) or a positive batch size")
+    channels = int(S.get(spec, "export.input_channel", 3))
+    if channels != 3:
+        raise SpecError(f"export.input_channel={channels}: the model takes RGB input; set 3")
+    return h, w, batch
+
+
+class DepthNetPlugin(NetworkPlugin):
+    """FastFoundationStereo on the worker seam (see the module docstring)."""
+
+    name = NAME
+    display = DISPLAY
+    task = TASK
+    checkpoint_prefix = "dn_"
+    step_in_checkpoint_name = True
+    backbone_prefix = ""
+    unhonoured_table = _UNHONOURED
+    silent_fields = frozenset(_SILENT)
+    trt_outputs = ONNX_OUTPUTS
+    demo_metric = ("val_epe", "min")
+
+    def build_arch(self, spec):
+        """See :func:`build_arch`."""
+        return build_arch(spec)
+
+    def build_model(self, arch):
+        """See :func:`build_model`."""
+        return build_model(arch)
+
+    def postprocess_arch(self, spec):
+        """The input normalisation a TensorRT job needs (the spec's architecture record)."""
+        return build_arch(spec)
+
+    def checkpoint_arch(self, ckpt_arch, spec_arch):
+        """The checkpoint's architecture with the spec's iteration counts
+        (``model.train_iters`` / ``model.valid_iters`` are not architecture)."""
+        arch = dict(ckpt_arch)
+        if spec_arch is not None:
+            arch["train_iters"] = spec_arch["train_iters"]
+            arch["valid_iters"] = spec_arch["valid_iters"]
+        return arch
+
+    def arch_diff(self, ckpt_arch, spec_arch):
+        """See :func:`arch_diff`."""
+        return arch_diff(ckpt_arch, spec_arch)
+
+    def describe(self, arch):
+        """Model line of ``status.json``."""
+        return (f"model: {self.display} (compact iterative stereo network: CNN encoder, hybrid "
+                f"cost volume to {arch['max_disparity']} px, {arch['n_gru_layers']} ConvGRU "
+                f"level(s), {arch['train_iters']} train / {arch['valid_iters']} eval "
+                "iterations)")
+
+    def forward(self, model, batch, device, with_labels):
+        """``{"init", "outputs", "gt", "valid"}`` of a collated stereo batch."""
+        left = batch["left"].to(device, non_blocking=True)
+        right = batch["right"].to(device, non_blocking=True)
+        init, outputs = model(left, right)
+        return {"init": init, "outputs": outputs,
+                "gt": batch["disparity"].to(device), "valid": batch["valid"].to(device)}
+
+    def loss(self, output, arch):
+        """See :func:`sequence_loss`."""
+        return sequence_loss(output["init"], output["outputs"], output["gt"], output["valid"])
+
+    def predict_batch(self, model, batch, device, size=None):
+        """Full-resolution disparity (CPU) of a collated batch; with ``size`` (a TensorRT
+        engine's fixed input) the pair is resized to it and the disparity scaled back."""
+        import torch
+        from torch.nn import functional as F
+
+        left = batch["left"].to(device)
+        right = batch["right"].to(device)
+        if size is None or min(size) < 1:  # a checkpoint, or an engine with dynamic H / W
+            return predict(model, left, right).float().cpu()
+        h, w = left.shape[-2:]
+        args = {"mode": "bilinear", "align_corners": False}
+        with torch.no_grad():
+            _init, outs = model(F.interpolate(left, size=size, **args),
+                                F.interpolate(right, size=size, **args))
+        disp = outs[-1].float().to(left.device)
+        return (F.interpolate(disp, size=(h, w), **args) * (w / size[1])).cpu()
+
+    def unhonoured(self, action, spec):
+        """The common table, this network's, and the train-split augmentation fields."""
+        out = super().unhonoured(action, spec)
+        return out + [x for x in unhonoured_augmentation(action, spec) if x not in out]
+
+    def onnx_export(self, model, arch, spec):
+        """Two inputs (``left_image``, ``right_image``), one output (``disparity``) after
+        ``export.valid_iters`` iterations; ``export.batch_size: -1`` -> dynamic batch,
+        ``export.dynamic_hw`` -> dynamic height / width."""
+        import torch
+
+        h, w, batch = _export_size(spec, arch)
+        iters = int(S.get(spec, "export.valid_iters", arch["valid_iters"]))
+        if iters < 1:
+            raise SpecError(f"export.valid_iters={iters} must be >= 1 (bp2: 8)")
+        dynamic_hw = bool(S.get(spec, "export.dynamic_hw", False))
+        module = onnx_module(model, iters)
+        gen = torch.Generator().manual_seed(1)
+        example = tuple(torch.randn(batch if batch > 0 else 1, 3, h, w, generator=gen)
+                        for _ in ONNX_INPUTS)
+        axes: dict[int, str] = {}
+        if batch == -1:
+            axes[0] = "batch"
+        if dynamic_hw:
+            axes.update({2: "height", 3: "width"})
+        dynamic = {n: dict(axes) for n in (*ONNX_INPUTS, *ONNX_OUTPUTS)} if axes else None
+
+        def check(onnx_path, _task_dir):
+            """onnxruntime vs PyTorch on random pairs (batch 2 when dynamic; with dynamic H/W
+            also at a second size)."""
+            import numpy as np
+            import onnxruntime as ort
+
+            sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+            b = 2 if batch == -1 else batch
+            sizes = [(h, w)] + ([(h + 32, w - 32 if w > 64 else w + 32)] if dynamic_hw else [])
+            worst = 0.0
+            g = torch.Generator().manual_seed(7)
+            for sh, sw in sizes:
+                pair = [torch.randn(b, 3, sh, sw, generator=g) for _ in ONNX_INPUTS]
+                with torch.no_grad():
+                    ref = module(*pair).numpy()
+                got = sess.run(None, {n: t.numpy() for n, t in zip(ONNX_INPUTS, pair)})[0]
+                worst = max(worst, float(np.abs(got - ref).max()))
+            return {"checked_batch": b, "checked_sizes": [f"{a}x{c}" for a, c in sizes],
+                    "disparity": worst, "max_abs_diff": worst}
+
+        shape = ["batch" if batch == -1 else batch, 3, "height" if dynamic_hw else h,
+                 "width" if dynamic_hw else w]
+        return OnnxExport(
+            module=module, example_inputs=example, input_names=list(ONNX_INPUTS),
+            output_names=list(ONNX_OUTPUTS), dynamic_axes=dynamic,
+            metadata={"tao_worker.mean": json.dumps(arch["mean"]),
+                      "tao_worker.std": json.dumps(arch["std"]), "tao_worker.scale": "1/255",
+                      "tao_worker.max_disparity": str(arch["max_disparity"]),
+                      "tao_worker.valid_iters": str(iters)},
+            info={"inputs": {n: {"shape": shape, "preprocessing": {
+                      "scale": "1/255", "mean": arch["mean"], "std": arch["std"],
+                      "channel_order": "RGB"}} for n in ONNX_INPUTS},
+                  "outputs": {"disparity": "[batch, 1, height, width] disparity of the left "
+                                           "image, in pixels"},
+                  "valid_iters": iters, "max_disparity": arch["max_disparity"]},
+            checker=check,
+            describe=f"{'dynamic ' if dynamic_hw else ''}{h}x{w}, two inputs, {iters} iterations")
+
+    def tiny_overrides(self, size):
+        """The small architecture used by tests, benchmarks and the demo."""
+        return {f"model.{k}": v for k, v in TINY_MODEL.items()}
+
+    def demo_plan(self, quick):
+        """64x128 synthetic pairs; ``--quick``: 24 train / 8 val pairs, 10 epochs."""
+        return ({"epochs": 10, "n_train": 24, "n_val": 8, "size": 128} if quick
+                else {"epochs": 30, "n_train": 64, "n_val": 16, "size": 128})
+
+    def demo_untrained_overrides(self):
+        """One epoch at the schema's smallest learning rate, 1e-6 (the depth_net train schema
+        rejects the default 1e-12): a few steps that leave the weights effectively
+        untrained."""
+        return {**super().demo_untrained_overrides(), "train.optim.lr": 1e-6}
+
+    def demo_train_overrides(self, epochs, size):
+        """The tiny network, batch 4, crops of the whole pair, no augmentation, lr 2e-3."""
+        over = {**self.tiny_overrides(size), **self.task.demo_overrides("train", size)}
+        over.update({
+            "dataset.train_dataset.batch_size": 4, "dataset.val_dataset.batch_size": 4,
+            "dataset.train_dataset.augmentation.crop_size": [size // 2, size],
+            "train.num_epochs": epochs, "train.checkpoint_interval": max(1, epochs // 4),
+            "train.validation_interval": max(1, epochs // 4), "train.optim.lr": 2e-3,
+            "train.optim.warmup_steps": 0, "wandb.enable": False})
+        for name in ("spatial_aug_prob", "color_aug_prob", "eraser_aug_prob", "v_flip_prob",
+                     "yjitter_prob", "h_flip_prob", "hshift_prob", "stretch_prob"):
+            over[f"dataset.train_dataset.augmentation.{name}"] = 0.0
+        return over
+
+
+PLUGIN = DepthNetPlugin()

@@ -225,6 +225,22 @@ class RtDetr(DetrPlugin):
             "model.dn_number": 10,
         }
 
+    def demo_distill(self, size):
+        """A student at half the width of :meth:`tiny_overrides`, distilled on the encoder's
+        per-position class scores and boxes (same shape whatever the hidden size)."""
+        return {
+            "student": {"model.hidden_dim": 32, "model.feat_channels": [32, 32, 32],
+                        "model.dim_feedforward": 64, "model.nheads": 2,
+                        "model.distillation_loss_coef": 1.0},
+            "bindings": [
+                {"student_module_name": "model.enc_score_head",
+                 "teacher_module_name": "model.enc_score_head", "criterion": "MSE", "weight": 1.0},
+                {"student_module_name": "model.enc_bbox_head.layers.2",
+                 "teacher_module_name": "model.enc_bbox_head.layers.2", "criterion": "L1",
+                 "weight": 1.0},
+            ],
+        }
+
 
 def _matched_diff(a_logits, a_boxes, b_logits, b_boxes) -> float:
     """Largest output difference after pairing each query of ``a`` with one of ``b``

@@ -11,6 +11,8 @@ The engine calls, per action:
   -> KPIs (``val_*``);
 - evaluate / inference: :meth:`Task.evaluate` / :meth:`Task.inference` with the loaded model
   (a torch module, or :meth:`Task.trt_model` around a TensorRT engine);
+- quantize: :meth:`Task.eval_data` (validation / calibration data), :meth:`Task.batches`
+  (calibration forward passes) and :meth:`Task.validate` (KPIs before / after);
 
 and the tools outside the worker call:
 
@@ -58,6 +60,15 @@ class Task:
     #: Folder of the inference results holding viewable images (the demo tiles them).
     preview_dir: str = ""
 
+    #: Spec keys of the per-process training batch size, the training loader's workers and
+    #: the validation data (the engine and the benchmarks read them through these names).
+    batch_size_key: str = "dataset.batch_size"
+    workers_key: str = "dataset.workers"
+    val_data_key: str = "dataset.val_data_sources"
+
+    #: ``dataset_format`` of the synthetic demo data when the skill's data sources need one.
+    demo_format: str | None = None
+
     #: Start-line note when the spec has no validation data.
     no_val_note: str = "no validation data: validation KPIs are not computed"
 
@@ -84,6 +95,24 @@ class Task:
                  batch_size: int) -> dict[str, Any]:
         """Validation KPIs of ``model`` on ``val`` (``{}`` on ranks other than 0)."""
         raise NotImplementedError
+
+    def eval_data(self, ctx, arch: dict[str, Any], key: str) -> Any:
+        """The (staged) data of ``ctx.spec[key]`` in the form :meth:`validate` and
+        :meth:`batches` take (quantize: ``dataset.val_data_sources`` and
+        ``dataset.quant_calibration_data_sources``); ``None`` when the key is unset."""
+        raise self._no_quantize()
+
+    def batches(self, ctx, plugin, arch: dict[str, Any], data: Any, batch_size: int):
+        """Collated batches of ``data`` (from :meth:`eval_data`) with evaluation preprocessing,
+        ready for ``plugin.forward`` (calibration of a quantized model)."""
+        raise self._no_quantize()
+
+    def _no_quantize(self):
+        from tao_sdk.worker.errors import WorkerError
+
+        return WorkerError(f"quantize is not available for the {self.name} task in this worker "
+                           "(its task has no eval_data / batches hooks); run quantize in the "
+                           "TAO container (TAO_SKILLS_ENTRYPOINT)")
 
     def evaluate(self, ctx, plugin, model, arch: dict[str, Any],
                  input_size: tuple[int, int] | None) -> str:
@@ -124,3 +153,17 @@ class Task:
                   epochs: int) -> dict[str, Any]:
         """A complete small spec for ``plugin`` over ``data`` (from :meth:`write_synthetic`)."""
         raise NotImplementedError
+
+    @staticmethod
+    def finish_tiny_spec(plugin, spec: dict[str, Any], size: int) -> dict[str, Any]:
+        """What every task's :meth:`tiny_spec` ends with: the gen_trt_engine section reading
+        ``<results_dir>/export/model.onnx``, wandb off, then the plugin's ``tiny_overrides``."""
+        from tao_sdk.worker import spec as S
+
+        results_dir = spec["results_dir"]
+        spec["gen_trt_engine"] = {"onnx_file": f"{results_dir}/export/model.onnx",
+                                  "trt_engine": f"{results_dir}/gen_trt_engine/model.engine"}
+        spec["wandb"] = {"enable": False}
+        for key, value in plugin.tiny_overrides(size).items():
+            S.set_value(spec, key, value)
+        return spec

@@ -119,6 +119,18 @@ class DetectionTask(Task):
             kpi["val_loss"] = val_loss
         return kpi
 
+    def eval_data(self, ctx, arch, key):
+        """The COCO sources of ``ctx.spec[key]`` (``None`` when unset)."""
+        return load_sources(ctx.spec, key, arch["num_classes"], ctx) or None
+
+    def batches(self, ctx, plugin, arch, data, batch_size):
+        """Eval-preprocessed batches of every image of ``data``."""
+        from tao_sdk.worker.tasks.detection.data import Collator, DetectionDataset
+
+        images = [im for d in data for im in d.images]
+        coll = Collator(plugin.resize_policy(ctx.spec), arch["mean"], arch["std"], train=False)
+        return R.loader(DetectionDataset(images, train=False), coll, batch_size, False, 0, 0)
+
     def eval_sets(self, ctx, plugin, model, arch, datas: list[CocoData], policy,
                   batch_size: int, with_loss: bool, conf_threshold: float = 0.0):
         """COCO-evaluate ``model`` on ``datas`` (merged); return
@@ -325,13 +337,8 @@ class DetectionTask(Task):
             "inference": {"conf_threshold": 0.0},
             "export": {"onnx_file": f"{results_dir}/export/model.onnx",
                        "input_height": size, "input_width": size, "opset_version": 17},
-            "gen_trt_engine": {"onnx_file": f"{results_dir}/export/model.onnx",
-                               "trt_engine": f"{results_dir}/gen_trt_engine/model.engine"},
-            "wandb": {"enable": False},
         }
-        for key, value in plugin.tiny_overrides(size).items():
-            S.set_value(spec, key, value)
-        return spec
+        return self.finish_tiny_spec(plugin, spec, size)
 
 
 #: The detection task instance the detection plugins share.
