@@ -338,7 +338,9 @@ def inherited_settings(workspace: Workspace, skill: Skill, action: str, parent: 
                        ) -> tuple[dict[str, Any], JobRecord | None]:
     """Model / num_classes / preprocessing values of the train job ``parent`` descends from (and
     that train job's record), as dotted keys valid in this action's schema and not set in
-    ``user_overrides``."""
+    ``user_overrides``; also the data sources of this action's SKILL.md dataset rows that the
+    train job had (e.g. Deformable DETR export lists the training sets): datasets given to this
+    job replace them."""
     from .schemapath import find_property
     from .spec import flatten
 
@@ -346,9 +348,11 @@ def inherited_settings(workspace: Workspace, skill: Skill, action: str, parent: 
     if source is None or source.skill != skill.name:
         return {}, None
     schema = skill.schema(action, deploy)
+    data_keys = tuple(r.spec_key for r in skill.dataset_requirements(action))
     out = {}
     for key, value in flatten(source.spec).items():
-        if not key.startswith(INHERITED_PREFIXES) and key != "dataset.num_classes":
+        inherited_data = any(key == k or key.startswith(k + ".") for k in data_keys)
+        if not (key.startswith(INHERITED_PREFIXES) or key == "dataset.num_classes" or inherited_data):
             continue
         if any(key == u or key.startswith(u + ".") or u.startswith(key + ".") for u in user_overrides):
             continue

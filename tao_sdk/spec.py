@@ -249,7 +249,7 @@ def compose_spec(
                              + f" Actions: {', '.join(skill.actions)}")
     out = ComposedSpec(skill.template(action, deploy))
     base, overrides, others = _user_layers(skill, action, deploy, base_spec, spec_overrides, out)
-    provided = {k for layer in (base, overrides) for k, v in layer.items() if v is not None}
+    provided = {k for layer in (base, overrides, inherited or {}) for k, v in layer.items() if v is not None}
     apply_overrides(out.spec, inherited)
     apply_overrides(out.spec, base)
     if datasets or validate:

@@ -27,10 +27,10 @@ def ws(tmp_path, monkeypatch) -> Workspace:
     return Workspace(tmp_path / "ws")
 
 
-def _finished_train(ws: Workspace, **overrides) -> JobRecord:
+def _finished_train(ws: Workspace, skill: str = "tao-train-rtdetr", **overrides) -> JobRecord:
     """A SUCCESS train record with a checkpoint in its results folder (what a real train leaves)."""
-    spec = build_spec("rtdetr", "train", {**TRAIN, **overrides}, DATASETS)
-    record = JobRecord(skill="tao-train-rtdetr", action="train", spec=spec)
+    spec = build_spec(skill, "train", {**TRAIN, **overrides}, DATASETS)
+    record = JobRecord(skill=skill, action="train", spec=spec)
     record.results_uri = ws.results_uri(record.id)
     ckpt = Path(record.results_uri) / "train" / "model_epoch_003.pth"
     ckpt.parent.mkdir(parents=True)
@@ -100,6 +100,19 @@ def test_sdk_owned_parent_checkpoint_replaced_with_a_warning(ws):
     assert plan.spec["results_dir"] == plan.results_uri
     assert any("export.checkpoint is set by the SDK" in w and "/elsewhere/model.pth" in w for w in plan.warnings)
     assert any(w.startswith("results_dir is set by the SDK") for w in plan.warnings)
+
+
+def test_a_chained_job_takes_the_data_roles_its_train_job_had(ws):
+    """Deformable DETR export lists the training sets (TAO's network config): a job chained from
+    the train job inherits them; datasets given to the job win; evaluate still needs its own."""
+    train = _finished_train(ws, "tao-train-deformable-detr")
+    plan = plan_job("deformable_detr", "export", parent_job_id=train.id, workspace=ws)
+    assert plan.spec["dataset"]["train_data_sources"] == train.spec["dataset"]["train_data_sources"]
+    plan = plan_job("deformable_detr", "export", parent_job_id=train.id, workspace=ws,
+                    datasets={"train_datasets": ["/data/other"]})
+    assert plan.spec["dataset"]["train_data_sources"][0]["image_dir"].startswith("/data/other/")
+    with pytest.raises(TaoSkillsError, match="needs dataset role 'eval_dataset'"):
+        plan_job("deformable_detr", "evaluate", parent_job_id=train.id, workspace=ws)
 
 
 def test_no_datasets_fails_the_dry_run(ws, capsys):
