@@ -31,26 +31,27 @@ __all__ = ["evaluate", "inference", "export", "gen_trt_engine", "ONNX_TOLERANCE"
 ONNX_TOLERANCE = 1e-3
 
 
-def evaluate(ctx) -> str:
-    """Evaluate a checkpoint (or TensorRT engine) on the task's test data; the task writes the
-    KPIs (``test_*``) and its results file."""
-    model, arch, notes, size = R.load_model(ctx, "evaluate")
+def _run_task(ctx, section: str, run) -> str:
+    """Load the model of ``section`` (checkpoint or TensorRT engine), report it, and call the
+    task's ``run(ctx, plugin, model, arch, input_size)`` under ``train.precision``."""
+    model, arch, notes, size = R.load_model(ctx, section)
     precision = precision_from_spec(ctx.spec, R.device())
     R.report_start(ctx, arch, notes + [precision.describe()])
     model.to(R.device())
     with precision.autocast():
-        return ctx.plugin.task.evaluate(ctx, ctx.plugin, model, arch, size)
+        return run(ctx, ctx.plugin, model, arch, size)
+
+
+def evaluate(ctx) -> str:
+    """Evaluate a checkpoint (or TensorRT engine) on the task's test data; the task writes the
+    KPIs (``test_*``) and its results file."""
+    return _run_task(ctx, "evaluate", ctx.plugin.task.evaluate)
 
 
 def inference(ctx) -> str:
     """Run a checkpoint (or TensorRT engine) on the task's inference data; the task writes
     its outputs."""
-    model, arch, notes, size = R.load_model(ctx, "inference")
-    precision = precision_from_spec(ctx.spec, R.device())
-    R.report_start(ctx, arch, notes + [precision.describe()])
-    model.to(R.device())
-    with precision.autocast():
-        return ctx.plugin.task.inference(ctx, ctx.plugin, model, arch, size)
+    return _run_task(ctx, "inference", ctx.plugin.task.inference)
 
 
 def onnx_export(job, path: Path, opset: int) -> None:
