@@ -123,7 +123,8 @@ def run_demo(json_mode: bool = False, quick: bool = False, workspace: Workspace 
     returns the exit status.
 
     ``with_distill``: the plugin's smaller student (``demo_distill``) trained alone and distilled
-    from the trained model, same epochs (JSON ``distill``: both metrics). ``with_quantize``: a
+    from the trained model, same epochs (JSON ``distill``: ``teacher``, ``student_alone``,
+    ``student_distilled``, ``margin``, ``epochs``). ``with_quantize``: a
     quantize job per :data:`QUANTIZE_MODES` on the trained model (JSON ``quantize``: per mode
     the float and quantized size and metric)."""
     from .bank import SkillBank
@@ -162,8 +163,8 @@ def run_demo(json_mode: bool = False, quick: bool = False, workspace: Workspace 
 
     extra: dict[str, Any] = {}
     if with_distill:
-        extra["distill"] = _distill_demo(network, plugin, plan, train, datasets["train"], overrides,
-                                         metric, direction, json_mode, kw)
+        extra["distill"] = _distill_demo(network, plugin, plan, train, datasets["train"], metric,
+                                         direction, json_mode, kw)
     if with_quantize:
         extra["quantize"] = _quantize_demo(network, train, datasets["train"], metric, json_mode, kw)
 
@@ -208,8 +209,9 @@ def _print_summary(summary: dict[str, Any], epochs: int, workspace: Workspace) -
     print(f"  predictions PNG: {summary['predictions_png']}")
     if "distill" in summary:
         d = summary["distill"]
-        print(f"  distill ({epochs} epochs each, student {d['student']}): {metric} student alone "
-              f"{d['student_alone']:.3f}, distilled from the trained model {d['student_distilled']:.3f}")
+        print(f"  distill (student {d['student']}, {d['epochs']} epochs each, same seed): {metric} "
+              f"teacher {d['teacher']:.3f}, student alone {d['student_alone']:.3f}, distilled from the "
+              f"trained model {d['student_distilled']:.3f} (margin {d['margin']:+.3f})")
     for mode, q in (summary.get("quantize") or {}).items():
         if "refused" in q:
             print(f"  quantize {mode}: refused here - {q['refused']}")
@@ -219,21 +221,24 @@ def _print_summary(summary: dict[str, Any], epochs: int, workspace: Workspace) -
     print(f"  jobs: `tao-skills jobs` (workspace {workspace.root})")
 
 
-def _distill_demo(network: str, plugin, plan: dict, teacher: Job, datasets: dict, overrides: dict,
-                  metric: str, direction: str, json_mode: bool, kw: dict) -> dict[str, Any]:
+def _distill_demo(network: str, plugin, plan: dict, teacher: Job, datasets: dict, metric: str,
+                  direction: str, json_mode: bool, kw: dict) -> dict[str, Any]:
     """The plugin's smaller student trained alone and distilled from ``teacher`` (same data,
-    epochs and settings); returns both best metrics and the job ids."""
+    epochs, seed and settings: only the distillation loss differs); returns the teacher's and
+    both students' best metrics, the margin and the job ids."""
     setup = plugin.demo_distill(plan["size"])
     if setup is None:
         raise TaoSkillsError(f"tao-skills demo --with-distill: the {network} plugin defines no demo student "
                              "(NetworkPlugin.demo_distill); run the demo without --with-distill")
-    student = {**overrides, **setup["student"]}
+    epochs = min(int(setup.get("epochs") or plan["epochs"]), plan["epochs"])
+    student = {**plugin.demo_train_overrides(epochs, plan["size"]), **setup["student"]}
     alone = _run(network, "train", json_mode, datasets=datasets, spec_overrides=student, **kw)
     distilled = _run(network, "distill", json_mode, parent_job_id=teacher.id, datasets=datasets,
                      spec_overrides={**student, "distill.bindings": setup["bindings"]}, **kw)
-    return {"student": setup["student"], "bindings": setup["bindings"],
-            "student_alone": _best(alone, metric, direction),
-            "student_distilled": _best(distilled, metric, direction),
+    a, d = _best(alone, metric, direction), _best(distilled, metric, direction)
+    return {"student": setup["student"], "bindings": setup["bindings"], "epochs": epochs,
+            "teacher": _best(teacher, metric, direction), "student_alone": a, "student_distilled": d,
+            "margin": d - a if direction == "max" else a - d,
             "jobs": {"student_alone": alone.id, "distill": distilled.id}}
 
 

@@ -257,8 +257,10 @@ class NetworkPlugin:
 
     def demo_distill(self, size: int) -> dict[str, Any] | None:
         """The demo's distillation setup, or ``None`` when the network offers none:
-        ``{"student": dotted overrides of a smaller student, "bindings": distill.bindings}``
-        (bound outputs of equal shape in student and teacher)."""
+        ``{"student": dotted overrides of a smaller student, "bindings": distill.bindings,
+        "epochs": the students' epochs}`` (bound outputs of equal shape in student and teacher;
+        ``epochs`` fewer than the teacher's so that the student alone is not saturated, both
+        students get the same)."""
         return None
 
     # ------------------------------------------------------------------ reporting
