@@ -27,10 +27,7 @@ SIZE = 64
 
 def _tiny(network: str, epochs: int) -> dict:
     """The demo's train overrides of ``network`` at SIZE px (the plugin's tiny model)."""
-    over = registry.get(network).demo_train_overrides(epochs, SIZE)
-    if network == "deformable_detr":  # a bottleneck-named backbone and more queries than the demo
-        over.update({"model.backbone": "resnet_50", "model.num_queries": 100, "model.num_select": 100})
-    return over
+    return registry.get(network).demo_train_overrides(epochs, SIZE)
 
 
 @pytest.fixture

@@ -149,7 +149,9 @@ class DeformableDetr(DetrPlugin):
             "dataset.augmentation.scales": [size],
             "dataset.augmentation.test_random_resize": size,
             "dataset.augmentation.random_resize_max_size": size,
-            "model.backbone": "resnet_18", "model.num_queries": 20, "model.num_select": 20,
+            # the skill's schema allows resnet_50 / gc_vit backbones and 100..900 queries
+            # (TAO_WORKER_BACKBONE_SCALE=tiny makes resnet_50 one narrow block per stage)
+            "model.backbone": "resnet_50", "model.num_queries": 100, "model.num_select": 100,
             "model.hidden_dim": 64, "model.nheads": 4, "model.dim_feedforward": 128,
             "model.enc_layers": 1, "model.dec_layers": 2, "model.num_feature_levels": 3,
             "model.return_interm_indices": [2, 3, 4], "model.dropout_ratio": 0.0,
