@@ -259,8 +259,7 @@ class NetworkPlugin:
         """The demo's distillation setup, or ``None`` when the network offers none:
         ``{"student": dotted overrides of a smaller student, "bindings": distill.bindings,
         "epochs": the students' epochs}`` (bound outputs of equal shape in student and teacher;
-        ``epochs`` fewer than the teacher's so that the student alone is not saturated, both
-        students get the same)."""
+        ``epochs``: both students', capped at the teacher's; default the teacher's)."""
         return None
 
     # ------------------------------------------------------------------ reporting
