@@ -549,7 +549,7 @@ def test_every_catalog_skill_is_complete_and_honest_about_its_backend(bank):
         assert set(skill.manifest["generated_blocks"]) == set(skillmd.BLOCK_NAMES)
         backend, _ = skillmd.generated_block(skill.doc.text, "backend")
         for action in skill.actions:
-            says = "yes" if worker.supports(skill.network, action) else "no"
+            says = "yes" if worker.supports(skill.network, action, info.get("model_type")) else "no"
             assert f"| `{action}` | {says} | " in backend, (name, action)
         if src["prose"] == "generated":
             text = skill.doc.text
