@@ -99,6 +99,17 @@ def _backbone_object(bb: dict):
     return classes[model_type](**bb)
 
 
+def transformer_sizes(f: dict[str, Any]) -> dict[str, Any]:
+    """The encoder/decoder size entries of a transformers DETR-family config, from the fields
+    :meth:`DetrPlugin.common_fields` read (layers, feed-forward width, heads, dropout)."""
+    return {
+        "encoder_layers": f["enc_layers"], "decoder_layers": f["dec_layers"],
+        "encoder_ffn_dim": f["ffn"], "decoder_ffn_dim": f["ffn"],
+        "encoder_attention_heads": f["nheads"], "decoder_attention_heads": f["nheads"],
+        "dropout": f["dropout"],
+    }
+
+
 def parity_inputs(arch: dict, batch: int, height: int, width: int):
     """Random normalised images ``[batch, 3, height, width]`` (seeded) for a parity check."""
     import torch

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from tao_sdk.worker import spec as S
 from tao_sdk.worker.errors import SpecError
-from tao_sdk.worker.networks._detr import DetrPlugin, backbone_config
+from tao_sdk.worker.networks._detr import DetrPlugin, backbone_config, transformer_sizes
 from tao_sdk.worker.plugin import spec_float, spec_int
 
 __all__ = ["DeformableDetr", "PLUGIN"]
@@ -75,10 +75,7 @@ class DeformableDetr(DetrPlugin):
             "backbone_config": bb, "use_timm_backbone": False, "use_pretrained_backbone": False,
             "num_labels": f["num_classes"], "num_queries": f["num_queries"],
             "num_feature_levels": levels, "d_model": f["hidden"],
-            "encoder_layers": f["enc_layers"], "decoder_layers": f["dec_layers"],
-            "encoder_ffn_dim": f["ffn"], "decoder_ffn_dim": f["ffn"],
-            "encoder_attention_heads": f["nheads"], "decoder_attention_heads": f["nheads"],
-            "dropout": f["dropout"],
+            **transformer_sizes(f),
             "encoder_n_points": spec_int(spec, "model.enc_n_points", 4),
             "decoder_n_points": spec_int(spec, "model.dec_n_points", 4),
             "with_box_refine": box_refine, "two_stage": False,

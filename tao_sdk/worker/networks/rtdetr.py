@@ -15,7 +15,7 @@ from typing import Any
 
 from tao_sdk.worker import spec as S
 from tao_sdk.worker.errors import SpecError
-from tao_sdk.worker.networks._detr import DetrPlugin, backbone_config
+from tao_sdk.worker.networks._detr import DetrPlugin, backbone_config, transformer_sizes
 from tao_sdk.worker.plugin import spec_float, spec_int
 
 __all__ = ["RtDetr", "PLUGIN"]
@@ -84,10 +84,7 @@ class RtDetr(DetrPlugin):
             "encoder_hidden_dim": hidden, "d_model": hidden,
             "decoder_in_channels": [hidden] * len(stages), "num_feature_levels": levels,
             "encode_proj_layers": [int(i) for i in enc_idx],
-            "encoder_layers": f["enc_layers"], "decoder_layers": f["dec_layers"],
-            "encoder_ffn_dim": f["ffn"], "decoder_ffn_dim": f["ffn"],
-            "encoder_attention_heads": f["nheads"], "decoder_attention_heads": f["nheads"],
-            "dropout": f["dropout"],
+            **transformer_sizes(f),
             "positional_encoding_temperature": spec_int(spec, "model.pe_temperature", 10000),
             "hidden_expansion": spec_float(spec, "model.expansion", 1.0),
             "encoder_activation_function": str(S.get(spec, "model.enc_act", "gelu")),
