@@ -314,13 +314,21 @@ class Controller:
             if find_property(schema, key) is not None:
                 overrides[key] = int(value)
         if s.resume_from_trial is not None:
-            key, ckpt, note = self._resume_checkpoint(s)
-            entry.update(resume_checkpoint=ckpt, resume_note=note)
-            if ckpt:
-                overrides[key] = ckpt
+            self._attach_resume(entry)
+            if entry["resume_checkpoint"]:
+                overrides[entry["resume_key"]] = entry["resume_checkpoint"]
             else:
-                self.log(f"trial {s.trial_id} trains from scratch: {note}")
+                self.log(f"trial {s.trial_id} trains from scratch: {entry['resume_note']}")
         return overrides
+
+    def _attach_resume(self, entry: dict[str, Any]) -> None:
+        """Record in ``entry`` the checkpoint a continuing trial starts from, once: the entry is
+        saved with it before the child exists, so a controller killed mid-submission resumes with
+        the same checkpoint and counts only the epochs the child really trains."""
+        if "resume_key" in entry or entry.get("resume_from_trial") is None:
+            return
+        key, ckpt, note = self._resume_checkpoint(Suggestion.from_dict(entry))
+        entry.update(resume_key=key, resume_checkpoint=ckpt, resume_note=note)
 
     def _resume_checkpoint(self, s: Suggestion) -> tuple[str | None, str | None, str]:
         """``(spec key, checkpoint, note)``: where trial ``s`` continues from.
@@ -486,6 +494,7 @@ class Controller:
                 break
             entry = {**s.to_dict(), "child_id": new_job_id(), "status": "submitting", "value": None,
                      "best_epoch": None, "epochs": None, "error": None}
+            self._attach_resume(entry)
             self.trials[str(s.trial_id)] = entry
             self.save()  # the child id is durable before the child exists: no trial lost or repeated
             self.submit(entry)

@@ -154,3 +154,40 @@ def test_sdk_killed_while_creating_an_automl_job(ws, point, monkeypatch):
     else:
         assert job.status.value == "FAILURE" and job.result["never_started"]
         assert list_jobs(parent_id=job.id, workspace=ws) == []
+
+
+@pytest.mark.slow
+def test_controller_killed_while_submitting_a_continuing_trial_counts_only_trained_epochs(ws, monkeypatch,
+                                                                                          tmp_path):
+    """PBT's second generation continues the first's checkpoints. The controller dies right after
+    starting the first continuing child (4th submission), before recording it as running: after
+    resume that trial still records the checkpoint it continues, and the epochs AutoML reports as
+    trained are exactly the epochs the children trained."""
+    log = tmp_path / "epochs.log"
+    monkeypatch.setenv("FAKE_TAO_OBJECTIVE", "lr")
+    monkeypatch.setenv("FAKE_TAO_EPOCH_LOG", str(log))
+    monkeypatch.setenv("TAO_FAULT_POINT", "after_start")
+    monkeypatch.setenv("TAO_FAULT_SKIP", "3")
+    monkeypatch.setenv("TAO_FAULT_PROC", "tao_sdk.automl.controller")
+    cfg = {"algorithm": "pbt", "max_recommendations": 2, "max_concurrent": 3, "poll_interval": 0.1,
+           "hyperparameters": ["train.optim.lr"], "seed": 3}
+    job = create_job("rtdetr", "train", datasets=DATASETS, spec_overrides={**OVERRIDES, "train.num_epochs": 3},
+                     automl=cfg, workspace=ws)
+    handle = job.record.platform_handle
+    wait_for(lambda: Path(os.environ["TAO_FAULT_ONCE"]).exists() and not alive(handle["pid"]), 90,
+             "the controller to be killed mid-submission")
+    trials = ws.store.get(job.id).result["trials"]
+    cut = [t for t in trials.values() if t["status"] == "submitting"]
+    assert len(cut) == 1 and cut[0]["resume_from_trial"] is not None, json.dumps(trials)
+    monkeypatch.delenv("TAO_FAULT_POINT")
+    resume_automl_job(job.id, workspace=ws)
+    job = wait_for_job(job.id, timeout=120, poll_interval=0.2, workspace=ws)
+    assert job.status.value == "SUCCESS", job.result.get("message")
+    trained = log.read_text().splitlines()
+    assert len(trained) == len(set(trained)) and job.result["epochs_trained"] == len(trained)
+    for entry in job.result["trials"].values():
+        if entry["resume_from_trial"] is None:
+            continue
+        child = get_job(entry["child_id"], workspace=ws)
+        assert entry["resume_checkpoint"] == child.spec["train"]["resume_training_checkpoint_path"]
+        assert entry["epochs_trained"] == entry["budget_epochs"] - entry["resume_epochs"]

@@ -1,6 +1,7 @@
 """Fault injection for tests/faults (never imported by product code): SIGKILL this process at
 one point of a job submission. Active only when ``TAO_FAULT_POINT`` is set and this process's
-command line contains ``TAO_FAULT_PROC``; fires once (``TAO_FAULT_ONCE`` is created when it does).
+command line contains ``TAO_FAULT_PROC``; fires once (``TAO_FAULT_ONCE`` is created when it does),
+at the point's hit number ``TAO_FAULT_SKIP`` + 1 in this process (default: the first hit).
 
 Points: ``after_create`` (the job record exists, nothing started), ``before_start`` (just before
 the platform starts the job), ``after_start`` (the job runs, its handle is not stored yet).
@@ -10,6 +11,7 @@ import os
 import signal
 
 _POINT = os.environ.get("TAO_FAULT_POINT")
+_HITS = [int(os.environ.get("TAO_FAULT_SKIP") or 0)]
 
 
 def _mine() -> bool:
@@ -24,6 +26,9 @@ def _mine() -> bool:
 def _fire() -> None:
     once = os.environ["TAO_FAULT_ONCE"]
     if os.path.exists(once):
+        return
+    _HITS[0] -= 1
+    if _HITS[0] >= 0:
         return
     open(once, "w").close()
     os.kill(os.getpid(), signal.SIGKILL)
