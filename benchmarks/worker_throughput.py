@@ -22,7 +22,10 @@ network is benchmarked by registering it:
    ratio of its two runs' median warm epochs, and the reported ``overhead_ratio`` is the median
    over the repeats with its spread (min, max), next to the ratio of the pooled medians and of
    each side's fastest warm epoch (interference from other processes on a shared machine only
-   adds time) and the load average. ``--threads N`` sets torch's intra-op threads for both
+   adds time) and the load average. Next to the wall-clock figures, ``overhead_ratio_cpu``
+   compares the process CPU seconds per warm step (:class:`StepClock`; median over the
+   repeats, with its spread), which other processes on a shared machine do not inflate.
+   ``--threads N`` sets torch's intra-op threads for both
    sides: on a loaded machine two threads per process make every parallel op wait for a
    descheduled thread, which swamps the comparison; one thread keeps it meaningful.
    ``overhead = plain images/s / worker images/s`` (target <= 1.10)::
@@ -239,6 +242,50 @@ def _loss_gap(plain: list[float], worker: list[float]) -> float:
     return max(abs(a - b) / max(abs(a), abs(b), 1e-12) for a, b in zip(plain, worker))
 
 
+class StepClock:
+    """Process CPU seconds per training step of whatever trains with ``network``'s plugin
+    (the plain loop or the worker, in this process): it stamps ``time.process_time()`` at each
+    training call of the plugin's ``forward`` (``with_labels=True``), once per step on both
+    sides. Unlike wall time this is not inflated by other processes on a shared machine (with
+    one torch thread; with more, threads spinning for a descheduled peer add CPU time too).
+
+    Use as ``with StepClock(network) as clock: ...``; then :meth:`warm_mean` gives the mean
+    CPU seconds of the steps after the first epoch (each step's time runs to the next step's
+    start, so epoch-end work such as the worker's status line counts too)."""
+
+    def __init__(self, network: str) -> None:
+        self.plugin = _plugin(network)
+        self.stamps: list[float] = []
+
+    def __enter__(self) -> "StepClock":
+        inner = self.plugin.forward
+
+        def forward(model, batch, device, with_labels):
+            if with_labels:
+                self.stamps.append(time.process_time())
+            return inner(model, batch, device, with_labels)
+
+        self.plugin.forward = forward  # instance attribute: shadows the class method
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        del self.plugin.forward
+
+    def warm_mean(self, steps_per_epoch: int) -> float:
+        """Mean CPU seconds of the steps of epochs 2.. (the last step has no end stamp)."""
+        deltas = [b - a for a, b in zip(self.stamps, self.stamps[1:])][steps_per_epoch:]
+        return sum(deltas) / len(deltas) if deltas else float("nan")
+
+
+def _clocked(fn, network: str, *args: Any) -> dict[str, Any]:
+    """``fn(network, *args)`` (:func:`plain_loop` / :func:`worker_loop`) with its mean warm
+    step CPU time added as ``step_cpu_s``."""
+    with StepClock(network) as clock:
+        out = fn(network, *args)
+    out["step_cpu_s"] = clock.warm_mean(out["steps_per_epoch"])
+    return out
+
+
 def overhead(network: str, epochs: int, n_train: int, size: int, repeats: int,
              workdir: Path) -> dict[str, Any]:
     """Worker vs plain-loop training throughput on warm epochs (see the module docstring).
@@ -257,6 +304,7 @@ def overhead(network: str, epochs: int, n_train: int, size: int, repeats: int,
     plain_warm: list[float] = []
     worker_warm: list[float] = []
     ratios: list[float] = []
+    cpu_ratios: list[float] = []
     gaps: list[float] = []
     steps = {}
     load_before = os.getloadavg()
@@ -265,14 +313,15 @@ def overhead(network: str, epochs: int, n_train: int, size: int, repeats: int,
     plain_loop(network, spec, 1)
     for r in range(repeats):
         if r % 2 == 0:
-            p = plain_loop(network, spec, epochs)
-            w = worker_loop(network, spec, workdir, str(r))
+            p = _clocked(plain_loop, network, spec, epochs)
+            w = _clocked(worker_loop, network, spec, workdir, str(r))
         else:
-            w = worker_loop(network, spec, workdir, str(r))
-            p = plain_loop(network, spec, epochs)
+            w = _clocked(worker_loop, network, spec, workdir, str(r))
+            p = _clocked(plain_loop, network, spec, epochs)
         plain_warm += p["epoch_s"][1:]
         worker_warm += w["epoch_s"][1:]
         ratios.append(statistics.median(w["epoch_s"][1:]) / statistics.median(p["epoch_s"][1:]))
+        cpu_ratios.append(w["step_cpu_s"] / p["step_cpu_s"])
         gaps.append(_loss_gap(p["losses"], w["losses"]))
         steps = {"plain": p["steps_per_epoch"], "worker": w["steps_per_epoch"]}
     if steps["plain"] != steps["worker"]:
@@ -301,6 +350,8 @@ def overhead(network: str, epochs: int, n_train: int, size: int, repeats: int,
         "overhead_ratio_per_repeat": [round(x, 3) for x in ratios],
         "overhead_ratio_pooled": round(worker_s / plain_s, 3),
         "overhead_ratio_best_epochs": round(ratio_best, 3),
+        "overhead_ratio_cpu": round(statistics.median(cpu_ratios), 3),
+        "overhead_ratio_cpu_spread": [round(min(cpu_ratios), 3), round(max(cpu_ratios), 3)],
         "loss_max_rel_diff": float(f"{max(gaps):.3g}"),
         "target": OVERHEAD_TARGET,
         "meets_target": ratio <= OVERHEAD_TARGET,
@@ -326,7 +377,7 @@ def print_table(learning: list[dict[str, Any]], overheads: list[dict[str, Any]],
               "checkpoint)")
         print(f"{'network':<16}{'images':>7}{'px':>5}{'steps/ep':>9}{'plain img/s':>13}"
               f"{'worker img/s':>14}{'overhead':>10}{'spread':>15}{'(best ep.)':>11}"
-              f"{'target':>13}")
+              f"{'cpu/step':>10}{'target':>13}")
         for r in overheads:
             verdict = "ok" if r["meets_target"] else "MISS"
             lo, hi = r["overhead_ratio_spread"]
@@ -334,10 +385,12 @@ def print_table(learning: list[dict[str, Any]], overheads: list[dict[str, Any]],
                   f"{r['steps_per_epoch']:>9}{r['plain_images_per_s']:>13.2f}"
                   f"{r['worker_images_per_s']:>14.2f}{r['overhead_ratio']:>10.3f}"
                   f"{f'{lo:.3f}-{hi:.3f}':>15}{r['overhead_ratio_best_epochs']:>11.3f}"
+                  f"{r['overhead_ratio_cpu']:>10.3f}"
                   f"{'<= ' + str(r['target']) + ' ' + verdict:>13}")
         print("overhead = plain images/s / worker images/s: median over the A/B repeats of each "
               "repeat's median warm epochs (spread: min-max over the repeats); (best ep.) the "
-              "same on each side's fastest warm epoch. Both sides computed the same losses "
+              "same on each side's fastest warm epoch; cpu/step: the same with process CPU "
+              "seconds per warm step (median over the repeats). Both sides computed the same losses "
               f"(largest relative difference {max(r['loss_max_rel_diff'] for r in overheads):.1e})"
               f"; {overheads[0]['cpu_threads']} torch thread(s), load average "
               f"{overheads[0]['load_average'][0]:.2f} at the start")
