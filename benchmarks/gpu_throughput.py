@@ -42,9 +42,10 @@ from benchmarks import worker_throughput as W  # noqa: E402
 
 
 def template_spec(network: str, data: dict, results_dir: str, size: int, batch: int,
-                  epochs: int) -> dict[str, Any]:
+                  epochs: int, tiny_model: bool = False) -> dict[str, Any]:
     """The skill's shipped train template with the synthetic data, ``batch``, ``size`` px and
-    no validation / checkpoint before the end."""
+    no validation / checkpoint before the end (``tiny_model``: the plugin's tiny model
+    instead of the template's, for the CPU check)."""
     from tao_sdk.bank import SkillBank
     from tao_sdk.worker import spec as S
 
@@ -59,7 +60,7 @@ def template_spec(network: str, data: dict, results_dir: str, size: int, batch: 
     spec["dataset"]["num_classes"] = tiny["dataset"]["num_classes"]
     S.set_value(spec, plugin.task.batch_size_key, batch)
     for key, value in plugin.tiny_overrides(size).items():
-        if key.startswith("dataset.augmentation."):
+        if tiny_model or key.startswith("dataset.augmentation."):
             S.set_value(spec, key, value)
     spec["train"].update(num_epochs=epochs, checkpoint_interval=epochs + 1,
                          validation_interval=epochs + 1, seed=W._SEED)
@@ -112,7 +113,8 @@ def len_images(spec: dict[str, Any]) -> int:
 
 
 def run(network: str, batches: list[int], precisions: list[str], size: int, images: int,
-        epochs: int, workdir: Path, device: str = "cuda") -> list[dict[str, Any]]:
+        epochs: int, workdir: Path, device: str = "cuda", tiny_model: bool = False
+        ) -> list[dict[str, Any]]:
     """One result dict per batch size (see the module docstring)."""
     import torch
 
@@ -120,7 +122,8 @@ def run(network: str, batches: list[int], precisions: list[str], size: int, imag
     data = plugin.task.write_synthetic(workdir / "data", images, 2, size)
     out = []
     for batch in batches:
-        spec = template_spec(network, data, str(workdir / "unused"), size, batch, epochs)
+        spec = template_spec(network, data, str(workdir / "unused"), size, batch, epochs,
+                             tiny_model)
         plain = W.plain_loop(network, spec, epochs, device=device,
                              workers=int(spec["dataset"].get("workers") or 0))
         plain_ips = images / statistics.median(plain["epoch_s"][1:] or plain["epoch_s"])
@@ -161,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="quick check: batch 16, fp32 + bf16, 32 images of 320 px, 2 epochs")
     p.add_argument("--cpu-check", action="store_true",
                    help="without CUDA: run the whole script on the CPU at a tiny scale "
-                        "(fp32 + bf16, tiny backbone) to check it works; the figures mean nothing")
+                        "(fp32 + bf16, the plugin's tiny model, 8 images of 128 px) to check it "
+                        "works; the figures mean nothing")
     p.add_argument("--json", type=Path, help="write the results to this file")
     args = p.parse_args(argv)
     try:
@@ -174,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["TAO_WORKER_BACKBONE_SCALE"] = "tiny"
         with tempfile.TemporaryDirectory(prefix="tao-gpu-bench-") as tmp:
             os.environ.setdefault("TAO_WORKER_CACHE", str(Path(tmp) / "cache"))
-            rows = run(args.network, [4], ["fp32", "bf16"], 160, 8, 2, Path(tmp), device="cpu")
+            rows = run(args.network, [4], ["fp32", "bf16"], 128, 8, 2, Path(tmp), device="cpu",
+                       tiny_model=True)
         if args.json:
             args.json.write_text(json.dumps({"cuda": False, "cpu_check": rows}, indent=2))
         return 0

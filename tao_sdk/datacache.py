@@ -14,10 +14,12 @@ cap). See it with ``tao-skills cache [--json]`` (:func:`cache_info`), empty it w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +82,17 @@ def cache_entry(key: str) -> Path:
         _flock(fh, shared=True, block=True)
         _HELD[str(path)] = fh
     return path
+
+
+@contextlib.contextmanager
+def exclusive(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``lock_path`` (created) for the ``with`` block, so
+    one process at a time fills a cache folder that several jobs on this machine may want at
+    once (AutoML trials, the ranks of a distributed job, two nodes sharing the cache)."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+b") as fh:
+        _flock(fh, shared=False, block=True)
+        yield
 
 
 def _flock(fh: Any, shared: bool, block: bool) -> bool:

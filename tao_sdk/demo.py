@@ -134,6 +134,9 @@ def run_demo(json_mode: bool = False, quick: bool = False, workspace: Workspace 
     workspace = workspace or default_workspace()
     started = time.monotonic()
     plan = plugin.demo_plan(quick)
+    setup = _distill_setup(network, plugin, plan) if with_distill else None
+    if setup and setup.get("n_val"):  # a val split large enough for the student comparison
+        plan = {**plan, "n_val": max(plan["n_val"], int(setup["n_val"]))}
     metric, direction = plugin.demo_metric or SkillBank().get(network).metric
     roots = make_demo_dataset(workspace, plugin, plan["n_train"], plan["n_val"], plan["size"])
     _say(f"dataset: {plan['n_train']} train / {plan['n_val']} val synthetic {plugin.task.name} samples in "
@@ -162,9 +165,9 @@ def run_demo(json_mode: bool = False, quick: bool = False, workspace: Workspace 
         _say(f"gen_trt_engine: skipped ({why_not})", json_mode)
 
     extra: dict[str, Any] = {}
-    if with_distill:
-        extra["distill"] = _distill_demo(network, plugin, plan, train, datasets["train"], metric,
-                                         direction, json_mode, kw)
+    if setup:
+        extra["distill"] = _distill_demo(network, plugin, plan, setup, train, datasets["train"],
+                                         metric, direction, json_mode, kw)
     if with_quantize:
         extra["quantize"] = _quantize_demo(network, train, datasets["train"], metric, json_mode, kw)
 
@@ -209,7 +212,8 @@ def _print_summary(summary: dict[str, Any], epochs: int, workspace: Workspace) -
     print(f"  predictions PNG: {summary['predictions_png']}")
     if "distill" in summary:
         d = summary["distill"]
-        print(f"  distill (student {d['student']}, {d['epochs']} epochs each, same seed): {metric} "
+        print(f"  distill (student {d['student']}, {d['epochs']} epochs each, same seed, "
+              f"{d['val_images']} val images): {metric} "
               f"teacher {d['teacher']:.3f}, student alone {d['student_alone']:.3f}, distilled from the "
               f"trained model {d['student_distilled']:.3f} (margin {d['margin']:+.3f})")
     for mode, q in (summary.get("quantize") or {}).items():
@@ -221,22 +225,31 @@ def _print_summary(summary: dict[str, Any], epochs: int, workspace: Workspace) -
     print(f"  jobs: `tao-skills jobs` (workspace {workspace.root})")
 
 
-def _distill_demo(network: str, plugin, plan: dict, teacher: Job, datasets: dict, metric: str,
-                  direction: str, json_mode: bool, kw: dict) -> dict[str, Any]:
-    """The plugin's smaller student trained alone and distilled from ``teacher`` (same data,
-    epochs, seed and settings: only the distillation loss differs); returns the teacher's and
-    both students' best metrics, the margin and the job ids."""
+def _distill_setup(network: str, plugin, plan: dict) -> dict[str, Any]:
+    """The plugin's ``demo_distill`` setup; a clear error when it defines none."""
     setup = plugin.demo_distill(plan["size"])
     if setup is None:
         raise TaoSkillsError(f"tao-skills demo --with-distill: the {network} plugin defines no demo student "
                              "(NetworkPlugin.demo_distill); run the demo without --with-distill")
+    return setup
+
+
+def _distill_demo(network: str, plugin, plan: dict, setup: dict, teacher: Job, datasets: dict,
+                  metric: str, direction: str, json_mode: bool, kw: dict) -> dict[str, Any]:
+    """The plugin's smaller student trained alone and distilled from ``teacher`` (same data,
+    epochs, seed and settings: only the distillation loss differs); returns the teacher's and
+    both students' best metrics (on the demo's val split, enlarged to ``setup["n_val"]``), the
+    margin and the job ids."""
     epochs = min(int(setup.get("epochs") or plan["epochs"]), plan["epochs"])
-    student = {**plugin.demo_train_overrides(epochs, plan["size"]), **setup["student"]}
+    # validated at half-way and at the end (checkpoint at the end): the val split is large
+    student = {**plugin.demo_train_overrides(epochs, plan["size"]), "train.checkpoint_interval": epochs,
+               "train.validation_interval": max(1, epochs // 2), **setup["student"]}
     alone = _run(network, "train", json_mode, datasets=datasets, spec_overrides=student, **kw)
     distilled = _run(network, "distill", json_mode, parent_job_id=teacher.id, datasets=datasets,
                      spec_overrides={**student, "distill.bindings": setup["bindings"]}, **kw)
     a, d = _best(alone, metric, direction), _best(distilled, metric, direction)
     return {"student": setup["student"], "bindings": setup["bindings"], "epochs": epochs,
+            "val_images": plan["n_val"],
             "teacher": _best(teacher, metric, direction), "student_alone": a, "student_distilled": d,
             "margin": d - a if direction == "max" else a - d,
             "jobs": {"student_alone": alone.id, "distill": distilled.id}}

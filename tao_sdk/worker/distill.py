@@ -8,8 +8,12 @@ teacher's matches) and adds ``weight * criterion(student_out, teacher_out)``; th
 ``model.distillation_loss_coef`` and added to the task loss.
 
 Criteria (case-insensitive): ``L1``, ``L2`` / ``MSE`` (mean squared error), ``KL`` (KL divergence
-of the softmax over the last dimension, teacher as target), ``SmoothL1``. An unknown criterion or
-a pattern matching no module is a :class:`SpecError` naming the choices / close module names.
+of the softmax over the last dimension, teacher as target), ``SmoothL1``, ``BCE`` (binary cross
+entropy of each sigmoid probability with the teacher's sigmoid probability as soft target: the
+criterion for independent sigmoid class scores such as RT-DETR's focal / varifocal
+classification, where a softmax KL would couple classes that the network scores independently).
+An unknown criterion or a pattern matching no module is a :class:`SpecError` naming the choices /
+close module names.
 """
 
 from __future__ import annotations
@@ -52,9 +56,21 @@ def _kl(s, t):
                     reduction="none").sum(-1).mean()
 
 
+def _bce(s, t):
+    import torch
+    import torch.nn.functional as F
+
+    # Soft-target BCE per logit; the teacher's entropy is subtracted so that the value is the
+    # Bernoulli KL (0 when the student matches), with the same gradient as the plain BCE.
+    p = torch.sigmoid(t)
+    return (F.binary_cross_entropy_with_logits(s, p)
+            - F.binary_cross_entropy_with_logits(t, p))
+
+
 #: Criterion registry: upper-case name -> ``f(student_out, teacher_out) -> scalar tensor``.
 CRITERIA: dict[str, Callable[[Any, Any], Any]] = {
     "L1": _l1, "L2": _mse, "MSE": _mse, "SMOOTHL1": _smooth_l1, "KL": _kl,
+    "BCE": _bce,
 }
 
 
@@ -84,7 +100,7 @@ def parse_bindings(spec: Mapping[str, Any]) -> list[Binding]:
         crit = str(entry["criterion"]).replace("_", "").replace("-", "").upper()
         if crit not in CRITERIA:
             raise SpecError(f"{where}.criterion={entry['criterion']!r} is unknown; use one of "
-                            f"L1, L2 (MSE), SmoothL1, KL")
+                            f"L1, L2 (MSE), SmoothL1, KL, BCE")
         weight = float(entry.get("weight", 1.0) if entry.get("weight") is not None else 1.0)
         out.append(Binding(str(entry["student_module_name"]), str(entry["teacher_module_name"]),
                            crit, weight))

@@ -259,7 +259,8 @@ class NetworkPlugin:
         """The demo's distillation setup, or ``None`` when the network offers none:
         ``{"student": dotted overrides of a smaller student, "bindings": distill.bindings,
         "epochs": the students' epochs}`` (bound outputs of equal shape in student and teacher;
-        ``epochs``: both students', capped at the teacher's; default the teacher's)."""
+        ``epochs``: both students', capped at the teacher's; default the teacher's; optional
+        ``n_val``: val images of the demo run, so that the students' difference is not noise)."""
         return None
 
     # ------------------------------------------------------------------ reporting

@@ -264,7 +264,9 @@ def safe_extract(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) 
 
     A marker file in ``dest`` records the archive's size and mtime; a later call with the same
     archive returns at once. The archive is extracted into a temporary sibling folder that is
-    renamed into place, so a crash never leaves a half-extracted folder that looks complete.
+    renamed into place, so a crash never leaves a half-extracted folder that looks complete;
+    processes extracting the same ``dest`` at once take turns (a file lock beside it), so one
+    never removes the folder another has just put in place.
     Raises :class:`UnsafeArchiveError` before writing anything when a member is unsafe, and
     :class:`DatasetError` when the file is not a readable tar archive.
     """
@@ -272,19 +274,30 @@ def safe_extract(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) 
     dest = Path(dest)
     st = archive.stat()
     signature = {"archive": str(archive), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    if _extracted(dest, signature):
+        return dest
+    with datacache.exclusive(dest.parent / f".{dest.name}.extract-lock"):
+        if not _extracted(dest, signature):  # another process may have done it meanwhile
+            _extract_into_place(archive, dest, signature, st.st_size)
+    return dest
+
+
+def _extracted(dest: Path, signature: dict[str, Any]) -> bool:
+    """True when ``dest`` holds a complete extraction of the archive ``signature`` describes."""
     marker = dest / _MARKER
-    if marker.is_file():
-        try:
-            if json.loads(marker.read_text(encoding="utf-8")) == signature:
-                return dest
-        except (OSError, ValueError):
-            pass
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return marker.is_file() and json.loads(marker.read_text(encoding="utf-8")) == signature
+    except (OSError, ValueError):
+        return False
+
+
+def _extract_into_place(archive: Path, dest: Path, signature: dict[str, Any], size: int) -> None:
+    """Extract into a temporary sibling of ``dest``, write the marker, rename it into place."""
     tmp = Path(tempfile.mkdtemp(prefix=".tao-extract-", dir=dest.parent))
     try:
         try:
             with tarfile.open(archive, "r:*") as tf:
-                members = _check_members(tf, str(archive), st.st_size, dest.parent)
+                members = _check_members(tf, str(archive), size, dest.parent)
                 if hasattr(tarfile, "data_filter"):
                     tf.extractall(tmp, members=members, filter="data")
                 else:  # pragma: no cover - Python without PEP 706 filters
@@ -303,7 +316,6 @@ def safe_extract(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) 
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return dest
 
 
 def _strip_tar_suffix(name: str) -> str | None:

@@ -142,3 +142,17 @@ def test_distill_binding_errors():
     b = [D.Binding("body.*", "head", "L1")]
     with pytest.raises(SpecError, match="same number"):
         D.Distiller(_net(), _net(), b)
+
+
+def test_bce_criterion_is_the_bernoulli_kl_of_sigmoid_scores():
+    bce = D.CRITERIA[D.parse_bindings({"distill": {"bindings": [
+        {"student_module_name": "h", "teacher_module_name": "h", "criterion": "bce"}]}})[0].criterion]
+    t = torch.tensor([[-4.0, 0.0, 3.0]])
+    assert bce(t, t).abs().item() < 1e-6  # zero when the student matches the teacher
+    s = torch.zeros_like(t, requires_grad=True)
+    p, q = torch.sigmoid(t), torch.tensor(0.5)
+    expected = (p * torch.log(p / q) + (1 - p) * torch.log((1 - p) / (1 - q))).mean()
+    loss = bce(s, t)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    loss.backward()  # d/ds = (sigmoid(s) - sigmoid(t)) / n: pulls each score towards the teacher's
+    assert torch.allclose(s.grad, (0.5 - p) / t.numel(), atol=1e-6)

@@ -3,6 +3,8 @@ collate; CUDA-only paths (fp16 + gradient scaler, channels-last, fused AdamW) ar
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -95,3 +97,39 @@ def test_cuda_precisions_train(precision, make_spec, run_worker):
     assert f"precision {precision}" in started and "device cuda" in started
     losses = [ln["kpi"]["train_loss"] for ln in lines if "time_per_epoch" in ln]
     assert all(v == v and v < 1e4 for v in losses)  # finite
+    if precision == "fp16":  # the loss scale travels with the checkpoint and is restored on resume
+        ckpt = sorted(Path(spec["results_dir"], "train").glob("model_epoch_*.pth"))[0]
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)["native_amp_scaling_state"]
+        assert state["scale"] > 0
+        spec["train"].update(num_epochs=3, resume_training_checkpoint_path=str(ckpt))
+        code, lines = run_worker("rtdetr", "train", spec)
+        assert code == 0, lines[-1]
+
+
+def test_fp16_loss_scale_is_saved_and_restored_with_the_checkpoint(tmp_path):
+    """The checkpoint plumbing of the fp16 gradient scaler, on CPU (torch's GradScaler works on
+    the CPU device; the worker only refuses fp16 *autocast* there)."""
+    from types import SimpleNamespace
+
+    from tao_sdk.worker.engine import checkpoint as C
+    from tao_sdk.worker.engine.train import _resume
+
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.AdamW(model.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    scaler.scale(model(torch.ones(1, 2)).sum()).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    plugin = SimpleNamespace(latest_link="model_latest.pth", arch_diff=lambda a, b: [],
+                             checkpoint_name=lambda epoch, step, ema=False: f"model_epoch_{epoch:03d}.pth")
+    ctx = SimpleNamespace(main=True, plugin=plugin, network="rtdetr", spec={}, task_dir=tmp_path,
+                          log=SimpleNamespace(info=lambda *a: None), upload_now=lambda: None,
+                          status=SimpleNamespace(running=lambda *a, **k: None))
+    path = C.save_checkpoint(ctx, model, optimizer, scheduler, None, {"num_classes": 2}, 0, 1, {},
+                             scaler=scaler)
+    restored = torch.amp.GradScaler("cpu", init_scale=1.0)
+    ctx.spec = {"train": {"resume_training_checkpoint_path": str(path)}}
+    start = _resume(ctx, {"num_classes": 2}, {"train.resume_training_checkpoint_path": str(path)}, model,
+                    optimizer, scheduler, None, steps_per_epoch=1, scaler=restored)
+    assert start == (1, 1, 0) and restored.get_scale() == scaler.get_scale() == 1024.0

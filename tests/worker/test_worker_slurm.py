@@ -39,7 +39,8 @@ def test_rtdetr_two_node_ddp_on_slurm(slurm_cluster, make_spec, tmp_path, monkey
     handle = platform.submit(task)
     state = platform.wait(handle, timeout=280, interval=0.5)
     log = Path(handle["log_path"]).read_text()
-    assert state.exit_code == 0, log[-3000:]
+    status_file = Path(spec["results_dir"]) / "train" / "status.json"
+    assert state.exit_code == 0, (status_file.read_text()[-2000:] if status_file.exists() else "") + log[-3000:]
     record = subprocess.run(["scontrol", "show", "job", "-o", handle["slurm_job_id"]], capture_output=True,
                             text=True).stdout
     assert "NumNodes=2 " in record and "NodeList=n[1-2]" in record

@@ -194,6 +194,24 @@ def test_safe_extract_once_with_marker(tmp_path):
     assert (dest / "a" / "b.jpg").read_bytes() == b"x"
 
 
+def test_processes_extracting_the_same_archive_at_once_never_see_it_vanish(tmp_path):
+    """Two nodes (or concurrent trials) sharing a cache extract the same archive at once: each
+    one, once safe_extract returns, finds every file in place (the Slurm DDP test saw a rank's
+    folder removed by the other node's late rename)."""
+    archive = _tar(tmp_path / "images.tar.gz", [_file(f"img{i}.jpg") for i in range(200)])
+    go = tmp_path / "go"
+    code = (f"import os, time, pathlib\nfrom tao_sdk.worker.staging import safe_extract\n"
+            f"while not os.path.exists({str(go)!r}): time.sleep(0.005)\n"
+            f"for i in range(25):\n"
+            f"    d = safe_extract({str(archive)!r}, pathlib.Path({str(tmp_path)!r}) / f'd{{i}}')\n"
+            f"    assert (d / 'img199.jpg').is_file(), f'd{{i}} vanished'\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(REPO)),
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    go.touch()
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), "\n".join(errors)[-2000:]
+
+
 def test_not_a_tar_names_the_file(tmp_path):
     bad = tmp_path / "images.tar.gz"
     bad.write_bytes(b"not a tar")

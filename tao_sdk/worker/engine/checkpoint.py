@@ -131,9 +131,11 @@ def _update_latest(ctx, target: Path) -> None:
 
 
 def save_checkpoint(ctx, model, optimizer, scheduler, ema, arch, epoch: int, step: int,
-                    kpi: dict, partial_epoch: int | None = None) -> Path | None:
+                    kpi: dict, partial_epoch: int | None = None, scaler=None) -> Path | None:
     """Write ``model_epoch_...pth`` (+ ``-EMA``), update the latest link, upload (rank 0 only;
-    the other ranks of a distributed job return ``None``)."""
+    the other ranks of a distributed job return ``None``). ``scaler``: the fp16 job's
+    ``GradScaler``, stored as ``native_amp_scaling_state`` (PyTorch Lightning's key) so a resumed
+    fp16 job continues with the loss scale it had reached."""
     from tao_sdk.worker.spec import redact
 
     if not ctx.main:
@@ -149,6 +151,7 @@ def save_checkpoint(ctx, model, optimizer, scheduler, ema, arch, epoch: int, ste
         "global_step": step,
         "optimizer_states": [optimizer.state_dict()],
         "lr_schedulers": [scheduler.state_dict()],
+        **({"native_amp_scaling_state": scaler.state_dict()} if scaler is not None else {}),
         "kpi": dict(kpi),
         "world_size": D.state().world_size,
         "hyper_parameters": {"experiment_spec": json.loads(json.dumps(redact(ctx.spec),

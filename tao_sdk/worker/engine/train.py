@@ -237,8 +237,8 @@ def _build_model(ctx, arch: dict, files: dict[str, Path | None]):
     return model, device
 
 
-def _resume(ctx, arch, files, model, optimizer, scheduler, ema, steps_per_epoch: int
-            ) -> tuple[int, int, int]:
+def _resume(ctx, arch, files, model, optimizer, scheduler, ema, steps_per_epoch: int,
+            scaler=None) -> tuple[int, int, int]:
     """Restore the state of ``train.resume_training_checkpoint_path``; return
     ``(start epoch, global step, steps of the start epoch already done)`` (zeros without
     one). A per-step checkpoint taken inside an epoch resumes that epoch after its done steps
@@ -262,6 +262,8 @@ def _resume(ctx, arch, files, model, optimizer, scheduler, ema, steps_per_epoch:
         scheduler.load_state_dict(ckpt["lr_schedulers"][0])
     if ema is not None and ckpt.get("ema_state_dict"):
         ema.module.load_state_dict(ckpt["ema_state_dict"])
+    if scaler is not None and ckpt.get("native_amp_scaling_state"):
+        scaler.load_state_dict(ckpt["native_amp_scaling_state"])  # fp16: the loss scale reached
     start_epoch = int(ckpt.get("epoch", -1)) + 1
     global_step = int(ckpt.get("global_step", 0))
     skip_steps = min(max(global_step - start_epoch * steps_per_epoch, 0), steps_per_epoch)
@@ -334,8 +336,9 @@ def train(ctx, regulariser=None) -> str:
     ema = None
     if bool(S.get(spec, "train.enable_ema", False)):
         ema = EMA(model, float(S.get(spec, "train.ema.decay", 0.999)))
+    scaler = precision.grad_scaler()
     start_epoch, global_step, skip_steps = _resume(ctx, arch, files, model, optimizer,
-                                                   scheduler, ema, steps_per_epoch)
+                                                   scheduler, ema, steps_per_epoch, scaler)
     if start_epoch >= num_epochs:
         resume_path = S.get(spec, "train.resume_training_checkpoint_path")
         return (f"Training already complete: {resume_path} finished epoch "
@@ -346,7 +349,7 @@ def train(ctx, regulariser=None) -> str:
     train_model = _ddp(ctx, model, arch, device) if dist.world_size > 1 else model
     loop = _Loop(ctx, arch, model, train_model, loader, sampler, optimizer, scheduler, ema,
                  data.val, iv, batch_size, device, steps_per_epoch, max_step, seed,
-                 precision)
+                 precision, scaler)
     loop.regulariser = reg
     last_ckpt = loop.run(start_epoch, global_step, skip_steps)
     # Every rank finished (a rank that failed after its last step fails the job here).
@@ -365,14 +368,14 @@ class _Loop:
 
     def __init__(self, ctx, arch, model, train_model, loader, sampler, optimizer, scheduler,
                  ema, val, iv, batch_size, device, steps_per_epoch, max_step, seed,
-                 precision) -> None:
+                 precision, scaler=None) -> None:
         self.ctx, self.arch, self.model, self.train_model = ctx, arch, model, train_model
         self.loader, self.sampler = loader, sampler
         self.optimizer, self.scheduler, self.ema = optimizer, scheduler, ema
         self.val, self.iv, self.batch_size, self.device = val, iv, batch_size, device
         self.steps_per_epoch, self.max_step = steps_per_epoch, max_step
         self.precision = precision
-        self.scaler = precision.grad_scaler()
+        self.scaler = scaler
         self.seed = seed
         self.skip_steps = 0
         spec = ctx.spec
@@ -438,7 +441,8 @@ class _Loop:
     def _checkpoint(self, epoch: int, partial_epoch: int | None = None) -> None:
         self.last_ckpt = save_checkpoint(self.ctx, self.model, self.optimizer, self.scheduler,
                                          self.ema, self.arch, epoch, self.global_step,
-                                         self.ctx.status.kpi, partial_epoch=partial_epoch) \
+                                         self.ctx.status.kpi, partial_epoch=partial_epoch,
+                                         scaler=self.scaler) \
             or self.last_ckpt
 
     def _progress(self, epoch: int, i: int, t0: float) -> None:
