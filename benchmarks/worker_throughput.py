@@ -9,19 +9,25 @@ network is benchmarked by registering it:
    the first), steps per second, and the skill's monitoring metric (``skill_info.yaml``) of
    the untrained model (one epoch at lr 1e-12, as the demo) vs the trained one.
 2. **Worker overhead**: training throughput (images/s) of the worker (``python -m
-   tao_sdk.worker <net> train``, run in-process) vs a plain hand-written loop (the plugin's
-   ``forward`` + ``loss``, ``zero_grad``, ``backward``, ``AdamW.step``) over the SAME model
-   (the plugin's ``build_arch`` + ``build_model`` from the same spec and seed) and the SAME
-   data (the task's ``load_train`` / ``train_dataset``, same batch size, same samples, same
-   number of steps). Neither side
-   validates or checkpoints inside the measured epochs: the worker's spec sets
-   ``validation_interval`` and ``checkpoint_interval`` beyond ``num_epochs``, and its
-   ``time_per_epoch`` (read from ``status.json``) stops before the final checkpoint that it
-   always writes after the last epoch. The process is warmed up by one unmeasured plain
-   epoch; then only warm epochs (all but the first of each run) count; plain and worker runs
-   alternate ``--repeats`` times (alternating which goes first) and the median warm epoch of
-   each side is used (the ratio on each side's fastest warm epoch is reported too: interference
-   from other processes on a shared machine only adds time).
+   tao_sdk.worker <net> train``, run in-process) vs a plain hand-written loop doing exactly
+   the worker's step (:func:`plain_loop`: same seed, model, frozen parts, data order, forward
+   and loss, AdamW parameter groups and learning-rate schedule), so both sides compute the
+   same losses - checked: the run fails when their per-epoch losses differ by more than
+   :data:`LOSS_TOLERANCE`. Neither side validates or checkpoints inside the measured epochs:
+   the worker's spec sets ``validation_interval`` and ``checkpoint_interval`` beyond
+   ``num_epochs``, and its ``time_per_epoch`` (read from ``status.json``) stops before the
+   final checkpoint that it always writes after the last epoch. The process is warmed up by
+   one unmeasured plain epoch; then only warm epochs (all but the first of each run) count.
+   Plain and worker runs alternate ``--repeats`` times (A/B, B/A, ...); each repeat gives the
+   ratio of its two runs' median warm epochs, and the reported ``overhead_ratio`` is the median
+   over the repeats with its spread (min, max), next to the ratio of the pooled medians and of
+   each side's fastest warm epoch (interference from other processes on a shared machine only
+   adds time) and the load average. Next to the wall-clock figures, ``overhead_ratio_cpu``
+   compares the process CPU seconds per warm step (:class:`StepClock`; median over the
+   repeats, with its spread), which other processes on a shared machine do not inflate.
+   ``--threads N`` sets torch's intra-op threads for both
+   sides: on a loaded machine two threads per process make every parallel op wait for a
+   descheduled thread, which swamps the comparison; one thread keeps it meaningful.
    ``overhead = plain images/s / worker images/s`` (target <= 1.10)::
 
     python benchmarks/worker_throughput.py            # both networks: 30-epoch learning run
@@ -29,6 +35,7 @@ network is benchmarked by registering it:
     python benchmarks/worker_throughput.py --smoke    # 1-epoch learning (each network)
                                                       # + 2-epoch overhead (first network)
     python benchmarks/worker_throughput.py --overhead-only --network rtdetr --json out.json
+    python benchmarks/worker_throughput.py --overhead-only --network oneformer --threads 1
 """
 
 from __future__ import annotations
@@ -131,6 +138,9 @@ def run(network: str, epochs: int, n_train: int, n_val: int, size: int,
 
 #: Target of the worker overhead (plain images/s / worker images/s).
 OVERHEAD_TARGET = 1.10
+#: Largest relative difference of the per-epoch mean losses of the two sides of the overhead
+#: comparison: they run the same computation, so only float reordering may differ.
+LOSS_TOLERANCE = 1e-3
 _SEED = 1234  # the worker's default train.seed
 
 
@@ -147,45 +157,63 @@ def overhead_spec(network: str, ds: dict, results_dir: str, size: int, epochs: i
 
 def plain_loop(network: str, spec: dict[str, Any], epochs: int, device: str = "cpu",
                workers: int = 0) -> dict[str, Any]:
-    """Train the spec's model with a hand-written fp32 loop; return per-epoch seconds.
+    """Train the spec's model with a hand-written fp32 loop; return per-epoch seconds and mean
+    losses.
 
-    Same model (the plugin's ``build_arch`` / ``build_model``, same spec and seed as the
-    worker), same data pipeline (the task's ``load_train`` / ``train_dataset``, same batch size
-    and shuffling), same forward and loss (the plugin's), same optimizer (AdamW with the spec's
-    learning rate and weight decay); no validation, no checkpoint, no mixed precision, no
-    fused optimizer, no pinned memory (the baseline the worker's speed-ups are measured
-    against on a GPU).
+    The same work as the worker's train step, nothing more: same seeding (``train.seed`` for
+    python / numpy / torch, so the same initial weights and random draws), same model (the
+    plugin's ``build_arch`` / ``build_model``; the backbone frozen when
+    ``model.train_backbone`` is false), same data (the task's ``load_train`` /
+    ``train_dataset``, same batch size, the loader reseeded with ``seed + epoch`` every epoch
+    as the worker does), same forward and loss (the plugin's), same optimizer (AdamW over the
+    plugin's ``param_groups``: backbone learning rate, no decay on norms) and the same
+    per-step learning-rate schedule (the plugin's ``lr_factor`` or the engine's). On the CPU
+    both sides therefore compute the same losses (checked by :func:`overhead`). No
+    validation, no checkpoint, no status lines, no mixed precision, no fused optimizer, no
+    pinned memory (the baseline the worker's speed-ups are measured against on a GPU).
     """
     import torch
 
+    from tao_sdk.worker.engine import runtime as R
+    from tao_sdk.worker.engine.train import build_lr_schedule, build_optimizer
+
     plugin = _plugin(network)
-    torch.manual_seed(_SEED)
+    seed = R.seed_everything(spec)
     arch = plugin.build_arch(spec)
     dev = torch.device(device)
-    model = plugin.build_model(arch).to(dev)
+    model = plugin.build_model(arch)
+    if not bool(S.get(spec, "model.train_backbone", True)):
+        for name, p in model.named_parameters():
+            if plugin.is_backbone_param(name):
+                p.requires_grad_(False)
+    model.to(dev)
     samples, _val = plugin.task.load_train(spec, arch)
-    ds, coll = plugin.task.train_dataset(plugin, spec, arch, samples, _SEED)
+    ds, coll = plugin.task.train_dataset(plugin, spec, arch, samples, seed)
     gen = torch.Generator()
-    gen.manual_seed(_SEED)
     loader = torch.utils.data.DataLoader(ds, batch_size=S.get(spec, plugin.task.batch_size_key),
                                          shuffle=True, collate_fn=coll, generator=gen,
                                          num_workers=workers, persistent_workers=bool(workers))
-    optim = spec["train"]["optim"]
-    opt = torch.optim.AdamW(model.parameters(), lr=float(optim["lr"]),
-                            weight_decay=float(optim.get("weight_decay", 1e-4)))
+    opt = build_optimizer(plugin, spec, model)  # no device: the unfused AdamW
+    sched = build_lr_schedule(plugin, spec, opt, len(loader))
     model.train()
-    times = []
-    for _ in range(epochs):
+    times, losses = [], []
+    for epoch in range(epochs):
+        gen.manual_seed(seed + epoch)
         t0 = time.perf_counter()
+        total = 0.0
         for batch in loader:
             loss = plugin.loss(plugin.forward(model, batch, dev, with_labels=True), arch)
+            total += float(loss.detach())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            sched.step()
         if dev.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
-    return {"epoch_s": times, "steps_per_epoch": len(loader), "images": len(ds)}
+        losses.append(total / len(loader))
+    return {"epoch_s": times, "steps_per_epoch": len(loader), "images": len(ds),
+            "losses": losses}
 
 
 def worker_loop(network: str, spec: dict[str, Any], workdir: Path, tag: str) -> dict[str, Any]:
@@ -205,37 +233,109 @@ def worker_loop(network: str, spec: dict[str, Any], workdir: Path, tag: str) -> 
         raise RuntimeError(f"worker overhead run failed or validated: exit {code}, "
                            f"{lines[-1]['message'] if lines else 'no status'}")
     return {"epoch_s": [parse_duration(ln["time_per_epoch"]) for ln in epochs],
-            "steps_per_epoch": epochs[0]["max_step"] // len(epochs) if epochs else 0}
+            "steps_per_epoch": epochs[0]["max_step"] // len(epochs) if epochs else 0,
+            "losses": [float(ln["kpi"]["train_loss"]) for ln in epochs]}
+
+
+def _loss_gap(plain: list[float], worker: list[float]) -> float:
+    """Largest relative difference of the two sides' per-epoch mean losses (0 = the same
+    computation)."""
+    return max(abs(a - b) / max(abs(a), abs(b), 1e-12) for a, b in zip(plain, worker))
+
+
+class StepClock:
+    """Process CPU seconds per training step of whatever trains with ``network``'s plugin
+    (the plain loop or the worker, in this process): it stamps ``time.process_time()`` at each
+    training call of the plugin's ``forward`` (``with_labels=True``), once per step on both
+    sides. Unlike wall time this is not inflated by other processes on a shared machine (with
+    one torch thread; with more, threads spinning for a descheduled peer add CPU time too).
+
+    Use as ``with StepClock(network) as clock: ...``; then :meth:`warm_mean` gives the mean
+    CPU seconds of the steps after the first epoch (each step's time runs to the next step's
+    start, so epoch-end work such as the worker's status line counts too)."""
+
+    def __init__(self, network: str) -> None:
+        self.plugin = _plugin(network)
+        self.stamps: list[float] = []
+
+    def __enter__(self) -> "StepClock":
+        inner = self.plugin.forward
+
+        def forward(model, batch, device, with_labels):
+            if with_labels:
+                self.stamps.append(time.process_time())
+            return inner(model, batch, device, with_labels)
+
+        self.plugin.forward = forward  # instance attribute: shadows the class method
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        del self.plugin.forward
+
+    def warm_mean(self, steps_per_epoch: int) -> float:
+        """Mean CPU seconds of the steps of epochs 2.. (the last step has no end stamp)."""
+        deltas = [b - a for a, b in zip(self.stamps, self.stamps[1:])][steps_per_epoch:]
+        return sum(deltas) / len(deltas) if deltas else float("nan")
+
+
+def _clocked(fn, network: str, *args: Any) -> dict[str, Any]:
+    """``fn(network, *args)`` (:func:`plain_loop` / :func:`worker_loop`) with its mean warm
+    step CPU time added as ``step_cpu_s``."""
+    with StepClock(network) as clock:
+        out = fn(network, *args)
+    out["step_cpu_s"] = clock.warm_mean(out["steps_per_epoch"])
+    return out
 
 
 def overhead(network: str, epochs: int, n_train: int, size: int, repeats: int,
              workdir: Path) -> dict[str, Any]:
-    """Worker vs plain-loop training throughput on warm epochs (see the module docstring)."""
+    """Worker vs plain-loop training throughput on warm epochs (see the module docstring).
+
+    Each repeat is one plain run and one worker run back to back (alternating which goes
+    first: A/B, B/A, ...); its ratio compares the two runs' median warm epochs, so a load
+    change on a shared machine between repeats does not bias it. Reports the median ratio over
+    the repeats, its spread (min, max), the ratio of the pooled medians and of the fastest warm
+    epochs, the load average, and the largest relative loss difference between the two sides
+    (both compute the same steps; a difference above :data:`LOSS_TOLERANCE` means they did not
+    do the same work and raises).
+    """
     ds = _plugin(network).task.write_synthetic(workdir / f"data-overhead-{n_train}-{size}",
                                                n_train, 2, size)
     spec = overhead_spec(network, ds, str(workdir / "unused"), size, epochs)
     plain_warm: list[float] = []
     worker_warm: list[float] = []
+    ratios: list[float] = []
+    cpu_ratios: list[float] = []
+    gaps: list[float] = []
     steps = {}
+    load_before = os.getloadavg()
     # The first model run in a process is slow (kernel selection, allocator growth): warm the
     # process up once, unmeasured, then alternate which side goes first.
     plain_loop(network, spec, 1)
     for r in range(repeats):
         if r % 2 == 0:
-            p = plain_loop(network, spec, epochs)
-            w = worker_loop(network, spec, workdir, str(r))
+            p = _clocked(plain_loop, network, spec, epochs)
+            w = _clocked(worker_loop, network, spec, workdir, str(r))
         else:
-            w = worker_loop(network, spec, workdir, str(r))
-            p = plain_loop(network, spec, epochs)
+            w = _clocked(worker_loop, network, spec, workdir, str(r))
+            p = _clocked(plain_loop, network, spec, epochs)
         plain_warm += p["epoch_s"][1:]
         worker_warm += w["epoch_s"][1:]
+        ratios.append(statistics.median(w["epoch_s"][1:]) / statistics.median(p["epoch_s"][1:]))
+        cpu_ratios.append(w["step_cpu_s"] / p["step_cpu_s"])
+        gaps.append(_loss_gap(p["losses"], w["losses"]))
         steps = {"plain": p["steps_per_epoch"], "worker": w["steps_per_epoch"]}
     if steps["plain"] != steps["worker"]:
         raise RuntimeError(f"the two sides ran different step counts: {steps}")
+    if max(gaps) > LOSS_TOLERANCE:
+        raise RuntimeError(
+            f"{network}: the plain loop and the worker computed different losses (relative "
+            f"difference {max(gaps):.2e} > {LOSS_TOLERANCE}): they did not train the same "
+            "model on the same data; fix plain_loop to mirror the worker's step")
     plain_s = statistics.median(plain_warm)
     worker_s = statistics.median(worker_warm)
     plain_ips, worker_ips = n_train / plain_s, n_train / worker_s
-    ratio = plain_ips / worker_ips
+    ratio = statistics.median(ratios)
     # Interference from other processes only adds time: the fastest warm epochs estimate what
     # each side costs by itself (reported next to the median-based figure).
     ratio_best = min(worker_warm) / min(plain_warm)
@@ -246,10 +346,19 @@ def overhead(network: str, epochs: int, n_train: int, size: int, repeats: int,
         "steps_per_epoch": steps["plain"],
         "plain_epoch_s": round(plain_s, 4), "worker_epoch_s": round(worker_s, 4),
         "plain_images_per_s": round(plain_ips, 2), "worker_images_per_s": round(worker_ips, 2),
-        "overhead_ratio": round(ratio, 3), "overhead_ratio_best_epochs": round(ratio_best, 3),
+        "overhead_ratio": round(ratio, 3),
+        "overhead_ratio_spread": [round(min(ratios), 3), round(max(ratios), 3)],
+        "overhead_ratio_per_repeat": [round(x, 3) for x in ratios],
+        "overhead_ratio_pooled": round(worker_s / plain_s, 3),
+        "overhead_ratio_best_epochs": round(ratio_best, 3),
+        "overhead_ratio_cpu": round(statistics.median(cpu_ratios), 3),
+        "overhead_ratio_cpu_spread": [round(min(cpu_ratios), 3), round(max(cpu_ratios), 3)],
+        "loss_max_rel_diff": float(f"{max(gaps):.3g}"),
         "target": OVERHEAD_TARGET,
         "meets_target": ratio <= OVERHEAD_TARGET,
         "cpu_threads": __import__("torch").get_num_threads(),
+        "load_average": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -268,16 +377,24 @@ def print_table(learning: list[dict[str, Any]], overheads: list[dict[str, Any]],
         print("\nworker overhead: training throughput on warm epochs (no validation, no "
               "checkpoint)")
         print(f"{'network':<16}{'images':>7}{'px':>5}{'steps/ep':>9}{'plain img/s':>13}"
-              f"{'worker img/s':>14}{'overhead':>10}{'(best ep.)':>11}{'target':>13}")
+              f"{'worker img/s':>14}{'overhead':>10}{'spread':>15}{'(best ep.)':>11}"
+              f"{'cpu/step':>10}{'target':>13}")
         for r in overheads:
             verdict = "ok" if r["meets_target"] else "MISS"
+            lo, hi = r["overhead_ratio_spread"]
             print(f"{r['network']:<16}{r['train_images']:>7}{r['image_size']:>5}"
                   f"{r['steps_per_epoch']:>9}{r['plain_images_per_s']:>13.2f}"
                   f"{r['worker_images_per_s']:>14.2f}{r['overhead_ratio']:>10.3f}"
-                  f"{r['overhead_ratio_best_epochs']:>11.3f}"
+                  f"{f'{lo:.3f}-{hi:.3f}':>15}{r['overhead_ratio_best_epochs']:>11.3f}"
+                  f"{r['overhead_ratio_cpu']:>10.3f}"
                   f"{'<= ' + str(r['target']) + ' ' + verdict:>13}")
-        print("overhead = plain images/s / worker images/s on the median warm epoch; (best ep.) "
-              "the same on each side's fastest warm epoch")
+        print("overhead = plain images/s / worker images/s: median over the A/B repeats of each "
+              "repeat's median warm epochs (spread: min-max over the repeats); (best ep.) the "
+              "same on each side's fastest warm epoch; cpu/step: the same with process CPU "
+              "seconds per warm step (median over the repeats). Both sides computed the same losses "
+              f"(largest relative difference {max(r['loss_max_rel_diff'] for r in overheads):.1e})"
+              f"; {overheads[0]['cpu_threads']} torch thread(s), load average "
+              f"{overheads[0]['load_average'][0]:.2f} at the start")
         if smoke:
             print("smoke run: 1 warm epoch of 1 step per side - a functional check, too short "
                   "for a stable ratio; run without --smoke for the figure")
@@ -301,7 +418,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--overhead-only", action="store_true", help="skip the learning run")
     p.add_argument("--no-overhead", action="store_true", help="skip the overhead comparison")
     p.add_argument("--json", type=Path, help="also write the results to this file")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch intra-op threads for both sides (default: torch's choice)")
     args = p.parse_args(argv)
+    if args.threads > 0:
+        __import__("torch").set_num_threads(args.threads)
     os.environ.setdefault("TAO_WORKER_BACKBONE_SCALE", "tiny")
     # smoke (CI): every code path once at the smallest sizes - one trained epoch, one step per
     # overhead epoch (the first is the warm-up, so 2 epochs give one warm epoch per side)

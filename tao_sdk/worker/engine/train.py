@@ -47,7 +47,8 @@ from tao_sdk.worker.errors import SpecError, WorkerError
 from tao_sdk.worker.staging import fetch_file
 from tao_sdk.worker.status import format_timedelta
 
-__all__ = ["train", "EMA", "build_optimizer", "build_scheduler", "PROGRESS_EVERY_S"]
+__all__ = ["train", "EMA", "build_optimizer", "build_scheduler", "build_lr_schedule",
+           "PROGRESS_EVERY_S"]
 
 #: Seconds between progress lines inside a long epoch.
 PROGRESS_EVERY_S = 60.0
@@ -135,6 +136,18 @@ def build_scheduler(spec: dict, optimizer, steps_per_epoch: int):
         return warm * epoch_factor(step // max(1, steps_per_epoch))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def build_lr_schedule(plugin, spec: dict, optimizer, steps_per_epoch: int):
+    """The per-step learning-rate schedule of a train job: the plugin's own
+    (:meth:`~tao_sdk.worker.plugin.NetworkPlugin.lr_factor`) when it has one, else
+    :func:`build_scheduler`; call ``.step()`` after every optimizer step."""
+    import torch
+
+    factor = plugin.lr_factor(spec, steps_per_epoch)
+    if factor is not None:
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return build_scheduler(spec, optimizer, steps_per_epoch)
 
 
 def _ddp(ctx, model, arch: dict, device):
@@ -319,9 +332,7 @@ def train(ctx, regulariser=None) -> str:
     steps_per_epoch = len(loader)
     max_step = steps_per_epoch * num_epochs
     optimizer = build_optimizer(plugin, spec, model, device)
-    factor = plugin.lr_factor(spec, steps_per_epoch)
-    scheduler = (torch.optim.lr_scheduler.LambdaLR(optimizer, factor) if factor is not None
-                 else build_scheduler(spec, optimizer, steps_per_epoch))
+    scheduler = build_lr_schedule(plugin, spec, optimizer, steps_per_epoch)
     ema = None
     if bool(S.get(spec, "train.enable_ema", False)):
         ema = EMA(model, float(S.get(spec, "train.ema.decay", 0.999)))
