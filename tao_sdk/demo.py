@@ -142,7 +142,7 @@ def run_demo(json_mode: bool = False, quick: bool = False, workspace: Workspace 
     _say(f"dataset: {plan['n_train']} train / {plan['n_val']} val synthetic {plugin.task.name} samples in "
          f"{Path(roots['train']).parent}", json_mode)
     datasets = plugin.task.demo_datasets(roots)
-    overrides = plugin.demo_train_overrides(plan["epochs"], plan["size"])
+    overrides = {**plugin.demo_train_overrides(plan["epochs"], plan["size"]), **plan.get("overrides", {})}
     kw: dict[str, Any] = dict(workspace=workspace, automl_policy="off")
     if plugin.task.demo_format:
         kw["dataset_format"] = plugin.task.demo_format

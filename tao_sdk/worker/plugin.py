@@ -232,9 +232,11 @@ class NetworkPlugin:
         synthetic data in a few CPU minutes (demo, benchmarks, tests)."""
         raise NotImplementedError
 
-    def demo_plan(self, quick: bool) -> dict[str, int]:
+    def demo_plan(self, quick: bool) -> dict[str, Any]:
         """``epochs``, ``n_train``, ``n_val``, ``size`` of ``tao-skills demo`` (``--quick``:
-        under 5 minutes on 2 CPU cores in total)."""
+        under 5 minutes on 2 CPU cores in total), and optionally ``overrides``: dotted spec
+        overrides of that plan's train job on top of :meth:`demo_train_overrides` (e.g. a
+        schedule fit to the plan's few steps; the untrained baseline gets them too)."""
         return ({"epochs": 8, "n_train": 24, "n_val": 8, "size": 128} if quick
                 else {"epochs": 40, "n_train": 64, "n_val": 16, "size": 128})
 
