@@ -323,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="also write the raw results here")
     args = ap.parse_args(argv)
     if args.smoke:
-        args.seeds, args.trials, args.curve_trials, args.max_epochs = 2, 8, 4, 9
+        # 6 trials: 2 random start-up trials + 4 model-based suggestions (Optuna gp refits each time)
+        args.seeds, args.trials, args.curve_trials, args.max_epochs = 2, 6, 4, 9
         args.objectives = "bowl,curves-loss"
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     factories = make_objectives([o.strip() for o in args.objectives.split(",") if o.strip()], args.max_epochs)

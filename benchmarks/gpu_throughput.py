@@ -11,7 +11,8 @@ network task's synthetic writer, and each batch size of ``--batch`` (16 and 64):
 - ``plain_fp32``: a hand-written fp32 loop over the same model and data (the baseline;
   :func:`benchmarks.worker_throughput.plain_loop`);
 - ``data_only``: the task's data pipeline alone (decode, augment, collate) with the template's
-  ``dataset.workers`` loader processes, no model;
+  ``dataset.workers`` loader processes, no model; on CUDA the loader hands over uint8 batches
+  that the worker normalises on the GPU (``Collator.defer_normalize``), as in training;
 - ratios ``worker / plain_fp32`` per precision and ``data_only / worker``.
 
 Without CUDA it prints that it needs a GPU and exits 0 (with ``--json``, it writes
@@ -79,6 +80,8 @@ def data_rate(network: str, spec: dict[str, Any], epochs: int) -> float:
     arch = plugin.build_arch(spec)
     samples, _val = plugin.task.load_train(spec, arch)
     ds, coll = plugin.task.train_dataset(plugin, spec, arch, samples, W._SEED)
+    if torch.cuda.is_available() and hasattr(coll, "defer_normalize"):
+        coll.defer_normalize = True  # as the worker's CUDA train loader: normalised on the GPU
     workers = int(spec["dataset"].get("workers") or 0)
     loader = torch.utils.data.DataLoader(ds, batch_size=S.get(spec, plugin.task.batch_size_key),
                                          shuffle=True, collate_fn=coll, num_workers=workers,

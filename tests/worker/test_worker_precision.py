@@ -48,6 +48,29 @@ def test_vectorised_collate_matches_per_image_normalisation(tiny_dataset):
         assert batch["pixel_mask"][i, :h, :w].all() and not batch["pixel_mask"][i, h:].any()
 
 
+def test_deferred_normalisation_gives_the_collators_batch(tiny_dataset):
+    """``defer_normalize`` (the CUDA train loader): uint8 pixels leave the loader and
+    ``device_pixels`` normalises them where the model runs - the same floats, padding 0, as
+    the collator's own normalisation (checked here on the CPU device)."""
+    from tao_sdk.worker.staging import load_coco, stage_image_dir
+    from tao_sdk.worker.tasks.detection.data import Collator, DetectionDataset, ResizePolicy, device_pixels
+
+    val = tiny_dataset["val"]
+    data = load_coco(val["annotations"], stage_image_dir(str(val["images"]), "val"), 3)
+    items = [DetectionDataset(data.images, train=False)[i] for i in range(4)]
+    items[1] = (items[1][0].crop((0, 0, 64, 40)), items[1][1], items[1][2])  # padded batch
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    for policy in (ResizePolicy("shorter", [48], 48, 64), ResizePolicy("fixed", [(48, 48)], (48, 48))):
+        eager = Collator(policy, mean, std, train=False)(items)
+        deferred_collate = Collator(policy, mean, std, train=False)
+        deferred_collate.defer_normalize = True
+        deferred = deferred_collate(items)
+        assert deferred["pixel_values"].dtype == torch.uint8
+        moved = device_pixels(deferred, torch.device("cpu"))
+        assert moved.is_contiguous() and torch.equal(moved, eager["pixel_values"])
+        assert torch.equal(device_pixels(eager, torch.device("cpu")), eager["pixel_values"])
+
+
 def test_fp16_on_cpu_fails_before_training(make_spec, run_worker):
     spec = make_spec("rtdetr")
     spec["train"]["precision"] = "fp16"

@@ -327,6 +327,8 @@ def train(ctx, regulariser=None) -> str:
         sampler = torch.utils.data.DistributedSampler(
             data.dataset, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=seed,
             drop_last=False)
+    if device.type == "cuda" and hasattr(data.collate, "defer_normalize"):
+        data.collate.defer_normalize = True  # uint8 batches, normalised on the GPU by the plugin
     loader = R.loader(data.dataset, data.collate, batch_size, True,
                       R.workers(spec, plugin.task.workers_key), seed, sampler=sampler)
     steps_per_epoch = len(loader)

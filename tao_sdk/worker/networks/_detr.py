@@ -280,8 +280,10 @@ class DetrPlugin(NetworkPlugin):
 
     def forward(self, model, batch, device, with_labels):
         """``model(pixel_values=[, pixel_mask=][, labels=])``."""
-        kwargs: dict[str, Any] = {"pixel_values": to_device(batch["pixel_values"], device,
-                                                            self.channels_last)}
+        from tao_sdk.worker.tasks.detection.data import device_pixels
+
+        kwargs: dict[str, Any] = {"pixel_values": device_pixels(batch, device,
+                                                                self.channels_last)}
         if self.pass_mask:
             kwargs["pixel_mask"] = to_device(batch["pixel_mask"], device)
         if with_labels:

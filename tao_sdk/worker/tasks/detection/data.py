@@ -30,7 +30,7 @@ from tao_sdk.worker.errors import DatasetError
 from tao_sdk.worker.staging import CocoImage
 
 __all__ = ["ResizePolicy", "DetectionDataset", "ImageListDataset", "Collator", "load_rgb",
-           "to_tensor"]
+           "to_tensor", "normalize_pixels", "device_pixels"]
 
 
 @dataclass
@@ -157,8 +157,14 @@ class ImageListDataset:
 class Collator:
     """Batch ``(image, target, meta)`` items: resize, normalise, pad, build ``pixel_mask``.
 
-    Returns ``{"pixel_values": [B,3,H,W], "pixel_mask": [B,H,W], "labels": [...],
-    "metas": [...], "sizes": [(h, w) resized, unpadded]}``.
+    Returns ``{"pixel_values": [B,3,H,W], "pixel_mask": [B,H,W] (uint8, 1 = image),
+    "labels": [...], "metas": [...], "sizes": [(h, w) resized, unpadded]}``.
+
+    ``defer_normalize`` (set by the train engine on CUDA): ``pixel_values`` stay uint8 (an
+    NCHW view of the NHWC batch, i.e. channels-last strides) with ``pixel_stats`` = (mean,
+    std); :func:`device_pixels` scales and normalises them on the GPU. The loader workers then
+    skip the float conversion that dominates their time at 640 px, and a quarter of the bytes
+    cross PCIe.
     """
 
     def __init__(self, policy: ResizePolicy, mean: Sequence[float], std: Sequence[float],
@@ -167,6 +173,7 @@ class Collator:
         self.mean = mean
         self.std = std
         self.train = train
+        self.defer_normalize = False
         self.rng = random.Random(seed + 1)
         import torch
 
@@ -196,19 +203,47 @@ class Collator:
         # One uint8 batch, then one vectorised scale / normalise pass (4x less memory traffic
         # than normalising each image in float and copying it into a float batch).
         raw = torch.zeros(len(arrays), hmax, wmax, 3, dtype=torch.uint8)
-        pixel_mask = torch.zeros(len(arrays), hmax, wmax, dtype=torch.long)
+        pixel_mask = torch.zeros(len(arrays), hmax, wmax, dtype=torch.uint8)
         for i, (arr, (h, w)) in enumerate(zip(arrays, sizes)):
             raw[i, :h, :w].numpy()[...] = arr
             pixel_mask[i, :h, :w] = 1
-        pixel_values = torch.empty(len(arrays), 3, hmax, wmax)
-        pixel_values.copy_(raw.permute(0, 3, 1, 2))
-        pixel_values.div_(255.0).sub_(self._mean).div_(self._std)
-        if any(s != (hmax, wmax) for s in sizes):
-            pixel_values.masked_fill_(pixel_mask[:, None] == 0, 0.0)  # padding stays 0
-        return {
-            "pixel_values": pixel_values,
-            "pixel_mask": pixel_mask,
-            "labels": [b[1] for b in batch],
-            "metas": [b[2] for b in batch],
-            "sizes": sizes,
-        }
+        out = {"pixel_mask": pixel_mask, "labels": [b[1] for b in batch],
+               "metas": [b[2] for b in batch], "sizes": sizes}
+        if self.defer_normalize:
+            return {**out, "pixel_values": raw.permute(0, 3, 1, 2),
+                    "pixel_stats": (self._mean, self._std)}
+        # NHWC -> NCHW transposed in uint8 (a quarter of the bytes of a float transpose)
+        return {**out, "pixel_values": normalize_pixels(raw.permute(0, 3, 1, 2).contiguous(),
+                                                        pixel_mask, self._mean, self._std, sizes)}
+
+
+def normalize_pixels(raw, pixel_mask, mean, std, sizes):
+    """uint8 ``[B,3,H,W]`` -> float ``[B,3,H,W]`` with the same strides: scaled to 0..1,
+    normalised with ``mean`` / ``std`` (``[1,3,1,1]``, on ``raw``'s device), padding
+    (``pixel_mask == 0``) set to 0 when ``sizes`` (the images' ``(h, w)``) differ from the
+    batch's. One definition for the loader (CPU) and the GPU path; no host synchronisation."""
+    pixel_values = raw.float()
+    pixel_values.div_(255.0).sub_(mean).div_(std)
+    if any(size != tuple(raw.shape[-2:]) for size in sizes):
+        pixel_values.masked_fill_(pixel_mask[:, None] == 0, 0.0)  # padding stays 0
+    return pixel_values
+
+
+def device_pixels(batch: dict, device, channels_last: bool = False):
+    """The batch's ``pixel_values`` on ``device`` as normalised floats: moved as they are
+    when the collator normalised them, else (``defer_normalize``) moved as uint8 and
+    normalised there; channels-last on CUDA when ``channels_last``, else contiguous."""
+    import torch
+
+    from tao_sdk.worker.plugin import to_device
+
+    pixels = batch["pixel_values"]
+    if pixels.dtype != torch.uint8:
+        return to_device(pixels, device, channels_last)
+    mean, std = (t.to(device, non_blocking=True) for t in batch["pixel_stats"])
+    out = normalize_pixels(pixels.to(device, non_blocking=True),
+                           batch["pixel_mask"].to(device, non_blocking=True), mean, std,
+                           batch["sizes"])
+    if channels_last and device.type == "cuda":
+        return out.contiguous(memory_format=torch.channels_last)
+    return out.contiguous()
