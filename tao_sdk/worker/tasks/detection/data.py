@@ -224,7 +224,7 @@ def normalize_pixels(raw, pixel_mask, mean, std, sizes):
     batch's. One definition for the loader (CPU) and the GPU path; no host synchronisation."""
     pixel_values = raw.float()
     pixel_values.div_(255.0).sub_(mean).div_(std)
-    if any(size != tuple(raw.shape[-2:]) for size in sizes):
+    if any(tuple(size) != tuple(raw.shape[-2:]) for size in sizes):  # pinning makes lists
         pixel_values.masked_fill_(pixel_mask[:, None] == 0, 0.0)  # padding stays 0
     return pixel_values
 
