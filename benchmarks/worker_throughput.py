@@ -175,17 +175,14 @@ def plain_loop(network: str, spec: dict[str, Any], epochs: int, device: str = "c
     import torch
 
     from tao_sdk.worker.engine import runtime as R
-    from tao_sdk.worker.engine.train import build_lr_schedule, build_optimizer
+    from tao_sdk.worker.engine.train import build_lr_schedule, build_optimizer, freeze_backbone
 
     plugin = _plugin(network)
     seed = R.seed_everything(spec)
     arch = plugin.build_arch(spec)
     dev = torch.device(device)
     model = plugin.build_model(arch)
-    if not bool(S.get(spec, "model.train_backbone", True)):
-        for name, p in model.named_parameters():
-            if plugin.is_backbone_param(name):
-                p.requires_grad_(False)
+    freeze_backbone(plugin, spec, model)
     model.to(dev)
     samples, _val = plugin.task.load_train(spec, arch)
     ds, coll = plugin.task.train_dataset(plugin, spec, arch, samples, seed)

@@ -48,7 +48,7 @@ from tao_sdk.worker.staging import fetch_file
 from tao_sdk.worker.status import format_timedelta
 
 __all__ = ["train", "EMA", "build_optimizer", "build_scheduler", "build_lr_schedule",
-           "PROGRESS_EVERY_S"]
+           "freeze_backbone", "PROGRESS_EVERY_S"]
 
 #: Seconds between progress lines inside a long epoch.
 PROGRESS_EVERY_S = 60.0
@@ -199,6 +199,15 @@ def _intervals(spec: dict) -> dict[str, Any]:
             "val_interval": val_interval}
 
 
+def freeze_backbone(plugin, spec: dict, model) -> None:
+    """Stop the gradients of the plugin's backbone parameters when ``model.train_backbone``
+    is false (the worker's train step and the benchmark's plain loop)."""
+    if not bool(S.get(spec, "model.train_backbone", True)):
+        for name, p in model.named_parameters():
+            if plugin.is_backbone_param(name):
+                p.requires_grad_(False)
+
+
 def _build_model(ctx, arch: dict, files: dict[str, Path | None]):
     """The model to train: built from ``arch``, pretrained weights loaded, backbone frozen
     when ``model.train_backbone`` is false, moved to the training device."""
@@ -220,10 +229,7 @@ def _build_model(ctx, arch: dict, files: dict[str, Path | None]):
         ctx.status.running(f"loaded {n} of {total} tensors from {pre_path}"
                            + (f" ({len(bad)} skipped: shape mismatch, e.g. {bad[0]})"
                               if bad else ""))
-    if not bool(S.get(spec, "model.train_backbone", True)):
-        for name, p in model.named_parameters():
-            if plugin.is_backbone_param(name):
-                p.requires_grad_(False)
+    freeze_backbone(plugin, spec, model)
     device = R.device()
     gpu_ids = S.get(spec, "train.gpu_ids")
     if (D.state().world_size == 1 and device.type == "cuda" and isinstance(gpu_ids, list)
