@@ -511,12 +511,9 @@ def build_parser() -> argparse.ArgumentParser:
     for choice in sub.choices.values():
         choice.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                             help="machine-readable output")
-    try:
-        from .automl.cli import add_automl_commands
-    except ImportError:
-        pass
-    else:
-        add_automl_commands(sub)
+    from .automl.cli import add_automl_commands  # torch- and numpy-free; each command says what it needs
+
+    add_automl_commands(sub)
     return parser
 
 

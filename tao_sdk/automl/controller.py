@@ -121,15 +121,20 @@ def make_algorithm(skill: Skill, space: SearchSpace, settings: Mapping[str, Any]
     return get_algorithm(settings["algorithm"], space, direction, **options)
 
 
-def automl_plan(cfg: Mapping[str, Any], space: SearchSpace, base_spec: Mapping[str, Any]) -> dict[str, Any]:
-    """What an AutoML job would run: algorithm, budget (trials, epochs per trial, concurrency,
-    the most train epochs it can spend) and the search space rows (name, kind, scale, range or
-    choices, default, constraints)."""
+def automl_budget(cfg: Mapping[str, Any], base_spec: Mapping[str, Any]) -> dict[str, int]:
+    """The most an AutoML job of settings ``cfg`` (:func:`normalize_settings`) on ``base_spec``
+    spends: trials, epochs per trial (``max_epochs``, else the spec's ``train.num_epochs``),
+    trials at a time and train epochs in all."""
     epochs = int(cfg.get("max_epochs") or ((base_spec.get("train") or {}).get("num_epochs")) or 27)
     trials = int(cfg["max_recommendations"])
-    return {"algorithm": cfg["algorithm"],
-            "budget": {"max_recommendations": trials, "max_epochs_per_trial": epochs,
-                       "max_concurrent": int(cfg["max_concurrent"]), "max_total_epochs": trials * epochs},
+    return {"max_recommendations": trials, "max_epochs_per_trial": epochs,
+            "max_concurrent": int(cfg["max_concurrent"]), "max_total_epochs": trials * epochs}
+
+
+def automl_plan(cfg: Mapping[str, Any], space: SearchSpace, base_spec: Mapping[str, Any]) -> dict[str, Any]:
+    """What an AutoML job would run: algorithm, budget (:func:`automl_budget`) and the search
+    space rows (name, kind, scale, range or choices, default, constraints)."""
+    return {"algorithm": cfg["algorithm"], "budget": automl_budget(cfg, base_spec),
             "search_space": space.describe(), "skipped": [list(x) for x in getattr(space, "skipped", [])]}
 
 
@@ -137,14 +142,16 @@ def automl_plan(cfg: Mapping[str, Any], space: SearchSpace, base_spec: Mapping[s
 def create_automl_job(plan: Any, model_skill: Skill, *, datasets: Mapping[str, Any] | None,
                       spec_overrides: Mapping[str, Any] | None, dataset_format: str | None, platform: str,
                       settings: Mapping[str, Any] | None, encryption_key: str | None, dry_run: bool,
-                      workspace: Workspace, bank: SkillBank, base_spec: Mapping[str, Any] | None = None) -> Any:
+                      workspace: Workspace, bank: SkillBank, base_spec: Mapping[str, Any] | None = None,
+                      preset: str | None = None) -> Any:
     """Create the AutoML job for a train action routed to ``tao-run-automl`` and start its controller.
 
     Everything is checked before anything starts: settings, the search space (unknown or disabled
     names -> error with suggestions) and the base spec (already validated in ``plan``).
     ``base_spec``: the user's spec file layer (nested, secrets already moved out); every trial is
-    planned on it. A dry run fills ``plan.automl`` with the algorithm, the budget and the search
-    space (each dimension with its range and scale).
+    planned on it, and on ``preset`` (the skill preset, e.g. ``"tiny"``). A dry run fills
+    ``plan.automl`` with the algorithm, the budget and the search space (each dimension with its
+    range and scale).
     """
     from ..jobs import Job
 
@@ -161,7 +168,7 @@ def create_automl_job(plan: Any, model_skill: Skill, *, datasets: Mapping[str, A
         spec=plan.spec, results_uri=plan.results_uri,
         result={"model_skill": model_skill.name, "settings": cfg, "datasets": dict(datasets or {}),
                 "spec_overrides": dict(spec_overrides or {}), "base_spec": dict(base_spec or {}),
-                "dataset_format": dataset_format,
+                "dataset_format": dataset_format, "preset": preset,
                 "trial_platform": platform, "metric": metric, "direction": direction,
                 "search_space": space.names, "route": plan.route.reason,
                 "algorithm_state": None, "trials": {}, "best_child_id": None,
@@ -358,7 +365,7 @@ class Controller:
         try:
             plan = plan_job(self.skill, "train", datasets=self.res.get("datasets"),
                             spec_overrides=self._child_overrides(entry), base_spec=self.res.get("base_spec") or None,
-                            dataset_format=self.res.get("dataset_format"),
+                            dataset_format=self.res.get("dataset_format"), preset=self.res.get("preset"),
                             automl_policy="off", workspace=self.ws, bank=self.bank, job_id=entry["child_id"])
             plan.command = worker_command(self.skill.network, "train", str(self.ws.job_dir(plan.job_id) / "spec.yaml"),
                                           model_type=self.skill.info.get("model_type"))
