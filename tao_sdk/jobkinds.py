@@ -83,5 +83,5 @@ def job_kind(name: str) -> JobKind:
         raise TaoSkillsError(f"unknown job kind {name!r}; known kinds: {', '.join(job_kinds())}")
     if isinstance(kind, str):
         module, _, attr = kind.partition(":")
-        kind = _REGISTRY[name] = getattr(import_optional(module, f"a {name} job"), attr)
+        kind = _REGISTRY[name] = getattr(import_optional(module, f"the '{name}' job kind"), attr)
     return kind

@@ -61,6 +61,11 @@ class Preset:
                 f"drop --preset / preset= for this job, or set what you need with --set")
         return dict(self.actions[action])
 
+    def model_keys(self, action: str) -> list[str]:
+        """The ``model.*`` keys of ``action``: the model size the preset chooses (AutoML keeps
+        them fixed)."""
+        return [k for k in self.overrides(action) if k.startswith("model.")]
+
 
 def preset_path(skill: "Skill", name: str) -> Path:
     """Where ``skill`` keeps preset ``name``: ``<skill>/references/preset_<name>.yaml``."""

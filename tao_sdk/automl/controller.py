@@ -76,17 +76,23 @@ def normalize_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def build_space(skill: Skill, settings: Mapping[str, Any], spec_overrides: Mapping[str, Any] | None,
-                base_spec: Mapping[str, Any]) -> SearchSpace:
+                base_spec: Mapping[str, Any], preset: str | None = None) -> SearchSpace:
     """The search space from the skill's packaged train schema and the user's choices.
 
     Fields the user fixed in ``spec_overrides`` are not searched (unless named explicitly in
     ``hyperparameters``): a fixed value is a decision, not a starting point. The skill's spec
     rules cap their fields (e.g. RT-DETR ``model.num_queries`` at the encoder positions of the
-    base spec's image sizes), so no trial is sampled that the plan would reject.
+    base spec's image sizes), so no trial is sampled that the plan would reject. The model size a
+    ``preset`` chooses (its ``model.*`` train settings) is fixed the same way; its schedule is
+    searched.
     """
+    from ..presets import load_preset
+
     include = settings.get("hyperparameters")
     exclude = list(settings.get("exclude") or [])
-    fixed = [k for k in (spec_overrides or {}) if not include or k not in include]
+    chosen = load_preset(skill, preset)
+    decided = [*(spec_overrides or {}), *(chosen.model_keys("train") if chosen else [])]
+    fixed = [k for k in decided if not include or k not in include]
     schema = skill.schema("train")
     exclude += [k for k in fixed if _searchable_default(schema, k)]
     overrides = {k: dict(v) for k, v in (settings.get("overrides") or {}).items()}
@@ -156,7 +162,7 @@ def create_automl_job(plan: Any, model_skill: Skill, *, datasets: Mapping[str, A
     from ..jobs import Job
 
     cfg = normalize_settings(settings)
-    space = build_space(model_skill, cfg, spec_overrides, plan.spec)
+    space = build_space(model_skill, cfg, spec_overrides, plan.spec, preset)
     make_algorithm(model_skill, space, cfg, plan.spec)
     if dry_run:
         plan.notes.append(f"AutoML {cfg['algorithm']} over {len(space)} hyperparameters: {', '.join(space.names)}")
@@ -290,7 +296,8 @@ class Controller:
         self.cfg = normalize_settings(self.res["settings"])
         self.skill = self.bank.get(self.res["model_skill"])
         self.metric, self.direction = self.skill.metric
-        self.space = build_space(self.skill, self.cfg, self.res.get("spec_overrides"), self.base_spec)
+        self.space = build_space(self.skill, self.cfg, self.res.get("spec_overrides"), self.base_spec,
+                                 self.res.get("preset"))
         state = self.res.get("algorithm_state")
         self.algo = Algorithm.from_state(self.space, state) if state else \
             make_algorithm(self.skill, self.space, self.cfg, self.base_spec)
