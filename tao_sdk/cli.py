@@ -15,7 +15,7 @@ import yaml
 
 from . import results
 from .errors import TaoSkillsError
-from .presets import PRESETS
+from .presets import FULL, PRESETS, preset_path
 
 
 def _print_json(data: Any) -> None:
@@ -118,8 +118,9 @@ def cmd_show(args: argparse.Namespace) -> int:
             print(f"  {m['spec_field']} <- {m['function'] or repr(m['literal'])}")
         return 0
     backends = skill_backends(skill)
+    presets = [n for n in PRESETS if n == FULL or preset_path(skill, n).exists()]
     data = {"skill": skill.name, "dir": str(skill.dir), "description": skill.description, "info": skill.info,
-            "actions": skill.actions, "backends": {a: b.to_dict() for a, b in backends.items()}}
+            "actions": skill.actions, "backends": {a: b.to_dict() for a, b in backends.items()}, "presets": presets}
     if args.json:
         _print_json(data)
     else:
@@ -132,6 +133,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             print(f"  actions: {', '.join(skill.actions)}")
             print(f"  formats: {', '.join(skill.info.get('formats', []))}")
             print("  backends: " + ", ".join(f"{a}={b.kind}" for a, b in backends.items()))
+            print(f"  presets: {', '.join(presets)} (--preset)")
             missing = next((b for b in backends.values() if not b.available), None)
             if missing:
                 print(f"  {missing.detail}")
