@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import TaoSkillsError
-from .extras import require_installed
+from .extras import install_command, require_installed
 from .jobs import Job, create_job, wait_for_job
 from .results import format_progress
 from .workspace import Workspace, default_workspace
@@ -71,8 +71,8 @@ def tensorrt_unavailable() -> str | None:
     try:
         import tensorrt  # noqa: F401  # type: ignore[import-not-found]
     except Exception as exc:  # noqa: BLE001 - ImportError or a broken CUDA install
-        return (f"`import tensorrt` failed ({type(exc).__name__}: {exc}); install "
-                "'tao-skill-bank[gpu]' on the GPU node")
+        return (f"`import tensorrt` failed ({type(exc).__name__}: {exc}); on the GPU node: "
+                f"{install_command('gpu')}")
     return None
 
 
@@ -91,7 +91,7 @@ def make_demo_dataset(workspace: Workspace, plugin, n_train: int, n_val: int, si
 
 def _require_worker(network: str):
     """The network's worker plugin; a clear error when the worker or the network is missing."""
-    require_installed("worker", "torch", "transformers", purpose="tao-skills demo (it trains a real model)")
+    require_installed("worker", "torch", "transformers", "PIL", purpose="tao-skills demo (it trains a real model)")
     from .worker import NETWORKS
     from .worker import registry
 
