@@ -107,7 +107,7 @@ def test_tiny_preset_plans_every_action(network, ws):
     assert not set(task.synthetic_keys) & set(preset["actions"]["train"])  # the user's dataset decides those
 
 
-def test_preset_layering_and_errors(ws):
+def test_preset_layering_and_errors(ws, capsys):
     data = {"train_datasets": ["/d/train"], "eval_dataset": "/d/val"}
     plan = plan_job("rtdetr", "train", datasets=data, preset="tiny", automl_policy="off", workspace=ws,
                     spec_overrides={"train.num_epochs": 3, "dataset.num_classes": 3})
@@ -118,6 +118,11 @@ def test_preset_layering_and_errors(ws):
         plan_job("rtdetr", "train", datasets=data, preset="huge", workspace=ws)
     with pytest.raises(TaoSkillsError, match="ships no 'tiny' preset.*tao-train-rtdetr"):
         plan_job("dino", "train", datasets=data, preset="tiny", automl_policy="off", workspace=ws)
+    assert main(["spec", "rtdetr", "train", *TRAIN, "--preset", "tiny", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["preset"] == "tiny" and out["env"] == {"TAO_WORKER_BACKBONE_SCALE": "tiny"}
+    assert out["spec"]["model"]["num_queries"] == 20 and out["spec"]["dataset"]["num_classes"] == 3
+    assert main(["show", "dino", "--json"]) == 0 and json.loads(capsys.readouterr().out)["presets"] == ["full"]
     automl = create_job("rtdetr", "train", datasets=data, preset="tiny", workspace=ws, dry_run=True,
                         spec_overrides={"dataset.num_classes": 3})
     names = {r["name"] for r in automl.automl["search_space"]}
