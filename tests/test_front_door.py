@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tao_sdk import Workspace, create_job, plan_job, wait_for_job
+from tao_sdk import Workspace, build_spec, create_job, get_job, plan_job, wait_for_job
 from tao_sdk.budget import job_budget
 from tao_sdk.cli import main
 from tao_sdk.errors import TaoSkillsError
@@ -112,6 +112,7 @@ def test_preset_layering_and_errors(ws, capsys):
     plan = plan_job("rtdetr", "train", datasets=data, preset="tiny", automl_policy="off", workspace=ws,
                     spec_overrides={"train.num_epochs": 3, "dataset.num_classes": 3})
     assert plan.spec["train"]["num_epochs"] == 3 and plan.spec["model"]["hidden_dim"] == 64  # --set wins
+    assert build_spec("rtdetr", "train", {"dataset.num_classes": 3}, data, preset="tiny")["model"]["hidden_dim"] == 64
     full = plan_job("rtdetr", "train", datasets=data, preset="full", automl_policy="off", workspace=ws)
     assert full.env == {} and full.spec["model"]["hidden_dim"] != 64
     with pytest.raises(TaoSkillsError, match="unknown preset 'huge'; presets: tiny, full"):
@@ -220,3 +221,19 @@ def test_missing_extra_is_one_line(ws):
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert json.loads(out.stdout) == {"error": "MissingExtraError", "message": (
         "the 'automl' job kind needs the 'automl' extra (No module named 'numpy'): pip install 'tao-skill-bank[automl]'")}
+
+
+def test_automl_trials_get_the_preset(ws, tmp_path, monkeypatch):
+    """An AutoML search on the tiny preset: each trial trains the preset's model with its
+    environment (the TAO container test double dumps what it got)."""
+    monkeypatch.setenv("TAO_SKILLS_ENTRYPOINT", f"{sys.executable} {FAKE_TAO}")
+    monkeypatch.setenv("FAKE_TAO_DUMP_ENV", str(tmp_path / "env.json"))
+    job = create_job("rtdetr", "train", datasets={"train_datasets": ["/d/train"], "eval_dataset": "/d/val"},
+                     spec_overrides={"dataset.num_classes": 3, "train.num_epochs": 1}, preset="tiny", workspace=ws,
+                     automl={"algorithm": "random", "max_recommendations": 1, "poll_interval": 0.1,
+                             "hyperparameters": ["train.optim.lr"]})
+    job = wait_for_job(job.id, timeout=60, poll_interval=0.2, workspace=ws)
+    assert job.status.value == "SUCCESS", job.result.get("message")
+    trial = get_job(job.result["best_child_id"], workspace=ws)
+    assert trial.spec["model"]["hidden_dim"] == 64 and trial.result["preset"] == "tiny"
+    assert json.loads((tmp_path / "env.json").read_text())["TAO_WORKER_BACKBONE_SCALE"] == "tiny"
