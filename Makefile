@@ -50,6 +50,8 @@ test: $(VENV)/.dev
 	$(PY) -m ruff check --select F,E9 --output-format concise tao_sdk tools benchmarks tests runners
 	$(PY) tools/gen_schemas.py --check
 	$(PY) tools/gen_runners.py --check
+	$(PY) tools/gen_presets.py --check
+	$(PY) tools/gen_plugin.py --check
 	@# The `slurm` tests need the real two-node test cluster: started here (apt-installs
 	@# slurm-wlm + munge when missing; root), stopped afterwards unless it was already up.
 	@# Under CI=true a cluster that cannot start fails the run; elsewhere those tests skip.

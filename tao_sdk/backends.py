@@ -31,13 +31,14 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .errors import PlatformError
+from .extras import install_command
 from .platforms.base import NODE_PYTHON
 
 #: Set to a command (e.g. ``/opt/tao/bin/tao-container``) to force the TAO container-style
 #: entrypoint ``<cmd> <network> <action> -e spec.yaml`` instead of the project's worker.
 ENTRYPOINT_ENV = "TAO_SKILLS_ENTRYPOINT"
 #: How to install the built-in worker (torch first, so no CUDA wheels are pulled).
-WORKER_INSTALL = "pip install torch==2.13.0 && pip install 'tao-skill-bank[worker]'"
+WORKER_INSTALL = install_command("worker")
 
 WORKER, ENTRYPOINT, NONE = "worker", "entrypoint", "none"
 

@@ -85,9 +85,8 @@ def check_skill(bank: SkillBank, skill: Skill) -> list[Problem]:
         else:
             out.add(md, str(exc))
         return out.problems
-    if doc.front_matter.get("name") != skill.name:
-        out.add(f"{md}:2", f"front matter name is {doc.front_matter.get('name')!r}; it must equal the folder "
-                           f"name {skill.name!r}")
+    for message in skillmd.agent_skill_problems(doc.front_matter, skill.name):
+        out.add(f"{md}:2", message)
     if skill.name == AUTOML_SKILL or not (skill.dir / "references" / "skill_info.yaml").exists():
         if skill.name != AUTOML_SKILL:
             out.add(skill.dir / "references" / "skill_info.yaml",
@@ -256,7 +255,8 @@ def _check_template(out: _Collector, skill: Skill, action: str, deploy: bool, en
 def check_bank(bank: SkillBank | None = None, skills: Iterable[str] | None = None) -> list[Problem]:
     """Check the bank (or the named skills) and return every problem found.
 
-    Checks: front matter; manifest actions have schema + template files; schemas are valid
+    Checks: front matter (the Agent Skills format: name = folder, lowercase-hyphen, <= 64
+    characters; description 1-1024 characters); manifest actions have schema + template files; schemas are valid
     Draft 2020-12; templates validate against their schemas (fields listed as 'to fill' in a
     template header may be absent); SKILL.md table spec keys exist in the action schema;
     skill_info.yaml validates against ``schemas/skill_info.schema.json``; AutoML-enabled skills have

@@ -15,6 +15,7 @@ import yaml
 
 from . import results
 from .errors import TaoSkillsError
+from .presets import FULL, PRESETS, preset_path
 
 
 def _print_json(data: Any) -> None:
@@ -42,6 +43,10 @@ def _add_spec_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset-format", help="dataset format (stereo dataset_name, OneFormer label map)")
     p.add_argument("--parent", metavar="JOB", help="parent job id (train/export/gen_trt_engine/AutoML)")
     p.add_argument("--pretrained-model", metavar="URI", help="pretrained weights for ptm_if_no_resume_model")
+    p.add_argument("--preset", choices=PRESETS,
+                   help="tiny: the skill's small model that trains in minutes on a CPU (references/preset_tiny.yaml; "
+                        "rtdetr, deformable_detr, oneformer, depth_net), over -e and under --set; full (default): "
+                        "the template as TAO ships it")
 
 
 def _datasets(args: argparse.Namespace) -> dict[str, Any]:
@@ -113,8 +118,9 @@ def cmd_show(args: argparse.Namespace) -> int:
             print(f"  {m['spec_field']} <- {m['function'] or repr(m['literal'])}")
         return 0
     backends = skill_backends(skill)
+    presets = [n for n in PRESETS if n == FULL or preset_path(skill, n).exists()]
     data = {"skill": skill.name, "dir": str(skill.dir), "description": skill.description, "info": skill.info,
-            "actions": skill.actions, "backends": {a: b.to_dict() for a, b in backends.items()}}
+            "actions": skill.actions, "backends": {a: b.to_dict() for a, b in backends.items()}, "presets": presets}
     if args.json:
         _print_json(data)
     else:
@@ -127,6 +133,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             print(f"  actions: {', '.join(skill.actions)}")
             print(f"  formats: {', '.join(skill.info.get('formats', []))}")
             print("  backends: " + ", ".join(f"{a}={b.kind}" for a, b in backends.items()))
+            print(f"  presets: {', '.join(presets)} (--preset)")
             missing = next((b for b in backends.values() if not b.available), None)
             if missing:
                 print(f"  {missing.detail}")
@@ -139,7 +146,7 @@ def cmd_spec(args: argparse.Namespace) -> int:
 
     plan = plan_job(args.skill, args.action, datasets=_datasets(args), spec_overrides=parse_set_options(args.sets),
                     base_spec=args.spec_file, parent_job_id=args.parent, dataset_format=args.dataset_format,
-                    pretrained_model=args.pretrained_model, automl_policy="off")
+                    pretrained_model=args.pretrained_model, automl_policy="off", preset=args.preset)
     text = yaml.safe_dump(plan.spec, sort_keys=False, default_flow_style=False, width=1000)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as fh:
@@ -147,7 +154,8 @@ def cmd_spec(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"wrote {args.output} (valid against the {plan.skill} {args.action} schema)")
     if args.json:
-        _print_json({"spec": plan.spec, "deploy": plan.deploy, "warnings": plan.warnings, "notes": plan.notes})
+        _print_json({"spec": plan.spec, "deploy": plan.deploy, "warnings": plan.warnings, "notes": plan.notes,
+                     "preset": plan.preset, "env": plan.env})
         return 0
     elif not args.output:
         sys.stdout.write(text)
@@ -179,32 +187,39 @@ def _progress_printer(json_mode: bool) -> Callable[[Any], None]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .jobs import JobPlan, create_job
+    from .budget import job_budget
+    from .jobs import JobPlan, create_job, plan_job
     from .spec import parse_set_options
 
     flags = {"algorithm": args.automl_algorithm, "max_recommendations": args.automl_trials,
              "hyperparameters": args.automl_param, "max_concurrent": args.automl_concurrency}
-    settings = {k: v for k, v in flags.items() if v is not None}
-    out = create_job(args.skill, args.action, datasets=_datasets(args), spec_overrides=parse_set_options(args.sets),
-                     base_spec=args.spec_file, parent_job_id=args.parent, platform=args.platform,
-                     automl_policy=args.automl_policy, request=args.request, dataset_format=args.dataset_format,
-                     pretrained_model=args.pretrained_model, automl=settings or None, dry_run=args.dry_run)
+    settings = {k: v for k, v in flags.items() if v is not None} or None
+    kwargs = dict(datasets=_datasets(args), spec_overrides=parse_set_options(args.sets), base_spec=args.spec_file,
+                  parent_job_id=args.parent, automl_policy=args.automl_policy, request=args.request,
+                  dataset_format=args.dataset_format, pretrained_model=args.pretrained_model, automl=settings,
+                  preset=args.preset)
+    budget = None
+    if not args.dry_run:  # say what it will spend before anything starts
+        budget = job_budget(plan_job(args.skill, args.action, **kwargs), settings)
+        if budget.announce and not args.json:
+            print(budget.summary, flush=True)
+    out = create_job(args.skill, args.action, platform=args.platform, dry_run=args.dry_run, **kwargs)
     if isinstance(out, JobPlan):
         if args.json:
-            _print_json(out.to_dict())
+            _print_json({**out.to_dict(), "budget": job_budget(out, settings).model_dump()})
         else:
-            _print_plan(out)
+            _print_plan(out, job_budget(out, settings))
         return 0
     if not args.json:
         print(f"submitted {out.id} ({out.skill} {out.action}) on {args.platform}; results: {out.results_uri}")
         if out.result.get("route"):
             print(f"  route: {out.result['route']}")
-    return _maybe_wait(out, args)
+    return _maybe_wait(out, args, {"budget": budget.model_dump()})
 
 
-def _print_plan(plan: Any) -> None:
-    """Human form of a dry run: route and why, warnings, notes, and for AutoML the budget and the
-    search space."""
+def _print_plan(plan: Any, budget: Any) -> None:
+    """Human form of a dry run: route and why, warnings, notes, the budget line
+    (:func:`tao_sdk.budget.job_budget`) and for AutoML the search space."""
     print(f"dry run: {plan.skill} {plan.action} -> {plan.route.target} ({plan.route.reason})")
     if plan.backend is not None:
         print(f"backend: {plan.backend.kind} ({plan.backend.detail})")
@@ -212,11 +227,8 @@ def _print_plan(plan: Any) -> None:
         print(f"  warning: {w}")
     for n in plan.notes:
         print(f"  note: {n}")
+    print(budget.summary)
     if plan.automl:
-        b = plan.automl["budget"]
-        print(f"AutoML {plan.automl['algorithm']}: {b['max_recommendations']} trials x at most "
-              f"{b['max_epochs_per_trial']} epochs, {b['max_concurrent']} at a time "
-              f"(at most {b['max_total_epochs']} train epochs)")
         print(_table([[r["name"], r["kind"], r["scale"] or "-", _space_range(r), repr(r["default"]),
                        "; ".join(r["constraints"]) or "-"] for r in plan.automl["search_space"]],
                      ["PARAMETER", "KIND", "SCALE", "RANGE", "DEFAULT", "CONSTRAINTS"]))
@@ -256,14 +268,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0 if report.ok else 2
 
 
-def _maybe_wait(job: Any, args: argparse.Namespace) -> int:
-    """With --wait, follow the job to its end; print it (--json) and return the exit status."""
+def _maybe_wait(job: Any, args: argparse.Namespace, extra: dict[str, Any] | None = None) -> int:
+    """With --wait, follow the job to its end; print it (--json, with ``extra`` keys) and return
+    the exit status."""
     from .jobs import wait_for_job
 
     if args.wait:
         job = wait_for_job(job.id, on_progress=_progress_printer(args.json))
     if args.json:
-        _print_json(job.to_dict())
+        _print_json({**job.to_dict(), **(extra or {})})
     elif args.wait:
         _print_final(job)
     return 0 if (not args.wait or job.status.value == "SUCCESS") else 1
@@ -511,12 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
     for choice in sub.choices.values():
         choice.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                             help="machine-readable output")
-    try:
-        from .automl.cli import add_automl_commands
-    except ImportError:
-        pass
-    else:
-        add_automl_commands(sub)
+    from .automl.cli import add_automl_commands  # torch- and numpy-free; each command says what it needs
+
+    add_automl_commands(sub)
     return parser
 
 

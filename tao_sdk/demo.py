@@ -18,7 +18,6 @@ What a network brings to the demo (no code here names one): its plugin's ``tiny_
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -28,12 +27,16 @@ from pathlib import Path
 from typing import Any
 
 from .errors import TaoSkillsError
+from .extras import install_command, require_installed
 from .jobs import Job, create_job, wait_for_job
 from .results import format_progress
 from .workspace import Workspace, default_workspace
 
 #: The network ``tao-skills demo`` runs without ``--network`` (and ``make demo``).
 DEFAULT_NETWORK = "rtdetr"
+#: Environment of the demo's jobs (unless already set): the worker builds the named backbone
+#: with one narrow block per stage. The tiny preset (``tools/gen_presets.py``) carries it too.
+DEMO_ENV = {"TAO_WORKER_BACKBONE_SCALE": "tiny"}
 
 
 def _say(message: str, json_mode: bool) -> None:
@@ -68,8 +71,8 @@ def tensorrt_unavailable() -> str | None:
     try:
         import tensorrt  # noqa: F401  # type: ignore[import-not-found]
     except Exception as exc:  # noqa: BLE001 - ImportError or a broken CUDA install
-        return (f"`import tensorrt` failed ({type(exc).__name__}: {exc}); install "
-                "'tao-skill-bank[gpu]' on the GPU node")
+        return (f"`import tensorrt` failed ({type(exc).__name__}: {exc}); on the GPU node: "
+                f"{install_command('gpu')}")
     return None
 
 
@@ -88,9 +91,7 @@ def make_demo_dataset(workspace: Workspace, plugin, n_train: int, n_val: int, si
 
 def _require_worker(network: str):
     """The network's worker plugin; a clear error when the worker or the network is missing."""
-    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None:
-        raise TaoSkillsError("the demo trains a real model and needs the worker: run `make demo`, or "
-                             "`pip install torch==2.13.0 && pip install 'tao-skill-bank[worker]'`")
+    require_installed("worker", "torch", "transformers", "PIL", purpose="tao-skills demo (it trains a real model)")
     from .worker import NETWORKS
     from .worker import registry
 
@@ -130,7 +131,8 @@ def run_demo(json_mode: bool = False, quick: bool = False, workspace: Workspace 
     from .bank import SkillBank
 
     plugin = _require_worker(network)
-    os.environ.setdefault("TAO_WORKER_BACKBONE_SCALE", "tiny")  # one narrow block per stage
+    for key, value in DEMO_ENV.items():
+        os.environ.setdefault(key, value)
     workspace = workspace or default_workspace()
     started = time.monotonic()
     plan = plugin.demo_plan(quick)

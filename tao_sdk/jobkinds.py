@@ -14,10 +14,10 @@ nothing.
 from __future__ import annotations
 
 import abc
-import importlib
 from typing import TYPE_CHECKING, Any
 
 from .errors import TaoSkillsError
+from .extras import import_optional
 
 if TYPE_CHECKING:  # pragma: no cover
     from .jobstore import JobRecord
@@ -83,5 +83,5 @@ def job_kind(name: str) -> JobKind:
         raise TaoSkillsError(f"unknown job kind {name!r}; known kinds: {', '.join(job_kinds())}")
     if isinstance(kind, str):
         module, _, attr = kind.partition(":")
-        kind = _REGISTRY[name] = getattr(importlib.import_module(module), attr)
+        kind = _REGISTRY[name] = getattr(import_optional(module, f"the '{name}' job kind"), attr)
     return kind

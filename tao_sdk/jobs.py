@@ -157,6 +157,9 @@ class JobPlan:
             never printed, written or stored.
         backend: what will run it here (built-in worker, TAO entrypoint, or none; see
             :mod:`tao_sdk.backends`); ``create_job`` refuses a plan whose backend is none.
+        preset: the skill preset the spec was built on (``"tiny"``), or ``None``.
+        env: environment the job runs with besides secrets (the preset's, e.g.
+            ``TAO_WORKER_BACKBONE_SCALE=tiny``).
     """
 
     job_id: str
@@ -174,6 +177,8 @@ class JobPlan:
     backend: Backend | None = None
     automl: dict[str, Any] | None = None
     secret_env: dict[str, str] = field(default_factory=dict, repr=False)
+    preset: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready view for ``--json`` dry runs (secrets are never part of it)."""
@@ -181,7 +186,8 @@ class JobPlan:
                 "route": self.route.__dict__, "command": self.command,
                 "backend": self.backend.to_dict() if self.backend else None, "deploy": self.deploy,
                 "parent": self.parent.__dict__ if self.parent else None, "results_uri": self.results_uri,
-                "warnings": self.warnings, "notes": self.notes, "automl": self.automl, "spec": self.spec}
+                "warnings": self.warnings, "notes": self.notes, "automl": self.automl, "preset": self.preset,
+                "env": self.env, "spec": self.spec}
 
 
 def worker_command(network: str, action: str, spec_path: str, model_type: str | None = None) -> list[str]:
@@ -206,6 +212,7 @@ def plan_job(
     request: str | None = None,
     automl: Mapping[str, Any] | None = None,
     pretrained_model: str | None = None,
+    preset: str | None = None,
     planned_parent: "JobPlan | None" = None,
     job_id: str | None = None,
     workspace: Workspace | None = None,
@@ -247,15 +254,18 @@ def plan_job(
             mapped.notes.append(f"inherited {len(inherited)} model/preprocessing setting(s) from train job {source.id}")
     composed = compose_spec(skill, action, spec_overrides, datasets, base_spec=base_spec,
                             dataset_format=dataset_format, inherited=inherited, sdk_values=mapped.values,
-                            deploy=deploy, bank=bank)
+                            deploy=deploy, preset=preset, bank=bank)
     if source is not None:
         _check_parent_agreement(source, composed.spec, inherited, own_model=action in OWN_MODEL_ACTIONS)
     backend = skill_backend(skill, action, deploy)
     if not route.automl:
         backend.preflight(composed.spec)
+    if composed.env and backend.kind != "worker":
+        composed.notes.append(f"{', '.join(composed.env)} is the built-in worker's setting; {backend.kind} "
+                              f"backends ignore it ({backend.detail})")
     return JobPlan(job_id, skill.name, action, route, composed.spec, deploy, mapped.parent, results_uri,
                    None, mapped.downloads, mapped.warnings + composed.warnings, mapped.notes + composed.notes,
-                   backend, secret_env=composed.secret_env)
+                   backend, secret_env=composed.secret_env, preset=preset, env=composed.env)
 
 
 def _check_takes_parent(skill: Skill, action: str, parent_job_id: str | None) -> None:
@@ -377,6 +387,7 @@ def create_job(
     pretrained_model: str | None = None,
     encryption_key: str | None = None,
     automl: Mapping[str, Any] | None = None,
+    preset: str | None = None,
     dry_run: bool = False,
     workspace: Workspace | None = None,
     bank: SkillBank | None = None,
@@ -409,6 +420,10 @@ def create_job(
         automl: AutoML settings when routed there (algorithm, max_recommendations, max_epochs,
             max_concurrent, hyperparameters, overrides). Giving them asks for AutoML: they beat
             request text such as "plain training" and contradict ``automl_policy="off"`` (error).
+        preset: ``"tiny"``: the skill's small-model layer (``references/preset_tiny.yaml``: a
+            model that trains in minutes on a CPU; RT-DETR, Deformable DETR, OneFormer,
+            FastFoundationStereo), over ``base_spec`` and under ``spec_overrides``; AutoML trials
+            get it too. ``"full"`` / ``None``: the template as TAO ships it.
         dry_run: resolve + validate only; returns the :class:`JobPlan` and submits nothing.
 
     Returns:
@@ -418,7 +433,8 @@ def create_job(
     bank = bank or get_bank()
     plan = plan_job(skill, action, datasets=datasets, spec_overrides=spec_overrides, base_spec=base_spec,
                     parent_job_id=parent_job_id, dataset_format=dataset_format, automl_policy=automl_policy,
-                    request=request, automl=automl, pretrained_model=pretrained_model, workspace=workspace, bank=bank)
+                    request=request, automl=automl, pretrained_model=pretrained_model, preset=preset,
+                    workspace=workspace, bank=bank)
     if encryption_key:
         plan.secret_env[ENCRYPTION_KEY_ENV] = encryption_key
     model_skill = bank.get(plan.skill)
@@ -435,7 +451,7 @@ def create_job(
         base = extract_secrets(load_spec_file(base_spec))[0] if base_spec is not None else None
         return job_kind("automl").create(plan, model_skill, datasets=datasets, base_spec=base,
                                          spec_overrides=extract_secrets(spec_overrides, dotted=True)[0],
-                                         dataset_format=dataset_format, platform=platform, settings=automl,
+                                         dataset_format=dataset_format, platform=platform, settings=automl, preset=preset,
                                          encryption_key=plan.secret_env.get(ENCRYPTION_KEY_ENV), dry_run=dry_run,
                                          workspace=workspace, bank=bank)
     job_dir = workspace.job_dir(plan.job_id)
@@ -469,7 +485,7 @@ def submit_plan(plan: JobPlan, *, platform: str = "local", encryption_key: str |
         result={"deploy": plan.deploy, "warnings": plan.warnings, "notes": plan.notes,
                 "downloads": plan.downloads,
                 "parent_artifact": plan.parent.uri if plan.parent else None,
-                "submitter": process_identity()},
+                "preset": plan.preset, "env": plan.env, "submitter": process_identity()},
     )
     store = workspace.store
     store.create(record)
@@ -480,7 +496,7 @@ def submit_plan(plan: JobPlan, *, platform: str = "local", encryption_key: str |
     except StorageError as exc:
         store.set_status(plan.job_id, JobStatus.FAILURE, result={**record.result, "message": str(exc)})
         raise
-    env = {**plan.secret_env, "TAO_SKILLS_JOB_ID": plan.job_id}
+    env = {**plan.env, **plan.secret_env, "TAO_SKILLS_JOB_ID": plan.job_id}
     env[ENCRYPTION_KEY_ENV] = (encryption_key or plan.secret_env.get(ENCRYPTION_KEY_ENV)
                                or os.environ.get(ENCRYPTION_KEY_ENV) or DEFAULT_ENCRYPTION_KEY)
     env.update(extra_env or {})
@@ -760,7 +776,8 @@ def resume_job(job_id: str, *, platform: str | None = None, encryption_key: str 
     validate_spec(skill, "train", spec)
     route = Route(skill.name, False, "off", f"resuming {job_id} from {latest.uri}")
     plan = JobPlan(new_id, skill.name, "train", route, spec, False, ParentArtifact(job_id, latest.uri, "latest",
-                   latest.reason), results_uri, notes=[f"resumed from {job_id}: {latest.uri}"])
+                   latest.reason), results_uri, notes=[f"resumed from {job_id}: {latest.uri}"],
+                   preset=old.result.get("preset"), env=dict(old.result.get("env") or {}))
     plan.command = worker_command(skill.network, "train", str(workspace.job_dir(new_id) / "spec.yaml"),
                                   model_type=skill.info.get("model_type"))
     return submit_plan(plan, platform=platform or old.platform, encryption_key=encryption_key, workspace=workspace,

@@ -67,6 +67,37 @@ def parse_front_matter(text: str, path: Path | str = "SKILL.md") -> dict[str, An
     return data
 
 
+#: Agent Skills format (agentskills.io): the front matter keys a SKILL.md may have, and limits.
+AGENT_SKILL_KEYS = ("name", "description", "license", "compatibility", "metadata", "allowed-tools")
+AGENT_SKILL_NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+AGENT_SKILL_NAME_MAX = 64
+AGENT_SKILL_DESCRIPTION_MAX = 1024
+
+
+def agent_skill_problems(front_matter: dict[str, Any], folder: str) -> list[str]:
+    """What keeps a SKILL.md front matter from the Agent Skills format (empty: it keeps to it):
+    ``name`` equal to the folder, lowercase letters / digits / single hyphens, at most 64
+    characters; ``description`` non-empty, at most 1024 characters; no other keys than
+    :data:`AGENT_SKILL_KEYS`."""
+    out = []
+    name, description = front_matter.get("name"), front_matter.get("description")
+    if name != folder:
+        out.append(f"front matter name is {name!r}; it must equal the folder name {folder!r}")
+    if not isinstance(name, str) or not AGENT_SKILL_NAME_RE.match(name) or len(name) > AGENT_SKILL_NAME_MAX:
+        out.append(f"front matter name {name!r} must be lowercase letters, digits and single hyphens "
+                   f"(no leading/trailing hyphen), at most {AGENT_SKILL_NAME_MAX} characters")
+    if not isinstance(description, str) or not description.strip():
+        out.append("front matter description is empty; say in one or two sentences what the skill does and when")
+    elif len(description) > AGENT_SKILL_DESCRIPTION_MAX:
+        out.append(f"front matter description has {len(description)} characters; the Agent Skills format allows "
+                   f"{AGENT_SKILL_DESCRIPTION_MAX}: shorten it (details go in the body)")
+    extra = sorted(set(front_matter) - set(AGENT_SKILL_KEYS))
+    if extra:
+        out.append(f"front matter keys {', '.join(extra)} are not in the Agent Skills format "
+                   f"({', '.join(AGENT_SKILL_KEYS)}); move them to 'metadata:' or the body")
+    return out
+
+
 # --------------------------------------------------------------------------- generated blocks
 def begin_marker(name: str) -> str:
     """The opening marker line of generated block ``name``."""

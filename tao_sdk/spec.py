@@ -148,12 +148,15 @@ class ComposedSpec:
         warnings: user values the SDK replaced (SDK-owned fields) or moved (secrets).
         notes: other things worth knowing (coercions, other actions' sections set aside).
         secret_env: NAME -> secret value for the job's environment; never print or store it.
+        env: NAME -> value the job's environment also needs (not secrets: the preset's, e.g.
+            ``TAO_WORKER_BACKBONE_SCALE=tiny``).
     """
 
     spec: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     secret_env: dict[str, str] = field(default_factory=dict, repr=False)
+    env: dict[str, str] = field(default_factory=dict)
 
 
 def _user_layers(skill: Skill, action: str, deploy: bool, base_spec: Any, spec_overrides: Mapping[str, Any] | None,
@@ -207,6 +210,24 @@ def _user_set(layers: list[Mapping[str, Any]], key: str) -> tuple[bool, Any]:
     return found, value
 
 
+def _preset_layer(skill: Skill, action: str, name: str | None, out: ComposedSpec,
+                  bank: SkillBank | None) -> dict[str, Any]:
+    """The dotted overrides of preset ``name`` for ``action`` (``{}`` for none / full); its
+    environment goes to ``out.env`` and a note says where the layer came from."""
+    from .presets import load_preset
+
+    preset = load_preset(skill, name, bank)
+    if preset is None:
+        return {}
+    layer = preset.overrides(action)
+    out.env.update(preset.env)
+    env = ", ".join(f"{k}={v}" for k, v in preset.env.items())
+    out.notes.append(f"preset {preset.name}: {len(layer)} setting(s) from {skill.name}/references/{preset.path.name}"
+                     + (f" and {env} in the job's environment" if env else "")
+                     + "; --set / spec_overrides win over them")
+    return layer
+
+
 def compose_spec(
     skill: Skill | str,
     action: str,
@@ -219,13 +240,16 @@ def compose_spec(
     sdk_values: Mapping[str, Any] | None = None,
     deploy: bool = False,
     validate: bool = True,
+    preset: str | None = None,
     bank: SkillBank | None = None,
 ) -> ComposedSpec:
     """Build the spec like :func:`build_spec` and report what the SDK did on the way.
 
     Layers, later wins: the action's template; ``inherited`` (model / class count of the train
     job a chained job descends from); ``base_spec`` (a TAO experiment file path or a nested
-    dict, conformed as TAO Core's OmegaConf does: see :mod:`tao_sdk.specfile`); data-source
+    dict, conformed as TAO Core's OmegaConf does: see :mod:`tao_sdk.specfile`); the skill's
+    ``preset`` (``"tiny"``: a small model for a CPU, see :mod:`tao_sdk.presets`; its environment
+    goes to ``env``); data-source
     overrides built from ``datasets``; ``spec_overrides`` (dotted keys); ``sdk_values`` (the
     resolved SKILL.md inference mappings: results folder, encryption key reference, parent
     checkpoints, output paths). SDK values are SDK-owned: a user value there is replaced and the
@@ -249,9 +273,11 @@ def compose_spec(
                              + f" Actions: {', '.join(skill.actions)}")
     out = ComposedSpec(skill.template(action, deploy))
     base, overrides, others = _user_layers(skill, action, deploy, base_spec, spec_overrides, out)
-    provided = {k for layer in (base, overrides, inherited or {}) for k, v in layer.items() if v is not None}
+    layer = _preset_layer(skill, action, preset, out, bank)
+    provided = {k for lay in (base, layer, overrides, inherited or {}) for k, v in lay.items() if v is not None}
     apply_overrides(out.spec, inherited)
     apply_overrides(out.spec, base)
+    apply_overrides(out.spec, layer)
     if datasets or validate:
         apply_overrides(out.spec, build_data_source_overrides(skill, action, datasets, dataset_format,
                                                                provided=provided))
@@ -285,6 +311,7 @@ def build_spec(
     mapped_values: Mapping[str, Any] | None = None,
     deploy: bool = False,
     validate: bool = True,
+    preset: str | None = None,
     bank: SkillBank | None = None,
 ) -> dict[str, Any]:
     """The full nested spec for ``action``, validated against the packaged schema.
@@ -301,6 +328,10 @@ def build_spec(
     Args:
         deploy: use the TensorRT variant of evaluate/inference (engine instead of checkpoint).
         validate: set False to get the merged spec without validation (e.g. to inspect it).
+        preset: ``"tiny"`` (a small model that trains in minutes on a CPU; the layer over
+            ``base_spec`` and under ``spec_overrides``, from the skill's
+            ``references/preset_tiny.yaml``) or ``"full"`` / ``None`` (the template). The job
+            also needs the preset's environment: :func:`compose_spec` returns it as ``env``.
 
     Raises:
         SpecValidationError: every problem, each with dotted path, value, allowed values and a
@@ -308,4 +339,4 @@ def build_spec(
         DataSourceError: a dataset role the action needs is missing (and no layer sets its key).
     """
     return compose_spec(skill, action, spec_overrides, datasets, base_spec=base_spec, dataset_format=dataset_format,
-                        sdk_values=mapped_values, deploy=deploy, validate=validate, bank=bank).spec
+                        sdk_values=mapped_values, deploy=deploy, validate=validate, preset=preset, bank=bank).spec

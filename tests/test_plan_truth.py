@@ -126,7 +126,8 @@ def test_automl_dry_run_prints_search_space_and_budget(ws, capsys):
             "--automl-concurrency", "2"]
     assert main(args) == 0
     text = capsys.readouterr().out
-    assert "AutoML random: 4 trials x at most 10 epochs, 2 at a time (at most 40 train epochs)" in text
+    assert ("AutoML: 4 trials x up to 10 epochs (random) = up to 40 epochs on 1 GPU each, 2 at a time; "
+            "automl_policy=off (--automl-policy off) to train once") in text
     assert "PARAMETER" in text and "SCALE" in text
     lr_line = next(line for line in text.splitlines() if line.startswith("train.optim.lr "))
     assert "log" in lr_line and "[" in lr_line

@@ -7,9 +7,9 @@ import json
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from .controller import resume_automl_job
+    from ..extras import import_optional
 
-    job = resume_automl_job(args.job)
+    job = import_optional("tao_sdk.automl.controller", "tao-skills automl resume").resume_automl_job(args.job)
     print(json.dumps(job.to_dict(), indent=2, default=str) if args.json else f"resumed {job.id}: controller restarted")
     return 0
 

@@ -76,17 +76,23 @@ def normalize_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def build_space(skill: Skill, settings: Mapping[str, Any], spec_overrides: Mapping[str, Any] | None,
-                base_spec: Mapping[str, Any]) -> SearchSpace:
+                base_spec: Mapping[str, Any], preset: str | None = None) -> SearchSpace:
     """The search space from the skill's packaged train schema and the user's choices.
 
     Fields the user fixed in ``spec_overrides`` are not searched (unless named explicitly in
     ``hyperparameters``): a fixed value is a decision, not a starting point. The skill's spec
     rules cap their fields (e.g. RT-DETR ``model.num_queries`` at the encoder positions of the
-    base spec's image sizes), so no trial is sampled that the plan would reject.
+    base spec's image sizes), so no trial is sampled that the plan would reject. The model size a
+    ``preset`` chooses (its ``model.*`` train settings) is fixed the same way; its schedule is
+    searched.
     """
+    from ..presets import load_preset
+
     include = settings.get("hyperparameters")
     exclude = list(settings.get("exclude") or [])
-    fixed = [k for k in (spec_overrides or {}) if not include or k not in include]
+    chosen = load_preset(skill, preset)
+    decided = [*(spec_overrides or {}), *(chosen.model_keys("train") if chosen else [])]
+    fixed = [k for k in decided if not include or k not in include]
     schema = skill.schema("train")
     exclude += [k for k in fixed if _searchable_default(schema, k)]
     overrides = {k: dict(v) for k, v in (settings.get("overrides") or {}).items()}
@@ -121,15 +127,20 @@ def make_algorithm(skill: Skill, space: SearchSpace, settings: Mapping[str, Any]
     return get_algorithm(settings["algorithm"], space, direction, **options)
 
 
-def automl_plan(cfg: Mapping[str, Any], space: SearchSpace, base_spec: Mapping[str, Any]) -> dict[str, Any]:
-    """What an AutoML job would run: algorithm, budget (trials, epochs per trial, concurrency,
-    the most train epochs it can spend) and the search space rows (name, kind, scale, range or
-    choices, default, constraints)."""
+def automl_budget(cfg: Mapping[str, Any], base_spec: Mapping[str, Any]) -> dict[str, int]:
+    """The most an AutoML job of settings ``cfg`` (:func:`normalize_settings`) on ``base_spec``
+    spends: trials, epochs per trial (``max_epochs``, else the spec's ``train.num_epochs``),
+    trials at a time and train epochs in all."""
     epochs = int(cfg.get("max_epochs") or ((base_spec.get("train") or {}).get("num_epochs")) or 27)
     trials = int(cfg["max_recommendations"])
-    return {"algorithm": cfg["algorithm"],
-            "budget": {"max_recommendations": trials, "max_epochs_per_trial": epochs,
-                       "max_concurrent": int(cfg["max_concurrent"]), "max_total_epochs": trials * epochs},
+    return {"max_recommendations": trials, "max_epochs_per_trial": epochs,
+            "max_concurrent": int(cfg["max_concurrent"]), "max_total_epochs": trials * epochs}
+
+
+def automl_plan(cfg: Mapping[str, Any], space: SearchSpace, base_spec: Mapping[str, Any]) -> dict[str, Any]:
+    """What an AutoML job would run: algorithm, budget (:func:`automl_budget`) and the search
+    space rows (name, kind, scale, range or choices, default, constraints)."""
+    return {"algorithm": cfg["algorithm"], "budget": automl_budget(cfg, base_spec),
             "search_space": space.describe(), "skipped": [list(x) for x in getattr(space, "skipped", [])]}
 
 
@@ -137,19 +148,21 @@ def automl_plan(cfg: Mapping[str, Any], space: SearchSpace, base_spec: Mapping[s
 def create_automl_job(plan: Any, model_skill: Skill, *, datasets: Mapping[str, Any] | None,
                       spec_overrides: Mapping[str, Any] | None, dataset_format: str | None, platform: str,
                       settings: Mapping[str, Any] | None, encryption_key: str | None, dry_run: bool,
-                      workspace: Workspace, bank: SkillBank, base_spec: Mapping[str, Any] | None = None) -> Any:
+                      workspace: Workspace, bank: SkillBank, base_spec: Mapping[str, Any] | None = None,
+                      preset: str | None = None) -> Any:
     """Create the AutoML job for a train action routed to ``tao-run-automl`` and start its controller.
 
     Everything is checked before anything starts: settings, the search space (unknown or disabled
     names -> error with suggestions) and the base spec (already validated in ``plan``).
     ``base_spec``: the user's spec file layer (nested, secrets already moved out); every trial is
-    planned on it. A dry run fills ``plan.automl`` with the algorithm, the budget and the search
-    space (each dimension with its range and scale).
+    planned on it, and on ``preset`` (the skill preset, e.g. ``"tiny"``). A dry run fills
+    ``plan.automl`` with the algorithm, the budget and the search space (each dimension with its
+    range and scale).
     """
     from ..jobs import Job
 
     cfg = normalize_settings(settings)
-    space = build_space(model_skill, cfg, spec_overrides, plan.spec)
+    space = build_space(model_skill, cfg, spec_overrides, plan.spec, preset)
     make_algorithm(model_skill, space, cfg, plan.spec)
     if dry_run:
         plan.notes.append(f"AutoML {cfg['algorithm']} over {len(space)} hyperparameters: {', '.join(space.names)}")
@@ -161,7 +174,7 @@ def create_automl_job(plan: Any, model_skill: Skill, *, datasets: Mapping[str, A
         spec=plan.spec, results_uri=plan.results_uri,
         result={"model_skill": model_skill.name, "settings": cfg, "datasets": dict(datasets or {}),
                 "spec_overrides": dict(spec_overrides or {}), "base_spec": dict(base_spec or {}),
-                "dataset_format": dataset_format,
+                "dataset_format": dataset_format, "preset": preset,
                 "trial_platform": platform, "metric": metric, "direction": direction,
                 "search_space": space.names, "route": plan.route.reason,
                 "algorithm_state": None, "trials": {}, "best_child_id": None,
@@ -283,7 +296,8 @@ class Controller:
         self.cfg = normalize_settings(self.res["settings"])
         self.skill = self.bank.get(self.res["model_skill"])
         self.metric, self.direction = self.skill.metric
-        self.space = build_space(self.skill, self.cfg, self.res.get("spec_overrides"), self.base_spec)
+        self.space = build_space(self.skill, self.cfg, self.res.get("spec_overrides"), self.base_spec,
+                                 self.res.get("preset"))
         state = self.res.get("algorithm_state")
         self.algo = Algorithm.from_state(self.space, state) if state else \
             make_algorithm(self.skill, self.space, self.cfg, self.base_spec)
@@ -358,7 +372,7 @@ class Controller:
         try:
             plan = plan_job(self.skill, "train", datasets=self.res.get("datasets"),
                             spec_overrides=self._child_overrides(entry), base_spec=self.res.get("base_spec") or None,
-                            dataset_format=self.res.get("dataset_format"),
+                            dataset_format=self.res.get("dataset_format"), preset=self.res.get("preset"),
                             automl_policy="off", workspace=self.ws, bank=self.bank, job_id=entry["child_id"])
             plan.command = worker_command(self.skill.network, "train", str(self.ws.job_dir(plan.job_id) / "spec.yaml"),
                                           model_type=self.skill.info.get("model_type"))

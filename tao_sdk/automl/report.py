@@ -79,10 +79,10 @@ def _fmt(value: Any) -> str:
 
 def plot_trials(record: JobRecord, path: str | Path) -> Path:
     """Write a PNG of the metric per trial (failed trials marked) and the best-so-far curve."""
-    import matplotlib
+    from ..extras import require_extra
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    require_extra("matplotlib", "automl", "tao-skills automl plot").use("Agg")
+    plt = require_extra("matplotlib.pyplot", "automl", "tao-skills automl plot")
 
     rows = trial_rows(record)
     metric = record.result.get("metric", "metric")

@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tao_sdk.extras import install_command
 from tao_sdk.worker.errors import SpecError
 
 __all__ = [
@@ -158,7 +159,7 @@ class _TorchAO(_Backend):
 
     name = "torchao"
     library = "torchao"
-    install = "pip install 'tao-skill-bank[quantize]'"
+    install = install_command("quantize")
     modes = {"weight_only_ptq": ("int8", "int4", "float8_e4m3fn")}
     module_types = ("Linear",)  # torchao's weight-only tensors cover Linear layers only
     dtype_requires = {"int4": ("mslk", "torchao's int4 weight-only packing needs the mslk "
@@ -198,7 +199,7 @@ class _ModelOpt(_Backend):
 
     name = "modelopt.pytorch"
     library = "modelopt"
-    install = "pip install 'tao-skill-bank[quantize]' (nvidia-modelopt)"
+    install = install_command("quantize") + " (nvidia-modelopt)"
     modes = {"static_ptq": ("int8", "float8_e4m3fn", "float8_e5m2"),
              "weight_only_ptq": ("int8", "float8_e4m3fn", "float8_e5m2")}
     activation_dtypes = ("int8", "float8_e4m3fn", "float8_e5m2")

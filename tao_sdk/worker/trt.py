@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tao_sdk.extras import install_command
 from tao_sdk.worker import spec as S
 from tao_sdk.worker.errors import SpecError, WorkerError
 
@@ -60,7 +61,7 @@ def require_tensorrt():
         raise WorkerError(
             f"TensorRT needs an NVIDIA GPU and the tensorrt package: a GPU is visible but "
             f"`import tensorrt` failed ({type(exc).__name__}: {exc}); install it on the GPU node "
-            "(pip install 'tao-skill-bank[gpu]', i.e. tensorrt>=10)"
+            f"({install_command('gpu')}, i.e. tensorrt>=10)"
         ) from None
     return tensorrt
 

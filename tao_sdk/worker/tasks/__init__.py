@@ -68,6 +68,10 @@ class Task:
 
     #: ``dataset_format`` of the synthetic demo data when the skill's data sources need one.
     demo_format: str | None = None
+    #: Keys of :meth:`demo_overrides` that describe the synthetic data (class count, label
+    #: ids), not the model or the schedule: the tiny preset (``tools/gen_presets.py``) leaves
+    #: them out, since they belong to the user's dataset.
+    synthetic_keys: tuple[str, ...] = ()
 
     #: Start-line note when the spec has no validation data.
     no_val_note: str = "no validation data: validation KPIs are not computed"

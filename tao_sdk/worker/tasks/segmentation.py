@@ -635,6 +635,7 @@ class SegmentationTask(Task):
     workers_key = "dataset.train.num_workers"
     val_data_key = "dataset.val"
     demo_format = "coco_panoptic"
+    synthetic_keys = ("model.sem_seg_head.num_classes", "dataset.contiguous_id")
 
     # ------------------------------------------------------------------ train
 

@@ -75,6 +75,7 @@ class DetectionTask(Task):
 
     name = "detection"
     preview_dir = "images_annotated"
+    synthetic_keys = ("dataset.num_classes",)
 
     # ------------------------------------------------------------------ train
 
