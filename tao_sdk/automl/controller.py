@@ -168,6 +168,7 @@ def create_automl_job(plan: Any, model_skill: Skill, *, datasets: Mapping[str, A
                 "submitter": process_identity()},
     )
     workspace.store.create(record)
+    workspace.write_job_card(record)  # before it starts: `tao-skills jobs --recover` rebuilds it from there
     record = _launch_controller(workspace, record, encryption_key)
     return Job(record, workspace)
 

@@ -31,6 +31,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
+from tao_sdk.diskspace import disk_fault, disk_full_error
 from tao_sdk.errors import TaoSkillsError
 from tao_sdk.worker import spec as S
 from tao_sdk.worker.errors import JobTerminated, SpecError, WorkerError
@@ -173,6 +174,12 @@ def failure_message(exc: BaseException, ctx: JobContext | None) -> str:
     location and where the full traceback was written."""
     if isinstance(exc, TaoSkillsError):
         return str(exc)
+    fault = disk_fault(exc)
+    if fault is not None:  # a write this worker does not guard itself (a dataset, an output...)
+        target = Path(fault.filename) if fault.filename else None
+        folder = target.parent if target is not None else (ctx.task_dir if ctx is not None else Path.cwd())
+        return str(disk_full_error(folder, target.name if target is not None else "the job's files",
+                                   code=fault.errno))
     where = (f"{ctx.task_uri}/log.txt" if ctx is not None and ctx.main
              else "the job's stderr")  # ranks other than 0 of a distributed job: stderr only
     if isinstance(exc, MemoryError):
