@@ -262,9 +262,11 @@ class JobStore:
         """Raise JobStoreDamagedError (saying how to recover) unless SQLite's ``quick_check``
         finds the store file intact."""
         rows = self._retry(lambda: self._conn().execute("PRAGMA quick_check").fetchall())
-        problems = [str(r[0]) for r in rows if str(r[0]) != "ok"]
+        problems = [line for r in rows if str(r[0]) != "ok" for line in str(r[0]).splitlines()
+                    if line.strip() and not line.startswith("***")]
         if problems:
-            raise damaged_store_error(self.path, f"integrity check: {problems[0]}")
+            more = f" and {len(problems) - 1} more problem(s)" if len(problems) > 1 else ""
+            raise damaged_store_error(self.path, f"integrity check: {problems[0]}{more}")
 
     # -- pickling: only the path travels ---------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
