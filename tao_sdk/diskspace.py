@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .errors import DiskFullError
 
-__all__ = ["DISK_ERRNOS", "RESULTS_FIX", "WORKSPACE_FIX", "CACHE_FIX", "check_free_space", "disk_fault",
+__all__ = ["DISK_ERRNOS", "RESULTS_FIX", "STAGING_FIX", "WORKSPACE_FIX", "CACHE_FIX", "check_free_space", "disk_fault",
            "disk_full_error", "format_bytes", "free_bytes", "guarded_write"]
 
 #: errno values that mean "this filesystem cannot take the write": out of space, over quota, read-only
@@ -31,6 +31,8 @@ DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 #: the fix for the results folder (where jobs write checkpoints, exports, status.json)
 RESULTS_FIX = "TAO_SKILLS_STORAGE (or the spec's results_dir)"
+#: the fix for the local staging folder the worker writes ``s3://`` results through
+STAGING_FIX = "TAO_WORKER_STAGING (the local staging folder of s3:// results)"
 #: the fix for the SDK workspace (job store, job folders, logs)
 WORKSPACE_FIX = "TAO_SKILLS_WORKSPACE (job store and job folders)"
 #: the fix for the worker's dataset cache

@@ -189,6 +189,9 @@ SCHEMA_VERSION = len(MIGRATIONS)
 _BUSY_TIMEOUT_MS = 10_000
 _RETRY_DEADLINE_S = 60.0
 
+# Store files (path, inode) this process found intact with PRAGMA quick_check.
+_CHECKED: set[tuple[str, int]] = set()
+
 # Connections inherited across fork() are never used nor closed in the child (SQLite forbids
 # it); they are parked here so garbage collection does not finalize them either.
 _ABANDONED: list[sqlite3.Connection] = []
@@ -256,11 +259,15 @@ class JobStore:
         self._local = threading.local()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._retry(self._migrate)
-        self.check()
+        ident = (str(self.path), self.path.stat().st_ino)
+        if ident not in _CHECKED:  # once per file and process (~0.1 s for a 50 MB store)
+            self.check()
+            _CHECKED.add(ident)
 
     def check(self) -> None:
         """Raise JobStoreDamagedError (saying how to recover) unless SQLite's ``quick_check``
-        finds the store file intact."""
+        finds the store file intact (opening a store runs it once per process; damage found
+        later, by any query, raises the same error)."""
         rows = self._retry(lambda: self._conn().execute("PRAGMA quick_check").fetchall())
         problems = [line for r in rows if str(r[0]) != "ok" for line in str(r[0]).splitlines()
                     if line.strip() and not line.startswith("***")]

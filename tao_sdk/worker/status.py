@@ -75,6 +75,7 @@ class StatusWriter:
         on_write: called after every line is written (the worker uses it to upload the
             results folder when it is remote).
         logger: every line's message is also logged there.
+        disk_fix: the setting a full-disk error names (default: the results folder's).
 
     Lines are appended and flushed (``fsync``) one at a time, so a reader polling the file sees
     complete lines only. Thread-safe.
@@ -82,8 +83,9 @@ class StatusWriter:
 
     def __init__(self, path: str | os.PathLike[str] | None,
                  on_write: Callable[[], None] | None = None,
-                 logger: logging.Logger | None = None) -> None:
+                 logger: logging.Logger | None = None, disk_fix: str | None = None) -> None:
         self.path = Path(path) if path is not None else None
+        self.disk_fix = disk_fix
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._on_write = on_write
@@ -146,7 +148,7 @@ class StatusWriter:
     def _append(self, text: str) -> None:
         """Append one line and fsync it; a line the filesystem refused (full, read-only) is cut
         off again, so readers never see half a line, and raises DiskFullError."""
-        from tao_sdk.diskspace import disk_fault, disk_full_error
+        from tao_sdk.diskspace import RESULTS_FIX, disk_fault, disk_full_error
 
         assert self.path is not None
         size = self.path.stat().st_size if self.path.exists() else 0
@@ -163,7 +165,7 @@ class StatusWriter:
             except OSError:
                 pass
             raise disk_full_error(self.path.parent, "status.json", needed=len(text.encode()),
-                                  code=exc.errno) from None
+                                  code=exc.errno, fix=self.disk_fix or RESULTS_FIX) from None
 
     def started(self, message: str, **fields: Any) -> dict[str, Any]:
         """Write a STARTED line."""

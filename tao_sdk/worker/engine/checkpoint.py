@@ -124,6 +124,13 @@ def payload_bytes(obj: Any, _seen: set | None = None) -> int:
     return 64
 
 
+def _disk_fix(ctx) -> str:
+    """The setting a full-disk error names for ``ctx``'s task folder (results or staging)."""
+    from tao_sdk.diskspace import RESULTS_FIX
+
+    return getattr(ctx, "disk_fix", RESULTS_FIX)
+
+
 def _save(ctx, payload: dict, name: str) -> Path:
     import torch
 
@@ -131,7 +138,7 @@ def _save(ctx, payload: dict, name: str) -> Path:
 
     path = ctx.task_dir / name
     tmp = path.with_name(".tao-tmp-" + name)
-    with guarded_write(tmp, f"checkpoint {name}", needed=payload_bytes(payload)):
+    with guarded_write(tmp, f"checkpoint {name}", needed=payload_bytes(payload), fix=_disk_fix(ctx)):
         torch.save(payload, tmp)
         os.replace(tmp, path)
     return path
@@ -149,7 +156,7 @@ def _update_latest(ctx, target: Path) -> None:
     except OSError:
         from tao_sdk.diskspace import guarded_write
 
-        with guarded_write(tmp, f"checkpoint copy {name}", needed=target.stat().st_size):
+        with guarded_write(tmp, f"checkpoint copy {name}", needed=target.stat().st_size, fix=_disk_fix(ctx)):
             shutil.copyfile(target, tmp)
     os.replace(tmp, link)
 
