@@ -495,7 +495,7 @@ def submit_plan(plan: JobPlan, *, platform: str = "local", encryption_key: str |
     try:
         handle = runner.submit(task)
     except Exception as exc:  # noqa: BLE001 - the record must say what really happened
-        settled = _settle_failed_submit(workspace, record, runner, exc)
+        settled = settle_failed_submit(workspace, record, runner, exc)
         if settled.status is JobStatus.RUNNING:
             return Job(settled, workspace)
         raise
@@ -531,7 +531,7 @@ def _write_spec(path: Path, text: str) -> None:
         path.write_bytes(data)
 
 
-def _settle_failed_submit(workspace: Workspace, record: JobRecord, platform: Platform,
+def settle_failed_submit(workspace: Workspace, record: JobRecord, platform: Platform,
                           exc: Exception) -> JobRecord:
     """``platform.submit`` raised ``exc``: record what really happened. A job that started anyway
     is adopted (RUNNING, with a warning), or stopped when the platform refused it (PlatformError);
@@ -887,4 +887,4 @@ class TaskKind(JobKind):
 TASK_KIND = TaskKind()
 
 __all__ = ["Job", "JobPlan", "TaskKind", "cancel_job", "create_job", "get_job", "job_logs", "job_task", "list_jobs", "plan_job",
-           "resume_job", "submit_plan", "wait_for_job", "worker_command"]
+           "resume_job", "settle_failed_submit", "submit_plan", "wait_for_job", "worker_command"]
