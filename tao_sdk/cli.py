@@ -14,6 +14,7 @@ from typing import Any, Callable
 import yaml
 
 from . import results
+from .cliexit import closed_pipe, save_traceback
 from .errors import TaoSkillsError
 
 
@@ -536,10 +537,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: exit status when the reader of stdout went away (``| head``): 128 + SIGPIPE, as a shell reports it
-EXIT_CLOSED_PIPE = 141
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``tao-skills``; returns the exit status: 0 done, 2 an expected error (one
     line), 1 an unexpected one (one line and the path of the saved traceback), 130 interrupted,
@@ -551,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
         return code
     except BrokenPipeError:
-        return _closed_pipe()
+        return closed_pipe()
     except TaoSkillsError as exc:
         _report(args, type(exc).__name__, str(exc))
         return 2
@@ -559,7 +556,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - a bug or an unforeseen fault: one line, traceback in a file
-        path = _save_traceback(exc)
+        path = save_traceback(exc)
         _report(args, type(exc).__name__, f"unexpected {type(exc).__name__}: {exc} (traceback saved to {path}; "
                                           "please report it with that file)")
         return 1
@@ -574,41 +571,7 @@ def _report(args: argparse.Namespace, name: str, message: str) -> None:
         else:
             print(f"error: {message}", file=sys.stderr)
     except BrokenPipeError:
-        _closed_pipe()
-
-
-def _closed_pipe() -> int:
-    """stdout's reader went away: point stdout at /dev/null so the exit flush stays quiet."""
-    import os
-
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
-    return EXIT_CLOSED_PIPE
-
-
-def _save_traceback(exc: BaseException) -> str:
-    """Write ``exc``'s traceback to ``<workspace>/logs/cli-traceback-<time>-<pid>.txt`` (the
-    temporary folder when the workspace cannot be written); returns the path."""
-    import os
-    import tempfile
-    import time
-    import traceback
-    from pathlib import Path
-
-    from .workspace import default_workspace
-
-    text = f"tao-skills {' '.join(sys.argv[1:])}\n" + "".join(traceback.format_exception(exc))
-    name = f"cli-traceback-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.txt"
-    for folder in (lambda: default_workspace().root / "logs", lambda: Path(tempfile.gettempdir())):
-        try:
-            path = folder() / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-            return str(path)
-        except Exception:  # noqa: BLE001 - try the next folder
-            continue
-    return "(nowhere: no writable folder)"
+        closed_pipe()
 
 
 if __name__ == "__main__":

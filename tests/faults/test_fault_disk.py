@@ -68,7 +68,6 @@ def test_checkpoint_that_does_not_fit_says_so_and_leaves_no_partial_file(tmpfs, 
     assert job.progress.status == "FAILURE" and job.progress.message == message
 
 
-@pytest.mark.slow
 def test_job_that_cannot_write_its_status_still_ends_failure(tmpfs, tmp_path, worker_env):
     full = tmpfs("1m")
     _fill(full)
