@@ -10,6 +10,7 @@ Python API (the CLI ``tao-skills`` mirrors it):
   :func:`cancel_job`, :func:`resume_job` — run and track jobs (local platform by default).
 - :func:`check_bank` — the bank checker.
 - :func:`cache_info`, :func:`clear_cache` — the worker's dataset cache (size cap, LRU eviction).
+- :func:`recover_job_store` — rebuild a damaged or emptied job store from the job folders.
 """
 
 from importlib import import_module
@@ -30,6 +31,7 @@ _EXPORTS = {
     "resume_job": "jobs", "wait_for_job": "jobs",
     "Route": "policy", "resolve_automl_policy": "policy", "route_action": "policy",
     "build_spec": "spec", "validate_spec": "spec", "Workspace": "workspace",
+    "DiskFullError": "errors", "JobStoreDamagedError": "errors", "recover_job_store": "recovery",
 }
 
 
@@ -55,4 +57,5 @@ __all__ = [
     "SpecValidationError", "StorageError", "TaoSkillsError", "Workspace", "build_data_source_overrides",
     "build_spec", "cache_info", "cancel_job", "check_bank", "clear_cache", "create_job", "get_job", "job_logs", "list_jobs", "plan_job",
     "resolve_automl_policy", "resume_job", "route_action", "validate_spec", "wait_for_job",
+    "DiskFullError", "JobStoreDamagedError", "recover_job_store",
 ]

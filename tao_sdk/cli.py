@@ -14,6 +14,7 @@ from typing import Any, Callable
 import yaml
 
 from . import results
+from .cliexit import closed_pipe, save_traceback
 from .errors import TaoSkillsError
 from .presets import FULL, PRESETS, preset_path
 
@@ -293,6 +294,20 @@ def _print_final(job: Any) -> None:
 def cmd_jobs(args: argparse.Namespace) -> int:
     from .jobs import list_jobs
 
+    if args.recover:
+        from .recovery import recover_job_store
+
+        out = recover_job_store()
+        if args.json:
+            _print_json(out.to_dict())
+            return 0
+        print(out.summary())
+        for folder, why in sorted(out.skipped.items()):
+            print(f"  skipped {folder}: {why}")
+        rows = [[j.id, j.skill, j.action, j.status.value] for j in out.recovered]
+        if rows:
+            print(_table(rows, ["JOB", "SKILL", "ACTION", "STATUS"]))
+        return 0
     jobs = list_jobs(skill=args.skill, status=args.status, parent_id=args.parent, limit=args.limit)
     if args.json:
         _print_json([j.to_dict() for j in jobs])
@@ -478,6 +493,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status")
     p.add_argument("--parent")
     p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--recover", action="store_true",
+                   help="rebuild the job store from the job folders (a damaged store is moved aside, never deleted)")
     p.set_defaults(func=cmd_jobs)
 
     for name, func, helptext in (("status", cmd_status, "job status and progress"),
@@ -531,20 +548,40 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``tao-skills``; returns the exit status."""
+    """Entry point of ``tao-skills``; returns the exit status: 0 done, 2 an expected error (one
+    line), 1 an unexpected one (one line and the path of the saved traceback), 130 interrupted,
+    141 stdout closed by its reader (quietly)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        return closed_pipe()
     except TaoSkillsError as exc:
-        if getattr(args, "json", False):
-            _print_json({"error": type(exc).__name__, "message": str(exc)})
-        else:
-            print(f"error: {exc}", file=sys.stderr)
+        _report(args, type(exc).__name__, str(exc))
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - a bug or an unforeseen fault: one line, traceback in a file
+        path = save_traceback(exc)
+        _report(args, type(exc).__name__, f"unexpected {type(exc).__name__}: {exc} (traceback saved to {path}; "
+                                          "please report it with that file)")
+        return 1
+
+
+def _report(args: argparse.Namespace, name: str, message: str) -> None:
+    """Print an error: one JSON object on stdout with --json, else ``error: ...`` on stderr."""
+    try:
+        if getattr(args, "json", False):
+            _print_json({"error": name, "message": message})
+            sys.stdout.flush()
+        else:
+            print(f"error: {message}", file=sys.stderr)
+    except BrokenPipeError:
+        closed_pipe()
 
 
 if __name__ == "__main__":

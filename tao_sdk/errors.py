@@ -34,6 +34,17 @@ class StorageError(TaoSkillsError):
     """A storage operation failed (missing object, bad URI, S3 error)."""
 
 
+class DiskFullError(StorageError):
+    """A write failed (or would fail) because its filesystem is full, over quota or read-only;
+    the message names the folder, its free space, the bytes needed and the setting to change
+    (see :mod:`tao_sdk.diskspace`)."""
+
+
+class JobStoreDamagedError(TaoSkillsError):
+    """The job store file is damaged (not a database, failed integrity check, emptied while job
+    folders exist); the message says how to recover (``tao-skills jobs --recover``)."""
+
+
 class JobNotFoundError(TaoSkillsError):
     """No job with that id exists in the job store."""
 

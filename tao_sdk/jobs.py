@@ -18,7 +18,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -468,16 +470,17 @@ def submit_plan(plan: JobPlan, *, platform: str = "local", encryption_key: str |
     """Write the plan's spec, record the job and start it on ``platform``; returns the Job.
 
     The spec written (``jobs/<id>/spec.yaml`` and ``<results>/spec.yaml``) holds no secret: they
-    travel in the job's environment (``plan.secret_env``, ``encryption_key``).
+    travel in the job's environment (``plan.secret_env``, ``encryption_key``). A submission that
+    gives up before the record exists (a locked store, a full disk) removes the job folder it
+    made. When the platform's submit raises, the record is settled with what really happened
+    before the error propagates: a job that had started anyway is adopted (returned, with a
+    warning; a PlatformError instead stops it), one that had not is blocked from starting.
     """
     workspace = workspace or default_workspace()
-    job_dir = workspace.job_dir(plan.job_id)
-    job_dir.mkdir(parents=True, exist_ok=True)
-    spec_path = job_dir / "spec.yaml"
-    spec_text = yaml.safe_dump(plan.spec, sort_keys=False, default_flow_style=False, width=1000)
-    spec_path.write_text(spec_text, encoding="utf-8")
     if plan.command is None:
         raise PlatformError(f"job {plan.job_id} has no command to run")
+    job_dir = workspace.job_dir(plan.job_id)
+    spec_text = yaml.safe_dump(plan.spec, sort_keys=False, default_flow_style=False, width=1000)
     record = JobRecord(
         id=plan.job_id, skill=plan.skill, action=plan.action, parent_id=parent_id or (
             plan.parent.job_id if plan.parent and plan.parent.job_id != "<planned>" else None),
@@ -488,7 +491,10 @@ def submit_plan(plan: JobPlan, *, platform: str = "local", encryption_key: str |
                 "preset": plan.preset, "env": plan.env, "submitter": process_identity()},
     )
     store = workspace.store
-    store.create(record)
+    with _no_litter(job_dir):
+        _write_spec(job_dir / "spec.yaml", spec_text)
+        workspace.write_job_card(record)
+        record = store.create(record)
     # the spec also lands next to the results (no secrets in it: the key is an env reference)
     try:
         storage_for(plan.results_uri).write_text(
@@ -501,13 +507,74 @@ def submit_plan(plan: JobPlan, *, platform: str = "local", encryption_key: str |
                                or os.environ.get(ENCRYPTION_KEY_ENV) or DEFAULT_ENCRYPTION_KEY)
     env.update(extra_env or {})
     task = job_task(plan, env, str(job_dir))
+    runner = get_platform(platform)
     try:
-        handle = get_platform(platform).submit(task)
-    except Exception as exc:  # noqa: BLE001 - the record must say why it never started
-        store.set_status(plan.job_id, JobStatus.FAILURE, result={**record.result, "message": f"submit failed: {exc}"})
+        handle = runner.submit(task)
+    except Exception as exc:  # noqa: BLE001 - the record must say what really happened
+        settled = settle_failed_submit(workspace, record, runner, exc)
+        if settled.status is JobStatus.RUNNING:
+            return Job(settled, workspace)
         raise
     record = store.set_status(plan.job_id, JobStatus.RUNNING, platform_handle=handle)
     return Job(record, workspace)
+
+
+@contextmanager
+def _no_litter(job_dir: Path) -> Iterator[None]:
+    """Remove ``job_dir`` when the block fails and the folder did not exist before it."""
+    existed = job_dir.exists()
+    try:
+        yield
+    except BaseException:
+        if not existed:
+            shutil.rmtree(job_dir, ignore_errors=True)
+        raise
+
+
+def _write_spec(path: Path, text: str) -> None:
+    """Write a job folder's spec.yaml (folder created); a full or read-only workspace raises
+    DiskFullError naming TAO_SKILLS_WORKSPACE."""
+    from .diskspace import WORKSPACE_FIX, disk_fault, disk_full_error, guarded_write
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if disk_fault(exc) is None:
+            raise
+        raise disk_full_error(path.parent.parent, "the job folder", code=exc.errno, fix=WORKSPACE_FIX) from None
+    data = text.encode("utf-8")
+    with guarded_write(path, path.name, needed=len(data), fix=WORKSPACE_FIX):
+        path.write_bytes(data)
+
+
+def settle_failed_submit(workspace: Workspace, record: JobRecord, platform: Platform,
+                          exc: Exception) -> JobRecord:
+    """``platform.submit`` raised ``exc``: record what really happened. A job that started anyway
+    is adopted (RUNNING, with a warning), or stopped when the platform refused it (PlatformError);
+    one that did not is blocked from starting late, and the record says FAILURE."""
+    workdir = str(workspace.job_dir(record.id))
+    why = f"{type(exc).__name__}: {exc}"
+    adopt = not isinstance(exc, PlatformError)
+    adopted = _adopt(workspace, record, platform) if adopt else None
+    if adopted is None:
+        platform.block_start(workdir)  # a start still in flight never happens...
+        adopted = _adopt(workspace, record, platform) if adopt else None  # ...unless it just did
+    if adopted is not None:
+        note = f"the platform's submit raised {why} after the job had started; the SDK adopted it"
+        return workspace.store.update(record.id, result={
+            **adopted.result, "warnings": [*(adopted.result.get("warnings") or []), note]})
+    handle = platform.recover_handle(workdir)
+    if handle is None:
+        return workspace.store.set_status(record.id, JobStatus.FAILURE, result={
+            **record.result, "never_started": True,
+            "message": f"submit failed: {why}; nothing started and nothing will; fix the cause and create the job again"})
+    try:
+        platform.cancel(handle)
+        stopped = "it had started and was stopped"
+    except TaoSkillsError as cancel_exc:
+        stopped = f"it had started and stopping it failed ({cancel_exc})"
+    return workspace.store.set_status(record.id, JobStatus.FAILURE, platform_handle=handle, result={
+        **record.result, "message": f"submit failed: {why}; {stopped}"})
 
 
 def _local_paths(value: Any, key: str = "") -> dict[str, str]:
@@ -561,6 +628,12 @@ def _log_tail(record: JobRecord, lines: int = 20) -> str:
         return ""
     text = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
     return "\n".join(text[-lines:])
+
+
+def _last_error_line(tail: str) -> str | None:
+    """The message of the last ``ERROR: ...`` line the worker printed (its failure), or None."""
+    errors = [line[len("ERROR: "):] for line in tail.splitlines() if line.startswith("ERROR: ")]
+    return errors[-1] if errors else None
 
 
 #: seconds after which a PENDING record without a handle whose submitter cannot be checked
@@ -659,6 +732,9 @@ def _refresh_task_record(workspace: Workspace, record: JobRecord) -> JobRecord:
             what = f"the job's processes died: {_signal_text(state.exit_code)}"
         else:
             what = f"exit code {state.exit_code}"
+        error = _last_error_line(tail) if not (status and status.failed) else None
+        if error:  # the job said why on stderr but could not write its status.json (full disk...)
+            what = f"{error} ({what}; the job could not record it in its status.json)"
         message = what + last + (f"; log tail:\n{tail}" if tail else "")
     message = _close_status(record, status, message)
     return workspace.store.set_status(record.id, JobStatus.FAILURE,
@@ -828,4 +904,4 @@ class TaskKind(JobKind):
 TASK_KIND = TaskKind()
 
 __all__ = ["Job", "JobPlan", "TaskKind", "cancel_job", "create_job", "get_job", "job_logs", "job_task", "list_jobs", "plan_job",
-           "resume_job", "submit_plan", "wait_for_job", "worker_command"]
+           "resume_job", "settle_failed_submit", "submit_plan", "wait_for_job", "worker_command"]

@@ -27,6 +27,7 @@ Typical use::
 from __future__ import annotations
 
 import enum
+import errno
 import json
 import os
 import random
@@ -39,7 +40,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tao_sdk.errors import JobNotFoundError, TaoSkillsError
+from tao_sdk.errors import JobNotFoundError, JobStoreDamagedError, TaoSkillsError
 from tao_sdk.secrets import REDACTED, redact  # noqa: F401  (re-exported: tao_sdk.jobstore.redact)
 
 __all__ = [
@@ -188,6 +189,9 @@ SCHEMA_VERSION = len(MIGRATIONS)
 _BUSY_TIMEOUT_MS = 10_000
 _RETRY_DEADLINE_S = 60.0
 
+# Store files (path, inode) this process found intact with PRAGMA quick_check.
+_CHECKED: set[tuple[str, int]] = set()
+
 # Connections inherited across fork() are never used nor closed in the child (SQLite forbids
 # it); they are parked here so garbage collection does not finalize them either.
 _ABANDONED: list[sqlite3.Connection] = []
@@ -196,6 +200,34 @@ _ABANDONED: list[sqlite3.Connection] = []
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
     msg = str(exc).lower()
     return "locked" in msg or "busy" in msg
+
+
+#: SQLite result codes of a damaged store file, and of a filesystem that refuses writes
+_DAMAGED_CODES = frozenset({"SQLITE_NOTADB", "SQLITE_CORRUPT"})
+_FULL_CODES = {"SQLITE_FULL": errno.ENOSPC, "SQLITE_READONLY": errno.EROFS}
+
+
+def damaged_store_error(path: Path, why: str) -> JobStoreDamagedError:
+    """The one-line error for a damaged job store at ``path`` (``why``: what was found)."""
+    return JobStoreDamagedError(
+        f"job store {path} is damaged ({why}); run `tao-skills jobs --recover` (Python: "
+        f"tao_sdk.recover_job_store()) to move it aside as {path.name}.damaged-<time> and rebuild the "
+        f"records from the job folders in {path.parent / 'jobs'}")
+
+
+def _store_fault(path: Path, exc: sqlite3.DatabaseError) -> TaoSkillsError | None:
+    """The expected error a SQLite failure of the store file means (damage, full or read-only
+    disk), or None for anything else (a bug: let it propagate)."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    text = str(exc).lower()
+    if name in _DAMAGED_CODES or "not a database" in text or "malformed" in text:
+        return damaged_store_error(path, str(exc))
+    code = _FULL_CODES.get(name) or (errno.ENOSPC if "disk is full" in text else None)
+    if code is not None:
+        from tao_sdk.diskspace import WORKSPACE_FIX, disk_full_error
+
+        return disk_full_error(path.parent, f"the job store {path.name}", code=code, fix=WORKSPACE_FIX)
+    return None
 
 
 def _json_default(obj: Any) -> Any:
@@ -227,6 +259,21 @@ class JobStore:
         self._local = threading.local()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._retry(self._migrate)
+        ident = (str(self.path), self.path.stat().st_ino)
+        if ident not in _CHECKED:  # once per file and process (~0.1 s for a 50 MB store)
+            self.check()
+            _CHECKED.add(ident)
+
+    def check(self) -> None:
+        """Raise JobStoreDamagedError (saying how to recover) unless SQLite's ``quick_check``
+        finds the store file intact (opening a store runs it once per process; damage found
+        later, by any query, raises the same error)."""
+        rows = self._retry(lambda: self._conn().execute("PRAGMA quick_check").fetchall())
+        problems = [line for r in rows if str(r[0]) != "ok" for line in str(r[0]).splitlines()
+                    if line.strip() and not line.startswith("***")]
+        if problems:
+            more = f" and {len(problems) - 1} more problem(s)" if len(problems) > 1 else ""
+            raise damaged_store_error(self.path, f"integrity check: {problems[0]}{more}")
 
     # -- pickling: only the path travels ---------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
@@ -289,9 +336,13 @@ class JobStore:
         while True:
             try:
                 return fn()
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc):
-                    raise
+            except sqlite3.DatabaseError as exc:
+                if not (isinstance(exc, sqlite3.OperationalError) and _is_busy(exc)):
+                    fault = _store_fault(self.path, exc)
+                    if fault is None:
+                        raise
+                    self.close()
+                    raise fault from None
                 if time.monotonic() >= deadline:
                     raise TaoSkillsError(
                         f"job store {self.path} stayed locked for over {_RETRY_DEADLINE_S:.0f} s "

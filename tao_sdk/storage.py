@@ -51,7 +51,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from tao_sdk.errors import StorageError
+from tao_sdk.diskspace import CACHE_FIX, RESULTS_FIX, disk_fault, disk_full_error, guarded_write
+from tao_sdk.errors import DiskFullError, StorageError
 
 __all__ = [
     "ObjectInfo",
@@ -255,25 +256,34 @@ def _local_files(local_dir: str | os.PathLike[str]) -> list[tuple[str, Path]]:
     return out
 
 
-def _atomic_write(dest: Path, writer: Any) -> None:
+def _atomic_write(dest: Path, writer: Any, needed: int | None = None, fix: str = RESULTS_FIX) -> None:
     """Create ``dest``'s parents, call ``writer(tmp_path)``, then ``os.replace`` tmp onto dest.
 
     The temporary file lives in ``dest``'s folder (same filesystem, so the rename is atomic)
-    and is removed if anything fails.
+    and is removed if anything fails; ``needed`` bytes of free space are checked first, and a
+    full / read-only filesystem raises :class:`tao_sdk.errors.DiskFullError` (``fix``: the
+    setting that moves the write elsewhere, see :mod:`tao_sdk.diskspace`).
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=_TMP_PREFIX + dest.name + ".", dir=dest.parent)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=_TMP_PREFIX + dest.name + ".", dir=dest.parent)
+    except OSError as exc:
+        if disk_fault(exc) is None:
+            raise
+        raise disk_full_error(_existing_parent(dest), dest.name, needed=needed, code=exc.errno, fix=fix) from None
     os.close(fd)
     tmp = Path(tmp_name)
-    try:
+    with guarded_write(tmp, dest.name, needed=needed, fix=fix):
         writer(tmp)
         os.replace(tmp, dest)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise
+
+
+def _existing_parent(path: Path) -> Path:
+    """The nearest existing folder above ``path`` (the one a failed mkdir could not write)."""
+    parent = path.parent
+    while not parent.exists() and parent.parent != parent:
+        parent = parent.parent
+    return parent
 
 
 class LocalStorage(Storage):
@@ -319,7 +329,10 @@ class LocalStorage(Storage):
         if isinstance(exc, NotADirectoryError):
             return StorageError(f"cannot {action} {where}: a parent of it is a file, not a folder")
         if isinstance(exc, PermissionError):
-            return StorageError(f"permission denied to {action} {where}: check file permissions")
+            hint = (f"; or set {RESULTS_FIX} to a folder you can write" if action == "write" else "")
+            return StorageError(f"permission denied to {action} {where}: check file permissions{hint}")
+        if disk_fault(exc) is not None:
+            return disk_full_error(_existing_parent(Path(where)), Path(where).name, code=exc.errno)
         return StorageError(f"cannot {action} {where}: {exc.strerror or exc}")
 
     # -- Storage API ---------------------------------------------------------------------
@@ -373,7 +386,7 @@ class LocalStorage(Storage):
         """Write ``data`` atomically (temp file + ``os.replace``), creating parent folders."""
         dest = self._path(uri)
         try:
-            _atomic_write(dest, lambda tmp: tmp.write_bytes(data))
+            _atomic_write(dest, lambda tmp: tmp.write_bytes(data), needed=len(data))
         except OSError as exc:
             raise self._os_error(uri, exc, "write") from None
 
@@ -386,7 +399,7 @@ class LocalStorage(Storage):
             )
         dest = self._path(uri)
         try:
-            _atomic_write(dest, lambda tmp: shutil.copyfile(src, tmp))
+            _atomic_write(dest, lambda tmp: shutil.copyfile(src, tmp), needed=src.stat().st_size)
         except OSError as exc:
             raise self._os_error(uri, exc, "write") from None
 
@@ -398,7 +411,8 @@ class LocalStorage(Storage):
                 uri, IsADirectoryError() if src.is_dir() else FileNotFoundError(), "download"
             )
         try:
-            _atomic_write(Path(local_path), lambda tmp: shutil.copyfile(src, tmp))
+            _atomic_write(Path(local_path), lambda tmp: shutil.copyfile(src, tmp), needed=src.stat().st_size,
+                          fix=CACHE_FIX)
         except OSError as exc:
             raise self._os_error(local_path, exc, "write") from None
 
@@ -440,6 +454,10 @@ _DENIED_CODES = {
     "TokenRefreshRequired",
     "AllAccessDisabled",
 }
+
+#: ... and the codes of a store that is out of space or over quota (MinIO, Ceph, AWS)
+_FULL_CODES = {"XMinioStorageFull", "XMinioAdminBucketQuotaExceeded", "QuotaExceeded", "InsufficientStorage",
+               "EntityTooLarge"}
 
 
 def _translate_s3_error(exc: BaseException, uri: str, action: str) -> StorageError:
@@ -485,6 +503,10 @@ def _translate_s3_error(exc: BaseException, uri: str, action: str) -> StorageErr
                 "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_PROFILE and the bucket policy"
             )
         message = str(err.get("Message", ""))[:200]
+        if code in _FULL_CODES:
+            return DiskFullError(
+                f"the S3 store of s3://{bucket} has no room to {action} {uri} ({code} {message}); free space or "
+                f"raise the quota of the bucket, or point {RESULTS_FIX} at another bucket".replace(" )", ")"))
         return StorageError(f"S3 error while trying to {action} {uri}: {code} {message}".rstrip())
     if isinstance(exc, bce.BotoCoreError):
         return StorageError(f"S3 error while trying to {action} {uri}: {exc}")
@@ -733,7 +755,7 @@ class S3Storage(Storage):
             self.client.download_file(bucket, key, str(tmp))
 
         try:
-            self._call(uri, "download", _atomic_write, dest, _download)
+            self._call(uri, "download", _atomic_write, dest, _download, None, CACHE_FIX)
         except OSError as exc:
             raise LocalStorage._os_error(local_path, exc, "write") from None
 

@@ -244,7 +244,7 @@ def test_local_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(storage_mod.os, "replace", boom)
-    with pytest.raises(StorageError, match="No space left"):
+    with pytest.raises(StorageError, match="no space left in .*deep.dir: .* free"):
         st.write_text(str(target), "new content that must not appear half-written")
     with pytest.raises(StorageError):
         st.download_file(str(target), tmp_path / "copy.json")

@@ -181,6 +181,7 @@ def create_automl_job(plan: Any, model_skill: Skill, *, datasets: Mapping[str, A
                 "submitter": process_identity()},
     )
     workspace.store.create(record)
+    workspace.write_job_card(record)  # before it starts: `tao-skills jobs --recover` rebuilds it from there
     record = _launch_controller(workspace, record, encryption_key)
     return Job(record, workspace)
 
@@ -199,7 +200,17 @@ def _launch_controller(workspace: Workspace, record: JobRecord, encryption_key: 
                "--storage-root", workspace.storage_root or ""]
     task = JobTask(job_id=record.id, command=command, env=env, workdir=str(job_dir),
                    log_path=str(job_dir / "controller.log"))
-    handle = get_platform(record.platform).submit(task)
+    platform = get_platform(record.platform)
+    try:
+        handle = platform.submit(task)
+    except Exception as exc:  # noqa: BLE001 - adopt a controller that started anyway, else record why
+        from ..jobs import settle_failed_submit
+
+        settled = settle_failed_submit(workspace, record, platform, exc)
+        if settled.status is not JobStatus.RUNNING:
+            raise
+        handle = settled.platform_handle
+        record = settled
     result = {**record.result, "interrupted": False}
     return workspace.store.set_status(record.id, JobStatus.RUNNING, platform_handle=handle, result=result)
 

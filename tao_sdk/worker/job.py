@@ -31,6 +31,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
+from tao_sdk.diskspace import RESULTS_FIX, STAGING_FIX, disk_fault, disk_full_error
 from tao_sdk.errors import TaoSkillsError
 from tao_sdk.worker import spec as S
 from tao_sdk.worker.errors import JobTerminated, SpecError, WorkerError
@@ -58,6 +59,8 @@ class JobContext:
         status: the :class:`StatusWriter` of ``<task_dir>/status.json``.
         log: the job's logger (stderr + ``<task_dir>/log.txt``).
         sync: :class:`ResultsSync` when ``task_uri`` is remote, else ``None``.
+        disk_fix: the setting a full-disk error names (see :mod:`tao_sdk.diskspace`): the
+            results folder, or the staging folder of ``s3://`` results.
         main: ``False`` for the ranks other than 0 of a distributed job: nothing is written
             (status lines only update the sticky KPIs, the log goes to stderr), nothing is
             uploaded, and ``task_dir`` is only computed.
@@ -74,6 +77,7 @@ class JobContext:
         self.plugin = registry.get(network) if network in registry.REGISTRY else None
         self.display = self.plugin.display if self.plugin is not None else network
         self.main = main
+        self.disk_fix = STAGING_FIX if is_remote_uri(task_uri) else RESULTS_FIX
         self._extra_uploads: list[tuple[Path, str]] = []
         if not main:
             digest = hashlib.sha1(self.task_uri.encode("utf-8")).hexdigest()[:16]
@@ -109,7 +113,7 @@ class JobContext:
                 self.log.info("continuing %s from %s", ", ".join(pulled), self.task_uri)
                 self.log = setup_logger(self.task_dir / "log.txt")
         self.status = StatusWriter(self.task_dir / "status.json", on_write=self._after_status,
-                                   logger=self.log)
+                                   logger=self.log, disk_fix=self.disk_fix)
 
     def _after_status(self) -> None:
         if self.sync is not None:
@@ -173,6 +177,12 @@ def failure_message(exc: BaseException, ctx: JobContext | None) -> str:
     location and where the full traceback was written."""
     if isinstance(exc, TaoSkillsError):
         return str(exc)
+    fault = disk_fault(exc)
+    if fault is not None:  # a write this worker does not guard itself (a dataset, an output...)
+        target = Path(fault.filename) if fault.filename else None
+        folder = target.parent if target is not None else (ctx.task_dir if ctx is not None else Path.cwd())
+        return str(disk_full_error(folder, target.name if target is not None else "the job's files",
+                                   code=fault.errno, fix=getattr(ctx, "disk_fix", RESULTS_FIX)))
     where = (f"{ctx.task_uri}/log.txt" if ctx is not None and ctx.main
              else "the job's stderr")  # ranks other than 0 of a distributed job: stderr only
     if isinstance(exc, MemoryError):

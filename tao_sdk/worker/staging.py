@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tao_sdk import datacache
+from tao_sdk.diskspace import CACHE_FIX, disk_fault, disk_full_error
 from tao_sdk.errors import TaoSkillsError
 from tao_sdk.worker.errors import DatasetError, UnsafeArchiveError
 
@@ -305,6 +306,9 @@ def _extract_into_place(archive: Path, dest: Path, signature: dict[str, Any], si
         except (tarfile.TarError, EOFError, OSError) as exc:
             if isinstance(exc, tarfile.FilterError):
                 raise UnsafeArchiveError(f"{archive} holds an unsafe member: {exc}") from None
+            if disk_fault(exc) is not None:  # the cache's disk filled up meanwhile (the partial copy goes)
+                raise disk_full_error(dest.parent, f"the extracted {archive.name}", code=disk_fault(exc).errno,
+                                      fix=CACHE_FIX) from None
             raise DatasetError(
                 f"{archive} is not a readable tar archive ({exc}); re-create it with "
                 "`tar -czf images.tar.gz -C <image folder> .`"

@@ -33,6 +33,7 @@ __all__ = [
     "write_experiment_yaml",
     "format_timedelta",
     "setup_logger",
+    "write_text_atomic",
 ]
 
 _STICKY = ("kpi", "graphical", "categorical")
@@ -74,6 +75,7 @@ class StatusWriter:
         on_write: called after every line is written (the worker uses it to upload the
             results folder when it is remote).
         logger: every line's message is also logged there.
+        disk_fix: the setting a full-disk error names (default: the results folder's).
 
     Lines are appended and flushed (``fsync``) one at a time, so a reader polling the file sees
     complete lines only. Thread-safe.
@@ -81,8 +83,9 @@ class StatusWriter:
 
     def __init__(self, path: str | os.PathLike[str] | None,
                  on_write: Callable[[], None] | None = None,
-                 logger: logging.Logger | None = None) -> None:
+                 logger: logging.Logger | None = None, disk_fix: str | None = None) -> None:
         self.path = Path(path) if path is not None else None
+        self.disk_fix = disk_fix
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._on_write = on_write
@@ -128,11 +131,7 @@ class StatusWriter:
             ordered = {k: line[k] for k in _ORDER if k in line}
             ordered.update({k: v for k, v in line.items() if k not in ordered})
             if self.path is not None:
-                text = json.dumps(_clean(ordered), ensure_ascii=False)
-                with open(self.path, "a", encoding="utf-8") as fh:
-                    fh.write(text + "\n")
-                    fh.flush()
-                    os.fsync(fh.fileno())
+                self._append(json.dumps(_clean(ordered), ensure_ascii=False) + "\n")
             self.last_status = status
         if self._logger is not None:
             level = logging.ERROR if status == "FAILURE" else logging.INFO
@@ -145,6 +144,28 @@ class StatusWriter:
         if self._on_write is not None:
             self._on_write()
         return ordered
+
+    def _append(self, text: str) -> None:
+        """Append one line and fsync it; a line the filesystem refused (full, read-only) is cut
+        off again, so readers never see half a line, and raises DiskFullError."""
+        from tao_sdk.diskspace import RESULTS_FIX, disk_fault, disk_full_error
+
+        assert self.path is not None
+        size = self.path.stat().st_size if self.path.exists() else 0
+        try:
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            if disk_fault(exc) is None:
+                raise
+            try:
+                os.truncate(self.path, size)
+            except OSError:
+                pass
+            raise disk_full_error(self.path.parent, "status.json", needed=len(text.encode()),
+                                  code=exc.errno, fix=self.disk_fix or RESULTS_FIX) from None
 
     def started(self, message: str, **fields: Any) -> dict[str, Any]:
         """Write a STARTED line."""
@@ -273,12 +294,20 @@ class ResultsSync:
 
 def write_experiment_yaml(path: str | os.PathLike[str], spec: dict[str, Any]) -> None:
     """Write ``spec`` to ``path`` as YAML with every secret redacted (see :func:`redact`)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(redact(spec), sort_keys=False, default_flow_style=None),
-                   encoding="utf-8")
-    os.replace(tmp, p)
+    write_text_atomic(Path(path), yaml.safe_dump(redact(spec), sort_keys=False, default_flow_style=None))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through ``<name>.tmp`` and a rename (parents created); a
+    full / read-only filesystem raises DiskFullError and leaves no ``.tmp`` file."""
+    from tao_sdk.diskspace import guarded_write
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    data = text.encode("utf-8")
+    with guarded_write(tmp, path.name, needed=len(data)):
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
 
 
 def setup_logger(log_file: str | os.PathLike[str] | None, name: str = "tao_sdk.worker",
@@ -301,7 +330,26 @@ def setup_logger(log_file: str | os.PathLike[str] | None, name: str = "tao_sdk.w
     logger.addHandler(stream)
     if log_file is not None:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        fh = logging.FileHandler(log_file, encoding="utf-8")
+        fh = _LogFile(log_file, encoding="utf-8")
         fh.setFormatter(fmt)
         logger.addHandler(fh)
     return logger
+
+
+class _LogFile(logging.FileHandler):
+    """``log.txt``: when the filesystem refuses a line (full disk), say so once on stderr and
+    keep logging to stderr only, instead of a logging traceback per line."""
+
+    failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        import sys
+
+        self.failed = True
+        exc = sys.exc_info()[1]
+        print(f"WARNING: cannot write {self.baseFilename} ({exc}); the log continues on stderr only",
+              file=sys.stderr)

@@ -310,10 +310,13 @@ def build_engine(ctx) -> str:
             f"{_T}.tensorrt.data_type FP32 / a larger workspace_size"
         )
     engine_path.parent.mkdir(parents=True, exist_ok=True)
+    from tao_sdk.diskspace import guarded_write
+
     tmp = engine_path.with_name(".tao-tmp-" + engine_path.name)
-    with open(tmp, "wb") as fh:
-        fh.write(serialized)
-    os.replace(tmp, engine_path)
+    with guarded_write(tmp, f"TensorRT engine {engine_path.name}", needed=serialized.nbytes):
+        with open(tmp, "wb") as fh:
+            fh.write(serialized)
+        os.replace(tmp, engine_path)
     if cache_path is not None:
         cache_path.write_bytes(bytes(config.get_timing_cache().serialize()))
     seconds = time.monotonic() - t0

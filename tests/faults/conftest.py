@@ -49,3 +49,44 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(interval)
+
+
+def _mount_tmpfs(path: Path, size: str, read_only: bool) -> None:
+    """Mount a tmpfs of ``size`` at ``path``; skip (or fail under CI=true) when this cannot."""
+    import subprocess
+
+    in_ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    why = None
+    if os.geteuid() != 0:
+        why = "mounting a small tmpfs needs root"
+    else:
+        opts = f"size={size}" + (",ro" if read_only else "")
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tao-fault-tmpfs", str(path)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            why = f"mount -t tmpfs failed: {proc.stderr.strip()}"
+    if why is None:
+        return
+    if in_ci:
+        pytest.fail(f"{why}; CI must run the disk-fault tests (run them as root with CAP_SYS_ADMIN)")
+    pytest.skip(why)
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """``tmpfs(size="2m", read_only=False)`` -> the folder of a freshly mounted tmpfs of that
+    size (a real small filesystem: writes fail with ENOSPC / EROFS), unmounted at teardown."""
+    import subprocess
+
+    mounted: list[Path] = []
+
+    def mount(size: str = "2m", read_only: bool = False) -> Path:
+        path = tmp_path / f"fs{len(mounted)}"
+        path.mkdir()
+        _mount_tmpfs(path, size, read_only)
+        mounted.append(path)
+        return path
+
+    yield mount
+    for path in reversed(mounted):
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)

@@ -86,6 +86,34 @@ def test_cancel_stops_an_orphan_that_started(ws, monkeypatch):
     assert not alive(handle["pid"]) and time.monotonic() - start < 15
 
 
+def test_submit_that_raises_after_the_job_started_adopts_it(ws, monkeypatch):
+    """Issue 24: an OSError inside the platform's submit after the job announced itself: the job
+    is adopted (record RUNNING with its handle, a warning says why), and cancel stops it."""
+    monkeypatch.setenv("FAKE_TAO_SLEEP", "30")
+    proc = _submit_and_die(ws, "oserror_after_start")
+    assert proc.returncode == 0, proc.stderr
+    [record] = ws.store.list()
+    handle = record.platform_handle
+    assert record.status.value == "RUNNING" and handle["pid"] and alive(handle["pid"]), record.result
+    assert "raised OSError: [Errno 5] injected I/O error after the job started" in record.result["warnings"][-1]
+    assert get_job(record.id, workspace=ws).status.value == "RUNNING"
+    job = cancel_job(record.id, workspace=ws)
+    assert job.status.value == "CANCELED" and not alive(handle["pid"])
+
+
+def test_submit_refused_after_the_job_started_stops_it(ws, monkeypatch):
+    """A PlatformError after the start means the job must not run: it is stopped, and the record
+    (FAILURE, with the handle) agrees with the process (gone, no SUCCESS line)."""
+    monkeypatch.setenv("FAKE_TAO_SLEEP", "30")
+    proc = _submit_and_die(ws, "platform_error_after_start")
+    assert proc.returncode == 1 and "PlatformError" in proc.stderr
+    [record] = ws.store.list()
+    assert record.status.value == "FAILURE", record.result
+    assert record.result["message"].endswith("it had started and was stopped"), record.result["message"]
+    assert not alive(record.platform_handle["pid"])
+    assert all(line["status"] != "SUCCESS" for line in _status_lines(record))
+
+
 def test_cancel_after_a_clean_exit_keeps_success(ws):
     job = create_job("rtdetr", "train", datasets=DATASETS, spec_overrides=OVERRIDES, automl_policy="off",
                      workspace=ws)

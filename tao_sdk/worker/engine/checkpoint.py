@@ -106,13 +106,41 @@ def load_pretrained(model, path: str | os.PathLike[str], what: str, prefix: str 
     return len(loaded), len([v for v in data.values() if hasattr(v, "shape")]), mismatched
 
 
+def payload_bytes(obj: Any, _seen: set | None = None) -> int:
+    """Bytes ``torch.save`` needs for ``obj``: each distinct tensor storage once (views share
+    one), plus a little per tensor and value for the zip entries and the pickled structure.
+    The free-space check before a checkpoint uses it."""
+    seen = set() if _seen is None else _seen
+    if hasattr(obj, "untyped_storage"):
+        storage = obj.untyped_storage()
+        key = (storage.data_ptr(), storage.nbytes())
+        size = 0 if key in seen else storage.nbytes()
+        seen.add(key)
+        return size + 512
+    if isinstance(obj, dict):
+        return sum(payload_bytes(v, seen) + 64 for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(payload_bytes(v, seen) + 16 for v in obj)
+    return 64
+
+
+def _disk_fix(ctx) -> str:
+    """The setting a full-disk error names for ``ctx``'s task folder (results or staging)."""
+    from tao_sdk.diskspace import RESULTS_FIX
+
+    return getattr(ctx, "disk_fix", RESULTS_FIX)
+
+
 def _save(ctx, payload: dict, name: str) -> Path:
     import torch
 
+    from tao_sdk.diskspace import guarded_write
+
     path = ctx.task_dir / name
     tmp = path.with_name(".tao-tmp-" + name)
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with guarded_write(tmp, f"checkpoint {name}", needed=payload_bytes(payload), fix=_disk_fix(ctx)):
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
     return path
 
 
@@ -126,7 +154,10 @@ def _update_latest(ctx, target: Path) -> None:
     try:
         os.symlink(target.name, tmp)
     except OSError:
-        shutil.copyfile(target, tmp)
+        from tao_sdk.diskspace import guarded_write
+
+        with guarded_write(tmp, f"checkpoint copy {name}", needed=target.stat().st_size, fix=_disk_fix(ctx)):
+            shutil.copyfile(target, tmp)
     os.replace(tmp, link)
 
 

@@ -61,14 +61,16 @@ def onnx_export(job, path: Path, opset: int) -> None:
 
     import torch
 
+    from tao_sdk.diskspace import guarded_write
+
     tmp = path.with_name(".tao-tmp-" + path.name)
-    with warnings.catch_warnings():
+    with guarded_write(tmp, f"ONNX file {path.name}"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(job.module, tuple(job.example_inputs), str(tmp),
                           input_names=job.input_names, output_names=job.output_names,
                           opset_version=opset, dynamic_axes=job.dynamic_axes,
                           do_constant_folding=True, dynamo=False)
-    os.replace(tmp, path)
+        os.replace(tmp, path)
 
 
 def _add_metadata(path: Path, props: dict[str, str]) -> None:
@@ -78,9 +80,12 @@ def _add_metadata(path: Path, props: dict[str, str]) -> None:
 
     model = onnx.load(str(path))
     onnx.helper.set_model_props(model, props)
+    from tao_sdk.diskspace import guarded_write
+
     tmp = path.with_name(".tao-tmp-" + path.name)
-    onnx.save(model, str(tmp))
-    os.replace(tmp, path)
+    with guarded_write(tmp, f"ONNX file {path.name}", needed=model.ByteSize()):
+        onnx.save(model, str(tmp))
+        os.replace(tmp, path)
 
 
 def export(ctx) -> str:

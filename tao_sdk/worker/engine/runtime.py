@@ -116,10 +116,9 @@ def batch_size(spec: dict, key: str | None = None) -> int:
 
 def write_json(path: Path, data: Any) -> None:
     """Write ``data`` as indented JSON, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    from tao_sdk.worker.status import write_text_atomic
+
+    write_text_atomic(path, json.dumps(data, indent=2))
 
 
 def model_from_checkpoint(ctx, key: str):

@@ -5,8 +5,12 @@ at the point's hit number ``TAO_FAULT_SKIP`` + 1 in this process (default: the f
 
 Points: ``after_create`` (the job record exists, nothing started), ``before_start`` (just before
 the platform starts the job), ``after_start`` (the job runs, its handle is not stored yet).
+Raising instead of dying (the submit fails after the job announced itself, and the submitter
+lives on): ``oserror_after_start`` (an OSError, an incidental fault: the job must be adopted),
+``platform_error_after_start`` (a PlatformError, the platform refusing it: the job must stop).
 """
 
+import errno
 import os
 import signal
 
@@ -52,6 +56,12 @@ def _install() -> None:
         handle = submit(self, task)
         if _POINT == "after_start":
             _fire()
+        if _POINT == "oserror_after_start":
+            raise OSError(errno.EIO, "injected I/O error after the job started")
+        if _POINT == "platform_error_after_start":
+            from tao_sdk.errors import PlatformError
+
+            raise PlatformError("injected: the platform refuses this job after starting it")
         return handle
 
     JobStore.create = create_then_die
