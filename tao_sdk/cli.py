@@ -13,7 +13,6 @@ from typing import Any, Callable
 
 import yaml
 
-from . import results
 from .errors import TaoSkillsError
 
 
@@ -56,19 +55,10 @@ def _datasets(args: argparse.Namespace) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- commands
 def cmd_list(args: argparse.Namespace) -> int:
-    from .backends import skill_backends, summary
     from .bank import SkillBank
+    from .models import skill_summary
 
-    bank = SkillBank()
-    rows = []
-    for skill in bank.skills():
-        info = skill.info
-        backends = skill_backends(skill)
-        rows.append({"skill": skill.name, "network": info.get("network", "-"),
-                     "task": info.get("task") or info.get("dataset_type") or "-", "actions": skill.actions,
-                     "metric": (info.get("monitoring_metric") or {}).get("name"),
-                     "automl_enabled": info.get("automl_enabled", False), "backend": summary(backends),
-                     "backends": {a: b.kind for a, b in backends.items()}, "description": skill.description})
+    rows = [skill_summary(skill).to_json_dict() for skill in SkillBank().skills()]
     if args.json:
         _print_json(rows)
     else:
@@ -79,24 +69,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from .backends import skill_backend, skill_backends
+    from .backends import skill_backends
     from .bank import SkillBank
     from .datasources import ROLE_FLAGS
-    from .skillmd import render_files
+    from .models import ActionDetail, SkillDetail
 
     skill = SkillBank().get(args.skill)
     if args.action:
-        data = {
-            "skill": skill.name, "action": args.action,
-            "schema": str(skill.schema_path(args.action)), "template": str(skill.template_path(args.action)),
-            "dataset_requirements": [
-                {"spec_key": r.spec_key, "source": r.source, "files": render_files(r.files), "list": r.multiple}
-                for r in skill.dataset_requirements(args.action)],
-            "inference_mappings": [
-                {"spec_field": m.spec_field, "function": m.function, "literal": m.literal, "meaning": m.meaning}
-                for m in skill.inference_mappings(args.action)],
-            "backend": skill_backend(skill, args.action).to_dict() if skill.network else None,
-        }
+        data = ActionDetail.from_skill(skill, args.action).to_json_dict()
         if args.json:
             _print_json(data)
             return 0
@@ -113,8 +93,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             print(f"  {m['spec_field']} <- {m['function'] or repr(m['literal'])}")
         return 0
     backends = skill_backends(skill)
-    data = {"skill": skill.name, "dir": str(skill.dir), "description": skill.description, "info": skill.info,
-            "actions": skill.actions, "backends": {a: b.to_dict() for a, b in backends.items()}}
+    data = SkillDetail.from_skill(skill).to_json_dict()
     if args.json:
         _print_json(data)
     else:
@@ -158,12 +137,7 @@ def cmd_spec(args: argparse.Namespace) -> int:
 
 def _progress_text(job: Any) -> str:
     """One progress line for any job (status.json progress, or the AutoML trial summary)."""
-    if job.record.kind == "automl":
-        from .automl.report import progress_line
-
-        return progress_line(job.record)
-    progress = job.progress
-    return results.format_progress(progress) if progress else f"{job.action}: {job.status.value}"
+    return str(job.summary)
 
 
 def _progress_printer(json_mode: bool) -> Callable[[Any], None]:
@@ -179,22 +153,25 @@ def _progress_printer(json_mode: bool) -> Callable[[Any], None]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .jobs import JobPlan, create_job
+    from .jobs import create_job, plan_job
     from .spec import parse_set_options
 
     flags = {"algorithm": args.automl_algorithm, "max_recommendations": args.automl_trials,
              "hyperparameters": args.automl_param, "max_concurrent": args.automl_concurrency}
     settings = {k: v for k, v in flags.items() if v is not None}
-    out = create_job(args.skill, args.action, datasets=_datasets(args), spec_overrides=parse_set_options(args.sets),
-                     base_spec=args.spec_file, parent_job_id=args.parent, platform=args.platform,
-                     automl_policy=args.automl_policy, request=args.request, dataset_format=args.dataset_format,
-                     pretrained_model=args.pretrained_model, automl=settings or None, dry_run=args.dry_run)
-    if isinstance(out, JobPlan):
+    options = dict(datasets=_datasets(args), spec_overrides=parse_set_options(args.sets), base_spec=args.spec_file,
+                   parent_job_id=args.parent, automl_policy=args.automl_policy, request=args.request,
+                   dataset_format=args.dataset_format, pretrained_model=args.pretrained_model,
+                   automl=settings or None)
+    if args.dry_run:
+        plan = plan_job(args.skill, args.action, **options)
+        plan.backend.require()  # nothing can run it here: say what to install
         if args.json:
-            _print_json(out.to_dict())
+            _print_json(plan.to_dict())
         else:
-            _print_plan(out)
+            _print_plan(plan)
         return 0
+    out = create_job(args.skill, args.action, platform=args.platform, **options)
     if not args.json:
         print(f"submitted {out.id} ({out.skill} {out.action}) on {args.platform}; results: {out.results_uri}")
         if out.result.get("route"):
@@ -418,6 +395,32 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+MCP_HELP = """Serve the SDK to agents over the Model Context Protocol.
+
+Tools: list_skills, describe_skill, get_schema, validate_spec, plan_job, submit_job, job_status,
+job_logs, wait_job, cancel_job, list_jobs, job_artifacts, automl_trials (typed inputs and outputs).
+Resources: skill://<skill>/SKILL.md, skill://<skill>/schemas/<action>.
+
+Register it with an agent (stdio, the default):
+  claude mcp add tao-skills -- tao-skills mcp
+  codex mcp add tao-skills -- tao-skills mcp
+Over HTTP (loopback only, bearer token):
+  TAO_SKILLS_MCP_TOKEN=... tao-skills mcp --http --port 8765
+  claude mcp add --transport http tao-skills http://127.0.0.1:8765/mcp --header "Authorization: Bearer ..."
+Needs the mcp extra: pip install 'tao-skill-bank[mcp]'.
+"""
+
+
+def cmd_mcp(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("mcp") is None:
+        raise TaoSkillsError("`tao-skills mcp` needs the mcp extra: pip install 'tao-skill-bank[mcp]'")
+    from .mcpserver import serve
+
+    return serve(http=args.http, port=args.port, token=args.token)
+
+
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of ``tao-skills`` (also used to document the CLI)."""
@@ -486,6 +489,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float)
     p.set_defaults(func=cmd_wait)
 
+    p = sub.add_parser("mcp", help="serve the SDK to agents over MCP (stdio; --http for loopback HTTP)",
+                       description=MCP_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--http", action="store_true", help="streamable HTTP on 127.0.0.1 instead of stdio")
+    p.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765; 0 picks a free one)")
+    p.add_argument("--token", help="bearer token HTTP clients must send (default $TAO_SKILLS_MCP_TOKEN, "
+                                   "else one is generated and printed once on stderr)")
+    p.set_defaults(func=cmd_mcp)
+
     p = sub.add_parser("check", help="check the skill bank")
     p.add_argument("skills", nargs="*")
     p.set_defaults(func=cmd_check)
@@ -528,7 +539,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except TaoSkillsError as exc:
         if getattr(args, "json", False):
-            _print_json({"error": type(exc).__name__, "message": str(exc)})
+            from .models import ErrorInfo
+
+            _print_json(ErrorInfo.from_exception(exc).to_json_dict())
         else:
             print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -30,11 +30,14 @@ from .backends import Backend, resolve_backend, skill_backend
 from .bank import Skill, SkillBank, get_bank
 from .errors import PlatformError, StorageError, TaoSkillsError
 from .jobkinds import JobKind, job_kind
+from .budget import job_budget
 from .jobstore import JobRecord, JobStatus, new_job_id
 from .mappings import DEFAULT_ENCRYPTION_KEY, ENCRYPTION_KEY_ENV, ParentArtifact, resolve_mappings
+from .models import BackendInfo, JobInfo, ParentInfo, PlanInfo, Progress, RouteInfo
 from .platforms import JobTask, Platform, get_platform
 from .platforms._supervise import identity_alive, process_identity
 from .policy import Route, check_automl_arguments, route_action
+from .secrets import redact
 from .spec import compose_spec
 from .storage import storage_for
 from .workspace import Workspace, default_workspace
@@ -124,21 +127,29 @@ class Job:
         """The job's combined stdout/stderr so far."""
         return job_logs(self.id, workspace=self.workspace)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready view (record + progress) for ``--json`` output."""
-        d = self.record.to_dict()
+    @property
+    def summary(self) -> str:
+        """One progress line (status.json progress, or the AutoML trial summary)."""
+        return job_kind(self.record.kind).summary(self)
+
+    def info(self) -> JobInfo:
+        """The typed view (:class:`tao_sdk.models.JobInfo`): record (secrets redacted), progress,
+        KPIs, summary."""
         status = self.progress
-        if status is not None:
-            d["progress"] = {"status": status.status, "epoch": status.epoch, "max_epoch": status.max_epoch,
-                             "progress": status.progress, "eta": status.eta, "kpis": status.kpis,
-                             "message": status.message}
-        return d
+        progress = None if status is None else Progress(
+            status=status.status, epoch=status.epoch, max_epoch=status.max_epoch, progress=status.progress,
+            eta=status.eta, kpis=dict(status.kpis), message=status.message)
+        return JobInfo.from_record(self.record.to_dict(), progress=progress, kpis=self.kpis, summary=self.summary)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready view of :meth:`info` for ``--json`` output."""
+        return self.info().to_json_dict()
 
 
 # =========================================================================== planning
 @dataclass
 class JobPlan:
-    """Everything decided before submission (``create_job(dry_run=True)`` returns one).
+    """Everything decided before submission (:func:`plan_job` returns one: the dry run).
 
     Attributes:
         job_id: the id the job gets (or got) in the store.
@@ -151,7 +162,7 @@ class JobPlan:
         results_uri: the job's results folder.
         downloads: PTM downloads the worker performs (link -> destination).
         warnings / notes: things the user should know.
-        automl: for an AutoML dry run, the algorithm, budget and search space (each dimension,
+        automl: for an AutoML route, the algorithm, budget and search space (each dimension,
             range, scale) that would run.
         secret_env: secrets moved out of the spec (NAME -> value) for the job's environment;
             never printed, written or stored.
@@ -175,13 +186,18 @@ class JobPlan:
     automl: dict[str, Any] | None = None
     secret_env: dict[str, str] = field(default_factory=dict, repr=False)
 
+    def info(self) -> PlanInfo:
+        """The typed view (:class:`tao_sdk.models.PlanInfo`), with its :func:`tao_sdk.budget.job_budget`
+        (secrets are never part of it)."""
+        return PlanInfo(job_id=self.job_id, skill=self.skill, action=self.action, route=RouteInfo(**self.route.__dict__),
+                        command=self.command, backend=BackendInfo(**self.backend.to_dict()) if self.backend else None,
+                        deploy=self.deploy, parent=ParentInfo(**self.parent.__dict__) if self.parent else None,
+                        results_uri=self.results_uri, warnings=self.warnings, notes=self.notes,
+                        automl=redact(self.automl), spec=redact(self.spec), budget=job_budget(self))
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready view for ``--json`` dry runs (secrets are never part of it)."""
-        return {"dry_run": True, "job_id": self.job_id, "skill": self.skill, "action": self.action,
-                "route": self.route.__dict__, "command": self.command,
-                "backend": self.backend.to_dict() if self.backend else None, "deploy": self.deploy,
-                "parent": self.parent.__dict__ if self.parent else None, "results_uri": self.results_uri,
-                "warnings": self.warnings, "notes": self.notes, "automl": self.automl, "spec": self.spec}
+        """JSON-ready view of :meth:`info` for ``--json`` dry runs."""
+        return self.info().to_json_dict()
 
 
 def worker_command(network: str, action: str, spec_path: str, model_type: str | None = None) -> list[str]:
@@ -211,7 +227,11 @@ def plan_job(
     workspace: Workspace | None = None,
     bank: SkillBank | None = None,
 ) -> JobPlan:
-    """Resolve and validate a job without submitting it (see :func:`create_job` for arguments).
+    """Resolve and validate a job without submitting it: the dry run (see :func:`create_job` for
+    arguments). Returns the :class:`JobPlan` (``plan.info()``: the typed :class:`tao_sdk.models.PlanInfo`):
+    route, validated spec, backend and the command it runs, parent artifact, warnings, for an AutoML
+    route the algorithm, budget and search space (``plan.automl``). ``plan.backend.require()``
+    raises when nothing here can run it.
 
     ``planned_parent``: a plan of a parent that has not run yet (dry runs of a whole chain).
     ``job_id``: use this id instead of a new one (AutoML chooses trial ids before submitting).
@@ -253,9 +273,14 @@ def plan_job(
     backend = skill_backend(skill, action, deploy)
     if not route.automl:
         backend.preflight(composed.spec)
-    return JobPlan(job_id, skill.name, action, route, composed.spec, deploy, mapped.parent, results_uri,
+    plan = JobPlan(job_id, skill.name, action, route, composed.spec, deploy, mapped.parent, results_uri,
                    None, mapped.downloads, mapped.warnings + composed.warnings, mapped.notes + composed.notes,
                    backend, secret_env=composed.secret_env)
+    if route.automl:  # the algorithm, budget and search space the AutoML job would run
+        job_kind("automl").plan(plan, skill, spec_overrides=spec_overrides, settings=automl)
+    elif backend.available:
+        plan.command = backend.command(str(workspace.job_dir(job_id) / "spec.yaml"))
+    return plan
 
 
 def _check_takes_parent(skill: Skill, action: str, parent_job_id: str | None) -> None:
@@ -377,10 +402,9 @@ def create_job(
     pretrained_model: str | None = None,
     encryption_key: str | None = None,
     automl: Mapping[str, Any] | None = None,
-    dry_run: bool = False,
     workspace: Workspace | None = None,
     bank: SkillBank | None = None,
-) -> "Job | JobPlan":
+) -> Job:
     """Create a job: route (AutoML policy), resolve mappings, build + validate the spec, submit.
 
     Args:
@@ -409,10 +433,10 @@ def create_job(
         automl: AutoML settings when routed there (algorithm, max_recommendations, max_epochs,
             max_concurrent, hyperparameters, overrides). Giving them asks for AutoML: they beat
             request text such as "plain training" and contradict ``automl_policy="off"`` (error).
-        dry_run: resolve + validate only; returns the :class:`JobPlan` and submits nothing.
 
     Returns:
-        The submitted :class:`Job` (or the plan when ``dry_run``).
+        The submitted :class:`Job` (``job.info()``: the typed :class:`tao_sdk.models.JobInfo`). For a
+        dry run (resolve + validate, submit nothing) call :func:`plan_job` with the same arguments.
     """
     workspace = workspace or default_workspace()
     bank = bank or get_bank()
@@ -436,13 +460,8 @@ def create_job(
         return job_kind("automl").create(plan, model_skill, datasets=datasets, base_spec=base,
                                          spec_overrides=extract_secrets(spec_overrides, dotted=True)[0],
                                          dataset_format=dataset_format, platform=platform, settings=automl,
-                                         encryption_key=plan.secret_env.get(ENCRYPTION_KEY_ENV), dry_run=dry_run,
+                                         encryption_key=plan.secret_env.get(ENCRYPTION_KEY_ENV),
                                          workspace=workspace, bank=bank)
-    job_dir = workspace.job_dir(plan.job_id)
-    spec_path = job_dir / "spec.yaml"
-    plan.command = plan.backend.command(str(spec_path))
-    if dry_run:
-        return plan
     return submit_plan(plan, platform=platform, workspace=workspace)
 
 
@@ -469,7 +488,7 @@ def submit_plan(plan: JobPlan, *, platform: str = "local", encryption_key: str |
         result={"deploy": plan.deploy, "warnings": plan.warnings, "notes": plan.notes,
                 "downloads": plan.downloads,
                 "parent_artifact": plan.parent.uri if plan.parent else None,
-                "submitter": process_identity()},
+                "budget": job_budget(plan).model_dump(), "submitter": process_identity()},
     )
     store = workspace.store
     store.create(record)
