@@ -21,7 +21,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Literal, Mapping, overload
 
 import yaml
 
@@ -125,7 +125,7 @@ class Job:
 
     def logs(self) -> str:
         """The job's combined stdout/stderr so far."""
-        return job_logs(self.id, workspace=self.workspace)
+        return job_logs(self.id, False, workspace=self.workspace)
 
     @property
     def summary(self) -> str:
@@ -260,10 +260,11 @@ def plan_job(
         planned_parent_action=planned_parent.action if planned_parent else None,
     )
     deploy = mapped.deploy and skill.has_schema(action, deploy=True)
-    inherited, source = {}, None
+    inherited: dict[str, Any] = {}
+    source: JobRecord | None = None
     if parent is not None and action != "train":
         inherited, source = inherited_settings(workspace, skill, action, parent, {}, deploy)
-        if inherited:
+        if inherited and source is not None:
             mapped.notes.append(f"inherited {len(inherited)} model/preprocessing setting(s) from train job {source.id}")
     composed = compose_spec(skill, action, spec_overrides, datasets, base_spec=base_spec,
                             dataset_format=dataset_format, inherited=inherited, sdk_values=mapped.values,
@@ -344,7 +345,7 @@ def _check_parent_agreement(source: JobRecord, spec: Mapping[str, Any], inherite
 INHERITED_PREFIXES = ("model.", "dataset.num_classes", "dataset.augmentation.")
 
 
-def _train_ancestor(workspace: Workspace, record: JobRecord) -> JobRecord | None:
+def _train_ancestor(workspace: Workspace, record: JobRecord | None) -> JobRecord | None:
     seen = set()
     while record is not None and record.id not in seen:
         seen.add(record.id)
@@ -446,6 +447,8 @@ def create_job(
     if encryption_key:
         plan.secret_env[ENCRYPTION_KEY_ENV] = encryption_key
     model_skill = bank.get(plan.skill)
+    if plan.backend is None:  # pragma: no cover - plan_job always decides one
+        raise PlatformError(f"no backend was decided for {plan.skill} {plan.action}")
     plan.backend.require()  # nothing can run it here: say what to install before anything starts
     if plan.route.automl:
         from .secrets import extract_secrets
@@ -457,11 +460,12 @@ def create_job(
                                  f"({', '.join(others)}); run plain training (automl_policy='off') or export them "
                                  f"in the environment and reference them as ${{oc.env:NAME}} in the spec")
         base = extract_secrets(load_spec_file(base_spec))[0] if base_spec is not None else None
-        return job_kind("automl").create(plan, model_skill, datasets=datasets, base_spec=base,
+        job: Job = job_kind("automl").create(plan, model_skill, datasets=datasets, base_spec=base,
                                          spec_overrides=extract_secrets(spec_overrides, dotted=True)[0],
                                          dataset_format=dataset_format, platform=platform, settings=automl,
                                          encryption_key=plan.secret_env.get(ENCRYPTION_KEY_ENV),
                                          workspace=workspace, bank=bank)
+        return job
     return submit_plan(plan, platform=platform, workspace=workspace)
 
 
@@ -713,6 +717,12 @@ def wait_for_job(job_id: str, timeout: float | None = None, *, poll_interval: fl
         time.sleep(poll_interval)
 
 
+@overload
+def job_logs(job_id: str, follow: Literal[False] = False, *, workspace: Workspace | None = None,
+             poll_interval: float = 0.5) -> str: ...
+@overload
+def job_logs(job_id: str, follow: Literal[True], *, workspace: Workspace | None = None,
+             poll_interval: float = 0.5) -> Iterator[str]: ...
 def job_logs(job_id: str, follow: bool = False, *, workspace: Workspace | None = None,
              poll_interval: float = 0.5) -> str | Iterator[str]:
     """The job's log text; with ``follow=True`` an iterator of new lines until the job ends."""
@@ -762,6 +772,8 @@ def resume_job(job_id: str, *, platform: str | None = None, encryption_key: str 
     old = get_job(job_id, workspace=workspace).record
     if not old.status.is_terminal:
         raise TaoSkillsError(f"{job_id} is still {old.status.value}; cancel it first or wait for it")
+    if not old.results_uri:
+        raise TaoSkillsError(f"{job_id} has no results folder, so no checkpoint to resume from; start it again")
     uris = [o.uri for o in storage_for(old.results_uri).list(old.results_uri, recursive=True)]
     latest = checkpoints.select_checkpoint(uris, mode="latest", where=f"job {job_id} results {old.results_uri}")
     skill = bank.get(old.skill)
@@ -780,7 +792,7 @@ def resume_job(job_id: str, *, platform: str | None = None, encryption_key: str 
     route = Route(skill.name, False, "off", f"resuming {job_id} from {latest.uri}")
     plan = JobPlan(new_id, skill.name, "train", route, spec, False, ParentArtifact(job_id, latest.uri, "latest",
                    latest.reason), results_uri, notes=[f"resumed from {job_id}: {latest.uri}"])
-    plan.command = worker_command(skill.network, "train", str(workspace.job_dir(new_id) / "spec.yaml"),
+    plan.command = worker_command(str(skill.network), "train", str(workspace.job_dir(new_id) / "spec.yaml"),
                                   model_type=skill.info.get("model_type"))
     return submit_plan(plan, platform=platform or old.platform, encryption_key=encryption_key, workspace=workspace,
                        parent_id=job_id, kind=old.kind)

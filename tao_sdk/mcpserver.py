@@ -167,7 +167,7 @@ def validate_spec(skill: Skill, action: Action,
 
     if (spec_file is None) == (spec is None):
         raise TaoSkillsError("give exactly one of spec_file (a YAML path) or spec (a nested dict)")
-    report = validate_spec_file(skill, action, spec if spec is not None else spec_file, deploy=deploy)
+    report = validate_spec_file(skill, action, spec if spec is not None else str(spec_file), deploy=deploy)
     data = redact(report.to_dict())
     data["problems"] = [Problem.from_problem(p) for p in report.problems]
     return SpecReport(**data)
@@ -220,7 +220,7 @@ def job_logs(job_id: JobId,
              ) -> LogChunk:
     """The job's log lines from line ``since`` (at most the last ``tail`` of them)."""
     text = jobs.job_logs(job_id)
-    lines = text.splitlines() if isinstance(text, str) else []
+    lines = text.splitlines()
     first = max(since, len(lines) - tail) if tail else since
     return LogChunk(job_id=job_id, first_line=first, next_line=len(lines), total_lines=len(lines),
                     text=str(redact({"t": "\n".join(lines[first:])})["t"]))
