@@ -41,7 +41,7 @@ from .bank import get_bank
 from .budget import JobBudget
 from .errors import TaoSkillsError
 from .jobkinds import job_kind
-from .models import (ArtifactList, ErrorInfo, JobInfo, PlanInfo, Problem, SkillDetail, SkillSummary, TrialTable,
+from .models import (ArtifactList, ErrorInfo, JobInfo, PlanInfo, SkillDetail, SkillSummary, SpecReport, TrialTable,
                      skill_summary)
 from .secrets import redact
 
@@ -75,22 +75,6 @@ class SchemaInfo(_Out):
     deploy: bool
     path: str | None
     json_schema: dict[str, Any] = Field(description="the action's schema, or the node of `path`")
-
-
-class SpecReport(_Out):
-    """The verdict on a spec (``tao-skills validate --json``): ok, every problem, what the SDK fills."""
-
-    skill: str
-    action: str
-    deploy: bool
-    source: str
-    ok: bool
-    problems: list[Problem]
-    filled_by_sdk: dict[str, str]
-    unset: list[str]
-    coerced: list[list[Any]]
-    other_sections: list[str]
-    warnings: list[str]
 
 
 class Submitted(_Out):
@@ -167,10 +151,7 @@ def validate_spec(skill: Skill, action: Action,
 
     if (spec_file is None) == (spec is None):
         raise TaoSkillsError("give exactly one of spec_file (a YAML path) or spec (a nested dict)")
-    report = validate_spec_file(skill, action, spec if spec is not None else str(spec_file), deploy=deploy)
-    data = redact(report.to_dict())
-    data["problems"] = [Problem.from_problem(p) for p in report.problems]
-    return SpecReport(**data)
+    return validate_spec_file(skill, action, spec if spec is not None else str(spec_file), deploy=deploy).info()
 
 
 Datasets = Annotated[dict[str, Any] | None, Field(

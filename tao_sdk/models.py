@@ -8,6 +8,7 @@ comes from a job record or a spec passes through :func:`tao_sdk.secrets.redact` 
 - :class:`PlanInfo` — what :func:`tao_sdk.plan_job` decided (``run --dry-run --json``).
 - :class:`JobInfo` with :class:`Progress` — a job (``status --json``, ``jobs --json``).
 - :class:`TrialTable` with :class:`Trial` — an AutoML job's trials (``automl trials --json``).
+- :class:`SpecReport` — the verdict on a spec file (``validate --json``).
 - :class:`ErrorInfo` with :class:`Problem` — an expected error (``--json`` errors, MCP tool errors).
 - :class:`tao_sdk.budget.JobBudget` — what a job will spend (trials x epochs, GPUs).
 """
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .budget import JobBudget
-from .secrets import redact
+from .secrets import REDACTED, is_secret_entry, redact
 
 if TYPE_CHECKING:  # pragma: no cover
     from .bank import Skill
@@ -27,7 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["ActionDetail", "ArtifactList", "BackendInfo", "DatasetRow", "ErrorInfo", "JobBudget", "JobInfo",
            "MappingRow", "ParentInfo", "PlanInfo", "Problem", "Progress", "RouteInfo", "SkillDetail",
-           "SkillSummary", "Trial", "TrialTable"]
+           "SkillSummary", "SpecReport", "Trial", "TrialTable", "skill_summary"]
 
 JobState = Literal["PENDING", "RUNNING", "SUCCESS", "FAILURE", "CANCELED"]
 
@@ -282,6 +283,25 @@ class TrialTable(_Model):
     trials: list[Trial]
 
 
+class SpecReport(_Model):
+    """The verdict on a spec file or dict (:func:`tao_sdk.specfile.validate_spec_file`;
+    ``tao-skills validate --json``, MCP ``validate_spec``): ``ok``, every problem, the fields the
+    SDK fills at run time, ``???`` fields left unset, values read as TAO does, other actions'
+    sections validated, warnings."""
+
+    skill: str
+    action: str
+    deploy: bool
+    source: str
+    ok: bool
+    problems: list[Problem]
+    filled_by_sdk: dict[str, str]
+    unset: list[str]
+    coerced: list[list[Any]]
+    other_sections: list[str]
+    warnings: list[str]
+
+
 # =========================================================================== errors
 class Problem(_Model):
     """One spec problem: dotted ``path``, what is wrong, the ``value``, what is ``allowed``, a
@@ -295,8 +315,9 @@ class Problem(_Model):
 
     @classmethod
     def from_problem(cls, problem: SpecProblem) -> Problem:
-        """From a :class:`tao_sdk.errors.SpecProblem` (its value redacted)."""
-        return cls(path=problem.path, message=problem.message, value=redact({"v": problem.value})["v"],
+        """From a :class:`tao_sdk.errors.SpecProblem` (the value of a secret field is ``***``)."""
+        secret = is_secret_entry(problem.path.rsplit(".", 1)[-1], problem.value)
+        return cls(path=problem.path, message=problem.message, value=REDACTED if secret else redact(problem.value),
                    allowed=problem.allowed, suggestion=problem.suggestion)
 
 
@@ -312,4 +333,4 @@ class ErrorInfo(_Model):
     def from_exception(cls, exc: Exception) -> ErrorInfo:
         """From a :class:`tao_sdk.errors.TaoSkillsError` (``problems`` of a SpecValidationError)."""
         problems = [Problem.from_problem(p) for p in getattr(exc, "problems", None) or []]
-        return cls(error=type(exc).__name__, message=str(redact({"m": str(exc)})["m"]), problems=problems)
+        return cls(error=type(exc).__name__, message=str(redact(str(exc))), problems=problems)
