@@ -53,12 +53,16 @@ class JobKind(abc.ABC):
         space in ``plan.automl``). Raises TaoSkillsError for kinds not created by routing."""
         raise TaoSkillsError(f"{type(self).__name__} jobs are not planned by routing")
 
-    def summary(self, job: Any) -> str:
-        """One progress line of a job of this kind (default: its status.json progress)."""
+    def summary(self, job: Any, progress: Any) -> str:
+        """One progress line of a job of this kind (default: ``progress``, its status.json summary
+        :class:`tao_sdk.results.TaskStatus` or None)."""
         from .results import format_progress
 
-        progress = job.progress
         return format_progress(progress) if progress else f"{job.action}: {job.status.value}"
+
+    def fraction_done(self, record: "JobRecord", progress: Any) -> float | None:
+        """How much of the whole job is done, 0..1 (default: ``progress.progress``), or None."""
+        return None if progress is None else progress.progress
 
     def progress_marker(self, record: "JobRecord") -> Any:
         """Extra state whose change counts as progress for ``wait_for_job(on_progress=...)``."""

@@ -111,7 +111,9 @@ class Job:
     @property
     def kpis(self) -> dict[str, Any]:
         """Latest KPIs from status.json ({} when none yet)."""
-        status = self.progress
+        return self._kpis(self.progress)
+
+    def _kpis(self, status: results.TaskStatus | None) -> dict[str, Any]:
         if status is not None and status.kpis:
             return dict(status.kpis)
         return dict(self.record.result.get("kpis") or {})
@@ -130,16 +132,19 @@ class Job:
     @property
     def summary(self) -> str:
         """One progress line (status.json progress, or the AutoML trial summary)."""
-        return job_kind(self.record.kind).summary(self)
+        return job_kind(self.record.kind).summary(self, self.progress)
 
     def info(self) -> JobInfo:
         """The typed view (:class:`tao_sdk.models.JobInfo`): record (secrets redacted), progress,
-        KPIs, summary."""
+        KPIs, how much is done, summary (status.json is read once)."""
         status = self.progress
+        kind = job_kind(self.record.kind)
         progress = None if status is None else Progress(
             status=status.status, epoch=status.epoch, max_epoch=status.max_epoch, progress=status.progress,
             eta=status.eta, kpis=dict(status.kpis), message=status.message)
-        return JobInfo.from_record(self.record.to_dict(), progress=progress, kpis=self.kpis, summary=self.summary)
+        return JobInfo.from_record(self.record.to_dict(), progress=progress, kpis=self._kpis(status),
+                                   fraction_done=kind.fraction_done(self.record, status),
+                                   summary=kind.summary(self, status))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready view of :meth:`info` for ``--json`` output."""

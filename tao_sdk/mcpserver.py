@@ -215,8 +215,7 @@ def wait_job(job_id: JobId, ctx: Context,
     ``finished`` False: it is still running; call again to keep waiting."""
     def notify(job: jobs.Job) -> None:
         info = job.info()
-        done = info.progress.progress if info.progress and info.progress.progress is not None else 0.0
-        anyio.from_thread.run(ctx.report_progress, float(done), 1.0, info.summary)
+        anyio.from_thread.run(ctx.report_progress, info.fraction_done or 0.0, 1.0, info.summary)
 
     try:
         job = jobs.wait_for_job(job_id, timeout=timeout, poll_interval=poll_interval, on_progress=notify)
@@ -315,6 +314,7 @@ class BearerAuth:
         self.expected = f"Bearer {token}".encode()
 
     async def __call__(self, scope: Mapping[str, Any], receive: Any, send: Any) -> None:
+        """Answer 401 unless the request carries the token; pass everything else to the app."""
         if scope["type"] == "http":
             given = dict(scope.get("headers") or []).get(b"authorization", b"")
             if not hmac.compare_digest(given, self.expected):

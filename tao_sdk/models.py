@@ -239,6 +239,8 @@ class JobInfo(_Model):
     result: dict[str, Any] = Field(default_factory=dict)
     progress: Progress | None = None
     kpis: dict[str, Any] = Field(default_factory=dict)
+    fraction_done: float | None = Field(default=None, description="0..1 of the whole job (AutoML: trials "
+                                                                  "finished of planned), when known")
     summary: str = Field(description="one progress line, as `tao-skills status` prints it")
 
     @classmethod

@@ -161,6 +161,7 @@ async def _stdio_flow(data: dict[str, Any]) -> tuple[set[str], list[str]]:
         run = await s.call("submit_job", {"skill": "rtdetr", "action": "train", "datasets": datasets,
                                           "spec_overrides": _tiny(), "automl": automl})
         assert run["budget"]["automl"] and run["budget"]["trials"] == 2 and "2 trials x 1 epochs" in run["budget"]["line"]
+        assert run["job"]["kind"] == "automl" and run["job"]["fraction_done"] == 0.0  # 0 of 2 trials done
         trials = await s.call("automl_trials", {"job_id": run["job"]["id"]})
         assert trials["job"] == run["job"]["id"] and trials["metric"] == "val_mAP50"
         canceled = await s.call("cancel_job", {"job_id": run["job"]["id"]})

@@ -255,11 +255,19 @@ class AutomlKind(JobKind):
         """:func:`create_automl_job`."""
         return create_automl_job(plan, skill, **options)
 
-    def summary(self, job: Any) -> str:
+    def summary(self, job: Any, progress: Any) -> str:
         """The trial summary line (:func:`tao_sdk.automl.report.progress_line`)."""
         from .report import progress_line
 
         return progress_line(job.record)
+
+    def fraction_done(self, record: JobRecord, progress: Any) -> float | None:
+        """Trials finished (ok or failed) of the trials planned (1.0 once the job ended)."""
+        if record.status.is_terminal:
+            return 1.0
+        planned = int((record.result.get("settings") or {}).get("max_recommendations") or 0)
+        done = sum(t.get("status") in ("ok", "failed") for t in (record.result.get("trials") or {}).values())
+        return min(1.0, done / planned) if planned else None
 
     def refresh(self, workspace: Workspace, record: JobRecord) -> JobRecord:
         """:func:`refresh_automl_record`."""
