@@ -256,7 +256,8 @@ def automl_trials(job_id: JobId) -> TrialTable:
 #: The tool registry: every tool the server publishes, by its (fixed) name.
 TOOLS: list[Callable[..., Any]] = [
     list_skills, describe_skill, get_schema, validate_spec,
-    # validate_datasets: `tao_sdk.validate_datasets` (built separately) is wired in here.
+    # >>> validate_datasets goes here: wrap `tao_sdk.validate_datasets` (being built separately) as a function
+    # >>> with typed arguments returning a pydantic model, like the tools above, and list it in this place.
     plan_job, submit_job, job_status, job_logs, wait_job, cancel_job, list_jobs, job_artifacts, automl_trials,
 ]
 

@@ -143,6 +143,8 @@ async def _stdio_flow(data: dict[str, Any]) -> tuple[set[str], list[str]]:
         assert status["status"] == "SUCCESS" and status["summary"].startswith("train: SUCCESS")
         logs = await s.call("job_logs", {"job_id": train["id"], "tail": 5})
         assert logs["next_line"] == logs["total_lines"] and logs["first_line"] == max(0, logs["total_lines"] - 5)
+        rest = await s.call("job_logs", {"job_id": train["id"], "since": logs["next_line"], "tail": None})
+        assert rest["text"] == "" and rest["first_line"] == logs["next_line"]
         arts = await s.call("job_artifacts", {"job_id": train["id"]})
         assert any("model_epoch_" in f for f in arts["files"])
 
@@ -162,6 +164,8 @@ async def _stdio_flow(data: dict[str, Any]) -> tuple[set[str], list[str]]:
                                           "spec_overrides": _tiny(), "automl": automl})
         assert run["budget"]["automl"] and run["budget"]["trials"] == 2 and "2 trials x 1 epochs" in run["budget"]["line"]
         assert run["job"]["kind"] == "automl" and run["job"]["fraction_done"] == 0.0  # 0 of 2 trials done
+        waited = await s.call("wait_job", {"job_id": run["job"]["id"], "timeout": 0.5, "poll_interval": 0.2})
+        assert not waited["finished"] and waited["job"]["status"] == "RUNNING"  # bounded by the timeout
         trials = await s.call("automl_trials", {"job_id": run["job"]["id"]})
         assert trials["job"] == run["job"]["id"] and trials["metric"] == "val_mAP50"
         canceled = await s.call("cancel_job", {"job_id": run["job"]["id"]})
