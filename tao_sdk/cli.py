@@ -492,7 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("mcp", help="serve the SDK to agents over MCP (stdio; --http for loopback HTTP)",
                        description=MCP_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--http", action="store_true", help="streamable HTTP on 127.0.0.1 instead of stdio")
-    p.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765; 0 picks a free one)")
+    p.add_argument("--port", type=int, default=8765, help="HTTP port on 127.0.0.1 (default 8765)")
     p.add_argument("--token", help="bearer token HTTP clients must send (default $TAO_SKILLS_MCP_TOKEN, "
                                    "else one is generated and printed once on stderr)")
     p.set_defaults(func=cmd_mcp)
