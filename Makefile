@@ -72,4 +72,4 @@ bench-smoke: $(VENV)/.dev
 	$(PY) -m benchmarks --smoke
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache
