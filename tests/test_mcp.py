@@ -231,12 +231,17 @@ def test_http_token_is_generated_and_printed_once(server_env):
     proc = subprocess.Popen([sys.executable, "-m", "tao_sdk.cli", "mcp", "--http", "--port", str(port)], env=env,
                             stderr=subprocess.PIPE, text=True)
     try:
-        line = proc.stderr.readline()
+        line = ""
+        for _ in range(50):  # the token line comes before the server starts
+            line = proc.stderr.readline()
+            if "Authorization: Bearer " in line or not line:
+                break
         token = line.split("Bearer ", 1)[1].split("'", 1)[0]
         assert len(token) >= 24
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        rest = proc.communicate(timeout=30)[1]
+    assert token not in rest  # printed once
 
 
 def test_mcp_help_says_how_to_register():
