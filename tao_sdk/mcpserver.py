@@ -171,7 +171,8 @@ def plan_job(skill: Skill, action: Action, datasets: Datasets = None, spec_overr
              pretrained_model: str | None = None) -> PlanInfo:
     """Resolve and validate a job without submitting it (the dry run): route (AutoML or not, and
     why), the full validated spec, the backend and command, the parent artifact, warnings, the
-    AutoML search space and the budget it would spend."""
+    AutoML search space and the budget it would spend. ``backend.kind`` "none": nothing here can run
+    it (``backend.detail`` says what to install) and submit_job refuses it."""
     return jobs.plan_job(skill, action, datasets=datasets, spec_overrides=spec_overrides, base_spec=base_spec,
                          parent_job_id=parent_job_id, dataset_format=dataset_format, automl_policy=automl_policy,
                          request=request, automl=automl, pretrained_model=pretrained_model).info()
