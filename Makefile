@@ -28,7 +28,7 @@ $(VENV)/.runtime: pyproject.toml | $(VENV)/bin/python
 # CI proves the generated schemas/templates are up to date.
 $(VENV)/.dev: pyproject.toml $(VENV)/.runtime
 	$(PIP) torch==$(TORCH_VERSION)
-	$(PIP) -e '.[dev,maintainer,worker,quantize,automl,bench]'
+	$(PIP) -e '.[dev,maintainer,worker,quantize,automl,bench,mcp]'
 	$(NO_CUDA_WHEELS)
 	$(PIP) --no-deps nvidia-tao-core==$(TAO_CORE_VERSION)
 	touch $@
@@ -48,6 +48,7 @@ demo: $(VENV)/.worker
 
 test: $(VENV)/.dev
 	$(PY) -m ruff check --select F,E9 --output-format concise tao_sdk tools benchmarks tests runners
+	$(PY) -m mypy   # --strict on the public API modules listed in pyproject.toml [tool.mypy]
 	$(PY) tools/gen_schemas.py --check
 	$(PY) tools/gen_runners.py --check
 	$(PY) tools/gen_presets.py --check
@@ -73,4 +74,4 @@ bench-smoke: $(VENV)/.dev
 	$(PY) -m benchmarks --smoke
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache

@@ -6,9 +6,12 @@ Python API (the CLI ``tao-skills`` mirrors it):
 - :func:`build_data_source_overrides` — dataset root URIs -> the spec keys an action needs.
 - :func:`build_spec` — template + data sources + overrides, validated (:class:`SpecValidationError`).
 - :func:`resolve_automl_policy`, :func:`route_action` — the Train Action Policy.
-- :func:`create_job`, :func:`get_job`, :func:`list_jobs`, :func:`wait_for_job`, :func:`job_logs`,
+- :func:`plan_job` (the dry run), :func:`create_job`, :func:`get_job`, :func:`list_jobs`, :func:`wait_for_job`, :func:`job_logs`,
   :func:`cancel_job`, :func:`resume_job` — run and track jobs (local platform by default).
 - :func:`check_bank` — the bank checker.
+- Typed results (pydantic, :mod:`tao_sdk.models`): :class:`JobInfo` (``job.info()``), :class:`PlanInfo`
+  (``plan.info()``), :class:`SpecReport`, :class:`TrialTable`, :class:`ErrorInfo`; :func:`job_budget`
+  -> :class:`JobBudget` (trials x epochs, GPUs). ``tao-skills mcp`` serves them over MCP.
 - :func:`cache_info`, :func:`clear_cache` — the worker's dataset cache (size cap, LRU eviction).
 - :func:`recover_job_store` — rebuild a damaged or emptied job store from the job folders.
 """
@@ -32,6 +35,9 @@ _EXPORTS = {
     "Route": "policy", "resolve_automl_policy": "policy", "route_action": "policy",
     "build_spec": "spec", "validate_spec": "spec", "Workspace": "workspace",
     "DiskFullError": "errors", "JobStoreDamagedError": "errors", "recover_job_store": "recovery",
+    "JobBudget": "budget", "job_budget": "budget",
+    "ErrorInfo": "models", "JobInfo": "models", "PlanInfo": "models", "Progress": "models",
+    "SpecReport": "models", "TrialTable": "models",
 }
 
 
@@ -52,7 +58,8 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = [
-    "BankFormatError", "DataSourceError", "Job", "JobNotFoundError", "JobPlan", "ParentModelError",
+    "BankFormatError", "DataSourceError", "ErrorInfo", "Job", "JobBudget", "JobInfo", "JobNotFoundError",
+    "JobPlan", "ParentModelError", "PlanInfo", "Progress", "SpecReport", "TrialTable", "job_budget",
     "PlatformError", "Route", "Skill", "SkillBank", "SkillNotFoundError", "SpecProblem",
     "SpecValidationError", "StorageError", "TaoSkillsError", "Workspace", "build_data_source_overrides",
     "build_spec", "cache_info", "cancel_job", "check_bank", "clear_cache", "create_job", "get_job", "job_logs", "list_jobs", "plan_job",

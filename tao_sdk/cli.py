@@ -13,10 +13,9 @@ from typing import Any, Callable
 
 import yaml
 
-from . import results
 from .cliexit import closed_pipe, save_traceback
 from .errors import TaoSkillsError
-from .presets import FULL, PRESETS, preset_path
+from .presets import PRESETS
 
 
 def _print_json(data: Any) -> None:
@@ -62,19 +61,10 @@ def _datasets(args: argparse.Namespace) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- commands
 def cmd_list(args: argparse.Namespace) -> int:
-    from .backends import skill_backends, summary
     from .bank import SkillBank
+    from .models import skill_summary
 
-    bank = SkillBank()
-    rows = []
-    for skill in bank.skills():
-        info = skill.info
-        backends = skill_backends(skill)
-        rows.append({"skill": skill.name, "network": info.get("network", "-"),
-                     "task": info.get("task") or info.get("dataset_type") or "-", "actions": skill.actions,
-                     "metric": (info.get("monitoring_metric") or {}).get("name"),
-                     "automl_enabled": info.get("automl_enabled", False), "backend": summary(backends),
-                     "backends": {a: b.kind for a, b in backends.items()}, "description": skill.description})
+    rows = [skill_summary(skill).to_json_dict() for skill in SkillBank().skills()]
     if args.json:
         _print_json(rows)
     else:
@@ -85,24 +75,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from .backends import skill_backend, skill_backends
+    from .backends import skill_backends
     from .bank import SkillBank
     from .datasources import ROLE_FLAGS
-    from .skillmd import render_files
+    from .models import ActionDetail, SkillDetail
 
     skill = SkillBank().get(args.skill)
     if args.action:
-        data = {
-            "skill": skill.name, "action": args.action,
-            "schema": str(skill.schema_path(args.action)), "template": str(skill.template_path(args.action)),
-            "dataset_requirements": [
-                {"spec_key": r.spec_key, "source": r.source, "files": render_files(r.files), "list": r.multiple}
-                for r in skill.dataset_requirements(args.action)],
-            "inference_mappings": [
-                {"spec_field": m.spec_field, "function": m.function, "literal": m.literal, "meaning": m.meaning}
-                for m in skill.inference_mappings(args.action)],
-            "backend": skill_backend(skill, args.action).to_dict() if skill.network else None,
-        }
+        data = ActionDetail.from_skill(skill, args.action).to_json_dict()
         if args.json:
             _print_json(data)
             return 0
@@ -119,9 +99,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             print(f"  {m['spec_field']} <- {m['function'] or repr(m['literal'])}")
         return 0
     backends = skill_backends(skill)
-    presets = [n for n in PRESETS if n == FULL or preset_path(skill, n).exists()]
-    data = {"skill": skill.name, "dir": str(skill.dir), "description": skill.description, "info": skill.info,
-            "actions": skill.actions, "backends": {a: b.to_dict() for a, b in backends.items()}, "presets": presets}
+    data = SkillDetail.from_skill(skill).to_json_dict()
     if args.json:
         _print_json(data)
     else:
@@ -134,7 +112,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             print(f"  actions: {', '.join(skill.actions)}")
             print(f"  formats: {', '.join(skill.info.get('formats', []))}")
             print("  backends: " + ", ".join(f"{a}={b.kind}" for a, b in backends.items()))
-            print(f"  presets: {', '.join(presets)} (--preset)")
+            print(f"  presets: {', '.join(data['presets'])} (--preset)")
             missing = next((b for b in backends.values() if not b.available), None)
             if missing:
                 print(f"  {missing.detail}")
@@ -167,12 +145,7 @@ def cmd_spec(args: argparse.Namespace) -> int:
 
 def _progress_text(job: Any) -> str:
     """One progress line for any job (status.json progress, or the AutoML trial summary)."""
-    if job.record.kind == "automl":
-        from .automl.report import progress_line
-
-        return progress_line(job.record)
-    progress = job.progress
-    return results.format_progress(progress) if progress else f"{job.action}: {job.status.value}"
+    return str(job.summary)
 
 
 def _progress_printer(json_mode: bool) -> Callable[[Any], None]:
@@ -189,28 +162,28 @@ def _progress_printer(json_mode: bool) -> Callable[[Any], None]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .budget import job_budget
-    from .jobs import JobPlan, create_job, plan_job
+    from .jobs import create_job, plan_job
     from .spec import parse_set_options
 
     flags = {"algorithm": args.automl_algorithm, "max_recommendations": args.automl_trials,
              "hyperparameters": args.automl_param, "max_concurrent": args.automl_concurrency}
     settings = {k: v for k, v in flags.items() if v is not None} or None
-    kwargs = dict(datasets=_datasets(args), spec_overrides=parse_set_options(args.sets), base_spec=args.spec_file,
-                  parent_job_id=args.parent, automl_policy=args.automl_policy, request=args.request,
-                  dataset_format=args.dataset_format, pretrained_model=args.pretrained_model, automl=settings,
-                  preset=args.preset)
-    budget = None
-    if not args.dry_run:  # say what it will spend before anything starts
-        budget = job_budget(plan_job(args.skill, args.action, **kwargs), settings)
-        if budget.announce and not args.json:
-            print(budget.summary, flush=True)
-    out = create_job(args.skill, args.action, platform=args.platform, dry_run=args.dry_run, **kwargs)
-    if isinstance(out, JobPlan):
+    options = dict(datasets=_datasets(args), spec_overrides=parse_set_options(args.sets), base_spec=args.spec_file,
+                   parent_job_id=args.parent, automl_policy=args.automl_policy, request=args.request,
+                   dataset_format=args.dataset_format, pretrained_model=args.pretrained_model,
+                   automl=settings, preset=args.preset)
+    plan = plan_job(args.skill, args.action, **options)
+    budget = job_budget(plan, settings)
+    if args.dry_run:
+        plan.backend.require()  # nothing can run it here: say what to install
         if args.json:
-            _print_json({**out.to_dict(), "budget": job_budget(out, settings).model_dump()})
+            _print_json(plan.to_dict())
         else:
-            _print_plan(out, job_budget(out, settings))
+            _print_plan(plan, budget)
         return 0
+    if budget.announce and not args.json:  # say what it will spend before anything starts
+        print(budget.summary, flush=True)
+    out = create_job(args.skill, args.action, platform=args.platform, **options)
     if not args.json:
         print(f"submitted {out.id} ({out.skill} {out.action}) on {args.platform}; results: {out.results_uri}")
         if out.result.get("route"):
@@ -446,6 +419,32 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+MCP_HELP = """Serve the SDK to agents over the Model Context Protocol.
+
+Tools: list_skills, describe_skill, get_schema, validate_spec, plan_job, submit_job, job_status,
+job_logs, wait_job, cancel_job, list_jobs, job_artifacts, automl_trials (typed inputs and outputs).
+Resources: skill://<skill>/SKILL.md, skill://<skill>/schemas/<action>.
+
+Register it with an agent (stdio, the default):
+  claude mcp add tao-skills -- tao-skills mcp
+  codex mcp add tao-skills -- tao-skills mcp
+Over HTTP (loopback only, bearer token):
+  TAO_SKILLS_MCP_TOKEN=... tao-skills mcp --http --port 8765
+  claude mcp add --transport http tao-skills http://127.0.0.1:8765/mcp --header "Authorization: Bearer ..."
+Needs the mcp extra: pip install 'tao-skill-bank[mcp]'.
+"""
+
+
+def cmd_mcp(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("mcp") is None:
+        raise TaoSkillsError("`tao-skills mcp` needs the mcp extra: pip install 'tao-skill-bank[mcp]'")
+    from .mcpserver import serve
+
+    return serve(http=args.http, port=args.port, token=args.token)
+
+
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of ``tao-skills`` (also used to document the CLI)."""
@@ -516,6 +515,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float)
     p.set_defaults(func=cmd_wait)
 
+    p = sub.add_parser("mcp", help="serve the SDK to agents over MCP (stdio; --http for loopback HTTP)",
+                       description=MCP_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--http", action="store_true", help="streamable HTTP on 127.0.0.1 instead of stdio")
+    p.add_argument("--port", type=int, default=8765, help="HTTP port on 127.0.0.1 (default 8765)")
+    p.add_argument("--token", help="bearer token HTTP clients must send (default $TAO_SKILLS_MCP_TOKEN, "
+                                   "else one is generated and printed once on stderr)")
+    p.set_defaults(func=cmd_mcp)
+
     p = sub.add_parser("check", help="check the skill bank")
     p.add_argument("skills", nargs="*")
     p.set_defaults(func=cmd_check)
@@ -560,26 +567,31 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return closed_pipe()
     except TaoSkillsError as exc:
-        _report(args, type(exc).__name__, str(exc))
+        _report(args, exc)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - a bug or an unforeseen fault: one line, traceback in a file
         path = save_traceback(exc)
-        _report(args, type(exc).__name__, f"unexpected {type(exc).__name__}: {exc} (traceback saved to {path}; "
-                                          "please report it with that file)")
+        _report(args, exc, f"unexpected {type(exc).__name__}: {exc} (traceback saved to {path}; "
+                           "please report it with that file)")
         return 1
 
 
-def _report(args: argparse.Namespace, name: str, message: str) -> None:
-    """Print an error: one JSON object on stdout with --json, else ``error: ...`` on stderr."""
+def _report(args: argparse.Namespace, exc: Exception, message: str | None = None) -> None:
+    """Print an error: with --json one :class:`tao_sdk.models.ErrorInfo` object on stdout (error,
+    message, and a spec's problems with their dotted paths), else ``error: ...`` on stderr.
+    ``message`` replaces the exception's text (the unexpected-error line)."""
     try:
         if getattr(args, "json", False):
-            _print_json({"error": name, "message": message})
+            from .models import ErrorInfo
+
+            info = ErrorInfo.from_exception(exc)
+            _print_json(info.model_copy(update={"message": message}).to_json_dict() if message else info.to_json_dict())
             sys.stdout.flush()
         else:
-            print(f"error: {message}", file=sys.stderr)
+            print(f"error: {message or exc}", file=sys.stderr)
     except BrokenPipeError:
         closed_pipe()
 

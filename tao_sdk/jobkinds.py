@@ -48,6 +48,22 @@ class JobKind(abc.ABC):
         routing, e.g. AutoML). Raises TaoSkillsError for kinds created otherwise."""
         raise TaoSkillsError(f"{type(self).__name__} jobs are not created by routing")
 
+    def plan(self, plan: Any, skill: Any, **options: Any) -> None:
+        """Complete a routed plan with what this kind will run (AutoML: algorithm, budget, search
+        space in ``plan.automl``). Raises TaoSkillsError for kinds not created by routing."""
+        raise TaoSkillsError(f"{type(self).__name__} jobs are not planned by routing")
+
+    def summary(self, job: Any, progress: Any) -> str:
+        """One progress line of a job of this kind (default: ``progress``, its status.json summary
+        :class:`tao_sdk.results.TaskStatus` or None)."""
+        from .results import format_progress
+
+        return format_progress(progress) if progress else f"{job.action}: {job.status.value}"
+
+    def fraction_done(self, record: "JobRecord", progress: Any) -> float | None:
+        """How much of the whole job is done, 0..1 (default: ``progress.progress``), or None."""
+        return None if progress is None else progress.progress
+
     def progress_marker(self, record: "JobRecord") -> Any:
         """Extra state whose change counts as progress for ``wait_for_job(on_progress=...)``."""
         return None

@@ -23,7 +23,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Literal, Mapping, overload
 
 import yaml
 
@@ -32,11 +32,14 @@ from .backends import Backend, resolve_backend, skill_backend
 from .bank import Skill, SkillBank, get_bank
 from .errors import PlatformError, StorageError, TaoSkillsError
 from .jobkinds import JobKind, job_kind
+from .budget import job_budget
 from .jobstore import JobRecord, JobStatus, new_job_id
 from .mappings import DEFAULT_ENCRYPTION_KEY, ENCRYPTION_KEY_ENV, ParentArtifact, resolve_mappings
+from .models import BackendInfo, JobInfo, ParentInfo, PlanInfo, Progress, RouteInfo
 from .platforms import JobTask, Platform, get_platform
 from .platforms._supervise import identity_alive, process_identity
 from .policy import Route, check_automl_arguments, route_action
+from .secrets import redact
 from .spec import compose_spec
 from .storage import storage_for
 from .workspace import Workspace, default_workspace
@@ -110,7 +113,9 @@ class Job:
     @property
     def kpis(self) -> dict[str, Any]:
         """Latest KPIs from status.json ({} when none yet)."""
-        status = self.progress
+        return self._kpis(self.progress)
+
+    def _kpis(self, status: results.TaskStatus | None) -> dict[str, Any]:
         if status is not None and status.kpis:
             return dict(status.kpis)
         return dict(self.record.result.get("kpis") or {})
@@ -124,23 +129,34 @@ class Job:
 
     def logs(self) -> str:
         """The job's combined stdout/stderr so far."""
-        return job_logs(self.id, workspace=self.workspace)
+        return job_logs(self.id, False, workspace=self.workspace)
+
+    @property
+    def summary(self) -> str:
+        """One progress line (status.json progress, or the AutoML trial summary)."""
+        return job_kind(self.record.kind).summary(self, self.progress)
+
+    def info(self) -> JobInfo:
+        """The typed view (:class:`tao_sdk.models.JobInfo`): record (secrets redacted), progress,
+        KPIs, how much is done, summary (status.json is read once)."""
+        status = self.progress
+        kind = job_kind(self.record.kind)
+        progress = None if status is None else Progress(
+            status=status.status, epoch=status.epoch, max_epoch=status.max_epoch, progress=status.progress,
+            eta=status.eta, kpis=dict(status.kpis), message=status.message)
+        return JobInfo.from_record(self.record.to_dict(), progress=progress, kpis=self._kpis(status),
+                                   fraction_done=kind.fraction_done(self.record, status),
+                                   summary=kind.summary(self, status))
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready view (record + progress) for ``--json`` output."""
-        d = self.record.to_dict()
-        status = self.progress
-        if status is not None:
-            d["progress"] = {"status": status.status, "epoch": status.epoch, "max_epoch": status.max_epoch,
-                             "progress": status.progress, "eta": status.eta, "kpis": status.kpis,
-                             "message": status.message}
-        return d
+        """JSON-ready view of :meth:`info` for ``--json`` output."""
+        return self.info().to_json_dict()
 
 
 # =========================================================================== planning
 @dataclass
 class JobPlan:
-    """Everything decided before submission (``create_job(dry_run=True)`` returns one).
+    """Everything decided before submission (:func:`plan_job` returns one: the dry run).
 
     Attributes:
         job_id: the id the job gets (or got) in the store.
@@ -153,7 +169,7 @@ class JobPlan:
         results_uri: the job's results folder.
         downloads: PTM downloads the worker performs (link -> destination).
         warnings / notes: things the user should know.
-        automl: for an AutoML dry run, the algorithm, budget and search space (each dimension,
+        automl: for an AutoML route, the algorithm, budget and search space (each dimension,
             range, scale) that would run.
         secret_env: secrets moved out of the spec (NAME -> value) for the job's environment;
             never printed, written or stored.
@@ -182,14 +198,19 @@ class JobPlan:
     preset: str | None = None
     env: dict[str, str] = field(default_factory=dict)
 
+    def info(self) -> PlanInfo:
+        """The typed view (:class:`tao_sdk.models.PlanInfo`), with its :func:`tao_sdk.budget.job_budget`
+        (secrets are never part of it)."""
+        return PlanInfo(job_id=self.job_id, skill=self.skill, action=self.action, route=RouteInfo(**self.route.__dict__),
+                        command=self.command, backend=BackendInfo(**self.backend.to_dict()) if self.backend else None,
+                        deploy=self.deploy, parent=ParentInfo(**self.parent.__dict__) if self.parent else None,
+                        results_uri=self.results_uri, warnings=self.warnings, notes=self.notes,
+                        automl=redact(self.automl), preset=self.preset, env=dict(self.env),
+                        spec=redact(self.spec), budget=job_budget(self))
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready view for ``--json`` dry runs (secrets are never part of it)."""
-        return {"dry_run": True, "job_id": self.job_id, "skill": self.skill, "action": self.action,
-                "route": self.route.__dict__, "command": self.command,
-                "backend": self.backend.to_dict() if self.backend else None, "deploy": self.deploy,
-                "parent": self.parent.__dict__ if self.parent else None, "results_uri": self.results_uri,
-                "warnings": self.warnings, "notes": self.notes, "automl": self.automl, "preset": self.preset,
-                "env": self.env, "spec": self.spec}
+        """JSON-ready view of :meth:`info` for ``--json`` dry runs."""
+        return self.info().to_json_dict()
 
 
 def worker_command(network: str, action: str, spec_path: str, model_type: str | None = None) -> list[str]:
@@ -220,7 +241,11 @@ def plan_job(
     workspace: Workspace | None = None,
     bank: SkillBank | None = None,
 ) -> JobPlan:
-    """Resolve and validate a job without submitting it (see :func:`create_job` for arguments).
+    """Resolve and validate a job without submitting it: the dry run (see :func:`create_job` for
+    arguments). Returns the :class:`JobPlan` (``plan.info()``: the typed :class:`tao_sdk.models.PlanInfo`):
+    route, validated spec, backend and the command it runs, parent artifact, warnings, for an AutoML
+    route the algorithm, budget and search space (``plan.automl``). ``plan.backend.require()``
+    raises when nothing here can run it.
 
     ``planned_parent``: a plan of a parent that has not run yet (dry runs of a whole chain).
     ``job_id``: use this id instead of a new one (AutoML chooses trial ids before submitting).
@@ -249,10 +274,11 @@ def plan_job(
         planned_parent_action=planned_parent.action if planned_parent else None,
     )
     deploy = mapped.deploy and skill.has_schema(action, deploy=True)
-    inherited, source = {}, None
+    inherited: dict[str, Any] = {}
+    source: JobRecord | None = None
     if parent is not None and action != "train":
         inherited, source = inherited_settings(workspace, skill, action, parent, {}, deploy)
-        if inherited:
+        if inherited and source is not None:
             mapped.notes.append(f"inherited {len(inherited)} model/preprocessing setting(s) from train job {source.id}")
     composed = compose_spec(skill, action, spec_overrides, datasets, base_spec=base_spec,
                             dataset_format=dataset_format, inherited=inherited, sdk_values=mapped.values,
@@ -265,9 +291,14 @@ def plan_job(
     if composed.env and backend.kind != "worker":
         composed.notes.append(f"{', '.join(composed.env)} is the built-in worker's setting; {backend.kind} "
                               f"backends ignore it ({backend.detail})")
-    return JobPlan(job_id, skill.name, action, route, composed.spec, deploy, mapped.parent, results_uri,
+    plan = JobPlan(job_id, skill.name, action, route, composed.spec, deploy, mapped.parent, results_uri,
                    None, mapped.downloads, mapped.warnings + composed.warnings, mapped.notes + composed.notes,
                    backend, secret_env=composed.secret_env, preset=preset, env=composed.env)
+    if route.automl:  # the algorithm, budget and search space the AutoML job would run
+        job_kind("automl").plan(plan, skill, spec_overrides=spec_overrides, settings=automl)
+    elif backend.available:
+        plan.command = backend.command(str(workspace.job_dir(job_id) / "spec.yaml"))
+    return plan
 
 
 def _check_takes_parent(skill: Skill, action: str, parent_job_id: str | None) -> None:
@@ -331,7 +362,7 @@ def _check_parent_agreement(source: JobRecord, spec: Mapping[str, Any], inherite
 INHERITED_PREFIXES = ("model.", "dataset.num_classes", "dataset.augmentation.")
 
 
-def _train_ancestor(workspace: Workspace, record: JobRecord) -> JobRecord | None:
+def _train_ancestor(workspace: Workspace, record: JobRecord | None) -> JobRecord | None:
     seen = set()
     while record is not None and record.id not in seen:
         seen.add(record.id)
@@ -390,10 +421,9 @@ def create_job(
     encryption_key: str | None = None,
     automl: Mapping[str, Any] | None = None,
     preset: str | None = None,
-    dry_run: bool = False,
     workspace: Workspace | None = None,
     bank: SkillBank | None = None,
-) -> "Job | JobPlan":
+) -> Job:
     """Create a job: route (AutoML policy), resolve mappings, build + validate the spec, submit.
 
     Args:
@@ -426,10 +456,10 @@ def create_job(
             model that trains in minutes on a CPU; RT-DETR, Deformable DETR, OneFormer,
             FastFoundationStereo), over ``base_spec`` and under ``spec_overrides``; AutoML trials
             get it too. ``"full"`` / ``None``: the template as TAO ships it.
-        dry_run: resolve + validate only; returns the :class:`JobPlan` and submits nothing.
 
     Returns:
-        The submitted :class:`Job` (or the plan when ``dry_run``).
+        The submitted :class:`Job` (``job.info()``: the typed :class:`tao_sdk.models.JobInfo`). For a
+        dry run (resolve + validate, submit nothing) call :func:`plan_job` with the same arguments.
     """
     workspace = workspace or default_workspace()
     bank = bank or get_bank()
@@ -440,6 +470,8 @@ def create_job(
     if encryption_key:
         plan.secret_env[ENCRYPTION_KEY_ENV] = encryption_key
     model_skill = bank.get(plan.skill)
+    if plan.backend is None:  # pragma: no cover - plan_job always decides one
+        raise PlatformError(f"no backend was decided for {plan.skill} {plan.action}")
     plan.backend.require()  # nothing can run it here: say what to install before anything starts
     if plan.route.automl:
         from .secrets import extract_secrets
@@ -451,16 +483,12 @@ def create_job(
                                  f"({', '.join(others)}); run plain training (automl_policy='off') or export them "
                                  f"in the environment and reference them as ${{oc.env:NAME}} in the spec")
         base = extract_secrets(load_spec_file(base_spec))[0] if base_spec is not None else None
-        return job_kind("automl").create(plan, model_skill, datasets=datasets, base_spec=base,
+        job: Job = job_kind("automl").create(plan, model_skill, datasets=datasets, base_spec=base,
                                          spec_overrides=extract_secrets(spec_overrides, dotted=True)[0],
                                          dataset_format=dataset_format, platform=platform, settings=automl, preset=preset,
-                                         encryption_key=plan.secret_env.get(ENCRYPTION_KEY_ENV), dry_run=dry_run,
+                                         encryption_key=plan.secret_env.get(ENCRYPTION_KEY_ENV),
                                          workspace=workspace, bank=bank)
-    job_dir = workspace.job_dir(plan.job_id)
-    spec_path = job_dir / "spec.yaml"
-    plan.command = plan.backend.command(str(spec_path))
-    if dry_run:
-        return plan
+        return job
     return submit_plan(plan, platform=platform, workspace=workspace)
 
 
@@ -488,7 +516,8 @@ def submit_plan(plan: JobPlan, *, platform: str = "local", encryption_key: str |
         result={"deploy": plan.deploy, "warnings": plan.warnings, "notes": plan.notes,
                 "downloads": plan.downloads,
                 "parent_artifact": plan.parent.uri if plan.parent else None,
-                "preset": plan.preset, "env": plan.env, "submitter": process_identity()},
+                "preset": plan.preset, "env": plan.env,
+                "budget": job_budget(plan).model_dump(), "submitter": process_identity()},
     )
     store = workspace.store
     with _no_litter(job_dir):
@@ -539,9 +568,10 @@ def _write_spec(path: Path, text: str) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        if disk_fault(exc) is None:
+        fault = disk_fault(exc)
+        if fault is None or fault.errno is None:
             raise
-        raise disk_full_error(path.parent.parent, "the job folder", code=exc.errno, fix=WORKSPACE_FIX) from None
+        raise disk_full_error(path.parent.parent, "the job folder", code=fault.errno, fix=WORKSPACE_FIX) from None
     data = text.encode("utf-8")
     with guarded_write(path, path.name, needed=len(data), fix=WORKSPACE_FIX):
         path.write_bytes(data)
@@ -786,6 +816,12 @@ def wait_for_job(job_id: str, timeout: float | None = None, *, poll_interval: fl
         time.sleep(poll_interval)
 
 
+@overload
+def job_logs(job_id: str, follow: Literal[False] = False, *, workspace: Workspace | None = None,
+             poll_interval: float = 0.5) -> str: ...
+@overload
+def job_logs(job_id: str, follow: Literal[True], *, workspace: Workspace | None = None,
+             poll_interval: float = 0.5) -> Iterator[str]: ...
 def job_logs(job_id: str, follow: bool = False, *, workspace: Workspace | None = None,
              poll_interval: float = 0.5) -> str | Iterator[str]:
     """The job's log text; with ``follow=True`` an iterator of new lines until the job ends."""
@@ -835,6 +871,8 @@ def resume_job(job_id: str, *, platform: str | None = None, encryption_key: str 
     old = get_job(job_id, workspace=workspace).record
     if not old.status.is_terminal:
         raise TaoSkillsError(f"{job_id} is still {old.status.value}; cancel it first or wait for it")
+    if not old.results_uri:
+        raise TaoSkillsError(f"{job_id} has no results folder, so no checkpoint to resume from; start it again")
     uris = [o.uri for o in storage_for(old.results_uri).list(old.results_uri, recursive=True)]
     latest = checkpoints.select_checkpoint(uris, mode="latest", where=f"job {job_id} results {old.results_uri}")
     skill = bank.get(old.skill)
@@ -854,7 +892,7 @@ def resume_job(job_id: str, *, platform: str | None = None, encryption_key: str 
     plan = JobPlan(new_id, skill.name, "train", route, spec, False, ParentArtifact(job_id, latest.uri, "latest",
                    latest.reason), results_uri, notes=[f"resumed from {job_id}: {latest.uri}"],
                    preset=old.result.get("preset"), env=dict(old.result.get("env") or {}))
-    plan.command = worker_command(skill.network, "train", str(workspace.job_dir(new_id) / "spec.yaml"),
+    plan.command = worker_command(str(skill.network), "train", str(workspace.job_dir(new_id) / "spec.yaml"),
                                   model_type=skill.info.get("model_type"))
     return submit_plan(plan, platform=platform or old.platform, encryption_key=encryption_key, workspace=workspace,
                        parent_id=job_id, kind=old.kind)

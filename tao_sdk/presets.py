@@ -72,6 +72,11 @@ def preset_path(skill: "Skill", name: str) -> Path:
     return skill.dir / "references" / f"preset_{name}.yaml"
 
 
+def skill_presets(skill: "Skill") -> list[str]:
+    """The presets ``skill`` offers (``--preset``): always ``full``, plus each one it ships."""
+    return [n for n in PRESETS if n == FULL or preset_path(skill, n).exists()]
+
+
 def skills_with_preset(bank: "SkillBank", name: str) -> list[str]:
     """The skills of ``bank`` that ship preset ``name``."""
     return [s.name for s in bank.skills() if preset_path(s, name).exists()]

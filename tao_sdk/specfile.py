@@ -28,11 +28,14 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import yaml
 
 from .errors import SpecProblem, TaoSkillsError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .models import SpecReport
 
 #: OmegaConf's "value missing" marker.
 MISSING = "???"
@@ -263,12 +266,19 @@ class SpecFileReport:
     sections: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
+    def info(self) -> SpecReport:
+        """The typed view (:class:`tao_sdk.models.SpecReport`; secret values redacted)."""
+        from .models import Problem, SpecReport
+        from .secrets import redact
+
+        return SpecReport(skill=self.skill, action=self.action, deploy=self.deploy, source=self.source, ok=self.ok,
+                          problems=[Problem.from_problem(p) for p in self.problems], filled_by_sdk=self.filled,
+                          unset=self.unset, coerced=redact(self.coerced), other_sections=self.sections,
+                          warnings=self.warnings)
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (``--json``)."""
-        return {"skill": self.skill, "action": self.action, "deploy": self.deploy, "source": self.source,
-                "ok": self.ok, "problems": [p.__dict__ for p in self.problems], "filled_by_sdk": self.filled,
-                "unset": self.unset, "coerced": self.coerced, "other_sections": self.sections,
-                "warnings": self.warnings}
+        """JSON-ready form of :meth:`info` (``--json``)."""
+        return self.info().to_json_dict()
 
 
 def sdk_fillers(skill: Any, action: str) -> dict[str, str]:

@@ -69,8 +69,8 @@ def test_worker_when_installed_and_supported(bare_path, tmp_path):
     backend = resolve_backend("rtdetr", "train")
     assert backend.kind == "worker" and backend.available
     assert backend.command("/s.yaml") == [NODE_PYTHON, "-m", "tao_sdk.worker", "rtdetr", "train", "-e", "/s.yaml"]
-    plan = create_job("rtdetr", "train", datasets=DATASETS, spec_overrides=OVERRIDES, automl_policy="off",
-                      dry_run=True, workspace=Workspace(tmp_path / "ws"))
+    plan = plan_job("rtdetr", "train", datasets=DATASETS, spec_overrides=OVERRIDES, automl_policy="off",
+                    workspace=Workspace(tmp_path / "ws"))
     assert plan.backend.kind == "worker" and plan.command[1:4] == ["-m", "tao_sdk.worker", "rtdetr"]
 
 
@@ -100,10 +100,10 @@ def test_neither_is_a_plan_time_error_naming_what_to_install(bare_path, tmp_path
     plan = plan_job("oneformer", "train", datasets=DATASETS, spec_overrides=OVERRIDES, automl_policy="off",
                     workspace=ws)
     assert plan.backend.kind == "none" and not plan.backend.available  # the plan reports it
-    for kwargs in ({"automl_policy": "off", "dry_run": True}, {"automl_policy": "off"},
-                   {"automl_policy": "auto"}, {"automl_policy": "auto", "dry_run": True}):
+    for policy, make in (("off", plan_job), ("off", create_job), ("auto", create_job), ("auto", plan_job)):
         with pytest.raises(PlatformError) as err:
-            create_job("oneformer", "train", datasets=DATASETS, spec_overrides=OVERRIDES, workspace=ws, **kwargs)
+            make("oneformer", "train", datasets=DATASETS, spec_overrides=OVERRIDES, workspace=ws,
+                 automl_policy=policy).backend.require()
         text = str(err.value)
         assert "nothing can run 'oneformer train'" in text
         assert "runs rtdetr, deformable_detr" in text and "TAO container" in text and "on PATH" in text

@@ -124,8 +124,8 @@ def test_preset_layering_and_errors(ws, capsys):
     assert out["preset"] == "tiny" and out["env"] == {"TAO_WORKER_BACKBONE_SCALE": "tiny"}
     assert out["spec"]["model"]["num_queries"] == 20 and out["spec"]["dataset"]["num_classes"] == 3
     assert main(["show", "dino", "--json"]) == 0 and json.loads(capsys.readouterr().out)["presets"] == ["full"]
-    automl = create_job("rtdetr", "train", datasets=data, preset="tiny", workspace=ws, dry_run=True,
-                        spec_overrides={"dataset.num_classes": 3})
+    automl = plan_job("rtdetr", "train", datasets=data, preset="tiny", workspace=ws,
+                      spec_overrides={"dataset.num_classes": 3})
     names = {r["name"] for r in automl.automl["search_space"]}
     assert "train.optim.lr" in names and not any(n.startswith("model.") for n in names)  # size fixed, schedule searched
 

@@ -1,5 +1,5 @@
 """Plan-time refusals of distill / quantize specs the built-in worker cannot run here, without
-importing torch in the SDK process (create_job dry runs, no job runs)."""
+importing torch in the SDK process (plan_job dry runs, no job runs)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tao_sdk import Workspace, create_job
+from tao_sdk import Workspace, plan_job
 from tao_sdk.worker.errors import SpecError
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
@@ -20,8 +20,8 @@ LINEAR = {"module_name": "*", "weights": {"dtype": "int8"}}
 
 def _plan(tmp_path, action: str, **over):
     key = "quantize.model_path" if action == "quantize" else "distill.pretrained_teacher_model_path"
-    return create_job("rtdetr", action, workspace=Workspace(tmp_path / "ws"), dry_run=True, datasets=DATA,
-                      spec_overrides={key: "/models/model_epoch_009.pth", **over})
+    return plan_job("rtdetr", action, workspace=Workspace(tmp_path / "ws"), datasets=DATA,
+                    spec_overrides={key: "/models/model_epoch_009.pth", **over})
 
 
 @pytest.mark.parametrize("over,match", [
@@ -51,8 +51,8 @@ def test_distill_unknown_criterion_and_empty_bindings(tmp_path):
 
 
 def test_plan_checks_do_not_import_torch(tmp_path):
-    code = ("import sys; from tao_sdk import Workspace, create_job\n"
-            f"p = create_job('rtdetr', 'quantize', workspace=Workspace({str(tmp_path / 'ws')!r}), dry_run=True, "
+    code = ("import sys; from tao_sdk import Workspace, plan_job\n"
+            f"p = plan_job('rtdetr', 'quantize', workspace=Workspace({str(tmp_path / 'ws')!r}), "
             f"datasets={DATA!r}, spec_overrides={{'quantize.model_path': '/m.pth', 'quantize.layers': [{LINEAR!r}]}})\n"
             "print(p.backend.kind, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

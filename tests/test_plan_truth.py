@@ -40,7 +40,7 @@ def _finished_train(ws: Workspace, skill: str = "tao-train-rtdetr", **overrides)
 
 
 def test_explicit_automl_arguments_beat_the_request_text(ws):
-    plan = create_job("rtdetr", "train", datasets=DATASETS, spec_overrides=TRAIN, dry_run=True, workspace=ws,
+    plan = plan_job("rtdetr", "train", datasets=DATASETS, spec_overrides=TRAIN, workspace=ws,
                       request="run AutoML with bayesian search, not plain training",
                       automl={"algorithm": "bayesian", "max_recommendations": 3})
     assert plan.route.automl and plan.route.target == "tao-run-automl"
@@ -183,8 +183,8 @@ def test_a_secret_in_any_form_travels_only_by_environment(tmp_path, monkeypatch,
         captured = capsys.readouterr()
         outputs += [captured.out, captured.err]
     assert json.loads(dump.read_text())["TAO_ENCRYPTION_KEY"] == set_key      # the --set job got its key
-    plan = create_job("rtdetr", "train", datasets=DATASETS, spec_overrides={**TRAIN, "encryption_key": set_key},
-                      request="run AutoML", automl={"max_recommendations": 2}, dry_run=True, workspace=ws)
+    plan = plan_job("rtdetr", "train", datasets=DATASETS, spec_overrides={**TRAIN, "encryption_key": set_key},
+                    request="run AutoML", automl={"max_recommendations": 2}, workspace=ws)
     outputs += [json.dumps(plan.to_dict(), default=str), repr(plan)]
 
     haystacks = {str(p): p.read_bytes() for p in ws.root.rglob("*") if p.is_file()}

@@ -16,14 +16,11 @@ def _resume(args: argparse.Namespace) -> int:
 
 def _trials(args: argparse.Namespace) -> int:
     from ..jobs import get_job
-    from .report import format_trial_table, trial_rows
+    from .report import format_trial_table, trial_table
 
     job = get_job(args.job)
     if args.json:
-        print(json.dumps({"job": job.id, "status": job.status.value, "best_child_id": job.result.get("best_child_id"),
-                          "best_params": job.result.get("best_params"), "best_value": job.result.get("best_value"),
-                          "best_epoch": job.result.get("best_epoch"), "trials": trial_rows(job.record)},
-                         indent=2, default=str))
+        print(json.dumps(trial_table(job.record).to_json_dict(), indent=2))
     else:
         print(f"{job.id}: {job.status.value}  metric {job.result.get('metric')} ({job.result.get('direction')})")
         print(format_trial_table(job.record))

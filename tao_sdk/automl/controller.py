@@ -28,6 +28,7 @@ from typing import Any, Mapping
 
 from .. import results
 from ..bank import Skill, SkillBank, get_bank
+from ..budget import job_budget
 from ..errors import JobNotFoundError, TaoSkillsError
 from ..jobkinds import JobKind
 from ..jobstore import JobRecord, JobStatus, new_job_id
@@ -145,29 +146,33 @@ def automl_plan(cfg: Mapping[str, Any], space: SearchSpace, base_spec: Mapping[s
 
 
 # =========================================================================== creation (SDK side)
+def plan_automl(plan: Any, model_skill: Skill, *, spec_overrides: Mapping[str, Any] | None,
+                settings: Mapping[str, Any] | None) -> None:
+    """Fill ``plan.automl`` (algorithm, budget, search space: each dimension with its range and
+    scale) and a note, for a train action routed to ``tao-run-automl``. Everything is checked
+    here, before anything starts: settings, the search space (unknown or disabled names -> error
+    with suggestions) and that the algorithm accepts them."""
+    cfg = normalize_settings(settings)
+    space = build_space(model_skill, cfg, spec_overrides, plan.spec, plan.preset)
+    make_algorithm(model_skill, space, cfg, plan.spec)
+    plan.notes.append(f"AutoML {cfg['algorithm']} over {len(space)} hyperparameters: {', '.join(space.names)}")
+    plan.automl = automl_plan(cfg, space, plan.spec)
+
+
 def create_automl_job(plan: Any, model_skill: Skill, *, datasets: Mapping[str, Any] | None,
                       spec_overrides: Mapping[str, Any] | None, dataset_format: str | None, platform: str,
-                      settings: Mapping[str, Any] | None, encryption_key: str | None, dry_run: bool,
+                      settings: Mapping[str, Any] | None, encryption_key: str | None,
                       workspace: Workspace, bank: SkillBank, base_spec: Mapping[str, Any] | None = None,
                       preset: str | None = None) -> Any:
-    """Create the AutoML job for a train action routed to ``tao-run-automl`` and start its controller.
+    """Create the AutoML job of a plan routed to ``tao-run-automl`` (its ``plan.automl`` filled by
+    :func:`plan_automl`) and start its controller.
 
-    Everything is checked before anything starts: settings, the search space (unknown or disabled
-    names -> error with suggestions) and the base spec (already validated in ``plan``).
     ``base_spec``: the user's spec file layer (nested, secrets already moved out); every trial is
-    planned on it, and on ``preset`` (the skill preset, e.g. ``"tiny"``). A dry run fills
-    ``plan.automl`` with the algorithm, the budget and the search space (each dimension with its
-    range and scale).
+    planned on it, and on ``preset`` (the skill preset, e.g. ``"tiny"``).
     """
     from ..jobs import Job
 
     cfg = normalize_settings(settings)
-    space = build_space(model_skill, cfg, spec_overrides, plan.spec, preset)
-    make_algorithm(model_skill, space, cfg, plan.spec)
-    if dry_run:
-        plan.notes.append(f"AutoML {cfg['algorithm']} over {len(space)} hyperparameters: {', '.join(space.names)}")
-        plan.automl = automl_plan(cfg, space, plan.spec)
-        return plan
     metric, direction = model_skill.metric
     record = JobRecord(
         id=plan.job_id, skill="tao-run-automl", action="train", platform=platform, kind="automl",
@@ -176,9 +181,9 @@ def create_automl_job(plan: Any, model_skill: Skill, *, datasets: Mapping[str, A
                 "spec_overrides": dict(spec_overrides or {}), "base_spec": dict(base_spec or {}),
                 "dataset_format": dataset_format, "preset": preset,
                 "trial_platform": platform, "metric": metric, "direction": direction,
-                "search_space": space.names, "route": plan.route.reason,
+                "search_space": [row["name"] for row in plan.automl["search_space"]], "route": plan.route.reason,
                 "algorithm_state": None, "trials": {}, "best_child_id": None,
-                "submitter": process_identity()},
+                "budget": job_budget(plan).model_dump(), "submitter": process_identity()},
     )
     workspace.store.create(record)
     workspace.write_job_card(record)  # before it starts: `tao-skills jobs --recover` rebuilds it from there
@@ -265,9 +270,27 @@ class AutomlKind(JobKind):
 
     has_task_status = False  # progress is the trial table, not a status.json
 
+    def plan(self, plan: Any, skill: Any, **options: Any) -> None:
+        """:func:`plan_automl`."""
+        plan_automl(plan, skill, **options)
+
     def create(self, plan: Any, skill: Any, **options: Any) -> Any:
         """:func:`create_automl_job`."""
         return create_automl_job(plan, skill, **options)
+
+    def summary(self, job: Any, progress: Any) -> str:
+        """The trial summary line (:func:`tao_sdk.automl.report.progress_line`)."""
+        from .report import progress_line
+
+        return progress_line(job.record)
+
+    def fraction_done(self, record: JobRecord, progress: Any) -> float | None:
+        """Trials finished (ok or failed) of the trials planned (1.0 once the job ended)."""
+        if record.status.is_terminal:
+            return 1.0
+        planned = int((record.result.get("settings") or {}).get("max_recommendations") or 0)
+        done = sum(t.get("status") in ("ok", "failed") for t in (record.result.get("trials") or {}).values())
+        return min(1.0, done / planned) if planned else None
 
     def refresh(self, workspace: Workspace, record: JobRecord) -> JobRecord:
         """:func:`refresh_automl_record`."""

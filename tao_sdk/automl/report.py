@@ -8,6 +8,7 @@ from typing import Any
 from .. import results
 from ..errors import TaoSkillsError
 from ..jobstore import JobRecord
+from ..models import Trial, TrialTable
 
 
 def trial_rows(record: JobRecord) -> list[dict[str, Any]]:
@@ -23,6 +24,16 @@ def trial_rows(record: JobRecord) -> list[dict[str, Any]]:
                      "best_epoch": t.get("best_epoch"), "params": t.get("params") or {},
                      "error": t.get("error")})
     return rows
+
+
+def trial_table(record: JobRecord) -> TrialTable:
+    """The typed trial table of an AutoML job (:class:`tao_sdk.models.TrialTable`): every trial
+    and the best child, value, epoch and params."""
+    res = record.result
+    return TrialTable(job=record.id, status=record.status.value, metric=res.get("metric"),
+                      direction=res.get("direction"), best_child_id=res.get("best_child_id"),
+                      best_params=res.get("best_params"), best_value=res.get("best_value"),
+                      best_epoch=res.get("best_epoch"), trials=[Trial(**row) for row in trial_rows(record)])
 
 
 def progress_line(record: JobRecord) -> str:
