@@ -508,6 +508,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="show (default) or clear (removes every entry no running job uses)")
     p.set_defaults(func=cmd_cache)
 
+    p = sub.add_parser("dataset", help="convert users' datasets into the layouts the skills read")
+    from .datasets.convert.cli import add_convert_parser
+
+    add_convert_parser(p.add_subparsers(dest="dataset_command", required=True))
+
     for choice in sub.choices.values():
         choice.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                             help="machine-readable output")
