@@ -98,5 +98,5 @@ def write(source: StereoSource, staging: Path) -> dict[str, Any]:
 
 
 def spec_hints(source: StereoSource) -> dict[str, Any]:
-    """What the spec / run needs: the ``dataset_name`` of every ``data_sources`` entry."""
-    return {"--dataset-format": source.dataset_format}
+    """No spec value beyond the ``dataset_name`` (the report's ``dataset_format``)."""
+    return {}
