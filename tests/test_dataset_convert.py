@@ -271,10 +271,17 @@ def test_stereo_sources_convert_to_the_annotation_list_the_worker_reads(case, tm
 
 
 # --------------------------------------------------------------------------- S3, CLI, errors
-def test_convert_to_s3_through_moto(s3_env, tmp_path):
-    dest = f"s3://{s3_env}/data/voc"
-    report = convert_dataset("voc", "coco", str(_voc(tmp_path / "src")), dest)
+def test_convert_from_and_to_s3_through_moto(s3_env, tmp_path):
+    src, dest = f"s3://{s3_env}/raw/voc", f"s3://{s3_env}/data/voc"
     store = storage_for(dest)
+    store.upload_dir(_voc(tmp_path / "src"), src)
+    _write(tmp_path / "bad.xml", "<annotation><object>")
+    store.upload_file(tmp_path / "bad.xml", f"{src}/VOC2012/Annotations/bad.xml")
+    _write(tmp_path / "train.txt", "a\nb\nbad\n")
+    store.upload_file(tmp_path / "train.txt", f"{src}/VOC2012/ImageSets/Main/train.txt")
+    report = convert_dataset("voc", "coco", src, dest)
+    assert report.dropped == [{"reason": "annotation file that is not valid XML", "count": 1,
+                               "examples": [report.dropped[0]["examples"][0]]}]
     names = sorted(o.uri[len(dest) + 1:] for o in store.list(dest))
     assert names == sorted(f"{s}/{f}" for s in ("train", "val") for f in DET_FILES)
     coco = json.loads(store.read_text(f"{dest}/val/annotations.json"))

@@ -16,7 +16,7 @@ from tao_sdk.worker.staging import IMAGE_EXTENSIONS
 
 from .registry import missing_imaging
 
-__all__ = ["imaging", "first_dir", "list_files", "image_size", "TarWriter", "publish"]
+__all__ = ["imaging", "first_dir", "list_files", "member_name", "image_size", "TarWriter", "publish"]
 
 
 def imaging():
@@ -47,6 +47,13 @@ def list_files(folder: Path, suffixes: Iterable[str] = IMAGE_EXTENSIONS) -> list
     for dirpath, _dirs, names in os.walk(folder):
         out += [Path(dirpath) / n for n in names if n.lower().endswith(wanted)]
     return sorted(out)
+
+
+def member_name(path: Path, root: Path) -> str:
+    """The archive member name of ``path``: its normalised path relative to ``root`` when it
+    lies below it (``a/b.jpg``), else its file name (never a ``..`` member the worker refuses)."""
+    rel = os.path.relpath(os.path.normpath(path), os.path.normpath(root))
+    return Path(rel).as_posix() if rel != ".." and not rel.startswith(".." + os.sep) else Path(path).name
 
 
 def image_size(path: Path) -> tuple[int, int] | None:

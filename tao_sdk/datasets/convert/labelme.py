@@ -17,7 +17,7 @@ from pathlib import Path
 from tao_sdk.errors import ConversionError
 
 from .detection import finish, open_image
-from .files import list_files
+from .files import list_files, member_name
 from .records import ConvertOptions, DetectionSource, Drops
 from .registry import Reader
 
@@ -60,8 +60,7 @@ def read(src: Path, split: str | None, opts: ConvertOptions) -> DetectionSource:
             drops.add("not a LabelMe JSON file (no shapes list)", str(path))
             continue
         image = Path(os.path.normpath(path.parent / str(data.get("imagePath") or "").replace("\\", "/")))
-        img = open_image(image, image.relative_to(folder).as_posix() if image.is_relative_to(folder)
-                         else image.name, drops)
+        img = open_image(image, member_name(image, folder), drops)
         if img is None:
             continue
         for no, shape in enumerate(data["shapes"], 1):

@@ -46,7 +46,11 @@ def write(source: PanopticSource, staging: Path) -> dict[str, Any]:
     with TarWriter(staging / "images.tar.gz") as tar, \
             TarWriter(staging / "images_panoptic.tar.gz") as pan_tar:
         for img in source.items:
-            ids, segments = img.segments()
+            try:
+                ids, segments = img.segments()
+            except (OSError, ValueError) as exc:
+                source.drops.add("unreadable label mask", f"{img.path}: {exc}")
+                continue
             size = image_size(img.path)
             if size != (ids.shape[1], ids.shape[0]):
                 source.drops.add("label map of another size than its image (or unreadable image)",

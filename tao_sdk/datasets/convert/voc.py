@@ -44,10 +44,13 @@ def splits(src: Path) -> list[str]:
 
 
 @lru_cache(maxsize=4096)
-def _parse(xml: Path) -> tuple[str | None, tuple[tuple[str, tuple[float, ...], bool], ...]]:
-    """``(filename, ((name, (xmin, ymin, xmax, ymax), difficult), ...))`` of one file; a
-    malformed object has an empty box tuple."""
-    root = ET.parse(xml).getroot()
+def _parse(xml: Path) -> tuple[str | None, tuple[tuple[str, tuple[float, ...], bool], ...]] | None:
+    """``(filename, ((name, (xmin, ymin, xmax, ymax), difficult), ...))`` of one file (a
+    malformed object has an empty box tuple); ``None`` for a file that is not XML."""
+    try:
+        root = ET.parse(xml).getroot()
+    except (ET.ParseError, OSError):
+        return None
     objects = []
     for obj in root.iter("object"):
         name = (obj.findtext("name") or "").strip()
@@ -74,15 +77,21 @@ def read(src: Path, split: str | None, opts: ConvertOptions) -> DetectionSource:
     """Read a VOC folder (see the module docstring)."""
     root = _root(src)
     images_dir = first_dir(root, ["JPEGImages"], "VOC")
-    found = {name for xml in (root / "Annotations").glob("*.xml") for name, _b, _d in _parse(xml)[1]}
+    found = {name for xml in (root / "Annotations").glob("*.xml") for name, _b, _d in (_parse(xml) or ("", ()))[1]}
     drops, clipped, images, difficult = Drops(), [0], [], 0
     for image_id in _ids(root, split):
         xml = root / "Annotations" / f"{image_id}.xml"
         if not xml.is_file():
             drops.add("listed image without an annotation file", str(xml))
             continue
-        filename, objects = _parse(xml)
-        img = open_image(images_dir / (filename or f"{image_id}.jpg"), filename or f"{image_id}.jpg", drops)
+        parsed = _parse(xml)
+        if parsed is None:
+            drops.add("annotation file that is not valid XML", str(xml))
+            continue
+        filename, objects = parsed
+        names = [n for n in (filename, f"{image_id}.jpg") if n]  # some exports name another extension
+        name = next((n for n in names if (images_dir / n).is_file()), names[0])
+        img = open_image(images_dir / name, name, drops)
         if img is None:
             continue
         for no, (name, corners, hard) in enumerate(objects, 1):

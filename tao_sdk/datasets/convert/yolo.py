@@ -18,7 +18,7 @@ import yaml
 from tao_sdk.errors import ConversionError
 
 from .detection import finish, open_image
-from .files import list_files
+from .files import list_files, member_name
 from .records import ConvertOptions, DetectionSource, DetImage, Drops
 from .registry import Reader
 
@@ -34,7 +34,10 @@ def _config(src: Path) -> tuple[Path, dict]:
     if path is None:
         raise ConversionError(f"YOLO: no data.yaml in {src}; point SRC at the folder holding data.yaml "
                               "(names + train / val image folders) or at the YAML file")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConversionError(f"YOLO: {path} is not valid YAML ({str(exc).splitlines()[0]}); fix the file") from None
     if not isinstance(data, dict) or not data.get("names"):
         raise ConversionError(f"YOLO: {path} has no 'names' (the class names, in class-index order)")
     root = Path(data.get("path") or ".")
@@ -108,8 +111,7 @@ def read(src: Path, split: str | None, opts: ConvertOptions) -> DetectionSource:
     names = _names(data)
     drops, clipped, images = Drops(), [0], []
     for path in _images(root, data[split]):
-        rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
-        img = open_image(path, rel, drops)
+        img = open_image(path, member_name(path, root), drops)
         if img is None:
             continue
         if _label_file(path).is_file():
