@@ -287,7 +287,7 @@ def test_convert_from_and_to_s3_through_moto(s3_env, tmp_path):
     coco = json.loads(store.read_text(f"{dest}/val/annotations.json"))
     assert [c["name"] for c in coco["categories"]] == ["cat", "dog"]  # same ids as train
     assert report.outputs[1]["dest"] == f"{dest}/val"
-    with pytest.raises(ConversionError, match="already holds"):
+    with pytest.raises(ConversionError, match="already exist"):
         convert_dataset("voc", "coco", str(tmp_path / "src" / "VOCdevkit"), dest)
 
 

@@ -32,7 +32,7 @@ from tao_sdk.errors import ConversionError
 from tao_sdk.storage import is_remote, storage_for
 
 from . import registry
-from .files import publish
+from .files import publish, refuse_existing
 from .records import ConvertOptions, Drops, Source
 
 __all__ = ["ConversionReport", "convert_dataset", "conversions"]
@@ -136,13 +136,12 @@ def _plan(reader: registry.Reader, src: Path, split: Sequence[str] | str | None,
     return names
 
 
-def _write(target, source: Source, dest: str, name: str | None, overwrite: bool) -> dict[str, Any]:
-    """Write one dataset root (``dest/name``, or dest) through a local staging folder."""
-    uri = storage_for(dest).join(dest, name) if name else dest
+def _write(target, source: Source, name: str | None, root: str) -> dict[str, Any]:
+    """Write one dataset root through a local staging folder; its report entry."""
     with tempfile.TemporaryDirectory(prefix="tao-convert-") as staging:
         counts = target.write(source, Path(staging))
-        files = publish(Path(staging), target.FILES, uri, overwrite)
-    return {"split": name, "dest": uri, "files": files, **counts}
+        files = publish(Path(staging), target.FILES, root)
+    return {"split": name, "dest": root, "files": files, **counts}
 
 
 def convert_dataset(from_format: str, to_format: str, src: str, dest: str,
@@ -176,19 +175,23 @@ def convert_dataset(from_format: str, to_format: str, src: str, dest: str,
     opts = ConvertOptions(classes=_class_names(classes), ignore_values=tuple(int(v) for v in ignore_values),
                           disparity_scale=float(disparity_scale))
     report = ConversionReport(from_format, to_format, src, dest, skills=registry.TARGETS[to_format.lower()][1])
-    drops, clipped = Drops(), 0
     with tempfile.TemporaryDirectory(prefix="tao-convert-src-") as tmp:
         local = _local_source(src, Path(tmp))
-        for name in _plan(reader, local, split, val_fraction):
-            source = reader.read(local, name, opts)
-            parts = _partition(source, val_fraction, seed) if val_fraction else [(name, source)]
-            for out_name, part in parts:
-                report.outputs.append(_write(target, part, dest, out_name, overwrite))
-            drops.merge(source.drops)
-            clipped += getattr(source, "clipped", [0])[0]
-            report.notes += [n for n in source.notes if n not in report.notes]
+        # every split is read (its layout checked) and every root checked before anything is written
+        reads = [(name, reader.read(local, name, opts)) for name in _plan(reader, local, split, val_fraction)]
+        parts = [(out_name, part) for name, source in reads
+                 for out_name, part in (_partition(source, val_fraction, seed) if val_fraction else [(name, source)])]
+        roots = [storage_for(dest).join(dest, name) if name else dest for name, _part in parts]
+        refuse_existing(roots, target.FILES, overwrite)
+        report.outputs = [_write(target, part, name, root) for (name, part), root in zip(parts, roots)]
+    drops, clipped = Drops(), 0
+    for _name, source in reads:
+        drops.merge(source.drops)
+        clipped += getattr(source, "clipped", [0])[0]
+        report.notes += [n for n in source.notes if n not in report.notes]
     if clipped:
         report.notes.append(f"{clipped} box(es) partly outside their image clipped to it")
+    source = reads[-1][1]  # every split of one source has the same classes and dataset_format
     report.classes = [{"id": i + 1, "name": n} for i, n in enumerate(source.classes)]
     report.dropped = drops.to_list()
     report.dataset_format = getattr(source, "dataset_format", to_format.lower())

@@ -16,7 +16,7 @@ from tao_sdk.worker.staging import IMAGE_EXTENSIONS
 
 from .registry import missing_imaging
 
-__all__ = ["imaging", "first_dir", "list_files", "member_name", "image_size", "TarWriter", "publish"]
+__all__ = ["imaging", "first_dir", "list_files", "member_name", "image_size", "TarWriter", "refuse_existing", "publish"]
 
 
 def imaging():
@@ -101,15 +101,23 @@ class TarWriter:
         self.close()
 
 
-def publish(staging: Path, names: list[str], dest: str, overwrite: bool) -> list[str]:
+def refuse_existing(roots: list[str], names: list[str], overwrite: bool) -> None:
+    """Unless ``overwrite``, a :class:`ConversionError` when any ``root/<name>`` exists (local
+    folder or ``s3://`` prefix): a conversion never replaces files silently."""
+    if overwrite:
+        return
+    existing = [u for root in roots for u in (storage_for(root).join(root, n) for n in names)
+                if storage_for(u).exists(u)]
+    if existing:
+        raise ConversionError(f"{', '.join(existing)} already exist(s); pick another DEST or pass "
+                              "overwrite=True (CLI --overwrite)")
+
+
+def publish(staging: Path, names: list[str], dest: str) -> list[str]:
     """Copy the finished files ``staging/<name>`` to ``dest/<name>`` (local folder or
-    ``s3://`` prefix); refuses to replace existing files unless ``overwrite``. Returns the URIs."""
+    ``s3://`` prefix); returns their URIs."""
     store = storage_for(dest)
     uris = [store.join(dest, n) for n in names]
-    existing = [u for u in uris if store.exists(u)]
-    if existing and not overwrite:
-        raise ConversionError(f"{dest} already holds {', '.join(existing)}; pick another DEST or pass "
-                              "overwrite=True (CLI --overwrite)")
     for name, uri in zip(names, uris):
         store.upload_file(staging / name, uri)
     return uris
