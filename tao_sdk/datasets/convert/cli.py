@@ -60,6 +60,6 @@ def cmd_convert(args: argparse.Namespace) -> int:
         print(f"dropped {d['count']}: {d['reason']} (e.g. {d['examples'][0]})")
     for note in report.notes:
         print(f"note: {note}")
-    hints = " ".join(f"--set {k}={v}" for k, v in report.spec_hints.items())
-    print(f"use: --dataset-format {report.dataset_format} {hints} ({report.skills})")
+    hints = "".join(f" --set {k}={json.dumps(v)}" for k, v in report.spec_hints.items())
+    print(f"use: --dataset-format {report.dataset_format}{hints} ({report.skills})")
     return 0

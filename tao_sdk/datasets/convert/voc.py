@@ -43,10 +43,18 @@ def splits(src: Path) -> list[str]:
     return [s for s in _DEFAULT_SPLITS if (main / f"{s}.txt").is_file()]
 
 
-@lru_cache(maxsize=4096)
 def _parse(xml: Path) -> tuple[str | None, tuple[tuple[str, tuple[float, ...], bool], ...]] | None:
     """``(filename, ((name, (xmin, ymin, xmax, ymax), difficult), ...))`` of one file (a
-    malformed object has an empty box tuple); ``None`` for a file that is not XML."""
+    malformed object has an empty box tuple); ``None`` for a file that is not XML. Parsed once
+    per file version (the class scan and every split read the same files)."""
+    try:
+        return _parse_version(str(xml), xml.stat().st_mtime_ns)
+    except OSError:
+        return None
+
+
+@lru_cache(maxsize=None)
+def _parse_version(xml: str, _mtime_ns: int):
     try:
         root = ET.parse(xml).getroot()
     except (ET.ParseError, OSError):
