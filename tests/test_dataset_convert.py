@@ -5,6 +5,7 @@ conversion to S3 through the moto server; the CLI's JSON and its one-line errors
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -92,8 +93,11 @@ def _labelme(root: Path) -> Path:
         shapes = [{"label": "box", "shape_type": "rectangle", "points": [[30, 20], [5, 4]]},
                   {"label": "blob", "shape_type": "polygon", "points": [[10, 10], [20, 12], [15, 25]]},
                   {"label": "box", "shape_type": "point", "points": [[3, 3]]}]
-        _write(root / f"{stem}.json", json.dumps({"imagePath": f"{stem}.png", "shapes": shapes,
-                                                 "imageWidth": 64, "imageHeight": 48}))
+        embedded = base64.b64encode((root / f"{stem}.png").read_bytes()).decode()
+        if stem == "q":  # only embedded in its JSON (imageData), as LabelMe can save it
+            (root / "q.png").unlink()
+        _write(root / "sub" / f"{stem}.json", json.dumps({"imagePath": f"../{stem}.png", "shapes": shapes,
+                                                         "imageData": embedded}))
     return root
 
 

@@ -172,10 +172,10 @@ def convert_dataset(from_format: str, to_format: str, src: str, dest: str,
     """
     reader = registry.reader(from_format, to_format)
     target = registry.writer(to_format)
-    opts = ConvertOptions(classes=_class_names(classes), ignore_values=tuple(int(v) for v in ignore_values),
-                          disparity_scale=float(disparity_scale))
     report = ConversionReport(from_format, to_format, src, dest, skills=registry.TARGETS[to_format.lower()][1])
     with tempfile.TemporaryDirectory(prefix="tao-convert-src-") as tmp:
+        opts = ConvertOptions(classes=_class_names(classes), ignore_values=tuple(int(v) for v in ignore_values),
+                              disparity_scale=float(disparity_scale), scratch=Path(tmp) / "scratch")
         local = _local_source(src, Path(tmp))
         # every split is read (its layout checked) and every root checked before anything is written
         reads = [(name, reader.read(local, name, opts)) for name in _plan(reader, local, split, val_fraction)]

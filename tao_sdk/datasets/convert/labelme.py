@@ -1,7 +1,8 @@
 """LabelMe -> COCO.
 
 Layout: LabelMe's JSON files anywhere below SRC (``--split NAME``: below ``SRC/NAME``), each
-naming its image by ``imagePath`` (relative to the JSON). Shapes: ``rectangle`` (two corners),
+naming its image by ``imagePath`` (relative to the JSON; when that file is absent, the image
+embedded as ``imageData`` is used). Shapes: ``rectangle`` (two corners),
 ``polygon`` (the box of its points) and ``circle`` (centre + a point on the circle) become
 boxes; ``point``, ``line`` and ``linestrip`` shapes have no area and are dropped (reported).
 The class list is the sorted labels of every JSON below SRC (all splits), unless ``--classes``.
@@ -9,6 +10,7 @@ The class list is the sorted labels of every JSON below SRC (all splits), unless
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
@@ -47,6 +49,16 @@ def _corners(shape: dict) -> tuple[float, float, float, float] | None:
     return None
 
 
+def _embedded(b64: str, out: Path) -> Path:
+    """Write the image LabelMe embedded in its JSON (``imageData``, base64) to ``out``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.write_bytes(base64.b64decode(b64, validate=False))
+    except (ValueError, TypeError):
+        pass  # left absent: reported as a missing image
+    return out
+
+
 def read(src: Path, split: str | None, opts: ConvertOptions) -> DetectionSource:
     """Read the LabelMe JSON files below SRC (or SRC/<split>)."""
     folder = Path(os.path.normpath(src / split if split else src))
@@ -60,7 +72,10 @@ def read(src: Path, split: str | None, opts: ConvertOptions) -> DetectionSource:
             drops.add("not a LabelMe JSON file (no shapes list)", str(path))
             continue
         image = Path(os.path.normpath(path.parent / str(data.get("imagePath") or "").replace("\\", "/")))
-        img = open_image(image, member_name(image, folder), drops)
+        name = member_name(image, folder)
+        if not image.is_file() and data.get("imageData"):
+            image = _embedded(data["imageData"], opts.scratch / name)
+        img = open_image(image, name, drops)
         if img is None:
             continue
         for no, shape in enumerate(data["shapes"], 1):

@@ -30,11 +30,14 @@ class ConvertOptions:
         ignore_values: semantic-mask pixel values that mean "unlabelled" (default 255).
         disparity_scale: divisor of 16-bit PNG disparity in a ``stereo_pairs`` source (default
             256, the KITTI convention the worker reads; other scales are re-encoded as PFM).
+        scratch: a folder that lives as long as the conversion, for files a reader has to
+            materialise (LabelMe images embedded as ``imageData``).
     """
 
     classes: list[str] | None = None
     ignore_values: tuple[int, ...] = (255,)
     disparity_scale: float = 256.0
+    scratch: Path | None = None
 
 
 class Drops:
