@@ -10,6 +10,8 @@ Python API (the CLI ``tao-skills`` mirrors it):
   :func:`cancel_job`, :func:`resume_job` — run and track jobs (local platform by default).
 - :func:`check_bank` — the bank checker.
 - :func:`cache_info`, :func:`clear_cache` — the worker's dataset cache (size cap, LRU eviction).
+- :func:`convert_dataset` — KITTI / VOC / YOLO / LabelMe / masks / Cityscapes / stereo data into
+  the layout a skill's data-source table names (:class:`ConversionReport`).
 """
 
 from importlib import import_module
@@ -30,6 +32,7 @@ _EXPORTS = {
     "resume_job": "jobs", "wait_for_job": "jobs",
     "Route": "policy", "resolve_automl_policy": "policy", "route_action": "policy",
     "build_spec": "spec", "validate_spec": "spec", "Workspace": "workspace",
+    "ConversionError": "errors", "ConversionReport": "datasets.convert", "convert_dataset": "datasets.convert",
 }
 
 
@@ -55,4 +58,5 @@ __all__ = [
     "SpecValidationError", "StorageError", "TaoSkillsError", "Workspace", "build_data_source_overrides",
     "build_spec", "cache_info", "cancel_job", "check_bank", "clear_cache", "create_job", "get_job", "job_logs", "list_jobs", "plan_job",
     "resolve_automl_policy", "resume_job", "route_action", "validate_spec", "wait_for_job",
+    "ConversionError", "ConversionReport", "convert_dataset",
 ]

@@ -14,7 +14,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from tao_sdk import Workspace, create_job, wait_for_job  # noqa: E402
-from tao_sdk.datasets.convert import convert_dataset  # noqa: E402
+from tao_sdk import convert_dataset  # noqa: E402
 from tao_sdk.worker import registry  # noqa: E402
 
 from test_dataset_convert import _disp_png, _masks, _voc  # noqa: E402
