@@ -78,7 +78,7 @@ def _voc(root: Path) -> Path:
 
 
 def _yolo(root: Path) -> Path:
-    _write(root / "data.yaml", "path: .\ntrain: images/train\nval: images/val\nnames:\n  0: square\n  1: disc\n")
+    _write(root / "data.yaml", "train: images/train\nval: ../images/val\nnames:\n  0: square\n  1: disc\n")
     for split in ("train", "val"):
         _image(root / "images" / split / "x.png")
         _write(root / "labels" / split / "x.txt",
@@ -131,6 +131,8 @@ def test_detection_sources_convert_to_the_coco_layout_the_worker_loads(fmt, tmp_
     assert loaded == boxes == sum(o["boxes"] for o in report.outputs)
     if dropped:
         assert dropped in {d["reason"] for d in report.dropped}
+    if fmt == "yolo":  # val: ../images/val, as Roboflow writes it
+        assert "data.yaml entry '../images/val' read as 'images/val' (Roboflow export convention)" in report.notes
 
 
 def test_kitti_reports_drops_and_clipping_and_holds_out_a_val_split(tmp_path):

@@ -5,7 +5,8 @@ index -> name), optional ``path`` (the root, relative to the YAML's folder) and 
 ``val`` / ``test``: an image folder, a ``.txt`` list of images, or a list of either. The labels
 of ``.../images/.../x.jpg`` are in ``.../labels/.../x.txt``: one object per line, ``class cx cy w
 h`` normalised to 0..1 (a segmentation line ``class x1 y1 x2 y2 ...`` gives the box of its
-polygon); no label file = no objects. Class index *k* -> category id *k* + 1. By default every
+polygon); no label file = no objects. A missing ``../train/images`` entry (Roboflow exports) is
+read as ``train/images`` when that exists, as Ultralytics does (noted in the report). Class index *k* -> category id *k* + 1. By default every
 split the YAML names converts into ``DEST/<split>``.
 """
 
@@ -41,7 +42,12 @@ def _config(src: Path) -> tuple[Path, dict]:
     if not isinstance(data, dict) or not data.get("names"):
         raise ConversionError(f"YOLO: {path} has no 'names' (the class names, in class-index order)")
     root = Path(data.get("path") or ".")
-    return (root if root.is_absolute() else path.parent / root), data
+    root = root if root.is_absolute() else path.parent / root
+    if not root.is_dir():
+        raise ConversionError(f"YOLO: {path} sets path: {data.get('path')!r}, but {root} is not a folder; fix "
+                              "path: (relative to the YAML's folder) or remove it (splits are then relative "
+                              "to the YAML's folder)")
+    return root, data
 
 
 def _names(data: dict) -> list[str]:
@@ -56,10 +62,21 @@ def splits(src: Path) -> list[str]:
     return [s for s in _SPLITS if _config(src)[1].get(s)]
 
 
-def _images(root: Path, entry) -> list[Path]:
+def _locate(root: Path, item: str, notes: list[str]) -> Path:
+    """The path of a data.yaml split entry. As Ultralytics does for Roboflow exports (whose
+    ``train: ../train/images`` points above the YAML's folder), a missing ``../x`` entry is read
+    as ``x`` when that exists; a note says so."""
+    path = Path(item) if Path(item).is_absolute() else root / item
+    if not path.exists() and str(item).startswith("../") and (root / item[3:]).exists():
+        notes.append(f"data.yaml entry {item!r} read as {item[3:]!r} (Roboflow export convention)")
+        return root / item[3:]
+    return path
+
+
+def _images(root: Path, entry, notes: list[str]) -> list[Path]:
     out: list[Path] = []
     for item in entry if isinstance(entry, list) else [entry]:
-        path = Path(item) if Path(item).is_absolute() else root / item
+        path = _locate(root, str(item), notes)
         if path.is_dir():
             out += list_files(path)
         elif path.suffix == ".txt" and path.is_file():
@@ -109,15 +126,15 @@ def read(src: Path, split: str | None, opts: ConvertOptions) -> DetectionSource:
         raise ConversionError(f"YOLO: data.yaml names no split {split!r}; use --split with one of "
                               f"{', '.join(s for s in _SPLITS if data.get(s)) or '(none: add train / val)'}")
     names = _names(data)
-    drops, clipped, images = Drops(), [0], []
-    for path in _images(root, data[split]):
+    drops, clipped, images, notes = Drops(), [0], [], []
+    for path in _images(root, data[split], notes):
         img = open_image(path, member_name(path, root), drops)
         if img is None:
             continue
         if _label_file(path).is_file():
             _objects(_label_file(path), img, names, drops, clipped)
         images.append(img)
-    return finish(images, opts, drops, clipped, names, declared=names, what=f"YOLO {split}")
+    return finish(images, opts, drops, clipped, names, declared=names, notes=notes, what=f"YOLO {split}")
 
 
 YOLO = Reader(read, splits)
