@@ -135,6 +135,18 @@ def test_detection_sources_convert_to_the_coco_layout_the_worker_loads(fmt, tmp_
         assert "data.yaml entry '../images/val' read as 'images/val' (Roboflow export convention)" in report.notes
 
 
+def test_split_selection_and_layout_errors(tmp_path):
+    src = _yolo(tmp_path / "src")
+    report = convert_dataset("yolo", "coco", str(src), str(tmp_path / "out"), split="val")
+    assert [o["dest"] for o in report.outputs] == [str(tmp_path / "out" / "val")]
+    with pytest.raises(ConversionError, match="names no split 'test'; use --split with one of train, val"):
+        convert_dataset("yolo", "coco", str(src), str(tmp_path / "o2"), split="test")
+    with pytest.raises(ConversionError, match="val_fraction partitions one split"):
+        convert_dataset("yolo", "coco", str(src), str(tmp_path / "o3"), val_fraction=0.5)
+    with pytest.raises(ConversionError, match="no Annotations/ folder"):
+        convert_dataset("voc", "coco", str(src), str(tmp_path / "o4"))
+
+
 def test_kitti_reports_drops_and_clipping_and_holds_out_a_val_split(tmp_path):
     src = _kitti(tmp_path / "src")
     report = convert_dataset("kitti", "coco", str(src), str(tmp_path / "out"), val_fraction=0.5)
@@ -155,6 +167,7 @@ def _masks(root: Path) -> Path:
         mask = np.zeros((24, 32), np.uint8)
         mask[4:12, 4:20] = 1
         mask[20:, :] = 255
+        mask[0, 0] = 7 if split == "val" else 0  # beyond the class list: reported, unlabelled
         Image.fromarray(mask).save(_write(root / "masks" / split / "a.png", ""))
     return root
 
@@ -187,11 +200,14 @@ def test_semantic_masks_convert_to_coco_panoptic_read_back_pixel_for_pixel(tmp_p
     report = convert_dataset("semantic_masks", "coco_panoptic", str(src), str(tmp_path / "out"))
     assert [o["split"] for o in report.outputs] == ["train", "val"]
     assert report.spec_hints["model.sem_seg_head.num_classes"] == 2
-    mask = np.asarray(Image.open(src / "masks" / "train" / "a.png"))
     for out in report.outputs:
         assert set(p.name for p in Path(out["dest"]).iterdir()) == PAN_FILES
         (sample,) = _panoptic(out["dest"], 2)
+        mask = np.asarray(Image.open(src / "masks" / out["split"] / "a.png")).copy()
+        mask[mask == 7] = 255
         assert np.array_equal(seg.semantic_target(sample), mask)  # value v -> class v, 255 ignored
+    assert report.dropped == [{"reason": "pixels of mask value 7 (not in the class list) left unlabelled",
+                               "count": 1, "examples": [str(src / "masks" / "val" / "a.png")]}]
 
 
 def test_cityscapes_instances_become_segments_of_the_19_classes(tmp_path):
