@@ -14,6 +14,8 @@ Python API (the CLI ``tao-skills`` mirrors it):
   -> :class:`JobBudget` (trials x epochs, GPUs). ``tao-skills mcp`` serves them over MCP.
 - :func:`cache_info`, :func:`clear_cache` — the worker's dataset cache (size cap, LRU eviction).
 - :func:`recover_job_store` — rebuild a damaged or emptied job store from the job folders.
+- :func:`convert_dataset` — KITTI / VOC / YOLO / LabelMe / masks / Cityscapes / stereo data into
+  the layout a skill's data-source table names (:class:`ConversionReport`).
 """
 
 from importlib import import_module
@@ -38,6 +40,7 @@ _EXPORTS = {
     "JobBudget": "budget", "job_budget": "budget",
     "ErrorInfo": "models", "JobInfo": "models", "PlanInfo": "models", "Progress": "models",
     "SpecReport": "models", "TrialTable": "models",
+    "ConversionError": "errors", "ConversionReport": "datasets.convert", "convert_dataset": "datasets.convert",
 }
 
 
@@ -65,4 +68,5 @@ __all__ = [
     "build_spec", "cache_info", "cancel_job", "check_bank", "clear_cache", "create_job", "get_job", "job_logs", "list_jobs", "plan_job",
     "resolve_automl_policy", "resume_job", "route_action", "validate_spec", "wait_for_job",
     "DiskFullError", "JobStoreDamagedError", "recover_job_store",
+    "ConversionError", "ConversionReport", "convert_dataset",
 ]

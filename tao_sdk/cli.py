@@ -545,6 +545,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="show (default) or clear (removes every entry no running job uses)")
     p.set_defaults(func=cmd_cache)
 
+    p = sub.add_parser("dataset", help="users' datasets: convert them into the layouts the skills read")
+    dataset_sub = p.add_subparsers(dest="dataset_command", required=True)
+    from .datasets.convert.cli import add_convert_parser
+
+    add_convert_parser(dataset_sub)
+
     for choice in sub.choices.values():
         choice.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                             help="machine-readable output")

@@ -30,6 +30,11 @@ class DataSourceError(TaoSkillsError):
     """A dataset role required by an action is missing or malformed."""
 
 
+class ConversionError(TaoSkillsError):
+    """A dataset cannot be converted (unknown format pair, source layout not found, no usable
+    sample); the message names the file or option and the fix."""
+
+
 class StorageError(TaoSkillsError):
     """A storage operation failed (missing object, bad URI, S3 error)."""
 

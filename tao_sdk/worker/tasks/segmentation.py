@@ -63,6 +63,8 @@ __all__ = [
     "mask_targets",
     "ConfusionMatrix",
     "palette",
+    "panoptic_png",
+    "segment_info",
     "write_prediction",
     "make_segmentation_dataset",
     "SegmentationTask",
@@ -467,6 +469,21 @@ def _png(arr: np.ndarray, fmt: str = "PNG") -> bytes:
     return buf.getvalue()
 
 
+def panoptic_png(ids: np.ndarray) -> bytes:
+    """A segment id map ``[H, W]`` as a COCO panoptic PNG (id = ``R + 256*G + 256*256*B``)."""
+    ids = np.asarray(ids, dtype=np.int64)
+    return _png(np.stack([ids % 256, (ids // 256) % 256, ids // 65536], -1).astype(np.uint8))
+
+
+def segment_info(ids: np.ndarray, seg_id: int, category_id: int, iscrowd: int = 0) -> dict:
+    """The ``segments_info`` entry of segment ``seg_id`` of the id map ``ids`` (area, bbox
+    ``[x, y, w, h]`` of its pixels; the segment must have at least one pixel)."""
+    ys, xs = np.nonzero(ids == seg_id)
+    return {"id": int(seg_id), "category_id": int(category_id), "iscrowd": int(iscrowd),
+            "area": int(len(xs)), "bbox": [int(xs.min()), int(ys.min()), int(np.ptp(xs)) + 1,
+                                           int(np.ptp(ys)) + 1]}
+
+
 def _synthetic_image(rng: np.random.Generator, prng: random.Random, size: int,
                      shapes: Sequence[str], max_objects: int):
     """One image: textured background + 1..max_objects shapes; returns (rgb, ids, segments)."""
@@ -502,16 +519,9 @@ def _write_split(folder: Path, n_images: int, cats: list[dict], size: int, seed:
         rgb, ids, segs = _synthetic_image(rng, prng, size, shapes, max_objects)
         stem = f"img_{i:05d}"
         img_files[f"{stem}.jpg"] = _png(rgb, "JPEG")
-        pan = np.stack([ids % 256, (ids // 256) % 256, ids // 65536], -1).astype(np.uint8)
-        pan_files[f"{stem}.png"] = _png(pan)
+        pan_files[f"{stem}.png"] = panoptic_png(ids)
         images.append({"id": i + 1, "file_name": f"{stem}.jpg", "width": size, "height": size})
-        info = []
-        for seg_id, name in segs:
-            ys, xs = np.nonzero(ids == seg_id)
-            info.append({"id": seg_id, "category_id": cat_id[name], "iscrowd": 0,
-                         "area": int(len(xs)), "bbox": [int(xs.min()), int(ys.min()),
-                                                        int(np.ptp(xs)) + 1,
-                                                        int(np.ptp(ys)) + 1]})
+        info = [segment_info(ids, seg_id, cat_id[name]) for seg_id, name in segs]
         anns.append({"image_id": i + 1, "file_name": f"{stem}.png", "segments_info": info})
     out = {"root": folder,
            "images": _tar(folder, "images.tar.gz", img_files),
