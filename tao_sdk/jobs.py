@@ -208,6 +208,8 @@ def plan_job(
     pretrained_model: str | None = None,
     planned_parent: "JobPlan | None" = None,
     job_id: str | None = None,
+    platform: str = "local",
+    image: str | None = None,
     workspace: Workspace | None = None,
     bank: SkillBank | None = None,
 ) -> JobPlan:
@@ -215,6 +217,8 @@ def plan_job(
 
     ``planned_parent``: a plan of a parent that has not run yet (dry runs of a whole chain).
     ``job_id``: use this id instead of a new one (AutoML chooses trial ids before submitting).
+    ``platform`` / ``image``: where it will run and the job's own container image (the docker
+    platform answers which image and command run it, see :meth:`Platform.plan_backend`).
 
     Plan-time errors (nothing is submitted): AutoML arguments that contradict each other or are
     not positive; a parent on an action that takes none; a setting that must equal the parent's
@@ -250,7 +254,11 @@ def plan_job(
                             deploy=deploy, bank=bank)
     if source is not None:
         _check_parent_agreement(source, composed.spec, inherited, own_model=action in OWN_MODEL_ACTIONS)
-    backend = skill_backend(skill, action, deploy)
+    backend = get_platform(platform).plan_backend(skill, action, deploy, image) or skill_backend(skill, action, deploy)
+    if image and backend.image != image:
+        from dataclasses import replace
+
+        backend = replace(backend, image=image)
     if not route.automl:
         backend.preflight(composed.spec)
     return JobPlan(job_id, skill.name, action, route, composed.spec, deploy, mapped.parent, results_uri,
@@ -378,6 +386,7 @@ def create_job(
     encryption_key: str | None = None,
     automl: Mapping[str, Any] | None = None,
     dry_run: bool = False,
+    image: str | None = None,
     workspace: Workspace | None = None,
     bank: SkillBank | None = None,
 ) -> "Job | JobPlan":
@@ -396,9 +405,10 @@ def create_job(
             ``encryption_key``) moves to the job's environment and is never stored.
         parent_job_id: upstream job (train/export/gen_trt_engine/AutoML) whose artifact feeds
             this one (checkpoint by the monitoring metric, ONNX or engine, by action).
-        platform: ``"local"`` (default, this machine) or ``"slurm"`` (sbatch on the cluster of
-            ``SLURM_CONF``; settings in ``<workspace>/platforms/slurm.yaml`` / ``TAO_SLURM_*``,
-            see references/platforms.md).
+        platform: ``"local"`` (default, this machine), ``"slurm"`` (sbatch on the cluster of
+            ``SLURM_CONF``; settings in ``<workspace>/platforms/slurm.yaml`` / ``TAO_SLURM_*``) or
+            ``"docker"`` (a container of the skill's TAO image, docker or podman; settings in
+            ``<workspace>/platforms/docker.yaml`` / ``TAO_DOCKER_*``); see references/platforms.md.
         automl_policy: ``"auto"``/``"off"``; ``request`` text like "no HPO" also turns it off.
             With auto, train of an AutoML-enabled skill runs through ``tao-run-automl``.
         dataset_format: dataset format where files depend on it (stereo, OneFormer label map).
@@ -410,6 +420,8 @@ def create_job(
             max_concurrent, hyperparameters, overrides). Giving them asks for AutoML: they beat
             request text such as "plain training" and contradict ``automl_policy="off"`` (error).
         dry_run: resolve + validate only; returns the :class:`JobPlan` and submits nothing.
+        image: the container image this job runs in (docker: beats the settings and the skill's
+            TAO image; slurm: pyxis ``--container-image``).
 
     Returns:
         The submitted :class:`Job` (or the plan when ``dry_run``).
@@ -418,7 +430,8 @@ def create_job(
     bank = bank or get_bank()
     plan = plan_job(skill, action, datasets=datasets, spec_overrides=spec_overrides, base_spec=base_spec,
                     parent_job_id=parent_job_id, dataset_format=dataset_format, automl_policy=automl_policy,
-                    request=request, automl=automl, pretrained_model=pretrained_model, workspace=workspace, bank=bank)
+                    request=request, automl=automl, pretrained_model=pretrained_model, platform=platform, image=image,
+                    workspace=workspace, bank=bank)
     if encryption_key:
         plan.secret_env[ENCRYPTION_KEY_ENV] = encryption_key
     model_skill = bank.get(plan.skill)
@@ -513,6 +526,8 @@ def job_task(plan: JobPlan, env: dict[str, str], workdir: str) -> JobTask:
     launch = get_bank().get(plan.skill).info.get("launch") or {}
     return JobTask(job_id=plan.job_id, command=list(plan.command or []), env=env, workdir=workdir,
                    num_gpus=int(train.get("num_gpus") or 0), num_nodes=int(train.get("num_nodes") or 1),
+                   gpu_ids=[int(i) for i in train.get("gpu_ids") or []],
+                   image=plan.backend.image if plan.backend else None,
                    processes_per_node=max(1, int(train.get("num_gpus") or 1)),
                    visible_devices_env=launch.get("visible_devices_env"), data_paths=_local_paths(plan.spec))
 
