@@ -218,3 +218,16 @@ def container_engine() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return image
+
+
+@pytest.fixture
+def container_cleanup(tmp_path) -> Iterator[None]:
+    """Remove the job containers (of any state) whose work folder is under ``tmp_path`` when the
+    test ends, so a failed test leaves nothing running."""
+    yield
+    out = subprocess.run(["podman", "ps", "-a", "--filter", "label=org.tao-skill-bank.job-id", "--format",
+                          '{{.ID}} {{index .Labels "org.tao-skill-bank.workdir"}}'], capture_output=True, text=True)
+    ids = [line.split()[0] for line in out.stdout.splitlines()
+           if len(line.split()) == 2 and line.split()[1].startswith(str(tmp_path))]
+    if ids:
+        subprocess.run(["podman", "rm", "-f", "-t", "0", *ids], capture_output=True)

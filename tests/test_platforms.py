@@ -38,6 +38,7 @@ def platform(request, tmp_path):
                             cancel_timeout=30)
     if request.param == "docker":
         image = request.getfixturevalue("container_engine")
+        request.getfixturevalue("container_cleanup")
         return get_platform("docker", cli="podman", image=image, cancel_timeout=5)
     return get_platform("local", cancel_timeout=5)
 

@@ -73,7 +73,7 @@ CONFIG_KEYS: dict[str, str] = {
                   "(default: TAO's own per-network commands)",
     "python": "interpreter inside the image (default python3)",
     "pull": "missing (default: pull an absent image at submit), always or never",
-    "gpus": "job (default: the job's gpu_ids / first num_gpus GPUs) or all",
+    "gpus": "job (default: the job's gpu_ids / first num_gpus GPUs), all, or none (CPU-only machines)",
     "gpu_flag": "gpus (docker --gpus) or cdi (--device nvidia.com/gpu=N); default: gpus for docker, cdi for podman",
     "ipc": "IPC namespace (default host, TAO's --ipc=host); another value uses shm_size",
     "shm_size": "--shm-size when ipc is not host (default 16g)",
@@ -167,7 +167,8 @@ def detect_cli(cfg: dict[str, Any]) -> str:
 
 def _mount_plan(task: JobTask, workdir: str, log_dir: str) -> list[tuple[str, bool]]:
     """(path, read_only) of every bind mount, parents first: work/log/results folders read-write,
-    the spec's other local paths read-only. Raises PlatformError for a path that does not exist."""
+    the spec's other local paths (a file: its folder) read-only. Raises PlatformError for a path
+    that does not exist."""
     rw = {os.path.realpath(workdir), os.path.realpath(log_dir)}
     results = task.data_paths.get("results_dir")
     if results and results.startswith("/"):
@@ -184,7 +185,8 @@ def _mount_plan(task: JobTask, workdir: str, log_dir: str) -> list[tuple[str, bo
             raise PlatformError(f"job {task.job_id}: {key} = {path} does not exist on this machine, so it "
                                 "cannot be mounted into the container; fix the path, create it, or put it in "
                                 "S3 (s3://...)")
-        ro.add(real)
+        folder = real if os.path.isdir(real) else os.path.dirname(real)
+        ro.add(real if folder == "/" else folder)  # a file's folder: the dataset root, its siblings too
     plan = sorted([(p, False) for p in rw] + [(p, True) for p in ro], key=lambda m: (m[0].count("/"), m[0]))
     kept: list[tuple[str, bool]] = []
     for path, read_only in plan:
@@ -198,10 +200,13 @@ def _mount_plan(task: JobTask, workdir: str, log_dir: str) -> list[tuple[str, bo
 def _gpu_args(task: JobTask, cfg: dict[str, Any], cli: str) -> tuple[list[str], int]:
     """(run arguments, number of GPUs the container sees)."""
     ids = [int(i) for i in task.gpu_ids] or list(range(task.num_gpus))
-    if not ids:
+    which = str(cfg.get("gpus") or "job")
+    if which not in ("job", "all", "none"):
+        raise PlatformError(f"docker setting gpus={which!r}: use job, all or none")
+    if not ids or which == "none":
         return [], 0
     flag = cfg.get("gpu_flag") or ("cdi" if _is_podman(cli) else "gpus")
-    everything = str(cfg.get("gpus") or "job") == "all"
+    everything = which == "all"
     if flag == "cdi":
         devices = ["all"] if everything else [str(i) for i in ids]
         return [a for d in devices for a in ("--device", f"nvidia.com/gpu={d}")], len(ids)
@@ -343,6 +348,10 @@ class DockerPlatform(Platform):
         hint = ""
         if any(w in err.lower() for w in ("unauthorized", "denied", "authentication required", "login")):
             hint = "; " + (ngc_login_hint(cli, image) or f"log in to the registry of {image} (`{cli} login`)")
+        elif "cdi" in err.lower() or "gpu" in err.lower():
+            hint = ("; the job asks for GPUs (train.num_gpus / train.gpu_ids): install the NVIDIA Container "
+                    "Toolkit (podman: `nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml`), or run CPU-only "
+                    "with the docker setting gpus=none (TAO_DOCKER_GPUS=none)")
         elif "pull" in err.lower() or "manifest" in err.lower():
             hint = f"; check the image name, or pull it first (`{Path(cli).name} pull {image}`)"
         return f"job {task.job_id}: `{Path(cli).name} run` of {image} failed (exit {proc.returncode}): {err}{hint}"
@@ -379,7 +388,7 @@ class DockerPlatform(Platform):
         except (OSError, ValueError):
             pass
         absdir = str(Path(workdir).expanduser().absolute())
-        proc = self._run(["ps", "-a", "--filter", f"label={_LABEL}.workdir={absdir}", "--format",
+        proc = self._run(["ps", "-a", "--no-trunc", "--filter", f"label={_LABEL}.workdir={absdir}", "--format",
                           "{{.ID}} {{.Names}}"], check=False)
         found = [line.split() for line in proc.stdout.splitlines() if len(line.split()) == 2]
         if proc.returncode != 0 or not found:
