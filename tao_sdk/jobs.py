@@ -776,9 +776,10 @@ def resume_job(job_id: str, *, platform: str | None = None, encryption_key: str 
     route = Route(skill.name, False, "off", f"resuming {job_id} from {latest.uri}")
     plan = JobPlan(new_id, skill.name, "train", route, spec, False, ParentArtifact(job_id, latest.uri, "latest",
                    latest.reason), results_uri, notes=[f"resumed from {job_id}: {latest.uri}"])
-    plan.command = worker_command(skill.network, "train", str(workspace.job_dir(new_id) / "spec.yaml"),
-                                  model_type=skill.info.get("model_type"))
-    return submit_plan(plan, platform=platform or old.platform, encryption_key=encryption_key, workspace=workspace,
+    target = platform or old.platform
+    plan.backend = get_platform(target).plan_backend(skill, "train") or skill_backend(skill, "train")
+    plan.command = plan.backend.command(str(workspace.job_dir(new_id) / "spec.yaml"))
+    return submit_plan(plan, platform=target, encryption_key=encryption_key, workspace=workspace,
                        parent_id=job_id, kind=old.kind)
 
 

@@ -196,3 +196,21 @@ def test_adopts_a_container_whose_submitter_died(container_engine, tmp_path, con
     platform.block_start(str(tmp_path / "b"))  # a submission given up: it never starts
     with pytest.raises(PlatformError, match="submission was given up"):
         platform.submit(JobTask("job-b", [NODE_PYTHON, "-c", "pass"], {}, str(tmp_path / "b")))
+
+
+def test_automl_trials_run_as_containers(ws, tmp_path, monkeypatch):
+    """The controller is SDK code and runs here (the platform's controller_platform); every trial
+    is a container of the job's image, planned for the docker platform."""
+    monkeypatch.setenv("FAKE_TAO_OBJECTIVE", "lr")
+    cfg = {"algorithm": "random", "max_recommendations": 2, "max_concurrent": 1, "poll_interval": 0.2,
+           "hyperparameters": ["train.optim.lr"], "seed": 5}
+    job = create_job("rtdetr", "train", datasets=_dataset(tmp_path / "data"), spec_overrides=TRAIN, automl=cfg,
+                     platform="docker", workspace=ws)
+    assert job.record.kind == "automl" and job.record.platform == "local"
+    job = wait_for_job(job.id, timeout=90, poll_interval=0.5, workspace=ws)
+    assert job.status.value == "SUCCESS", job.result.get("message")
+    from tao_sdk import list_jobs
+
+    trials = list_jobs(parent_id=job.id, workspace=ws)
+    assert len(trials) == 2 and all(t.record.platform == "docker" and t.status.value == "SUCCESS" for t in trials)
+    assert all(t.record.platform_handle["image"] == os.environ["TAO_DOCKER_IMAGE"] for t in trials)

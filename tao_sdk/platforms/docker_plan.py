@@ -51,8 +51,9 @@ def pull_note(platform: Any, cli: str, image: str) -> tuple[bool, str]:
     from tao_sdk.platforms.docker import ngc_login_hint
 
     login = ngc_login_hint(cli, image)
-    return True, (f"image not on this machine: submit pulls it (`{name} pull {image}`; TAO images are "
-                  "several GB)" + (f"; {login}" if login else ""))
+    size = "; TAO images are several GB" if "/nvidia/tao/" in image else ""
+    return True, f"image not on this machine: submit pulls it (`{name} pull {image}`{size})" + (
+        f"; {login}" if login else "")
 
 
 def container_backend(platform: Any, skill: Any, action: str, deploy: bool = False,
