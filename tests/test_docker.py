@@ -159,6 +159,18 @@ def test_plan_names_nvidia_image_and_the_ngc_login(ws, tmp_path, monkeypatch):
         create_job("rtdetr", "gen_trt_engine", platform="docker", workspace=ws, **trt)
 
 
+def test_worker_image_runs_the_seed_networks_others_stay_on_nvidia_images(ws, tmp_path, monkeypatch):
+    monkeypatch.delenv("TAO_DOCKER_IMAGE")
+    monkeypatch.setenv("TAO_DOCKER_WORKER_IMAGE", "worker:test")  # planned only: never pulled
+    plan = create_job("rtdetr", "train", datasets=_dataset(tmp_path / "data"), spec_overrides=TRAIN,
+                      automl_policy="off", platform="docker", dry_run=True, workspace=ws)
+    assert plan.backend.kind == "worker" and plan.backend.image == "worker:test"
+    assert plan.command[:5] == [NODE_PYTHON, "-m", "tao_sdk.worker", "rtdetr", "train"]
+    plan = create_job("dino", "train", datasets=_dataset(tmp_path / "dino"), automl_policy="off",
+                      platform="docker", dry_run=True, workspace=ws)
+    assert plan.backend.image == "nvcr.io/nvidia/tao/tao-toolkit:6.0.0-pyt" and plan.backend.argv == ("dino", "train")
+
+
 def test_failing_container_is_failure_with_log_tail(ws, tmp_path, monkeypatch):
     # a launcher inside the image (docker setting entrypoint) that crashes before TAO writes status.json
     monkeypatch.setenv("TAO_DOCKER_ENTRYPOINT",
