@@ -151,17 +151,22 @@ def resolve_backend(network: str, action: str, *, container: str | None = None,
     return _none(network, action, installed, worker, container, command, verb, model_type)
 
 
-def skill_container(skill: Any, action: str, deploy: bool = False) -> tuple[str | None, tuple[str, str]]:
-    """(image, (command, verb)) of NVIDIA's TAO container that runs ``action`` of a model skill, from
-    its skill_info ``tao_container``: TensorRT actions (and ``deploy``) in the deploy image, per-action
-    images (``action_images``, e.g. data-services for dataset conversion), else the network's image;
-    the command is ``<network> <action>`` unless TAO maps the action to another network/verb."""
-    containers = skill.info.get("tao_container") or {}
+def tao_container(info: dict[str, Any], action: str, deploy: bool = False) -> tuple[str | None, tuple[str, str]]:
+    """(image, (command, verb)) of NVIDIA's TAO container that runs ``action``, from a skill_info
+    dict's ``tao_container``: TensorRT actions (and ``deploy``) in the deploy image, per-action images
+    (``action_images``, e.g. data-services for dataset conversion), else the network's image; the
+    command is ``<network> <action>`` unless TAO maps the action to another network/verb."""
+    containers = info.get("tao_container") or {}
     tensorrt = deploy or action == "gen_trt_engine"
     image = (containers.get("action_images") or {}).get(action) or \
         containers.get("deploy_image" if tensorrt else "image") or containers.get("image")
     command = (containers.get("commands") or {}).get(action)
-    return image, (tuple(command.split(" ", 1)) if command else (skill.network, action))
+    return image, (tuple(command.split(" ", 1)) if command else (info.get("network"), action))
+
+
+def skill_container(skill: Any, action: str, deploy: bool = False) -> tuple[str | None, tuple[str, str]]:
+    """:func:`tao_container` of a model skill."""
+    return tao_container({**skill.info, "network": skill.network}, action, deploy)
 
 
 def skill_backend(skill: Any, action: str, deploy: bool = False) -> Backend:
@@ -184,4 +189,4 @@ def summary(backends: dict[str, Backend]) -> str:
     return chosen.kind if chosen else "-"
 
 
-__all__ = ["Backend", "ENTRYPOINT_ENV", "WORKER_INSTALL", "resolve_backend", "skill_backend", "skill_container", "skill_backends", "summary", "worker_capability"]
+__all__ = ["Backend", "ENTRYPOINT_ENV", "WORKER_INSTALL", "resolve_backend", "skill_backend", "skill_container", "skill_backends", "tao_container", "summary", "worker_capability"]
