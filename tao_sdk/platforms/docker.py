@@ -58,8 +58,8 @@ from typing import Any
 from tao_sdk.errors import PlatformError
 from tao_sdk.platforms import jobfiles
 from tao_sdk.platforms._supervise import write_exit_status
-from tao_sdk.platforms.base import JobTask, Platform, PlatformState
-from tao_sdk.platforms.settings import load_settings
+from tao_sdk.platforms.base import JobTask, PlatformState
+from tao_sdk.platforms.settings import ConfiguredPlatform, load_settings
 
 __all__ = ["CONFIG_KEYS", "DockerPlatform", "load_config", "ngc_login_hint"]
 
@@ -230,7 +230,7 @@ def _container_name(task: JobTask, workdir: str) -> str:
     return f"tao-{task.job_id}-{hashlib.sha256(workdir.encode()).hexdigest()[:8]}"
 
 
-class DockerPlatform(Platform):
+class DockerPlatform(ConfiguredPlatform):
     """Runs jobs in containers with docker or podman (``get_platform("docker", **settings)``).
 
     ``settings`` override the config file and ``TAO_DOCKER_*`` variables (keys: :data:`CONFIG_KEYS`).
@@ -240,16 +240,8 @@ class DockerPlatform(Platform):
     #: AutoML controllers are SDK code, not a TAO image: they run here, their trials in containers
     controller_platform = "local"
 
-    def __init__(self, **settings: Any) -> None:
-        self.settings = settings
-        self._cfg: dict[str, Any] | None = None
-
-    @property
-    def config(self) -> dict[str, Any]:
-        """The effective settings (loaded on first use)."""
-        if self._cfg is None:
-            self._cfg = load_config(**self.settings)
-        return self._cfg
+    def _load_config(self) -> dict[str, Any]:
+        return load_config(**self.settings)
 
     # ---------------------------------------------------------------- engine calls
     def _engine(self, handle: dict[str, Any] | None = None) -> tuple[str, str | None]:

@@ -18,8 +18,9 @@ from typing import Any
 import yaml
 
 from tao_sdk.errors import PlatformError
+from tao_sdk.platforms.base import Platform
 
-__all__ = ["config_file", "load_settings"]
+__all__ = ["ConfiguredPlatform", "config_file", "load_settings"]
 
 
 def config_file(platform: str) -> Path:
@@ -87,3 +88,23 @@ def load_settings(platform: str, known: dict[str, str], options: dict[str, Any],
         if isinstance(cfg[key], str):
             cfg[key] = shlex.split(cfg[key])
     return cfg
+
+
+class ConfiguredPlatform(Platform):
+    """A platform built from settings (``get_platform(name, **settings)``): keeps them, and loads
+    the effective configuration (file < environment < settings) on first use of :attr:`config`."""
+
+    def __init__(self, **settings: Any) -> None:
+        self.settings = settings
+        self._cfg: dict[str, Any] | None = None
+
+    def _load_config(self) -> dict[str, Any]:
+        """The effective settings of this platform (subclasses: their module's ``load_config``)."""
+        raise NotImplementedError
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The effective settings (loaded on first use)."""
+        if self._cfg is None:
+            self._cfg = self._load_config()
+        return self._cfg

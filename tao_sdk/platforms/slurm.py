@@ -57,11 +57,11 @@ from typing import Any
 from tao_sdk.errors import PlatformError
 from tao_sdk.platforms import jobfiles
 from tao_sdk.platforms._supervise import ABANDONED_FILE, HANDLE_FILE, write_exit_status
-from tao_sdk.platforms.base import JobTask, Platform, PlatformState
+from tao_sdk.platforms.base import JobTask, PlatformState
 from tao_sdk.platforms.jobfiles import read_exit_code as _read_exit_status
 from tao_sdk.platforms.jobfiles import split_secret_env, write_json as _write_json
 from tao_sdk.platforms.jobfiles import write_secrets as _write_secrets
-from tao_sdk.platforms.settings import load_settings
+from tao_sdk.platforms.settings import ConfiguredPlatform, load_settings
 
 __all__ = ["CONFIG_KEYS", "SlurmPlatform", "load_config", "split_secret_env"]
 
@@ -178,7 +178,7 @@ def _field(text: str, name: str) -> str | None:
     return m.group(1) if m else None
 
 
-class SlurmPlatform(Platform):
+class SlurmPlatform(ConfiguredPlatform):
     """Runs jobs with sbatch on a Slurm cluster (``get_platform("slurm", **settings)``).
 
     ``settings`` override the config file and ``TAO_SLURM_*`` variables (keys:
@@ -188,16 +188,8 @@ class SlurmPlatform(Platform):
 
     name = "slurm"
 
-    def __init__(self, **settings: Any) -> None:
-        self.settings = settings
-        self._cfg: dict[str, Any] | None = None
-
-    @property
-    def config(self) -> dict[str, Any]:
-        """The effective settings (loaded on first use)."""
-        if self._cfg is None:
-            self._cfg = load_config(**self.settings)
-        return self._cfg
+    def _load_config(self) -> dict[str, Any]:
+        return load_config(**self.settings)
 
     # ---------------------------------------------------------------- helpers
     @staticmethod
