@@ -226,3 +226,49 @@ def test_automl_trials_run_as_containers(ws, tmp_path, monkeypatch):
     trials = list_jobs(parent_id=job.id, workspace=ws)
     assert len(trials) == 2 and all(t.record.platform == "docker" and t.status.value == "SUCCESS" for t in trials)
     assert all(t.record.platform_handle["image"] == os.environ["TAO_DOCKER_IMAGE"] for t in trials)
+
+
+@pytest.fixture
+def engine_socket(container_engine, tmp_path):
+    """A podman API service on a unix socket: a "remote" engine address (``host``)."""
+    sock = tmp_path / "podman.sock"
+    proc = subprocess.Popen(["podman", "system", "service", "--time=0", f"unix://{sock}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not sock.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "podman system service did not start"
+        time.sleep(0.05)
+    yield f"unix://{sock}"
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_engine_address_is_kept_in_the_handle(container_engine, engine_socket, tmp_path, container_cleanup):
+    platform = get_platform("docker", cli="podman", image=container_engine, host=engine_socket)
+    handle = platform.submit(JobTask("job-r", [NODE_PYTHON, "-c", "print('via the socket')"], {}, str(tmp_path / "r")))
+    assert handle["host"] == engine_socket
+    other = get_platform("docker", cli="podman")  # a later process without the setting re-attaches
+    assert other.wait(handle, timeout=60, interval=0.2).exit_code == 0
+    assert "via the socket" in Path(other.logs_path(handle)).read_text()
+
+
+def test_cancel_kills_a_job_that_ignores_sigterm_after_the_grace_period(container_engine, tmp_path,
+                                                                         container_cleanup):
+    platform = get_platform("docker", cli="podman", image=container_engine, cancel_timeout=1)
+    ready = tmp_path / "s" / "ready"
+    code = f"""
+        import signal, time
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        open({str(ready)!r}, "w").close()
+        time.sleep(300)
+    """
+    handle = platform.submit(JobTask("job-s", [NODE_PYTHON, "-c", textwrap.dedent(code)], {}, str(tmp_path / "s")))
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        assert time.monotonic() < deadline, Path(platform.logs_path(handle)).read_text()
+        time.sleep(0.05)
+    started = time.monotonic()
+    platform.cancel(handle)
+    assert time.monotonic() - started < 10
+    state = platform.poll(handle)
+    assert state.is_exited and state.exit_code == -15, state
