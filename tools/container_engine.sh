@@ -21,7 +21,9 @@ set -euo pipefail
 DIR="${TAO_CONTAINER_ENGINE_DIR:-/tmp/tao-container-engine}"
 CONF="$DIR/containers.conf"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-PY="${PYTHON:-python3}"
+# the test image carries this interpreter (and its PyYAML): the project's venv by default
+PY="${PYTHON:-$HERE/../.venv/bin/python}"
+[ -x "$PY" ] || PY=python3
 
 log() { echo "[container_engine] $*" >&2; }
 
