@@ -77,8 +77,8 @@ def test_mounts_user_labels_and_no_secret_in_the_engine(container_engine, tmp_pa
     task = JobTask("job-mounts", [NODE_PYTHON, "-c", textwrap.dedent(code)], {"TAO_ENCRYPTION_KEY": KEY},
                    str(tmp_path / "job"), data_paths={"dataset.image_dir": str(data / "labels.json"),
                                                       "results_dir": str(results)})
-    platform = get_platform("docker", cli="podman", image=container_engine)
     me = f"{os.getuid()}:{os.getgid()}"  # TAO's --user $(id -u):$(id -g)
+    platform = get_platform("docker", cli="podman", image=container_engine)
     handle = platform.submit(task)
     try:
         info = json.loads(_podman("inspect", handle["container_id"]))[0]
@@ -122,6 +122,17 @@ def test_gpu_and_ipc_options(tmp_path):
     assert args[args.index("--ipc") + 1:args.index("--ipc") + 4] == ["private", "--shm-size", "32g"]
     with pytest.raises(PlatformError, match="did you mean 'image'"):
         get_platform("docker", imgae="x").config
+    from tao_sdk.platforms.docker import _give_secrets_to
+
+    secret = tmp_path / ".tao-secrets-x"
+    secret.write_text("export K=v\n")
+    secret.chmod(0o600)
+    if os.getuid() == 0:  # another container user gets the file, still 0600
+        _give_secrets_to(str(secret), "1234:5678")
+        assert secret.stat().st_uid == 1234 and secret.stat().st_mode & 0o777 == 0o600
+    with pytest.raises(PlatformError, match="numeric uid:gid"):
+        _give_secrets_to(str(secret), "tao")
+    assert not secret.exists()  # never left behind
 
 
 def test_job_runs_in_the_image_and_reattaches_after_sdk_restart(ws, tmp_path):

@@ -32,6 +32,10 @@ def _load_secrets(path: str) -> None:
     except FileNotFoundError:
         sys.stderr.write(f"[tao-docker] secrets file {path} is gone; the job runs without its secrets\n")
         return
+    except PermissionError:
+        sys.stderr.write(f"[tao-docker] uid {os.getuid()} cannot read the secrets file {path}: run the "
+                         "container as the submitting user (docker setting user)\n")
+        raise SystemExit(126)
     finally:
         try:
             os.unlink(path)

@@ -77,7 +77,8 @@ CONFIG_KEYS: dict[str, str] = {
     "gpu_flag": "gpus (docker --gpus) or cdi (--device nvidia.com/gpu=N); default: gpus for docker, cdi for podman",
     "ipc": "IPC namespace (default host, TAO's --ipc=host); another value uses shm_size",
     "shm_size": "--shm-size when ipc is not host (default 16g)",
-    "user": "--user (default: the submitter's uid:gid; empty: the image's user)",
+    "user": "--user (default: the submitter's uid:gid; empty: the image's user; another uid:gid must be "
+            "able to write the job and results folders)",
     "network": "--network (default host)",
     "mounts": "extra bind mounts, e.g. /lustre:/lustre:ro (list, or a shell-quoted string)",
     "pass_env": "variables of the submitting process the job gets (glob list; default AWS_* HF_* NGC_* WANDB_*)",
@@ -226,6 +227,19 @@ def _env_split(task: JobTask, cfg: dict[str, Any], gpus: int) -> tuple[dict[str,
     return jobfiles.split_secret_env(env)
 
 
+def _give_secrets_to(path: str, user: str) -> None:
+    """Let the container's user (``uid[:gid]``) read the 0600 secrets file (it stays 0600)."""
+    uid = user.split(":", 1)[0]
+    if not user or uid == str(os.getuid()):
+        return
+    if not uid.isdigit() or os.getuid() != 0:
+        Path(path).unlink(missing_ok=True)
+        raise PlatformError(f"docker setting user={user!r}: the job's secrets are handed over in a file only its "
+                            "owner reads, so the container must run as the submitting user (unset user) or, when "
+                            "submitting as root, as a numeric uid:gid")
+    os.chown(path, int(uid), -1)
+
+
 def _container_name(task: JobTask, workdir: str) -> str:
     return f"tao-{task.job_id}-{hashlib.sha256(workdir.encode()).hexdigest()[:8]}"
 
@@ -318,6 +332,8 @@ class DockerPlatform(ConfiguredPlatform):
         gpu_args, gpus = _gpu_args(task, self.config, cli)
         plain, secret = _env_split(task, self.config, gpus)
         secrets_path = jobfiles.write_secrets(workdir_p, secret) if secret else None
+        if secrets_path:
+            _give_secrets_to(secrets_path, str(self.config.get("user", "")))
         args = self._run_args(task, cli, workdir, log_path, name, secrets_path, plain, gpu_args)
         proc = self._run(args, timeout=3600, check=False)  # a pull of a TAO image takes minutes
         if proc.returncode != 0:
