@@ -105,8 +105,9 @@ def test_mounts_user_labels_and_no_secret_in_the_engine(container_engine, tmp_pa
     assert not _podman("ps", "-a", "-q", "--filter", f"name={handle['container_name']}").strip()  # removed
 
 
-def test_gpu_and_ipc_options(tmp_path):
-    """TAO's GPU flags: docker --gpus device=<ids>, podman CDI devices; numbered from 0 inside."""
+def test_run_options_gpus_ipc_mounts_secrets_file(tmp_path):
+    """TAO's GPU flags (docker --gpus device=<ids>, podman CDI devices; numbered from 0 inside), IPC,
+    one read-only mount per dataset root at the spec's path, the secrets file for another user."""
     from tao_sdk.platforms.docker import _env_split, _gpu_args
 
     task = JobTask("job-g", ["x"], {}, str(tmp_path), num_gpus=2, gpu_ids=[1, 3],
@@ -122,7 +123,22 @@ def test_gpu_and_ipc_options(tmp_path):
     assert args[args.index("--ipc") + 1:args.index("--ipc") + 4] == ["private", "--shm-size", "32g"]
     with pytest.raises(PlatformError, match="did you mean 'image'"):
         get_platform("docker", imgae="x").config
-    from tao_sdk.platforms.docker import _give_secrets_to
+    from tao_sdk.platforms.docker import _give_secrets_to, _mount_plan
+
+    real = tmp_path / "real" / "train"
+    real.mkdir(parents=True)
+    (real / "a.json").write_text("{}")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    linked, work = tmp_path / "link" / "train", tmp_path / "w"
+    task = JobTask("job-m", ["x"], {}, str(work), data_paths={
+        "dataset.json_file": str(linked / "a.json"), "dataset.image_dir": str(linked),
+        "results_dir": str(work / "results"), "model.pretrained": "s3://b/m.pth"})
+    assert _mount_plan(task, str(work), str(work)) == [(str(work), False), (str(linked), True)]  # one per root
+    args = platform._run_args(task, "docker", str(work), str(work / "job.log"), "n", None, {}, [])
+    assert f"{real}:{linked}:ro" in args  # at the path the spec names
+    task.data_paths["dataset.val"] = "/no/such/dataset"
+    with pytest.raises(PlatformError, match="dataset.val = /no/such/dataset does not exist on this machine"):
+        _mount_plan(task, str(work), str(work))
 
     secret = tmp_path / ".tao-secrets-x"
     secret.write_text("export K=v\n")

@@ -168,18 +168,19 @@ def detect_cli(cfg: dict[str, Any]) -> str:
 
 def _mount_plan(task: JobTask, workdir: str, log_dir: str) -> list[tuple[str, bool]]:
     """(path, read_only) of every bind mount, parents first: work/log/results folders read-write,
-    the spec's other local paths (a file: its folder) read-only. Raises PlatformError for a path
-    that does not exist."""
-    rw = {os.path.realpath(workdir), os.path.realpath(log_dir)}
+    the spec's other local paths (a file: its folder) read-only. Each is mounted at the path the
+    spec names (its symlinks resolved on this side). Raises PlatformError for a path that does not
+    exist."""
+    rw = {os.path.abspath(workdir), os.path.abspath(log_dir)}
     results = task.data_paths.get("results_dir")
     if results and results.startswith("/"):
         Path(results).mkdir(parents=True, exist_ok=True)
-        rw.add(os.path.realpath(results))
+        rw.add(os.path.abspath(results))
     ro: set[str] = set()
     for key, path in task.data_paths.items():
         if key == "results_dir" or not path.startswith("/"):
             continue
-        real = os.path.realpath(path)
+        real = os.path.abspath(path)
         if any(real == r or real.startswith(r.rstrip("/") + "/") for r in rw):
             continue
         if not os.path.exists(real):
@@ -301,7 +302,7 @@ class DockerPlatform(ConfiguredPlatform):
         args += gpu_args
         args += [a for k, v in sorted(plain.items()) for a in ("-e", f"{k}={v}")]
         for path, read_only in _mount_plan(task, workdir, str(Path(log_path).parent)):
-            args += ["-v", f"{path}:{path}:{'ro' if read_only else 'rw'}"]
+            args += ["-v", f"{os.path.realpath(path)}:{path}:{'ro' if read_only else 'rw'}"]
         for entry in ("_container_entry.py", "_supervise.py"):
             args += ["-v", f"{_SDK_DIR / entry}:{_IN_IMAGE}/{entry}:ro"]
         args += [a for m in cfg.get("mounts") or [] for a in ("-v", str(m))]
