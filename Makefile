@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 TAO_CORE_VERSION := 7.3.0
 TORCH_VERSION    := 2.13.0
 
-.PHONY: demo test venv venv-dev bench-smoke clean slurm-up slurm-down
+.PHONY: demo test venv venv-dev bench-smoke clean slurm-up slurm-down engine-up worker-image
 
 # Fails when a requirement pulled a CUDA build of torch (several GB of nvidia-* wheels).
 # Allowed nvidia-* packages: TAO Core (maintainer tooling), ModelOpt and its NVML bindings
@@ -56,10 +56,15 @@ test: $(VENV)/.dev
 	@# The `slurm` tests need the real two-node test cluster: started here (apt-installs
 	@# slurm-wlm + munge when missing; root), stopped afterwards unless it was already up.
 	@# Under CI=true a cluster that cannot start fails the run; elsewhere those tests skip.
+	@# The `docker` tests need a real container engine: podman + runc, installed when missing (root)
+	@# by tools/container_engine.sh, which also builds the test image (cached between runs).
 	@was_up=0; bash tools/slurm_cluster.sh status >/dev/null 2>&1 && was_up=1; \
 	if ! bash tools/slurm_cluster.sh start >/dev/null; then \
 		case "$${CI:-}" in 1|true|yes) echo "ERROR: the Slurm test cluster did not start" >&2; exit 1;; esac; \
 		echo "WARNING: no Slurm test cluster (tools/slurm_cluster.sh start needs root); slurm tests skip" >&2; fi; \
+	if ! PYTHON=$(PY) bash tools/container_engine.sh start >/dev/null; then \
+		case "$${CI:-}" in 1|true|yes) echo "ERROR: the container engine did not start" >&2; exit 1;; esac; \
+		echo "WARNING: no container engine (tools/container_engine.sh start needs root); docker tests skip" >&2; fi; \
 	$(PY) -m pytest -q; rc=$$?; \
 	[ $$was_up = 1 ] || bash tools/slurm_cluster.sh stop; exit $$rc
 	$(PY) -m benchmarks --smoke
@@ -69,6 +74,16 @@ slurm-up:
 	bash tools/slurm_cluster.sh start
 slurm-down:
 	bash tools/slurm_cluster.sh stop
+
+# The container engine of the docker tests by hand (podman + runc; `export CONTAINERS_CONF=...`).
+engine-up:
+	PYTHON=$(PY) bash tools/container_engine.sh start
+
+# The built-in worker as a container image (docker or podman; needs a registry for the base image).
+ENGINE  ?= $(shell docker info >/dev/null 2>&1 && echo docker || echo podman)
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+worker-image:
+	$(ENGINE) build -f Containerfile -t tao-skill-bank-worker:$(VERSION) .
 
 bench-smoke: $(VENV)/.dev
 	$(PY) -m benchmarks --smoke

@@ -53,6 +53,7 @@ class Backend:
             ``"none"`` (nothing here can run it).
         argv: the command before ``-e spec.yaml`` (empty when kind is ``"none"``).
         detail: one line saying which backend and why (or, for ``"none"``, what to install).
+        image: the container image the job runs in (container platforms: docker), else None.
     """
 
     network: str
@@ -60,6 +61,7 @@ class Backend:
     kind: str
     argv: tuple[str, ...]
     detail: str
+    image: str | None = None
 
     @property
     def available(self) -> bool:
@@ -150,17 +152,30 @@ def resolve_backend(network: str, action: str, *, container: str | None = None,
     return _none(network, action, installed, worker, container, command, verb, model_type)
 
 
-def skill_backend(skill: Any, action: str, deploy: bool = False) -> Backend:
-    """:func:`resolve_backend` for a model skill, with the TAO container facts of its skill_info:
-    the image that ships the action (TensorRT actions, ``deploy``, run in TAO's deploy container) and
-    the container command where TAO maps the action to another network/verb (``commands``)."""
-    containers = skill.info.get("tao_container") or {}
+def tao_container(info: dict[str, Any], action: str, deploy: bool = False) -> tuple[str | None, tuple[str, str]]:
+    """(image, (command, verb)) of NVIDIA's TAO container that runs ``action``, from a skill_info
+    dict's ``tao_container``: TensorRT actions (and ``deploy``) in the deploy image, per-action images
+    (``action_images``, e.g. data-services for dataset conversion), else the network's image; the
+    command is ``<network> <action>`` unless TAO maps the action to another network/verb."""
+    containers = info.get("tao_container") or {}
     tensorrt = deploy or action == "gen_trt_engine"
-    container = (containers.get("action_images") or {}).get(action) or \
+    image = (containers.get("action_images") or {}).get(action) or \
         containers.get("deploy_image" if tensorrt else "image") or containers.get("image")
     command = (containers.get("commands") or {}).get(action)
-    return resolve_backend(skill.network, action, container=container,
-                           entry=tuple(command.split(" ", 1)) if command else None,
+    return image, (tuple(command.split(" ", 1)) if command else (info.get("network"), action))
+
+
+def skill_container(skill: Any, action: str, deploy: bool = False) -> tuple[str | None, tuple[str, str]]:
+    """:func:`tao_container` of a model skill."""
+    return tao_container({**skill.info, "network": skill.network}, action, deploy)
+
+
+def skill_backend(skill: Any, action: str, deploy: bool = False) -> Backend:
+    """:func:`resolve_backend` for a model skill, with the TAO container facts of its skill_info
+    (:func:`skill_container`): the image named when nothing here can run it, and the container
+    command where TAO maps the action to another network/verb."""
+    image, entry = skill_container(skill, action, deploy)
+    return resolve_backend(skill.network, action, container=image, entry=entry,
                            model_type=skill.info.get("model_type"))
 
 
@@ -175,4 +190,4 @@ def summary(backends: dict[str, Backend]) -> str:
     return chosen.kind if chosen else "-"
 
 
-__all__ = ["Backend", "ENTRYPOINT_ENV", "WORKER_INSTALL", "resolve_backend", "skill_backend", "skill_backends", "summary", "worker_capability"]
+__all__ = ["Backend", "ENTRYPOINT_ENV", "WORKER_INSTALL", "resolve_backend", "skill_backend", "skill_container", "skill_backends", "tao_container", "summary", "worker_capability"]

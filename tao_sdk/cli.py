@@ -171,7 +171,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = dict(datasets=_datasets(args), spec_overrides=parse_set_options(args.sets), base_spec=args.spec_file,
                    parent_job_id=args.parent, automl_policy=args.automl_policy, request=args.request,
                    dataset_format=args.dataset_format, pretrained_model=args.pretrained_model,
-                   automl=settings, preset=args.preset)
+                   automl=settings, preset=args.preset, platform=args.platform, image=args.image)
     plan = plan_job(args.skill, args.action, **options)
     budget = job_budget(plan, settings)
     if args.dry_run:
@@ -183,7 +183,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     if budget.announce and not args.json:  # say what it will spend before anything starts
         print(budget.summary, flush=True)
-    out = create_job(args.skill, args.action, platform=args.platform, **options)
+    out = create_job(args.skill, args.action, **options)
     if not args.json:
         print(f"submitted {out.id} ({out.skill} {out.action}) on {args.platform}; results: {out.results_uri}")
         if out.result.get("route"):
@@ -474,8 +474,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="create and submit a job")
     _add_spec_options(p)
     p.add_argument("--platform", default="local",
-                   help="where the job runs: local (this machine, default) or slurm (sbatch on the cluster of "
-                        "SLURM_CONF; settings in <workspace>/platforms/slurm.yaml or TAO_SLURM_*)")
+                   help="where the job runs: local (this machine, default), slurm (sbatch on the cluster of "
+                        "SLURM_CONF; settings in <workspace>/platforms/slurm.yaml or TAO_SLURM_*) or docker (a "
+                        "container of the skill's TAO image, docker or podman; <workspace>/platforms/docker.yaml "
+                        "or TAO_DOCKER_*)")
+    p.add_argument("--image", help="container image of this job (docker: beats the settings and the skill's TAO "
+                                   "image; slurm: pyxis --container-image)")
     p.add_argument("--automl-policy", choices=["auto", "off"])
     p.add_argument("--request", help="the user's request text (e.g. 'plain training, no HPO')")
     p.add_argument("--automl-algorithm", help="AutoML algorithm when routed (random, bayesian, hyperband, asha, bohb, dehb, pbt)")

@@ -238,6 +238,8 @@ def plan_job(
     preset: str | None = None,
     planned_parent: "JobPlan | None" = None,
     job_id: str | None = None,
+    platform: str = "local",
+    image: str | None = None,
     workspace: Workspace | None = None,
     bank: SkillBank | None = None,
 ) -> JobPlan:
@@ -249,6 +251,8 @@ def plan_job(
 
     ``planned_parent``: a plan of a parent that has not run yet (dry runs of a whole chain).
     ``job_id``: use this id instead of a new one (AutoML chooses trial ids before submitting).
+    ``platform`` / ``image``: where it will run and the job's own container image (the docker
+    platform answers which image and command run it, see :meth:`Platform.plan_backend`).
 
     Plan-time errors (nothing is submitted): AutoML arguments that contradict each other or are
     not positive; a parent on an action that takes none; a setting that must equal the parent's
@@ -285,7 +289,11 @@ def plan_job(
                             deploy=deploy, preset=preset, bank=bank)
     if source is not None:
         _check_parent_agreement(source, composed.spec, inherited, own_model=action in OWN_MODEL_ACTIONS)
-    backend = skill_backend(skill, action, deploy)
+    backend = get_platform(platform).plan_backend(skill, action, deploy, image) or skill_backend(skill, action, deploy)
+    if image and backend.image != image:
+        from dataclasses import replace
+
+        backend = replace(backend, image=image)
     if not route.automl:
         backend.preflight(composed.spec)
     if composed.env and backend.kind != "worker":
@@ -421,6 +429,7 @@ def create_job(
     encryption_key: str | None = None,
     automl: Mapping[str, Any] | None = None,
     preset: str | None = None,
+    image: str | None = None,
     workspace: Workspace | None = None,
     bank: SkillBank | None = None,
 ) -> Job:
@@ -439,9 +448,10 @@ def create_job(
             ``encryption_key``) moves to the job's environment and is never stored.
         parent_job_id: upstream job (train/export/gen_trt_engine/AutoML) whose artifact feeds
             this one (checkpoint by the monitoring metric, ONNX or engine, by action).
-        platform: ``"local"`` (default, this machine) or ``"slurm"`` (sbatch on the cluster of
-            ``SLURM_CONF``; settings in ``<workspace>/platforms/slurm.yaml`` / ``TAO_SLURM_*``,
-            see references/platforms.md).
+        platform: ``"local"`` (default, this machine), ``"slurm"`` (sbatch on the cluster of
+            ``SLURM_CONF``; settings in ``<workspace>/platforms/slurm.yaml`` / ``TAO_SLURM_*``) or
+            ``"docker"`` (a container of the skill's TAO image, docker or podman; settings in
+            ``<workspace>/platforms/docker.yaml`` / ``TAO_DOCKER_*``); see references/platforms.md.
         automl_policy: ``"auto"``/``"off"``; ``request`` text like "no HPO" also turns it off.
             With auto, train of an AutoML-enabled skill runs through ``tao-run-automl``.
         dataset_format: dataset format where files depend on it (stereo, OneFormer label map).
@@ -456,6 +466,8 @@ def create_job(
             model that trains in minutes on a CPU; RT-DETR, Deformable DETR, OneFormer,
             FastFoundationStereo), over ``base_spec`` and under ``spec_overrides``; AutoML trials
             get it too. ``"full"`` / ``None``: the template as TAO ships it.
+        image: the container image this job runs in (docker: beats the settings and the skill's
+            TAO image; slurm: pyxis ``--container-image``).
 
     Returns:
         The submitted :class:`Job` (``job.info()``: the typed :class:`tao_sdk.models.JobInfo`). For a
@@ -466,6 +478,7 @@ def create_job(
     plan = plan_job(skill, action, datasets=datasets, spec_overrides=spec_overrides, base_spec=base_spec,
                     parent_job_id=parent_job_id, dataset_format=dataset_format, automl_policy=automl_policy,
                     request=request, automl=automl, pretrained_model=pretrained_model, preset=preset,
+                    platform=platform, image=image,
                     workspace=workspace, bank=bank)
     if encryption_key:
         plan.secret_env[ENCRYPTION_KEY_ENV] = encryption_key
@@ -626,6 +639,8 @@ def job_task(plan: JobPlan, env: dict[str, str], workdir: str) -> JobTask:
     launch = get_bank().get(plan.skill).info.get("launch") or {}
     return JobTask(job_id=plan.job_id, command=list(plan.command or []), env=env, workdir=workdir,
                    num_gpus=int(train.get("num_gpus") or 0), num_nodes=int(train.get("num_nodes") or 1),
+                   gpu_ids=[int(i) for i in train.get("gpu_ids") or []],
+                   image=plan.backend.image if plan.backend else None,
                    processes_per_node=max(1, int(train.get("num_gpus") or 1)),
                    visible_devices_env=launch.get("visible_devices_env"), data_paths=_local_paths(plan.spec))
 
@@ -892,9 +907,10 @@ def resume_job(job_id: str, *, platform: str | None = None, encryption_key: str 
     plan = JobPlan(new_id, skill.name, "train", route, spec, False, ParentArtifact(job_id, latest.uri, "latest",
                    latest.reason), results_uri, notes=[f"resumed from {job_id}: {latest.uri}"],
                    preset=old.result.get("preset"), env=dict(old.result.get("env") or {}))
-    plan.command = worker_command(str(skill.network), "train", str(workspace.job_dir(new_id) / "spec.yaml"),
-                                  model_type=skill.info.get("model_type"))
-    return submit_plan(plan, platform=platform or old.platform, encryption_key=encryption_key, workspace=workspace,
+    target = platform or old.platform
+    plan.backend = get_platform(target).plan_backend(skill, "train") or skill_backend(skill, "train")
+    plan.command = plan.backend.command(str(workspace.job_dir(new_id) / "spec.yaml"))
+    return submit_plan(plan, platform=target, encryption_key=encryption_key, workspace=workspace,
                        parent_id=job_id, kind=old.kind)
 
 

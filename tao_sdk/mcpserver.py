@@ -184,7 +184,7 @@ def submit_job(skill: Skill, action: Action, datasets: Datasets = None, spec_ove
                base_spec: BaseSpec = None, parent_job_id: str | None = None, dataset_format: str | None = None,
                automl_policy: Policy = None, request: str | None = None, automl: Automl = None,
                pretrained_model: str | None = None, preset: Preset = None,
-               platform: Annotated[str, Field(description="local (this machine) or slurm")] = "local") -> Submitted:
+               platform: Annotated[str, Field(description="local (this machine), slurm or docker (a container of the skill's image)")] = "local") -> Submitted:
     """Create and submit a job (as plan_job, then start it); returns the job and the budget it will
     spend (AutoML trials x epochs, GPUs). Follow it with job_status / wait_job."""
     job = jobs.create_job(skill, action, datasets=datasets, spec_overrides=spec_overrides, base_spec=base_spec,

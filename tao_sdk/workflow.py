@@ -44,7 +44,7 @@ class Chain:
                       dataset_format=self.dataset_format, automl_policy=self.automl_policy, **self.job_options)
         if self.dry_run:
             planned = self.done.get(parent) if parent else None
-            plan = plan_job(self.skill, action, planned_parent=planned, **kwargs)
+            plan = plan_job(self.skill, action, planned_parent=planned, platform=self.platform, **kwargs)
             plan.backend.require()
             self.echo(f"[dry-run] {name}: {action} spec valid -> {plan.route.target} on {plan.backend.kind}"
                       + (f" (parent: {plan.parent.uri})" if plan.parent else ""))

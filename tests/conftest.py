@@ -181,3 +181,53 @@ def slurm_cluster() -> str:
     conf = env_line.split("=", 1)[1]
     os.environ["SLURM_CONF"] = conf
     return conf
+
+
+# --------------------------------------------------------------------------- container engine
+CONTAINER_ENGINE_SCRIPT = os.path.join(_REPO, "tools", "container_engine.sh")
+
+
+@pytest.fixture(scope="session")
+def container_engine() -> str:
+    """The real container engine of ``tools/container_engine.sh`` (podman + runc; ``make test``
+    starts it) and the test image built from this machine's Python (cached between runs).
+
+    Returns the image name and sets ``CONTAINERS_CONF`` in ``os.environ`` for the session (jobs use
+    ``cli="podman"``). Under CI (``CI=true``) an engine that does not run a container FAILS the test
+    (docker tests are never skipped in CI); elsewhere the test is skipped with the command to run.
+    """
+    sys.path.insert(0, os.path.join(_REPO, "tools"))
+    try:
+        env = subprocess.run(["bash", CONTAINER_ENGINE_SCRIPT, "env"], capture_output=True, text=True,
+                             check=True).stdout.split()
+        conf = next(w.split("=", 1)[1] for w in env if w.startswith("CONTAINERS_CONF="))
+        if not os.path.exists(conf):
+            raise RuntimeError(f"{conf} is missing")
+        os.environ["CONTAINERS_CONF"] = conf
+        from container_test_image import build
+
+        image = build("podman")
+        probe = subprocess.run(["podman", "run", "--rm", "--network", "host", image, "/bin/sh", "-c", "echo ok"],
+                               capture_output=True, text=True, timeout=120)
+        if probe.stdout.strip() != "ok":
+            raise RuntimeError(probe.stderr.strip() or f"exit {probe.returncode}")
+    except (OSError, RuntimeError, SystemExit, subprocess.SubprocessError, StopIteration) as exc:
+        message = (f"the container engine is not usable ({exc}); start it with "
+                   f"`{CONTAINER_ENGINE_SCRIPT} start` (root; `make test` does it)")
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return image
+
+
+@pytest.fixture
+def container_cleanup(tmp_path) -> Iterator[None]:
+    """Remove the job containers (of any state) whose work folder is under ``tmp_path`` when the
+    test ends, so a failed test leaves nothing running."""
+    yield
+    out = subprocess.run(["podman", "ps", "-a", "--filter", "label=org.tao-skill-bank.job-id", "--format",
+                          '{{.ID}} {{index .Labels "org.tao-skill-bank.workdir"}}'], capture_output=True, text=True)
+    ids = [line.split()[0] for line in out.stdout.splitlines()
+           if len(line.split()) == 2 and line.split()[1].startswith(str(tmp_path))]
+    if ids:
+        subprocess.run(["podman", "rm", "-f", "-t", "0", *ids], capture_output=True)

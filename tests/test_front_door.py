@@ -219,7 +219,7 @@ def test_missing_extra_is_one_line(ws):
                                   "'matplotlib'): pip install 'tao-skill-bank[automl]'")
     out = _blocked("numpy,scipy", "run", "rtdetr", "train", *TRAIN, "--dry-run", "--json", env=env)
     assert out.returncode == 2 and "Traceback" not in out.stderr
-    assert json.loads(out.stdout) == {"error": "MissingExtraError", "message": (
+    assert json.loads(out.stdout) == {"error": "MissingExtraError", "problems": [], "message": (
         "the 'automl' job kind needs the 'automl' extra (No module named 'numpy'): pip install 'tao-skill-bank[automl]'")}
 
 

@@ -65,7 +65,7 @@ def test_registry() -> None:
     p = get_platform("local", cancel_timeout=3)
     assert isinstance(p, LocalPlatform) and isinstance(p, Platform)
     assert p.name == "local" and p.cancel_timeout == 3
-    with pytest.raises(PlatformError, match="known platforms: local") as exc:
+    with pytest.raises(PlatformError, match="known platforms: docker, local, slurm") as exc:
         get_platform("slurmm")
     assert "slurm" in str(exc.value)
     with pytest.raises(PlatformError, match="bad options"):

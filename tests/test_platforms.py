@@ -1,4 +1,4 @@
-"""The platform suite every platform must pass (local and a REAL Slurm cluster).
+"""The platform suite every platform must pass (local, a REAL Slurm cluster, a REAL container engine).
 
 Submit and poll to success, failure with exit code and log tail, cancel (the whole process
 tree), re-attach from the stored handle in a new process, and secrets absent from every file
@@ -27,14 +27,30 @@ KEY = "enc-key-7f3a9c11e2"
 AWS_SECRET = "aws-secret-51b0d7e4aa9f"
 
 
-@pytest.fixture(params=["local", pytest.param("slurm", marks=pytest.mark.slurm)])
+@pytest.fixture(params=["local", pytest.param("slurm", marks=pytest.mark.slurm),
+                        pytest.param("docker", marks=pytest.mark.docker)])
 def platform(request, tmp_path):
-    """A platform instance; slurm jobs see ``tmp_path`` (shared: same host) and this Python."""
+    """A platform instance; slurm jobs see ``tmp_path`` (shared: same host) and this Python;
+    docker jobs run in the test image (podman) with its Python."""
     if request.param == "slurm":
         request.getfixturevalue("slurm_cluster")
         return get_platform("slurm", python=sys.executable, shared_paths=[str(tmp_path)],
                             cancel_timeout=30)
+    if request.param == "docker":
+        image = request.getfixturevalue("container_engine")
+        request.getfixturevalue("container_cleanup")
+        return get_platform("docker", cli="podman", image=image, cancel_timeout=5)
     return get_platform("local", cancel_timeout=5)
+
+
+def _tree_gone(platform, handle, pids: list[int]) -> bool:
+    """True once no process of the cancelled job runs (a container's pids are its own: there, the
+    container itself must be gone from the running ones)."""
+    if platform.name == "docker":
+        out = subprocess.run(["podman", "ps", "-q", "--filter", f"name={handle['container_name']}"],
+                             capture_output=True, text=True).stdout
+        return not out.strip()
+    return not any(_alive(p) for p in pids)
 
 
 def _task(tmp_path: Path, code: str, name: str = "job", env: dict[str, str] | None = None) -> JobTask:
@@ -61,7 +77,7 @@ def test_failure_reports_exit_code_and_log_tail(platform, tmp_path):
 
 
 def test_cancel_stops_the_whole_tree(platform, tmp_path):
-    pids = tmp_path / "pids"
+    pids = tmp_path / "job" / "pids"  # in the job's work folder: every platform's jobs see it
     code = f"""
         import os, subprocess, sys, time
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
@@ -78,14 +94,14 @@ def test_cancel_stops_the_whole_tree(platform, tmp_path):
     state = platform.poll(handle)
     assert state.is_exited and state.exit_code == -15, state
     deadline = time.monotonic() + 15
-    while any(_alive(int(p)) for p in pids.read_text().split()):
+    while not _tree_gone(platform, handle, [int(p) for p in pids.read_text().split()]):
         assert time.monotonic() < deadline, "a process of the cancelled job survived"
         time.sleep(0.1)
     platform.cancel(handle)  # idempotent
 
 
 def test_reattach_from_handle_in_new_process(platform, tmp_path):
-    go = tmp_path / "go"
+    go = tmp_path / "job" / "go"
     code = f"""
         import os, time
         while not os.path.exists({str(go)!r}):

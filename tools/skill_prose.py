@@ -27,7 +27,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tao_sdk import worker  # noqa: E402 - import-cheap capability interface (no torch)
-from tao_sdk.backends import ENTRYPOINT_ENV, WORKER_INSTALL  # noqa: E402
+from tao_sdk.backends import ENTRYPOINT_ENV, WORKER_INSTALL, tao_container  # noqa: E402
 from tao_sdk.datasources import ROLE_FLAGS  # noqa: E402
 from tao_sdk.skillmd import begin_marker, end_marker  # noqa: E402
 
@@ -64,12 +64,9 @@ class ProseFacts:
 
 
 # =========================================================================== backend block
-def _container_cell(info: dict, action: str, deploy: bool, facts: ProseFacts) -> str:
-    containers = info.get("tao_container") or {}
-    image = (containers.get("action_images") or {}).get(action) or \
-        containers.get("deploy_image" if deploy or action == "gen_trt_engine" else "image")
-    verb = facts.action_commands.get(action, f"{info['network']} {action}")
-    return f"`{verb} -e spec.yaml`" + (f" in `{image}`" if image else "")
+def _container_cell(info: dict, action: str, deploy: bool) -> str:
+    image, entry = tao_container(info, action, deploy)
+    return f"`{' '.join(entry)} -e spec.yaml`" + (f" in `{image}`" if image else "")
 
 
 def backend_block(info: dict, facts: ProseFacts) -> str:
@@ -78,10 +75,10 @@ def backend_block(info: dict, facts: ProseFacts) -> str:
     rows = ["| Action | Built-in worker | TAO container command |", "|---|---|---|"]
     for action in info["actions"]:
         rows.append(f"| `{action}` | {'yes' if worker.supports(network, action, model_type) else 'no'} | "
-                    f"{_container_cell(info, action, False, facts)} |")
+                    f"{_container_cell(info, action, False)} |")
     for action in facts.deploy_actions:
         rows.append(f"| TensorRT `{action}` | {'yes' if worker.supports(network, action, model_type) else 'no'} | "
-                    f"{_container_cell(info, action, True, facts)} |")
+                    f"{_container_cell(info, action, True)} |")
     any_worker = any(worker.supports(network, a, model_type) for a in info["actions"])
     lines = [
         "\n".join(rows), "",
@@ -90,6 +87,9 @@ def backend_block(info: dict, facts: ProseFacts) -> str:
         + f"; else the `{network}` command on PATH (inside the TAO container). With none of them, `create_job` "
         "and `tao-skills run --dry-run` stop before submitting anything and say what to install; "
         f"`tao-skills show {network}` prints the answer on this machine.",
+        "To run an action in its TAO container from this machine, submit with `--platform docker` "
+        "(`platform=\"docker\"`; docker or podman): log in to NGC first (`docker login nvcr.io -u "
+        "'$oauthtoken'`, password: your NGC API key); the dry run names the image and whether it must be pulled.",
     ]
     if "gen_trt_engine" in info["actions"]:
         lines.append("TensorRT actions need an NVIDIA GPU and the `tensorrt` package wherever they run.")

@@ -174,8 +174,10 @@ def create_automl_job(plan: Any, model_skill: Skill, *, datasets: Mapping[str, A
 
     cfg = normalize_settings(settings)
     metric, direction = model_skill.metric
+    # the controller is SDK code: a container platform runs it elsewhere, its trials on `platform`
     record = JobRecord(
-        id=plan.job_id, skill="tao-run-automl", action="train", platform=platform, kind="automl",
+        id=plan.job_id, skill="tao-run-automl", action="train", kind="automl",
+        platform=get_platform(platform).controller_platform or platform,
         spec=plan.spec, results_uri=plan.results_uri,
         result={"model_skill": model_skill.name, "settings": cfg, "datasets": dict(datasets or {}),
                 "spec_overrides": dict(spec_overrides or {}), "base_spec": dict(base_spec or {}),
@@ -401,16 +403,17 @@ class Controller:
 
     def submit(self, entry: dict[str, Any]) -> None:
         """Create the child train job with the pre-chosen id (idempotent on resume)."""
-        from ..jobs import plan_job, submit_plan, worker_command
+        from ..jobs import plan_job, submit_plan
         s = Suggestion.from_dict(entry)
+        platform = self.res.get("trial_platform") or "local"
         try:
             plan = plan_job(self.skill, "train", datasets=self.res.get("datasets"),
                             spec_overrides=self._child_overrides(entry), base_spec=self.res.get("base_spec") or None,
                             dataset_format=self.res.get("dataset_format"), preset=self.res.get("preset"),
+                            platform=platform,
                             automl_policy="off", workspace=self.ws, bank=self.bank, job_id=entry["child_id"])
-            plan.command = worker_command(self.skill.network, "train", str(self.ws.job_dir(plan.job_id) / "spec.yaml"),
-                                          model_type=self.skill.info.get("model_type"))
-            submit_plan(plan, platform=self.res.get("trial_platform") or "local", workspace=self.ws,
+            plan.command = plan.backend.command(str(self.ws.job_dir(plan.job_id) / "spec.yaml"))
+            submit_plan(plan, platform=platform, workspace=self.ws,
                         parent_id=self.job_id, kind="trial")
         except TaoSkillsError as exc:
             self.log(f"trial {entry['trial_id']} could not start: {exc}")

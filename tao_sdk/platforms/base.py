@@ -48,11 +48,13 @@ class JobTask:
             current directory. On a cluster it must be on a filesystem the nodes share.
         log_path: file receiving stdout+stderr (appended); ``<workdir>/job.log`` when None.
         num_gpus: GPUs per node the job needs (0 = CPU only).
+        gpu_ids: which GPUs of the node (``train.gpu_ids``; empty: the first ``num_gpus``); the
+            docker platform exposes exactly these to the container.
         num_nodes: number of nodes (1 for the local platform).
         processes_per_node: processes the job starts per node when it has no GPU (with GPUs:
             one per GPU); the launcher inside the job starts them (torchrun / Lightning spawn).
-        image: container image to run the command in (clusters with a container runtime, e.g.
-            Slurm + pyxis ``--container-image``); None: the node's own environment.
+        image: container image to run the command in (docker; clusters with a container runtime,
+            e.g. Slurm + pyxis ``--container-image``); None: the node's own environment.
         cpus_per_node / memory / time_limit: resources (``memory`` like ``"32G"``,
             ``time_limit`` like ``"04:00:00"``); None: the platform's default.
         visible_devices_env: how the network selects GPUs (``CUDA_VISIBLE_DEVICES`` for
@@ -67,6 +69,7 @@ class JobTask:
     workdir: str
     log_path: str | None = None
     num_gpus: int = 0
+    gpu_ids: list[int] = field(default_factory=list)
     num_nodes: int = 1
     processes_per_node: int = 1
     image: str | None = None
@@ -130,6 +133,15 @@ class Platform(abc.ABC):
 
     #: registry name, e.g. ``"local"``.
     name: str = ""
+    #: where this platform's AutoML controllers (SDK code, not a TAO job) run; None: here too.
+    #: Their trials always run on this platform.
+    controller_platform: str | None = None
+
+    def plan_backend(self, skill: Any, action: str, deploy: bool = False, image: str | None = None) -> Any:
+        """What runs ``action`` of ``skill`` on this platform (a :class:`tao_sdk.backends.Backend`),
+        or None when it is this machine's answer (:func:`tao_sdk.backends.skill_backend`); container
+        platforms answer with the image and the command inside it. ``image``: the job's own image."""
+        return None
 
     @abc.abstractmethod
     def submit(self, task: JobTask) -> dict[str, Any]:
@@ -183,8 +195,9 @@ class Platform(abc.ABC):
 _REGISTRY: dict[str, str | Callable[..., Platform]] = {
     "local": "tao_sdk.platforms.local:LocalPlatform",
     "slurm": "tao_sdk.platforms.slurm:SlurmPlatform",
+    "docker": "tao_sdk.platforms.docker:DockerPlatform",
 }
-_PLANNED = ("kubernetes", "docker")
+_PLANNED = ("kubernetes",)
 
 
 def register_platform(name: str, factory: str | Callable[..., Platform]) -> None:

@@ -45,7 +45,6 @@ Handle keys: ``slurm_job_id``, ``workdir``, ``log_path``, ``exit_status_path``,
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
@@ -55,12 +54,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tao_sdk.errors import PlatformError
+from tao_sdk.platforms import jobfiles
 from tao_sdk.platforms._supervise import ABANDONED_FILE, HANDLE_FILE, write_exit_status
-from tao_sdk.platforms.base import JobTask, Platform, PlatformState
-from tao_sdk.secrets import SECRET_KEY_RE
+from tao_sdk.platforms.base import JobTask, PlatformState
+from tao_sdk.platforms.jobfiles import read_exit_code as _read_exit_status
+from tao_sdk.platforms.jobfiles import split_secret_env, write_json as _write_json
+from tao_sdk.platforms.jobfiles import write_secrets as _write_secrets
+from tao_sdk.platforms.settings import ConfiguredPlatform, load_settings
 
 __all__ = ["CONFIG_KEYS", "SlurmPlatform", "load_config", "split_secret_env"]
 
@@ -94,70 +95,11 @@ _LAUNCH_VARS = {"WORLD_SIZE", "NODE_RANK", "RANK", "LOCAL_RANK", "MASTER_ADDR", 
                 "NUM_GPU_PER_NODE", "CUDA_VISIBLE_DEVICES", "TAO_VISIBLE_DEVICES"}
 
 
-def _config_file() -> Path:
-    named = os.environ.get("TAO_SLURM_CONFIG")
-    if named:
-        return Path(named).expanduser()
-    from tao_sdk.workspace import default_workspace
-
-    return default_workspace().root / "platforms" / "slurm.yaml"
-
-
-def _check_keys(keys: Any, where: str) -> None:
-    for key in keys:
-        if key not in CONFIG_KEYS:
-            close = difflib.get_close_matches(str(key), CONFIG_KEYS, 1)
-            raise PlatformError(
-                f"{where}: unknown slurm setting {key!r}"
-                + (f"; did you mean {close[0]!r}?" if close else "")
-                + f" Settings: {', '.join(CONFIG_KEYS)}"
-            )
-
-
 def load_config(**options: Any) -> dict[str, Any]:
-    """The slurm settings: the config file, then ``TAO_SLURM_<KEY>`` variables, then ``options``.
-
-    Raises PlatformError for an unknown key (with a suggestion), an unreadable file or a
-    non-integer value of an integer key.
-    """
-    cfg: dict[str, Any] = {}
-    path = _config_file()
-    if path.exists():
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise PlatformError(f"cannot read the slurm config {path}: {exc}; fix the YAML") from exc
-        if not isinstance(data, dict):
-            raise PlatformError(f"{path}: must be a mapping of settings ({', '.join(CONFIG_KEYS)})")
-        _check_keys(data, str(path))
-        cfg.update(data)
-    for key in CONFIG_KEYS:
-        value = os.environ.get(f"TAO_SLURM_{key.upper()}")
-        if value not in (None, ""):
-            cfg[key] = value
-    _check_keys(options, "get_platform('slurm')")
-    cfg.update({k: v for k, v in options.items() if v is not None})
-    for key in _INT_KEYS & set(cfg):
-        try:
-            cfg[key] = int(cfg[key])
-        except (TypeError, ValueError):
-            raise PlatformError(f"slurm setting {key}={cfg[key]!r} must be an integer "
-                                f"(TAO_SLURM_{key.upper()} or {path})") from None
-    for key in ("shared_paths",):
-        if isinstance(cfg.get(key), str):
-            cfg[key] = [p for p in cfg[key].split(":") if p]
-    if isinstance(cfg.get("extra_sbatch_args"), str):
-        cfg["extra_sbatch_args"] = shlex.split(cfg["extra_sbatch_args"])
-    return cfg
-
-
-def split_secret_env(env: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
-    """Split ``env`` into (plain, secret) by variable name (the redaction rule of
-    :mod:`tao_sdk.secrets`: ``*KEY``, ``*SECRET*``, ``*TOKEN*``, ``*PASSWORD*``, ...)."""
-    plain, secret = {}, {}
-    for name, value in env.items():
-        (secret if SECRET_KEY_RE.search(name) else plain)[name] = value
-    return plain, secret
+    """The slurm settings: the config file, then ``TAO_SLURM_<KEY>`` variables, then ``options``
+    (:func:`tao_sdk.platforms.settings.load_settings`; keys: :data:`CONFIG_KEYS`)."""
+    return load_settings("slurm", CONFIG_KEYS, options, ints=_INT_KEYS, paths={"shared_paths"},
+                         args={"extra_sbatch_args"})
 
 
 def _default_shared_paths() -> list[str]:
@@ -177,16 +119,6 @@ def _under(path: str, roots: list[str]) -> bool:
         if real == r or real.startswith(r.rstrip("/") + "/"):
             return True
     return False
-
-
-def _write_secrets(workdir: Path, secrets: dict[str, str]) -> str:
-    """Write ``export NAME='value'`` lines to a new 0600 file in ``workdir``; return its path."""
-    path = workdir / f".tao-secrets-{os.urandom(8).hex()}"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        for name, value in sorted(secrets.items()):
-            fh.write(f"export {name}={shlex.quote(value)}\n")
-    return str(path)
 
 
 def _node_snippet(task: JobTask, gpus: int) -> str:
@@ -241,25 +173,12 @@ exit "$_tao_rc"
 """
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f"{path.name}.tmp.{os.getpid()}")
-    tmp.write_text(json.dumps(data), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _read_exit_status(path: str) -> int | None:
-    try:
-        return int(Path(path).read_text(encoding="ascii").strip())
-    except (OSError, ValueError):
-        return None
-
-
 def _field(text: str, name: str) -> str | None:
     m = re.search(rf"(?:^|\s){name}=(\S*)", text)
     return m.group(1) if m else None
 
 
-class SlurmPlatform(Platform):
+class SlurmPlatform(ConfiguredPlatform):
     """Runs jobs with sbatch on a Slurm cluster (``get_platform("slurm", **settings)``).
 
     ``settings`` override the config file and ``TAO_SLURM_*`` variables (keys:
@@ -269,16 +188,8 @@ class SlurmPlatform(Platform):
 
     name = "slurm"
 
-    def __init__(self, **settings: Any) -> None:
-        self.settings = settings
-        self._cfg: dict[str, Any] | None = None
-
-    @property
-    def config(self) -> dict[str, Any]:
-        """The effective settings (loaded on first use)."""
-        if self._cfg is None:
-            self._cfg = load_config(**self.settings)
-        return self._cfg
+    def _load_config(self) -> dict[str, Any]:
+        return load_config(**self.settings)
 
     # ---------------------------------------------------------------- helpers
     @staticmethod
@@ -364,12 +275,8 @@ class SlurmPlatform(Platform):
         workdir.mkdir(parents=True, exist_ok=True)
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         status_path = str(workdir / _EXIT_STATUS)
-        if (workdir / ABANDONED_FILE).exists():
-            raise PlatformError(
-                f"job {task.job_id}: its submission was given up (canceled, or its submitter "
-                f"died) before it started ({workdir / ABANDONED_FILE}); create the job again")
-        for stale in (status_path, str(workdir / HANDLE_FILE)):
-            Path(stale).unlink(missing_ok=True)
+        jobfiles.refuse_if_abandoned(task.job_id, workdir)
+        jobfiles.clear_stale(workdir)
         nodes = int(cfg.get("nodes") or task.num_nodes or 1)
         gpus = int(cfg["gpus_per_node"] if cfg.get("gpus_per_node") is not None else task.num_gpus)
         per_node = gpus or int(cfg.get("tasks_per_node") or task.processes_per_node or 1)
@@ -429,13 +336,11 @@ class SlurmPlatform(Platform):
     def block_start(self, workdir: str) -> None:
         """Make a job submitted from ``workdir`` that has not started yet exit at once (status
         125) when Slurm starts it. Call :meth:`recover_handle` afterwards to adopt one that runs."""
-        path = Path(workdir) / ABANDONED_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"{time.time()}\n", encoding="ascii")
+        jobfiles.block_start(workdir)
 
     def allow_start(self, workdir: str) -> None:
         """Undo :meth:`block_start` once the job found submitted from there is tracked."""
-        (Path(workdir) / ABANDONED_FILE).unlink(missing_ok=True)
+        jobfiles.allow_start(workdir)
 
     def _job_info(self, handle: dict[str, Any]) -> tuple[str | None, str]:
         """(``scontrol show job`` one-line record or None when Slurm forgot the job, error)."""
