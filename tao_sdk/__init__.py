@@ -8,6 +8,8 @@ Python API (the CLI ``tao-skills`` mirrors it):
 - :func:`resolve_automl_policy`, :func:`route_action` — the Train Action Policy.
 - :func:`create_job`, :func:`get_job`, :func:`list_jobs`, :func:`wait_for_job`, :func:`job_logs`,
   :func:`cancel_job`, :func:`resume_job` — run and track jobs (local platform by default).
+- :func:`validate_datasets` — every dataset file an action reads, checked at plan time
+  (``create_job`` / ``plan_job`` run it first; :class:`DatasetValidationError` lists every problem).
 - :func:`check_bank` — the bank checker.
 - :func:`cache_info`, :func:`clear_cache` — the worker's dataset cache (size cap, LRU eviction).
 """
@@ -20,8 +22,9 @@ from typing import Any
 _EXPORTS = {
     "Skill": "bank", "SkillBank": "bank", "check_bank": "checker",
     "cache_info": "datacache", "clear_cache": "datacache",
-    "build_data_source_overrides": "datasources",
-    "BankFormatError": "errors", "DataSourceError": "errors", "JobNotFoundError": "errors",
+    "build_data_source_overrides": "datasources", "validate_datasets": "datasets.check",
+    "DatasetReport": "datasets.problems",
+    "BankFormatError": "errors", "DataSourceError": "errors", "DatasetValidationError": "errors", "JobNotFoundError": "errors",
     "ParentModelError": "errors", "PlatformError": "errors", "SkillNotFoundError": "errors",
     "SpecProblem": "errors", "SpecValidationError": "errors", "StorageError": "errors",
     "TaoSkillsError": "errors",
@@ -50,9 +53,9 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = [
-    "BankFormatError", "DataSourceError", "Job", "JobNotFoundError", "JobPlan", "ParentModelError",
+    "BankFormatError", "DataSourceError", "DatasetReport", "DatasetValidationError", "Job", "JobNotFoundError", "JobPlan", "ParentModelError",
     "PlatformError", "Route", "Skill", "SkillBank", "SkillNotFoundError", "SpecProblem",
     "SpecValidationError", "StorageError", "TaoSkillsError", "Workspace", "build_data_source_overrides",
     "build_spec", "cache_info", "cancel_job", "check_bank", "clear_cache", "create_job", "get_job", "job_logs", "list_jobs", "plan_job",
-    "resolve_automl_policy", "resume_job", "route_action", "validate_spec", "wait_for_job",
+    "resolve_automl_policy", "resume_job", "route_action", "validate_datasets", "validate_spec", "wait_for_job",
 ]

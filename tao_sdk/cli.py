@@ -28,7 +28,7 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 
 # --------------------------------------------------------------------------- dataset/spec options
-def _add_spec_options(p: argparse.ArgumentParser) -> None:
+def _add_spec_options(p: argparse.ArgumentParser, validate_flag: bool = True) -> None:
     p.add_argument("skill", help="skill name (tao-train-rtdetr) or network (rtdetr)")
     p.add_argument("action", help="train, evaluate, inference, export, gen_trt_engine, ...")
     p.add_argument("-e", "--spec-file", metavar="FILE",
@@ -42,6 +42,9 @@ def _add_spec_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset-format", help="dataset format (stereo dataset_name, OneFormer label map)")
     p.add_argument("--parent", metavar="JOB", help="parent job id (train/export/gen_trt_engine/AutoML)")
     p.add_argument("--pretrained-model", metavar="URI", help="pretrained weights for ptm_if_no_resume_model")
+    if validate_flag:
+        p.add_argument("--no-validate-datasets", dest="validate_datasets", action="store_false", default=None,
+                       help="skip the plan-time check of the dataset files (see `tao-skills dataset validate`)")
 
 
 def _datasets(args: argparse.Namespace) -> dict[str, Any]:
@@ -139,7 +142,8 @@ def cmd_spec(args: argparse.Namespace) -> int:
 
     plan = plan_job(args.skill, args.action, datasets=_datasets(args), spec_overrides=parse_set_options(args.sets),
                     base_spec=args.spec_file, parent_job_id=args.parent, dataset_format=args.dataset_format,
-                    pretrained_model=args.pretrained_model, automl_policy="off")
+                    pretrained_model=args.pretrained_model, automl_policy="off",
+                    validate_datasets=args.validate_datasets)
     text = yaml.safe_dump(plan.spec, sort_keys=False, default_flow_style=False, width=1000)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as fh:
@@ -188,7 +192,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = create_job(args.skill, args.action, datasets=_datasets(args), spec_overrides=parse_set_options(args.sets),
                      base_spec=args.spec_file, parent_job_id=args.parent, platform=args.platform,
                      automl_policy=args.automl_policy, request=args.request, dataset_format=args.dataset_format,
-                     pretrained_model=args.pretrained_model, automl=settings or None, dry_run=args.dry_run)
+                     pretrained_model=args.pretrained_model, automl=settings or None, dry_run=args.dry_run,
+                     validate_datasets=args.validate_datasets)
     if isinstance(out, JobPlan):
         if args.json:
             _print_json(out.to_dict())
@@ -212,6 +217,10 @@ def _print_plan(plan: Any) -> None:
         print(f"  warning: {w}")
     for n in plan.notes:
         print(f"  note: {n}")
+    if plan.datasets is not None:
+        print("\n".join(plan.datasets.lines()))
+    else:
+        print("datasets: not validated (--no-validate-datasets / TAO_SKILLS_VALIDATE_DATASETS=0)")
     if plan.automl:
         b = plan.automl["budget"]
         print(f"AutoML {plan.automl['algorithm']}: {b['max_recommendations']} trials x at most "
@@ -460,6 +469,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="resolve + validate only, submit nothing")
     p.set_defaults(func=cmd_run)
 
+    from .datasets.cli import add_dataset_commands
+
+    add_dataset_commands(sub, _add_spec_options)
+
     p = sub.add_parser("jobs", help="list jobs")
     p.add_argument("--skill")
     p.add_argument("--status")
@@ -528,7 +541,8 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except TaoSkillsError as exc:
         if getattr(args, "json", False):
-            _print_json({"error": type(exc).__name__, "message": str(exc)})
+            details = exc.details() if hasattr(exc, "details") else {}
+            _print_json({"error": type(exc).__name__, "message": str(exc), **details})
         else:
             print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -157,6 +157,8 @@ class JobPlan:
             never printed, written or stored.
         backend: what will run it here (built-in worker, TAO entrypoint, or none; see
             :mod:`tao_sdk.backends`); ``create_job`` refuses a plan whose backend is none.
+        datasets: the dataset validation report (:class:`tao_sdk.datasets.DatasetReport`; warnings
+            only, since errors stop the plan), ``None`` when validation was turned off.
     """
 
     job_id: str
@@ -173,6 +175,7 @@ class JobPlan:
     notes: list[str] = field(default_factory=list)
     backend: Backend | None = None
     automl: dict[str, Any] | None = None
+    datasets: Any = None
     secret_env: dict[str, str] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -181,7 +184,8 @@ class JobPlan:
                 "route": self.route.__dict__, "command": self.command,
                 "backend": self.backend.to_dict() if self.backend else None, "deploy": self.deploy,
                 "parent": self.parent.__dict__ if self.parent else None, "results_uri": self.results_uri,
-                "warnings": self.warnings, "notes": self.notes, "automl": self.automl, "spec": self.spec}
+                "warnings": self.warnings, "notes": self.notes, "automl": self.automl,
+                "datasets": self.datasets.to_dict() if self.datasets is not None else None, "spec": self.spec}
 
 
 def worker_command(network: str, action: str, spec_path: str, model_type: str | None = None) -> list[str]:
@@ -208,6 +212,7 @@ def plan_job(
     pretrained_model: str | None = None,
     planned_parent: "JobPlan | None" = None,
     job_id: str | None = None,
+    validate_datasets: bool | None = None,
     workspace: Workspace | None = None,
     bank: SkillBank | None = None,
 ) -> JobPlan:
@@ -219,7 +224,9 @@ def plan_job(
     Plan-time errors (nothing is submitted): AutoML arguments that contradict each other or are
     not positive; a parent on an action that takes none; a setting that must equal the parent's
     train job (class count, model section, input size) but does not; a dataset role the action
-    needs that is neither given nor set in the spec; every spec problem.
+    needs that is neither given nor set in the spec; every spec problem; every error of the
+    datasets the job would read (:class:`~tao_sdk.errors.DatasetValidationError`, see
+    :func:`tao_sdk.datasets.validate_datasets`; ``validate_datasets=False`` skips it).
     """
     workspace = workspace or default_workspace()
     bank = bank or get_bank()
@@ -250,12 +257,36 @@ def plan_job(
                             deploy=deploy, bank=bank)
     if source is not None:
         _check_parent_agreement(source, composed.spec, inherited, own_model=action in OWN_MODEL_ACTIONS)
+    report = check_datasets(skill, action, composed.spec, dataset_format, validate_datasets, workspace, bank)
     backend = skill_backend(skill, action, deploy)
     if not route.automl:
         backend.preflight(composed.spec)
     return JobPlan(job_id, skill.name, action, route, composed.spec, deploy, mapped.parent, results_uri,
                    None, mapped.downloads, mapped.warnings + composed.warnings, mapped.notes + composed.notes,
-                   backend, secret_env=composed.secret_env)
+                   backend, datasets=report, secret_env=composed.secret_env)
+
+
+#: Environment switch of plan-time dataset validation (``0`` turns it off where no argument says).
+VALIDATE_DATASETS_ENV = "TAO_SKILLS_VALIDATE_DATASETS"
+
+
+def check_datasets(skill: Skill, action: str, spec: Mapping[str, Any], dataset_format: str | None,
+                   enabled: bool | None, workspace: Workspace, bank: SkillBank) -> Any:
+    """Validate the datasets ``spec`` names (:func:`tao_sdk.datasets.validate_datasets`); the report,
+    or None when turned off (``enabled`` False, or None with ``$TAO_SKILLS_VALIDATE_DATASETS=0``).
+    Raises DatasetValidationError listing every problem when one is an error."""
+    if enabled is None:
+        enabled = os.environ.get(VALIDATE_DATASETS_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+    if not enabled:
+        return None
+    from .datasets.check import validate_datasets as _validate
+    from .errors import DatasetValidationError
+
+    report = _validate(skill, action, spec=spec, dataset_format=dataset_format,
+                       cache_dir=workspace.root / "dataset-checks", bank=bank)
+    if not report.ok:
+        raise DatasetValidationError(report)
+    return report
 
 
 def _check_takes_parent(skill: Skill, action: str, parent_job_id: str | None) -> None:
@@ -378,6 +409,7 @@ def create_job(
     encryption_key: str | None = None,
     automl: Mapping[str, Any] | None = None,
     dry_run: bool = False,
+    validate_datasets: bool | None = None,
     workspace: Workspace | None = None,
     bank: SkillBank | None = None,
 ) -> "Job | JobPlan":
@@ -410,6 +442,10 @@ def create_job(
             max_concurrent, hyperparameters, overrides). Giving them asks for AutoML: they beat
             request text such as "plain training" and contradict ``automl_policy="off"`` (error).
         dry_run: resolve + validate only; returns the :class:`JobPlan` and submits nothing.
+        validate_datasets: check every dataset file the job reads first (default: on, unless
+            ``$TAO_SKILLS_VALIDATE_DATASETS=0``); an error in one raises DatasetValidationError
+            before any job exists, warnings land in ``plan.datasets``. ``False`` skips it (data
+            this machine cannot read).
 
     Returns:
         The submitted :class:`Job` (or the plan when ``dry_run``).
@@ -418,7 +454,8 @@ def create_job(
     bank = bank or get_bank()
     plan = plan_job(skill, action, datasets=datasets, spec_overrides=spec_overrides, base_spec=base_spec,
                     parent_job_id=parent_job_id, dataset_format=dataset_format, automl_policy=automl_policy,
-                    request=request, automl=automl, pretrained_model=pretrained_model, workspace=workspace, bank=bank)
+                    request=request, automl=automl, pretrained_model=pretrained_model,
+                    validate_datasets=validate_datasets, workspace=workspace, bank=bank)
     if encryption_key:
         plan.secret_env[ENCRYPTION_KEY_ENV] = encryption_key
     model_skill = bank.get(plan.skill)
