@@ -40,17 +40,17 @@ class Calibration:
         """Missing archives, and too few images for INT8."""
         cfg = self.settings(ctx, source)
         out: list[Problem] = []
-        images = 0
-        first = None
+        images, complete, first = 0, True, None
         for name, uris in source.files.items():
             for uri in uris:
                 first = first or uri
                 found, problems = scan(ctx, uri, source.key(name))
                 out += problems
+                complete &= found is not None and found.complete
                 images += sum(1 for m in (found.members if found else {}) if is_image(m))
         batches, size = cfg["cal_batches"], cfg["cal_batch_size"]
-        if cfg["data_type"] != "INT8" or not isinstance(batches, int) or not isinstance(size, int) or first is None:
-            return out
+        if cfg["data_type"] != "INT8" or not isinstance(batches, int) or not isinstance(size, int) or not complete:
+            return out  # not INT8, or the count is unknown (a missing archive / the budget: reported above)
         where = _settings_path(next(iter(source.keys.values()), None))
         if images < batches * size:
             out.append(problem(first, f"{count(images, 'image')}", f"INT8 calibration reads {where}.cal_batches "
