@@ -323,3 +323,18 @@ def test_deformable_detr_eval_dataset_wins_with_a_note(tmp_path, ws):
     with pytest.raises(DatasetValidationError, match=f"{val}/annotations.json"):
         create_job("deformable_detr", "train", datasets={"train_datasets": [str(train)]}, spec_overrides=over,
                    base_spec=str(spec_file), automl_policy="off", dry_run=True, workspace=ws)
+
+
+def test_worker_names_the_right_fix_for_an_undeclared_category(tmp_path):
+    """With validation off the worker still refuses an undeclared category beyond num_classes, with the
+    right fix (not "raise dataset.num_classes", which trains a class without a name)."""
+    from tao_sdk.worker.errors import DatasetError
+    from tao_sdk.worker.staging import load_coco, safe_extract
+
+    data = _coco(tmp_path / "d")
+    data["annotations"][0]["category_id"] = 7
+    (tmp_path / "d" / "annotations.json").write_text(json.dumps(data))
+    images = safe_extract(tmp_path / "d" / "images.tar.gz", tmp_path / "x")
+    with pytest.raises(DatasetError, match="declare category 7 in categories or drop its annotations") as err:
+        load_coco(tmp_path / "d" / "annotations.json", images, num_classes=3)
+    assert "raise dataset.num_classes" not in str(err.value)

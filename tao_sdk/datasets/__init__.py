@@ -10,20 +10,10 @@
 Importing this package imports neither torch nor numpy (a test checks it).
 """
 
-from importlib import import_module
-from typing import Any
+from .. import lazy_exports
 
 _EXPORTS = {"validate_datasets": "check", "DatasetReport": "problems", "Problem": "problems"}
 
-
-def __getattr__(name: str) -> Any:
-    """Import the public name ``name`` from its module on first use."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tao_sdk.datasets' has no attribute {name!r}")
-    value = getattr(import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 __all__ = ["DatasetReport", "Problem", "validate_datasets"]

@@ -14,7 +14,7 @@ import json
 import posixpath
 import tarfile
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Collection
 
 from ..errors import StorageError
 from ..storage import storage_for
@@ -156,7 +156,7 @@ class Reader:
         return out
 
 
-def name_resolver(members: dict[str, int]) -> Callable[[str], str | None]:
+def name_resolver(members: Collection[str]) -> Callable[[str], str | None]:
     """``file_name -> member name`` (or None) tolerating one top-level folder in the archive
     (``images/a.jpg`` for ``a.jpg``) and a unique base name, as the worker's loader does."""
     tops = {m.split("/", 1)[0] for m in members if "/" in m}

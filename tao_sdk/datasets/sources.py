@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
+from ..specfile import value_at
 from ..skillmd import ROOT_ITSELF, FileByFormat, FileMapping, FilePath, FileSpec, FormatPlaceholder
 
 
@@ -41,15 +42,6 @@ class Source:
     def key(self, name: str) -> str | None:
         """The spec key of table file ``name``."""
         return self.keys.get(name)
-
-
-def _get(spec: Mapping[str, Any], dotted: str) -> Any:
-    node: Any = spec
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
 
 
 def _set(value: Any) -> bool:
@@ -90,7 +82,7 @@ def action_sources(skill: Any, action: str, spec: Mapping[str, Any]) -> list[Sou
     """The :class:`Source` list of ``action`` from the skill's table and the final ``spec``."""
     out: list[Source] = []
     for req in skill.dataset_requirements(action):
-        value = _get(spec, req.spec_key)
+        value = value_at(spec, req.spec_key)
         entries = value if (req.multiple and isinstance(value, list)) else [value]
         for index, entry in enumerate(entries):
             key = f"{req.spec_key}[{index}]" if req.multiple else req.spec_key

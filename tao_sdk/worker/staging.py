@@ -35,6 +35,7 @@ from typing import Any, Callable
 from tao_sdk import datacache
 from tao_sdk.datasets.boxes import BOX_DEFECTS, MSCOCO_CATEGORY_TO_LABEL
 from tao_sdk.datasets.boxes import check_box as _check_box
+from tao_sdk.datasets.reader import name_resolver
 from tao_sdk.errors import TaoSkillsError
 from tao_sdk.worker.errors import DatasetError, UnsafeArchiveError
 
@@ -468,24 +469,15 @@ def _index_files(root: Path) -> dict[str, Path]:
 
 def _resolver(image_dir: Path) -> Callable[[str], Path | None]:
     """Build a function file_name -> local path that tolerates a top-level folder in the tar
-    (``images/xxx.jpg``) and file names with or without a folder prefix."""
+    (``images/xxx.jpg``) and file names with or without a folder prefix (the rule of
+    :func:`tao_sdk.datasets.reader.name_resolver`, which plan-time validation applies too)."""
     index = _index_files(image_dir)
-    by_base: dict[str, list[Path]] = {}
-    for rel, p in index.items():
-        by_base.setdefault(rel.rsplit("/", 1)[-1], []).append(p)
-    prefixes = [""]
-    subdirs = [d for d in image_dir.iterdir() if d.is_dir()] if image_dir.is_dir() else []
-    if len(subdirs) == 1:
-        prefixes.append(subdirs[0].name + "/")
+    by_name = name_resolver(index)
 
     def resolve(name: str) -> Path | None:
         """Local path of the annotation ``file_name`` ``name``, or None when absent."""
-        norm = posixpath.normpath(name.replace("\\", "/")).lstrip("/")
-        for prefix in prefixes:
-            if prefix + norm in index:
-                return index[prefix + norm]
-        cands = by_base.get(norm.rsplit("/", 1)[-1], [])
-        return cands[0] if len(cands) == 1 else None
+        member = by_name(name)
+        return index[member] if member is not None else None
 
     return resolve
 
@@ -549,17 +541,17 @@ def load_coco(json_file: Path, image_dir: Path, num_classes: int, *, remap: bool
         if negative:
             raise DatasetError(f"{what}: {json_file}: negative category ids {negative}")
         cat_to_label = {cid: cid for cid in all_ids}
-    undeclared = [c for c in used_ids if c not in categories]
-    if undeclared:
-        first = next(a for a in anns if a["category_id"] == undeclared[0])
-        raise DatasetError(
-            f"{what}: {json_file}: annotation id {first.get('id')} uses category_id {undeclared[0]}, which is not "
-            f"declared in 'categories' (undeclared: {undeclared[:10]}); declare category {undeclared[0]} in "
-            f"categories or drop its annotations (raising dataset.num_classes would train a class that has no name). "
-            "`tao-skills dataset validate` lists every such annotation")
     max_label = max(cat_to_label.values(), default=-1)
     if max_label >= num_classes:
         offending = [c for c, lab in cat_to_label.items() if lab >= num_classes]
+        undeclared = [c for c in offending if c not in categories]
+        if undeclared:  # raising num_classes would train a class without a name
+            first = next(a for a in anns if a["category_id"] == undeclared[0])
+            raise DatasetError(
+                f"{what}: {json_file}: annotation id {first.get('id')} uses category_id {undeclared[0]}, which is "
+                f"not declared in 'categories' (undeclared and >= dataset.num_classes: {undeclared[:10]}); declare "
+                f"category {undeclared[0]} in categories or drop its annotations. `tao-skills dataset validate` "
+                "lists every such annotation")
         raise DatasetError(
             f"{what}: {json_file} uses category id(s) {offending[:10]} but dataset.num_classes "
             f"is {num_classes}; raise dataset.num_classes to at least {max_label + 1} "

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol
 
 from ...errors import StorageError
+from ...specfile import value_at
 from ..problems import Problem
 from ..reader import ArchiveScan, Reader, Wanted
 from ..sources import Source
@@ -26,12 +27,8 @@ class Context:
 
     def get(self, dotted: str, default: Any = None) -> Any:
         """The spec value at ``dotted`` (``default`` when unset)."""
-        node: Any = self.spec
-        for part in dotted.split("."):
-            if not isinstance(node, Mapping) or node.get(part) in (None, "???"):
-                return default
-            node = node[part]
-        return node
+        value = value_at(self.spec, dotted)
+        return default if value in (None, "???") else value
 
 
 class Validator(Protocol):
@@ -56,13 +53,22 @@ def problem(file: str, record: str, message: str, fix: str, check: str, *, sever
                    spec_key=spec_key)
 
 
-def read_json(ctx: Context, uri: str, spec_key: str | None, what: str) -> tuple[Any, list[Problem]]:
-    """``(parsed JSON or None, problems)``: a missing, non-UTF-8 or invalid file is one problem."""
+def read_text(ctx: Context, uri: str, spec_key: str | None, what: str) -> tuple[str | None, list[Problem]]:
+    """``(text or None, problems)``: a missing or non-UTF-8 file is one problem."""
     try:
-        return ctx.reader.json(uri), []
+        return ctx.reader.text(uri), []
     except StorageError as exc:
         return None, [problem(uri, "the file", f"cannot be read: {exc}", f"put the {what} at {uri} or fix {spec_key}",
                               "unreadable", spec_key=spec_key)]
+
+
+def read_json(ctx: Context, uri: str, spec_key: str | None, what: str) -> tuple[Any, list[Problem]]:
+    """``(parsed JSON or None, problems)``: a missing, non-UTF-8 or invalid file is one problem."""
+    text, out = read_text(ctx, uri, spec_key, what)
+    if text is None:
+        return None, out
+    try:
+        return ctx.reader.json(uri), []
     except ValueError as exc:
         where = f"line {exc.lineno}, column {exc.colno}" if hasattr(exc, "lineno") else "the file"
         return None, [problem(uri, where, f"is not valid JSON ({getattr(exc, 'msg', exc)})",

@@ -14,7 +14,7 @@ from typing import Any
 from ...errors import StorageError
 from ..problems import Problem
 from ..sources import Source
-from .base import Context, problem
+from .base import Context, problem, read_text
 
 LABEL_MAP = "label_map.txt"
 _EXPLICIT = re.compile(r"^(\d+)\s*[:\s]\s*(.+)$")
@@ -46,11 +46,10 @@ class LabelMapTxt:
     def validate(self, ctx: Context, source: Source) -> list[Problem]:
         """Every problem of the label map."""
         uri, key = source.uri(LABEL_MAP), source.key(LABEL_MAP)
-        try:
-            names = label_names(ctx.reader.text(uri))
-        except StorageError as exc:
-            return [problem(uri, "the file", f"cannot be read: {exc}", f"put the class list at {uri} or fix {key}",
-                            "unreadable", spec_key=key)]
+        text, out = read_text(ctx, uri, key, "class list")
+        if text is None:
+            return out
+        names = label_names(text)
         if not names:
             return [problem(uri, "the file", "is empty", "write one class name per line", "empty_label_map",
                             spec_key=key)]

@@ -17,12 +17,11 @@ import struct
 from array import array
 from typing import Any
 
-from ...errors import StorageError
 from ..problems import Problem
 from ..reader import HEADER_BYTES, image_size
 from ..sources import Source
 from ..stereo_formats import FORMATS
-from .base import Context, problem, scan
+from .base import Context, problem, read_text, scan
 
 ANNOTATIONS = "annotations.txt"
 #: Actions that read the disparity column (ground truth).
@@ -50,11 +49,10 @@ class StereoList:
     def validate(self, ctx: Context, source: Source) -> list[Problem]:
         """Every problem of the list and of the files it names."""
         uri, key = source.uri(ANNOTATIONS), source.key(ANNOTATIONS)
-        try:
-            lines = _lines(ctx.reader.text(uri))
-        except StorageError as exc:
-            return [problem(uri, "the file", f"cannot be read: {exc}", f"put annotations.txt at {uri} or fix {key}",
-                            "unreadable", spec_key=key)]
+        text, out = read_text(ctx, uri, key, "annotations.txt")
+        if text is None:
+            return out
+        lines = _lines(text)
         if not lines:
             return [problem(uri, "the file", "lists no pair", "write one line per pair: <left> <right> <disparity>",
                             "empty_list", spec_key=key)]
