@@ -243,9 +243,12 @@ def test_broken_stereo(tmp_path, ws):
     (root / "right" / "0001.png").write_bytes(_png(40, 32))
     (root / "disparity" / "bad.png").write_bytes(_png(64, 32, mode="L"))
     write_pfm(root / "disparity" / "far.pfm", np.full((32, 64), 30.0, dtype=np.float32))
+    for name, value in (("ok16.png", 10 * 256), ("far16.png", 40 * 256)):  # KITTI: disparity x 256
+        Image.new("I;16", (64, 32), value).save(root / "disparity" / name)
     lines = (root / "annotations.txt").read_text().splitlines()
     lines += ["left/0000.png right/0000.png disparity/bad.png", "left/0000.png right/0000.png disparity/far.pfm",
-              "left/9999.png right/0000.png disparity/0000.pfm", "left/0000.png right/0000.png"]
+              "left/9999.png right/0000.png disparity/0000.pfm", "left/0000.png right/0000.png",
+              "left/0000.png right/0000.png disparity/ok16.png", "left/0000.png right/0000.png disparity/far16.png"]
     (root / "annotations.txt").write_text("\n".join(lines) + "\n")
     report = validate_datasets("depth_net", "train", {"train_datasets": [str(root)], "eval_dataset": str(root)},
                                dataset_format="GenericDataset", spec_overrides={"dataset.max_disparity": 24},
@@ -256,6 +259,8 @@ def test_broken_stereo(tmp_path, ws):
     assert ("disparity_range", "line 5 disparity disparity/far.pfm") in got
     assert ("missing_file", "line 6 left") in got
     assert ("no_disparity", "line 7") in got
+    assert ("disparity_range", "line 9 disparity disparity/far16.png") in got
+    assert not any(p.record.startswith("line 8") for p in report.problems)
     far = next(p for p in report.problems if p.check == "disparity_range")
     assert far.fix == "set dataset.max_disparity to at least 31" and far.severity == "warning"
 

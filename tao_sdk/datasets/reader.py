@@ -77,12 +77,12 @@ class Reader:
     def stat(self, uri: str) -> tuple[int, float] | None:
         """``(size, mtime)`` of the object or file ``uri``, None when it does not exist."""
         if uri not in self._stats:
-            found = [o for o in storage_for(uri).list(uri) if o.uri.rstrip("/") == uri.rstrip("/")]
+            found = [o for o in storage_for(uri).list(uri, recursive=False) if o.uri.rstrip("/") == uri.rstrip("/")]
             self._stats[uri] = (found[0].size, found[0].mtime) if found else None
         return self._stats[uri]
 
     def exists(self, uri: str) -> bool:
-        """True for an existing file / object or a non-empty folder / prefix."""
+        """True for an existing file / object or a non-empty folder / prefix (a folder is not listed)."""
         return self.stat(uri) is not None or storage_for(uri).exists(uri)
 
     def text(self, uri: str) -> str:

@@ -58,22 +58,18 @@ class StereoList:
                             "empty_list", spec_key=key)]
         cfg = self.settings(ctx, source)
         out = _columns(lines, uri, key, cfg["gt"])
-        names = {p for _, cols in lines for p in cols[:4]}
+        names = {p.removeprefix("./") for _, cols in lines for p in cols[:4]}
+        disparities = {cols[2].removeprefix("./") for _, cols in lines if len(cols) > 2}
         root = uri.rsplit("/", 1)[0]
         archive = f"{root}/images.tar.gz"
         base = archive if ctx.reader.stat(archive) else root
-        found, problems = scan(ctx, base, key, lambda n: -1 if n in names and _is_disparity(n, lines) else
-                               (HEADER_BYTES if n in names else 0))
+        found, problems = scan(ctx, base, key, lambda n: -1 if n in disparities else (HEADER_BYTES if n in names else 0))
         out += problems
         if found is None:
             return out
         for no, cols in lines:
             out += _line(ctx, found, cols[:4], no, uri, base, key, cfg)
         return out
-
-
-def _is_disparity(name: str, lines: list[tuple[int, list[str]]]) -> bool:
-    return any(len(cols) > 2 and cols[2] == name for _, cols in lines)
 
 
 def _columns(lines, uri: str, key: str | None, need_gt: bool) -> list[Problem]:
@@ -118,8 +114,9 @@ def _line(ctx: Context, found, cols: list[str], no: int, uri: str, base: str, ke
 def _disparity(data: bytes, member: str, base: str, no: int, key: str | None, cfg: dict):
     """``(size, problems)`` of one disparity file."""
     record = f"line {no} disparity {member}"
+    cap = float(cfg["max_disparity"])
     try:
-        size, values = _decode(data, member, str(cfg["format"] or "genericdataset").lower())
+        size, values = _decode(data, member, str(cfg["format"] or "genericdataset").lower(), cap)
     except ValueError as exc:
         return None, [problem(base, record, str(exc), "write disparity as .pfm (float), .npy or 16-bit single-channel "
                               ".png (value x 256)", "disparity_encoding", spec_key=key)]
@@ -127,7 +124,6 @@ def _disparity(data: bytes, member: str, base: str, no: int, key: str | None, cf
     if not valid:
         return size, [problem(base, record, "has no valid pixel (all <= 0, NaN or inf)", "check the disparity "
                               "encoding of the file", "disparity_empty", spec_key=key)]
-    cap = float(cfg["max_disparity"])
     over = sum(1 for v in valid if v >= cap)
     if over:
         return size, [problem(base, record, f"{over} of {len(valid)} valid pixels are >= dataset.max_disparity {cap:g} "
@@ -137,8 +133,9 @@ def _disparity(data: bytes, member: str, base: str, no: int, key: str | None, cf
     return size, []
 
 
-def _decode(data: bytes, member: str, fmt: str) -> tuple[tuple[int, int], list[float]]:
-    """``((width, height), values)`` of a disparity file; ValueError saying what is wrong."""
+def _decode(data: bytes, member: str, fmt: str, cap: float) -> tuple[tuple[int, int], list[float]]:
+    """``((width, height), values)`` of a disparity file (a 16-bit PNG wholly below ``cap``: its
+    maximum only); ValueError saying what is wrong."""
     suffix = member.lower().rsplit(".", 1)[-1]
     if suffix == "pfm":
         return _pfm(data)
@@ -153,7 +150,11 @@ def _decode(data: bytes, member: str, fmt: str) -> tuple[tuple[int, int], list[f
                 return img.size, [(r * 255 * 255 + g * 255 + b) / 1000.0 for r, g, b in px]
             if img.mode not in ("I;16", "I;16B", "I;16L", "I"):
                 raise ValueError(f"is a {img.mode} PNG; a PNG disparity must be 16-bit single-channel")
-            return img.size, [v / FORMATS.get(fmt, 256.0) for v in img.getdata()]
+            scale = FORMATS.get(fmt, 256.0)
+            high = img.getextrema()[1]
+            if 0 < high / scale < cap:  # every value in range: the maximum says all the range check needs
+                return img.size, [high / scale]
+            return img.size, [v / scale for v in img.getdata()]
     raise ValueError(f"has the unsupported type .{suffix}")
 
 
