@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import math
 import struct
+import sys
 from array import array
 from typing import Any
 
@@ -146,16 +147,26 @@ def _decode(data: bytes, member: str, fmt: str, cap: float) -> tuple[tuple[int, 
 
         with Image.open(io.BytesIO(data)) as img:
             if fmt == "fsd" and img.mode in ("RGB", "RGBA"):
-                px = list(img.convert("RGB").getdata())
-                return img.size, [(r * 255 * 255 + g * 255 + b) / 1000.0 for r, g, b in px]
+                raw = img.convert("RGB").tobytes()
+                return img.size, [(raw[i] * 255 * 255 + raw[i + 1] * 255 + raw[i + 2]) / 1000.0
+                                  for i in range(0, len(raw), 3)]
             if img.mode not in ("I;16", "I;16B", "I;16L", "I"):
                 raise ValueError(f"is a {img.mode} PNG; a PNG disparity must be 16-bit single-channel")
             scale = FORMATS.get(fmt, 256.0)
             high = img.getextrema()[1]
             if 0 < high / scale < cap:  # every value in range: the maximum says all the range check needs
                 return img.size, [high / scale]
-            return img.size, [v / scale for v in img.getdata()]
+            return img.size, [v / scale for v in _uint16(img)]
     raise ValueError(f"has the unsupported type .{suffix}")
+
+
+def _uint16(img) -> array:
+    """The pixel values of a 16-bit (or 32-bit ``I``) single-channel image."""
+    little = sys.byteorder == "little"
+    values = array("H" if img.mode.startswith("I;16") else "i", img.tobytes())
+    if (img.mode == "I;16B") == little and img.mode != "I":  # I;16 / I;16L are little-endian, I native
+        values.byteswap()
+    return values
 
 
 def _pfm(data: bytes) -> tuple[tuple[int, int], list[float]]:
