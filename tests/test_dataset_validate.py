@@ -117,6 +117,28 @@ def ws(tmp_path, monkeypatch) -> Workspace:
     return Workspace(tmp_path / "ws")
 
 
+@pytest.fixture(params=["local", "s3"])
+def place(request, tmp_path):
+    """``place(folder) -> dataset root URI``: the folder itself, or its copy on S3 (moto)."""
+    if request.param == "local":
+        return str
+    bucket = request.getfixturevalue("s3_env")
+
+    def upload(folder) -> str:
+        uri = f"s3://{bucket}/{Path(folder).name}"
+        storage_for(uri).upload_dir(folder, uri)
+        return uri
+    return upload
+
+
+def _refused(network: str, datasets: dict, ws: Workspace, **kwargs) -> list:
+    """The problems with which ``run --dry-run`` (create_job) refuses the plan; no job exists after it."""
+    with pytest.raises(DatasetValidationError) as err:
+        create_job(network, "train", datasets=datasets, automl_policy="off", dry_run=True, workspace=ws, **kwargs)
+    assert ws.store.list() == []
+    return err.value.report.problems
+
+
 def test_import_needs_no_torch(tmp_path):
     """Plan time: importing and running the validators pulls neither torch nor numpy."""
     _coco(tmp_path / "d")
@@ -209,7 +231,7 @@ def test_calibration_count_for_int8(tmp_path, ws):
     assert fp16.ok and not fp16.problems
 
 
-def test_broken_panoptic(tmp_path, ws):
+def test_broken_panoptic(tmp_path, ws, place):
     from tao_sdk.worker.tasks.segmentation import make_segmentation_dataset
 
     split = make_segmentation_dataset(tmp_path / "seg", n_train=3, n_val=2, size=32)["train"]
@@ -219,20 +241,23 @@ def test_broken_panoptic(tmp_path, ws):
     dropped = second["segments_info"].pop()
     first["segments_info"].append({"id": 123456, "category_id": 1, "iscrowd": 0})
     Path(split["annotations"]).write_text(json.dumps(ann))
-    root = str(Path(split["annotations"]).parent)
-    report = validate_datasets("oneformer", "train", {"train_datasets": [root], "eval_dataset": root},
-                               dataset_format="coco_panoptic", spec_overrides={"model.sem_seg_head.num_classes": 9},
-                               use_cache=False)
+    root = place(Path(split["annotations"]).parent)
+    args = dict(dataset_format="coco_panoptic", spec_overrides={"model.sem_seg_head.num_classes": 9})
+    datasets = {"train_datasets": [root], "eval_dataset": root}
+    report = validate_datasets("oneformer", "train", datasets, use_cache=False, **args)
+    assert {(p.check, p.record) for p in _refused("oneformer", datasets, ws, **args)} == {
+        (p.check, p.record) for p in report.problems}
     by = {}
     for p in report.problems:
         by.setdefault(p.check, p)
+    assert all(p.file.startswith(root) for p in report.problems)
     assert "declare category 77 in label_map.json or drop segment" in by["undeclared_category"].fix
     assert by["segment_without_pixels"].record.endswith("segment 123456")
     assert by["pixels_without_segment"].record.endswith(f"colour id {dropped['id']}")
     assert by["num_classes"].fix.startswith("set model.sem_seg_head.num_classes to")
 
 
-def test_broken_stereo(tmp_path, ws):
+def test_broken_stereo(tmp_path, ws, place):
     from tao_sdk.worker.tasks.stereo import make_stereo_dataset, write_pfm
 
     np = pytest.importorskip("numpy")
@@ -250,10 +275,13 @@ def test_broken_stereo(tmp_path, ws):
               "left/9999.png right/0000.png disparity/0000.pfm", "left/0000.png right/0000.png",
               "left/0000.png right/0000.png disparity/ok16.png", "left/0000.png right/0000.png disparity/far16.png"]
     (root / "annotations.txt").write_text("\n".join(lines) + "\n")
-    report = validate_datasets("depth_net", "train", {"train_datasets": [str(root)], "eval_dataset": str(root)},
-                               dataset_format="GenericDataset", spec_overrides={"dataset.max_disparity": 24},
-                               use_cache=False)
+    uri = place(root)
+    args = dict(dataset_format="GenericDataset", spec_overrides={"dataset.max_disparity": 24})
+    datasets = {"train_datasets": [uri], "eval_dataset": uri}
+    report = validate_datasets("depth_net", "train", datasets, use_cache=False, **args)
     got = {(p.check, p.record) for p in report.problems}
+    assert {(p.check, p.record) for p in _refused("depth_net", datasets, ws, **args)} == got
+    assert all(p.file.startswith(uri) for p in report.problems)
     assert ("pair_size", "line 2") in got
     assert ("disparity_encoding", "line 4 disparity disparity/bad.png") in got
     assert ("disparity_range", "line 5 disparity disparity/far.pfm") in got
@@ -312,7 +340,7 @@ def test_deformable_detr_eval_dataset_wins_with_a_note(tmp_path, ws):
     assert plan.spec["dataset"]["val_data_sources"] == [{"image_dir": f"{val}/images.tar.gz",
                                                          "json_file": f"{val}/annotations.json"}]
     assert any("built from your eval dataset" in n and "SKILL.md line" in n for n in plan.notes)
-    assert plan.datasets.ok and {s.files.get("annotations.json") for s in plan.datasets.sources} >= {
+    assert plan.to_dict()["datasets"]["ok"] and {s.files.get("annotations.json") for s in plan.datasets.sources} >= {
         f"{train}/annotations.json", f"{val}/annotations.json"}
     alone = create_job("deformable_detr", "train", datasets={"train_datasets": [str(train)]}, spec_overrides=over,
                        automl_policy="off", dry_run=True, workspace=ws)
