@@ -62,6 +62,13 @@ def read_text(ctx: Context, uri: str, spec_key: str | None, what: str) -> tuple[
                               "unreadable", spec_key=spec_key)]
 
 
+def source_text(ctx: Context, source: Source, name: str, what: str
+                ) -> tuple[str, str | None, str | None, list[Problem]]:
+    """``(uri, spec key, text or None, problems)`` of the source's table file ``name``."""
+    uri, key = source.uri(name), source.key(name)
+    return (uri, key, *read_text(ctx, uri, key, what))  # type: ignore[return-value]
+
+
 def read_json(ctx: Context, uri: str, spec_key: str | None, what: str) -> tuple[Any, list[Problem]]:
     """``(parsed JSON or None, problems)``: a missing, non-UTF-8 or invalid file is one problem."""
     text, out = read_text(ctx, uri, spec_key, what)

@@ -14,7 +14,7 @@ from typing import Any
 from ...errors import StorageError
 from ..problems import Problem
 from ..sources import Source
-from .base import Context, problem, read_text
+from .base import Context, problem, source_text
 
 LABEL_MAP = "label_map.txt"
 _EXPLICIT = re.compile(r"^(\d+)\s*[:\s]\s*(.+)$")
@@ -45,8 +45,7 @@ class LabelMapTxt:
 
     def validate(self, ctx: Context, source: Source) -> list[Problem]:
         """Every problem of the label map."""
-        uri, key = source.uri(LABEL_MAP), source.key(LABEL_MAP)
-        text, out = read_text(ctx, uri, key, "class list")
+        uri, key, text, out = source_text(ctx, source, LABEL_MAP, "class list")
         if text is None:
             return out
         names = label_names(text)

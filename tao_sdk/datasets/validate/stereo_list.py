@@ -22,7 +22,7 @@ from ..problems import Problem
 from ..reader import HEADER_BYTES, image_size
 from ..sources import Source
 from ..stereo_formats import FORMATS
-from .base import Context, problem, read_text, scan
+from .base import Context, problem, scan, source_text
 
 ANNOTATIONS = "annotations.txt"
 #: Actions that read the disparity column (ground truth).
@@ -49,8 +49,7 @@ class StereoList:
 
     def validate(self, ctx: Context, source: Source) -> list[Problem]:
         """Every problem of the list and of the files it names."""
-        uri, key = source.uri(ANNOTATIONS), source.key(ANNOTATIONS)
-        text, out = read_text(ctx, uri, key, "annotations.txt")
+        uri, key, text, out = source_text(ctx, source, ANNOTATIONS, "annotations.txt")
         if text is None:
             return out
         lines = _lines(text)
