@@ -471,7 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .datasets.cli import add_dataset_commands
 
-    add_dataset_commands(sub, _add_spec_options)
+    add_dataset_commands(sub)
 
     p = sub.add_parser("jobs", help="list jobs")
     p.add_argument("--skill")
