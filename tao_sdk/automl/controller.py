@@ -359,7 +359,9 @@ class Controller:
             plan = plan_job(self.skill, "train", datasets=self.res.get("datasets"),
                             spec_overrides=self._child_overrides(entry), base_spec=self.res.get("base_spec") or None,
                             dataset_format=self.res.get("dataset_format"),
-                            automl_policy="off", workspace=self.ws, bank=self.bank, job_id=entry["child_id"])
+                            # the datasets were validated when the AutoML job was planned
+                            automl_policy="off", validate_datasets=False, workspace=self.ws, bank=self.bank,
+                            job_id=entry["child_id"])
             plan.command = worker_command(self.skill.network, "train", str(self.ws.job_dir(plan.job_id) / "spec.yaml"),
                                           model_type=self.skill.info.get("model_type"))
             submit_plan(plan, platform=self.res.get("trial_platform") or "local", workspace=self.ws,
