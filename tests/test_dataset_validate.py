@@ -273,7 +273,8 @@ def test_broken_stereo(tmp_path, ws, place):
     lines = (root / "annotations.txt").read_text().splitlines()
     lines += ["left/0000.png right/0000.png disparity/bad.png", "left/0000.png right/0000.png disparity/far.pfm",
               "left/9999.png right/0000.png disparity/0000.pfm", "left/0000.png right/0000.png",
-              "left/0000.png right/0000.png disparity/ok16.png", "left/0000.png right/0000.png disparity/far16.png"]
+              "left/0000.png right/0000.png disparity/ok16.png", "left/0000.png right/0000.png disparity/far16.png",
+              f"{root}/left/0000.png /nowhere/r.png"]
     (root / "annotations.txt").write_text("\n".join(lines) + "\n")
     uri = place(root)
     args = dict(dataset_format="GenericDataset", spec_overrides={"dataset.max_disparity": 24})
@@ -289,6 +290,7 @@ def test_broken_stereo(tmp_path, ws, place):
     assert ("no_disparity", "line 7") in got
     assert ("disparity_range", "line 9 disparity disparity/far16.png") in got
     assert not any(p.record.startswith("line 8") for p in report.problems)
+    assert ("missing_file", "line 10 right") in got and ("missing_file", "line 10 left") not in got  # absolute paths
     far = next(p for p in report.problems if p.check == "disparity_range")
     assert far.fix == "set dataset.max_disparity to at least 31" and far.severity == "warning"
 

@@ -101,6 +101,14 @@ class Reader:
             raise value
         return value
 
+    def head(self, uri: str, n: int) -> bytes:
+        """The first ``n`` bytes of ``uri`` (``-1``: all of it), charged to the budget; b"" past it."""
+        try:
+            with MeteredStream(storage_for(uri).open_read(uri), self.budget) as fh:
+                return fh.read() if n < 0 else fh.read(n)
+        except BudgetExceeded:
+            return b""
+
     def json(self, uri: str) -> object:
         """``uri`` parsed as JSON; ValueError (with line and column) when it is not."""
         return json.loads(self.text(uri))

@@ -89,13 +89,16 @@ def _line(ctx: Context, found, cols: list[str], no: int, uri: str, base: str, ke
     out, sizes = [], {}
     for col, path in zip(("left", "right", "disparity", "occlusion"), cols):
         member = path.removeprefix("./")
-        if member not in found.members:
-            if found.complete:
-                out.append(problem(uri, f"line {no} {col}", f"{path} is not in {base}",
+        absolute = path.startswith("/")  # a file already on the compute node, used as it is
+        if absolute and not ctx.reader.exists(path) or not absolute and member not in found.members:
+            if found.complete or absolute:
+                where = "does not exist" if absolute else f"is not in {base}"
+                out.append(problem(uri, f"line {no} {col}", f"{path} {where}",
                                    f"add {path} to {base.rsplit('/', 1)[-1]} or fix line {no} (paths are relative "
                                    "to the folder of annotations.txt)", "missing_file", spec_key=key))
             continue
-        data = found.data.get(member, b"")
+        data = ctx.reader.head(path, -1 if col == "disparity" else HEADER_BYTES) if absolute else \
+            found.data.get(member, b"")
         if col == "disparity":
             size, problems = _disparity(data, member, base, no, key, cfg)
             out += problems
