@@ -322,6 +322,14 @@ def test_cache_and_budget(tmp_path, ws):
     assert again.budget.bytes_read < first.budget.bytes_read  # the archive was not read again
     changed = validate_datasets(*args, spec_overrides={"dataset.num_classes": 2}, cache_dir=cache)
     assert not changed.sources[0].cached and not changed.ok  # the class count is part of the key
+    infer = validate_datasets("rtdetr", "inference", {"inference_dataset": str(root)}, cache_dir=cache,
+                              spec_overrides={"dataset.num_classes": 3})
+    data = json.loads((root / "annotations.json").read_text())
+    data["categories"][0]["name"] = "box"  # the label map is compared with the annotations beside it
+    (root / "annotations.json").write_text(json.dumps(data))
+    renamed = validate_datasets("rtdetr", "inference", {"inference_dataset": str(root)}, cache_dir=cache,
+                                spec_overrides={"dataset.num_classes": 3})
+    assert infer.ok and [p.check for p in renamed.problems] == ["label_mismatch"]
     limit = (root / "annotations.json").stat().st_size + 100  # the JSON and the archive's first bytes
     tight = validate_datasets(*args, spec_overrides={"dataset.num_classes": 3}, use_cache=False, byte_limit=limit)
     assert not tight.budget.complete and any(p.check == "budget" and "TAO_DATASET_VALIDATE_MAX_BYTES" in p.fix

@@ -46,6 +46,17 @@ class Validator(Protocol):
         """Every problem of ``source``'s claimed files."""
 
 
+def text_digest(ctx: Context, uri: str | None) -> str | None:
+    """The content digest of a small file another source owns (part of a cache key), None if absent."""
+    if uri is None or ctx.reader.stat(uri) is None:
+        return None
+    try:
+        ctx.reader.text(uri)
+    except StorageError:
+        pass
+    return ctx.reader.digest(uri)
+
+
 def problem(file: str, record: str, message: str, fix: str, check: str, *, severity: str = "error",
             spec_key: str | None = None) -> Problem:
     """A :class:`Problem` (shorthand for the validators)."""

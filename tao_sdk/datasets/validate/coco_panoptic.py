@@ -18,7 +18,7 @@ from typing import Any
 from ..problems import Problem
 from ..reader import HEADER_BYTES, image_size, is_image, name_resolver
 from ..sources import Source
-from .base import Context, problem, read_json, scan
+from .base import Context, problem, read_json, scan, text_digest
 
 ANNOTATIONS, IMAGES, PANOPTIC = "annotations.json", "images.tar.gz", "images_panoptic.tar.gz"
 LABEL_MAPS = ("label_map.json", "label_map_panoptic.json")
@@ -46,7 +46,8 @@ class CocoPanoptic:
     def settings(self, ctx: Context, source: Source) -> dict[str, Any]:
         """Class count and id mode, and the label map it reads."""
         return {"num_classes": ctx.get("model.sem_seg_head.num_classes"),
-                "contiguous": ctx.get("dataset.contiguous_id", True), "label_map": _label_map_uri(ctx, source)[0]}
+                "contiguous": ctx.get("dataset.contiguous_id", True),
+                "label_map": text_digest(ctx, _label_map_uri(ctx, source)[0])}
 
     def validate(self, ctx: Context, source: Source) -> list[Problem]:
         """Every problem of the label map, the annotation file and both archives."""

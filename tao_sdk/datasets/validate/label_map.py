@@ -14,7 +14,7 @@ from typing import Any
 from ...errors import StorageError
 from ..problems import Problem
 from ..sources import Source
-from .base import Context, problem, source_text
+from .base import Context, problem, source_text, text_digest
 
 LABEL_MAP = "label_map.txt"
 _EXPLICIT = re.compile(r"^(\d+)\s*[:\s]\s*(.+)$")
@@ -40,8 +40,8 @@ class LabelMapTxt:
         return (LABEL_MAP,) if LABEL_MAP in source.files else ()
 
     def settings(self, ctx: Context, source: Source) -> dict[str, Any]:
-        """The class count."""
-        return {"num_classes": ctx.get("dataset.num_classes")}
+        """The class count, and the annotation file beside the label map (its names are compared)."""
+        return {"num_classes": ctx.get("dataset.num_classes"), "beside": text_digest(ctx, _beside(source.uri(LABEL_MAP)))}
 
     def validate(self, ctx: Context, source: Source) -> list[Problem]:
         """Every problem of the label map."""
@@ -77,9 +77,14 @@ def _count(names: dict[int, str] | list[str], num_classes: Any, uri: str, key: s
                     "label_count", spec_key=key)]
 
 
+def _beside(uri: str) -> str:
+    """The ``annotations.json`` in the folder of ``uri``."""
+    return uri.rsplit("/", 1)[0] + "/annotations.json"
+
+
 def _against_categories(ctx: Context, uri: str, names: dict[int, str] | list[str], key: str | None) -> list[Problem]:
     """Names against the ``categories`` of an ``annotations.json`` next to the label map."""
-    beside = uri.rsplit("/", 1)[0] + "/annotations.json"
+    beside = _beside(uri)
     try:
         data = ctx.reader.json(beside) if ctx.reader.stat(beside) else None
     except (StorageError, ValueError):
