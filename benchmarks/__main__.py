@@ -1,6 +1,6 @@
 """Run the benchmarks: ``python -m benchmarks`` (all, full), ``python -m benchmarks --smoke`` (CI),
 ``python -m benchmarks automl`` (one benchmark by short name: sdk_latency, worker_throughput, automl,
-gpu_throughput; the last says it needs CUDA and exits 0 without a GPU)."""
+gpu_throughput, dataset_validate; gpu_throughput says it needs CUDA and exits 0 without a GPU)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import sys
 import time
 
 MODULES = ["benchmarks.sdk_latency", "benchmarks.worker_throughput", "benchmarks.automl_regret",
-           "benchmarks.gpu_throughput"]
+           "benchmarks.gpu_throughput", "benchmarks.dataset_validate"]
 #: short names accepted as ``python -m benchmarks NAME`` / ``--only NAME``
 ALIASES = {"automl": "benchmarks.automl_regret", "sdk_latency": "benchmarks.sdk_latency",
            "worker_throughput": "benchmarks.worker_throughput",
-           "gpu_throughput": "benchmarks.gpu_throughput"}
+           "gpu_throughput": "benchmarks.gpu_throughput", "dataset_validate": "benchmarks.dataset_validate"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,8 @@ Python API (the CLI ``tao-skills`` mirrors it):
 - :func:`resolve_automl_policy`, :func:`route_action` — the Train Action Policy.
 - :func:`plan_job` (the dry run), :func:`create_job`, :func:`get_job`, :func:`list_jobs`, :func:`wait_for_job`, :func:`job_logs`,
   :func:`cancel_job`, :func:`resume_job` — run and track jobs (local platform by default).
+- :func:`validate_datasets` — every dataset file an action reads, checked at plan time
+  (``create_job`` / ``plan_job`` run it first; :class:`DatasetValidationError` lists every problem).
 - :func:`check_bank` — the bank checker.
 - Typed results (pydantic, :mod:`tao_sdk.models`): :class:`JobInfo` (``job.info()``), :class:`PlanInfo`
   (``plan.info()``), :class:`SpecReport`, :class:`TrialTable`, :class:`ErrorInfo`; :func:`job_budget`
@@ -26,8 +28,9 @@ from typing import Any
 _EXPORTS = {
     "Skill": "bank", "SkillBank": "bank", "check_bank": "checker",
     "cache_info": "datacache", "clear_cache": "datacache",
-    "build_data_source_overrides": "datasources",
-    "BankFormatError": "errors", "DataSourceError": "errors", "JobNotFoundError": "errors",
+    "build_data_source_overrides": "datasources", "validate_datasets": "datasets.check",
+    "DatasetReport": "datasets.problems",
+    "BankFormatError": "errors", "DataSourceError": "errors", "DatasetValidationError": "errors", "JobNotFoundError": "errors",
     "ParentModelError": "errors", "PlatformError": "errors", "SkillNotFoundError": "errors",
     "SpecProblem": "errors", "SpecValidationError": "errors", "StorageError": "errors",
     "TaoSkillsError": "errors",
@@ -44,29 +47,37 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import the public name ``name`` from its module on first use."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tao_sdk' has no attribute {name!r}")
-    value = getattr(import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+def lazy_exports(package: str, exports: dict[str, str], namespace: dict[str, Any]):
+    """``(__getattr__, __dir__)`` of a package whose public names (``exports``: name -> module
+    below ``package``) are imported on first use (PEP 562) and then kept in ``namespace``."""
+
+    def getattr_(name: str) -> Any:
+        module = exports.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(import_module(f".{module}", package), name)
+        namespace[name] = value
+        return value
+
+    def dir_() -> list[str]:
+        return sorted(list(namespace) + list(exports))
+
+    return getattr_, dir_
 
 
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + list(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BankFormatError", "DataSourceError", "ErrorInfo", "Job", "JobBudget", "JobInfo", "JobNotFoundError",
+    "BankFormatError", "DataSourceError", "DatasetReport", "DatasetValidationError", "ErrorInfo", "Job",
+    "JobBudget", "JobInfo", "JobNotFoundError",
     "JobPlan", "ParentModelError", "PlanInfo", "Progress", "SpecReport", "TrialTable", "job_budget",
     "PlatformError", "Route", "Skill", "SkillBank", "SkillNotFoundError", "SpecProblem",
     "SpecValidationError", "StorageError", "TaoSkillsError", "Workspace", "build_data_source_overrides",
     "build_spec", "cache_info", "cancel_job", "check_bank", "clear_cache", "create_job", "get_job", "job_logs", "list_jobs", "plan_job",
-    "resolve_automl_policy", "resume_job", "route_action", "validate_spec", "wait_for_job",
+    "resolve_automl_policy", "resume_job", "route_action", "validate_datasets", "validate_spec", "wait_for_job",
     "DiskFullError", "JobStoreDamagedError", "recover_job_store",
     "ConversionError", "ConversionReport", "convert_dataset",
 ]

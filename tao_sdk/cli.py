@@ -29,7 +29,7 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 
 # --------------------------------------------------------------------------- dataset/spec options
-def _add_spec_options(p: argparse.ArgumentParser) -> None:
+def _add_spec_options(p: argparse.ArgumentParser, validate_flag: bool = True) -> None:
     p.add_argument("skill", help="skill name (tao-train-rtdetr) or network (rtdetr)")
     p.add_argument("action", help="train, evaluate, inference, export, gen_trt_engine, ...")
     p.add_argument("-e", "--spec-file", metavar="FILE",
@@ -47,6 +47,9 @@ def _add_spec_options(p: argparse.ArgumentParser) -> None:
                    help="tiny: the skill's small model that trains in minutes on a CPU (references/preset_tiny.yaml; "
                         "rtdetr, deformable_detr, oneformer, depth_net), over -e and under --set; full (default): "
                         "the template as TAO ships it")
+    if validate_flag:
+        p.add_argument("--no-validate-datasets", dest="validate_datasets", action="store_false", default=None,
+                       help="skip the plan-time check of the dataset files (see `tao-skills dataset validate`)")
 
 
 def _datasets(args: argparse.Namespace) -> dict[str, Any]:
@@ -125,7 +128,8 @@ def cmd_spec(args: argparse.Namespace) -> int:
 
     plan = plan_job(args.skill, args.action, datasets=_datasets(args), spec_overrides=parse_set_options(args.sets),
                     base_spec=args.spec_file, parent_job_id=args.parent, dataset_format=args.dataset_format,
-                    pretrained_model=args.pretrained_model, automl_policy="off", preset=args.preset)
+                    pretrained_model=args.pretrained_model, automl_policy="off", preset=args.preset,
+                    validate_datasets=args.validate_datasets)
     text = yaml.safe_dump(plan.spec, sort_keys=False, default_flow_style=False, width=1000)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as fh:
@@ -171,7 +175,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = dict(datasets=_datasets(args), spec_overrides=parse_set_options(args.sets), base_spec=args.spec_file,
                    parent_job_id=args.parent, automl_policy=args.automl_policy, request=args.request,
                    dataset_format=args.dataset_format, pretrained_model=args.pretrained_model,
-                   automl=settings, preset=args.preset, platform=args.platform, image=args.image)
+                   automl=settings, preset=args.preset, platform=args.platform, image=args.image,
+                   validate_datasets=args.validate_datasets)
     plan = plan_job(args.skill, args.action, **options)
     budget = job_budget(plan, settings)
     if args.dry_run:
@@ -202,6 +207,10 @@ def _print_plan(plan: Any, budget: Any) -> None:
     for n in plan.notes:
         print(f"  note: {n}")
     print(budget.summary)
+    if plan.datasets is not None:
+        print("\n".join(plan.datasets.lines()))
+    else:
+        print("datasets: not validated (--no-validate-datasets / TAO_SKILLS_VALIDATE_DATASETS=0)")
     if plan.automl:
         print(_table([[r["name"], r["kind"], r["scale"] or "-", _space_range(r), repr(r["default"]),
                        "; ".join(r["constraints"]) or "-"] for r in plan.automl["search_space"]],
@@ -491,6 +500,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="resolve + validate only, submit nothing")
     p.set_defaults(func=cmd_run)
 
+    from .datasets.cli import add_dataset_commands
+
+    add_dataset_commands(sub)
+
     p = sub.add_parser("jobs", help="list jobs")
     p.add_argument("--skill")
     p.add_argument("--status")
@@ -548,12 +561,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", nargs="?", choices=["show", "clear"], default="show",
                    help="show (default) or clear (removes every entry no running job uses)")
     p.set_defaults(func=cmd_cache)
-
-    p = sub.add_parser("dataset", help="users' datasets: convert them into the layouts the skills read")
-    dataset_sub = p.add_subparsers(dest="dataset_command", required=True)
-    from .datasets.convert.cli import add_convert_parser
-
-    add_convert_parser(dataset_sub)
 
     for choice in sub.choices.values():
         choice.add_argument("--json", action="store_true", default=argparse.SUPPRESS,

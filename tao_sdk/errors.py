@@ -104,3 +104,22 @@ class SpecValidationError(TaoSkillsError):
         lines = [f"{len(self.problems)} problem(s) in the {self.skill} {self.action} spec:"]
         lines += [f"  - {p}" for p in self.problems]
         return "\n".join(lines)
+
+
+class DatasetValidationError(TaoSkillsError):
+    """A dataset the job would read has errors (found at plan time, before any job exists).
+
+    ``report`` is the :class:`tao_sdk.datasets.DatasetReport`; the message lists every problem with
+    its file, record and fix. Turn the check off with ``validate_datasets=False``
+    (CLI ``--no-validate-datasets``) only for data the SDK cannot read from here.
+    """
+
+    def __init__(self, report: Any) -> None:
+        self.report = report
+        lines = report.lines()
+        super().__init__("\n".join([lines[0].replace("datasets of", "the datasets of", 1)
+                                    + "; nothing was submitted", *lines[1:]]))
+
+    def details(self) -> dict[str, Any]:
+        """The report as JSON (``--json`` error output)."""
+        return {"datasets": self.report.to_dict()}

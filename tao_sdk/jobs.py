@@ -178,6 +178,8 @@ class JobPlan:
         preset: the skill preset the spec was built on (``"tiny"``), or ``None``.
         env: environment the job runs with besides secrets (the preset's, e.g.
             ``TAO_WORKER_BACKBONE_SCALE=tiny``).
+        datasets: the dataset validation report (:class:`tao_sdk.datasets.DatasetReport`; warnings
+            only, since errors stop the plan), ``None`` when validation was turned off.
     """
 
     job_id: str
@@ -194,6 +196,7 @@ class JobPlan:
     notes: list[str] = field(default_factory=list)
     backend: Backend | None = None
     automl: dict[str, Any] | None = None
+    datasets: Any = None
     secret_env: dict[str, str] = field(default_factory=dict, repr=False)
     preset: str | None = None
     env: dict[str, str] = field(default_factory=dict)
@@ -206,6 +209,7 @@ class JobPlan:
                         deploy=self.deploy, parent=ParentInfo(**self.parent.__dict__) if self.parent else None,
                         results_uri=self.results_uri, warnings=self.warnings, notes=self.notes,
                         automl=redact(self.automl), preset=self.preset, env=dict(self.env),
+                        datasets=self.datasets.to_dict() if self.datasets is not None else None,
                         spec=redact(self.spec), budget=job_budget(self))
 
     def to_dict(self) -> dict[str, Any]:
@@ -240,6 +244,7 @@ def plan_job(
     job_id: str | None = None,
     platform: str = "local",
     image: str | None = None,
+    validate_datasets: bool | None = None,
     workspace: Workspace | None = None,
     bank: SkillBank | None = None,
 ) -> JobPlan:
@@ -257,7 +262,9 @@ def plan_job(
     Plan-time errors (nothing is submitted): AutoML arguments that contradict each other or are
     not positive; a parent on an action that takes none; a setting that must equal the parent's
     train job (class count, model section, input size) but does not; a dataset role the action
-    needs that is neither given nor set in the spec; every spec problem.
+    needs that is neither given nor set in the spec; every spec problem; every error of the
+    datasets the job would read (:class:`~tao_sdk.errors.DatasetValidationError`, see
+    :func:`tao_sdk.datasets.validate_datasets`; ``validate_datasets=False`` skips it).
     """
     workspace = workspace or default_workspace()
     bank = bank or get_bank()
@@ -289,6 +296,7 @@ def plan_job(
                             deploy=deploy, preset=preset, bank=bank)
     if source is not None:
         _check_parent_agreement(source, composed.spec, inherited, own_model=action in OWN_MODEL_ACTIONS)
+    report = check_datasets(skill, action, composed.spec, dataset_format, validate_datasets, workspace, bank)
     backend = get_platform(platform).plan_backend(skill, action, deploy, image) or skill_backend(skill, action, deploy)
     if image and backend.image != image:
         from dataclasses import replace
@@ -301,12 +309,35 @@ def plan_job(
                               f"backends ignore it ({backend.detail})")
     plan = JobPlan(job_id, skill.name, action, route, composed.spec, deploy, mapped.parent, results_uri,
                    None, mapped.downloads, mapped.warnings + composed.warnings, mapped.notes + composed.notes,
-                   backend, secret_env=composed.secret_env, preset=preset, env=composed.env)
+                   backend, datasets=report, secret_env=composed.secret_env, preset=preset, env=composed.env)
     if route.automl:  # the algorithm, budget and search space the AutoML job would run
         job_kind("automl").plan(plan, skill, spec_overrides=spec_overrides, settings=automl)
     elif backend.available:
         plan.command = backend.command(str(workspace.job_dir(job_id) / "spec.yaml"))
     return plan
+
+
+#: Environment switch of plan-time dataset validation (``0`` turns it off where no argument says).
+VALIDATE_DATASETS_ENV = "TAO_SKILLS_VALIDATE_DATASETS"
+
+
+def check_datasets(skill: Skill, action: str, spec: Mapping[str, Any], dataset_format: str | None,
+                   enabled: bool | None, workspace: Workspace, bank: SkillBank) -> Any:
+    """Validate the datasets ``spec`` names (:func:`tao_sdk.datasets.validate_datasets`); the report,
+    or None when turned off (``enabled`` False, or None with ``$TAO_SKILLS_VALIDATE_DATASETS=0``).
+    Raises DatasetValidationError listing every problem when one is an error."""
+    if enabled is None:
+        enabled = os.environ.get(VALIDATE_DATASETS_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+    if not enabled:
+        return None
+    from .datasets.check import validate_datasets as _validate
+    from .errors import DatasetValidationError
+
+    report = _validate(skill, action, spec=spec, dataset_format=dataset_format,
+                       cache_dir=workspace.root / "dataset-checks", bank=bank)
+    if not report.ok:
+        raise DatasetValidationError(report)
+    return report
 
 
 def _check_takes_parent(skill: Skill, action: str, parent_job_id: str | None) -> None:
@@ -430,6 +461,7 @@ def create_job(
     automl: Mapping[str, Any] | None = None,
     preset: str | None = None,
     image: str | None = None,
+    validate_datasets: bool | None = None,
     workspace: Workspace | None = None,
     bank: SkillBank | None = None,
 ) -> Job:
@@ -468,6 +500,10 @@ def create_job(
             get it too. ``"full"`` / ``None``: the template as TAO ships it.
         image: the container image this job runs in (docker: beats the settings and the skill's
             TAO image; slurm: pyxis ``--container-image``).
+        validate_datasets: check every dataset file the job reads first (default: on, unless
+            ``$TAO_SKILLS_VALIDATE_DATASETS=0``); an error in one raises DatasetValidationError
+            before any job exists, warnings land in ``plan.datasets``. ``False`` skips it (data
+            this machine cannot read).
 
     Returns:
         The submitted :class:`Job` (``job.info()``: the typed :class:`tao_sdk.models.JobInfo`). For a
@@ -478,7 +514,7 @@ def create_job(
     plan = plan_job(skill, action, datasets=datasets, spec_overrides=spec_overrides, base_spec=base_spec,
                     parent_job_id=parent_job_id, dataset_format=dataset_format, automl_policy=automl_policy,
                     request=request, automl=automl, pretrained_model=pretrained_model, preset=preset,
-                    platform=platform, image=image,
+                    platform=platform, image=image, validate_datasets=validate_datasets,
                     workspace=workspace, bank=bank)
     if encryption_key:
         plan.secret_env[ENCRYPTION_KEY_ENV] = encryption_key

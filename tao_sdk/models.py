@@ -205,6 +205,8 @@ class PlanInfo(_Model):
     automl: dict[str, Any] | None
     preset: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
+    datasets: dict[str, Any] | None = Field(None, description="the plan-time dataset validation report "
+                                                               "(null when turned off)")
     spec: dict[str, Any]
     budget: JobBudget
 
@@ -334,9 +336,21 @@ class ErrorInfo(_Model):
     error: str
     message: str
     problems: list[Problem] = Field(default_factory=list)
+    datasets: dict[str, Any] | None = Field(None, description="DatasetValidationError: the dataset report "
+                                                               "(every problem with its file, record and fix)")
 
     @classmethod
     def from_exception(cls, exc: Exception) -> ErrorInfo:
-        """From a :class:`tao_sdk.errors.TaoSkillsError` (``problems`` of a SpecValidationError)."""
+        """From a :class:`tao_sdk.errors.TaoSkillsError` (``problems`` of a SpecValidationError,
+        ``datasets`` of a DatasetValidationError)."""
         problems = [Problem.from_problem(p) for p in getattr(exc, "problems", None) or []]
-        return cls(error=type(exc).__name__, message=str(redact(str(exc))), problems=problems)
+        report = getattr(exc, "report", None)
+        datasets = report.to_dict() if report is not None and hasattr(report, "to_dict") else None
+        return cls(error=type(exc).__name__, message=str(redact(str(exc))), problems=problems, datasets=datasets)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """JSON-ready dict; ``datasets`` only for a dataset validation error."""
+        out = self.model_dump(mode="json")
+        if self.datasets is None:
+            out.pop("datasets")
+        return out

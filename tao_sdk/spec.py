@@ -23,7 +23,7 @@ import jsonschema
 import yaml
 
 from .bank import Skill, SkillBank, get_bank
-from .datasources import build_data_source_overrides
+from .datasources import INHERITED_LAYER, plan_data_sources
 from .errors import SpecProblem, SpecValidationError, TaoSkillsError
 from .schemapath import describe_allowed, find_property, leaf_paths
 
@@ -274,13 +274,17 @@ def compose_spec(
     out = ComposedSpec(skill.template(action, deploy))
     base, overrides, others = _user_layers(skill, action, deploy, base_spec, spec_overrides, out)
     layer = _preset_layer(skill, action, preset, out, bank)
-    provided = {k for lay in (base, layer, overrides, inherited or {}) for k, v in lay.items() if v is not None}
+    where = "the base spec" if isinstance(base_spec, Mapping) else f"spec file {base_spec}"
+    provided = {k: name for name, lay in ((INHERITED_LAYER, inherited or {}), (where, base),
+                                          (f"preset {preset}", layer), ("spec_overrides", overrides))
+                for k, v in lay.items() if v is not None}
     apply_overrides(out.spec, inherited)
     apply_overrides(out.spec, base)
     apply_overrides(out.spec, layer)
     if datasets or validate:
-        apply_overrides(out.spec, build_data_source_overrides(skill, action, datasets, dataset_format,
-                                                               provided=provided))
+        sources = plan_data_sources(skill, action, datasets, dataset_format, provided=provided)
+        apply_overrides(out.spec, sources.values)
+        out.notes += sources.notes
     apply_overrides(out.spec, overrides)
     for key, value in (sdk_values or {}).items():
         found, user_value = _user_set([base, overrides], key)
@@ -319,7 +323,8 @@ def build_spec(
     Layers, later wins: the action's spec template; ``base_spec`` (your TAO experiment file: a
     YAML path or a nested dict; ``1e-4`` strings, lower-case enum values, ``???`` and other
     actions' sections are read as TAO does); data-source overrides built from ``datasets`` (see
-    :func:`~tao_sdk.datasources.build_data_source_overrides`); the user's ``spec_overrides``
+    :func:`~tao_sdk.datasources.build_data_source_overrides`; every dataset decision is a note of
+    :func:`compose_spec`); the user's ``spec_overrides``
     (dotted keys, list/dict values replace); ``mapped_values`` (resolved SKILL.md inference
     mappings, e.g. results_dir, evaluate.checkpoint: SDK-owned, they win). A secret value
     (``encryption_key: K``) is replaced by its ``${oc.env:...}`` reference: use

@@ -48,7 +48,7 @@ from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from tao_sdk.diskspace import CACHE_FIX, RESULTS_FIX, disk_fault, disk_full_error, guarded_write
@@ -175,6 +175,11 @@ class Storage(ABC):
     @abstractmethod
     def read_bytes(self, uri: str) -> bytes:
         """Return the full content of the object ``uri``; StorageError if it does not exist."""
+
+    @abstractmethod
+    def open_read(self, uri: str) -> BinaryIO:
+        """A binary stream of the object ``uri``, read front to back without storing it (for
+        scanning large archives); the caller closes it. StorageError if it does not exist."""
 
     def read_text(self, uri: str, encoding: str = "utf-8") -> str:
         """Return the content of the object ``uri`` decoded as text (UTF-8 by default)."""
@@ -379,6 +384,13 @@ class LocalStorage(Storage):
         """Return the file's bytes; StorageError naming the path if it is missing."""
         try:
             return self._path(uri).read_bytes()
+        except OSError as exc:
+            raise self._os_error(uri, exc, "read") from None
+
+    def open_read(self, uri: str) -> BinaryIO:
+        """The file opened for binary reading; StorageError naming the path if it is missing."""
+        try:
+            return open(self._path(uri), "rb")
         except OSError as exc:
             raise self._os_error(uri, exc, "read") from None
 
@@ -730,6 +742,11 @@ class S3Storage(Storage):
             return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
 
         return self._call(uri, "read", _get)
+
+    def open_read(self, uri: str) -> BinaryIO:
+        """The object's body as a stream (one GET, read as it arrives)."""
+        bucket, key = self._object(uri, "read")
+        return self._call(uri, "read", lambda: self.client.get_object(Bucket=bucket, Key=key)["Body"])
 
     def write_bytes(self, uri: str, data: bytes) -> None:
         """Put ``data`` at ``uri`` (S3 puts are atomic; prefixes need no creation)."""

@@ -66,9 +66,13 @@ def test_rtdetr_matches_seed_examples(bank, action):
 
 def test_deformable_detr_validates_on_train_datasets_and_uses_dotted_subkeys(bank):
     skill = bank.get("deformable_detr")
-    train = build_data_source_overrides(skill, "train", SEED_DATASETS)
-    assert train["dataset.val_data_sources"] == [{"image_dir": f"{S3_TRAIN}/images.tar.gz",
+    alone = build_data_source_overrides(skill, "train", {"train_datasets": [S3_TRAIN]})
+    assert alone["dataset.val_data_sources"] == [{"image_dir": f"{S3_TRAIN}/images.tar.gz",
                                                   "json_file": f"{S3_TRAIN}/annotations.json"}]
+    # an explicit eval dataset wins over the table's train datasets (issue #18, part 3)
+    train = build_data_source_overrides(skill, "train", SEED_DATASETS)
+    assert train["dataset.val_data_sources"] == [{"image_dir": f"{S3_EVAL}/images.tar.gz",
+                                                  "json_file": f"{S3_EVAL}/annotations.json"}]
     assert build_data_source_overrides(skill, "evaluate", SEED_DATASETS) == {
         "dataset.test_data_sources.image_dir": f"{S3_EVAL}/images.tar.gz",
         "dataset.test_data_sources.json_file": f"{S3_EVAL}/annotations.json",
@@ -134,7 +138,11 @@ def test_sdk_output_equals_skill_md_typical_overrides(bank, skill_name):
         shown = {k: v for k, v in example.items() if k in keys}
         if not shown:
             continue
-        built = build_data_source_overrides(skill, action, SEED_DATASETS, dataset_format=fmt)
+        # the roles the table names for the action (an eval dataset given to Deformable DETR train
+        # would replace the train datasets it validates on, with a note)
+        roles = {r.source for r in skill.dataset_requirements(action)}
+        built = build_data_source_overrides(skill, action, {r: v for r, v in SEED_DATASETS.items() if r in roles},
+                                            dataset_format=fmt)
         assert {k: built[k] for k in shown} == shown, f"{skill_name} {action}"
         checked += 1
     assert checked >= 3

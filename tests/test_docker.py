@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tao_sdk import Workspace, cancel_job, create_job, get_job, job_logs, wait_for_job
+from tao_sdk import Workspace, cancel_job, create_job, get_job, job_logs, plan_job, wait_for_job
 from tao_sdk.errors import PlatformError
 from tao_sdk.platforms import NODE_PYTHON, JobTask, get_platform
 
@@ -153,8 +153,8 @@ def test_run_options_gpus_ipc_mounts_secrets_file(tmp_path):
 
 def test_job_runs_in_the_image_and_reattaches_after_sdk_restart(ws, tmp_path):
     datasets = _dataset(tmp_path / "data")
-    plan = create_job("rtdetr", "train", datasets=datasets, spec_overrides=TRAIN, automl_policy="off",
-                      platform="docker", dry_run=True, workspace=ws)
+    plan = plan_job("rtdetr", "train", datasets=datasets, spec_overrides=TRAIN, automl_policy="off",
+                      platform="docker", workspace=ws)
     assert plan.backend.argv == ("rtdetr", "train") and plan.backend.image == os.environ["TAO_DOCKER_IMAGE"]
     assert "image present on this machine" in plan.backend.detail
     code = textwrap.dedent(f"""
@@ -177,7 +177,7 @@ def test_plan_names_nvidia_image_and_the_ngc_login(ws, tmp_path, monkeypatch):
     monkeypatch.delenv("TAO_DOCKER_IMAGE")
     trt = {"spec_overrides": {"gen_trt_engine.onnx_file": str(tmp_path / "model.onnx")},
            "datasets": {"calibration_dataset": str(tmp_path)}}
-    plan = create_job("rtdetr", "gen_trt_engine", platform="docker", dry_run=True, workspace=ws, **trt)
+    plan = plan_job("rtdetr", "gen_trt_engine", platform="docker", workspace=ws, **trt)
     assert plan.backend.image == "nvcr.io/nvidia/tao/tao-toolkit:6.0.0-deploy"  # TensorRT: the deploy image
     assert "submit pulls it" in plan.backend.detail
     assert "podman login nvcr.io -u '$oauthtoken'" in plan.backend.detail
@@ -189,12 +189,12 @@ def test_plan_names_nvidia_image_and_the_ngc_login(ws, tmp_path, monkeypatch):
 def test_worker_image_runs_the_seed_networks_others_stay_on_nvidia_images(ws, tmp_path, monkeypatch):
     monkeypatch.delenv("TAO_DOCKER_IMAGE")
     monkeypatch.setenv("TAO_DOCKER_WORKER_IMAGE", "worker:test")  # planned only: never pulled
-    plan = create_job("rtdetr", "train", datasets=_dataset(tmp_path / "data"), spec_overrides=TRAIN,
-                      automl_policy="off", platform="docker", dry_run=True, workspace=ws)
+    plan = plan_job("rtdetr", "train", datasets=_dataset(tmp_path / "data"), spec_overrides=TRAIN,
+                      automl_policy="off", platform="docker", workspace=ws)
     assert plan.backend.kind == "worker" and plan.backend.image == "worker:test"
     assert plan.command[:5] == [NODE_PYTHON, "-m", "tao_sdk.worker", "rtdetr", "train"]
-    plan = create_job("dino", "train", datasets=_dataset(tmp_path / "dino"), automl_policy="off",
-                      platform="docker", dry_run=True, workspace=ws)
+    plan = plan_job("dino", "train", datasets=_dataset(tmp_path / "dino"), automl_policy="off",
+                      platform="docker", workspace=ws)
     assert plan.backend.image == "nvcr.io/nvidia/tao/tao-toolkit:6.0.0-pyt" and plan.backend.argv == ("dino", "train")
 
 

@@ -411,7 +411,9 @@ class Controller:
                             spec_overrides=self._child_overrides(entry), base_spec=self.res.get("base_spec") or None,
                             dataset_format=self.res.get("dataset_format"), preset=self.res.get("preset"),
                             platform=platform,
-                            automl_policy="off", workspace=self.ws, bank=self.bank, job_id=entry["child_id"])
+                            # the datasets were validated when the AutoML job was planned
+                            automl_policy="off", validate_datasets=False, workspace=self.ws, bank=self.bank,
+                            job_id=entry["child_id"])
             plan.command = plan.backend.command(str(self.ws.job_dir(plan.job_id) / "spec.yaml"))
             submit_plan(plan, platform=platform, workspace=self.ws,
                         parent_id=self.job_id, kind="trial")

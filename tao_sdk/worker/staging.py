@@ -34,6 +34,9 @@ from typing import Any, Callable
 
 from tao_sdk import datacache
 from tao_sdk.diskspace import CACHE_FIX, disk_fault, disk_full_error
+from tao_sdk.datasets.boxes import BOX_DEFECTS, MSCOCO_CATEGORY_TO_LABEL
+from tao_sdk.datasets.boxes import check_box as _check_box
+from tao_sdk.datasets.reader import name_resolver
 from tao_sdk.errors import TaoSkillsError
 from tao_sdk.worker.errors import DatasetError, UnsafeArchiveError
 
@@ -368,14 +371,6 @@ def stage_image_dir(uri: str, what: str) -> Path:
 
 # --------------------------------------------------------------------------- COCO
 
-#: The 80 MSCOCO category ids (of 1..90) -> contiguous class indices 0..79, the mapping TAO
-#: applies with ``dataset.remap_mscoco_category: true``.
-MSCOCO_CATEGORY_TO_LABEL: dict[int, int] = {
-    cid: i for i, cid in enumerate(
-        [c for c in range(1, 91) if c not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)])
-}
-
-
 @dataclass
 class CocoImage:
     """One image of a COCO file with its resolved local path and its boxes.
@@ -448,9 +443,6 @@ class CocoData:
                 f"use the training annotations' category ids ({dict(sorted(trained.items()))})")
 
 
-#: Box defects found while loading COCO annotations: key -> what happened to the box.
-BOX_DEFECTS = {"non_finite": "dropped (NaN/inf coordinates)", "no_area": "dropped (zero or negative width/height)",
-               "outside": "dropped (wholly outside the image)", "clipped": "clipped to the image"}
 _MAX_EXAMPLES = 5
 
 
@@ -481,24 +473,15 @@ def _index_files(root: Path) -> dict[str, Path]:
 
 def _resolver(image_dir: Path) -> Callable[[str], Path | None]:
     """Build a function file_name -> local path that tolerates a top-level folder in the tar
-    (``images/xxx.jpg``) and file names with or without a folder prefix."""
+    (``images/xxx.jpg``) and file names with or without a folder prefix (the rule of
+    :func:`tao_sdk.datasets.reader.name_resolver`, which plan-time validation applies too)."""
     index = _index_files(image_dir)
-    by_base: dict[str, list[Path]] = {}
-    for rel, p in index.items():
-        by_base.setdefault(rel.rsplit("/", 1)[-1], []).append(p)
-    prefixes = [""]
-    subdirs = [d for d in image_dir.iterdir() if d.is_dir()] if image_dir.is_dir() else []
-    if len(subdirs) == 1:
-        prefixes.append(subdirs[0].name + "/")
+    by_name = name_resolver(index)
 
     def resolve(name: str) -> Path | None:
         """Local path of the annotation ``file_name`` ``name``, or None when absent."""
-        norm = posixpath.normpath(name.replace("\\", "/")).lstrip("/")
-        for prefix in prefixes:
-            if prefix + norm in index:
-                return index[prefix + norm]
-        cands = by_base.get(norm.rsplit("/", 1)[-1], [])
-        return cands[0] if len(cands) == 1 else None
+        member = by_name(name)
+        return index[member] if member is not None else None
 
     return resolve
 
@@ -565,6 +548,14 @@ def load_coco(json_file: Path, image_dir: Path, num_classes: int, *, remap: bool
     max_label = max(cat_to_label.values(), default=-1)
     if max_label >= num_classes:
         offending = [c for c, lab in cat_to_label.items() if lab >= num_classes]
+        undeclared = [c for c in offending if c not in categories]
+        if undeclared:  # raising num_classes would train a class without a name
+            first = next(a for a in anns if a["category_id"] == undeclared[0])
+            raise DatasetError(
+                f"{what}: {json_file}: annotation id {first.get('id')} uses category_id {undeclared[0]}, which is "
+                f"not declared in 'categories' (undeclared and >= dataset.num_classes: {undeclared[:10]}); declare "
+                f"category {undeclared[0]} in categories or drop its annotations. `tao-skills dataset validate` "
+                "lists every such annotation")
         raise DatasetError(
             f"{what}: {json_file} uses category id(s) {offending[:10]} but dataset.num_classes "
             f"is {num_classes}; raise dataset.num_classes to at least {max_label + 1} "
@@ -652,26 +643,6 @@ def _check_int_field(ann: dict, name: str, what: str, json_file: Path) -> None:
         fix = "set it to the integer id of one of the 'categories'"
     raise DatasetError(f"{what}: {json_file}: annotation id {ann.get('id')!r} has {name} {value!r} "
                        f"({type(value).__name__}), not an integer; {fix}")
-
-
-def _check_box(box: list[float], width: int, height: int) -> tuple[list[float] | None, str | None]:
-    """``(box to keep or None, defect key or None)`` for an ``[x, y, w, h]`` box in an image of
-    ``width`` x ``height`` (0: unknown, then only finiteness and area are checked)."""
-    import math
-
-    if not all(math.isfinite(v) for v in box):
-        return None, "non_finite"
-    x, y, w, h = box
-    if w <= 0 or h <= 0:
-        return None, "no_area"
-    if not (width > 0 and height > 0):
-        return box, None
-    x0, y0, x1, y1 = max(x, 0.0), max(y, 0.0), min(x + w, float(width)), min(y + h, float(height))
-    if x1 <= x0 or y1 <= y0:
-        return None, "outside"
-    if (x0, y0, x1, y1) != (x, y, x + w, y + h):
-        return [x0, y0, x1 - x0, y1 - y0], "clipped"
-    return box, None
 
 
 def read_label_map(path: Path, num_classes: int, what: str = "classmap",

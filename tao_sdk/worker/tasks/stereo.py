@@ -43,6 +43,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from tao_sdk.datasets.stereo_formats import FORMATS
 from tao_sdk.worker.errors import DatasetError, SpecError
 from tao_sdk.worker.tasks import Task
 
@@ -65,10 +66,6 @@ __all__ = [
     "TASK",
 ]
 
-#: Dataset formats (``data_sources[*].dataset_name``, case-insensitive) and the divisor of
-#: their 16-bit PNG disparity.
-FORMATS = {"fsd": 256.0, "isaacrealdataset": 256.0, "crestereo": 32.0, "middlebury": 256.0,
-           "eth3d": 256.0, "kitti": 256.0, "genericdataset": 256.0}
 #: Metric names, as TAO reports them.
 METRIC_KEYS = ("epe", "bp1", "bp2", "bp3", "d1", "rmse")
 _CANONICAL = {"fsd": "FSD", "isaacrealdataset": "IsaacRealDataset", "crestereo": "Crestereo",
