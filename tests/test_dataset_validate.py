@@ -17,7 +17,7 @@ import pytest
 
 from tao_sdk.datasets import validate_datasets
 from tao_sdk.errors import DatasetValidationError
-from tao_sdk.jobs import create_job, plan_job
+from tao_sdk.jobs import plan_job
 from tao_sdk.storage import storage_for
 from tao_sdk.workspace import Workspace
 
