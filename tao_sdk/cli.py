@@ -41,7 +41,10 @@ def _add_spec_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration-dataset", metavar="URI", help="INT8 calibration dataset root")
     p.add_argument("--dataset-format", help="dataset format (stereo dataset_name, OneFormer label map)")
     p.add_argument("--parent", metavar="JOB", help="parent job id (train/export/gen_trt_engine/AutoML)")
-    p.add_argument("--pretrained-model", metavar="URI", help="pretrained weights for ptm_if_no_resume_model")
+    p.add_argument("--pretrained-model", metavar="URI",
+                   help="pretrained weights for ptm_if_no_resume_model: a path (file or Hugging Face folder), "
+                        "s3://, https://, hf://ORG/NAME[@REV][/FILE], ngc://ORG/[TEAM/]MODEL:VERSION[/FILE], "
+                        "or nvidia[:NAME] (the skill's NVIDIA pretrained model)")
 
 
 def _datasets(args: argparse.Namespace) -> dict[str, Any]:
@@ -212,6 +215,9 @@ def _print_plan(plan: Any) -> None:
         print(f"  warning: {w}")
     for n in plan.notes:
         print(f"  note: {n}")
+    for w in plan.weights:
+        size = f", {w['size']:,} bytes" if w.get("size") is not None else ""
+        print(f"  weights: {w['spec_field']} <- {w['uri']} ({w['source']}: {w['resolved']}{size})")
     if plan.automl:
         b = plan.automl["budget"]
         print(f"AutoML {plan.automl['algorithm']}: {b['max_recommendations']} trials x at most "

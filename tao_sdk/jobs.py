@@ -35,6 +35,7 @@ from .mappings import DEFAULT_ENCRYPTION_KEY, ENCRYPTION_KEY_ENV, ParentArtifact
 from .platforms import JobTask, Platform, get_platform
 from .platforms._supervise import identity_alive, process_identity
 from .policy import Route, check_automl_arguments, route_action
+from .ptm import plan_weights, resolve_pretrained
 from .spec import compose_spec
 from .storage import storage_for
 from .workspace import Workspace, default_workspace
@@ -131,7 +132,7 @@ class Job:
         if status is not None:
             d["progress"] = {"status": status.status, "epoch": status.epoch, "max_epoch": status.max_epoch,
                              "progress": status.progress, "eta": status.eta, "kpis": status.kpis,
-                             "message": status.message}
+                             "message": status.message, "weights": status.weights}
         return d
 
 
@@ -150,6 +151,9 @@ class JobPlan:
         command: the argv the platform runs (``None`` for AutoML controller jobs).
         results_uri: the job's results folder.
         downloads: PTM downloads the worker performs (link -> destination).
+        weights: which weights the job starts from: per checkpoint field set, its ``uri``,
+            ``source`` (local, s3, https, hf, ngc), ``resolved`` location and ``size`` when known
+            (:func:`tao_sdk.ptm.plan_weights`).
         warnings / notes: things the user should know.
         automl: for an AutoML dry run, the algorithm, budget and search space (each dimension,
             range, scale) that would run.
@@ -169,6 +173,7 @@ class JobPlan:
     results_uri: str
     command: list[str] | None = None
     downloads: list[dict[str, str]] = field(default_factory=list)
+    weights: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     backend: Backend | None = None
@@ -181,7 +186,7 @@ class JobPlan:
                 "route": self.route.__dict__, "command": self.command,
                 "backend": self.backend.to_dict() if self.backend else None, "deploy": self.deploy,
                 "parent": self.parent.__dict__ if self.parent else None, "results_uri": self.results_uri,
-                "warnings": self.warnings, "notes": self.notes, "automl": self.automl, "spec": self.spec}
+                "weights": self.weights, "warnings": self.warnings, "notes": self.notes, "automl": self.automl, "spec": self.spec}
 
 
 def worker_command(network: str, action: str, spec_path: str, model_type: str | None = None) -> list[str]:
@@ -235,7 +240,7 @@ def plan_job(
     parent = workspace.store.get(parent_job_id) if parent_job_id else None
     mapped = resolve_mappings(
         skill, action, results_uri=results_uri, parent=parent, store=workspace.store, bank=bank,
-        pretrained_model=pretrained_model,
+        pretrained_model=resolve_pretrained(skill, pretrained_model),
         planned_parent_results=planned_parent.results_uri if planned_parent else None,
         planned_parent_action=planned_parent.action if planned_parent else None,
     )
@@ -254,8 +259,8 @@ def plan_job(
     if not route.automl:
         backend.preflight(composed.spec)
     return JobPlan(job_id, skill.name, action, route, composed.spec, deploy, mapped.parent, results_uri,
-                   None, mapped.downloads, mapped.warnings + composed.warnings, mapped.notes + composed.notes,
-                   backend, secret_env=composed.secret_env)
+                   None, mapped.downloads, plan_weights(action, composed.spec), mapped.warnings + composed.warnings,
+                   mapped.notes + composed.notes, backend, secret_env=composed.secret_env)
 
 
 def _check_takes_parent(skill: Skill, action: str, parent_job_id: str | None) -> None:
@@ -630,9 +635,11 @@ def _refresh_task_record(workspace: Workspace, record: JobRecord) -> JobRecord:
     status = task_status(record)
     message = status.message if status else ""
     kpis = dict(status.kpis) if status else {}
+    weights = {"weights": status.weights} if status and status.weights else {}
     if state.exit_code == 0 and not (status and status.failed):
         return workspace.store.set_status(record.id, JobStatus.SUCCESS,
-                                          result={**record.result, "exit_code": 0, "message": message, "kpis": kpis})
+                                          result={**record.result, "exit_code": 0, "message": message, "kpis": kpis,
+                                                  **weights})
     died = state.exit_code is None or state.exit_code < 0
     if died or not message or (status and not status.failed):
         tail = _log_tail(record, 5)
@@ -647,7 +654,7 @@ def _refresh_task_record(workspace: Workspace, record: JobRecord) -> JobRecord:
     message = _close_status(record, status, message)
     return workspace.store.set_status(record.id, JobStatus.FAILURE,
                                       result={**record.result, "exit_code": state.exit_code, "message": message,
-                                              "kpis": kpis})
+                                              "kpis": kpis, **weights})
 
 
 def get_job(job_id: str, *, workspace: Workspace | None = None) -> Job:

@@ -172,20 +172,21 @@ class S3Source:
         from tao_sdk.storage import storage_for
 
         store = storage_for(uri)
-        infos = store.list(uri.rstrip("/"))
-        exact = [i for i in infos if i.uri.rstrip("/") == uri.rstrip("/")]
-        if not infos:
-            raise FetchError(f"{what}: nothing found at {uri}; fix the URI in the spec")
-        entry = entry_for(uri)
-        with datacache.exclusive(entry / ".tao-fetch.lock"):
-            if exact:
-                dest = entry / uri.rstrip("/").rsplit("/", 1)[-1]
+        exact = [i for i in store.list(uri.rstrip("/")) if i.uri.rstrip("/") == uri.rstrip("/")]
+        if exact:  # the files of one folder share an entry (a dataset's archive, annotations, label map)
+            entry = entry_for(uri.rstrip("/").rsplit("/", 1)[0])
+            dest = entry / uri.rstrip("/").rsplit("/", 1)[-1]
+            with datacache.exclusive(entry / f".tao-fetch-{dest.name}.lock"):
                 download_if_changed(store, uri, dest, exact[0].size, exact[0].mtime)
-                return dest
-            prefix = uri.rstrip("/") + "/"
+            return dest
+        entry, prefix = entry_for(uri.rstrip("/")), uri.rstrip("/") + "/"
+        infos = store.list(prefix)
+        if not infos:
+            raise FetchError(f"{what}: object {uri} does not exist and nothing is under it; fix the URI in the spec")
+        with datacache.exclusive(entry / ".tao-fetch.lock"):
             for info in infos:
                 rel = info.uri[len(prefix):]
-                if rel.startswith("/") or ".." in rel.split("/"):
+                if not rel or rel.startswith("/") or ".." in rel.split("/"):
                     raise FetchError(f"{what}: unsafe object name {info.uri} under {uri}")
                 download_if_changed(store, info.uri, entry / "dir" / rel, info.size, info.mtime)
         return entry / "dir"

@@ -121,7 +121,7 @@ def test_s3_object_and_folder_and_local(s3_env, tmp_path, monkeypatch):
     folder = sources.fetch(f"s3://{s3_env}/hf", "w")
     assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == ["config.json",
                                                                                       "model.safetensors"]
-    with pytest.raises(FetchError, match="nothing found"):
+    with pytest.raises(FetchError, match="does not exist and nothing is under it"):
         sources.fetch(f"s3://{s3_env}/nothing.pth", "w")
     with pytest.raises(FetchError, match="does not exist"):
         sources.fetch(str(tmp_path / "none.pth"), "w")

@@ -25,8 +25,12 @@ __all__ = ["device", "seed_everything", "stage", "report_start", "loader", "work
 
 
 def stage(ctx) -> None:
-    """Download / extract the files the action reads and point ``ctx.spec`` at local copies."""
-    ctx.spec = stage_spec(ctx.spec, ctx.action, ctx.log.info)
+    """Download / extract the files the action reads and point ``ctx.spec`` at local copies
+    (``ctx.given_spec`` keeps the URIs as given, for the load reports); long weight downloads
+    write progress lines to status.json."""
+    ctx.given_spec = ctx.spec
+    ctx.spec = stage_spec(ctx.spec, ctx.action, ctx.log.info,
+                          progress=lambda message, fields: ctx.status.running(message, **fields))
 
 
 def device():
