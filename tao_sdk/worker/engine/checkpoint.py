@@ -73,7 +73,7 @@ def load_pretrained(model, path: str | os.PathLike[str], what: str, prefix: str 
     """
     import torch
 
-    from tao_sdk.worker.engine.weightfiles import read_weights
+    from tao_sdk.worker.engine.weightfiles import hf_renamed, read_weights
 
     data = read_weights(path, what)
     if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
@@ -82,6 +82,7 @@ def load_pretrained(model, path: str | os.PathLike[str], what: str, prefix: str 
         data = data["model"]
     if not isinstance(data, dict):
         raise WorkerError(f"{what}: {path} holds no state dict")
+    data = hf_renamed(model, data)
     own = model.state_dict()
     loaded: dict[str, Any] = {}
     mismatched = []

@@ -15,7 +15,7 @@ from typing import Any
 
 from tao_sdk.worker.errors import WorkerError
 
-__all__ = ["read_weights", "weight_files"]
+__all__ = ["read_weights", "weight_files", "hf_renamed"]
 
 _TORCH_SUFFIXES = (".pth", ".ckpt", ".bin", ".pt", ".tlt")
 
@@ -61,3 +61,27 @@ def read_weights(path: str | os.PathLike[str], what: str) -> Any:
         data = _read_one(file, what)
         merged.update(data.get("state_dict", data) if isinstance(data, dict) else {})
     return merged
+
+
+def hf_renamed(model, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with Hugging Face checkpoint key names (the layout ``save_pretrained`` writes and
+    the Hub holds, e.g. ``fc1`` for ``mlp.fc1``) renamed to the names of the transformers
+    ``model``, through transformers' own renaming table; other models' keys are returned as
+    they are. A name the table does not rename stays as it is (the load report counts it)."""
+    try:
+        from transformers import PreTrainedModel
+        from transformers.conversion_mapping import get_model_conversion_mapping
+        from transformers.core_model_loading import WeightRenaming, rename_source_key
+    except ImportError:
+        return data
+    if not isinstance(model, PreTrainedModel):
+        return data
+    renamings = [t for t in get_model_conversion_mapping(model) if isinstance(t, WeightRenaming)]
+    if not renamings:
+        return data
+    own = model.state_dict()
+    out = {}
+    for key, value in data.items():
+        new = key if key in own else rename_source_key(key, renamings, [], model.base_model_prefix, own)[0]
+        out[new] = value
+    return out
