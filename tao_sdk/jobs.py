@@ -240,7 +240,7 @@ def plan_job(
     parent = workspace.store.get(parent_job_id) if parent_job_id else None
     mapped = resolve_mappings(
         skill, action, results_uri=results_uri, parent=parent, store=workspace.store, bank=bank,
-        pretrained_model=resolve_pretrained(skill, pretrained_model),
+        pretrained_model=resolve_pretrained(skill, pretrained_model, _backbone(skill, action, spec_overrides)),
         planned_parent_results=planned_parent.results_uri if planned_parent else None,
         planned_parent_action=planned_parent.action if planned_parent else None,
     )
@@ -261,6 +261,15 @@ def plan_job(
     return JobPlan(job_id, skill.name, action, route, composed.spec, deploy, mapped.parent, results_uri,
                    None, mapped.downloads, plan_weights(action, composed.spec), mapped.warnings + composed.warnings,
                    mapped.notes + composed.notes, backend, secret_env=composed.secret_env)
+
+
+def _backbone(skill: Skill, action: str, spec_overrides: Mapping[str, Any] | None) -> Any:
+    """The job's ``model.backbone`` as far as it is known before the spec is composed (the
+    override, else the action's template), to pick NVIDIA's pretrained model for it."""
+    if spec_overrides and "model.backbone" in spec_overrides:
+        return spec_overrides["model.backbone"]
+    model = skill.template(action).get("model") if skill.has_schema(action) else None
+    return model.get("backbone") if isinstance(model, dict) else None
 
 
 def _check_takes_parent(skill: Skill, action: str, parent_job_id: str | None) -> None:

@@ -4,8 +4,9 @@
 A skill's ``references/skill_info.yaml`` lists ``pretrained_models`` (generated from TAO Core's
 PTM catalog, ``microservices/pretrained_models.csv``): ``name`` (the NGC version tag), ``uri``
 (``ngc://ORG/TEAM/MODEL:VERSION``), ``display_name`` and ``backbone`` (backbone-only weights).
-``pretrained_model="nvidia"`` (CLI ``--pretrained-model nvidia``) picks the skill's one
-end-to-end entry; ``"nvidia:NAME"`` picks the entry NAME. Torch-free: the SDK calls it.
+``pretrained_model="nvidia"`` (CLI ``--pretrained-model nvidia``) picks the skill's end-to-end
+entry (the one whose name holds the job's ``model.backbone`` when there are several);
+``"nvidia:NAME"`` picks the entry NAME. Torch-free: the SDK calls it.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ def _choices(entries: list[dict[str, Any]]) -> str:
     return ", ".join(f"nvidia:{e['name']}{' (backbone)' if e.get('backbone') else ''}" for e in entries)
 
 
-def resolve_pretrained(skill, value: str | None) -> str | None:
+def resolve_pretrained(skill, value: str | None, backbone: str | None = None) -> str | None:
     """``"nvidia"`` / ``"nvidia:NAME"`` -> the catalog entry's ``ngc://`` URI; any other value is
-    returned as it is (a path or URI). Raises TaoSkillsError listing the names that exist."""
+    returned as it is (a path or URI). ``backbone``: the job's ``model.backbone``, which picks
+    among several end-to-end entries. Raises TaoSkillsError listing the names that exist."""
     if not value or not (value == NVIDIA or value.startswith(NVIDIA + ":")):
         return value
     entries = catalog(skill)
@@ -43,10 +45,12 @@ def resolve_pretrained(skill, value: str | None) -> str | None:
     name = value.split(":", 1)[1] if ":" in value else None
     if name is None:
         full = [e for e in entries if not e.get("backbone")]
+        if len(full) > 1 and backbone:
+            full = [e for e in full if str(backbone) in e["name"]]
         if len(full) == 1:
             return full[0]["uri"]
-        raise TaoSkillsError(f"--pretrained-model nvidia is ambiguous for {skill.name} ({len(full)} end-to-end "
-                             f"models); name one: {_choices(entries)}")
+        raise TaoSkillsError(f"--pretrained-model nvidia: {skill.name} has {len(full)} end-to-end NVIDIA models "
+                             f"for model.backbone={backbone}; name one: {_choices(entries)}")
     match = [e for e in entries if e["name"] == name]
     if not match:
         raise TaoSkillsError(f"--pretrained-model {value}: {skill.name} has no NVIDIA model {name!r}; "
