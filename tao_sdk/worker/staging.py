@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tao_sdk import datacache
-from tao_sdk.sources import download_if_changed
 from tao_sdk.errors import TaoSkillsError
 from tao_sdk.worker.errors import DatasetError, UnsafeArchiveError
 

@@ -47,7 +47,11 @@ def _message(r: dict[str, Any]) -> str:
 
 
 def report_load(ctx, report: dict[str, Any]) -> dict[str, Any]:
-    """Write ``report`` as a status.json line (WARNING when tensors were skipped); return it."""
+    """Write ``report`` as a status.json line (WARNING when tensors were skipped; credentials in a
+    URI redacted); return it."""
+    from tao_sdk.secrets import redact
+
+    report = redact(report)
     verbosity = "WARNING" if report["skipped"] else "INFO"
     ctx.status.write("RUNNING", _message(report), verbosity=verbosity, weights=report)
     return report

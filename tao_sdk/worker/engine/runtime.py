@@ -28,9 +28,11 @@ def stage(ctx) -> None:
     """Download / extract the files the action reads and point ``ctx.spec`` at local copies
     (``ctx.given_spec`` keeps the URIs as given, for the load reports); long weight downloads
     write progress lines to status.json."""
+    from tao_sdk.secrets import redact
+
     ctx.given_spec = ctx.spec
     ctx.spec = stage_spec(ctx.spec, ctx.action, ctx.log.info,
-                          progress=lambda message, fields: ctx.status.running(message, **fields))
+                          progress=lambda message, fields: ctx.status.running(redact(message), **redact(fields)))
 
 
 def device():
