@@ -14,14 +14,13 @@ from tao_sdk.cli import main
 from tao_sdk.errors import TaoSkillsError
 from tao_sdk.jobs import plan_job
 from tao_sdk.worker.staging import stage_spec
-
-DATASETS = {"train_datasets": ["/data/train"], "eval_dataset": "/data/eval"}
-TRAIN = {"train.num_epochs": 1, "dataset.num_classes": 3}
-
+from tests.test_plan_truth import DATASETS, TRAIN
 
 @pytest.fixture
 def ws(tmp_path, monkeypatch) -> Workspace:
-    monkeypatch.setenv("TAO_SKILLS_WORKSPACE", str(tmp_path / "ws"))
+    """A workspace (also the CLI's) and, beside it, a Hugging Face folder ``tmp_path/hf-model``."""
+    for name, value in (("TAO_SKILLS_WORKSPACE", str(tmp_path / "ws")), ("TAO_WORKER_CACHE", str(tmp_path / "c"))):
+        monkeypatch.setenv(name, value)
     monkeypatch.delenv("TAO_SKILLS_STORAGE", raising=False)
     return Workspace(tmp_path / "ws")
 
@@ -69,7 +68,6 @@ def test_nvidia_names_and_bad_uris_at_plan_time(ws):
                      pretrained_model=bad, workspace=ws)
 
 
-def test_a_local_hf_folder_is_staged_as_it_is(hf_folder, tmp_path, monkeypatch):
-    monkeypatch.setenv("TAO_WORKER_CACHE", str(tmp_path / "cache"))
+def test_a_local_hf_folder_is_staged_as_it_is(ws, hf_folder):
     spec = {"train": {"pretrained_model_path": str(hf_folder)}, "model": {"pretrained_backbone_path": ""}}
     assert stage_spec(spec, "train")["train"]["pretrained_model_path"] == str(hf_folder)
