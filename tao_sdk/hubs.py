@@ -64,8 +64,10 @@ def parse_ngc(uri: str) -> dict[str, str | None]:
 # --------------------------------------------------------------------------- Hugging Face
 
 def _hf_errors():
-    from huggingface_hub import errors
-
+    try:
+        from huggingface_hub import errors
+    except ImportError:
+        raise FetchError("hf:// weights need the huggingface_hub package: pip install 'tao-skill-bank[worker]'") from None
     return errors
 
 
@@ -83,9 +85,9 @@ class HfSource:
                 "size": None, "repo": p["repo"], "revision": p["revision"], "file": p["file"]}
 
     def _download(self, p: dict, filename: str, local_dir: Path, what: str) -> Path:
+        err = _hf_errors()
         from huggingface_hub import hf_hub_download
 
-        err = _hf_errors()
         try:
             return Path(hf_hub_download(p["repo"], filename, revision=p["revision"], local_dir=local_dir,
                                         endpoint=os.environ.get("HF_ENDPOINT") or None,
