@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tao_sdk import datacache
-from tao_sdk.errors import TaoSkillsError
+from tao_sdk.errors import StorageError
 
 __all__ = ["FetchError", "Progress", "entry_for", "is_cached", "mark_cached", "download_http",
            "cached_download", "ATTEMPTS_ENV", "PROGRESS_ENV", "TIMEOUT_ENV"]
@@ -33,7 +33,7 @@ TIMEOUT_ENV = "TAO_FETCH_TIMEOUT"
 Progress = Callable[[str, dict], None]
 
 
-class FetchError(TaoSkillsError):
+class FetchError(StorageError):
     """A URI cannot be fetched: malformed, missing, refused, or the download broke."""
 
 

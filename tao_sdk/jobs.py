@@ -186,7 +186,7 @@ class JobPlan:
                 "route": self.route.__dict__, "command": self.command,
                 "backend": self.backend.to_dict() if self.backend else None, "deploy": self.deploy,
                 "parent": self.parent.__dict__ if self.parent else None, "results_uri": self.results_uri,
-                "weights": self.weights, "warnings": self.warnings, "notes": self.notes, "automl": self.automl, "spec": self.spec}
+                "weights": self.weights, "downloads": self.downloads, "warnings": self.warnings, "notes": self.notes, "automl": self.automl, "spec": self.spec}
 
 
 def worker_command(network: str, action: str, spec_path: str, model_type: str | None = None) -> list[str]:

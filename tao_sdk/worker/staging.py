@@ -131,12 +131,13 @@ def fetch_weights(uri: str, what: str, progress: Callable[[str, dict], None] | N
     """Return a local file or folder holding the weights ``uri`` (a checkpoint file, or a Hugging
     Face folder with ``config.json`` + ``*.safetensors``), downloaded into the cache if remote
     (:func:`tao_sdk.sources.fetch`; ``progress`` gets the status lines of a long download).
-    Raises DatasetError naming ``what`` and the fix."""
+    Raises DatasetError naming ``what`` and the fix (StorageError for storage access problems)."""
     from tao_sdk import sources
+    from tao_sdk.fetch import FetchError
 
     try:
         return sources.fetch(str(uri), what, progress)
-    except TaoSkillsError as exc:
+    except FetchError as exc:  # storage access errors (credentials, timeouts) keep their type
         raise DatasetError(str(exc)) from None
 
 
