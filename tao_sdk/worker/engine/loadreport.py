@@ -34,7 +34,7 @@ def load_report(spec_field: str, uri: str, local: str, model_keys: list[str], lo
         skipped.append({"reason": (f"outside the backbone ({prefix})" if prefix else "no tensor of that name in this model"),
                         "count": unknown, "tensors": []})
     return {"spec_field": spec_field, "uri": uri, "local": local, "loaded": loaded, "file_tensors": file_tensors,
-            "skipped": skipped, "left_at_init": len(scope) - loaded, "model_tensors": len(scope)}
+            "skipped": skipped, "left_at_init": max(0, len(scope) - loaded), "model_tensors": len(scope)}
 
 
 def _message(r: dict[str, Any]) -> str:

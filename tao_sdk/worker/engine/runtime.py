@@ -16,6 +16,7 @@ from typing import Any
 from tao_sdk.worker import distributed as D
 from tao_sdk.worker import spec as S
 from tao_sdk.worker.engine.checkpoint import load_checkpoint
+from tao_sdk.worker.engine.loadreport import load_report, report_load
 from tao_sdk.worker.errors import SpecError, WorkerError
 from tao_sdk.worker.staging import fetch_file, stage_spec
 
@@ -208,6 +209,9 @@ def build_checkpoint_model(ctx, key: str, path: Path, ckpt: dict, arch: dict):
             f" unexpected {list(unexpected)[:5]}); the file is damaged - use another checkpoint"
         )
     ctx.log.info("loaded %s (epoch %s, step %s)", path, ckpt.get("epoch"), ckpt.get("global_step"))
+    given = S.get(getattr(ctx, "given_spec", ctx.spec), key) or str(path)
+    n = len(ckpt["state_dict"])
+    report_load(ctx, load_report(key, str(given), str(path), list(model.state_dict()), n, n, []))
     return model
 
 
