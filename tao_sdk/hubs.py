@@ -9,9 +9,12 @@ Registered in :data:`tao_sdk.sources.SOURCES`; see that module for the URI forms
   ``model.safetensors.index.json``, else ``model.safetensors``, else ``pytorch_model.bin``.
 - ``ngc://ORG/[TEAM/]MODEL:VERSION[/FILE]``: NGC's model REST API at ``$NGC_API_URL`` (default
   ``https://api.ngc.nvidia.com/v2``): the version record
-  ``/org/ORG[/team/TEAM]/models/MODEL/versions/VERSION`` (status ``UPLOAD_COMPLETE``), its file
-  list ``.../files`` (``modelFiles``: ``path``, ``sizeInBytes``, ``sha256`` when given) and the
-  file ``.../files/PATH``. Without ``FILE`` the version must hold one checkpoint file
+  ``/org/ORG[/team/TEAM]/models/MODEL/versions/VERSION`` (status ``UPLOAD_COMPLETE``; the URL
+  TAO Core reads model metadata from), its file list ``.../files`` (``modelFiles``: ``path``,
+  ``sizeInBytes``, ``sha256`` when given; needed only without ``FILE``, else used for the size
+  when the server has it) and the file itself from the public download URL
+  ``/models/org/ORG[/team/TEAM]/MODEL/VERSION/files?redirect=true&path=PATH`` (what NVIDIA's
+  ``wget`` instructions use; NGC redirects to the storage URL). Without ``FILE`` the version must hold one checkpoint file
   (``.pth``, ``.ckpt``, ``.safetensors``, ``.bin``, ``.pt``, ``.tlt``). ``$NGC_KEY`` (or
   ``$NGC_API_KEY``) for private models: an ``nvapi-`` personal key is the bearer token; a
   legacy key is exchanged at ``$NGC_AUTH_URL/token`` (default ``https://authn.nvidia.com``,
@@ -179,13 +182,22 @@ class NgcSource:
         team = f"/team/{p['team']}" if p["team"] else ""
         return f"{base}/org/{p['org']}{team}/models/{p['model']}/versions/{p['version']}"
 
+    @staticmethod
+    def file_url(p: dict, path: str) -> str:
+        from urllib.parse import quote
+
+        base = (os.environ.get(NGC_API_ENV) or NGC_DEFAULT_API).rstrip("/")
+        team = f"/team/{p['team']}" if p["team"] else ""
+        return f"{base}/models/org/{p['org']}{team}/{p['model']}/{p['version']}/files?redirect=true&path={quote(path)}"
+
     def describe(self, uri: str) -> dict[str, Any]:
         p = parse_ngc(uri)
         target = p["file"] or "<the version's checkpoint file>"
-        return {"source": self.name, "resolved": f"{self.version_url(p)}/files/{target}", "size": None,
+        return {"source": self.name, "resolved": self.file_url(p, target), "size": None,
                 "model": f"{p['org']}/{p['team'] + '/' if p['team'] else ''}{p['model']}", "version": p["version"]}
 
-    def _get_json(self, url: str, headers: dict, what: str, ref: str) -> Any:
+    def _get_json(self, url: str, headers: dict, what: str, ref: str, optional: bool = False) -> Any:
+        """GET NGC JSON; ``optional``: a 404 gives ``{}`` (a listing only used for the size)."""
         import requests
 
         try:
@@ -196,6 +208,8 @@ class NgcSource:
         if resp.status_code in (401, 403):
             raise FetchError(f"{what}: NGC denies {ref} (HTTP {resp.status_code}); a private model needs "
                              "NGC_KEY set to a key of its org")
+        if resp.status_code == 404 and optional:
+            return {}
         if resp.status_code == 404:
             raise FetchError(f"{what}: NGC has no model version {ref}; check ORG/[TEAM/]MODEL:VERSION")
         if resp.status_code != 200:
@@ -228,10 +242,10 @@ class NgcSource:
         status = (record.get("modelVersion") or {}).get("status")
         if status and status != "UPLOAD_COMPLETE":
             raise FetchError(f"{what}: NGC model version {ref} is {status}, not UPLOAD_COMPLETE; use a finished version")
-        listing = self._get_json(version + "/files", headers, what, ref)
+        listing = self._get_json(version + "/files", headers, what, ref, optional=bool(p["file"]))
         chosen = self._pick(listing.get("modelFiles") or [], p["file"], ref, what)
         path = str(chosen["path"])
         size = chosen.get("sizeInBytes")
-        return cached_download(f"{uri}#{path}", f"{version}/files/{path}", path.rsplit("/", 1)[-1], what, progress,
+        return cached_download(f"{uri}#{path}", self.file_url(p, path), path.rsplit("/", 1)[-1], what, progress,
                                headers=headers, size=int(size) if size is not None else None,
                                sha256=chosen.get("sha256"))

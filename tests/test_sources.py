@@ -96,7 +96,7 @@ def test_ngc_public_and_private_models(hub, monkeypatch):
     hub.files.update({"model.pth": b"N" * 500, "README.md": b"readme"})
     path = sources.fetch("ngc://nvidia/tao/pretrained_x:v1.0", "train.pretrained_model_path")
     assert path.read_bytes() == b"N" * 500  # the version's one checkpoint file, size and sha256 checked
-    assert _gets(hub, "/v2/org/nvidia/team/tao/models/pretrained_x/versions/v1.0/files/model.pth")
+    assert _gets(hub, "/v2/models/org/nvidia/team/tao/pretrained_x/v1.0/files?redirect=true&path=model.pth")
     hub.ngc_key = "legacy-key-123"
     with pytest.raises(FetchError, match="needs NGC_KEY"):
         sources.fetch("ngc://myorg/private:v2/model.pth", "w")
@@ -106,7 +106,7 @@ def test_ngc_public_and_private_models(hub, monkeypatch):
     with pytest.raises(FetchError, match="NGC refused the key") as err:
         sources.fetch("ngc://myorg/private:v3/model.pth", "w")
     assert "wrong" not in str(err.value)
-    assert "/v2/org/myorg/models/private/versions/v2/files/model.pth" in [r[1] for r in hub.requests]
+    assert "/v2/models/org/myorg/private/v2/files?redirect=true&path=model.pth" in [r[1] for r in hub.requests]
 
 
 def test_s3_object_and_folder_and_local(s3_env, tmp_path, monkeypatch):

@@ -9,7 +9,8 @@ One server answers three APIs over the same files (``Hub.files``: name -> bytes)
   ``huggingface_hub.hf_hub_download`` calls: ``X-Repo-Commit``, ``ETag``, ``Content-Length``;
   ``X-Error-Code: EntryNotFound`` for a missing file), reached through ``HF_ENDPOINT``;
 - NGC's model API under ``/v2``: ``/org/O[/team/T]/models/M/versions/V`` (version record),
-  ``.../files`` (``modelFiles``) and ``.../files/<path>``, plus the token service ``/token``
+  ``.../files`` (``modelFiles``), the download URL ``/models/org/O[/team/T]/M/V/files?path=<path>``
+  (answered with a redirect to ``/dl/<path>``, as NGC redirects to storage), plus the token service ``/token``
   (``Hub.ngc_key``: the legacy key it accepts; when set, model calls need its bearer token).
 
 ``Hub.requests`` records ``(method, path, Range header)`` of every request.
@@ -23,6 +24,7 @@ import json
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 TOKEN = "ngc-bearer-token-for-tests"
@@ -53,7 +55,8 @@ class Hub:
         return name in self.always_cut or (name in self.cut and self._served[name] == 1)
 
 
-_NGC = re.compile(r"^/v2/org/[^/]+(?:/team/[^/]+)?/models/[^/]+/versions/[^/]+(?P<rest>/files(?:/(?P<path>.+))?)?$")
+_NGC = re.compile(r"^/v2/org/[^/]+(?:/team/[^/]+)?/models/[^/]+/versions/[^/]+(?P<rest>/files)?$")
+_NGC_DL = re.compile(r"^/v2/models/org/[^/]+(?:/team/[^/]+)?/[^/]+/[^/]+/files$")
 _HF = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<file>.+)$")
 
 
@@ -71,8 +74,8 @@ def _handler(hub: Hub):
             self._route(body=True)
 
         def _route(self, body: bool) -> None:
-            path = self.path.split("?", 1)[0]
-            hub.requests.append((self.command, path, self.headers.get("Range")))
+            path, _, query = self.path.partition("?")
+            hub.requests.append((self.command, self.path if _NGC_DL.match(path) else path, self.headers.get("Range")))
             if path == "/token":
                 return self._token()
             if path.startswith("/dl/"):
@@ -80,6 +83,8 @@ def _handler(hub: Hub):
             m = _NGC.match(path)
             if m:
                 return self._ngc(m, body)
+            if _NGC_DL.match(path):
+                return self._ngc_download(parse_qs(query).get("path", [""])[0])
             m = _HF.match(path)
             if m:
                 return self._file(m["file"], body, hf=True)
@@ -102,11 +107,14 @@ def _handler(hub: Hub):
                 return self._send(200, json.dumps({"token": TOKEN}).encode(), {"Content-Type": "application/json"})
             self._send(401, b"bad key")
 
+        def _ngc_download(self, path: str) -> None:
+            if hub.ngc_key and self.headers.get("Authorization") != f"Bearer {TOKEN}":
+                return self._send(401, b"unauthorized")
+            self._send(302, b"", {"Location": f"{hub.url}/dl/{path}"})
+
         def _ngc(self, m, body: bool) -> None:
             if hub.ngc_key and self.headers.get("Authorization") != f"Bearer {TOKEN}":
                 return self._send(401, b"unauthorized")
-            if m["path"]:
-                return self._file(m["path"], body)
             if m["rest"]:
                 files = [{"path": n, "sizeInBytes": len(d), "sha256": hashlib.sha256(d).hexdigest()}
                          for n, d in sorted(hub.files.items())]
