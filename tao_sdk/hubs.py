@@ -81,6 +81,7 @@ class HfSource:
     name: str = "hf"
 
     def describe(self, uri: str) -> dict[str, Any]:
+        """See :meth:`tao_sdk.sources.Source.describe` (no network call)."""
         p = parse_hf(uri)
         endpoint = (os.environ.get("HF_ENDPOINT") or HF_DEFAULT_ENDPOINT).rstrip("/")
         target = p["file"] or "<config.json + weights>"
@@ -128,6 +129,7 @@ class HfSource:
                          "pytorch_model.bin; name the weights file: hf://ORG/NAME[@REV]/FILE")
 
     def fetch(self, uri: str, what: str, progress: Progress | None) -> Path:
+        """See :meth:`tao_sdk.sources.Source.fetch`."""
         p = parse_hf(uri)
         local_dir = entry_for(uri) / "files"
         if progress is not None:
@@ -178,12 +180,14 @@ class NgcSource:
 
     @staticmethod
     def version_url(p: dict) -> str:
+        """The metadata URL of a parsed NGC reference (TAO Core's model-info URL)."""
         base = (os.environ.get(NGC_API_ENV) or NGC_DEFAULT_API).rstrip("/")
         team = f"/team/{p['team']}" if p["team"] else ""
         return f"{base}/org/{p['org']}{team}/models/{p['model']}/versions/{p['version']}"
 
     @staticmethod
     def file_url(p: dict, path: str) -> str:
+        """The public download URL of file ``path`` of a parsed NGC reference."""
         from urllib.parse import quote
 
         base = (os.environ.get(NGC_API_ENV) or NGC_DEFAULT_API).rstrip("/")
@@ -191,6 +195,7 @@ class NgcSource:
         return f"{base}/models/org/{p['org']}{team}/{p['model']}/{p['version']}/files?redirect=true&path={quote(path)}"
 
     def describe(self, uri: str) -> dict[str, Any]:
+        """See :meth:`tao_sdk.sources.Source.describe` (no network call)."""
         p = parse_ngc(uri)
         target = p["file"] or "<the version's checkpoint file>"
         return {"source": self.name, "resolved": self.file_url(p, target), "size": None,
@@ -233,6 +238,7 @@ class NgcSource:
         return ckpts[0]
 
     def fetch(self, uri: str, what: str, progress: Progress | None) -> Path:
+        """See :meth:`tao_sdk.sources.Source.fetch`."""
         p = parse_ngc(uri)
         ref = uri.split("://", 1)[1]
         token = _ngc_token(p["org"], p["team"], what)

@@ -109,10 +109,12 @@ class HttpsSource:
         return url, m.group(1) if m else None
 
     def describe(self, uri: str) -> dict[str, Any]:
+        """See :meth:`tao_sdk.sources.Source.describe` (no network call)."""
         url, sha = self._split(uri)
         return {"source": self.name, "resolved": url, "size": None, **({"sha256": sha} if sha else {})}
 
     def fetch(self, uri: str, what: str, progress: Progress | None) -> Path:
+        """See :meth:`tao_sdk.sources.Source.fetch`."""
         url, sha = self._split(uri)
         name = url.rstrip("/").rsplit("/", 1)[-1].split("?")[0] or "download"
         return cached_download(uri, url, name, what, progress, sha256=sha)
@@ -128,10 +130,12 @@ class LocalSource:
 
     @staticmethod
     def path(uri: str) -> Path:
+        """The local path of a plain path or ``file://`` URI (``~`` expanded)."""
         text = str(uri)
         return Path(text[len("file://"):] if text.startswith("file://") else text).expanduser()
 
     def describe(self, uri: str) -> dict[str, Any]:
+        """See :meth:`tao_sdk.sources.Source.describe` (no network call)."""
         p = self.path(uri)
         size = p.stat().st_size if p.is_file() else (
             sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else None)
@@ -139,6 +143,7 @@ class LocalSource:
                 "kind": "folder" if p.is_dir() else "file"}
 
     def fetch(self, uri: str, what: str, progress: Progress | None) -> Path:
+        """See :meth:`tao_sdk.sources.Source.fetch`."""
         p = self.path(uri)
         if not p.exists():
             raise FetchError(f"{what}: {uri} does not exist; fix the path (a file, or a Hugging Face folder "
@@ -163,12 +168,14 @@ class S3Source:
     name: str = "s3"
 
     def describe(self, uri: str) -> dict[str, Any]:
+        """See :meth:`tao_sdk.sources.Source.describe` (no network call)."""
         from tao_sdk.storage import split_s3_uri
 
         split_s3_uri(uri)
         return {"source": self.name, "resolved": uri, "size": None}
 
     def fetch(self, uri: str, what: str, progress: Progress | None) -> Path:
+        """See :meth:`tao_sdk.sources.Source.fetch`."""
         from tao_sdk.storage import storage_for
 
         store = storage_for(uri)
