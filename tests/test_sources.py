@@ -126,3 +126,12 @@ def test_s3_object_and_folder_and_local(s3_env, tmp_path, monkeypatch):
     with pytest.raises(FetchError, match="does not exist"):
         sources.fetch(str(tmp_path / "none.pth"), "w")
     assert sources.describe(str(folder))["kind"] == "folder"
+
+
+def test_hub_credentials_count_as_secrets():
+    """NGC_KEY / NGC_API_KEY / HF_TOKEN travel like the other secrets (a 0600 file on Slurm, never
+    in sbatch arguments or records)."""
+    from tao_sdk.platforms.slurm import split_secret_env
+
+    plain, secret = split_secret_env({"NGC_KEY": "k", "NGC_API_KEY": "k2", "HF_TOKEN": "t", "HF_ENDPOINT": "http://h"})
+    assert sorted(secret) == ["HF_TOKEN", "NGC_API_KEY", "NGC_KEY"] and list(plain) == ["HF_ENDPOINT"]
