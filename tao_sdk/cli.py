@@ -42,7 +42,10 @@ def _add_spec_options(p: argparse.ArgumentParser, validate_flag: bool = True) ->
     p.add_argument("--calibration-dataset", metavar="URI", help="INT8 calibration dataset root")
     p.add_argument("--dataset-format", help="dataset format (stereo dataset_name, OneFormer label map)")
     p.add_argument("--parent", metavar="JOB", help="parent job id (train/export/gen_trt_engine/AutoML)")
-    p.add_argument("--pretrained-model", metavar="URI", help="pretrained weights for ptm_if_no_resume_model")
+    p.add_argument("--pretrained-model", metavar="URI",
+                   help="pretrained weights for ptm_if_no_resume_model: a path (file or Hugging Face folder), "
+                        "s3://, https://, hf://ORG/NAME[@REV][/FILE], ngc://ORG/[TEAM/]MODEL:VERSION[/FILE], "
+                        "or nvidia[:NAME] (the skill's NVIDIA pretrained model)")
     p.add_argument("--preset", choices=PRESETS,
                    help="tiny: the skill's small model that trains in minutes on a CPU (references/preset_tiny.yaml; "
                         "rtdetr, deformable_detr, oneformer, depth_net), over -e and under --set; full (default): "
@@ -206,6 +209,9 @@ def _print_plan(plan: Any, budget: Any) -> None:
         print(f"  warning: {w}")
     for n in plan.notes:
         print(f"  note: {n}")
+    for w in plan.weights:
+        size = f", {w['size']:,} bytes" if w.get("size") is not None else ""
+        print(f"  weights: {w['spec_field']} <- {w['uri']} ({w['source']}: {w['resolved']}{size})")
     print(budget.summary)
     if plan.datasets is not None:
         print("\n".join(plan.datasets.lines()))

@@ -40,6 +40,7 @@ from .platforms import JobTask, Platform, get_platform
 from .platforms._supervise import identity_alive, process_identity
 from .policy import Route, check_automl_arguments, route_action
 from .secrets import redact
+from .ptm import plan_weights, resolve_pretrained
 from .spec import compose_spec
 from .storage import storage_for
 from .workspace import Workspace, default_workspace
@@ -143,7 +144,8 @@ class Job:
         kind = job_kind(self.record.kind)
         progress = None if status is None else Progress(
             status=status.status, epoch=status.epoch, max_epoch=status.max_epoch, progress=status.progress,
-            eta=status.eta, kpis=dict(status.kpis), message=status.message)
+            eta=status.eta, kpis=dict(status.kpis), message=status.message,
+            weights=[dict(w) for w in status.weights])
         return JobInfo.from_record(self.record.to_dict(), progress=progress, kpis=self._kpis(status),
                                    fraction_done=kind.fraction_done(self.record, status),
                                    summary=kind.summary(self, status))
@@ -168,6 +170,9 @@ class JobPlan:
         command: the argv the platform runs (``None`` for AutoML controller jobs).
         results_uri: the job's results folder.
         downloads: PTM downloads the worker performs (link -> destination).
+        weights: which weights the job starts from: per checkpoint field set, its ``uri``,
+            ``source`` (local, s3, https, hf, ngc), ``resolved`` location and ``size`` when known
+            (:func:`tao_sdk.ptm.plan_weights`).
         warnings / notes: things the user should know.
         automl: for an AutoML route, the algorithm, budget and search space (each dimension,
             range, scale) that would run.
@@ -192,6 +197,7 @@ class JobPlan:
     results_uri: str
     command: list[str] | None = None
     downloads: list[dict[str, str]] = field(default_factory=list)
+    weights: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     backend: Backend | None = None
@@ -208,7 +214,8 @@ class JobPlan:
                         command=self.command, backend=BackendInfo(**self.backend.to_dict()) if self.backend else None,
                         deploy=self.deploy, parent=ParentInfo(**self.parent.__dict__) if self.parent else None,
                         results_uri=self.results_uri, warnings=self.warnings, notes=self.notes,
-                        automl=redact(self.automl), preset=self.preset, env=dict(self.env),
+                        automl=redact(self.automl), weights=redact(self.weights), downloads=self.downloads,
+                        preset=self.preset, env=dict(self.env),
                         datasets=self.datasets.to_dict() if self.datasets is not None else None,
                         spec=redact(self.spec), budget=job_budget(self))
 
@@ -280,7 +287,7 @@ def plan_job(
     parent = workspace.store.get(parent_job_id) if parent_job_id else None
     mapped = resolve_mappings(
         skill, action, results_uri=results_uri, parent=parent, store=workspace.store, bank=bank,
-        pretrained_model=pretrained_model,
+        pretrained_model=resolve_pretrained(skill, pretrained_model, _backbone(skill, action, spec_overrides)),
         planned_parent_results=planned_parent.results_uri if planned_parent else None,
         planned_parent_action=planned_parent.action if planned_parent else None,
     )
@@ -308,13 +315,23 @@ def plan_job(
         composed.notes.append(f"{', '.join(composed.env)} is the built-in worker's setting; {backend.kind} "
                               f"backends ignore it ({backend.detail})")
     plan = JobPlan(job_id, skill.name, action, route, composed.spec, deploy, mapped.parent, results_uri,
-                   None, mapped.downloads, mapped.warnings + composed.warnings, mapped.notes + composed.notes,
-                   backend, datasets=report, secret_env=composed.secret_env, preset=preset, env=composed.env)
+                   None, mapped.downloads, plan_weights(action, composed.spec), mapped.warnings + composed.warnings,
+                   mapped.notes + composed.notes, backend, datasets=report, secret_env=composed.secret_env,
+                   preset=preset, env=composed.env)
     if route.automl:  # the algorithm, budget and search space the AutoML job would run
         job_kind("automl").plan(plan, skill, spec_overrides=spec_overrides, settings=automl)
     elif backend.available:
         plan.command = backend.command(str(workspace.job_dir(job_id) / "spec.yaml"))
     return plan
+
+
+def _backbone(skill: Skill, action: str, spec_overrides: Mapping[str, Any] | None) -> Any:
+    """The job's ``model.backbone`` as far as it is known before the spec is composed (the
+    override, else the action's template), to pick NVIDIA's pretrained model for it."""
+    if spec_overrides and "model.backbone" in spec_overrides:
+        return spec_overrides["model.backbone"]
+    model = skill.template(action).get("model") if skill.has_schema(action) else None
+    return model.get("backbone") if isinstance(model, dict) else None
 
 
 #: Environment switch of plan-time dataset validation (``0`` turns it off where no argument says).
@@ -800,9 +817,11 @@ def _refresh_task_record(workspace: Workspace, record: JobRecord) -> JobRecord:
     status = task_status(record)
     message = status.message if status else ""
     kpis = dict(status.kpis) if status else {}
+    weights = {"weights": status.weights} if status and status.weights else {}
     if state.exit_code == 0 and not (status and status.failed):
         return workspace.store.set_status(record.id, JobStatus.SUCCESS,
-                                          result={**record.result, "exit_code": 0, "message": message, "kpis": kpis})
+                                          result={**record.result, "exit_code": 0, "message": message, "kpis": kpis,
+                                                  **weights})
     died = state.exit_code is None or state.exit_code < 0
     if died or not message or (status and not status.failed):
         tail = _log_tail(record, 5)
@@ -820,7 +839,7 @@ def _refresh_task_record(workspace: Workspace, record: JobRecord) -> JobRecord:
     message = _close_status(record, status, message)
     return workspace.store.set_status(record.id, JobStatus.FAILURE,
                                       result={**record.result, "exit_code": state.exit_code, "message": message,
-                                              "kpis": kpis})
+                                              "kpis": kpis, **weights})
 
 
 def get_job(job_id: str, *, workspace: Workspace | None = None) -> Job:

@@ -203,6 +203,9 @@ class PlanInfo(_Model):
     warnings: list[str]
     notes: list[str]
     automl: dict[str, Any] | None
+    weights: list[dict[str, Any]] = Field(default_factory=list, description="which weights the job starts from: "
+                                          "spec field, uri, source, resolved location, size")
+    downloads: list[dict[str, Any]] = Field(default_factory=list, description="PTM downloads the worker performs")
     preset: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
     datasets: dict[str, Any] | None = Field(None, description="the plan-time dataset validation report "
@@ -222,6 +225,8 @@ class Progress(_Model):
     eta: float | None = Field(default=None, description="seconds left, when known")
     kpis: dict[str, Any] = Field(default_factory=dict)
     message: str | None = None
+    weights: list[dict[str, Any]] = Field(default_factory=list, description="every weights load of the job: "
+                                          "tensors loaded, skipped (with the reason) and left at their initial values")
 
 
 class JobInfo(_Model):

@@ -242,6 +242,8 @@ class TaskStatus:
         time_per_epoch: seconds per epoch, when parseable.
         kpis: the latest ``kpi`` dict (numeric values as floats).
         graphical, categorical: the latest ``graphical`` / ``categorical`` dicts.
+        weights: the ``weights`` field of every line that reports a weights load (what was
+            loaded, skipped with the reason, left at init; :mod:`tao_sdk.worker.engine.loadreport`).
         history: ``(epoch, kpi dict)`` for every line that carries both an epoch and a kpi dict,
             in file order (a resumed job may repeat epochs; later lines win in
             :func:`metric_by_epoch`).
@@ -270,6 +272,7 @@ class TaskStatus:
     graphical: dict[str, Any] = field(default_factory=dict)
     categorical: dict[str, Any] = field(default_factory=dict)
     history: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    weights: list[dict[str, Any]] = field(default_factory=list)
     started: bool = False
     finished: bool = False
     failed: bool = False
@@ -325,6 +328,8 @@ def summarize_status(text: str | bytes | None, task: str | None = None) -> TaskS
             st.graphical = dict(obj["graphical"])
         if isinstance(obj.get("categorical"), dict):
             st.categorical = dict(obj["categorical"])
+        if isinstance(obj.get("weights"), dict):
+            st.weights.append(dict(obj["weights"]))
         if obj.get("date") or obj.get("time"):
             st.last_update = " ".join(str(obj[k]) for k in ("date", "time") if obj.get(k))
         line_epoch = _to_int(obj.get("epoch"))

@@ -103,6 +103,29 @@ def network_config_dir() -> Path:
     return Path(nvidia_tao_core.__file__).parent / "microservices" / "handlers" / "network_configs"
 
 
+def pretrained_models(networks: tuple[str, ...]) -> list[dict[str, Any]]:
+    """NVIDIA's pretrained models of a network from TAO Core's PTM catalog
+    (``microservices/pretrained_models.csv``: display name, NGC path, network_arch, is_backbone),
+    as ``name`` (the NGC version tag, ``MODEL:VERSION`` where tags repeat), ``uri`` (``ngc://``),
+    ``display_name`` and ``backbone`` (the is_backbone column, or "backbone" in the display name,
+    which is how the catalog marks most of them)."""
+    import csv
+
+    import nvidia_tao_core
+
+    path = Path(nvidia_tao_core.__file__).parent / "microservices" / "pretrained_models.csv"
+    with open(path, encoding="utf-8", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r.get("network_arch") in networks]
+    tags = [r["ngc_path"].rsplit(":", 1)[-1] for r in rows]
+    out = []
+    for row, tag in zip(rows, tags):
+        name = tag if tags.count(tag) == 1 else row["ngc_path"].rsplit("/", 1)[-1]
+        backbone = (row.get("is_backbone") or "").strip().lower() == "true" or "backbone" in row["displayName"].lower()
+        out.append({"name": name, "uri": "ngc://" + row["ngc_path"], "display_name": row["displayName"],
+                    "backbone": backbone})
+    return out
+
+
 def read_network_config(name: str) -> dict[str, Any]:
     path = network_config_dir() / f"{name}.config.json"
     return json.loads(path.read_text(encoding="utf-8"))
@@ -849,12 +872,15 @@ def generate_skill(skill: str, src: dict, cfg: dict, out_root: Path, tao_version
         "checkpoint_prefix": src.get("checkpoint_prefix"),
         "hardware": src.get("hardware"),  # only where the bank knows it (dropped below otherwise)
         "spec_rules": src.get("spec_rules") or [],
+        "pretrained_models": pretrained_models((network, ncfg_name)),
         "tao_container": tao_container(ncfg, network, actions, cfg.get("tao_containers", {}), skill),
         "tao_core_version": tao_version,
         "generator_version": GENERATOR_VERSION,
     }
     if info["hardware"] is None:
         del info["hardware"]
+    if not info["pretrained_models"]:
+        del info["pretrained_models"]
 
     skill_dir = out_root / "skills" / skill
     files: dict[Path, str] = {}

@@ -46,6 +46,7 @@ __all__ = [
     "ARCHIVE_LIMITS",
     "is_remote_uri",
     "fetch_file",
+    "fetch_weights",
     "fetch_dir",
     "safe_extract",
     "stage_image_dir",
@@ -113,15 +114,9 @@ def _local(uri: str) -> Path:
     return Path(text[len("file://"):] if text.startswith("file://") else text).expanduser()
 
 
-def _cache_dir_for(uri: str) -> Path:
-    """Per-URI cache folder: ``<cache>/<sha1(parent uri)[:16]>``."""
-    parent = uri.rstrip("/").rsplit("/", 1)[0]
-    digest = hashlib.sha1(parent.encode("utf-8")).hexdigest()[:16]
-    return datacache.cache_entry(digest)
-
-
-def fetch_file(uri: str, what: str) -> Path:
-    """Return a local path holding the file ``uri``, downloading it into the cache if remote.
+def fetch_file(uri: str, what: str, progress: Callable[[str, dict], None] | None = None) -> Path:
+    """Return a local path holding the file ``uri``, downloading it into the cache if remote
+    (any scheme of :mod:`tao_sdk.sources`: ``s3://``, ``https://``, ``hf://``, ``ngc://``).
 
     ``what`` names the spec key the URI came from (used in error messages).
     """
@@ -130,30 +125,24 @@ def fetch_file(uri: str, what: str) -> Path:
         if not path.is_file():
             raise DatasetError(f"{what}: file {uri} does not exist; fix the path in the spec")
         return path
-    from tao_sdk.storage import storage_for
-
-    store = storage_for(uri)
-    match = [i for i in store.list(uri) if i.uri.rstrip("/") == uri.rstrip("/")]
-    if not match:
-        raise DatasetError(f"{what}: object {uri} does not exist; fix the URI in the spec")
-    dest = _cache_dir_for(uri) / uri.rstrip("/").rsplit("/", 1)[-1]
-    _download_if_changed(store, uri, dest, match[0].size, match[0].mtime)
-    return dest
+    path = fetch_weights(uri, what, progress)
+    if not path.is_file():
+        raise DatasetError(f"{what}: {uri} is a folder, not a file; name the file inside it")
+    return path
 
 
-def _download_if_changed(store, uri: str, dest: Path, size: int, mtime: float) -> None:
-    """Download ``uri`` to ``dest`` unless the cached copy came from the same remote object
-    (same size and modification time, recorded in a ``.<name>.src`` sidecar file)."""
-    sidecar = dest.with_name(f".{dest.name}.src")
-    stamp = json.dumps({"uri": uri, "size": size, "mtime": mtime})
-    if dest.is_file() and sidecar.is_file() and dest.stat().st_size == size:
-        try:
-            if sidecar.read_text(encoding="utf-8") == stamp:
-                return
-        except OSError:
-            pass
-    store.download_file(uri, dest)
-    sidecar.write_text(stamp, encoding="utf-8")
+def fetch_weights(uri: str, what: str, progress: Callable[[str, dict], None] | None = None) -> Path:
+    """Return a local file or folder holding the weights ``uri`` (a checkpoint file, or a Hugging
+    Face folder with ``config.json`` + ``*.safetensors``), downloaded into the cache if remote
+    (:func:`tao_sdk.sources.fetch`; ``progress`` gets the status lines of a long download).
+    Raises DatasetError naming ``what`` and the fix (StorageError for storage access problems)."""
+    from tao_sdk import sources
+    from tao_sdk.fetch import FetchError
+
+    try:
+        return sources.fetch(str(uri), what, progress)
+    except FetchError as exc:  # storage access errors (credentials, timeouts) keep their type
+        raise DatasetError(str(exc)) from None
 
 
 def fetch_dir(uri: str, what: str) -> Path:
@@ -163,19 +152,10 @@ def fetch_dir(uri: str, what: str) -> Path:
         if not path.is_dir():
             raise DatasetError(f"{what}: folder {uri} does not exist; fix the path in the spec")
         return path
-    from tao_sdk.storage import storage_for
-
-    store = storage_for(uri)
-    prefix = uri.rstrip("/") + "/"
-    infos = store.list(prefix)
-    if not infos:
-        raise DatasetError(f"{what}: nothing found under {uri}; fix the URI in the spec")
-    dest = _cache_dir_for(prefix + "x") / "dir"
-    for info in infos:
-        rel = info.uri[len(prefix):]
-        _check_member_name(rel, uri)
-        _download_if_changed(store, info.uri, dest / rel, info.size, info.mtime)
-    return dest
+    path = fetch_weights(uri.rstrip("/") + "/", what)
+    if not path.is_dir():
+        raise DatasetError(f"{what}: {uri} is a file, not a folder; fix the URI in the spec")
+    return path
 
 
 def _check_member_name(name: str, archive: str) -> str:
@@ -696,20 +676,21 @@ def list_images(folder: Path) -> list[Path]:
 
 # --------------------------------------------------------------------------- spec rewriting
 
-#: Per action: the spec keys holding files / image folders the action reads. ``[]`` marks a
-#: list, ``{}`` a data-source mapping (or list of mappings) with image_dir / json_file /
-#: classmap entries.
+#: Per action: the spec keys holding files / image folders the action reads: ``file``, ``weights``
+#: (a checkpoint file or a Hugging Face folder, from any source of :mod:`tao_sdk.sources`),
+#: ``dirs`` (image folders) or ``sources`` (a data-source mapping, or list of mappings, with
+#: image_dir / json_file / classmap entries).
 _TRAIN_STAGED = [("dataset.train_data_sources", "sources"), ("dataset.val_data_sources", "sources"),
-                 ("model.pretrained_backbone_path", "file"), ("train.pretrained_model_path", "file"),
-                 ("train.resume_training_checkpoint_path", "file")]
+                 ("model.pretrained_backbone_path", "weights"), ("train.pretrained_model_path", "weights"),
+                 ("train.resume_training_checkpoint_path", "weights")]
 STAGED_KEYS: dict[str, list[tuple[str, str]]] = {
     "train": _TRAIN_STAGED,
-    "distill": [*_TRAIN_STAGED, ("distill.pretrained_teacher_model_path", "file")],
+    "distill": [*_TRAIN_STAGED, ("distill.pretrained_teacher_model_path", "weights")],
     "quantize": [("dataset.val_data_sources", "sources"),
-                 ("dataset.quant_calibration_data_sources", "sources"), ("quantize.model_path", "file")],
-    "evaluate": [("dataset.test_data_sources", "sources"), ("evaluate.checkpoint", "file")],
-    "inference": [("dataset.infer_data_sources", "sources"), ("inference.checkpoint", "file")],
-    "export": [("export.checkpoint", "file")],
+                 ("dataset.quant_calibration_data_sources", "sources"), ("quantize.model_path", "weights")],
+    "evaluate": [("dataset.test_data_sources", "sources"), ("evaluate.checkpoint", "weights")],
+    "inference": [("dataset.infer_data_sources", "sources"), ("inference.checkpoint", "weights")],
+    "export": [("export.checkpoint", "weights")],
     # calibration images are staged by the engine build, and only for INT8
     "gen_trt_engine": [("gen_trt_engine.onnx_file", "file")],
 }
@@ -719,14 +700,15 @@ def _is_set(value: Any) -> bool:
     return value not in (None, "", "???", [])
 
 
-def stage_spec(spec: dict[str, Any], action: str,
-               log: Callable[[str], None] | None = None) -> dict[str, Any]:
+def stage_spec(spec: dict[str, Any], action: str, log: Callable[[str], None] | None = None,
+               progress: Callable[[str, dict], None] | None = None) -> dict[str, Any]:
     """Return a copy of ``spec`` whose dataset / model-file URIs are local paths.
 
     Every key of :data:`STAGED_KEYS` for ``action`` that is set is fetched (remote files are
     downloaded into the cache, ``images.tar.gz`` archives extracted once) and replaced by the
     local path; ``image_dir`` values become the extracted image folder. Unset keys are left
-    alone (the action says what is missing). ``log`` receives one line per staged value.
+    alone (the action says what is missing). ``log`` receives one line per staged value,
+    ``progress`` the status lines of long weight downloads (:func:`fetch_weights`).
     """
     import copy
 
@@ -743,8 +725,8 @@ def stage_spec(spec: dict[str, Any], action: str,
         value = S.get(out, key)
         if not _is_set(value):
             continue
-        if kind == "file":
-            local = fetch_file(str(value), key)
+        if kind in ("file", "weights"):
+            local = fetch_file(str(value), key) if kind == "file" else fetch_weights(str(value), key, progress)
             note(key, value, local)
             S.set_value(out, key, str(local))
         elif kind == "dirs":

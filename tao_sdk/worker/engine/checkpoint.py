@@ -65,21 +65,24 @@ def load_pretrained(model, path: str | os.PathLike[str], what: str, prefix: str 
     and is prepended to the file's keys when they lack it. Accepts this worker's checkpoints,
     Lightning-style ``{"state_dict": ...}`` files and bare state dicts.
 
+    ``path`` may also be a ``.safetensors`` file or a Hugging Face folder
+    (:func:`tao_sdk.worker.engine.weightfiles.read_weights`).
+
     Returns ``(loaded, total tensors in the file, skipped names with a shape mismatch)``.
     Raises :class:`WorkerError` when nothing matches (wrong file for this network/backbone).
     """
     import torch
 
-    try:
-        data = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise WorkerError(f"{what}: cannot read {path} ({type(exc).__name__}: {exc})") from None
+    from tao_sdk.worker.engine.weightfiles import hf_renamed, read_weights
+
+    data = read_weights(path, what)
     if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
         data = data["state_dict"]
     elif isinstance(data, dict) and isinstance(data.get("model"), dict):
         data = data["model"]
     if not isinstance(data, dict):
         raise WorkerError(f"{what}: {path} holds no state dict")
+    data = hf_renamed(model, data)
     own = model.state_dict()
     loaded: dict[str, Any] = {}
     mismatched = []

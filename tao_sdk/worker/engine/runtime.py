@@ -16,6 +16,7 @@ from typing import Any
 from tao_sdk.worker import distributed as D
 from tao_sdk.worker import spec as S
 from tao_sdk.worker.engine.checkpoint import load_checkpoint
+from tao_sdk.worker.engine.loadreport import load_report, report_load
 from tao_sdk.worker.errors import SpecError, WorkerError
 from tao_sdk.worker.staging import fetch_file, stage_spec
 
@@ -25,8 +26,14 @@ __all__ = ["device", "seed_everything", "stage", "report_start", "loader", "work
 
 
 def stage(ctx) -> None:
-    """Download / extract the files the action reads and point ``ctx.spec`` at local copies."""
-    ctx.spec = stage_spec(ctx.spec, ctx.action, ctx.log.info)
+    """Download / extract the files the action reads and point ``ctx.spec`` at local copies
+    (``ctx.given_spec`` keeps the URIs as given, for the load reports); long weight downloads
+    write progress lines to status.json."""
+    from tao_sdk.secrets import redact
+
+    ctx.given_spec = ctx.spec
+    ctx.spec = stage_spec(ctx.spec, ctx.action, ctx.log.info,
+                          progress=lambda message, fields: ctx.status.running(redact(message), **redact(fields)))
 
 
 def device():
@@ -201,6 +208,9 @@ def build_checkpoint_model(ctx, key: str, path: Path, ckpt: dict, arch: dict):
             f" unexpected {list(unexpected)[:5]}); the file is damaged - use another checkpoint"
         )
     ctx.log.info("loaded %s (epoch %s, step %s)", path, ckpt.get("epoch"), ckpt.get("global_step"))
+    given = S.get(getattr(ctx, "given_spec", ctx.spec), key) or str(path)
+    n = len(ckpt["state_dict"])
+    report_load(ctx, load_report(key, str(given), str(path), list(model.state_dict()), n, n, []))
     return model
 
 

@@ -38,13 +38,14 @@ from tao_sdk.worker import distributed as D
 from tao_sdk.worker import spec as S
 from tao_sdk.worker.engine import runtime as R
 from tao_sdk.worker.engine.checkpoint import load_checkpoint, load_pretrained, save_checkpoint
+from tao_sdk.worker.engine.loadreport import load_report, report_load
 from tao_sdk.worker.engine.precision import (
     fused_optimizer_kwargs,
     precision_from_spec,
     tune_model,
 )
 from tao_sdk.worker.errors import SpecError, WorkerError
-from tao_sdk.worker.staging import fetch_file
+from tao_sdk.worker.staging import fetch_weights
 from tao_sdk.worker.status import format_timedelta
 
 __all__ = ["train", "EMA", "build_optimizer", "build_scheduler", "build_lr_schedule",
@@ -215,20 +216,15 @@ def _build_model(ctx, arch: dict, files: dict[str, Path | None]):
 
     plugin, spec = ctx.plugin, ctx.spec
     model = plugin.build_model(arch)
-    bb_path = S.get(spec, "model.pretrained_backbone_path")
-    if bb_path:
-        n, total, bad = load_pretrained(model, files["model.pretrained_backbone_path"],
-                                        "model.pretrained_backbone_path",
-                                        prefix=plugin.backbone_prefix)
-        ctx.status.running(f"loaded {n} of {total} backbone tensors from {bb_path}"
-                           + (f" ({len(bad)} skipped: shape mismatch)" if bad else ""))
-    pre_path = S.get(spec, "train.pretrained_model_path")
-    if pre_path and not S.get(spec, "train.resume_training_checkpoint_path"):
-        n, total, bad = load_pretrained(model, files["train.pretrained_model_path"],
-                                        "train.pretrained_model_path")
-        ctx.status.running(f"loaded {n} of {total} tensors from {pre_path}"
-                           + (f" ({len(bad)} skipped: shape mismatch, e.g. {bad[0]})"
-                              if bad else ""))
+    loads = [("model.pretrained_backbone_path", plugin.backbone_prefix)]
+    if not S.get(spec, "train.resume_training_checkpoint_path"):
+        loads.append(("train.pretrained_model_path", ""))
+    for key, prefix in loads:
+        if S.get(spec, key):
+            n, total, bad = load_pretrained(model, files[key], key, prefix=prefix)
+            given = S.get(getattr(ctx, "given_spec", spec), key) or S.get(spec, key)
+            report_load(ctx, load_report(key, str(given), str(files[key]), list(model.state_dict()),
+                                         n, total, bad, prefix))
     freeze_backbone(plugin, spec, model)
     device = R.device()
     gpu_ids = S.get(spec, "train.gpu_ids")
@@ -287,7 +283,7 @@ def _prepare(ctx, arch: dict, seed: int):
         files = {}
         for key in _MODEL_FILES:
             uri = S.get(ctx.spec, key)
-            files[key] = fetch_file(str(uri), key) if uri else None
+            files[key] = fetch_weights(str(uri), key) if uri else None
     return data, files
 
 
