@@ -115,8 +115,11 @@ def payload_bytes(obj: Any, _seen: set | None = None) -> int:
     The free-space check before a checkpoint uses it."""
     seen = set() if _seen is None else _seen
     if hasattr(obj, "untyped_storage"):
-        storage = obj.untyped_storage()
-        key = (storage.data_ptr(), storage.nbytes())
+        try:
+            storage = obj.untyped_storage()
+            key = (storage.data_ptr(), storage.nbytes())
+        except (RuntimeError, NotImplementedError):  # tensor subclasses (torchao quantized) hold no plain storage
+            return _subclass_bytes(obj) + 512
         size = 0 if key in seen else storage.nbytes()
         seen.add(key)
         return size + 512
@@ -125,6 +128,20 @@ def payload_bytes(obj: Any, _seen: set | None = None) -> int:
     if isinstance(obj, (list, tuple)):
         return sum(payload_bytes(v, seen) + 16 for v in obj)
     return 64
+
+
+def _subclass_bytes(tensor: Any) -> int:
+    """Bytes of a tensor subclass without a plain storage: its inner tensors'
+    (``__tensor_flatten__``), else numel x element size."""
+    flatten = getattr(tensor, "__tensor_flatten__", None)
+    if flatten is not None:
+        names, _ctx = flatten()
+        return sum(_subclass_bytes(getattr(tensor, n)) for n in names)
+    try:
+        storage = tensor.untyped_storage()
+        return int(storage.nbytes())
+    except (RuntimeError, NotImplementedError):
+        return int(tensor.numel() * tensor.element_size())
 
 
 def _disk_fix(ctx) -> str:
