@@ -162,7 +162,7 @@ async def _stdio_flow(data: dict[str, Any]) -> tuple[set[str], list[str]]:
 
         run = await s.call("submit_job", {"skill": "rtdetr", "action": "train", "datasets": datasets,
                                           "spec_overrides": _tiny(), "automl": automl})
-        assert run["budget"]["automl"] and run["budget"]["trials"] == 2 and "2 trials x 1 epochs" in run["budget"]["line"]
+        assert run["budget"]["kind"] == "automl" and run["budget"]["trials"] == 2 and "2 trials x up to 1 epochs" in run["budget"]["summary"]
         assert run["job"]["kind"] == "automl" and run["job"]["fraction_done"] == 0.0  # 0 of 2 trials done
         waited = await s.call("wait_job", {"job_id": run["job"]["id"], "timeout": 0.5, "poll_interval": 0.2})
         assert not waited["finished"] and waited["job"]["status"] == "RUNNING"  # bounded by the timeout

@@ -36,7 +36,28 @@ REPO = Path(__file__).resolve().parents[1]
 BUILDER_VERSION = "1"
 _SKIP_DIRS = {"site-packages", "dist-packages", "test", "tests", "idlelib", "tkinter", "turtledemo",
               "ensurepip", "lib2to3", "pydoc_data"}
-_SDK_MODULES = ("__init__.py", "errors.py", "storage.py")
+#: The ``tao_sdk`` modules the test double imports; what they import at module level comes along.
+_SDK_ROOTS = ("__init__", "storage")
+
+
+def _sdk_modules(roots: tuple[str, ...] = _SDK_ROOTS) -> list[str]:
+    """File names of ``roots`` and every top-level ``tao_sdk`` module they import at module level
+    (``from tao_sdk.x import`` / ``from .x import``), so an SDK change cannot break the image."""
+    import ast
+
+    todo, found = list(roots), set()
+    while todo:
+        name = todo.pop()
+        if name in found:
+            continue
+        found.add(name)
+        tree = ast.parse((REPO / "tao_sdk" / f"{name}.py").read_text())
+        for node in tree.body:
+            if isinstance(node, ast.ImportFrom) and node.module:
+                module = node.module.removeprefix("tao_sdk.") if node.level == 0 else node.module
+                if (node.level == 1 or node.module.startswith("tao_sdk.")) and (REPO / "tao_sdk" / f"{module}.py").exists():
+                    todo.append(module)
+    return sorted(f"{n}.py" for n in found)
 
 
 def _ldd(path: str) -> list[str]:
@@ -94,7 +115,7 @@ def _contents() -> dict[str, tuple[bytes | Path, int]]:
     ydir = Path(yaml.__file__).parent
     for path in sorted(ydir.glob("*.py")):
         files[f"opt/tao-test/yaml/{path.name}"] = (path, 0o644)
-    for name in _SDK_MODULES:
+    for name in _sdk_modules():
         files[f"opt/tao-test/tao_sdk/{name}"] = (REPO / "tao_sdk" / name, 0o644)
     files["opt/tao-test/fake_tao.py"] = ((REPO / "tests" / "fake_tao.py").read_bytes().replace(
         b'os.path.join(os.path.dirname(__file__), "..")', b'"/opt/tao-test"'), 0o644)
