@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
+from tao_sdk.extras import install_command, require_extra
 from tao_sdk.worker import spec as S
-from tao_sdk.worker.errors import SpecError
 
 __all__ = ["Tracker", "RunInfo", "Tracking", "TRACKERS", "MLFLOW_PARENT_ENV", "open_tracking",
            "system_facts", "lr_scalars"]
@@ -43,7 +43,6 @@ __all__ = ["Tracker", "RunInfo", "Tracking", "TRACKERS", "MLFLOW_PARENT_ENV", "o
 MLFLOW_PARENT_ENV = "TAO_MLFLOW_PARENT_RUN_ID"
 #: Default MLflow experiment (``MLFLOW_EXPERIMENT_NAME`` wins).
 MLFLOW_EXPERIMENT = "tao-skills"
-_INSTALL = "pip install 'tao-skill-bank[tracking]'"
 
 
 class Tracker(Protocol):
@@ -105,17 +104,6 @@ def _floats(scalars: Mapping[str, Any]) -> dict[str, float]:
             if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def _require(module: str, what: str):
-    """Import ``module`` or raise a SpecError naming the extra and the setting to change."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise SpecError(f"{what} needs the '{module.split('.')[0]}' package ({exc}): {_INSTALL}"
-                        ) from exc
-
-
 # ------------------------------------------------------------------------------------- wandb
 class _WandbTracker:
     name = "wandb"
@@ -149,7 +137,7 @@ def _wandb(info: RunInfo) -> tuple[Tracker | None, str]:
     if mode not in ("offline", "dryrun") and not os.environ.get("WANDB_API_KEY"):
         return None, ("wandb.enable=true but W&B is not logged in: set WANDB_API_KEY (a secret, "
                       "in the job's environment) or WANDB_MODE=offline, or set wandb.enable=false")
-    wandb = _require("wandb", "wandb.enable=true")
+    wandb = require_extra("wandb", "tracking", "wandb.enable=true (or set wandb.enable=false)")
     run_id = str(section.get("run_id") or "") or None
     out = info.task_dir / "wandb"
     out.mkdir(parents=True, exist_ok=True)
@@ -194,7 +182,8 @@ def _tensorboard(info: RunInfo) -> tuple[Tracker | None, str]:
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        return None, f"no TensorBoard event files: the tensorboard package is missing ({_INSTALL})"
+        return None, ("no TensorBoard event files: the tensorboard package is missing "
+                      f"({install_command('tracking')})")
     logdir = info.task_dir / "tensorboard"
     return _TensorBoardTracker(SummaryWriter(log_dir=str(logdir))), f"TensorBoard: {logdir}"
 
@@ -245,7 +234,7 @@ def _mlflow_key(key: str) -> str:
 def mlflow_client():
     """``(MlflowClient, experiment id)`` of ``MLFLOW_TRACKING_URI`` / ``MLFLOW_EXPERIMENT_NAME``
     (the experiment is created when missing)."""
-    mlflow = _require("mlflow", "MLFLOW_TRACKING_URI")
+    mlflow = require_extra("mlflow", "tracking", "MLFLOW_TRACKING_URI (or unset it)")
     client = mlflow.tracking.MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
     name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or MLFLOW_EXPERIMENT
     experiment = client.get_experiment_by_name(name)

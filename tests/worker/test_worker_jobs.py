@@ -249,7 +249,9 @@ def test_generated_train_template_runs(network, skill, make_spec, run_worker):
     code, lines = run_worker(network, "train", spec)
     assert code == 0, lines[-1]
     report = [ln["message"] for ln in lines if "not honoured" in ln["message"]]
-    assert len(report) == 1 and "wandb.enable=True" in report[0]
+    assert not any("wandb.enable" in r for r in report)  # honoured (tao_sdk.worker.tracking)
+    # the template's wandb.enable=true without WANDB_API_KEY / WANDB_MODE=offline: a note
+    assert any("W&B is not logged in" in ln["message"] for ln in lines)
     assert {"train_loss", "val_mAP", "val_mAP50"} <= set(lines[-1]["kpi"])
 
 
