@@ -34,15 +34,12 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
 from tao_sdk.extras import install_command, require_extra
+from tao_sdk.tracking import MLFLOW_PARENT_ENV, mlflow_client, mlflow_enabled, mlflow_run
 from tao_sdk.worker import spec as S
 
-__all__ = ["Tracker", "RunInfo", "Tracking", "TRACKERS", "MLFLOW_PARENT_ENV", "open_tracking",
+__all__ = ["Tracker", "RunInfo", "Tracking", "TRACKERS", "open_tracking",
            "system_facts", "lr_scalars"]
 
-#: Environment variable naming the MLflow run a job's run is nested under (AutoML trials).
-MLFLOW_PARENT_ENV = "TAO_MLFLOW_PARENT_RUN_ID"
-#: Default MLflow experiment (``MLFLOW_EXPERIMENT_NAME`` wins).
-MLFLOW_EXPERIMENT = "tao-skills"
 
 
 class Tracker(Protocol):
@@ -231,30 +228,9 @@ def _mlflow_key(key: str) -> str:
     return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in key)
 
 
-def mlflow_client():
-    """``(MlflowClient, experiment id)`` of ``MLFLOW_TRACKING_URI`` / ``MLFLOW_EXPERIMENT_NAME``
-    (the experiment is created when missing)."""
-    mlflow = require_extra("mlflow", "tracking", "MLFLOW_TRACKING_URI (or unset it)")
-    client = mlflow.tracking.MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
-    name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or MLFLOW_EXPERIMENT
-    experiment = client.get_experiment_by_name(name)
-    return client, (experiment.experiment_id if experiment else client.create_experiment(name))
-
-
-def mlflow_run(client, experiment_id: str, job_id: str, name: str,
-               tags: Mapping[str, str]) -> tuple[str, dict[str, str]]:
-    """``(run id, params it has)`` of job ``job_id`` (tag ``tao.job_id``): its existing run
-    (a restarted job continues it), else a new one."""
-    found = client.search_runs([experiment_id], f"tags.`tao.job_id` = '{job_id}'", max_results=1)
-    if found:
-        return found[0].info.run_id, dict(found[0].data.params)
-    run = client.create_run(experiment_id, run_name=name, tags={"tao.job_id": job_id, **tags})
-    return run.info.run_id, {}
-
-
 def _mlflow(info: RunInfo) -> tuple[Tracker | None, str]:
     """MLflow when ``MLFLOW_TRACKING_URI`` is set (see the module doc)."""
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
+    if not mlflow_enabled():
         return None, ""
     client, experiment_id = mlflow_client()
     parent = os.environ.get(MLFLOW_PARENT_ENV, "")

@@ -21,12 +21,6 @@ SECRET = "wandbkey-0123456789abcdef0123456789abcdef"
 NETWORKS = ("rtdetr", "deformable_detr", "oneformer", "depth_net")
 
 
-@pytest.fixture(scope="module")
-def mlflow_uri(tmp_path_factory) -> str:
-    """One SQLite store for the module (creating its tables takes seconds)."""
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
-
-
 def wandb_history(run_dir: Path) -> list[dict]:
     """The history rows of an offline W&B run, read from its ``.wandb`` file (LevelDB log
     format: 7-byte header, 32 KiB blocks of records ``crc32c(4) length(2) type(1) data``)."""
@@ -63,12 +57,11 @@ def tensorboard_last(logdir: Path) -> dict[str, float]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("network", NETWORKS)
-def test_all_trackers_hold_the_status_scalars(network, tmp_path, monkeypatch, mlflow_uri):
+def test_all_trackers_hold_the_status_scalars(network, tmp_path, monkeypatch, mlflow_store):
     from tao_sdk.worker.registry import get
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_API_KEY", SECRET)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
     monkeypatch.setenv("TAO_SKILLS_JOB_ID", f"job-{network}")
     plugin = get(network)
     data = plugin.task.write_synthetic(tmp_path / "data", 4, 2, 64)
@@ -86,7 +79,7 @@ def test_all_trackers_hold_the_status_scalars(network, tmp_path, monkeypatch, ml
     assert {k: board[k] for k in kpi} == pytest.approx(kpi)
     assert "train/loss_step" in board and "lr" in board
 
-    client = mlflow.tracking.MlflowClient(mlflow_uri)
+    client = mlflow.tracking.MlflowClient(mlflow_store)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
                               f"tags.`tao.job_id` = 'job-{network}'")
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
