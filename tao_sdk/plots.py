@@ -92,6 +92,7 @@ def _curves(view: _View, losses: bool) -> _Draw | None:
             ax.axvline(best[0], color="tab:green", linestyle="--",
                        label=f"best {view.metric}={best[1]:.4g} (epoch {best[0]})")
         ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_ylabel("loss" if losses else "KPI")
         ax.set_title("losses" if losses else "KPIs")
     return draw
