@@ -8,7 +8,8 @@ What is drawn depends on the job (one PNG, one panel per picture that has data):
   trials, distill...); a job with no epochs (evaluate) gets a bar chart of its KPIs;
 - the ``categorical`` dicts of the last status line as bars (per-class AP of detection evaluate,
   per-class IoU of segmentation evaluate);
-- ``pr_curves.json`` of the task folder (detection evaluate): precision-recall per class at IoU 0.5.
+- ``pr_curves.json`` of the task folder (detection evaluate): precision-recall per class at IoU 0.5;
+- ``error_histogram.json`` of the task folder (stereo evaluate): valid pixels per disparity-error bin.
 
 Needs the ``automl`` extra (matplotlib); without it one line names the ``pip install``.
 """
@@ -140,14 +141,36 @@ def _pr_curves(view: _View) -> _Draw | None:
     return draw
 
 
+def _error_histogram(view: _View) -> _Draw | None:
+    data = view.artifact("error_histogram.json")
+    if not data or not sum(data.get("counts") or []):
+        return None
+
+    def draw(ax) -> None:
+        edges, counts = data["edges"], data["counts"]
+        labels = [f"{lo:g}-{hi:g}" for lo, hi in zip(edges, edges[1:])] + [f">{edges[-1]:g}"]
+        total = float(sum(counts))
+        ax.bar(range(len(counts)), [c / total for c in counts], color="tab:orange")
+        ax.set_xticks(range(len(counts)), labels, rotation=30, ha="right", fontsize=8)
+        ax.set_xlabel(f"absolute disparity error ({data.get('unit', 'px')})")
+        ax.set_ylabel("fraction of valid pixels")
+        ax.set_title("disparity error histogram")
+    return draw
+
+
 #: Panel name -> ``(view) -> [(name, draw)]``; the PNG has one row per panel with data.
 PANELS: dict[str, Callable[[_View], list[tuple[str, _Draw]]]] = {
-    "losses": lambda v: [("losses", d)] if (d := _curves(v, True)) else [],
-    "kpis": lambda v: [("kpis", d)] if (d := _curves(v, False)) else [],
-    "kpi_bars": lambda v: [("kpi_bars", d)] if (d := _kpi_bars(v)) else [],
+    "losses": lambda v: _one("losses", _curves(v, True)),
+    "kpis": lambda v: _one("kpis", _curves(v, False)),
+    "kpi_bars": lambda v: _one("kpi_bars", _kpi_bars(v)),
     "categorical": _categorical,
-    "pr_curves": lambda v: [("pr_curves", d)] if (d := _pr_curves(v)) else [],
+    "pr_curves": lambda v: _one("pr_curves", _pr_curves(v)),
+    "error_histogram": lambda v: _one("error_histogram", _error_histogram(v)),
 }
+
+
+def _one(name: str, draw: _Draw | None) -> list[tuple[str, _Draw]]:
+    return [(name, draw)] if draw is not None else []
 
 
 def _pyplot():

@@ -103,6 +103,8 @@ def test_rtdetr_train_evaluate_export_inference(make_spec, run_worker):
     assert 0.0 <= kpi["test_mAP"] <= 1.0 and 0.0 <= kpi["test_mAP50"] <= 1.0
     res = json.loads((results / "evaluate" / "results.json").read_text())
     assert res["images"] == 4 and "test_mAP50" in res
+    pr = json.loads((results / "evaluate" / "pr_curves.json").read_text())  # for `tao-skills plot`
+    assert len(pr["recall"]) == 101 and all(len(c) == 101 for c in pr["precision"].values())
 
     code, lines = run_worker("rtdetr", "export", spec)
     assert code == 0, lines[-1]
