@@ -5,29 +5,26 @@ job's results folder. The files are opened with PIL."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from tao_sdk import Workspace, create_job, wait_for_job
+from tao_sdk import create_job, wait_for_job
 from tao_sdk.cli import main
 from tao_sdk.jobstore import JobRecord
+from tests.test_automl_controller import BASE, DATASETS
+from tests.test_automl_controller import ws as fake_tao_ws  # noqa: F401 - the fake-TAO workspace
 
 pytest.importorskip("matplotlib")
-FAKE_TAO = Path(__file__).with_name("fake_tao.py")
-DATASETS = {"train_datasets": ["/data/train"], "eval_dataset": "/data/eval"}
-BASE = {"train.num_epochs": 3, "dataset.num_classes": 3}
 
 
 @pytest.fixture
-def ws(tmp_path, monkeypatch) -> Workspace:
-    monkeypatch.setenv("TAO_SKILLS_ENTRYPOINT", f"{sys.executable} {FAKE_TAO}")
-    monkeypatch.setenv("TAO_SKILLS_WORKSPACE", str(tmp_path / "ws"))
-    for var in ("FAKE_TAO_FAIL", "FAKE_TAO_SLEEP", "FAKE_TAO_EPOCHS", "FAKE_TAO_MAP", "FAKE_TAO_OBJECTIVE"):
-        monkeypatch.delenv(var, raising=False)
-    return Workspace(tmp_path / "ws")
+def ws(fake_tao_ws, monkeypatch):  # noqa: F811
+    """The fake-TAO workspace, also the CLI's (``TAO_SKILLS_WORKSPACE``)."""
+    monkeypatch.setenv("TAO_SKILLS_WORKSPACE", str(fake_tao_ws.root))
+    monkeypatch.delenv("FAKE_TAO_OBJECTIVE")  # the default mAP curve: rises, then dips
+    return fake_tao_ws
 
 
 def _plot(job_id: str, out: Path, capsys) -> dict:
