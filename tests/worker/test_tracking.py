@@ -129,3 +129,23 @@ def test_other_ranks_track_nothing(tmp_path):
                           network="rtdetr", action="train")
     tracking = open_tracking(ctx, {})
     assert tracking.trackers == [] and tracking.notes == []
+
+
+def test_a_failed_job_closes_its_runs_as_failed_once(tmp_path, monkeypatch, mlflow_store):
+    from types import SimpleNamespace
+
+    from tao_sdk.worker.tracking import open_tracking
+
+    monkeypatch.setenv("TAO_SKILLS_JOB_ID", "job-failed")
+    ctx = SimpleNamespace(main=True, spec={"wandb": {"enable": False}, "encryption_key": "k"},
+                          task_dir=tmp_path / "train", network="rtdetr", action="train")
+    tracking = open_tracking(ctx, {"device": "cpu"})
+    assert [t.name for t in tracking.trackers] == ["tensorboard", "mlflow"]
+    optimizer = SimpleNamespace(param_groups=[{"lr": 0.1}, {"lr": 0.01}])
+    tracking.step(1, 2.5, optimizer)
+    tracking.finish({"train_loss": 2.5}, None, ok=False)
+    tracking.finish({}, None, ok=True)  # the engine's finally: already closed, no-op
+    client = mlflow.tracking.MlflowClient(mlflow_store)
+    run = client.search_runs([e.experiment_id for e in client.search_experiments()])[0]
+    assert run.info.status == "FAILED" and run.data.metrics["lr/group_1"] == pytest.approx(0.01)
+    assert tensorboard_last(tmp_path / "train" / "tensorboard")["train/loss_step"] == pytest.approx(2.5)
