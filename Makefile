@@ -28,7 +28,7 @@ $(VENV)/.runtime: pyproject.toml | $(VENV)/bin/python
 # CI proves the generated schemas/templates are up to date.
 $(VENV)/.dev: pyproject.toml $(VENV)/.runtime
 	$(PIP) torch==$(TORCH_VERSION)
-	$(PIP) -e '.[dev,maintainer,worker,quantize,automl,bench,mcp,datasets]'
+	$(PIP) -e '.[dev,maintainer,worker,quantize,automl,bench,mcp,datasets,tracking]'
 	$(NO_CUDA_WHEELS)
 	$(PIP) --no-deps nvidia-tao-core==$(TAO_CORE_VERSION)
 	touch $@

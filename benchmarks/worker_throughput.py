@@ -359,6 +359,61 @@ def overhead(network: str, epochs: int, n_train: int, size: int, repeats: int,
     }
 
 
+#: Target of the tracking overhead (worker with every tracker on / off, warm epochs).
+TRACKING_TARGET = 1.03
+
+
+def _tracking_env(on: bool, workdir: Path) -> dict[str, str | None]:
+    """The environment of a worker run with every tracker on (W&B offline, TensorBoard,
+    MLflow on a SQLite file) or off."""
+    if not on:
+        return {"TAO_WORKER_TENSORBOARD": "0", "MLFLOW_TRACKING_URI": None, "WANDB_MODE": None}
+    return {"TAO_WORKER_TENSORBOARD": "1", "WANDB_MODE": "offline",
+            "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'tracking-bench-mlflow.db'}"}
+
+
+def _tracked_run(network: str, spec: dict[str, Any], workdir: Path, tag: str, on: bool
+                 ) -> dict[str, Any]:
+    """:func:`worker_loop` with tracking on or off (the environment is restored after)."""
+    saved = {k: os.environ.get(k) for k in _tracking_env(on, workdir)}
+    spec = copy.deepcopy(spec)
+    spec["wandb"] = {"enable": on, "project": "tracking-bench"}
+    try:
+        for key, value in _tracking_env(on, workdir).items():
+            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+        return _clocked(worker_loop, network, spec, workdir, f"{tag}-{'on' if on else 'off'}")
+    finally:
+        for key, value in saved.items():
+            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+
+
+def tracking_overhead(network: str, epochs: int, n_train: int, size: int, repeats: int,
+                      workdir: Path) -> dict[str, Any]:
+    """The worker with every tracker on vs off (per-step loss and learning rates to W&B
+    offline, TensorBoard and MLflow/SQLite; per-epoch KPIs): the median over alternating
+    repeats of the ratio of median warm epochs, and of CPU seconds per warm step."""
+    ds = _plugin(network).task.write_synthetic(workdir / f"data-overhead-{n_train}-{size}",
+                                               n_train, 2, size)
+    spec = overhead_spec(network, ds, str(workdir / "unused"), size, epochs)
+    ratios, cpu_ratios = [], []
+    _tracked_run(network, spec, workdir, "warmup", True)  # imports, MLflow tables: unmeasured
+    for r in range(repeats):
+        order = (False, True) if r % 2 == 0 else (True, False)
+        runs = {on: _tracked_run(network, spec, workdir, str(r), on) for on in order}
+        ratios.append(statistics.median(runs[True]["epoch_s"][1:])
+                      / statistics.median(runs[False]["epoch_s"][1:]))
+        cpu_ratios.append(runs[True]["step_cpu_s"] / runs[False]["step_cpu_s"])
+    ratio = statistics.median(ratios)
+    return {"network": network, "benchmark": "tracking_overhead", "epochs": epochs,
+            "repeats": repeats, "train_images": n_train, "image_size": size,
+            "steps_per_epoch": runs[True]["steps_per_epoch"],
+            "tracking_ratio": round(ratio, 3),
+            "tracking_ratio_spread": [round(min(ratios), 3), round(max(ratios), 3)],
+            "tracking_ratio_cpu": round(statistics.median(cpu_ratios), 3),
+            "target": TRACKING_TARGET, "meets_target": ratio <= TRACKING_TARGET,
+            "load_average": [round(x, 2) for x in os.getloadavg()]}
+
+
 def print_table(learning: list[dict[str, Any]], overheads: list[dict[str, Any]],
                 smoke: bool = False) -> None:
     """Human summary of both measurements."""
@@ -414,6 +469,9 @@ def main(argv: list[str] | None = None) -> int:
                         "overhead run for the first network only")
     p.add_argument("--overhead-only", action="store_true", help="skip the learning run")
     p.add_argument("--no-overhead", action="store_true", help="skip the overhead comparison")
+    p.add_argument("--tracking", action="store_true",
+                   help="also compare the worker with every tracker on vs off (W&B offline, "
+                        "TensorBoard, MLflow on SQLite; needs the tracking extra)")
     p.add_argument("--json", type=Path, help="also write the results to this file")
     p.add_argument("--threads", type=int, default=0,
                    help="torch intra-op threads for both sides (default: torch's choice)")
@@ -430,6 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     nets = list(NETWORKS) if args.network == "all" else [args.network]
     learning: list[dict[str, Any]] = []
     overheads: list[dict[str, Any]] = []
+    overheads_tracking: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="tao-worker-bench-") as tmp:
         os.environ.setdefault("TAO_WORKER_CACHE", str(Path(tmp) / "cache"))
         for net in nets:
@@ -443,9 +502,17 @@ def main(argv: list[str] | None = None) -> int:
                 res = overhead(net, o_epochs, n_train, size, o_repeats, Path(tmp))
                 print(json.dumps(res), flush=True)
                 overheads.append(res)
+            if args.tracking:
+                res = tracking_overhead(net, o_epochs, n_train, size, o_repeats, Path(tmp))
+                print(json.dumps(res), flush=True)
+                overheads_tracking.append(res)
     print_table(learning, overheads, smoke=args.smoke)
+    for r in overheads_tracking:
+        print(f"tracking on/off {r['network']}: x{r['tracking_ratio']} per warm epoch (spread "
+              f"{r['tracking_ratio_spread']}), x{r['tracking_ratio_cpu']} CPU per step, "
+              f"target <= {r['target']}")
     if args.json:
-        args.json.write_text(json.dumps(learning + overheads, indent=2))
+        args.json.write_text(json.dumps(learning + overheads + overheads_tracking, indent=2))
     return 0 if all(r["exit_code"] == 0 for r in learning) else 1
 
 

@@ -340,6 +340,14 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .plots import plot_job
+
+    out = plot_job(args.job, args.output)
+    print(json.dumps(out.to_dict()) if args.json else f"wrote {out.plot} ({', '.join(out.panels)})")
+    return 0
+
+
 def cmd_wait(args: argparse.Namespace) -> int:
     from .jobs import wait_for_job
 
@@ -537,6 +545,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job")
     p.add_argument("--timeout", type=float)
     p.set_defaults(func=cmd_wait)
+    p = sub.add_parser("plot", help="PNG of a job: loss/KPI curves (best epoch marked), AutoML trials, "
+                                    "evaluate KPIs, per-class bars, PR curves")
+    p.add_argument("job")
+    p.add_argument("-o", "--output", help="PNG path (default <job id>.png)")
+    p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("mcp", help="serve the SDK to agents over MCP (stdio; --http for loopback HTTP)",
                        description=MCP_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)

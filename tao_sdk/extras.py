@@ -30,6 +30,7 @@ EXTRAS: dict[str, str] = {
     "gpu": "pip install 'tao-skill-bank[gpu]'",
     "mcp": "pip install 'tao-skill-bank[mcp]'",
     "bench": "pip install 'tao-skill-bank[bench]'",
+    "tracking": "pip install 'tao-skill-bank[tracking]'",
     "maintainer": "pip install 'tao-skill-bank[maintainer]' && pip install --no-deps nvidia-tao-core==7.3.0",
 }
 
@@ -42,6 +43,7 @@ MODULE_EXTRAS: dict[str, str] = {
     "tensorrt": "gpu",
     "mcp": "mcp",
     "optuna": "bench",
+    "wandb": "tracking", "tensorboard": "tracking", "mlflow": "tracking",
     "omegaconf": "maintainer", "nvidia_tao_core": "maintainer",
 }
 

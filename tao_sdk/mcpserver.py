@@ -4,7 +4,8 @@ Tools (names fixed, arguments mirroring the Python API, typed results from :mod:
 so every tool publishes an input and an output JSON Schema and returns structured content):
 ``list_skills``, ``describe_skill``, ``get_schema``, ``validate_spec``, ``plan_job``, ``submit_job``,
 ``job_status``, ``job_logs``, ``wait_job`` (progress notifications while it waits), ``cancel_job``,
-``list_jobs``, ``job_artifacts``, ``automl_trials``. Resources: ``skill://<skill>/SKILL.md`` and
+``list_jobs``, ``job_artifacts``, ``automl_trials``, ``plot_job`` (the job's PNG as image content).
+Resources: ``skill://<skill>/SKILL.md`` and
 ``skill://<skill>/schemas/<action>``.
 
 An expected SDK error (:class:`tao_sdk.errors.TaoSkillsError`) is a tool error (``isError``) whose
@@ -100,6 +101,24 @@ class WaitResult(_Out):
 
     finished: bool
     job: JobInfo
+
+
+class PlotInfo(_Out):
+    """What ``plot_job`` drew (the PNG itself comes as image content beside this)."""
+    job_id: str
+    plot: str = Field(description="path of the PNG on the server's machine")
+    panels: list[str] = Field(description="losses, kpis, kpi_bars, categorical:<name>, pr_curves, trials")
+    best_epoch: int | None
+
+    def mcp_content(self) -> list[Any]:
+        """The PNG as MCP image content (base64), after the JSON text."""
+        import base64
+
+        from mcp.types import ImageContent
+
+        data = base64.b64encode(Path(self.plot).read_bytes()).decode("ascii")
+        return [TextContent(type="text", text=self.model_dump_json()),
+                ImageContent(type="image", data=data, mime_type="image/png")]
 
 
 class JobList(_Out):
@@ -257,12 +276,24 @@ def automl_trials(job_id: JobId) -> TrialTable:
     return trial_table(jobs.get_job(job_id).record)
 
 
+def plot_job(job_id: JobId) -> PlotInfo:
+    """A PNG of the job: loss and KPI curves with the best epoch marked (train), the trials (AutoML),
+    KPI and per-class bars and PR curves (evaluate); returned as image content. Needs matplotlib."""
+    from .plots import plot_job as plot
+    from .workspace import default_workspace
+
+    job = jobs.get_job(job_id)
+    out = plot(job.id, default_workspace().job_dir(job.id) / "plot.png")
+    return PlotInfo(job_id=job.id, **out.to_dict())
+
+
 #: The tool registry: every tool the server publishes, by its (fixed) name.
 TOOLS: list[Callable[..., Any]] = [
     list_skills, describe_skill, get_schema, validate_spec,
     # >>> validate_datasets goes here: wrap `tao_sdk.validate_datasets` (being built separately) as a function
     # >>> with typed arguments returning a pydantic model, like the tools above, and list it in this place.
     plan_job, submit_job, job_status, job_logs, wait_job, cancel_job, list_jobs, job_artifacts, automl_trials,
+    plot_job,
 ]
 
 
@@ -278,9 +309,12 @@ def _as_tool(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
     @functools.wraps(fn)
     async def call(**kwargs: Any) -> Any:
         try:
-            return await anyio.to_thread.run_sync(functools.partial(fn, **kwargs))
+            out = await anyio.to_thread.run_sync(functools.partial(fn, **kwargs))
         except TaoSkillsError as exc:
             return _error_result(exc)
+        if hasattr(out, "mcp_content"):  # a result with its own content (plot_job's image)
+            return CallToolResult(content=out.mcp_content(), structured_content=out.model_dump(mode="json"))
+        return out
 
     call.__signature__ = inspect.signature(fn, eval_str=True)  # type: ignore[attr-defined]
     return call

@@ -35,6 +35,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -236,3 +237,24 @@ def container_cleanup(tmp_path) -> Iterator[None]:
            if len(line.split()) == 2 and line.split()[1].startswith(str(tmp_path))]
     if ids:
         subprocess.run(["podman", "rm", "-f", "-t", "0", *ids], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def _mlflow_template(tmp_path_factory) -> Path:
+    """An empty MLflow SQLite store, made once (creating its tables takes seconds)."""
+    mlflow = pytest.importorskip("mlflow")
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    mlflow.tracking.MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def mlflow_store(_mlflow_template, tmp_path, monkeypatch) -> str:
+    """``MLFLOW_TRACKING_URI`` of a fresh SQLite store (a copy of the template) for this test."""
+    import shutil
+
+    path = tmp_path / "mlflow.db"
+    shutil.copyfile(_mlflow_template, path)
+    uri = f"sqlite:///{path}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri

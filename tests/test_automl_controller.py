@@ -250,3 +250,16 @@ def test_pbt_members_copy_and_continue_checkpoints_across_a_controller_kill(ws, 
     assert len(exploits) == 2 and all(e["params"] != job.result["trials"][str(e["resume_from_trial"])]["params"]
                                       for e in exploits)
     assert entries[job.result["best_trial"]]["rung"] == 2
+
+
+def test_trials_nest_their_mlflow_runs_under_the_automl_run(ws, monkeypatch, tmp_path, mlflow_store):
+    mlflow = pytest.importorskip("mlflow")
+    dump = tmp_path / "trial_env.json"
+    monkeypatch.setenv("FAKE_TAO_DUMP_ENV", str(dump))
+    job = wait_for_job(_automl(ws, max_recommendations=2).id, timeout=120, poll_interval=0.2, workspace=ws)
+    assert job.status.value == "SUCCESS", job.result.get("message")
+    client = mlflow.tracking.MlflowClient(mlflow_store)
+    parent = client.get_run(job.result["mlflow_run_id"])
+    assert parent.data.tags["tao.job_id"] == job.id and parent.info.status == "FINISHED"
+    assert parent.data.metrics[f"best/{job.result['metric']}"] == pytest.approx(job.result["best_value"])
+    assert json.loads(dump.read_text())["TAO_MLFLOW_PARENT_RUN_ID"] == parent.info.run_id

@@ -5,6 +5,7 @@ over streamable HTTP with and without the bearer token."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -34,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 SIZE = 64
 SECRET = "mcp-test-secret-key-8f3a"
 TOOLS = {"list_skills", "describe_skill", "get_schema", "validate_spec", "plan_job", "submit_job", "job_status",
-         "job_logs", "wait_job", "cancel_job", "list_jobs", "job_artifacts", "automl_trials"}
+         "job_logs", "wait_job", "cancel_job", "list_jobs", "job_artifacts", "automl_trials", "plot_job"}
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +148,11 @@ async def _stdio_flow(data: dict[str, Any]) -> tuple[set[str], list[str]]:
         assert rest["text"] == "" and rest["first_line"] == logs["next_line"]
         arts = await s.call("job_artifacts", {"job_id": train["id"]})
         assert any("model_epoch_" in f for f in arts["files"])
+        plot = await s.call("plot_job", {"job_id": train["id"]})
+        assert plot["panels"][:2] == ["losses", "kpis"] and plot["best_epoch"] == 0
+        raw = await client.call_tool("plot_job", {"job_id": train["id"]})
+        image = [c for c in raw.content if c.type == "image"][0]
+        assert image.mime_type == "image/png" and base64.b64decode(image.data)[:4] == b"\x89PNG"
 
         common = {"dataset.num_classes": 3}
         ev = await s.call("submit_job", {"skill": "rtdetr", "action": "evaluate", "parent_job_id": train["id"],
@@ -248,3 +254,31 @@ def test_mcp_help_says_how_to_register():
     out = subprocess.run([sys.executable, "-m", "tao_sdk.cli", "mcp", "--help"], capture_output=True, text=True,
                          timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert out.returncode == 0 and "claude mcp add tao-skills -- tao-skills mcp" in out.stdout
+
+
+async def _plot_flow(env: dict[str, str], job_id: str) -> Any:
+    params = StdioServerParameters(command=sys.executable, args=["-m", "tao_sdk.cli", "mcp"], env=env, cwd=str(REPO))
+    async with Client(params) as client:
+        s = Session(client)
+        await s.start()
+        info = await s.call("plot_job", {"job_id": job_id})
+        raw = await client.call_tool("plot_job", {"job_id": job_id})
+        return info, [c for c in raw.content if c.type == "image"]
+
+
+def test_plot_job_tool_returns_the_png_as_image_content(server_env, tmp_path):
+    from tao_sdk import Workspace
+    from tao_sdk.jobstore import JobRecord
+
+    ws = Workspace(Path(server_env["env"]["TAO_SKILLS_WORKSPACE"]))
+    task = tmp_path / "results" / "train"
+    task.mkdir(parents=True)
+    task.joinpath("status.json").write_text("".join(
+        json.dumps({"status": "RUNNING", "message": "Train metrics generated.", "epoch": e, "max_epoch": 1,
+                    "kpi": {"train_loss": 1.0 / (e + 1), "val_mAP50": 0.2 + e / 10}}) + "\n" for e in range(2)))
+    ws.store.create(JobRecord(id="job-plotted", skill="tao-train-rtdetr", action="train",
+                              results_uri=str(tmp_path / "results"), platform="local"))
+    info, images = anyio.run(_plot_flow, server_env["env"], "job-plotted")
+    assert info["panels"] == ["losses", "kpis"] and info["best_epoch"] == 1
+    assert len(images) == 1 and images[0].mime_type == "image/png"
+    assert base64.b64decode(images[0].data)[:8] == b"\x89PNG\r\n\x1a\n"

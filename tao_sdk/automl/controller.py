@@ -416,7 +416,7 @@ class Controller:
                             job_id=entry["child_id"])
             plan.command = plan.backend.command(str(self.ws.job_dir(plan.job_id) / "spec.yaml"))
             submit_plan(plan, platform=platform, workspace=self.ws,
-                        parent_id=self.job_id, kind="trial")
+                        parent_id=self.job_id, kind="trial", extra_env=self._tracking_env())
         except TaoSkillsError as exc:
             self.log(f"trial {entry['trial_id']} could not start: {exc}")
             self.algo.observe(int(entry["trial_id"]), None, epochs=0, error=f"could not start: {exc}")
@@ -426,6 +426,33 @@ class Controller:
         entry["status"] = "running"
         self.save()
         self.log(f"trial {entry['trial_id']} -> {entry['child_id']} ({s.budget_epochs} epochs) {s.params}")
+
+    def _tracking_env(self) -> dict[str, str]:
+        """The trials' environment for MLflow: their runs nest under this job's run (made once,
+        kept in the record so that a resumed controller reuses it). Empty without
+        ``MLFLOW_TRACKING_URI``."""
+        from ..tracking import MLFLOW_PARENT_ENV, mlflow_client, mlflow_enabled, mlflow_run
+
+        if not mlflow_enabled():
+            return {}
+        if not self.res.get("mlflow_run_id"):
+            client, experiment_id = mlflow_client()
+            run_id, _ = mlflow_run(client, experiment_id, self.job_id, self.job_id,
+                                   {"tao.kind": "automl", "tao.skill": self.skill.name,
+                                    "tao.algorithm": str(self.cfg["algorithm"])})
+            self.save(mlflow_run_id=run_id)
+        return {MLFLOW_PARENT_ENV: self.res["mlflow_run_id"]}
+
+    def _close_tracking(self, best_value: float | None) -> None:
+        """End this job's MLflow run (when it has one) with the best trial's value."""
+        from ..tracking import mlflow_client
+
+        if not self.res.get("mlflow_run_id"):
+            return
+        client, _ = mlflow_client()
+        if best_value is not None:
+            client.log_metric(self.res["mlflow_run_id"], f"best/{self.metric}", float(best_value))
+        client.set_terminated(self.res["mlflow_run_id"], "FINISHED" if best_value is not None else "FAILED")
 
     @staticmethod
     def _status(child: JobRecord) -> "results.TaskStatus | None":
@@ -561,6 +588,7 @@ class Controller:
             self.store.set_status(self.job_id, JobStatus.FAILURE,
                                   result={**self.res, "message": "every AutoML trial failed; see `tao-skills automl "
                                                                  f"trials {self.job_id}`"})
+            self._close_tracking(None)
             self.log("finished: every trial failed")
             return
         trial_id, params, value = best
@@ -572,6 +600,7 @@ class Controller:
                               f"{entry.get('best_epoch')}"}
         self.save(**summary)
         self.store.set_status(self.job_id, JobStatus.SUCCESS, result=self.res)
+        self._close_tracking(value)
         self.log("finished: " + summary["message"])
 
     def run(self) -> int:

@@ -44,7 +44,7 @@ __all__ = ["NetworkPlugin", "OnnxExport", "COMMON_UNHONOURED", "backbone_scale",
 # Fields whose value no worker network honours, with the values that ask for nothing (reported
 # only when the spec asks for something else). Keys absent from the spec are skipped.
 COMMON_UNHONOURED: dict[str, tuple] = {
-    "wandb.enable": (False,),
+    # wandb.* is honoured (tao_sdk.worker.tracking).
     # train.num_gpus / num_nodes / gpu_ids are honoured (tao_sdk.worker.distributed).
     "train.checkpointer.enable_topk": (False,),
     "train.freeze": ([],),
@@ -271,7 +271,8 @@ class NetworkPlugin:
         """``dotted=value`` for each spec field set to a value this implementation ignores.
 
         Only the sections used by ``action`` are looked at (``model``/``dataset`` always,
-        plus ``train`` (and ``wandb``) for train, ``evaluate`` for evaluate...). Unset
+        plus ``train`` (and ``wandb``, honoured: :mod:`tao_sdk.worker.tracking`) for train,
+        ``evaluate`` for evaluate...). Unset
         (``None``/empty) fields are skipped.
         """
         sections = {"model", "dataset", action}

@@ -32,6 +32,8 @@ def worker_env(monkeypatch, tmp_path):
     monkeypatch.setenv("TAO_WORKER_BACKBONE_SCALE", "tiny")
     monkeypatch.setenv("TAO_WORKER_CACHE", str(tmp_path / "cache" / "datasets"))
     monkeypatch.setenv("TAO_WORKER_STAGING", str(tmp_path / "staging"))
+    for name in ("WANDB_API_KEY", "WANDB_MODE", "MLFLOW_TRACKING_URI", "TAO_MLFLOW_PARENT_RUN_ID"):
+        monkeypatch.delenv(name, raising=False)  # tracking only where a test asks for it
 
 
 def base_spec(network: str, ds: dict[str, dict[str, Path]], results_dir: str) -> dict[str, Any]:

@@ -4,6 +4,8 @@ trials all succeed. Tiny synthetic stereo pairs and the tiny network on CPU; mar
 
 from __future__ import annotations
 
+import importlib.util
+
 import os
 from pathlib import Path
 
@@ -87,6 +89,10 @@ def test_train_evaluate_export_inference_on_s3(env, s3_env, tmp_path, local_data
                           datasets={"eval_dataset": data["val"]}), ws)
     assert {"epe", "bp1", "bp2", "bp3", "d1"} <= set(ev.kpis)
     assert 0.0 <= float(ev.kpis["bp3"]) <= float(ev.kpis["bp1"]) <= 1.0
+    if importlib.util.find_spec("matplotlib"):  # the evaluate job's error histogram, plotted
+        from tao_sdk.plots import plot_job
+
+        assert "error_histogram" in plot_job(ev.id, tmp_path / "ev.png", workspace=ws).panels
 
     export = _wait(create_job(SKILL, "export", parent_job_id=train.id, workspace=ws,
                               spec_overrides={**model, "export.input_height": H,

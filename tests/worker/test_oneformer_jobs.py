@@ -3,6 +3,7 @@ the TensorRT path (GPU + tensorrt only)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -58,6 +59,16 @@ def test_oneformer_train_evaluate_inference_export(seg_dataset, tmp_path):
     res = json.loads((results / "evaluate" / "results.json").read_text())
     assert set(res["iou_per_class"]) == {"background", "square", "disc", "triangle"}
     assert res["images"] == 4
+    if importlib.util.find_spec("matplotlib"):  # the per-class IoU bars of `tao-skills plot`
+        from tao_sdk import Workspace
+        from tao_sdk.jobstore import JobRecord
+        from tao_sdk.plots import plot_job
+
+        ws = Workspace(tmp_path / "ws")
+        ws.store.create(JobRecord(id="job-seg-eval", skill="tao-train-oneformer", action="evaluate",
+                                  results_uri=str(results), platform="local"))
+        assert "categorical:IoU_per_class" in plot_job("job-seg-eval", tmp_path / "seg.png",
+                                                       workspace=ws).panels
 
     code, lines = run_job("oneformer", "inference", spec, tmp_path)
     assert code == 0, lines[-1]

@@ -47,6 +47,7 @@ from tao_sdk.worker.engine.precision import (
 from tao_sdk.worker.errors import SpecError, WorkerError
 from tao_sdk.worker.staging import fetch_weights
 from tao_sdk.worker.status import format_timedelta
+from tao_sdk.worker.tracking import open_tracking, system_facts
 
 __all__ = ["train", "EMA", "build_optimizer", "build_scheduler", "build_lr_schedule",
            "freeze_backbone", "PROGRESS_EVERY_S"]
@@ -299,14 +300,11 @@ def train(ctx, regulariser=None) -> str:
     ``DistributedSampler`` (``dataset.batch_size`` per process), validation is sharded, and
     only rank 0 writes status lines and checkpoints.
     """
-    import torch
-
     plugin = ctx.plugin
     dist = D.state()
     seed = R.seed_everything(ctx.spec)
     arch = plugin.build_arch(ctx.spec)
     iv = _intervals(ctx.spec)
-    num_epochs = iv["num_epochs"]
     batch_size = R.batch_size(ctx.spec, plugin.task.batch_size_key)
     precision = precision_from_spec(ctx.spec, R.device())  # refused here, before staging
     data, files = _prepare(ctx, arch, seed)
@@ -322,7 +320,23 @@ def train(ctx, regulariser=None) -> str:
     model, device = _build_model(ctx, arch, files)
     model = tune_model(plugin, model, device)
     reg = regulariser(ctx, model, device, files) if regulariser is not None else None
-    R.report_start(ctx, arch, extra + (reg.notes if reg is not None else []))
+    tracking = open_tracking(ctx, system_facts(device, dist.world_size, precision.name))
+    try:
+        R.report_start(ctx, arch, extra + (reg.notes if reg is not None else []) + tracking.notes)
+        return _train_tracked(ctx, arch, data, model, device, reg, iv, batch_size, seed,
+                              precision, files, tracking)
+    finally:  # a failed job closes its runs as failed (a finished one closed them already)
+        tracking.finish(ctx.status.kpi, None, ok=False)
+
+
+def _train_tracked(ctx, arch, data, model, device, reg, iv, batch_size, seed, precision,
+                   files, tracking) -> str:
+    """:func:`train` after the model is built: loader, optimizer, resume, the epochs, the
+    final line; ``tracking`` gets every step, epoch and the final checkpoint's KPIs."""
+    import torch
+
+    plugin, spec, dist = ctx.plugin, ctx.spec, D.state()
+    num_epochs = iv["num_epochs"]
 
     sampler = None
     if dist.world_size > 1:
@@ -355,10 +369,12 @@ def train(ctx, regulariser=None) -> str:
                  data.val, iv, batch_size, device, steps_per_epoch, max_step, seed,
                  precision, scaler)
     loop.regulariser = reg
+    loop.tracking = tracking
     last_ckpt = loop.run(start_epoch, global_step, skip_steps)
     # Every rank finished (a rank that failed after its last step fails the job here).
     D.barrier()
     final = ctx.status.kpi
+    tracking.finish(final, str(last_ckpt) if last_ckpt is not None else None, ok=True)
     summary = ", ".join(f"{k}={v:.4f}" for k, v in final.items() if isinstance(v, float))
     where = last_ckpt.name if last_ckpt is not None else "no checkpoint"
     ranks = f" on {dist.world_size} processes" if dist.world_size > 1 else ""
@@ -390,6 +406,7 @@ class _Loop:
         self.last_ckpt: Path | None = None
         self.global_step = 0
         self.regulariser = None
+        self.tracking = None  # the job's Tracking (tao_sdk.worker.tracking)
 
     def run(self, start_epoch: int, global_step: int, skip_steps: int = 0) -> Path | None:
         """Train epochs ``start_epoch .. num_epochs - 1`` (the first ``skip_steps`` batches of
@@ -440,6 +457,8 @@ class _Loop:
         self.global_step += 1
         if self.ema is not None and self.global_step % self.ema_every == 0:
             self.ema.update(self.model)
+        if self.tracking is not None:
+            self.tracking.step(self.global_step, value, self.optimizer)
         return value
 
     def _checkpoint(self, epoch: int, partial_epoch: int | None = None) -> None:
@@ -502,6 +521,8 @@ class _Loop:
                            max_epoch=num_epochs - 1, step=self.global_step,
                            max_step=self.max_step, time_per_epoch=format_timedelta(epoch_time),
                            eta=format_timedelta(eta))
+        if self.tracking is not None:
+            self.tracking.epoch(epoch, self.global_step, ctx.status.kpi, self.optimizer)
         if epoch == num_epochs - 1 or (iv["ckpt_unit"] == "epoch"
                                        and (epoch + 1) % iv["ckpt_interval"] == 0):
             self._checkpoint(epoch)

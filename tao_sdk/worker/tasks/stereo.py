@@ -459,11 +459,15 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 class DisparityMetrics:
     """Accumulates disparity errors over valid pixels; :meth:`result` gives TAO's metric set
-    (:data:`METRIC_KEYS`)."""
+    (:data:`METRIC_KEYS`), :meth:`histogram` the pixel count per absolute-error bin."""
+
+    #: Absolute-error bin edges (px) of :meth:`histogram`; the last bin is open.
+    HIST_EDGES = (0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0)
 
     def __init__(self) -> None:
         self.count = 0
         self.sums = dict.fromkeys(("abs", "sq", "bp1", "bp2", "bp3", "d1"), 0.0)
+        self.hist = [0] * len(self.HIST_EDGES)
 
     def update(self, pred, gt, valid) -> None:
         """Add a batch (tensors or arrays of the same shape; ``valid`` boolean)."""
@@ -479,6 +483,13 @@ class DisparityMetrics:
         for t in (1, 2, 3):
             self.sums[f"bp{t}"] += float((err > t).sum())
         self.sums["d1"] += float(((err > 3) & (err > 0.05 * g)).sum())
+        bins = torch.bucketize(err, torch.tensor(self.HIST_EDGES[1:]), right=True)
+        for i, n in enumerate(torch.bincount(bins, minlength=len(self.hist)).tolist()):
+            self.hist[i] += int(n)
+
+    def histogram(self) -> dict[str, Any]:
+        """``{"edges": bin edges (px, last bin open), "counts": valid pixels per bin}``."""
+        return {"unit": "px", "edges": list(self.HIST_EDGES), "counts": list(self.hist)}
 
     def result(self) -> dict[str, float]:
         """``{epe, bp1, bp2, bp3, d1, rmse}`` (bp/d1 as fractions); raises
@@ -809,6 +820,8 @@ class StereoTask(Task):
         R.write_json(ctx.task_dir / "results.json", {**result, "pairs": len(pairs),
                                                      "valid_pixels": metrics.count,
                                                      "seconds": time.monotonic() - t0})
+        # the error histogram for `tao-skills plot` (tao_sdk.plots)
+        R.write_json(ctx.task_dir / "error_histogram.json", metrics.histogram())
         ctx.status.running("Evaluation metrics generated.", kpi=result)
         return (f"Evaluation finished successfully: epe={result['epe']:.4f} px, "
                 f"bp1={result['bp1']:.4f}, bp2={result['bp2']:.4f}, bp3={result['bp3']:.4f}, "

@@ -213,6 +213,11 @@ class DetectionTask(Task):
             "test_mAP75": metrics["mAP75"], "per_class_AP": per_class,
             "images": len(merged["images"]), "seconds": time.monotonic() - t0,
         })
+        if metrics.get("pr"):  # PR curves for `tao-skills plot` (tao_sdk.plots)
+            R.write_json(ctx.task_dir / "pr_curves.json", {
+                "iou": 0.5, "recall": metrics["pr"]["recall"],
+                "precision": {names.get(cid, str(cid)): curve
+                              for cid, curve in metrics["pr"]["precision"].items()}})
         ctx.status.running("Evaluation metrics generated.",
                            kpi={"test_mAP": metrics["mAP"], "test_mAP50": metrics["mAP50"]},
                            categorical={"test_AP_per_class": per_class} if per_class else None)

@@ -106,9 +106,10 @@ def coco_map(gt: dict[str, Any], results, label_to_category: dict[int, int],
              ) -> dict[str, Any]:
     """COCO box mAP of ``results`` (from :func:`predict`) against the COCO dict ``gt``.
 
-    Returns ``{"mAP": float, "mAP50": float, "mAP75": float, "per_class": {category id: AP}}``
-    (AP values in 0..1; -1 entries of pycocotools, i.e. classes without ground truth, are
-    left out of ``per_class``). ``class_ids`` restricts evaluation to those category ids
+    Returns ``{"mAP": float, "mAP50": float, "mAP75": float, "per_class": {category id: AP},
+    "pr": {"recall": [101 recall thresholds], "precision": {category id: [precision at IoU
+    0.5, all areas, 100 detections]}} or None}`` (AP values in 0..1; -1 entries of
+    pycocotools, i.e. classes without ground truth, are left out of ``per_class`` and ``pr``). ``class_ids`` restricts evaluation to those category ids
     (``dataset.eval_class_ids``).
     """
     from pycocotools.coco import COCO
@@ -131,7 +132,7 @@ def coco_map(gt: dict[str, Any], results, label_to_category: dict[int, int],
             dets.append({"image_id": image_id, "category_id": int(cat),
                          "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]),
                                   float(b[3] - b[1])], "score": float(s)})
-    empty = {"mAP": 0.0, "mAP50": 0.0, "mAP75": 0.0, "per_class": {}}
+    empty = {"mAP": 0.0, "mAP50": 0.0, "mAP75": 0.0, "per_class": {}, "pr": None}
     if not gt.get("annotations"):
         return empty
     with contextlib.redirect_stdout(io.StringIO()):
@@ -148,12 +149,15 @@ def coco_map(gt: dict[str, Any], results, label_to_category: dict[int, int],
         ev.accumulate()
         ev.summarize()
     stats = ev.stats
-    per_class = {}
+    per_class, curves = {}, {}
     precision = ev.eval["precision"]  # [T, R, K, A, M]
     for k, cat in enumerate(ev.params.catIds):
         p = precision[:, :, k, 0, -1]
+        if (p[0] > -1).any():
+            curves[int(cat)] = [max(0.0, float(v)) for v in p[0]]  # IoU 0.5
         p = p[p > -1]
         if p.size:
             per_class[int(cat)] = float(np.mean(p))
     return {"mAP": max(0.0, float(stats[0])), "mAP50": max(0.0, float(stats[1])),
-            "mAP75": max(0.0, float(stats[2])), "per_class": per_class}
+            "mAP75": max(0.0, float(stats[2])), "per_class": per_class,
+            "pr": {"recall": [float(r) for r in ev.params.recThrs], "precision": curves}}
