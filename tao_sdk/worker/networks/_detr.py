@@ -52,24 +52,22 @@ _ARCH_KEYS = {
 }
 
 
-def backbone_config(name: str, stages: list[int], scale: str, resnet_type: str,
+def backbone_config(name: str, stages: list[int], scale: str,
                     convnext: bool) -> tuple[dict, list[int], str]:
     """``(backbone config dict, channels of the selected stages, description)`` of
-    ``model.backbone=name``; ``resnet_type`` is the transformers config type of ResNets
-    (``rt_detr_resnet`` / ``resnet``), ``convnext`` whether ConvNeXt backbones are offered."""
+    ``model.backbone=name``; ``convnext`` whether ConvNeXt backbones are offered.
+
+    ResNets are the plain (torchvision / timm) networks TAO builds: 7x7 stem, stride in the
+    3x3 convolution, built as transformers' ``ResNetBackbone`` (not RT-DETR's ResNet-vd)."""
     out_features = [f"stage{i}" for i in stages]
     tiny = ", TAO_WORKER_BACKBONE_SCALE=tiny"
     if name in _RESNETS:
         layer_type, depths, widths = _RESNETS[name] if scale == "full" else _TINY
         desc = (f"{name} ({layer_type} blocks, depths {depths}, widths {widths}"
                 + (f"{tiny})" if scale == "tiny" else ")"))
-        cfg = {"model_type": resnet_type, "embedding_size": 64 if scale == "full" else widths[0],
+        cfg = {"model_type": "resnet", "embedding_size": 64 if scale == "full" else widths[0],
                "hidden_sizes": widths, "depths": depths, "layer_type": layer_type,
-               "out_features": out_features}
-        if resnet_type == "rt_detr_resnet" and layer_type == "basic":
-            cfg["embedding_size"] = widths[0]
-        if resnet_type == "resnet":
-            cfg["downsample_in_first_stage"] = False
+               "out_features": out_features, "downsample_in_first_stage": False}
         return cfg, [widths[i - 1] for i in stages], desc
     if name in _CONVNEXTS and convnext:
         depths, widths = _CONVNEXTS[name] if scale == "full" else ([1, 1, 1, 1],

@@ -66,7 +66,7 @@ class DeformableDetr(DetrPlugin):
                 "model.dec_layers=1 with model.with_box_refine=true is not supported by the "
                 "transformers Deformable DETR; set model.dec_layers >= 2 or with_box_refine "
                 "false")
-        bb, _channels, desc = backbone_config(f["backbone"], stages, f["scale"], "resnet",
+        bb, _channels, desc = backbone_config(f["backbone"], stages, f["scale"],
                                               convnext=False)
         cls_w = spec_float(spec, "model.cls_loss_coef", 2.0)
         bbox_w = spec_float(spec, "model.bbox_loss_coef", 5.0)

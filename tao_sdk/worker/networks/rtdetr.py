@@ -1,6 +1,8 @@
 """RT-DETR: :class:`transformers.RTDetrForObjectDetection` built from the TAO spec.
 
-Backbone ``resnet_*`` (``RTDetrResNetConfig``) or ``convnext_*`` (``ConvNextConfig``).
+Backbone ``resnet_*`` (TAO's plain timm ResNet, built as transformers' ``ResNetBackbone``)
+or ``convnext_*`` (``ConvNextConfig``). :data:`TAO_KEYS` maps TAO's checkpoint keys
+(``model.model.backbone|encoder|decoder.*``) onto the transformers model one to one.
 ``model.return_interm_indices`` are 0-based ResNet stage indices (``[1, 2, 3]`` = strides
 8/16/32), as in TAO. Resize: ``dataset.augmentation.train_spatial_size`` ``[h, w]`` with a
 per-batch random size from ``multi_scales`` when training, ``eval_spatial_size`` otherwise;
@@ -15,10 +17,43 @@ from typing import Any
 
 from tao_sdk.worker import spec as S
 from tao_sdk.worker.errors import SpecError
+from tao_sdk.worker.networks._backbone_keys import resnet_rules
 from tao_sdk.worker.networks._detr import DetrPlugin, backbone_config, transformer_sizes
 from tao_sdk.worker.plugin import spec_float, spec_int
+from tao_sdk.worker.weights.keymap import Fused, KeyMap, Rule
 
-__all__ = ["RtDetr", "PLUGIN"]
+__all__ = ["RtDetr", "PLUGIN", "TAO_KEYS"]
+
+
+def _attention_rules(tao: str, ours: str, extra: list[tuple[str, str]]) -> list[Rule]:
+    """A TAO transformer layer (``nn.MultiheadAttention`` ``self_attn``, ``linear1/2``,
+    ``norm*``) at ``tao`` -> transformers' layer at ``ours``; ``extra``: more renames."""
+    pairs = [("self_attn.out_proj.{p}", "self_attn.o_proj.{p}"),
+             ("linear1.{p}", "mlp.fc1.{p}"), ("linear2.{p}", "mlp.fc2.{p}"), *extra]
+    return [Fused(f"{tao}self_attn.in_proj_{{p}}", f"{ours}self_attn.{{part}}_proj.{{p}}"),
+            *(Rule(tao + a, ours + b) for a, b in pairs)]
+
+
+#: TAO 7.3.0 RT-DETR checkpoint keys <-> the worker's ``RTDetrForObjectDetection``.
+TAO_KEYS = KeyMap([
+    *resnet_rules("backbone.", "backbone.model."),
+    Rule("encoder.input_proj.{rest*}", "encoder_input_proj.{rest*}"),
+    *_attention_rules("encoder.encoder.{i}.layers.{l}.", "encoder.aifi.{i}.layers.{l}.",
+                      [("norm1.{p}", "self_attn_layer_norm.{p}"),
+                       ("norm2.{p}", "final_layer_norm.{p}")]),
+    Rule("encoder.{rest*}", "encoder.{rest*}"),
+    Rule("decoder.input_proj.{i}.conv.{p}", "decoder_input_proj.{i}.0.{p}"),
+    Rule("decoder.input_proj.{i}.norm.{p}", "decoder_input_proj.{i}.1.{p}"),
+    *_attention_rules("decoder.decoder.layers.{l}.", "decoder.layers.{l}.",
+                      [("norm1.{p}", "self_attn_layer_norm.{p}"),
+                       ("cross_attn.{rest*}", "encoder_attn.{rest*}"),
+                       ("norm2.{p}", "encoder_attn_layer_norm.{p}"),
+                       ("norm3.{p}", "final_layer_norm.{p}")]),
+    Rule("decoder.dec_score_head.{rest*}", "decoder.class_embed.{rest*}"),
+    Rule("decoder.dec_bbox_head.{rest*}", "decoder.bbox_embed.{rest*}"),
+    Rule("decoder.query_pos_head.{rest*}", "decoder.query_pos_head.{rest*}"),
+    Rule("decoder.{rest*}", "{rest*}"),
+], tao_prefix="model.model.", worker_prefix="model.")
 
 #: Encoder-score margin below which RT-DETR's top-k query selection is ambiguous.
 _TIE_MARGIN = 1e-4
@@ -35,6 +70,7 @@ class RtDetr(DetrPlugin):
     default_levels = 3
     default_dropout = 0.0
     default_enc_layers = 1
+    tao_keys = TAO_KEYS
     unhonoured_table = {
         "model.load_teacher_enc_dec": (False,),
         "model.frozen_fm.enabled": (False,),
@@ -76,8 +112,7 @@ class RtDetr(DetrPlugin):
             raise SpecError(
                 f"model.use_encoder_idx={enc_idx!r} must list indices into the "
                 f"{len(stages)} backbone feature levels (0..{len(stages) - 1})")
-        bb, channels, desc = backbone_config(f["backbone"], stages, f["scale"],
-                                             "rt_detr_resnet", convnext=True)
+        bb, channels, desc = backbone_config(f["backbone"], stages, f["scale"], convnext=True)
         hf = {
             "backbone_config": bb, "num_labels": f["num_classes"],
             "encoder_in_channels": channels, "feat_strides": [int(s) for s in strides],

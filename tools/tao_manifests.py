@@ -1,0 +1,211 @@
+#!/usr/bin/env python3
+"""Maintainer tool: record TAO's own state_dict manifests and check the worker against them.
+
+Builds TAO 7.3.0's networks from NVIDIA's published ``nvidia-tao-pytorch`` wheel (the
+Lightning module TAO's train action saves, from the skill's default train template with one
+``model.backbone`` per manifest) and writes, per network and backbone,
+``tools/manifests/<network>/<backbone>.json.gz``: the checkpoint keys with shapes and dtypes,
+the spec fields used, tensor / value counts and, with ``--parity``, the largest relative
+difference between TAO's outputs and the worker's on the same seeded random weights (mapped
+with the network's conversion table, :attr:`NetworkPlugin.tao_keys`). CI
+(``tests/worker/test_tao_keys.py``) checks the tables against these files without TAO code.
+
+TAO is never a runtime dependency. Set up a maintainer venv outside the repository::
+
+    python3 -m venv /work/wt/taovenv/venv          # torch 2.13.0 CPU: reuse the worker venv's
+    echo <worker venv>/lib/python3.11/site-packages > .../site-packages/zz_worker.pth
+    pip download --no-deps --python-version 3.12 --only-binary :all: \\
+        nvidia-tao-pytorch==7.3.0 nvidia-tao-core==7.3.0 -d dl
+    unzip dl/nvidia_tao_pytorch-*.whl -d src; unzip dl/nvidia_tao_core-*.whl -d src
+    pip install --no-deps timm fvcore iopath yacs tabulate termcolor portalocker einops \\
+        pytorch_lightning lightning_utilities torchmetrics h5py beartype ruamel.yaml \\
+        open_clip_torch torchvision==0.28.0 addict ftfy wcwidth hydra-core fairscale
+
+then ``PYTHONPATH=<repo> venv/bin/python tools/tao_manifests.py --tao-src src [--parity]
+[--network rtdetr] [--backbone resnet_50]``. Import shims (this file only): a stand-in for
+NVIDIA's ``eff`` package (encryption; not on the public index: its functions refuse), no
+fake-tensor registration for torchvision's CUDA-built ops, a no-op loader for TAO's compiled
+deformable-attention op (TAO's CPU forward uses its PyTorch path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import importlib
+import importlib.abc
+import importlib.machinery
+import json
+import sys
+import types
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+OUT = REPO / "tools" / "manifests"
+
+#: network -> (skill, TAO Lightning module "module:Class", backbones recorded, parity backbone)
+NETWORKS = {
+    "rtdetr": ("tao-train-rtdetr", "nvidia_tao_pytorch.cv.rtdetr.model.pl_rtdetr_model:RTDETRPlModel",
+               ["resnet_18", "resnet_34", "resnet_50", "resnet_101", "convnext_tiny",
+                "convnext_small", "convnext_base", "convnext_large", "convnext_xlarge"],
+               "resnet_50"),
+    "deformable_detr": (
+        "tao-train-deformable-detr",
+        "nvidia_tao_pytorch.cv.deformable_detr.model.pl_dd_model:DeformableDETRModel",
+        ["resnet_50"], "resnet_50"),
+}
+
+
+class _Stub(types.ModuleType):
+    """Stand-in module of NVIDIA's ``eff``: every name is a class whose calls refuse."""
+
+    __path__: list[str] = []
+
+    def __getattr__(self, attr):
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+
+        class Refuse:
+            def __init__(self, *args, **kwargs) -> None:
+                pass
+
+            def __call__(self, *args, **kwargs):
+                raise RuntimeError("eff stand-in: encrypted checkpoints cannot be read")
+
+        Refuse.__name__ = attr
+        return Refuse
+
+
+class _EffFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, name, path, target=None):
+        if name == "eff" or name.startswith("eff."):
+            return importlib.machinery.ModuleSpec(name, self, is_package=True)
+        return None
+
+    def create_module(self, spec):
+        return _Stub(spec.name)
+
+    def exec_module(self, module):
+        pass
+
+
+def install_shims(tao_src: Path) -> None:
+    """Make TAO's model code importable on CPU (see the module docstring)."""
+    import torch.library
+
+    sys.path.insert(0, str(tao_src))
+    sys.meta_path.insert(0, _EffFinder())
+    original = torch.library.register_fake
+
+    def register_fake(op, *args, **kwargs):
+        if isinstance(op, str) and op.startswith("torchvision::"):
+            return (lambda fn: fn) if not args else None
+        return original(op, *args, **kwargs)
+
+    torch.library.register_fake = register_fake
+    import torchvision  # noqa: F401 - imported once with the shim in place
+
+    ops = importlib.import_module("nvidia_tao_pytorch.cv.deformable_detr.model.ops.modules")
+    ops.load_ops = lambda *a, **k: None
+
+
+def template_spec(skill: str, backbone: str) -> dict:
+    """The skill's default train template with ``model.backbone`` set."""
+    import yaml
+
+    path = REPO / "skills" / skill / "references" / "spec_template_train.yaml"
+    spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    spec["model"]["backbone"] = backbone
+    spec["model"]["pretrained_backbone_path"] = None
+    return spec
+
+
+def tao_model(network: str, spec: dict):
+    """TAO's Lightning module of ``network`` built from ``spec`` (TAO Core's config merged)."""
+    from omegaconf import OmegaConf
+
+    core = importlib.import_module(f"nvidia_tao_core.config.{network}.default_config")
+    cfg = OmegaConf.merge(OmegaConf.structured(core.ExperimentConfig),
+                          {"model": spec["model"], "dataset": {
+                              "num_classes": spec["dataset"]["num_classes"]}})
+    module, cls = NETWORKS[network][1].split(":")
+    return getattr(importlib.import_module(module), cls)(cfg)
+
+
+def manifest(network: str, backbone: str, spec: dict, state_dict: dict) -> dict:
+    """The manifest record of one TAO model."""
+    tensors = [[k, list(v.shape), str(v.dtype).replace("torch.", "")]
+               for k, v in state_dict.items()]
+    return {"network": network, "backbone": backbone, "tao": "nvidia-tao-pytorch 7.3.0",
+            "spec": {"model": spec["model"], "dataset.num_classes": spec["dataset"]["num_classes"]},
+            "tensors": len(tensors), "values": int(sum(v.numel() for v in state_dict.values())),
+            "state_dict": tensors}
+
+
+def parity(network: str, spec: dict, pl_model) -> dict:
+    """Seeded random weights in TAO's model, mapped into the worker's: largest relative
+    difference of the outputs (detection: logits and boxes) on one random 640x640 image."""
+    import torch
+
+    from tao_sdk.worker.registry import get as plugin_for
+
+    plugin = plugin_for(network)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in pl_model.parameters():
+            p.copy_(torch.randn_like(p) * 0.02)
+    ours = plugin.build_model(plugin.build_arch(spec))
+    converted, skipped = plugin.tao_keys.to_worker(pl_model.state_dict(), ours.state_dict())
+    missing = sorted(set(ours.state_dict()) - set(converted))
+    ours.load_state_dict(converted, strict=False)
+    pl_model.eval()
+    ours.eval()
+    image = torch.rand(1, 3, 640, 640, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = pl_model.model(image)
+        got = ours(pixel_values=image)
+    out = {"input": [1, 3, 640, 640], "missing": len(missing),
+           "skipped": {k: len(v) for k, v in skipped.items()}}
+    for name, a, b in (("logits", got.logits, ref["pred_logits"]),
+                       ("boxes", got.pred_boxes, ref["pred_boxes"])):
+        out[f"{name}_max_rel"] = float((a - b).abs().max() / b.abs().max())
+    return out
+
+
+def record(network: str, backbone: str, with_parity: bool) -> dict:
+    """Build, write ``tools/manifests/<network>/<backbone>.json.gz``; return the record."""
+    spec = template_spec(NETWORKS[network][0], backbone)
+    pl_model = tao_model(network, spec)
+    data = manifest(network, backbone, spec, pl_model.state_dict())
+    if with_parity and backbone == NETWORKS[network][3]:
+        data["parity"] = parity(network, spec, pl_model)
+    path = OUT / network / f"{backbone}.json.gz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = json.dumps(data, indent=0, sort_keys=True).encode()
+    with gzip.GzipFile(path, "wb", mtime=0) as fh:  # deterministic bytes
+        fh.write(raw)
+    return data
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI (see the module docstring)."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tao-src", type=Path, required=True,
+                    help="folder holding the unzipped nvidia_tao_pytorch / nvidia_tao_core")
+    ap.add_argument("--network", choices=sorted(NETWORKS), action="append")
+    ap.add_argument("--backbone", action="append")
+    ap.add_argument("--parity", action="store_true",
+                    help="also measure output parity on the default backbone")
+    args = ap.parse_args(argv)
+    install_shims(args.tao_src)
+    for network in args.network or sorted(NETWORKS):
+        for backbone in args.backbone or NETWORKS[network][2]:
+            data = record(network, backbone, args.parity)
+            print(json.dumps({"network": network, "backbone": backbone,
+                              "tensors": data["tensors"], "values": data["values"],
+                              **({"parity": data["parity"]} if "parity" in data else {})}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
