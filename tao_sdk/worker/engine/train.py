@@ -38,6 +38,7 @@ from tao_sdk.worker import distributed as D
 from tao_sdk.worker import spec as S
 from tao_sdk.worker.engine import runtime as R
 from tao_sdk.worker.engine.checkpoint import load_checkpoint, load_pretrained, save_checkpoint
+from tao_sdk.worker.weights import checkpoint_state
 from tao_sdk.worker.engine.precision import (
     fused_optimizer_kwargs,
     precision_from_spec,
@@ -217,18 +218,15 @@ def _build_model(ctx, arch: dict, files: dict[str, Path | None]):
     model = plugin.build_model(arch)
     bb_path = S.get(spec, "model.pretrained_backbone_path")
     if bb_path:
-        n, total, bad = load_pretrained(model, files["model.pretrained_backbone_path"],
-                                        "model.pretrained_backbone_path",
-                                        prefix=plugin.backbone_prefix)
-        ctx.status.running(f"loaded {n} of {total} backbone tensors from {bb_path}"
-                           + (f" ({len(bad)} skipped: shape mismatch)" if bad else ""))
+        report = load_pretrained(model, files["model.pretrained_backbone_path"],
+                                 "model.pretrained_backbone_path", plugin,
+                                 prefix=plugin.backbone_prefix)
+        ctx.status.running(f"backbone: {report.message()}")
     pre_path = S.get(spec, "train.pretrained_model_path")
     if pre_path and not S.get(spec, "train.resume_training_checkpoint_path"):
-        n, total, bad = load_pretrained(model, files["train.pretrained_model_path"],
-                                        "train.pretrained_model_path")
-        ctx.status.running(f"loaded {n} of {total} tensors from {pre_path}"
-                           + (f" ({len(bad)} skipped: shape mismatch, e.g. {bad[0]})"
-                              if bad else ""))
+        report = load_pretrained(model, files["train.pretrained_model_path"],
+                                 "train.pretrained_model_path", plugin)
+        ctx.status.running(report.message())
     freeze_backbone(plugin, spec, model)
     device = R.device()
     gpu_ids = S.get(spec, "train.gpu_ids")
@@ -254,20 +252,23 @@ def _resume(ctx, arch, files, model, optimizer, scheduler, ema, steps_per_epoch:
         return 0, 0, 0
     ckpt = load_checkpoint(files["train.resume_training_checkpoint_path"],
                            "train.resume_training_checkpoint_path")
-    diffs = ctx.plugin.arch_diff(ckpt["arch"], arch)
-    if diffs or ckpt["arch"].get("num_classes") != arch["num_classes"]:
+    ckpt_arch = ckpt["arch"] or arch  # TAO's own checkpoint: the spec describes it
+    diffs = ctx.plugin.arch_diff(ckpt_arch, arch)
+    if diffs or ckpt_arch.get("num_classes") != arch["num_classes"]:
         raise SpecError(
             f"train.resume_training_checkpoint_path={resume_path} was trained with another "
             f"model ({', '.join(diffs) or 'dataset.num_classes'}); resume with the same "
             "model settings, or start a new training with train.pretrained_model_path"
         )
-    model.load_state_dict(ckpt["state_dict"])
+    what = "train.resume_training_checkpoint_path"
+    model.load_state_dict(checkpoint_state(ckpt, ctx.plugin, model, what))
     if ckpt.get("optimizer_states"):
         optimizer.load_state_dict(ckpt["optimizer_states"][0])
     if ckpt.get("lr_schedulers"):
         scheduler.load_state_dict(ckpt["lr_schedulers"][0])
     if ema is not None and ckpt.get("ema_state_dict"):
-        ema.module.load_state_dict(ckpt["ema_state_dict"])
+        ema.module.load_state_dict(checkpoint_state(ckpt, ctx.plugin, ema.module, what,
+                                                    key="ema_state_dict"))
     if scaler is not None and ckpt.get("native_amp_scaling_state"):
         scaler.load_state_dict(ckpt["native_amp_scaling_state"])  # fp16: the loss scale reached
     start_epoch = int(ckpt.get("epoch", -1)) + 1

@@ -71,6 +71,7 @@ class RtDetr(DetrPlugin):
     default_dropout = 0.0
     default_enc_layers = 1
     tao_keys = TAO_KEYS
+    class_count_key = "model.enc_score_head.bias"
     unhonoured_table = {
         "model.load_teacher_enc_dec": (False,),
         "model.frozen_fm.enabled": (False,),

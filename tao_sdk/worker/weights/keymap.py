@@ -160,6 +160,13 @@ class KeyMap:
             out.setdefault(nbt, torch.zeros((), dtype=torch.long))
         return out
 
+    def tao_key(self, worker_key: str) -> str | None:
+        """The TAO key holding worker tensor ``worker_key`` (``None`` when no rule does)."""
+        try:
+            return self._tao_of(worker_key)[0]
+        except KeyError:
+            return None
+
     def _tao_of(self, key: str) -> tuple[str, Rule]:
         if key.startswith(self.worker_prefix):
             inner = key[len(self.worker_prefix):]
