@@ -1,7 +1,7 @@
 """RT-DETR: :class:`transformers.RTDetrForObjectDetection` built from the TAO spec.
 
 Backbone ``resnet_*`` (TAO's plain timm ResNet, built as transformers' ``ResNetBackbone``)
-or ``convnext_*`` (``ConvNextConfig``). :data:`TAO_KEYS` maps TAO's checkpoint keys
+or ``convnext_*`` (TAO's ConvNeXt FPN: :mod:`._convnext_fpn`). :data:`TAO_KEYS` maps TAO's checkpoint keys
 (``model.model.backbone|encoder|decoder.*``) onto the transformers model one to one.
 ``model.return_interm_indices`` are 0-based ResNet stage indices (``[1, 2, 3]`` = strides
 8/16/32), as in TAO. Resize: ``dataset.augmentation.train_spatial_size`` ``[h, w]`` with a
@@ -18,6 +18,7 @@ from typing import Any
 from tao_sdk.worker import spec as S
 from tao_sdk.worker.errors import SpecError
 from tao_sdk.worker.networks._backbone_keys import resnet_rules
+from tao_sdk.worker.networks._convnext_fpn import attach_convnext_fpn, convnext_rules
 from tao_sdk.worker.networks._detr import DetrPlugin, backbone_config, transformer_sizes
 from tao_sdk.worker.plugin import spec_float, spec_int
 from tao_sdk.worker.weights.keymap import Fused, KeyMap, Rule
@@ -37,6 +38,7 @@ def _attention_rules(tao: str, ours: str, extra: list[tuple[str, str]]) -> list[
 #: TAO 7.3.0 RT-DETR checkpoint keys <-> the worker's ``RTDetrForObjectDetection``.
 TAO_KEYS = KeyMap([
     *resnet_rules("backbone.", "backbone.model."),
+    *convnext_rules("backbone.", "backbone.model."),
     Rule("encoder.input_proj.{rest*}", "encoder_input_proj.{rest*}"),
     *_attention_rules("encoder.encoder.{i}.layers.{l}.", "encoder.aifi.{i}.layers.{l}.",
                       [("norm1.{p}", "self_attn_layer_norm.{p}"),
@@ -142,11 +144,14 @@ class RtDetr(DetrPlugin):
         return self.arch_record(spec, f, hf, desc, mean, std, None)
 
     def hf_model(self, backbone, hf):
-        """``RTDetrForObjectDetection``."""
+        """``RTDetrForObjectDetection`` (a ConvNeXt as TAO's FPN variant)."""
         import transformers
 
-        return transformers.RTDetrForObjectDetection(
+        model = transformers.RTDetrForObjectDetection(
             transformers.RTDetrConfig(backbone_config=backbone, **hf))
+        if backbone.model_type == "convnext":
+            attach_convnext_fpn(model, backbone, hf["encoder_in_channels"])
+        return model
 
     def resize_policy(self, spec, eval_override=None):
         """Fixed-size resize: ``train_spatial_size`` / ``multi_scales`` / ``eval_spatial_size``."""

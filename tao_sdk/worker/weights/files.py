@@ -25,6 +25,9 @@ class Opaque:
     def __init__(self, *args, **kwargs) -> None:
         pass
 
+    def __call__(self, *args, **kwargs) -> "Opaque":
+        return Opaque()
+
     def __setstate__(self, state) -> None:
         pass
 
