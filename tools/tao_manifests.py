@@ -56,6 +56,25 @@ NETWORKS = {
 }
 
 
+def _detr_inputs(image):
+    """RT-DETR: the image, both sides."""
+    return image, {"pixel_values": image}
+
+
+def _dd_inputs(image):
+    """Deformable DETR: TAO takes RGB + a padding-mask channel (1 = padding), transformers
+    a ``pixel_mask`` (1 = image)."""
+    import torch
+
+    mask = torch.zeros_like(image[:, :1])
+    return torch.cat([image, mask], dim=1), {"pixel_values": image,
+                                             "pixel_mask": torch.ones_like(mask[:, 0]).long()}
+
+
+#: network -> the (TAO input, worker keyword inputs) of one image, for :func:`parity`.
+_INPUTS = {"rtdetr": _detr_inputs, "deformable_detr": _dd_inputs}
+
+
 class _Stub(types.ModuleType):
     """Stand-in module of NVIDIA's ``eff``: every name is a class whose calls refuse."""
 
@@ -168,9 +187,10 @@ def parity(network: str, spec: dict, pl_model) -> dict:
     pl_model.eval()
     ours.eval()
     image = torch.rand(1, 3, 640, 640, generator=torch.Generator().manual_seed(1))
+    tao_input, our_inputs = _INPUTS[network](image)
     with torch.no_grad():
-        ref = pl_model.model(image)
-        got = ours(pixel_values=image)
+        ref = pl_model.model(tao_input)
+        got = ours(**our_inputs)
     out = {"input": [1, 3, 640, 640], "missing": len(missing),
            "skipped": {k: len(v) for k, v in skipped.items()}}
     for name, a, b in (("logits", got.logits, ref["pred_logits"]),

@@ -17,22 +17,13 @@ from typing import Any
 
 from tao_sdk.worker import spec as S
 from tao_sdk.worker.errors import SpecError
-from tao_sdk.worker.networks._backbone_keys import resnet_rules
+from tao_sdk.worker.networks._tao_keys import attention_rules, resnet_rules
 from tao_sdk.worker.networks._convnext_fpn import attach_convnext_fpn, convnext_rules
 from tao_sdk.worker.networks._detr import DetrPlugin, backbone_config, transformer_sizes
 from tao_sdk.worker.plugin import spec_float, spec_int
-from tao_sdk.worker.weights.keymap import Fused, KeyMap, Rule
+from tao_sdk.worker.weights.keymap import KeyMap, Rule
 
 __all__ = ["RtDetr", "PLUGIN", "TAO_KEYS"]
-
-
-def _attention_rules(tao: str, ours: str, extra: list[tuple[str, str]]) -> list[Rule]:
-    """A TAO transformer layer (``nn.MultiheadAttention`` ``self_attn``, ``linear1/2``,
-    ``norm*``) at ``tao`` -> transformers' layer at ``ours``; ``extra``: more renames."""
-    pairs = [("self_attn.out_proj.{p}", "self_attn.o_proj.{p}"),
-             ("linear1.{p}", "mlp.fc1.{p}"), ("linear2.{p}", "mlp.fc2.{p}"), *extra]
-    return [Fused(f"{tao}self_attn.in_proj_{{p}}", f"{ours}self_attn.{{part}}_proj.{{p}}"),
-            *(Rule(tao + a, ours + b) for a, b in pairs)]
 
 
 #: TAO 7.3.0 RT-DETR checkpoint keys <-> the worker's ``RTDetrForObjectDetection``.
@@ -40,13 +31,13 @@ TAO_KEYS = KeyMap([
     *resnet_rules("backbone.", "backbone.model."),
     *convnext_rules("backbone.", "backbone.model."),
     Rule("encoder.input_proj.{rest*}", "encoder_input_proj.{rest*}"),
-    *_attention_rules("encoder.encoder.{i}.layers.{l}.", "encoder.aifi.{i}.layers.{l}.",
+    *attention_rules("encoder.encoder.{i}.layers.{l}.", "encoder.aifi.{i}.layers.{l}.",
                       [("norm1.{p}", "self_attn_layer_norm.{p}"),
                        ("norm2.{p}", "final_layer_norm.{p}")]),
     Rule("encoder.{rest*}", "encoder.{rest*}"),
     Rule("decoder.input_proj.{i}.conv.{p}", "decoder_input_proj.{i}.0.{p}"),
     Rule("decoder.input_proj.{i}.norm.{p}", "decoder_input_proj.{i}.1.{p}"),
-    *_attention_rules("decoder.decoder.layers.{l}.", "decoder.layers.{l}.",
+    *attention_rules("decoder.decoder.layers.{l}.", "decoder.layers.{l}.",
                       [("norm1.{p}", "self_attn_layer_norm.{p}"),
                        ("cross_attn.{rest*}", "encoder_attn.{rest*}"),
                        ("norm2.{p}", "encoder_attn_layer_norm.{p}"),

@@ -11,8 +11,9 @@ TAO pattern matches wins. ``tao_prefix`` / ``worker_prefix`` are prepended to ev
 their side (TAO's Lightning prefix ``model.model.``, transformers' ``model.``).
 
 BatchNorm ``num_batches_tracked`` counters with no worker counterpart (transformers freezes
-its backbone's BatchNorms) are dropped going in and written as 0 going out, so TAO's strict
-``load_from_checkpoint`` finds every key it expects.
+its backbone's BatchNorms) are dropped going in and, where TAO's network has them
+(``bn_counters``), written as 0 going out, so TAO's strict ``load_from_checkpoint`` finds
+every key it expects.
 """
 
 from __future__ import annotations
@@ -100,13 +101,14 @@ class Fused(Rule):
 class KeyMap:
     """A network's TAO <-> worker key table (see the module docstring)."""
 
-    def __init__(self, rules: list[Rule], tao_prefix: str, worker_prefix: str) -> None:
+    def __init__(self, rules: list[Rule], tao_prefix: str, worker_prefix: str,
+                 bn_counters: bool = True) -> None:
         self.rules = list(rules)
         self.tao_prefix = tao_prefix
         self.worker_prefix = worker_prefix
-
-    def __add__(self, other: "KeyMap") -> "KeyMap":
-        return KeyMap(self.rules + other.rules, self.tao_prefix, self.worker_prefix)
+        #: whether TAO's BatchNorms carry ``num_batches_tracked`` (written as 0 going out;
+        #: TAO's frozen BatchNorms drop the counter when loading, so writing one is safe)
+        self.bn_counters = bn_counters
 
     def _rule_for_tao(self, key: str) -> tuple[Rule, list[str]] | None:
         for rule in self.rules:
@@ -155,7 +157,7 @@ class KeyMap:
         for tao_key, got in parts.items():
             order = self.worker_keys(tao_key)
             out[tao_key] = torch.cat([got[k] for k in order], dim=0)
-        for key in [k for k in out if k.endswith(".running_var")]:
+        for key in [k for k in out if k.endswith(".running_var") and self.bn_counters]:
             nbt = key[: -len("running_var")] + NBT
             out.setdefault(nbt, torch.zeros((), dtype=torch.long))
         return out

@@ -1,5 +1,5 @@
-"""TAO <-> worker key rules of the backbones the DETR plugins share (see
-:mod:`tao_sdk.worker.weights.keymap`).
+"""TAO <-> worker key rules the DETR plugins share (see :mod:`tao_sdk.worker.weights.keymap`):
+backbones and transformer layers.
 
 TAO's ResNets are timm's (``conv1`` / ``bn1`` stem, ``layer1..4.<block>.conv<j>`` /
 ``bn<j>`` / ``downsample.0|1``); the worker builds transformers' ``ResNetBackbone`` of the
@@ -8,9 +8,19 @@ same network (``embedder``, ``encoder.stages.<s>.layers.<b>.layer.<j>`` / ``shor
 
 from __future__ import annotations
 
-from tao_sdk.worker.weights.keymap import Rule
+from tao_sdk.worker.weights.keymap import Fused, Rule
 
-__all__ = ["resnet_rules"]
+__all__ = ["attention_rules", "resnet_rules"]
+
+
+def attention_rules(tao: str, ours: str, extra: list[tuple[str, str]]) -> list[Rule]:
+    """A TAO transformer layer (``nn.MultiheadAttention`` ``self_attn``, ``linear1/2``) at
+    ``tao`` -> transformers' layer at ``ours`` (``q/k/v_proj``, ``o_proj``, ``mlp.fc1/2``);
+    ``extra``: the layer's other renames (its norms, whose order differs per network)."""
+    pairs = [("self_attn.out_proj.{p}", "self_attn.o_proj.{p}"),
+             ("linear1.{p}", "mlp.fc1.{p}"), ("linear2.{p}", "mlp.fc2.{p}"), *extra]
+    return [Fused(f"{tao}self_attn.in_proj_{{p}}", f"{ours}self_attn.{{part}}_proj.{{p}}"),
+            *(Rule(tao + a, ours + b) for a, b in pairs)]
 
 
 def resnet_rules(tao: str, ours: str) -> list[Rule]:
