@@ -165,3 +165,20 @@ def test_tao_backbone_ptm_lightning_pickles_and_class_heads(tmp_path, monkeypatc
         report.message())
     assert all("score_head" in k or "class_embed" in k or "denoising_class_embed" in k
                for k in report.skipped["shape mismatch"])
+
+
+def test_postprocess_is_taos():
+    """Sigmoid, top-num_select over queries x classes, label = class index, cxcywh -> xyxy
+    scaled to the image, not clipped (TAO's PostProcess)."""
+    import torch
+
+    from tao_sdk.worker.tasks.detection.metrics import postprocess
+
+    logits = torch.full((1, 3, 4), -9.0)
+    logits[0, 2, 1], logits[0, 0, 3] = 3.0, 2.0
+    boxes = torch.tensor([[[0.5, 0.5, 0.2, 0.2], [0.5, 0.5, 1.0, 1.0], [0.95, 0.5, 0.3, 0.4]]])
+    (scores, labels, xyxy), = postprocess(logits, boxes, [(100, 200)], num_select=2)
+    assert labels.tolist() == [1, 3]
+    assert scores.tolist() == pytest.approx([torch.sigmoid(torch.tensor(3.0)).item(),
+                                             torch.sigmoid(torch.tensor(2.0)).item()])
+    assert xyxy.ravel().tolist() == pytest.approx([160.0, 30.0, 220.0, 70.0, 80.0, 40.0, 120.0, 60.0])
