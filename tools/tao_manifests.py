@@ -197,13 +197,23 @@ def parity(network: str, spec: dict, pl_model) -> dict:
                        ("boxes", got.pred_boxes, ref["pred_boxes"])):
         out[f"{name}_max_rel"] = float((a - b).abs().max() / b.abs().max())
         out[f"{name}_std"] = float(b.std())  # the outputs are not degenerate
+    # RT-DETR picks its decoder queries by a top-k over encoder scores: near-ties may pick
+    # them in another order or swap one; compared again after pairing the queries
+    from tao_sdk.worker.networks.rtdetr import _matched_diff
+
+    out["matched_max_abs"] = _matched_diff(got.logits.numpy(), got.pred_boxes.numpy(),
+                                           ref["pred_logits"].numpy(),
+                                           ref["pred_boxes"].numpy())
     return out
 
 
 def record(network: str, backbone: str, with_parity: bool) -> dict:
     """Build, write ``tools/manifests/<network>/<backbone>.json.gz`` (a parity figure measured
     before is kept when ``with_parity`` is false); return the record."""
+    import torch
+
     spec = template_spec(NETWORKS[network][0], backbone)
+    torch.manual_seed(0)  # TAO's initialisation, reproducibly
     pl_model = tao_model(network, spec)
     data = manifest(network, backbone, spec, pl_model.state_dict())
     path = OUT / network / f"{backbone}.json.gz"
@@ -219,6 +229,36 @@ def record(network: str, backbone: str, with_parity: bool) -> dict:
     with gzip.GzipFile(path, "wb", mtime=0) as fh:  # deterministic bytes
         fh.write(raw)
     return data
+
+
+def _figure(value) -> str:
+    return "-" if value is None else f"{value:.1e}"
+
+
+def write_index() -> Path:
+    """``tools/manifests/README.md``: one row per recorded manifest (sizes, parity)."""
+    rows = ["# TAO 7.3.0 state_dict manifests", "",
+            "Recorded by `tools/tao_manifests.py` from NVIDIA's `nvidia-tao-pytorch` 7.3.0 (the "
+            "Lightning module TAO's train action saves, built from the skill's default train "
+            "template with this `model.backbone`); checked against the worker's key tables by "
+            "`tests/worker/test_tao_keys.py`. Parity: TAO's initialisation + N(0, 0.02) noise "
+            "and random BatchNorm statistics (seed 0), mapped into the worker's model, one "
+            "random 640x640 image; largest output difference relative to the largest output "
+            "magnitude, and (RT-DETR selects its decoder queries by a top-k whose near-ties may "
+            "order them differently) the largest absolute difference after pairing queries.", "",
+            "| network | backbone | tensors | values | logits rel | boxes rel | matched abs |",
+            "|---|---|---|---|---|---|---|"]
+    for path in sorted(OUT.glob("*/*.json.gz")):
+        with gzip.open(path, "rt", encoding="utf-8") as fh:
+            data = json.load(fh)
+        par = data.get("parity", {})
+        rows.append(f"| {data['network']} | {data['backbone']} | {data['tensors']} | "
+                    f"{data['values']:,} | {_figure(par.get('logits_max_rel'))} | "
+                    f"{_figure(par.get('boxes_max_rel'))} | "
+                    f"{_figure(par.get('matched_max_abs'))} |")
+    path = OUT / "README.md"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"network": network, "backbone": backbone,
                               "tensors": data["tensors"], "values": data["values"],
                               **({"parity": data["parity"]} if "parity" in data else {})}))
+    write_index()
     return 0
 
 

@@ -104,6 +104,24 @@ def test_rtdetr_train_evaluate_export_inference(make_spec, run_worker):
     res = json.loads((results / "evaluate" / "results.json").read_text())
     assert res["images"] == 4 and "test_mAP50" in res
 
+    # the checkpoint is in TAO's layout: with only the keys TAO's trainer writes (no
+    # architecture record; the spec's model section describes it) it evaluates the same
+    import torch
+
+    ckpt = torch.load(train_dir / "model_epoch_001.pth", weights_only=True)
+    assert ckpt["tao_model"] == "rtdetr" and ckpt["state_dict_layout"] == "tao"
+    assert all(k.startswith("model.model.") for k in ckpt["state_dict"])
+    tao_only = {k: ckpt[k] for k in ("epoch", "global_step", "pytorch-lightning_version",
+                                     "state_dict", "optimizer_states", "lr_schedulers",
+                                     "tao_model")}
+    torch.save(tao_only, results / "tao_model.pth")
+    spec_tao = {**spec, "evaluate": {**spec["evaluate"],
+                                     "checkpoint": str(results / "tao_model.pth")}}
+    code, tao_lines = run_worker("rtdetr", "evaluate", spec_tao)
+    assert code == 0, tao_lines[-1]
+    assert tao_lines[-1]["kpi"] == kpi
+    assert any("TAO checkpoint: architecture from the spec" in ln["message"] for ln in tao_lines)
+
     code, lines = run_worker("rtdetr", "export", spec)
     assert code == 0, lines[-1]
     assert (results / "export" / "model.onnx").stat().st_size > 100_000

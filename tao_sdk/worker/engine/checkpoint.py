@@ -2,7 +2,8 @@
 
 A checkpoint is what TAO's Lightning trainer writes (``epoch``, ``global_step``,
 ``pytorch-lightning_version``, ``state_dict`` in TAO's keys, ``optimizer_states``,
-``lr_schedulers``, ``callbacks``, ``loops``, ``hyper_parameters``, ``tao_model``), so TAO's
+``lr_schedulers``, ``hyper_parameters``, ``tao_model``; no ``loops`` / ``callbacks``, which
+Lightning then does not restore), so TAO's
 own evaluate / inference / export load it, plus what the SDK needs alongside: ``format``
 (:data:`CHECKPOINT_FORMAT`), ``network``, ``arch`` (the plugin's architecture record, so
 evaluate / inference / export rebuild exactly the trained network), ``state_dict_layout``
@@ -131,9 +132,10 @@ def save_checkpoint(ctx, model, optimizer, scheduler, ema, arch, epoch: int, ste
 
 
 def _lightning_keys(plugin, epoch: int, step: int, layout: str, state: dict) -> dict:
-    """The keys of TAO's Lightning checkpoint, plus the SDK's network and layout tags."""
+    """The keys of TAO's Lightning checkpoint, plus the SDK's network and layout tags (no
+    ``loops``: the worker's loop state is not Lightning's; Lightning skips what is absent)."""
     return {"epoch": epoch, "global_step": step, "pytorch-lightning_version": LIGHTNING_VERSION,
-            "state_dict": state, "loops": {}, "callbacks": {}, "tao_model": plugin.name,
+            "state_dict": state, "tao_model": plugin.name,
             "network": plugin.name, "state_dict_layout": layout}
 
 
