@@ -53,6 +53,10 @@ NETWORKS = {
         "tao-train-deformable-detr",
         "nvidia_tao_pytorch.cv.deformable_detr.model.pl_dd_model:DeformableDETRModel",
         ["resnet_50"], "resnet_50"),
+    # manifest only (the worker has no OneFormer key table yet): the template's Swin
+    "oneformer": ("tao-train-oneformer",
+                  "nvidia_tao_pytorch.cv.oneformer.model.pl_oneformer:OneformerPlModule",
+                  ["template"], None),
 }
 
 
@@ -73,6 +77,20 @@ def _dd_inputs(image):
 
 #: network -> the (TAO input, worker keyword inputs) of one image, for :func:`parity`.
 _INPUTS = {"rtdetr": _detr_inputs, "deformable_detr": _dd_inputs}
+
+
+def _label_map_file() -> str:
+    """A one-category label map (OneFormer's module reads one when built)."""
+    import tempfile
+
+    fh = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
+    json.dump([{"name": "thing", "id": 1, "isthing": 1, "color": [0, 0, 0]}], fh)
+    fh.close()
+    return fh.name
+
+
+#: network -> dataset fields TAO's module needs to be built at all.
+_DATASET_FIELDS: dict[str, dict] = {}
 
 
 class _Stub(types.ModuleType):
@@ -124,8 +142,12 @@ def install_shims(tao_src: Path) -> None:
     torch.library.register_fake = register_fake
     import torchvision  # noqa: F401 - imported once with the shim in place
 
-    ops = importlib.import_module("nvidia_tao_pytorch.cv.deformable_detr.model.ops.modules")
-    ops.load_ops = lambda *a, **k: None
+    for name in ("functions", "modules"):  # before any module imports load_ops by name
+        ops = importlib.import_module(f"nvidia_tao_pytorch.cv.deformable_detr.model.ops.{name}")
+        ops.load_ops = lambda *a, **k: None
+    import transformers  # OneFormer's tokenizer module downloads CLIP's tokenizer at import
+
+    transformers.AutoTokenizer.from_pretrained = lambda *a, **k: None
 
 
 def template_spec(skill: str, backbone: str) -> dict:
@@ -134,8 +156,9 @@ def template_spec(skill: str, backbone: str) -> dict:
 
     path = REPO / "skills" / skill / "references" / "spec_template_train.yaml"
     spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-    spec["model"]["backbone"] = backbone
-    spec["model"]["pretrained_backbone_path"] = None
+    if backbone != "template":  # DETR family: model.backbone names the backbone
+        spec["model"]["backbone"] = backbone
+        spec["model"]["pretrained_backbone_path"] = None
     return spec
 
 
@@ -144,9 +167,10 @@ def tao_model(network: str, spec: dict):
     from omegaconf import OmegaConf
 
     core = importlib.import_module(f"nvidia_tao_core.config.{network}.default_config")
-    cfg = OmegaConf.merge(OmegaConf.structured(core.ExperimentConfig),
-                          {"model": spec["model"], "dataset": {
-                              "num_classes": spec["dataset"]["num_classes"]}})
+    fields = {"model": spec["model"], "dataset": dict(_DATASET_FIELDS.get(network, {}))}
+    if "num_classes" in spec.get("dataset", {}):
+        fields["dataset"]["num_classes"] = spec["dataset"]["num_classes"]
+    cfg = OmegaConf.merge(OmegaConf.structured(core.ExperimentConfig), fields)
     module, cls = NETWORKS[network][1].split(":")
     return getattr(importlib.import_module(module), cls)(cfg)
 
@@ -156,7 +180,8 @@ def manifest(network: str, backbone: str, spec: dict, state_dict: dict) -> dict:
     tensors = [[k, list(v.shape), str(v.dtype).replace("torch.", "")]
                for k, v in state_dict.items()]
     return {"network": network, "backbone": backbone, "tao": "nvidia-tao-pytorch 7.3.0",
-            "spec": {"model": spec["model"], "dataset.num_classes": spec["dataset"]["num_classes"]},
+            "spec": {"model": spec["model"],
+                     "dataset.num_classes": spec.get("dataset", {}).get("num_classes")},
             "tensors": len(tensors), "values": int(sum(v.numel() for v in state_dict.values())),
             "state_dict": tensors}
 
@@ -251,7 +276,7 @@ def record(network: str, backbone: str, with_parity: bool) -> dict:
     pl_model = tao_model(network, spec)
     data = manifest(network, backbone, spec, pl_model.state_dict())
     path = OUT / network / f"{backbone}.json.gz"
-    if with_parity:
+    if with_parity and NETWORKS[network][3] is not None:
         data["parity"] = parity(network, spec, pl_model)
     elif path.exists():  # keep the figure measured before
         with gzip.open(path, "rt", encoding="utf-8") as fh:
@@ -311,12 +336,14 @@ def main(argv: list[str] | None = None) -> int:
                          "load_from_checkpoint (strict), per network / backbone")
     args = ap.parse_args(argv)
     install_shims(args.tao_src)
+    _DATASET_FIELDS["oneformer"] = {"label_map": _label_map_file()}
     if args.check_load:
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
             for network in args.network or sorted(NETWORKS):
-                for backbone in args.backbone or [NETWORKS[network][3]]:
+                for backbone in args.backbone or [NETWORKS[network][3]] * bool(
+                        NETWORKS[network][3]):
                     print(json.dumps({"network": network, "backbone": backbone,
                                       **check_load(network, backbone, Path(tmp))}))
         return 0
