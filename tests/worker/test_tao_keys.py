@@ -30,12 +30,12 @@ def manifest_spec(manifest: dict) -> dict:
     return spec
 
 
-def full_model(network: str, spec: dict, device: str):
+def full_model(network: str, spec: dict, device: str, monkeypatch):
     """The worker's full-size model of ``spec`` (``meta``: shapes only, no memory)."""
     import torch
 
     plugin = plugin_of(network)
-    os.environ["TAO_WORKER_BACKBONE_SCALE"] = "full"
+    monkeypatch.setenv("TAO_WORKER_BACKBONE_SCALE", "full")
     with torch.device(device):
         return plugin, plugin.build_model(plugin.build_arch(spec))
 
@@ -44,10 +44,10 @@ MANIFESTS = [p for net in SKILLS for p in manifest_paths(net)]
 
 
 @pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: f"{p.parent.name}-{p.name[:-8]}")
-def test_key_table_covers_tao_manifest_one_to_one(path):
+def test_key_table_covers_tao_manifest_one_to_one(path, monkeypatch):
     manifest = read_manifest(path)
     spec = manifest_spec(manifest)
-    plugin, model = full_model(manifest["network"], spec, "meta")
+    plugin, model = full_model(manifest["network"], spec, "meta", monkeypatch)
     assert coverage_problems(plugin.tao_keys, manifest, model.state_dict()) == []
 
 
@@ -63,7 +63,7 @@ def test_backbone_the_worker_does_not_build_is_refused_at_plan_time():
 
 
 @pytest.mark.parametrize("backbone", ["resnet_50", "convnext_tiny"])
-def test_tao_checkpoint_from_manifest_loads_every_tensor(backbone):
+def test_tao_checkpoint_from_manifest_loads_every_tensor(backbone, monkeypatch):
     """A checkpoint laid out as TAO's RT-DETR trainer saves it (default template) loads
     into the worker's model with 0 missing and 0 unexpected tensors (shapes only: meta
     tensors; reading real files is covered with tiny models)."""
@@ -76,7 +76,7 @@ def test_tao_checkpoint_from_manifest_loads_every_tensor(backbone):
     state = {k: torch.empty(shape, dtype=getattr(torch, dtype), device="meta")
              for k, shape, dtype in manifest["state_dict"]}
     ckpt = {"layout": "tao", "state_dict": state, "tao_model": "rtdetr"}
-    plugin, model = full_model("rtdetr", manifest_spec(manifest), "meta")
+    plugin, model = full_model("rtdetr", manifest_spec(manifest), "meta", monkeypatch)
     result = model.load_state_dict(checkpoint_state(ckpt, plugin, model, "evaluate.checkpoint"),
                                    strict=True, assign=True)
     assert not result.missing_keys and not result.unexpected_keys
