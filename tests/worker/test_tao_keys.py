@@ -133,6 +133,23 @@ class _Hyper:
         return (Path.touch, (Path(os.environ["I17_MARKER"]),))
 
 
+def test_tao_backbone_ptm_of_deformable_detr(tmp_path):
+    """A torchvision-keyed ResNet PTM (``conv1.weight``, ``layer1...``) fills the backbone."""
+    import torch
+
+    from tao_sdk.worker.engine.checkpoint import load_pretrained
+    from tao_sdk.worker.weights import tao_state
+
+    plugin, source = _tiny("deformable_detr")
+    head = "model.model." + plugin.tao_keys.tao_backbone
+    ptm = {k[len(head):]: v for k, v in tao_state(plugin, source.state_dict())[1].items()
+           if k.startswith(head)}
+    torch.save({"state_dict": {f"module.{k}": v for k, v in ptm.items()}}, tmp_path / "r.pth")
+    report = load_pretrained(source, tmp_path / "r.pth", "model.pretrained_backbone_path",
+                             plugin, prefix="model.backbone")
+    assert report.loaded == len(ptm) > 0 and not report.initial
+
+
 def test_tao_backbone_ptm_lightning_pickles_and_class_heads(tmp_path, monkeypatch):
     """A timm-keyed backbone PTM loads every backbone tensor; a Lightning file pickling
     other objects is read without running them; other class counts reinitialise only the

@@ -262,9 +262,10 @@ def _resume(ctx, arch, files, model, optimizer, scheduler, ema, steps_per_epoch:
         )
     what = "train.resume_training_checkpoint_path"
     model.load_state_dict(checkpoint_state(ckpt, ctx.plugin, model, what))
-    if ckpt.get("optimizer_states"):
+    own = ckpt["arch"] is not None  # TAO's own optimizer groups differ from the worker's
+    if own and ckpt.get("optimizer_states"):
         optimizer.load_state_dict(ckpt["optimizer_states"][0])
-    if ckpt.get("lr_schedulers"):
+    if own and ckpt.get("lr_schedulers"):
         scheduler.load_state_dict(ckpt["lr_schedulers"][0])
     if ema is not None and ckpt.get("ema_state_dict"):
         ema.module.load_state_dict(checkpoint_state(ckpt, ctx.plugin, ema.module, what,
@@ -276,7 +277,9 @@ def _resume(ctx, arch, files, model, optimizer, scheduler, ema, steps_per_epoch:
     skip_steps = min(max(global_step - start_epoch * steps_per_epoch, 0), steps_per_epoch)
     global_step = start_epoch * steps_per_epoch + skip_steps
     ctx.status.running(f"resuming from {resume_path} (completed epoch "
-                       f"{start_epoch - 1}, step {global_step})", kpi=ckpt.get("kpi") or None)
+                       f"{start_epoch - 1}, step {global_step})"
+                       + ("" if own else "; TAO checkpoint: weights, epoch and step resumed, "
+                          "optimizer and LR schedule start afresh"), kpi=ckpt.get("kpi") or None)
     return start_epoch, global_step, skip_steps
 
 

@@ -47,7 +47,8 @@ TAO_KEYS = KeyMap([
     Rule("input_proj.{rest*}", "model.input_proj.{rest*}"),
     Rule("class_embed.{rest*}", "class_embed.{rest*}"),
     Rule("bbox_embed.{rest*}", "bbox_embed.{rest*}"),
-], tao_prefix="model.model.", worker_prefix="", bn_counters=False)  # TAO: frozen BatchNorms
+], tao_prefix="model.model.", worker_prefix="", bn_counters=False,  # TAO: frozen BatchNorms
+   tao_backbone="backbone.0.body.")
 
 # transformers types these weights as int; TAO specs give floats (2.0, 0.5...).
 _WEIGHT_KEYS = ("class_cost", "bbox_cost", "giou_cost", "bbox_loss_coefficient",

@@ -102,10 +102,13 @@ class KeyMap:
     """A network's TAO <-> worker key table (see the module docstring)."""
 
     def __init__(self, rules: list[Rule], tao_prefix: str, worker_prefix: str,
-                 bn_counters: bool = True) -> None:
+                 bn_counters: bool = True, tao_backbone: str = "backbone.") -> None:
         self.rules = list(rules)
         self.tao_prefix = tao_prefix
         self.worker_prefix = worker_prefix
+        #: where TAO's network holds its backbone (below ``tao_prefix``): a backbone PTM's
+        #: keys are read as if they were there
+        self.tao_backbone = tao_backbone
         #: whether TAO's BatchNorms carry ``num_batches_tracked`` (written as 0 going out;
         #: TAO's frozen BatchNorms drop the counter when loading, so writing one is safe)
         self.bn_counters = bn_counters

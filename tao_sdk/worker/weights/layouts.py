@@ -114,7 +114,7 @@ def _candidates(layout: str, sd: dict[str, Any], keymap, backbone: bool):
             while k.startswith(_PTM_PREFIXES):
                 k = k.split(".", 1)[1]
             return k
-        yield "TAO backbone PTM", {f"{keymap.tao_prefix}backbone.{bare(k)}": v
+        yield "TAO backbone PTM", {f"{keymap.tao_prefix}{keymap.tao_backbone}{bare(k)}": v
                                    for k, v in sd.items()}
 
 
