@@ -257,7 +257,8 @@ class RtDetr(DetrPlugin):
     def demo_plan(self, quick):
         """The DETR plan; ``--quick`` trains at twice the demo's learning rate (1e-3, backbone
         too), warmed up over 20 steps and divided by 10 for the last quarter of the epochs:
-        val_mAP50 0.62 / 0.63 / 0.72 (train.seed 1234 / 7 / 42; ~0.5 at a flat 5e-4)."""
+        val_mAP50 0.53 / 0.56 / 0.36 with TAO's plain ResNet stem (train.seed 1234 / 7 / 42,
+        one thread; 0.62 / 0.63 / 0.72 with the ResNet-vd stem built before)."""
         plan = super().demo_plan(quick)
         if quick:
             plan["overrides"] = {"train.optim.lr": 1e-3, "train.optim.lr_backbone": 1e-3,
