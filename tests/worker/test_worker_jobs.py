@@ -167,6 +167,22 @@ def test_resume_continues_from_latest(make_spec, run_worker):
     code, lines = run_worker("rtdetr", "train", spec)
     assert code == 0 and "raise train.num_epochs" in lines[-1]["message"]
 
+    # TAO's own checkpoint (its keys only: no architecture record, TAO's optimizer groups) of
+    # epoch 0: weights, epoch and step resume, the optimizer starts afresh, and it says so
+    import torch
+
+    ckpt = torch.load(train_dir / "model_epoch_000.pth", weights_only=True)
+    tao_only = {k: ckpt[k] for k in ("epoch", "global_step", "pytorch-lightning_version",
+                                     "state_dict", "tao_model")}
+    torch.save({**tao_only, "optimizer_states": [{"state": {}, "param_groups": []}]},
+               train_dir.parent / "tao_epoch_000.pth")
+    spec["train"]["resume_training_checkpoint_path"] = str(train_dir.parent / "tao_epoch_000.pth")
+    code, lines = run_worker("rtdetr", "train", spec)
+    assert code == 0, lines[-1]
+    resumed = [ln["message"] for ln in lines if ln["message"].startswith("resuming from")]
+    assert "completed epoch 0" in resumed[-1] and "optimizer and LR schedule start afresh" in (
+        resumed[-1])
+
 
 @pytest.mark.slow
 def test_deformable_detr_train_and_export(make_spec, run_worker):
