@@ -124,6 +124,11 @@ class NetworkPlugin:
     step_in_checkpoint_name: bool = True
     launch: str | None = None
     backbone_prefix: str = "model.backbone"
+    #: TAO checkpoint keys <-> this model's (a :class:`tao_sdk.worker.weights.keymap.KeyMap`;
+    #: ``None``: the network reads and writes only the worker's own keys).
+    tao_keys: Any = None
+    #: A state-dict key whose first dimension is the class count (class-head reporting).
+    class_count_key: str | None = None
     unhonoured_table: dict[str, tuple] = {}
     silent_fields: frozenset[str] = frozenset()
     trt_outputs: tuple[str, ...] = ()

@@ -31,6 +31,10 @@ _PREFLIGHT = {
     "quantize": "tao_sdk.worker.quantize:preflight",
 }
 
+#: Actions that build the network from the spec's ``model`` section (the backbone must be
+#: one the worker builds as TAO does: :mod:`tao_sdk.worker.networks.backbones`).
+_ARCH_ACTIONS = ("train", "distill")
+
 #: network name -> (plugin module, actions it runs[, model types it builds]). One entry per
 #: network.
 REGISTRY: dict[str, tuple] = {
@@ -69,10 +73,17 @@ def supports(network: str, action: str, model_type: str | None = None) -> bool:
 
 def preflight(network: str, action: str, spec: dict) -> None:
     """Refuse at plan time (no torch import) a ``spec`` of ``action`` that the worker cannot
-    run here; raises :class:`tao_sdk.worker.errors.SpecError` naming the field and the fix.
+    run here (a ``model.backbone`` it does not build as TAO does, a distill criterion...);
+    raises :class:`tao_sdk.worker.errors.SpecError` naming the field and the fix.
     Actions without a check pass."""
+    if not supports(network, action):
+        return
+    if action in _ARCH_ACTIONS:
+        from tao_sdk.worker.networks.backbones import check_backbone
+
+        check_backbone(network, spec)
     target = _PREFLIGHT.get(action)
-    if target is None or not supports(network, action):
+    if target is None:
         return
     module, func = target.split(":")
     getattr(importlib.import_module(module), func)(spec)

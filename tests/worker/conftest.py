@@ -89,7 +89,7 @@ def base_spec(network: str, ds: dict[str, dict[str, Path]], results_dir: str) ->
                                            "distortion_prob": 0.5}
     else:
         spec["dataset"]["val_data_sources"] = [spec["dataset"]["val_data_sources"]]
-        spec["model"].update(num_feature_levels=3, return_interm_indices=[2, 3, 4],
+        spec["model"].update(num_feature_levels=3, return_interm_indices=[1, 2, 3],
                              dec_layers=2, dropout_ratio=0.0)
         spec["dataset"]["augmentation"] = {"scales": [64], "test_random_resize": 64,
                                            "random_resize_max_size": 64}

@@ -106,6 +106,24 @@ def test_rtdetr_train_evaluate_export_inference(make_spec, run_worker):
     pr = json.loads((results / "evaluate" / "pr_curves.json").read_text())  # for `tao-skills plot`
     assert len(pr["recall"]) == 101 and all(len(c) == 101 for c in pr["precision"].values())
 
+    # the checkpoint is in TAO's layout: with only the keys TAO's trainer writes (no
+    # architecture record; the spec's model section describes it) it evaluates the same
+    import torch
+
+    ckpt = torch.load(train_dir / "model_epoch_001.pth", weights_only=True)
+    assert ckpt["tao_model"] == "rtdetr" and ckpt["state_dict_layout"] == "tao"
+    assert all(k.startswith("model.model.") for k in ckpt["state_dict"])
+    tao_only = {k: ckpt[k] for k in ("epoch", "global_step", "pytorch-lightning_version",
+                                     "state_dict", "optimizer_states", "lr_schedulers",
+                                     "tao_model")}
+    torch.save(tao_only, results / "tao_model.pth")
+    spec_tao = {**spec, "evaluate": {**spec["evaluate"],
+                                     "checkpoint": str(results / "tao_model.pth")}}
+    code, tao_lines = run_worker("rtdetr", "evaluate", spec_tao)
+    assert code == 0, tao_lines[-1]
+    assert tao_lines[-1]["kpi"] == kpi
+    assert any("TAO checkpoint: architecture from the spec" in ln["message"] for ln in tao_lines)
+
     code, lines = run_worker("rtdetr", "export", spec)
     assert code == 0, lines[-1]
     assert (results / "export" / "model.onnx").stat().st_size > 100_000
@@ -150,6 +168,22 @@ def test_resume_continues_from_latest(make_spec, run_worker):
     spec["train"]["resume_training_checkpoint_path"] = str(train_dir / "model_epoch_001.pth")
     code, lines = run_worker("rtdetr", "train", spec)
     assert code == 0 and "raise train.num_epochs" in lines[-1]["message"]
+
+    # TAO's own checkpoint (its keys only: no architecture record, TAO's optimizer groups) of
+    # epoch 0: weights, epoch and step resume, the optimizer starts afresh, and it says so
+    import torch
+
+    ckpt = torch.load(train_dir / "model_epoch_000.pth", weights_only=True)
+    tao_only = {k: ckpt[k] for k in ("epoch", "global_step", "pytorch-lightning_version",
+                                     "state_dict", "tao_model")}
+    torch.save({**tao_only, "optimizer_states": [{"state": {}, "param_groups": []}]},
+               train_dir.parent / "tao_epoch_000.pth")
+    spec["train"]["resume_training_checkpoint_path"] = str(train_dir.parent / "tao_epoch_000.pth")
+    code, lines = run_worker("rtdetr", "train", spec)
+    assert code == 0, lines[-1]
+    resumed = [ln["message"] for ln in lines if ln["message"].startswith("resuming from")]
+    assert "completed epoch 0" in resumed[-1] and "optimizer and LR schedule start afresh" in (
+        resumed[-1])
 
 
 @pytest.mark.slow

@@ -1,11 +1,16 @@
-"""Checkpoint files of the worker: the format tag, loading, pretrained weights, saving.
+"""Checkpoint files of the worker: loading, pretrained weights, saving in TAO's layout.
 
-A checkpoint is a ``torch.save`` dict with ``format`` (:data:`CHECKPOINT_FORMAT`), ``network``,
-``arch`` (the plugin's architecture record, so evaluate / inference / export rebuild exactly
-the trained network), ``state_dict``, ``ema_state_dict``, ``epoch``, ``global_step``,
-``optimizer_states``, ``lr_schedulers``, ``kpi``, ``world_size`` and ``hyper_parameters``.
-File names follow the plugin (:meth:`NetworkPlugin.checkpoint_name`), plus the
-``<prefix>model_latest.pth`` link.
+A checkpoint is what TAO's Lightning trainer writes (``epoch``, ``global_step``,
+``pytorch-lightning_version``, ``state_dict`` in TAO's keys, ``optimizer_states``,
+``lr_schedulers``, ``hyper_parameters``, ``tao_model``; no ``loops`` / ``callbacks``, which
+Lightning then does not restore), so TAO's
+own evaluate / inference / export load it, plus what the SDK needs alongside: ``format``
+(:data:`CHECKPOINT_FORMAT`), ``network``, ``arch`` (the plugin's architecture record, so
+evaluate / inference / export rebuild exactly the trained network), ``state_dict_layout``
+(``"tao"``; networks without a TAO key table keep the worker's keys, ``"worker"``),
+``ema_state_dict``, ``kpi``, ``world_size``. File names follow the plugin
+(:meth:`NetworkPlugin.checkpoint_name`), plus the ``<prefix>model_latest.pth`` link. Reading
+any layout (TAO's, the worker's, PTMs) is :mod:`tao_sdk.worker.weights`.
 """
 
 from __future__ import annotations
@@ -18,95 +23,56 @@ from typing import Any
 
 from tao_sdk.worker import distributed as D
 from tao_sdk.worker.errors import WorkerError
+from tao_sdk.worker.weights import (
+    CHECKPOINT_FORMAT,
+    LoadReport,
+    file_state_dict,
+    load_weights,
+    tao_state,
+)
+from tao_sdk.worker.weights.files import read_weights_file
 
-__all__ = ["CHECKPOINT_FORMAT", "load_checkpoint", "load_pretrained", "save_checkpoint",
-           "write_checkpoint"]
+__all__ = ["CHECKPOINT_FORMAT", "LIGHTNING_VERSION", "load_checkpoint", "load_pretrained",
+           "save_checkpoint", "write_checkpoint"]
 
-#: Tag stored in every checkpoint this worker writes.
-CHECKPOINT_FORMAT = "tao-skill-bank-worker/1"
+#: ``pytorch-lightning_version`` written into checkpoints (the Lightning 2.x format TAO 7.3.0
+#: reads; Lightning only migrates checkpoints older than 2.0).
+LIGHTNING_VERSION = "2.5.0"
 
 
 def load_checkpoint(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
-    """Load a checkpoint written by this worker (``weights_only``: no code is executed).
+    """Load a checkpoint of this worker or of TAO's own trainer (no code from the file runs).
 
-    Raises :class:`WorkerError` naming ``what`` (the spec key) when the file is unreadable or
-    was not written by this worker.
+    The result carries ``layout`` (``"worker"`` / ``"tao"``: the keys of its ``state_dict``,
+    see :func:`tao_sdk.worker.weights.checkpoint_state`) and ``arch`` (the worker's
+    architecture record; ``None`` for TAO's files: the spec's ``model`` section describes
+    them). Raises :class:`WorkerError` naming ``what`` (the spec key) when the file is
+    unreadable, encrypted, or a bare state dict.
     """
-    import torch
-
-    from tao_sdk.worker.quantize import allow_library_tensors
-
-    try:
-        try:
-            ckpt = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - a quantized checkpoint's library tensors
-            if not allow_library_tensors(str(exc)):
-                raise
-            ckpt = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling problem is a bad file
-        raise WorkerError(
-            f"{what}: cannot read checkpoint {path} ({type(exc).__name__}: {exc}); point "
-            f"{what} at a .pth written by this worker's train action"
-        ) from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT or "arch" not in ckpt:
-        raise WorkerError(
-            f"{what}: {path} is not a checkpoint written by this worker (no architecture "
-            "record); evaluate/inference/export need a model_epoch_*.pth from this worker's "
-            "train action (use train.pretrained_model_path to start training from other weights)"
-        )
-    return ckpt
+    ckpt = read_weights_file(path, what)
+    layout, _sd = file_state_dict(ckpt, path, what)
+    if ckpt.get("format") == CHECKPOINT_FORMAT and "arch" in ckpt:
+        return {**ckpt, "layout": layout}
+    if layout == "tao" and isinstance(ckpt.get("state_dict"), dict):
+        return {**ckpt, "layout": layout, "arch": None}
+    raise WorkerError(
+        f"{what}: {path} is neither a checkpoint of this worker (architecture record) nor a "
+        "TAO training checkpoint (Lightning state_dict, tao_model); evaluate/inference/export/"
+        "resume need a model_epoch_*.pth from a train action (use train.pretrained_model_path "
+        "to start training from other weights)"
+    )
 
 
-def load_pretrained(model, path: str | os.PathLike[str], what: str, prefix: str = ""
-                    ) -> tuple[int, int, list[str]]:
-    """Copy the tensors of a checkpoint / state dict into ``model`` where names and shapes match.
-
-    ``prefix`` restricts loading to the module at that attribute path (``"model.backbone"``)
-    and is prepended to the file's keys when they lack it. Accepts this worker's checkpoints,
-    Lightning-style ``{"state_dict": ...}`` files and bare state dicts.
-
-    ``path`` may also be a ``.safetensors`` file or a Hugging Face folder
-    (:func:`tao_sdk.worker.engine.weightfiles.read_weights`).
-
-    Returns ``(loaded, total tensors in the file, skipped names with a shape mismatch)``.
-    Raises :class:`WorkerError` when nothing matches (wrong file for this network/backbone).
-    """
-    import torch
-
-    from tao_sdk.worker.engine.weightfiles import hf_renamed, read_weights
-
-    data = read_weights(path, what)
-    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
-        data = data["state_dict"]
-    elif isinstance(data, dict) and isinstance(data.get("model"), dict):
-        data = data["model"]
-    if not isinstance(data, dict):
-        raise WorkerError(f"{what}: {path} holds no state dict")
-    data = hf_renamed(model, data)
-    own = model.state_dict()
-    loaded: dict[str, Any] = {}
-    mismatched = []
-    for key, value in data.items():
-        if not hasattr(value, "shape"):
-            continue
-        for cand in (key, f"{prefix}.{key}" if prefix else key):
-            if cand in own and (not prefix or cand.startswith(prefix)):
-                if tuple(own[cand].shape) == tuple(value.shape):
-                    loaded[cand] = value
-                else:
-                    mismatched.append(cand)
-                break
-    if not loaded:
-        sample = ", ".join(list(data)[:3])
-        raise WorkerError(
-            f"{what}: no tensor of {path} matches this {'backbone' if prefix else 'model'} "
-            f"(file keys look like: {sample}); use weights saved from the same architecture "
-            "(model.backbone, TAO_WORKER_BACKBONE_SCALE) or leave the field empty"
-        )
-    with torch.no_grad():
-        for key, value in loaded.items():
-            own[key].copy_(value)
-    return len(loaded), len([v for v in data.values() if hasattr(v, "shape")]), mismatched
+def load_pretrained(model, path: str | os.PathLike[str], what: str, plugin, prefix: str = ""
+                    ) -> LoadReport:
+    """Copy the tensors of a weights file or Hugging Face folder (any layout
+    :mod:`tao_sdk.worker.weights` reads: TAO checkpoints and backbone PTMs, this worker's
+    checkpoints, bare / Hugging Face state dicts, ``.safetensors``) into ``model`` where they
+    fit; ``prefix`` restricts loading to the module at that attribute path
+    (``"model.backbone"``). Returns the :class:`LoadReport` (loaded, skipped with reasons, left
+    at initial values; class heads reinitialised when class counts differ). Raises
+    :class:`WorkerError` when nothing matches."""
+    return load_weights(model, path, plugin, what, prefix)
 
 
 def payload_bytes(obj: Any, _seen: set | None = None) -> int:
@@ -192,14 +158,12 @@ def save_checkpoint(ctx, model, optimizer, scheduler, ema, arch, epoch: int, ste
     if not ctx.main:
         return None
     plugin = ctx.plugin
+    layout, state = tao_state(plugin, model.state_dict())
+    ema_state = tao_state(plugin, ema.module.state_dict())[1] if ema is not None else None
     payload = {
-        "format": CHECKPOINT_FORMAT,
-        "network": ctx.network,
+        **_lightning_keys(plugin, epoch, step, layout, state),
         "arch": arch,
-        "state_dict": model.state_dict(),
-        "ema_state_dict": ema.module.state_dict() if ema is not None else None,
-        "epoch": epoch,
-        "global_step": step,
+        "ema_state_dict": ema_state,
         "optimizer_states": [optimizer.state_dict()],
         "lr_schedulers": [scheduler.state_dict()],
         **({"native_amp_scaling_state": scaler.state_dict()} if scaler is not None else {}),
@@ -210,11 +174,18 @@ def save_checkpoint(ctx, model, optimizer, scheduler, ema, arch, epoch: int, ste
     }
     name_epoch = max(0, partial_epoch if partial_epoch is not None else epoch)
     if ema is not None:
-        ema_payload = {"format": CHECKPOINT_FORMAT, "network": ctx.network, "arch": arch,
-                       "state_dict": ema.module.state_dict(), "epoch": epoch,
-                       "global_step": step, "kpi": dict(kpi), "ema": True}
+        ema_payload = {**_lightning_keys(plugin, epoch, step, layout, ema_state),
+                       "format": CHECKPOINT_FORMAT, "arch": arch, "kpi": dict(kpi), "ema": True}
         _save(ctx, ema_payload, plugin.checkpoint_name(name_epoch, step, ema=True))
     return write_checkpoint(ctx, payload, plugin.checkpoint_name(name_epoch, step))
+
+
+def _lightning_keys(plugin, epoch: int, step: int, layout: str, state: dict) -> dict:
+    """The keys of TAO's Lightning checkpoint, plus the SDK's network and layout tags (no
+    ``loops``: the worker's loop state is not Lightning's; Lightning skips what is absent)."""
+    return {"epoch": epoch, "global_step": step, "pytorch-lightning_version": LIGHTNING_VERSION,
+            "state_dict": state, "tao_model": plugin.name,
+            "network": plugin.name, "state_dict_layout": layout}
 
 
 def write_checkpoint(ctx, payload: dict, name: str) -> Path:

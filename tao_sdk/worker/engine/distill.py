@@ -51,7 +51,7 @@ class TeacherLoss:
                         "the teacher checkpoint (the parent train job's best model_epoch_*.pth)")
         path = files[TEACHER_KEY]
         ckpt = load_checkpoint(path, TEACHER_KEY)
-        arch = ckpt["arch"]
+        arch = ckpt["arch"] or _teacher_spec_arch(ctx)  # TAO's checkpoint: the spec says
         if arch.get("network") != ctx.network:
             raise SpecError(f"{TEACHER_KEY}: {uri} is a {arch.get('network')} checkpoint; the "
                             f"teacher must be a {ctx.network} checkpoint")
@@ -73,6 +73,13 @@ class TeacherLoss:
             with torch.no_grad():
                 plugin.forward(self.distiller.teacher, batch, device, with_labels=False)
         return plugin.loss(out, arch) + self.distiller.loss()
+
+
+def _teacher_spec_arch(ctx) -> dict:
+    """The architecture of a TAO teacher checkpoint: ``distill.teacher`` (when set) or the
+    student's ``model`` section."""
+    section = S.get(ctx.spec, "distill.teacher")
+    return ctx.plugin.build_arch({**ctx.spec, "model": section} if section else ctx.spec)
 
 
 def _teacher_section_notes(ctx, ckpt_arch: dict) -> list[str]:

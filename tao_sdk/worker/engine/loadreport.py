@@ -4,7 +4,8 @@ Every time the engine copies weights into a model (``train.pretrained_model_path
 ``model.pretrained_backbone_path``...) it writes one RUNNING line (WARNING when tensors were
 skipped) whose ``weights`` field holds ``spec_field``, ``uri`` (as given), ``local`` (the cached
 copy), ``loaded``, ``file_tensors``, ``skipped`` (a list of ``reason`` / ``count`` / ``tensors``
-examples), ``left_at_init`` and ``model_tensors``. The SDK collects these fields into the job's
+examples), ``left_at_init``, ``model_tensors``, the ``layout`` it was read as and its
+``notes`` (e.g. class heads reinitialised). The SDK collects these fields into the job's
 result (``job.result["weights"]``).
 """
 
@@ -13,28 +14,30 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from tao_sdk.worker.weights.layouts import COUNTER
+
 __all__ = ["load_report", "report_load"]
 
 _HEAD_RE = re.compile(r"class|score|logit|label", re.IGNORECASE)
 _EXAMPLES = 5
 
 
-def load_report(spec_field: str, uri: str, local: str, model_keys: list[str], loaded: int, file_tensors: int,
-                mismatched: list[str], prefix: str = "") -> dict[str, Any]:
-    """The structured report of a load (see the module docstring) from the loader's counts."""
-    scope = [k for k in model_keys if not prefix or k.startswith(prefix)]
+def load_report(spec_field: str, uri: str, local: str, load: Any) -> dict[str, Any]:
+    """The structured report (see the module docstring) of the
+    :class:`tao_sdk.worker.weights.LoadReport` ``load``: its skipped tensors by reason (a shape
+    mismatch of the class heads says why), BatchNorm counters left out (TAO's files keep them,
+    transformers' modules have none), the layout it was read as and its notes."""
     skipped = []
-    if mismatched:
-        heads = [k for k in mismatched if _HEAD_RE.search(k)]
-        reason = ("shape mismatch: class head (the checkpoint was trained on another class count than "
-                  "dataset.num_classes; these start from their initial values)" if heads else "shape mismatch")
-        skipped.append({"reason": reason, "count": len(mismatched), "tensors": mismatched[:_EXAMPLES]})
-    unknown = file_tensors - loaded - len(mismatched)
-    if unknown > 0:
-        skipped.append({"reason": (f"outside the backbone ({prefix})" if prefix else "no tensor of that name in this model"),
-                        "count": unknown, "tensors": []})
-    return {"spec_field": spec_field, "uri": uri, "local": local, "loaded": loaded, "file_tensors": file_tensors,
-            "skipped": skipped, "left_at_init": max(0, len(scope) - loaded), "model_tensors": len(scope)}
+    for reason, keys in load.skipped.items():
+        if reason == COUNTER:
+            continue
+        if reason == "shape mismatch" and any(_HEAD_RE.search(k) for k in keys):
+            reason = ("shape mismatch: class head (the checkpoint was trained on another class count than "
+                      "dataset.num_classes; these start from their initial values)")
+        skipped.append({"reason": reason, "count": len(keys), "tensors": list(keys)[:_EXAMPLES]})
+    return {"spec_field": spec_field, "uri": uri, "local": local, "layout": load.layout, "loaded": load.loaded,
+            "file_tensors": load.total, "skipped": skipped, "left_at_init": len(load.initial),
+            "model_tensors": load.loaded + len(load.initial), "notes": list(load.notes)}
 
 
 def _message(r: dict[str, Any]) -> str:
@@ -43,7 +46,8 @@ def _message(r: dict[str, Any]) -> str:
     for s in r["skipped"]:
         example = f", e.g. {s['tensors'][0]}" if s["tensors"] else ""
         text += f"; skipped {s['count']} ({s['reason']}{example})"
-    return text + f"; {r['left_at_init']} of {r['model_tensors']} model tensors left at their initial values"
+    text += f"; {r['left_at_init']} of {r['model_tensors']} model tensors left at their initial values"
+    return "; ".join([text, *r.get("notes", [])])
 
 
 def report_load(ctx, report: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from tao_sdk.worker import distributed as D
 from tao_sdk.worker import spec as S
 from tao_sdk.worker.engine.checkpoint import load_checkpoint
 from tao_sdk.worker.engine.loadreport import load_report, report_load
+from tao_sdk.worker.weights import LoadReport, checkpoint_state
 from tao_sdk.worker.errors import SpecError, WorkerError
 from tao_sdk.worker.staging import fetch_file, stage_spec
 
@@ -129,9 +130,12 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def model_from_checkpoint(ctx, key: str):
-    """Load ``spec[key]`` (a checkpoint of this worker) -> ``(model, arch, ckpt, notes)``.
+    """Load ``spec[key]`` (a checkpoint of this worker or of TAO's trainer) -> ``(model, arch,
+    ckpt, notes)``.
 
-    The checkpoint's architecture is used (through ``plugin.checkpoint_arch``, which applies
+    A TAO checkpoint has no architecture record: the spec's ``model`` section and
+    ``dataset.num_classes`` describe it (every tensor must fit). Otherwise the checkpoint's
+    architecture is used (through ``plugin.checkpoint_arch``, which applies
     the spec's post-processing settings); differences with the spec's ``model`` section are
     reported, a different ``dataset.num_classes`` is an error.
     """
@@ -139,17 +143,28 @@ def model_from_checkpoint(ctx, key: str):
     uri = S.require(ctx.spec, key, "the .pth checkpoint to use (model_epoch_XXX.pth)")
     path = fetch_file(str(uri), key)
     ckpt = load_checkpoint(path, key)
+    notes = []
+    try:
+        spec_arch = plugin.build_arch(ctx.spec)
+    except SpecError as exc:
+        if ckpt["arch"] is None:
+            raise SpecError(f"{key}: {path} is a TAO checkpoint, whose architecture the spec's "
+                            f"model section describes, and that section is invalid: {exc}"
+                            ) from None
+        spec_arch = None
+        notes.append(f"model section not used ({exc})")
+    if ckpt["arch"] is None:
+        if ckpt.get("tao_model", ctx.network) != ctx.network:
+            raise WorkerError(f"{key}: {path} is TAO's {ckpt['tao_model']} checkpoint, not "
+                              f"{ctx.network}; use a checkpoint of this network")
+        ckpt["arch"] = spec_arch
+        notes.append("TAO checkpoint: architecture from the spec's model section and "
+                     "dataset.num_classes")
     if ckpt["arch"].get("network") != ctx.network:
         raise WorkerError(
             f"{key}: {path} is a {ckpt['arch'].get('network')} checkpoint, not {ctx.network}; "
             "use a checkpoint from this network's train job"
         )
-    notes = []
-    try:
-        spec_arch = plugin.build_arch(ctx.spec)
-    except SpecError as exc:
-        spec_arch = None
-        notes.append(f"model section not used ({exc})")
     arch = copy.deepcopy(ckpt["arch"])
     if spec_arch is not None:
         diffs = plugin.arch_diff(arch, spec_arch)
@@ -198,19 +213,21 @@ def build_checkpoint_model(ctx, key: str, path: Path, ckpt: dict, arch: dict):
     if record:
         model = Q.restore(model, record)
     try:
-        missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False,
-                                                    assign=bool(record))
+        missing, unexpected = model.load_state_dict(
+            checkpoint_state(ckpt, ctx.plugin, model, key), strict=False, assign=bool(record))
     except RuntimeError as exc:
         missing, unexpected = [str(exc).splitlines()[0]], []
     if missing or unexpected:
         raise WorkerError(
-            f"{key}: {path} does not fit its own architecture record (missing {list(missing)[:5]},"
-            f" unexpected {list(unexpected)[:5]}); the file is damaged - use another checkpoint"
+            f"{key}: {path} does not fit the architecture (missing {list(missing)[:5]}, "
+            f"unexpected {list(unexpected)[:5]}); a TAO checkpoint needs the spec's model "
+            "section it was trained with, a worker checkpoint is damaged - use another one"
         )
     ctx.log.info("loaded %s (epoch %s, step %s)", path, ckpt.get("epoch"), ckpt.get("global_step"))
     given = S.get(getattr(ctx, "given_spec", ctx.spec), key) or str(path)
     n = len(ckpt["state_dict"])
-    report_load(ctx, load_report(key, str(given), str(path), list(model.state_dict()), n, n, []))
+    report_load(ctx, load_report(key, str(given), str(path),
+                                 LoadReport(str(path), ckpt.get("layout") or "worker", n, n)))
     return model
 
 

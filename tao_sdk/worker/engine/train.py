@@ -39,6 +39,7 @@ from tao_sdk.worker import spec as S
 from tao_sdk.worker.engine import runtime as R
 from tao_sdk.worker.engine.checkpoint import load_checkpoint, load_pretrained, save_checkpoint
 from tao_sdk.worker.engine.loadreport import load_report, report_load
+from tao_sdk.worker.weights import checkpoint_state
 from tao_sdk.worker.engine.precision import (
     fused_optimizer_kwargs,
     precision_from_spec,
@@ -222,10 +223,9 @@ def _build_model(ctx, arch: dict, files: dict[str, Path | None]):
         loads.append(("train.pretrained_model_path", ""))
     for key, prefix in loads:
         if S.get(spec, key):
-            n, total, bad = load_pretrained(model, files[key], key, prefix=prefix)
+            report = load_pretrained(model, files[key], key, plugin, prefix=prefix)
             given = S.get(getattr(ctx, "given_spec", spec), key) or S.get(spec, key)
-            report_load(ctx, load_report(key, str(given), str(files[key]), list(model.state_dict()),
-                                         n, total, bad, prefix))
+            report_load(ctx, load_report(key, str(given), str(files[key]), report))
     freeze_backbone(plugin, spec, model)
     device = R.device()
     gpu_ids = S.get(spec, "train.gpu_ids")
@@ -251,20 +251,24 @@ def _resume(ctx, arch, files, model, optimizer, scheduler, ema, steps_per_epoch:
         return 0, 0, 0
     ckpt = load_checkpoint(files["train.resume_training_checkpoint_path"],
                            "train.resume_training_checkpoint_path")
-    diffs = ctx.plugin.arch_diff(ckpt["arch"], arch)
-    if diffs or ckpt["arch"].get("num_classes") != arch["num_classes"]:
+    ckpt_arch = ckpt["arch"] or arch  # TAO's own checkpoint: the spec describes it
+    diffs = ctx.plugin.arch_diff(ckpt_arch, arch)
+    if diffs or ckpt_arch.get("num_classes") != arch["num_classes"]:
         raise SpecError(
             f"train.resume_training_checkpoint_path={resume_path} was trained with another "
             f"model ({', '.join(diffs) or 'dataset.num_classes'}); resume with the same "
             "model settings, or start a new training with train.pretrained_model_path"
         )
-    model.load_state_dict(ckpt["state_dict"])
-    if ckpt.get("optimizer_states"):
+    what = "train.resume_training_checkpoint_path"
+    model.load_state_dict(checkpoint_state(ckpt, ctx.plugin, model, what))
+    own = ckpt["arch"] is not None  # TAO's own optimizer groups differ from the worker's
+    if own and ckpt.get("optimizer_states"):
         optimizer.load_state_dict(ckpt["optimizer_states"][0])
-    if ckpt.get("lr_schedulers"):
+    if own and ckpt.get("lr_schedulers"):
         scheduler.load_state_dict(ckpt["lr_schedulers"][0])
     if ema is not None and ckpt.get("ema_state_dict"):
-        ema.module.load_state_dict(ckpt["ema_state_dict"])
+        ema.module.load_state_dict(checkpoint_state(ckpt, ctx.plugin, ema.module, what,
+                                                    key="ema_state_dict"))
     if scaler is not None and ckpt.get("native_amp_scaling_state"):
         scaler.load_state_dict(ckpt["native_amp_scaling_state"])  # fp16: the loss scale reached
     start_epoch = int(ckpt.get("epoch", -1)) + 1
@@ -272,7 +276,9 @@ def _resume(ctx, arch, files, model, optimizer, scheduler, ema, steps_per_epoch:
     skip_steps = min(max(global_step - start_epoch * steps_per_epoch, 0), steps_per_epoch)
     global_step = start_epoch * steps_per_epoch + skip_steps
     ctx.status.running(f"resuming from {resume_path} (completed epoch "
-                       f"{start_epoch - 1}, step {global_step})", kpi=ckpt.get("kpi") or None)
+                       f"{start_epoch - 1}, step {global_step})"
+                       + ("" if own else "; TAO checkpoint: weights, epoch and step resumed, "
+                          "optimizer and LR schedule start afresh"), kpi=ckpt.get("kpi") or None)
     return start_epoch, global_step, skip_steps
 
 

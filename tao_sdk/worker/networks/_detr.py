@@ -15,6 +15,8 @@ from typing import Any
 
 from tao_sdk.worker import spec as S
 from tao_sdk.worker.errors import SpecError, WorkerError
+from tao_sdk.worker.networks.backbones import CONVNEXTS as _CONVNEXTS
+from tao_sdk.worker.networks.backbones import RESNETS as _RESNETS
 from tao_sdk.worker.plugin import (
     NetworkPlugin,
     OnnxExport,
@@ -27,20 +29,6 @@ from tao_sdk.worker.tasks.detection import TASK
 
 __all__ = ["DetrPlugin", "backbone_config", "parity_inputs"]
 
-_RESNETS = {
-    # name: (layer_type, depths, hidden_sizes)
-    "resnet_18": ("basic", [2, 2, 2, 2], [64, 128, 256, 512]),
-    "resnet_34": ("basic", [3, 4, 6, 3], [64, 128, 256, 512]),
-    "resnet_50": ("bottleneck", [3, 4, 6, 3], [256, 512, 1024, 2048]),
-    "resnet_101": ("bottleneck", [3, 4, 23, 3], [256, 512, 1024, 2048]),
-}
-_CONVNEXTS = {
-    "convnext_tiny": ([3, 3, 9, 3], [96, 192, 384, 768]),
-    "convnext_small": ([3, 3, 27, 3], [96, 192, 384, 768]),
-    "convnext_base": ([3, 3, 27, 3], [128, 256, 512, 1024]),
-    "convnext_large": ([3, 3, 27, 3], [192, 384, 768, 1536]),
-    "convnext_xlarge": ([3, 3, 27, 3], [256, 512, 1024, 2048]),
-}
 _TINY = ("basic", [1, 1, 1, 1], [32, 64, 128, 256])
 
 #: transformers config key -> TAO spec key (for architecture differences).
@@ -52,37 +40,39 @@ _ARCH_KEYS = {
 }
 
 
-def backbone_config(name: str, stages: list[int], scale: str, resnet_type: str,
+def backbone_config(name: str, stages: list[int], scale: str,
                     convnext: bool) -> tuple[dict, list[int], str]:
     """``(backbone config dict, channels of the selected stages, description)`` of
-    ``model.backbone=name``; ``resnet_type`` is the transformers config type of ResNets
-    (``rt_detr_resnet`` / ``resnet``), ``convnext`` whether ConvNeXt backbones are offered."""
+    ``model.backbone=name``; ``convnext`` whether ConvNeXt backbones are offered.
+
+    ResNets are the plain (torchvision / timm) networks TAO builds: 7x7 stem, stride in the
+    3x3 convolution, built as transformers' ``ResNetBackbone`` (not RT-DETR's ResNet-vd)."""
     out_features = [f"stage{i}" for i in stages]
     tiny = ", TAO_WORKER_BACKBONE_SCALE=tiny"
     if name in _RESNETS:
         layer_type, depths, widths = _RESNETS[name] if scale == "full" else _TINY
         desc = (f"{name} ({layer_type} blocks, depths {depths}, widths {widths}"
                 + (f"{tiny})" if scale == "tiny" else ")"))
-        cfg = {"model_type": resnet_type, "embedding_size": 64 if scale == "full" else widths[0],
+        cfg = {"model_type": "resnet", "embedding_size": 64 if scale == "full" else widths[0],
                "hidden_sizes": widths, "depths": depths, "layer_type": layer_type,
-               "out_features": out_features}
-        if resnet_type == "rt_detr_resnet" and layer_type == "basic":
-            cfg["embedding_size"] = widths[0]
-        if resnet_type == "resnet":
-            cfg["downsample_in_first_stage"] = False
+               "out_features": out_features, "downsample_in_first_stage": False}
         return cfg, [widths[i - 1] for i in stages], desc
     if name in _CONVNEXTS and convnext:
+        if len(stages) != 3:
+            raise SpecError(f"model.return_interm_indices must select 3 stages with "
+                            f"model.backbone={name} (TAO's ConvNeXt FPN returns three)")
         depths, widths = _CONVNEXTS[name] if scale == "full" else ([1, 1, 1, 1],
                                                                     [32, 64, 128, 256])
-        desc = (f"{name} (ConvNeXt depths {depths}, widths {widths}"
-                + (f"{tiny})" if scale == "tiny" else ")"))
+        desc = (f"{name} (ConvNeXt depths {depths}, widths {widths}, projected"
+                + (f"{tiny})" if scale == "tiny" else " to 512/1024/2048)"))
         cfg = {"model_type": "convnext", "depths": depths, "hidden_sizes": widths,
-               "out_features": out_features}
-        return cfg, [widths[i - 1] for i in stages], desc
-    supported = sorted(_RESNETS) + (sorted(_CONVNEXTS) if convnext else [])
+               "layer_scale_init_value": 1e-6, "out_features": out_features}
+        # TAO projects the three stages to 512/1024/2048 channels (tiny: the stage widths)
+        out = [512, 1024, 2048] if scale == "full" else [widths[i - 1] for i in stages]
+        return cfg, out, desc
     raise SpecError(
-        f"model.backbone={name!r} is not available in this worker (its weights/code are not in "
-        f"transformers); use one of: {', '.join(supported)}"
+        f"model.backbone={name!r} is not available in this worker; use one of: "
+        f"{', '.join(sorted(_RESNETS) + (sorted(_CONVNEXTS) if convnext else []))}"
     )
 
 

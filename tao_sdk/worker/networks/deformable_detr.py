@@ -1,9 +1,11 @@
 """Deformable DETR: :class:`transformers.DeformableDetrForObjectDetection` from the TAO spec.
 
-ResNet backbone (``ResNetConfig``), pure-PyTorch multi-scale deformable attention on CPU.
-``model.return_interm_indices`` are 1-based layer numbers (``[2, 3, 4]`` = strides 8/16/32,
-``[1, 2, 3, 4]`` adds stride 4), as in TAO; levels beyond the backbone outputs are made by
-strided convolutions. Resize: aspect-preserving, shorter side to a random entry of
+TAO's torchvision ResNet-50 (``ResNetConfig``; frozen BatchNorm), pure-PyTorch multi-scale
+deformable attention on CPU. ``model.return_interm_indices`` as in TAO: 0-based ResNet stages
+(``[1, 2, 3]`` = layer2..layer4, strides 8/16/32) and ``4`` for one more level made from the
+last stage by a strided convolution (TAO's default ``[1, 2, 3, 4]``);
+``model.num_feature_levels`` equals their number. :data:`TAO_KEYS` maps TAO's checkpoint keys
+(``model.model.backbone.0.body.*``, ``transformer.*``...) onto the transformers model. Resize: aspect-preserving, shorter side to a random entry of
 ``dataset.augmentation.scales`` (training) or ``test_random_resize`` (evaluation), longer side
 capped at ``random_resize_max_size``; ``horizontal_flip_prob``; padded batches carry a
 ``pixel_mask``. Loss: TAO's weighting (``cls_loss_coef`` on the classification term, also for
@@ -16,9 +18,37 @@ from __future__ import annotations
 from tao_sdk.worker import spec as S
 from tao_sdk.worker.errors import SpecError
 from tao_sdk.worker.networks._detr import DetrPlugin, backbone_config, transformer_sizes
+from tao_sdk.worker.networks._tao_keys import attention_rules, resnet_rules
 from tao_sdk.worker.plugin import spec_float, spec_int
+from tao_sdk.worker.weights.keymap import KeyMap, Rule
 
-__all__ = ["DeformableDetr", "PLUGIN"]
+__all__ = ["DeformableDetr", "PLUGIN", "TAO_KEYS"]
+
+_ENC = "transformer.encoder.layers.{l}."
+#: TAO 7.3.0 Deformable DETR checkpoint keys <-> ``DeformableDetrForObjectDetection``. TAO's
+#: decoder ``norm1`` follows cross-attention and ``norm2`` self-attention (as the original
+#: Deformable-DETR); the class / box heads sit at the top of the transformers model.
+TAO_KEYS = KeyMap([
+    *resnet_rules("backbone.0.body.", "model.backbone.model."),
+    Rule("transformer.level_embed", "model.level_embed"),
+    Rule(_ENC + "self_attn.{rest*}", "model.encoder.layers.{l}.self_attn.{rest*}"),
+    Rule(_ENC + "norm1.{p}", "model.encoder.layers.{l}.self_attn_layer_norm.{p}"),
+    Rule(_ENC + "linear1.{p}", "model.encoder.layers.{l}.mlp.fc1.{p}"),
+    Rule(_ENC + "linear2.{p}", "model.encoder.layers.{l}.mlp.fc2.{p}"),
+    Rule(_ENC + "norm2.{p}", "model.encoder.layers.{l}.final_layer_norm.{p}"),
+    *attention_rules("transformer.decoder.layers.{l}.", "model.decoder.layers.{l}.",
+                     [("cross_attn.{rest*}", "encoder_attn.{rest*}"),
+                      ("norm1.{p}", "encoder_attn_layer_norm.{p}"),
+                      ("norm2.{p}", "self_attn_layer_norm.{p}"),
+                      ("norm3.{p}", "final_layer_norm.{p}")]),
+    Rule("transformer.decoder.bbox_embed.{rest*}", "model.decoder.bbox_embed.{rest*}"),
+    Rule("transformer.reference_points.{p}", "model.reference_points.{p}"),
+    Rule("query_embed.{p}", "model.query_position_embeddings.{p}"),
+    Rule("input_proj.{rest*}", "model.input_proj.{rest*}"),
+    Rule("class_embed.{rest*}", "class_embed.{rest*}"),
+    Rule("bbox_embed.{rest*}", "bbox_embed.{rest*}"),
+], tao_prefix="model.model.", worker_prefix="", bn_counters=False,  # TAO: frozen BatchNorms
+   tao_backbone="backbone.0.body.")
 
 # transformers types these weights as int; TAO specs give floats (2.0, 0.5...).
 _WEIGHT_KEYS = ("class_cost", "bbox_cost", "giou_cost", "bbox_loss_coefficient",
@@ -37,6 +67,8 @@ class DeformableDetr(DetrPlugin):
     default_levels = 4
     default_dropout = 0.3
     default_enc_layers = 6
+    tao_keys = TAO_KEYS
+    class_count_key = "class_embed.0.bias"
     unhonoured_table = {
         "model.loss_types": (["labels", "boxes"],),
         "model.backbone_names": (["backbone.0"],),
@@ -54,19 +86,26 @@ class DeformableDetr(DetrPlugin):
     def build_arch(self, spec):
         """Deformable DETR hf config from ``model.*`` (see TAO's Deformable DETR config)."""
         f = self.common_fields(spec)
-        stages = self.stages(spec, [1, 2, 3, 4], zero_based=False)
+        idx = S.get(spec, "model.return_interm_indices", [1, 2, 3, 4])
         levels = f["levels"]
-        if levels < len(stages) or levels > 5:
+        if not isinstance(idx, list) or levels != len(idx):
             raise SpecError(
-                f"model.num_feature_levels={levels} must be between the number of "
-                f"model.return_interm_indices ({len(stages)}) and 5")
+                f"model.num_feature_levels={levels} must equal the number of "
+                f"model.return_interm_indices ({idx!r}), as in TAO; set it to "
+                f"{len(idx) if isinstance(idx, list) else 4}")
+        # TAO: 0..3 are ResNet stages (layer1..layer4); 4 is one extra level made from the
+        # last stage by a strided convolution
+        stages = self.stages({"model": {"return_interm_indices": [i for i in idx if i != 4]}},
+                             [], zero_based=True)
+        if 4 in idx and idx[-1] != 4:
+            raise SpecError(f"model.return_interm_indices={idx!r}: the extra level 4 comes last")
         box_refine = bool(S.get(spec, "model.with_box_refine", True))
         if box_refine and f["dec_layers"] < 2:
             raise SpecError(
                 "model.dec_layers=1 with model.with_box_refine=true is not supported by the "
                 "transformers Deformable DETR; set model.dec_layers >= 2 or with_box_refine "
                 "false")
-        bb, _channels, desc = backbone_config(f["backbone"], stages, f["scale"], "resnet",
+        bb, _channels, desc = backbone_config(f["backbone"], stages, f["scale"],
                                               convnext=False)
         cls_w = spec_float(spec, "model.cls_loss_coef", 2.0)
         bbox_w = spec_float(spec, "model.bbox_loss_coef", 5.0)
@@ -151,7 +190,7 @@ class DeformableDetr(DetrPlugin):
             "model.backbone": "resnet_50", "model.num_queries": 100, "model.num_select": 100,
             "model.hidden_dim": 64, "model.nheads": 4, "model.dim_feedforward": 128,
             "model.enc_layers": 1, "model.dec_layers": 2, "model.num_feature_levels": 3,
-            "model.return_interm_indices": [2, 3, 4], "model.dropout_ratio": 0.0,
+            "model.return_interm_indices": [1, 2, 3], "model.dropout_ratio": 0.0,
         }
 
 

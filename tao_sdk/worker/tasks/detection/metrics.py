@@ -22,7 +22,8 @@ def postprocess(logits, pred_boxes, orig_sizes, num_select: int):
         num_select: detections kept per image (capped at ``Q * C``).
 
     Returns a list of ``(scores [K], labels [K], boxes [K, 4] xyxy in original pixels)`` numpy
-    arrays, highest score first.
+    arrays, highest score first. As TAO's ``PostProcess``: label = class index (the dataset's
+    category id), boxes scaled to the image and not clipped (TAO evaluates them so).
     """
     import torch
 
@@ -38,10 +39,7 @@ def postprocess(logits, pred_boxes, orig_sizes, num_select: int):
     out = []
     for i, (oh, ow) in enumerate(orig_sizes):
         scale = torch.tensor([ow, oh, ow, oh], dtype=xyxy.dtype)
-        b = (xyxy[i] * scale).clamp(min=0)
-        b[:, 0::2] = b[:, 0::2].clamp(max=ow)
-        b[:, 1::2] = b[:, 1::2].clamp(max=oh)
-        out.append((scores[i].numpy(), labels[i].numpy(), b.numpy()))
+        out.append((scores[i].numpy(), labels[i].numpy(), (xyxy[i] * scale).numpy()))
     return out
 
 

@@ -1,0 +1,201 @@
+"""TAO's checkpoint layout, against the manifests recorded from TAO 7.3.0's own code
+(``tools/tao_manifests.py``): the key tables map one to one, TAO checkpoints load with
+nothing missing, the worker's checkpoints round-trip through TAO's layout, encrypted
+checkpoints are refused. No TAO code is needed."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tao_sdk.worker.registry import get as plugin_of
+from tao_sdk.worker.registry import preflight
+from tao_sdk.worker.weights.manifests import coverage_problems, manifest_paths, read_manifest
+
+REPO = Path(__file__).resolve().parents[2]
+SKILLS = {"rtdetr": "tao-train-rtdetr", "deformable_detr": "tao-train-deformable-detr"}
+
+
+def manifest_spec(manifest: dict) -> dict:
+    """The skill's train template with the manifest's model section and class count."""
+    skill = SKILLS[manifest["network"]]
+    spec = yaml.safe_load((REPO / "skills" / skill / "references" /
+                           "spec_template_train.yaml").read_text(encoding="utf-8"))
+    spec["model"] = copy.deepcopy(manifest["spec"]["model"])
+    spec["dataset"]["num_classes"] = manifest["spec"]["dataset.num_classes"]
+    return spec
+
+
+def full_model(network: str, spec: dict, device: str, monkeypatch):
+    """The worker's full-size model of ``spec`` (``meta``: shapes only, no memory)."""
+    import torch
+
+    plugin = plugin_of(network)
+    monkeypatch.setenv("TAO_WORKER_BACKBONE_SCALE", "full")
+    with torch.device(device):
+        return plugin, plugin.build_model(plugin.build_arch(spec))
+
+
+MANIFESTS = [p for net in SKILLS for p in manifest_paths(net)]
+
+
+@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: f"{p.parent.name}-{p.name[:-8]}")
+def test_key_table_covers_tao_manifest_one_to_one(path, monkeypatch):
+    manifest = read_manifest(path)
+    spec = manifest_spec(manifest)
+    plugin, model = full_model(manifest["network"], spec, "meta", monkeypatch)
+    assert coverage_problems(plugin.tao_keys, manifest, model.state_dict()) == []
+
+
+def test_backbone_the_worker_does_not_build_is_refused_at_plan_time():
+    from tao_sdk.worker.errors import SpecError
+
+    spec = {"model": {"backbone": "efficientvit_b0"}}
+    with pytest.raises(SpecError, match="efficientvit_b0.*use one of: resnet_18, resnet_34, "
+                                        "resnet_50, resnet_101, convnext_tiny"):
+        preflight("rtdetr", "train", spec)
+    preflight("rtdetr", "train", {"model": {"backbone": "convnext_large"}})
+    preflight("rtdetr", "evaluate", spec)  # the checkpoint's architecture is used
+
+
+@pytest.mark.parametrize("backbone", ["resnet_50", "convnext_tiny"])
+def test_tao_checkpoint_from_manifest_loads_every_tensor(backbone, monkeypatch):
+    """A checkpoint laid out as TAO's RT-DETR trainer saves it (default template) loads
+    into the worker's model with 0 missing and 0 unexpected tensors (shapes only: meta
+    tensors; reading real files is covered with tiny models)."""
+    import torch
+
+    from tao_sdk.worker.weights import checkpoint_state
+
+    manifest = read_manifest(next(p for p in manifest_paths("rtdetr")
+                                  if p.name == f"{backbone}.json.gz"))
+    state = {k: torch.empty(shape, dtype=getattr(torch, dtype), device="meta")
+             for k, shape, dtype in manifest["state_dict"]}
+    ckpt = {"layout": "tao", "state_dict": state, "tao_model": "rtdetr"}
+    plugin, model = full_model("rtdetr", manifest_spec(manifest), "meta", monkeypatch)
+    result = model.load_state_dict(checkpoint_state(ckpt, plugin, model, "evaluate.checkpoint"),
+                                   strict=True, assign=True)
+    assert not result.missing_keys and not result.unexpected_keys
+
+
+def _tiny(network: str, **model):
+    """A tiny worker model of ``network`` (TAO_WORKER_BACKBONE_SCALE=tiny)."""
+    plugin = plugin_of(network)
+    spec = {"dataset": {"num_classes": model.pop("num_classes", 3)},
+            "model": {**{k: v for k, v in plugin.tiny_overrides(64).items()
+                         if k.startswith("model.")}, **model}}
+    spec["model"] = {k.removeprefix("model."): v for k, v in spec["model"].items()}
+    return plugin, plugin.build_model(plugin.build_arch(spec))
+
+
+@pytest.mark.parametrize("backbone", ["resnet_18", "convnext_tiny"])
+def test_worker_checkpoint_round_trips_through_tao_layout(backbone):
+    import torch
+
+    from tao_sdk.worker.weights import tao_state
+
+    plugin, model = _tiny("rtdetr", backbone=backbone)
+    layout, tao = tao_state(plugin, model.state_dict())
+    assert layout == "tao" and all(k.startswith("model.model.") for k in tao)
+    assert any(k.endswith("in_proj_weight") for k in tao)  # q/k/v fused as TAO's
+    assert any(k.startswith("model.model.backbone.") and k.endswith("num_batches_tracked")
+               for k in tao) or backbone.startswith("convnext")
+    back, skipped = plugin.tao_keys.to_worker(tao, model.state_dict())
+    assert set(skipped) <= {"BatchNorm counter"}
+    own = model.state_dict()
+    assert set(back) == set(own) and all(torch.equal(back[k], own[k]) for k in own)
+
+
+def test_encrypted_tao_checkpoint_is_refused(tmp_path):
+    import torch
+
+    from tao_sdk.worker.engine.checkpoint import load_checkpoint, load_pretrained
+    from tao_sdk.worker.errors import WorkerError
+
+    path = tmp_path / "model.pth"
+    torch.save({"state_dict_encrypted": True, "state_dict": b"\x00" * 16,
+                "tao_model": "rtdetr"}, path)
+    with pytest.raises(WorkerError, match="encrypted TAO checkpoint.*cannot read it"):
+        load_checkpoint(path, "evaluate.checkpoint")
+    plugin, model = _tiny("rtdetr")
+    with pytest.raises(WorkerError, match="train.pretrained_model_path: .*encrypted"):
+        load_pretrained(model, path, "train.pretrained_model_path", plugin)
+
+
+class _Hyper:
+    """Stands for the OmegaConf objects TAO's checkpoints pickle (not weights_only-safe)."""
+
+    def __reduce__(self):
+        return (Path.touch, (Path(os.environ["I17_MARKER"]),))
+
+
+def test_tao_backbone_ptm_of_deformable_detr(tmp_path):
+    """A torchvision-keyed ResNet PTM (``conv1.weight``, ``layer1...``) fills the backbone."""
+    import torch
+
+    from tao_sdk.worker.engine.checkpoint import load_pretrained
+    from tao_sdk.worker.weights import tao_state
+
+    plugin, source = _tiny("deformable_detr")
+    head = "model.model." + plugin.tao_keys.tao_backbone
+    ptm = {k[len(head):]: v for k, v in tao_state(plugin, source.state_dict())[1].items()
+           if k.startswith(head)}
+    torch.save({"state_dict": {f"module.{k}": v for k, v in ptm.items()}}, tmp_path / "r.pth")
+    report = load_pretrained(source, tmp_path / "r.pth", "model.pretrained_backbone_path",
+                             plugin, prefix="model.backbone")
+    assert report.loaded == len(ptm) > 0 and not report.initial
+
+
+def test_tao_backbone_ptm_lightning_pickles_and_class_heads(tmp_path, monkeypatch):
+    """A timm-keyed backbone PTM loads every backbone tensor; a Lightning file pickling
+    other objects is read without running them; other class counts reinitialise only the
+    class heads, and the report says so."""
+    import torch
+
+    from tao_sdk.worker.engine.checkpoint import load_pretrained
+    from tao_sdk.worker.weights import tao_state
+
+    plugin, source = _tiny("rtdetr", num_classes=3)
+    _layout, tao = tao_state(plugin, source.state_dict())
+    head = "model.model.backbone."
+    ptm = {"model": {k[len(head):]: v for k, v in tao.items() if k.startswith(head)}}
+    torch.save(ptm, tmp_path / "resnet.pth")
+    _p, target = _tiny("rtdetr", num_classes=5)
+    report = load_pretrained(target, tmp_path / "resnet.pth", "model.pretrained_backbone_path",
+                             plugin, prefix="model.backbone")
+    n_backbone = sum(1 for k in target.state_dict() if k.startswith("model.backbone"))
+    assert report.loaded == n_backbone and report.layout == "TAO backbone PTM"
+
+    marker = tmp_path / "executed"
+    monkeypatch.setenv("I17_MARKER", str(marker))
+    torch.save({"state_dict": tao, "tao_model": "rtdetr", "pytorch-lightning_version": "2.4.0",
+                "hyper_parameters": {"experiment_spec": _Hyper()}}, tmp_path / "tao.pth")
+    report = load_pretrained(target, tmp_path / "tao.pth", "train.pretrained_model_path", plugin)
+    assert not marker.exists()  # the pickled call was not made
+    assert report.layout == "tao" and report.skipped.keys() == {"shape mismatch",
+                                                                "BatchNorm counter"}
+    assert "class heads reinitialised: the checkpoint has 3 classes, this model 5" in (
+        report.message())
+    assert all("score_head" in k or "class_embed" in k or "denoising_class_embed" in k
+               for k in report.skipped["shape mismatch"])
+
+
+def test_postprocess_is_taos():
+    """Sigmoid, top-num_select over queries x classes, label = class index, cxcywh -> xyxy
+    scaled to the image, not clipped (TAO's PostProcess)."""
+    import torch
+
+    from tao_sdk.worker.tasks.detection.metrics import postprocess
+
+    logits = torch.full((1, 3, 4), -9.0)
+    logits[0, 2, 1], logits[0, 0, 3] = 3.0, 2.0
+    boxes = torch.tensor([[[0.5, 0.5, 0.2, 0.2], [0.5, 0.5, 1.0, 1.0], [0.95, 0.5, 0.3, 0.4]]])
+    (scores, labels, xyxy), = postprocess(logits, boxes, [(100, 200)], num_select=2)
+    assert labels.tolist() == [1, 3]
+    assert scores.tolist() == pytest.approx([torch.sigmoid(torch.tensor(3.0)).item(),
+                                             torch.sigmoid(torch.tensor(2.0)).item()])
+    assert xyxy.ravel().tolist() == pytest.approx([160.0, 30.0, 220.0, 70.0, 80.0, 40.0, 120.0, 60.0])
