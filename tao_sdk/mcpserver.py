@@ -2,7 +2,7 @@
 
 Tools (names fixed, arguments mirroring the Python API, typed results from :mod:`tao_sdk.models`,
 so every tool publishes an input and an output JSON Schema and returns structured content):
-``list_skills``, ``describe_skill``, ``get_schema``, ``validate_spec``, ``plan_job``, ``submit_job``,
+``list_skills``, ``describe_skill``, ``get_schema``, ``validate_spec``, ``validate_datasets``, ``plan_job``, ``submit_job``,
 ``job_status``, ``job_logs``, ``wait_job`` (progress notifications while it waits), ``cancel_job``,
 ``list_jobs``, ``job_artifacts``, ``automl_trials``, ``plot_job`` (the job's PNG as image content).
 Resources: ``skill://<skill>/SKILL.md`` and
@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from . import jobs
 from .bank import get_bank
 from .budget import JobBudget
+from .datasets.problems import DatasetReport
 from .errors import TaoSkillsError
 from .jobkinds import job_kind
 from .models import (ArtifactList, ErrorInfo, JobInfo, PlanInfo, SkillDetail, SkillSummary, SpecReport, TrialTable,
@@ -186,6 +187,19 @@ Preset = Annotated[str | None, Field(description="'tiny': the skill's small mode
                                                  "(the four seed networks); 'full' / null: the template as TAO ships it")]
 
 
+def validate_datasets(skill: Skill, action: Action, datasets: Datasets = None, dataset_format: str | None = None,
+                      spec_overrides: Overrides = None, base_spec: BaseSpec = None) -> DatasetReport:
+    """Check every dataset file the skill's SKILL.md table names for the action before any job
+    (local paths and s3://; archives streamed within a byte and time budget): ``ok``, every
+    problem with its file, record and fix, the budget used. plan_job / submit_job run the same
+    check and refuse a dataset with errors."""
+    from .datasets import validate_datasets as check
+
+    report: DatasetReport = check(skill, action, datasets, dataset_format=dataset_format,
+                                  spec_overrides=spec_overrides, base_spec=base_spec)
+    return report
+
+
 def plan_job(skill: Skill, action: Action, datasets: Datasets = None, spec_overrides: Overrides = None,
              base_spec: BaseSpec = None, parent_job_id: str | None = None, dataset_format: str | None = None,
              automl_policy: Policy = None, request: str | None = None, automl: Automl = None,
@@ -290,8 +304,7 @@ def plot_job(job_id: JobId) -> PlotInfo:
 #: The tool registry: every tool the server publishes, by its (fixed) name.
 TOOLS: list[Callable[..., Any]] = [
     list_skills, describe_skill, get_schema, validate_spec,
-    # >>> validate_datasets goes here: wrap `tao_sdk.validate_datasets` (being built separately) as a function
-    # >>> with typed arguments returning a pydantic model, like the tools above, and list it in this place.
+    validate_datasets,
     plan_job, submit_job, job_status, job_logs, wait_job, cancel_job, list_jobs, job_artifacts, automl_trials,
     plot_job,
 ]

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 64
 SECRET = "mcp-test-secret-key-8f3a"
-TOOLS = {"list_skills", "describe_skill", "get_schema", "validate_spec", "plan_job", "submit_job", "job_status",
+TOOLS = {"list_skills", "describe_skill", "get_schema", "validate_spec", "validate_datasets", "plan_job", "submit_job", "job_status",
          "job_logs", "wait_job", "cancel_job", "list_jobs", "job_artifacts", "automl_trials", "plot_job"}
 
 
@@ -124,6 +124,9 @@ async def _stdio_flow(data: dict[str, Any]) -> tuple[set[str], list[str]]:
         await _bank_tools(s, data)
 
         datasets = {"train_datasets": [data["train"]], "eval_dataset": data["val"]}
+        checked = await s.call("validate_datasets", {"skill": "rtdetr", "action": "train", "datasets": datasets,
+                                                     "spec_overrides": _tiny()})
+        assert checked["ok"] and len(checked["sources"]) == 2, checked["problems"]
         bad = await s.call("plan_job", {"skill": "rtdetr", "action": "train", "datasets": datasets,
                                         "spec_overrides": {"train.num_epochs": -1}, "automl_policy": "off"},
                            error=True)

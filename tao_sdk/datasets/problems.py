@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 #: At most this many problems of one kind (same check, same file) are listed; one more problem
 #: then says how many were left out (``dataset validate --json`` counts them all).
@@ -78,6 +78,7 @@ class DatasetReport(BaseModel):
         """The error-severity problems."""
         return [p for p in self.problems if p.severity == "error"]
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def ok(self) -> bool:
         """True when no problem is an error (warnings allowed)."""
@@ -85,7 +86,7 @@ class DatasetReport(BaseModel):
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready view (``--json``), ``ok`` included."""
-        return {"ok": self.ok, **self.model_dump()}
+        return self.model_dump(mode="json")
 
     def lines(self) -> list[str]:
         """Human-readable lines: a summary, then every problem, then the notes."""
