@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tao_sdk.errors import ParentModelError
-from tao_sdk.results import TaskStatus, _check_direction, best_of, metric_by_epoch
+from tao_sdk.results import TaskStatus, check_direction, best_of, metric_by_epoch
 
 __all__ = [
     "CHECKPOINT_EXTENSIONS",
@@ -386,7 +386,7 @@ def select_checkpoint(
 
     # mode == "best"
     if metric is not None:
-        _check_direction(direction)
+        check_direction(direction)
     if isinstance(history, TaskStatus):
         history = history.history
     values = metric_by_epoch(history or [], metric) if metric else {}

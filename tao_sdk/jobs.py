@@ -397,7 +397,7 @@ def _check_parent_agreement(source: JobRecord, spec: Mapping[str, Any], inherite
                             own_model: bool = False) -> None:
     """Raise when the user set a must-match setting to something else than the train job used
     (``own_model``: the ``model`` section is the job's own, see :data:`OWN_MODEL_ACTIONS`)."""
-    from .spec import flatten
+    from .dotted import flatten
 
     final = flatten(spec)
     bad = []
@@ -441,7 +441,7 @@ def inherited_settings(workspace: Workspace, skill: Skill, action: str, parent: 
     train job had (e.g. Deformable DETR export lists the training sets): datasets given to this
     job replace them."""
     from .schemapath import find_property
-    from .spec import flatten
+    from .dotted import flatten
 
     source = _train_ancestor(workspace, parent)
     if source is None or source.skill != skill.name:
@@ -711,7 +711,7 @@ def task_status(record: JobRecord) -> results.TaskStatus | None:
         return None
     storage = storage_for(record.results_uri)
     for task in _task_folders(record):
-        uri = storage.join(record.results_uri, task, "status.json")
+        uri = results.status_file_for(record.results_uri, task)
         try:
             text = storage.read_text(uri)
         except StorageError:
@@ -788,7 +788,7 @@ def _close_status(record: JobRecord, status: results.TaskStatus | None, message:
     if status is not None and status.finished or not record.results_uri:
         return message
     storage = storage_for(record.results_uri)
-    uri = storage.join(record.results_uri, _task_folders(record)[0], "status.json")
+    uri = results.status_file_for(record.results_uri, _task_folders(record)[0])
     try:
         text = storage.read_text(uri) if storage.exists(uri) else ""
         if text and not text.endswith("\n"):

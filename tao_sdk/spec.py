@@ -12,77 +12,40 @@ its dotted path, the offending value, what is allowed and a close match for unkn
 
 from __future__ import annotations
 
-import copy
 import difflib
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import jsonschema
-import yaml
 
 from .bank import Skill, SkillBank, get_bank
 from .datasources import INHERITED_LAYER, plan_data_sources
+from .dotted import flatten, parse_assignment, parse_value, set_path
 from .errors import SpecProblem, SpecValidationError, TaoSkillsError
 from .schemapath import describe_allowed, find_property, leaf_paths
 
-_FLOAT_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
-
-
 def set_dotted(spec: dict[str, Any], key: str, value: Any) -> None:
-    """Set ``a.b.c`` in a nested dict, creating (or replacing null/non-dict) parents."""
-    parts = key.split(".")
-    if not all(parts):
-        raise TaoSkillsError(f"'{key}' is not a dotted spec key (empty part); write e.g. train.optim.lr")
-    node = spec
-    for part in parts[:-1]:
-        if not isinstance(node.get(part), dict):
-            node[part] = {}
-        node = node[part]
-    node[parts[-1]] = copy.deepcopy(value)
-
-
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dict -> {dotted leaf path: value} (lists and scalars are leaves)."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, Mapping) and value:
-            out.update(flatten(value, dotted))
-        else:
-            out[dotted] = value
-    return out
+    """Set ``a.b.c`` in a nested dict, creating (or replacing null/non-dict) parents
+    (:func:`tao_sdk.dotted.set_path`)."""
+    set_path(spec, key, value)
 
 
 def apply_overrides(spec: dict[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
     """Apply dotted-key overrides in order (list/dict values replace, they do not merge)."""
     for key, value in (overrides or {}).items():
-        set_dotted(spec, key, value)
+        set_path(spec, key, value)
     return spec
 
 
-def parse_override_value(text: str) -> Any:
-    """Parse a CLI ``--set key=value`` value: YAML scalars/lists/dicts, plus ``1e-4`` as a float
-    (plain YAML reads it as a string)."""
-    text = text.strip()
-    if _FLOAT_RE.match(text):
-        return float(text)
-    try:
-        return yaml.safe_load(text) if text else ""
-    except yaml.YAMLError:
-        return text
+#: The ``--set`` value parser (kept under its former name).
+parse_override_value = parse_value
 
 
 def parse_set_options(items: list[str] | None) -> dict[str, Any]:
-    """``["train.num_epochs=10", ...]`` -> ``{"train.num_epochs": 10}``."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise TaoSkillsError(f"--set expects KEY=VALUE (e.g. train.num_epochs=10), got '{item}'")
-        out[key.strip()] = parse_override_value(value)
-    return out
+    """``["train.num_epochs=10", ...]`` -> ``{"train.num_epochs": 10}`` (values by
+    :func:`tao_sdk.dotted.parse_value`: ``1e-4`` is the float 0.0001)."""
+    return dict(parse_assignment(item) for item in items or [])
 
 
 def spec_problems(schema: dict[str, Any], spec: Mapping[str, Any], fillers: Mapping[str, str] | None = None,

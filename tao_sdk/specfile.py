@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import yaml
 
+from .dotted import flatten, get_path, set_path
 from .errors import SpecProblem, TaoSkillsError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -306,7 +307,7 @@ def validate_spec_file(skill: Any, action: str, source: str | Path | Mapping[str
     """
     from .bank import get_bank
     from .secrets import secret_paths
-    from .spec import apply_overrides, flatten, spec_problems
+    from .spec import spec_problems
 
     skill = (bank or get_bank()).get(skill)
     if action not in skill.actions:
@@ -329,7 +330,8 @@ def validate_spec_file(skill: Any, action: str, source: str | Path | Mapping[str
             report.warnings.append(f"{path}: the file's value {value!r} is SDK-owned and will be replaced "
                                    f"({fillers[path]})")
     spec = skill.template(action, deploy)
-    apply_overrides(spec, flatten(layer))
+    for path, value in flatten(layer).items():
+        set_path(spec, path, value)
     report.coerced = [[p, a, b] for p, a, b in log.coerced]
     problems = []
     for p in spec_problems(schema, spec, validator=skill.validator(action, deploy)):
@@ -365,12 +367,7 @@ def _filler_key(path: str, fillers: Mapping[str, str]) -> str:
 
 def value_at(spec: Mapping[str, Any], dotted: str) -> Any:
     """The value at dotted path ``a.b.c`` of a nested spec, or None when it is absent."""
-    node: Any = spec
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
+    return get_path(spec, dotted)
 
 
 def _required(schema: Mapping[str, Any], dotted: str) -> bool:

@@ -61,6 +61,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from ..dotted import MISSING, get_path, set_path
 from ..errors import BankFormatError, TaoSkillsError
 
 __all__ = [
@@ -505,16 +506,6 @@ def _num(x: Any) -> float | None:
     return None
 
 
-def _get_path(tree: Any, path: str) -> Any:
-    node = tree
-    for part in path.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return _MISSING
-        node = node[part]
-    return node
-
-
-_MISSING = object()
 
 
 @dataclass
@@ -848,16 +839,7 @@ def apply_params(spec: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str
     """
     out = copy.deepcopy(dict(spec))
     for path, value in params.items():
-        node = out
-        parts = path.split(".")
-        for i, part in enumerate(parts[:-1]):
-            nxt = node.get(part)
-            if nxt is None:
-                nxt = node[part] = {}
-            if not isinstance(nxt, dict):
-                raise TaoSkillsError(f"cannot set {path}: {'.'.join(parts[:i + 1])} is not a mapping in the spec")
-            node = nxt
-        node[parts[-1]] = copy.deepcopy(value)
+        set_path(out, path, value, strict=True)
     return out
 
 
@@ -883,14 +865,14 @@ class _Builder:
 
     # -- facts about a field
     def default_of(self, path: str) -> Any:
-        v = _get_path(self.base_spec, path)
-        if v is not _MISSING:
+        v = get_path(self.base_spec, path, MISSING)
+        if v is not MISSING:
             return v
         f = self.fields.get(path)
         if f is not None and "default" in f.node:
             return f.node["default"]
-        v = _get_path(self.schema.get("default") or {}, path)
-        return None if v is _MISSING else v
+        v = get_path(self.schema.get("default") or {}, path, MISSING)
+        return None if v is MISSING else v
 
     def disabled_reason(self, path: str) -> str | None:
         for d in self.disabled_list:

@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tao_sdk.dotted import as_int
 from tao_sdk.worker import spec as S
 from tao_sdk.worker.errors import SpecError
 from tao_sdk.worker.plugin import NetworkPlugin, OnnxExport
@@ -114,10 +115,7 @@ def _int_list(spec: dict, key: str, default: list[int], length: int | None = Non
 
 def _pos_int(spec: dict, key: str, default: int, minimum: int = 1) -> int:
     """A positive int at ``key`` (``None`` -> ``default``)."""
-    value = S.get(spec, key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise SpecError(f"{key}={value!r} must be an integer >= {minimum} (default {default})")
-    return int(value)
+    return as_int(S.get(spec, key, default), key, minimum=minimum, error=SpecError, hint=f" (default {default})")
 
 
 def _norm_stats(spec: dict) -> tuple[list[float], list[float]]:
