@@ -15,7 +15,8 @@ import yaml
 
 from .cliexit import closed_pipe, save_traceback
 from .errors import TaoSkillsError
-from .presets import PRESETS
+from .clispec import add_spec_options as _add_spec_options
+from .clispec import datasets_of as _datasets
 
 
 def _print_json(data: Any) -> None:
@@ -26,43 +27,6 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)] if rows else [len(h) for h in header]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     return "\n".join([fmt.format(*header)] + [fmt.format(*[str(c) for c in r]) for r in rows])
-
-
-# --------------------------------------------------------------------------- dataset/spec options
-def _add_spec_options(p: argparse.ArgumentParser, validate_flag: bool = True) -> None:
-    p.add_argument("skill", help="skill name (tao-train-rtdetr) or network (rtdetr)")
-    p.add_argument("action", help="train, evaluate, inference, export, gen_trt_engine, ...")
-    p.add_argument("-e", "--spec-file", metavar="FILE",
-                   help="your TAO experiment spec (YAML): the layer under --set; read as TAO Core reads it")
-    p.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE",
-                   help="spec override, dotted key (repeatable), e.g. --set train.num_epochs=10")
-    p.add_argument("--train-dataset", action="append", metavar="URI", help="train dataset root (repeatable)")
-    p.add_argument("--eval-dataset", metavar="URI", help="evaluation dataset root")
-    p.add_argument("--inference-dataset", metavar="URI", help="inference dataset root")
-    p.add_argument("--calibration-dataset", metavar="URI", help="INT8 calibration dataset root")
-    p.add_argument("--dataset-format", help="dataset format (stereo dataset_name, OneFormer label map)")
-    p.add_argument("--parent", metavar="JOB", help="parent job id (train/export/gen_trt_engine/AutoML)")
-    p.add_argument("--pretrained-model", metavar="URI",
-                   help="pretrained weights for ptm_if_no_resume_model: a path (file or Hugging Face folder), "
-                        "s3://, https://, hf://ORG/NAME[@REV][/FILE], ngc://ORG/[TEAM/]MODEL:VERSION[/FILE], "
-                        "or nvidia[:NAME] (the skill's NVIDIA pretrained model)")
-    p.add_argument("--preset", choices=PRESETS,
-                   help="tiny: the skill's small model that trains in minutes on a CPU (references/preset_tiny.yaml; "
-                        "rtdetr, deformable_detr, oneformer, depth_net), over -e and under --set; full (default): "
-                        "the template as TAO ships it")
-    if validate_flag:
-        p.add_argument("--no-validate-datasets", dest="validate_datasets", action="store_false", default=None,
-                       help="skip the plan-time check of the dataset files (see `tao-skills dataset validate`)")
-
-
-def _datasets(args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if args.train_dataset:
-        out["train_datasets"] = args.train_dataset
-    for role in ("eval_dataset", "inference_dataset", "calibration_dataset"):
-        if getattr(args, role):
-            out[role] = getattr(args, role)
-    return out
 
 
 # --------------------------------------------------------------------------- commands

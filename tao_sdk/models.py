@@ -50,6 +50,7 @@ class BackendInfo(_Model):
     kind: str
     argv: list[str]
     detail: str = Field(description="which backend and why, or for 'none' what to install")
+    image: str | None = Field(None, description="the container image the job runs in (docker platform), else null")
 
 
 class SkillSummary(_Model):
