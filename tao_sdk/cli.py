@@ -15,6 +15,7 @@ import yaml
 
 from .cliexit import closed_pipe, save_traceback
 from .errors import TaoSkillsError
+from .jobkinds import job_kind
 from .clispec import add_spec_options as _add_spec_options
 from .clispec import datasets_of as _datasets
 
@@ -266,7 +267,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         return 0
     rows = []
     for j in jobs:
-        text = _progress_text(j) if (j.progress or j.record.kind == "automl") else "-"
+        text = _progress_text(j) if (j.progress or not job_kind(j.record.kind).has_task_status) else "-"
         rows.append([j.id, j.skill, j.action, j.status.value, j.parent_id or "-", text.split(": ", 1)[-1]])
     print(_table(rows, ["JOB", "SKILL", "ACTION", "STATUS", "PARENT", "PROGRESS"]) if rows else "no jobs")
     return 0
@@ -283,7 +284,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"  results: {job.results_uri}")
     if job.parent_id:
         print(f"  parent:  {job.parent_id} ({job.result.get('parent_artifact')})")
-    if job.progress or job.record.kind == "automl":
+    if job.progress or not job_kind(job.record.kind).has_task_status:
         print(f"  {_progress_text(job)}")
     if job.result.get("message"):
         print(f"  message: {job.result['message']}")
