@@ -69,13 +69,23 @@ def supports(network: str, action: str, model_type: str | None = None) -> bool:
 
 def preflight(network: str, action: str, spec: dict) -> None:
     """Refuse at plan time (no torch import) a ``spec`` of ``action`` that the worker cannot
-    run here; raises :class:`tao_sdk.worker.errors.SpecError` naming the field and the fix.
-    Actions without a check pass."""
-    target = _PREFLIGHT.get(action)
-    if target is None or not supports(network, action):
+    run here; raises :class:`tao_sdk.worker.errors.SpecError` naming the field and the fix, with
+    the message the job would fail with. Train builds the architecture record from the spec
+    (:meth:`NetworkPlugin.build_arch`: every model check the job makes before it trains, e.g.
+    Deformable DETR ``model.dec_layers=1`` with ``with_box_refine``); distill / quantize run
+    their own checks. Other actions read the checkpoint's architecture: nothing to check yet."""
+    if not supports(network, action):
         return
-    module, func = target.split(":")
-    getattr(importlib.import_module(module), func)(spec)
+    if action in _ARCH_ACTIONS:
+        get(network).build_arch(spec)
+    target = _PREFLIGHT.get(action)
+    if target is not None:
+        module, func = target.split(":")
+        getattr(importlib.import_module(module), func)(spec)
+
+
+#: Actions whose job builds its model from the spec (the plan builds the same ``arch`` record).
+_ARCH_ACTIONS = ("train",)
 
 
 def get(network: str) -> "NetworkPlugin":
