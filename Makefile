@@ -53,6 +53,7 @@ test: $(VENV)/.dev
 	$(PY) tools/gen_runners.py --check
 	$(PY) tools/gen_presets.py --check
 	$(PY) tools/gen_plugin.py --check
+	$(PY) tools/check_structure.py   # no import cycle in tao_sdk, no new function over 80 lines
 	@# The `slurm` tests need the real two-node test cluster: started here (apt-installs
 	@# slurm-wlm + munge when missing; root), stopped afterwards unless it was already up.
 	@# Under CI=true a cluster that cannot start fails the run; elsewhere those tests skip.

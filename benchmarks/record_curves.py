@@ -30,6 +30,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tao_sdk.dotted import get_path  # noqa: E402  (after the sys.path line)
+
 DEFAULT_OUT = ROOT / "benchmarks" / "data" / "rtdetr_curves.json"
 
 #: The searched hyperparameters and their grid levels (dotted spec paths of the RT-DETR train schema).
@@ -98,20 +100,13 @@ def reparse(table: dict[str, Any], workspace: Any) -> None:
     by_key = {}
     for job in list_jobs(workspace=workspace):
         if (job.action == "train" and job.status.value == "SUCCESS"
-                and _get_dotted(job.spec, "train.num_epochs") == table["epochs"]):
-            params = {n: _get_dotted(job.spec, n) for n in GRID}
+                and get_path(job.spec, "train.num_epochs") == table["epochs"]):
+            params = {n: get_path(job.spec, n) for n in GRID}
             by_key[_key(params)] = job
     for point in table["points"]:
         job = by_key.get(_key(point["params"]))
         if job is not None:
             point.update(curves_of(get_job(job.id, workspace=workspace), point["params"], table["epochs"]))
-
-
-def _get_dotted(spec: dict[str, Any], dotted: str) -> Any:
-    node: Any = spec
-    for part in dotted.split("."):
-        node = node[part]
-    return node
 
 
 def _dataset(workspace: Any, n_train: int, n_val: int, size: int) -> dict[str, str]:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tao_sdk.errors import ParentModelError
-from tao_sdk.results import TaskStatus, _check_direction, best_of, metric_by_epoch
+from tao_sdk.results import TaskStatus, check_direction, best_of, metric_by_epoch
 
 __all__ = [
     "CHECKPOINT_EXTENSIONS",
@@ -348,94 +348,118 @@ def select_checkpoint(
     if mode not in MODES:
         raise ParentModelError(f"unknown checkpoint selection mode {mode!r}; use one of "
                                f"{', '.join(MODES)} (see mode_for(action, parent_action))")
-    if mode == "onnx":
-        return _select_file(
-            listing, exts=ONNX_EXTENSIONS, preferred="model.onnx", kind="ONNX", where=where,
-            base=base, mode=mode,
-            fix="gen_trt_engine needs an export parent whose results hold the .onnx file "
-                "(export.onnx_file); run export on the trained job and use that export job "
-                "as the parent.")
-    if mode == "engine":
-        return _select_file(
-            listing, exts=ENGINE_EXTENSIONS, preferred="model.engine", kind="TensorRT engine",
-            where=where, base=base, mode=mode,
-            fix="TensorRT evaluate/inference needs a gen_trt_engine parent whose results hold "
-                "the engine (gen_trt_engine.trt_engine); run gen_trt_engine first and use it "
-                "as the parent.")
-
-    infos = [i for i in (parse_checkpoint_name(u) for u in listing) if i is not None]
-    numbered = _one_folder([i for i in infos if i.epoch is not None], where, listing, base)
-    links = [i for i in infos if i.is_latest_link]
-    if not numbered and not links:
-        raise _error(
-            "checkpoint (model_epoch_<N>[_step_<S>][-EMA].pth|.ckpt|.tlt or "
-            "<prefix>_model_latest.pth)", where, listing, base,
-            "Use a parent train job that saved at least one checkpoint (it may have failed "
-            "before its first train.checkpoint_interval, or its results were not uploaded).")
-
+    if mode in _FILE_MODES:
+        return _select_file(listing, where=where, base=base, mode=mode, **_FILE_MODES[mode])
+    found = _Checkpoints.of(listing, where, base)
     if mode == "latest":
-        if numbered:
-            c = _latest_of(numbered, prefer_ema=False)
+        return found.latest(mode)
+    if metric is not None:
+        check_direction(direction)
+    if isinstance(history, TaskStatus):
+        history = history.history
+    return found.best(metric_by_epoch(history or [], metric) if metric else {}, metric, direction, prefer_ema)
+
+
+#: ``"onnx"`` / ``"engine"`` selection: which files, which name first, and the fix when none.
+_FILE_MODES: dict[str, dict[str, Any]] = {
+    "onnx": dict(exts=ONNX_EXTENSIONS, preferred="model.onnx", kind="ONNX",
+                 fix="gen_trt_engine needs an export parent whose results hold the .onnx file "
+                     "(export.onnx_file); run export on the trained job and use that export job "
+                     "as the parent."),
+    "engine": dict(exts=ENGINE_EXTENSIONS, preferred="model.engine", kind="TensorRT engine",
+                   fix="TensorRT evaluate/inference needs a gen_trt_engine parent whose results hold "
+                       "the engine (gen_trt_engine.trt_engine); run gen_trt_engine first and use it "
+                       "as the parent."),
+}
+
+
+@dataclass
+class _Checkpoints:
+    """The checkpoints of one listing: numbered ones (one training folder) and latest links."""
+
+    numbered: list[CheckpointInfo]
+    links: list[CheckpointInfo]
+    where: str
+    listing: list[str]
+    base: str
+
+    @classmethod
+    def of(cls, listing: list[str], where: str, base: str) -> "_Checkpoints":
+        infos = [i for i in (parse_checkpoint_name(u) for u in listing) if i is not None]
+        numbered = _one_folder([i for i in infos if i.epoch is not None], where, listing, base)
+        links = [i for i in infos if i.is_latest_link]
+        if not numbered and not links:
+            raise _error(
+                "checkpoint (model_epoch_<N>[_step_<S>][-EMA].pth|.ckpt|.tlt or "
+                "<prefix>_model_latest.pth)", where, listing, base,
+                "Use a parent train job that saved at least one checkpoint (it may have failed "
+                "before its first train.checkpoint_interval, or its results were not uploaded).")
+        return cls(numbered, links, where, listing, base)
+
+    def link(self) -> CheckpointInfo:
+        return _pick_link(_one_folder(self.links, self.where, self.listing, self.base))
+
+    def latest(self, mode: str) -> Selection:
+        """Highest epoch, then step (the non-EMA file: it resumes); the link when none is numbered."""
+        if self.numbered:
+            c = _latest_of(self.numbered, prefer_ema=False)
             step = f", step {c.step}" if c.step is not None else ""
             return Selection(uri=c.uri, epoch=c.epoch, mode=mode,
                              reason=f"latest checkpoint: epoch {c.epoch}{step} (highest epoch, "
                                     f"then step): {c.name}{_ema_note(c)}")
-        link = _pick_link(_one_folder(links, where, listing, base))
+        link = self.link()
         return Selection(uri=link.uri, mode=mode,
                          reason=f"no numbered checkpoint; using the latest link {link.name}")
 
-    # mode == "best"
-    if metric is not None:
-        _check_direction(direction)
-    if isinstance(history, TaskStatus):
-        history = history.history
-    values = metric_by_epoch(history or [], metric) if metric else {}
-
-    def fallback(why: str) -> Selection:
-        if numbered:
-            c = _latest_of(numbered, prefer_ema=prefer_ema)
-            return Selection(uri=c.uri, epoch=c.epoch, mode=mode,
+    def fallback(self, why: str, prefer_ema: bool) -> Selection:
+        """``"best"`` without a usable metric: the latest checkpoint, and a warning saying why."""
+        if self.numbered:
+            c = _latest_of(self.numbered, prefer_ema=prefer_ema)
+            return Selection(uri=c.uri, epoch=c.epoch, mode="best",
                              reason=f"latest checkpoint (epoch {c.epoch}): {c.name}"
                                     f"{_ema_note(c)}",
                              warning=f"{why}; using the latest checkpoint {c.name}")
-        link = _pick_link(_one_folder(links, where, listing, base))
-        return Selection(uri=link.uri, mode=mode,
+        link = self.link()
+        return Selection(uri=link.uri, mode="best",
                          reason=f"latest link {link.name} (no numbered checkpoint)",
                          warning=f"{why}; no numbered checkpoint either, using the latest "
                                  f"link {link.name}")
 
-    if not metric:
-        return fallback(f"no metric given to rank the checkpoints in {where}")
-    if not values:
-        return fallback(f"no {metric} history in {where}")
-    if not numbered:
-        b = best_of(values, direction)
-        return fallback(f"the best {metric} is at epoch {b[0]}, but {where} holds no numbered "
-                        f"checkpoint to match it")
-    best = best_of(values, direction)
-    assert best is not None
-    chosen = _file_for_epoch(numbered, best[0], prefer_ema=prefer_ema)
-    warning = None
-    if chosen is None:
-        saved = {i.epoch for i in numbered}
-        candidates = {e: v for e, v in values.items() if e in saved}
-        if not candidates:
-            return fallback(f"none of the epochs with {metric} history "
-                            f"({', '.join(map(str, sorted(values)))}) has a checkpoint in "
-                            f"{where}")
-        alt = best_of(candidates, direction)
-        assert alt is not None
-        chosen = _file_for_epoch(numbered, alt[0], prefer_ema=prefer_ema)
-        assert chosen is not None
-        warning = (f"the best {metric}={best[1]:.4g} at epoch {best[0]} has no checkpoint in "
-                   f"{where}; using the best saved epoch {alt[0]} ({metric}={alt[1]:.4g}): "
-                   f"{chosen.name}")
-        best = alt
-    return Selection(
-        uri=chosen.uri, epoch=best[0], value=best[1], mode=mode, warning=warning,
-        reason=f"best {metric}={best[1]:.4g} at epoch {best[0]} ({direction}): "
-               f"{chosen.name}{_ema_note(chosen)}",
-    )
+    def best(self, values: dict[int, float], metric: str | None, direction: str | None,
+             prefer_ema: bool) -> Selection:
+        """The checkpoint of the best epoch by ``values`` (epoch -> metric value)."""
+        where, numbered = self.where, self.numbered
+        if not metric:
+            return self.fallback(f"no metric given to rank the checkpoints in {where}", prefer_ema)
+        if not values:
+            return self.fallback(f"no {metric} history in {where}", prefer_ema)
+        best = best_of(values, direction)
+        assert best is not None
+        if not numbered:
+            return self.fallback(f"the best {metric} is at epoch {best[0]}, but {where} holds no numbered "
+                                 f"checkpoint to match it", prefer_ema)
+        chosen = _file_for_epoch(numbered, best[0], prefer_ema=prefer_ema)
+        warning = None
+        if chosen is None:
+            saved = {i.epoch for i in numbered}
+            candidates = {e: v for e, v in values.items() if e in saved}
+            if not candidates:
+                return self.fallback(f"none of the epochs with {metric} history "
+                                     f"({', '.join(map(str, sorted(values)))}) has a checkpoint in "
+                                     f"{where}", prefer_ema)
+            alt = best_of(candidates, direction)
+            assert alt is not None
+            chosen = _file_for_epoch(numbered, alt[0], prefer_ema=prefer_ema)
+            assert chosen is not None
+            warning = (f"the best {metric}={best[1]:.4g} at epoch {best[0]} has no checkpoint in "
+                       f"{where}; using the best saved epoch {alt[0]} ({metric}={alt[1]:.4g}): "
+                       f"{chosen.name}")
+            best = alt
+        return Selection(
+            uri=chosen.uri, epoch=best[0], value=best[1], mode="best", warning=warning,
+            reason=f"best {metric}={best[1]:.4g} at epoch {best[0]} ({direction}): "
+                   f"{chosen.name}{_ema_note(chosen)}",
+        )
 
 
 # --------------------------------------------------------------------------- action table

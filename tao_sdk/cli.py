@@ -15,7 +15,9 @@ import yaml
 
 from .cliexit import closed_pipe, save_traceback
 from .errors import TaoSkillsError
-from .presets import PRESETS
+from .jobkinds import job_kind
+from .clispec import add_spec_options as _add_spec_options
+from .clispec import datasets_of as _datasets
 
 
 def _print_json(data: Any) -> None:
@@ -26,43 +28,6 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)] if rows else [len(h) for h in header]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     return "\n".join([fmt.format(*header)] + [fmt.format(*[str(c) for c in r]) for r in rows])
-
-
-# --------------------------------------------------------------------------- dataset/spec options
-def _add_spec_options(p: argparse.ArgumentParser, validate_flag: bool = True) -> None:
-    p.add_argument("skill", help="skill name (tao-train-rtdetr) or network (rtdetr)")
-    p.add_argument("action", help="train, evaluate, inference, export, gen_trt_engine, ...")
-    p.add_argument("-e", "--spec-file", metavar="FILE",
-                   help="your TAO experiment spec (YAML): the layer under --set; read as TAO Core reads it")
-    p.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE",
-                   help="spec override, dotted key (repeatable), e.g. --set train.num_epochs=10")
-    p.add_argument("--train-dataset", action="append", metavar="URI", help="train dataset root (repeatable)")
-    p.add_argument("--eval-dataset", metavar="URI", help="evaluation dataset root")
-    p.add_argument("--inference-dataset", metavar="URI", help="inference dataset root")
-    p.add_argument("--calibration-dataset", metavar="URI", help="INT8 calibration dataset root")
-    p.add_argument("--dataset-format", help="dataset format (stereo dataset_name, OneFormer label map)")
-    p.add_argument("--parent", metavar="JOB", help="parent job id (train/export/gen_trt_engine/AutoML)")
-    p.add_argument("--pretrained-model", metavar="URI",
-                   help="pretrained weights for ptm_if_no_resume_model: a path (file or Hugging Face folder), "
-                        "s3://, https://, hf://ORG/NAME[@REV][/FILE], ngc://ORG/[TEAM/]MODEL:VERSION[/FILE], "
-                        "or nvidia[:NAME] (the skill's NVIDIA pretrained model)")
-    p.add_argument("--preset", choices=PRESETS,
-                   help="tiny: the skill's small model that trains in minutes on a CPU (references/preset_tiny.yaml; "
-                        "rtdetr, deformable_detr, oneformer, depth_net), over -e and under --set; full (default): "
-                        "the template as TAO ships it")
-    if validate_flag:
-        p.add_argument("--no-validate-datasets", dest="validate_datasets", action="store_false", default=None,
-                       help="skip the plan-time check of the dataset files (see `tao-skills dataset validate`)")
-
-
-def _datasets(args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if args.train_dataset:
-        out["train_datasets"] = args.train_dataset
-    for role in ("eval_dataset", "inference_dataset", "calibration_dataset"):
-        if getattr(args, role):
-            out[role] = getattr(args, role)
-    return out
 
 
 # --------------------------------------------------------------------------- commands
@@ -302,7 +267,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         return 0
     rows = []
     for j in jobs:
-        text = _progress_text(j) if (j.progress or j.record.kind == "automl") else "-"
+        text = _progress_text(j) if (j.progress or not job_kind(j.record.kind).has_task_status) else "-"
         rows.append([j.id, j.skill, j.action, j.status.value, j.parent_id or "-", text.split(": ", 1)[-1]])
     print(_table(rows, ["JOB", "SKILL", "ACTION", "STATUS", "PARENT", "PROGRESS"]) if rows else "no jobs")
     return 0
@@ -319,7 +284,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"  results: {job.results_uri}")
     if job.parent_id:
         print(f"  parent:  {job.parent_id} ({job.result.get('parent_artifact')})")
-    if job.progress or job.record.kind == "automl":
+    if job.progress or not job_kind(job.record.kind).has_task_status:
         print(f"  {_progress_text(job)}")
     if job.result.get("message"):
         print(f"  message: {job.result['message']}")
@@ -469,31 +434,8 @@ def cmd_mcp(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- parser
-def build_parser() -> argparse.ArgumentParser:
-    """The argparse parser of ``tao-skills`` (also used to document the CLI)."""
-    parser = argparse.ArgumentParser(prog="tao-skills", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    sub.add_parser("list", help="list skills").set_defaults(func=cmd_list)
-    p = sub.add_parser("show", help="show a skill (or one action's datasets and mappings)")
-    p.add_argument("skill")
-    p.add_argument("--action")
-    p.set_defaults(func=cmd_show)
-
-    p = sub.add_parser("spec", help="build and validate a spec (prints YAML)")
-    _add_spec_options(p)
-    p.add_argument("-o", "--output", help="write the spec to this file")
-    p.set_defaults(func=cmd_spec)
-
-    p = sub.add_parser("validate", help="validate your TAO spec file for a skill action (exit 0 ok, 2 problems)")
-    p.add_argument("skill", help="skill name (tao-train-rtdetr) or network (rtdetr)")
-    p.add_argument("action", help="train, evaluate, inference, export, gen_trt_engine, ...")
-    p.add_argument("-e", "--spec-file", required=True, metavar="FILE", help="the TAO experiment spec (YAML)")
-    p.add_argument("--deploy", action="store_true", help="the TensorRT variant of evaluate/inference")
-    p.set_defaults(func=cmd_validate)
-
+def _add_run_command(sub: Any) -> None:
+    """``run``: create and submit a job (spec options, platform, AutoML, wait, dry run)."""
     p = sub.add_parser("run", help="create and submit a job")
     _add_spec_options(p)
     p.add_argument("--platform", default="local",
@@ -514,10 +456,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="resolve + validate only, submit nothing")
     p.set_defaults(func=cmd_run)
 
-    from .datasets.cli import add_dataset_commands
 
-    add_dataset_commands(sub)
-
+def _add_job_commands(sub: Any) -> None:
+    """``jobs``, ``status``, ``cancel``, ``artifacts``, ``logs``, ``resume``, ``wait``, ``plot``."""
     p = sub.add_parser("jobs", help="list jobs")
     p.add_argument("--skill")
     p.add_argument("--status")
@@ -551,6 +492,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="PNG path (default <job id>.png)")
     p.set_defaults(func=cmd_plot)
 
+
+def _add_tool_commands(sub: Any) -> None:
+    """``mcp``, ``check``, ``demo``, ``cache``."""
     p = sub.add_parser("mcp", help="serve the SDK to agents over MCP (stdio; --http for loopback HTTP)",
                        description=MCP_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--http", action="store_true", help="streamable HTTP on 127.0.0.1 instead of stdio")
@@ -580,6 +524,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", nargs="?", choices=["show", "clear"], default="show",
                    help="show (default) or clear (removes every entry no running job uses)")
     p.set_defaults(func=cmd_cache)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of ``tao-skills`` (also used to document the CLI)."""
+    parser = argparse.ArgumentParser(prog="tao-skills", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("list", help="list skills").set_defaults(func=cmd_list)
+    p = sub.add_parser("show", help="show a skill (or one action's datasets and mappings)")
+    p.add_argument("skill")
+    p.add_argument("--action")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("spec", help="build and validate a spec (prints YAML)")
+    _add_spec_options(p)
+    p.add_argument("-o", "--output", help="write the spec to this file")
+    p.set_defaults(func=cmd_spec)
+
+    p = sub.add_parser("validate", help="validate your TAO spec file for a skill action (exit 0 ok, 2 problems)")
+    p.add_argument("skill", help="skill name (tao-train-rtdetr) or network (rtdetr)")
+    p.add_argument("action", help="train, evaluate, inference, export, gen_trt_engine, ...")
+    p.add_argument("-e", "--spec-file", required=True, metavar="FILE", help="the TAO experiment spec (YAML)")
+    p.add_argument("--deploy", action="store_true", help="the TensorRT variant of evaluate/inference")
+    p.set_defaults(func=cmd_validate)
+
+    _add_run_command(sub)
+
+    from .datasets.cli import add_dataset_commands
+
+    add_dataset_commands(sub)
+
+    _add_job_commands(sub)
+
+    _add_tool_commands(sub)
 
     for choice in sub.choices.values():
         choice.add_argument("--json", action="store_true", default=argparse.SUPPRESS,

@@ -73,6 +73,18 @@ class JobKind(abc.ABC):
         interrupted AutoML controller: resume it), else None."""
         return None
 
+    #: whether :func:`tao_sdk.jobs.resume_job` continues a train job of this kind from its
+    #: latest checkpoint (``resume_hint`` says what to do instead when not).
+    resumes_from_checkpoint: bool = True
+    #: what resumes a job of this kind when it is not resumed from a checkpoint ("" when nothing).
+    resume_hint: str = ""
+
+    def model_source(self, store: Any, record: "JobRecord") -> "JobRecord":
+        """The record whose model a child job of ``record`` uses (default: ``record`` itself; an
+        AutoML job stands for its best trial). Raises :class:`~tao_sdk.errors.ParentModelError`
+        saying what to wait for when there is none yet."""
+        return record
+
 
 _REGISTRY: dict[str, str | JobKind] = {
     "job": "tao_sdk.jobs:TASK_KIND",

@@ -30,7 +30,7 @@ import yaml
 from . import results
 from .backends import Backend, resolve_backend, skill_backend
 from .bank import Skill, SkillBank, get_bank
-from .errors import PlatformError, StorageError, TaoSkillsError
+from .errors import ParentModelError, PlatformError, StorageError, TaoSkillsError
 from .jobkinds import JobKind, job_kind
 from .budget import job_budget
 from .jobstore import JobRecord, JobStatus, new_job_id
@@ -319,7 +319,7 @@ def plan_job(
                    mapped.notes + composed.notes, backend, datasets=report, secret_env=composed.secret_env,
                    preset=preset, env=composed.env)
     if route.automl:  # the algorithm, budget and search space the AutoML job would run
-        job_kind("automl").plan(plan, skill, spec_overrides=spec_overrides, settings=automl)
+        job_kind(route.kind).plan(plan, skill, spec_overrides=spec_overrides, settings=automl)
     elif backend.available:
         plan.command = backend.command(str(workspace.job_dir(job_id) / "spec.yaml"))
     return plan
@@ -397,7 +397,7 @@ def _check_parent_agreement(source: JobRecord, spec: Mapping[str, Any], inherite
                             own_model: bool = False) -> None:
     """Raise when the user set a must-match setting to something else than the train job used
     (``own_model``: the ``model`` section is the job's own, see :data:`OWN_MODEL_ACTIONS`)."""
-    from .spec import flatten
+    from .dotted import flatten
 
     final = flatten(spec)
     bad = []
@@ -422,9 +422,12 @@ def _train_ancestor(workspace: Workspace, record: JobRecord | None) -> JobRecord
     seen = set()
     while record is not None and record.id not in seen:
         seen.add(record.id)
-        if record.kind == "automl":
-            best = (record.result or {}).get("best_child_id")
-            record = workspace.store.get(best) if best else None
+        try:
+            source = job_kind(record.kind).model_source(workspace.store, record)
+        except ParentModelError:
+            return None
+        if source is not record:  # a kind that stands for another job (AutoML: its best child)
+            record = source
             continue
         if record.action in ("train", *OWN_MODEL_ACTIONS):  # a distill job trained its own model
             return record
@@ -441,7 +444,7 @@ def inherited_settings(workspace: Workspace, skill: Skill, action: str, parent: 
     train job had (e.g. Deformable DETR export lists the training sets): datasets given to this
     job replace them."""
     from .schemapath import find_property
-    from .spec import flatten
+    from .dotted import flatten
 
     source = _train_ancestor(workspace, parent)
     if source is None or source.skill != skill.name:
@@ -549,7 +552,7 @@ def create_job(
                                  f"({', '.join(others)}); run plain training (automl_policy='off') or export them "
                                  f"in the environment and reference them as ${{oc.env:NAME}} in the spec")
         base = extract_secrets(load_spec_file(base_spec))[0] if base_spec is not None else None
-        job: Job = job_kind("automl").create(plan, model_skill, datasets=datasets, base_spec=base,
+        job: Job = job_kind(plan.route.kind).create(plan, model_skill, datasets=datasets, base_spec=base,
                                          spec_overrides=extract_secrets(spec_overrides, dotted=True)[0],
                                          dataset_format=dataset_format, platform=platform, settings=automl, preset=preset,
                                          encryption_key=plan.secret_env.get(ENCRYPTION_KEY_ENV),
@@ -711,7 +714,7 @@ def task_status(record: JobRecord) -> results.TaskStatus | None:
         return None
     storage = storage_for(record.results_uri)
     for task in _task_folders(record):
-        uri = storage.join(record.results_uri, task, "status.json")
+        uri = results.status_file_for(record.results_uri, task)
         try:
             text = storage.read_text(uri)
         except StorageError:
@@ -788,7 +791,7 @@ def _close_status(record: JobRecord, status: results.TaskStatus | None, message:
     if status is not None and status.finished or not record.results_uri:
         return message
     storage = storage_for(record.results_uri)
-    uri = storage.join(record.results_uri, _task_folders(record)[0], "status.json")
+    uri = results.status_file_for(record.results_uri, _task_folders(record)[0])
     try:
         text = storage.read_text(uri) if storage.exists(uri) else ""
         if text and not text.endswith("\n"):
@@ -935,9 +938,9 @@ def resume_job(job_id: str, *, platform: str | None = None, encryption_key: str 
     workspace = workspace or default_workspace()
     bank = bank or get_bank()
     old = workspace.store.get(job_id)
-    if old.action != "train" or old.kind not in ("job", "trial"):
+    if old.action != "train" or not job_kind(old.kind).resumes_from_checkpoint:
         raise TaoSkillsError(f"{job_id} is a {old.kind} {old.action} job; only train jobs resume from checkpoints"
-                             + (" (AutoML: `tao-skills automl resume`)" if old.kind == "automl" else ""))
+                             + job_kind(old.kind).resume_hint)
     old = get_job(job_id, workspace=workspace).record
     if not old.status.is_terminal:
         raise TaoSkillsError(f"{job_id} is still {old.status.value}; cancel it first or wait for it")

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from . import checkpoints, results
 from .bank import Skill, SkillBank, get_bank
-from .errors import ParentModelError, StorageError
+from .errors import BankFormatError, ParentModelError, StorageError
+from .jobkinds import job_kind
 from .jobstore import JobRecord, JobStatus, JobStore
 from .storage import storage_for
 
@@ -62,16 +63,9 @@ def _listing(uri: str) -> list[str]:
 
 
 def effective_parent(store: JobStore, parent: JobRecord) -> JobRecord:
-    """An AutoML parent stands for its best child train job."""
-    if parent.kind == "automl":
-        best = (parent.result or {}).get("best_child_id")
-        if not best:
-            raise ParentModelError(
-                f"AutoML job {parent.id} has no best child yet (status {parent.status.value}); wait for it "
-                f"(`tao-skills wait {parent.id}`) or resume it (`tao-skills automl resume {parent.id}`)"
-            )
-        return store.get(best)
-    return parent
+    """The record whose model a child of ``parent`` uses: its job kind says
+    (:meth:`tao_sdk.jobkinds.JobKind.model_source`; an AutoML parent stands for its best child)."""
+    return job_kind(parent.kind).model_source(store, parent)
 
 
 def select_parent_artifact(store: JobStore, bank: SkillBank, parent: JobRecord, action: str) -> ParentArtifact:
@@ -102,6 +96,81 @@ def select_parent_artifact(store: JobStore, bank: SkillBank, parent: JobRecord, 
         extra = f"parent job {source.id} ended {source.status.value}; using its artifact anyway"
         warning = f"{warning}; {extra}" if warning else extra
     return ParentArtifact(source.id, selection.uri, mode, selection.reason, warning)
+
+
+@dataclass
+class _MappingContext:
+    """What a mapping function fills from: the values so far, the parent's artifact, the job's
+    results folder (its storage), the pretrained model given; the job's own latest checkpoint is
+    listed at most once, only when a row needs it."""
+
+    out: ResolvedMappings
+    artifact: ParentArtifact | None
+    results_uri: str
+    storage: Any
+    pretrained_model: str | None
+    _latest: list[str | None] = field(default_factory=list)
+
+    def latest_own(self) -> str | None:
+        if not self._latest:
+            self._latest.append(latest_checkpoint(self.results_uri))
+        return self._latest[0]
+
+
+def _literal(ctx: _MappingContext, key: str, literal: Any) -> None:
+    if isinstance(literal, dict) and "destination_path" in literal:
+        ctx.out.downloads.append({"spec_field": key, "link": str(literal.get("link", "")),
+                                  "destination_path": str(literal["destination_path"])})
+        ctx.out.values[key] = literal["destination_path"]
+    else:
+        ctx.out.values[key] = literal
+
+
+def _parent_model(ctx: _MappingContext, key: str, fn: str) -> None:
+    if ctx.artifact is None:
+        return
+    is_engine_field = key.endswith("trt_engine")
+    if ctx.out.deploy != is_engine_field and key.split(".")[-1] in ("checkpoint", "trt_engine"):
+        return  # evaluate/inference: checkpoint for PyTorch parents, trt_engine for engines
+    ctx.out.values[key] = ctx.artifact.uri if fn == "parent_model" else posixpath.dirname(ctx.artifact.uri)
+
+
+def _resume_model(ctx: _MappingContext, key: str, fn: str) -> None:
+    resume_uri = ctx.latest_own()
+    if resume_uri:
+        ctx.out.values[key] = resume_uri
+        ctx.out.notes.append(f"resuming from {resume_uri}")
+
+
+def _ptm_if_no_resume_model(ctx: _MappingContext, key: str, fn: str) -> None:
+    if ctx.pretrained_model and not ctx.latest_own():
+        ctx.out.values[key] = ctx.pretrained_model
+
+
+def _own_file(name: str) -> Callable[[_MappingContext, str, str], None]:
+    def fill(ctx: _MappingContext, key: str, fn: str) -> None:
+        ctx.out.values[key] = ctx.storage.join(ctx.results_uri, name)
+    return fill
+
+
+def _set(value: Callable[[_MappingContext], Any]) -> Callable[[_MappingContext, str, str], None]:
+    def fill(ctx: _MappingContext, key: str, fn: str) -> None:
+        ctx.out.values[key] = value(ctx)
+    return fill
+
+
+#: SKILL.md inference mapping function -> filler ``(context, spec field, function name)``.
+MAPPING_FUNCTIONS: dict[str, Callable[[_MappingContext, str, str], None]] = {
+    "output_dir": _set(lambda ctx: ctx.results_uri),
+    "key": _set(lambda ctx: ENCRYPTION_KEY_REF),
+    "parent_model": _parent_model,
+    "parent_model_folder": _parent_model,
+    "resume_model": _resume_model,
+    "ptm_if_no_resume_model": _ptm_if_no_resume_model,
+    "create_onnx_file": _own_file("model.onnx"),
+    "create_engine_file": _own_file("model.engine"),
+    "create_cal_cache": _own_file("cal.bin"),
+}
 
 
 def resolve_mappings(
@@ -146,52 +215,18 @@ def resolve_mappings(
         out.notes.append(f"parent {artifact.job_id}: {artifact.reason}")
         if artifact.warning:
             out.warnings.append(artifact.warning)
-    own_latest: list[str | None] = []  # listed at most once, only when a row needs it
-
-    def latest_own() -> str | None:
-        if not own_latest:
-            own_latest.append(latest_checkpoint(results_uri))
-        return own_latest[0]
-
+    ctx = _MappingContext(out, artifact, results_uri, storage, pretrained_model)
     for row in rows:
-        key = row.spec_field
-        if key in user_keys:
+        if row.spec_field in user_keys:
             continue
         if row.function is None:
-            literal = row.literal
-            if isinstance(literal, dict) and "destination_path" in literal:
-                out.downloads.append({"spec_field": key, "link": str(literal.get("link", "")),
-                                      "destination_path": str(literal["destination_path"])})
-                out.values[key] = literal["destination_path"]
-            else:
-                out.values[key] = literal
+            _literal(ctx, row.spec_field, row.literal)
             continue
-        fn = row.function
-        if fn == "output_dir":
-            out.values[key] = results_uri
-        elif fn == "key":
-            out.values[key] = ENCRYPTION_KEY_REF
-        elif fn in ("parent_model", "parent_model_folder"):
-            if artifact is None:
-                continue
-            is_engine_field = key.endswith("trt_engine")
-            if out.deploy != is_engine_field and key.split(".")[-1] in ("checkpoint", "trt_engine"):
-                continue  # evaluate/inference: checkpoint for PyTorch parents, trt_engine for engines
-            out.values[key] = artifact.uri if fn == "parent_model" else posixpath.dirname(artifact.uri)
-        elif fn == "resume_model":
-            resume_uri = latest_own()
-            if resume_uri:
-                out.values[key] = resume_uri
-                out.notes.append(f"resuming from {resume_uri}")
-        elif fn == "ptm_if_no_resume_model":
-            if pretrained_model and not latest_own():
-                out.values[key] = pretrained_model
-        elif fn == "create_onnx_file":
-            out.values[key] = storage.join(results_uri, "model.onnx")
-        elif fn == "create_engine_file":
-            out.values[key] = storage.join(results_uri, "model.engine")
-        elif fn == "create_cal_cache":
-            out.values[key] = storage.join(results_uri, "cal.bin")
+        fill = MAPPING_FUNCTIONS.get(row.function)
+        if fill is None:
+            raise BankFormatError(f"{skill.name} SKILL.md: unknown inference mapping function {row.function!r} for "
+                                  f"{row.spec_field}; known: {', '.join(sorted(MAPPING_FUNCTIONS))}")
+        fill(ctx, row.spec_field, row.function)
     return out
 
 

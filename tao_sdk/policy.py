@@ -113,6 +113,11 @@ class Route:
     policy: str
     reason: str
 
+    @property
+    def kind(self) -> str:
+        """The job kind the route creates (:mod:`tao_sdk.jobkinds`): ``"automl"`` or ``"job"``."""
+        return "automl" if self.automl else "job"
+
 
 def route_action(skill: Skill | str, action: str, automl_policy: str | bool | None = None,
                  request: str | None = None, *, bank: SkillBank | None = None,

@@ -69,7 +69,7 @@ def plan_weights(action: str, spec: Mapping[str, Any]) -> list[dict[str, Any]]:
     ``uri``, ``source``, ``resolved`` location and ``size`` when known without a download.
     A malformed or unsupported URI raises TaoSkillsError at plan time (nothing is submitted)."""
     from tao_sdk import sources
-    from tao_sdk.spec import flatten
+    from tao_sdk.dotted import flatten
 
     flat, out = flatten(spec), []
     for key in _weight_fields(action):

@@ -34,6 +34,7 @@ __all__ = [
     "FINAL_STATUSES",
     "TASK_FOLDERS",
     "MetricDirectionError",
+    "check_direction",
     "StatusLines",
     "TaskStatus",
     "parse_status_lines",
@@ -68,6 +69,9 @@ TASK_FOLDERS: dict[str, str] = {
     "distill": "distill",
     "quantize": "quantize",
     "dataset_convert": "dataset_convert",
+    "prune": "prune",
+    "retrain": "retrain",
+    "validate_images": "validate_images",
 }
 
 _STICKY_KEYS = ("kpi", "graphical", "categorical")
@@ -425,16 +429,19 @@ def metric_by_epoch(
     return collapsed
 
 
-def _check_direction(direction: Any) -> str:
+def check_direction(direction: Any) -> str:
+    """``direction`` when it is ``"max"`` or ``"min"``; MetricDirectionError otherwise. The one
+    rule of the SDK (results, checkpoint selection, AutoML algorithms): the direction is never
+    guessed from a metric name nor from a spelling; take it from the skill's metric table
+    (``skill_info.yaml`` ``monitoring_metric.direction``)."""
     if direction not in ("max", "min"):
         raise MetricDirectionError(
             f"direction must be 'max' or 'min', got {direction!r}; take it from the skill's "
-            "metric table (it is never guessed from the metric name)"
+            "metric table / monitoring_metric.direction (it is never guessed from the metric name)"
         )
     return direction
 
 
-# --------------------------------------------------------------------------- ranking
 # ONE rule for "which value is better", by the skill's monitoring metric direction: used by
 # checkpoint selection, status summaries, the AutoML controller, algorithms and reports.
 
@@ -442,7 +449,7 @@ def _check_direction(direction: Any) -> str:
 def as_loss(value: float, direction: str) -> float:
     """``value`` as a quantity to minimise: ``-value`` for ``"max"`` metrics, ``value`` for
     ``"min"`` ones (sort keys, optimisers). Raises MetricDirectionError for another direction."""
-    return -value if _check_direction(direction) == "max" else value
+    return -value if check_direction(direction) == "max" else value
 
 
 def better(a: float, b: float | None, direction: str, *, ties: bool = False) -> bool:
@@ -450,7 +457,7 @@ def better(a: float, b: float | None, direction: str, *, ties: bool = False) -> 
     lower); ``ties=True`` counts an equal value as better (the later of equals wins). Anything
     beats ``b=None``. Raises MetricDirectionError for another direction."""
     if b is None:
-        _check_direction(direction)
+        check_direction(direction)
         return True
     la, lb = as_loss(a, direction), as_loss(b, direction)
     return la <= lb if ties else la < lb
@@ -490,14 +497,14 @@ def best_epoch(
     Raises:
         MetricDirectionError: ``direction`` is not ``"max"`` or ``"min"``.
     """
-    _check_direction(direction)
+    check_direction(direction)
     values = metric_by_epoch(history, metric, collapse_repeats=collapse_repeats)
     return best_of(values, direction)
 
 
 def best_of(values: dict[int, float], direction: str) -> tuple[int, float] | None:
     """Best ``(epoch, value)`` of an epoch -> value map (ties -> later epoch); ``None`` if empty."""
-    _check_direction(direction)
+    check_direction(direction)
     best: tuple[int, float] | None = None
     for epoch in sorted(values):
         if better(values[epoch], best[1] if best else None, direction, ties=True):

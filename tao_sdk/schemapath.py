@@ -1,8 +1,14 @@
-"""Navigate JSON Schemas by dotted spec path (``train.optim.lr``)."""
+"""JSON Schemas by dotted spec path (``train.optim.lr``): navigate them and list a spec's
+problems against them (:func:`spec_problems`). A leaf: it imports only :mod:`tao_sdk.errors`."""
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+import difflib
+from typing import Any, Iterator, Mapping
+
+import jsonschema
+
+from .errors import SpecProblem
 
 
 def _object_branches(node: dict[str, Any]) -> list[dict[str, Any]]:
@@ -67,3 +73,49 @@ def describe_allowed(node: dict[str, Any]) -> str | None:
         if lo is not None or hi is not None:
             parts.append(f"in [{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]")
     return ", ".join(dict.fromkeys(p for p in parts if p)) or None
+
+
+def spec_problems(schema: dict[str, Any], spec: Mapping[str, Any], fillers: Mapping[str, str] | None = None,
+                  validator: jsonschema.Draft202012Validator | None = None) -> list[SpecProblem]:
+    """Every schema violation of ``spec`` as a :class:`SpecProblem` (empty list: valid).
+
+    ``fillers`` maps dotted paths to the inference function that would fill them; a missing
+    required path that has one says how to get it filled (e.g. pass parent_job_id).
+    """
+    problems: list[SpecProblem] = []
+    all_paths = None
+    validator = validator or jsonschema.Draft202012Validator(schema)
+    for err in validator.iter_errors(spec):
+        base = ".".join(str(p) for p in err.absolute_path)
+        if err.validator == "additionalProperties":
+            node_props = (err.schema or {}).get("properties", {})
+            extras = [k for k in (err.instance or {}) if k not in node_props]
+            for extra in extras:
+                path = f"{base}.{extra}" if base else extra
+                all_paths = all_paths if all_paths is not None else list(leaf_paths(schema))
+                siblings = [f"{base}.{k}" if base else k for k in node_props]
+                close = difflib.get_close_matches(path, siblings, 1, 0.6) or \
+                    difflib.get_close_matches(path, all_paths, 1, 0.75)
+                problems.append(SpecProblem(path, "unknown spec key", err.instance.get(extra),
+                                            None, close[0] if close else None))
+        elif err.validator == "required":
+            for name in err.validator_value:
+                if isinstance(err.instance, Mapping) and name in err.instance:
+                    continue
+                path = f"{base}.{name}" if base else name
+                how = (fillers or {}).get(path)
+                hint = (f"filled by the '{how}' inference mapping: pass parent_job_id" if how and "parent" in how
+                        else f"filled by the '{how}' inference mapping" if how else "set it with spec_overrides")
+                problems.append(SpecProblem(path, f"required field is missing ({hint})"))
+        else:
+            node = find_property(schema, base) if base else None
+            problems.append(SpecProblem(base, err.message, err.instance,
+                                        describe_allowed(node) if node else None))
+    # de-duplicate (anyOf branches may repeat the same complaint)
+    seen, unique = set(), []
+    for p in problems:
+        key = (p.path, p.message)
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique

@@ -12,123 +12,39 @@ its dotted path, the offending value, what is allowed and a close match for unkn
 
 from __future__ import annotations
 
-import copy
 import difflib
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import jsonschema
-import yaml
-
 from .bank import Skill, SkillBank, get_bank
 from .datasources import INHERITED_LAYER, plan_data_sources
-from .errors import SpecProblem, SpecValidationError, TaoSkillsError
-from .schemapath import describe_allowed, find_property, leaf_paths
-
-_FLOAT_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
-
+from .dotted import flatten, parse_assignment, parse_value, set_path  # noqa: F401  (flatten: re-exported)
+from .errors import SpecValidationError, TaoSkillsError
+from .schemapath import spec_problems
+from .specfile import conform, layer_values, read_base_layer, spec_check
 
 def set_dotted(spec: dict[str, Any], key: str, value: Any) -> None:
-    """Set ``a.b.c`` in a nested dict, creating (or replacing null/non-dict) parents."""
-    parts = key.split(".")
-    if not all(parts):
-        raise TaoSkillsError(f"'{key}' is not a dotted spec key (empty part); write e.g. train.optim.lr")
-    node = spec
-    for part in parts[:-1]:
-        if not isinstance(node.get(part), dict):
-            node[part] = {}
-        node = node[part]
-    node[parts[-1]] = copy.deepcopy(value)
-
-
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dict -> {dotted leaf path: value} (lists and scalars are leaves)."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, Mapping) and value:
-            out.update(flatten(value, dotted))
-        else:
-            out[dotted] = value
-    return out
+    """Set ``a.b.c`` in a nested dict, creating (or replacing null/non-dict) parents
+    (:func:`tao_sdk.dotted.set_path`)."""
+    set_path(spec, key, value)
 
 
 def apply_overrides(spec: dict[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
     """Apply dotted-key overrides in order (list/dict values replace, they do not merge)."""
     for key, value in (overrides or {}).items():
-        set_dotted(spec, key, value)
+        set_path(spec, key, value)
     return spec
 
 
-def parse_override_value(text: str) -> Any:
-    """Parse a CLI ``--set key=value`` value: YAML scalars/lists/dicts, plus ``1e-4`` as a float
-    (plain YAML reads it as a string)."""
-    text = text.strip()
-    if _FLOAT_RE.match(text):
-        return float(text)
-    try:
-        return yaml.safe_load(text) if text else ""
-    except yaml.YAMLError:
-        return text
+#: The ``--set`` value parser (kept under its former name).
+parse_override_value = parse_value
 
 
 def parse_set_options(items: list[str] | None) -> dict[str, Any]:
-    """``["train.num_epochs=10", ...]`` -> ``{"train.num_epochs": 10}``."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise TaoSkillsError(f"--set expects KEY=VALUE (e.g. train.num_epochs=10), got '{item}'")
-        out[key.strip()] = parse_override_value(value)
-    return out
-
-
-def spec_problems(schema: dict[str, Any], spec: Mapping[str, Any], fillers: Mapping[str, str] | None = None,
-                  validator: jsonschema.Draft202012Validator | None = None) -> list[SpecProblem]:
-    """Every schema violation of ``spec`` as a :class:`SpecProblem` (empty list: valid).
-
-    ``fillers`` maps dotted paths to the inference function that would fill them; a missing
-    required path that has one says how to get it filled (e.g. pass parent_job_id).
-    """
-    problems: list[SpecProblem] = []
-    all_paths = None
-    validator = validator or jsonschema.Draft202012Validator(schema)
-    for err in validator.iter_errors(spec):
-        base = ".".join(str(p) for p in err.absolute_path)
-        if err.validator == "additionalProperties":
-            node_props = (err.schema or {}).get("properties", {})
-            extras = [k for k in (err.instance or {}) if k not in node_props]
-            for extra in extras:
-                path = f"{base}.{extra}" if base else extra
-                all_paths = all_paths if all_paths is not None else list(leaf_paths(schema))
-                siblings = [f"{base}.{k}" if base else k for k in node_props]
-                close = difflib.get_close_matches(path, siblings, 1, 0.6) or \
-                    difflib.get_close_matches(path, all_paths, 1, 0.75)
-                problems.append(SpecProblem(path, "unknown spec key", err.instance.get(extra),
-                                            None, close[0] if close else None))
-        elif err.validator == "required":
-            for name in err.validator_value:
-                if isinstance(err.instance, Mapping) and name in err.instance:
-                    continue
-                path = f"{base}.{name}" if base else name
-                how = (fillers or {}).get(path)
-                hint = (f"filled by the '{how}' inference mapping: pass parent_job_id" if how and "parent" in how
-                        else f"filled by the '{how}' inference mapping" if how else "set it with spec_overrides")
-                problems.append(SpecProblem(path, f"required field is missing ({hint})"))
-        else:
-            node = find_property(schema, base) if base else None
-            problems.append(SpecProblem(base, err.message, err.instance,
-                                        describe_allowed(node) if node else None))
-    # de-duplicate (anyOf branches may repeat the same complaint)
-    seen, unique = set(), []
-    for p in problems:
-        key = (p.path, p.message)
-        if key not in seen:
-            seen.add(key)
-            unique.append(p)
-    return unique
+    """``["train.num_epochs=10", ...]`` -> ``{"train.num_epochs": 10}`` (values by
+    :func:`tao_sdk.dotted.parse_value`: ``1e-4`` is the float 0.0001)."""
+    return dict(parse_assignment(item) for item in items or [])
 
 
 def validate_spec(skill: Skill, action: str, spec: Mapping[str, Any], *, deploy: bool = False,
@@ -163,18 +79,15 @@ def _user_layers(skill: Skill, action: str, deploy: bool, base_spec: Any, spec_o
                  out: ComposedSpec) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """(base layer as dotted keys, overrides, other actions' sections), secrets moved to env."""
     from .secrets import extract_secrets
-    from .specfile import Conformed, conform, load_spec_file, split_sections
 
     base: dict[str, Any] = {}
     others: dict[str, Any] = {}
     if base_spec is not None:
         where = "the base spec" if isinstance(base_spec, Mapping) else f"spec file {base_spec}"
-        own, others = split_sections(skill, action, load_spec_file(base_spec), deploy)
+        own, others, log = read_base_layer(skill, action, base_spec, deploy)
         own, env = extract_secrets(own)
         _note_secrets(env, where, out)
-        log = Conformed()
-        # an empty mapping in a file merges nothing (as in OmegaConf); it must not wipe a section
-        base = {k: v for k, v in flatten(conform(skill.schema(action, deploy), own, log)).items() if v != {}}
+        base = layer_values(own)
         out.notes += [f"{path}: {before!r} read as {after!r} (as TAO/OmegaConf does)" for path, before, after in log.coerced]
         if others:
             out.notes.append(f"sections {', '.join(sorted(others))} of {where} were validated as their own actions' "
@@ -262,9 +175,6 @@ def compose_spec(
             ``model.num_queries`` <= encoder positions at the image size), with the numbers.
         DataSourceError: a dataset role the action needs is neither given nor set by the user.
     """
-    from .specfile import conform, section_problems
-    from .specrules import rule_problems
-
     skill = skill if isinstance(skill, Skill) else (bank or get_bank()).get(skill)
     if action not in skill.actions:
         close = difflib.get_close_matches(action, skill.actions, 1)
@@ -295,10 +205,7 @@ def compose_spec(
     out.spec = conform(schema, out.spec)
     if validate:
         fillers = {m.spec_field: m.function for m in skill.inference_mappings(action) if m.function}
-        problems = spec_problems(schema, out.spec, fillers, skill.validator(action, deploy))
-        problems += section_problems(skill, others)
-        if not problems:
-            problems = rule_problems(skill, action, out.spec)
+        problems = spec_check(skill, action, deploy, out.spec, others, fillers=fillers)
         if problems:
             raise SpecValidationError(skill.name, f"{'TensorRT ' if deploy else ''}{action}", problems)
     return out

@@ -28,11 +28,14 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import yaml
 
+from .dotted import flatten, get_path, set_path
 from .errors import SpecProblem, TaoSkillsError
+from .schemapath import find_property, spec_problems
+from .specrules import rule_problems
 
 if TYPE_CHECKING:  # pragma: no cover
     from .models import SpecReport
@@ -224,8 +227,6 @@ def split_sections(skill: Any, action: str, spec: Mapping[str, Any], deploy: boo
 def section_problems(skill: Any, sections: Mapping[str, Any]) -> list[SpecProblem]:
     """Problems of other actions' sections, each checked against its own action's schema node
     (wrong types, values out of range, unknown keys; missing values are that action's business)."""
-    from .spec import spec_problems
-
     problems: list[SpecProblem] = []
     index = action_sections(skill)
     for name, value in sections.items():
@@ -236,6 +237,37 @@ def section_problems(skill: Any, sections: Mapping[str, Any]) -> list[SpecProble
         conformed = conform(sub_schema, {name: value})
         problems += [p for p in spec_problems(sub_schema, conformed) if not p.message.startswith("required field")]
     return problems
+
+
+# =========================================================================== the one pipeline
+def read_base_layer(skill: Any, action: str, source: str | Path | Mapping[str, Any], deploy: bool = False
+                    ) -> tuple[dict[str, Any], dict[str, Any], Conformed]:
+    """A TAO experiment spec (file path or nested dict) read for ``action``: ``(own, others, log)``
+    with ``own`` its sections of this action conformed to the action schema (as OmegaConf reads
+    them), ``others`` the other actions' sections, ``log`` the conversions done. Used by
+    :func:`tao_sdk.spec.compose_spec` (``base_spec=``) and :func:`validate_spec_file`."""
+    own, others = split_sections(skill, action, load_spec_file(source), deploy)
+    log = Conformed()
+    return conform(skill.schema(action, deploy), own, log), others, log
+
+
+def layer_values(layer: Mapping[str, Any]) -> dict[str, Any]:
+    """A nested layer as dotted keys to lay over a template; an empty mapping merges nothing
+    (as in OmegaConf): it does not wipe a section."""
+    return {k: v for k, v in flatten(layer).items() if v != {}}
+
+
+def spec_check(skill: Any, action: str, deploy: bool, spec: Mapping[str, Any], others: Mapping[str, Any], *,
+               fillers: Mapping[str, str] | None = None,
+               accounted: Callable[[SpecProblem], bool] | None = None) -> list[SpecProblem]:
+    """Every problem of a composed ``spec``: its schema problems (less those ``accounted`` says
+    the caller reports otherwise, e.g. fields the SDK fills), the other actions' sections; when
+    those are clean, the skill's cross-field rules (:mod:`tao_sdk.specrules`). ``fillers`` (dotted
+    path -> inference mapping) makes a missing field's message say how it gets filled."""
+    problems = [p for p in spec_problems(skill.schema(action, deploy), spec, fillers, skill.validator(action, deploy))
+                if accounted is None or not accounted(p)]
+    problems += section_problems(skill, others)
+    return problems or rule_problems(skill, action, spec)
 
 
 # =========================================================================== validate a file
@@ -306,20 +338,16 @@ def validate_spec_file(skill: Any, action: str, source: str | Path | Mapping[str
     """
     from .bank import get_bank
     from .secrets import secret_paths
-    from .spec import apply_overrides, flatten, spec_problems
 
     skill = (bank or get_bank()).get(skill)
     if action not in skill.actions:
         raise TaoSkillsError(f"{skill.name} has no action '{action}'; actions: {', '.join(skill.actions)}")
     if deploy and not skill.has_schema(action, deploy=True):
         raise TaoSkillsError(f"{skill.name} has no TensorRT variant of '{action}'; drop --deploy")
-    data = load_spec_file(source)
     report = SpecFileReport(skill.name, action, deploy, str(source) if not isinstance(source, Mapping) else "<dict>")
-    own, others = split_sections(skill, action, data, deploy)
+    layer, others, log = read_base_layer(skill, action, source, deploy)
     report.sections = sorted(others)
     schema = skill.schema(action, deploy)
-    log = Conformed()
-    layer = conform(schema, own, log)
     fillers = sdk_fillers(skill, action)
     for path in secret_paths(layer):
         report.warnings.append(f"{path}: a secret in the file; the SDK moves it to the job environment and "
@@ -329,14 +357,16 @@ def validate_spec_file(skill: Any, action: str, source: str | Path | Mapping[str
             report.warnings.append(f"{path}: the file's value {value!r} is SDK-owned and will be replaced "
                                    f"({fillers[path]})")
     spec = skill.template(action, deploy)
-    apply_overrides(spec, flatten(layer))
+    for path, value in layer_values(layer).items():
+        set_path(spec, path, value)
     report.coerced = [[p, a, b] for p, a, b in log.coerced]
-    problems = []
-    for p in spec_problems(schema, spec, validator=skill.validator(action, deploy)):
+
+    def filled_by_sdk(p: SpecProblem) -> bool:
         if p.path in fillers:
             report.filled[p.path] = fillers[p.path]
-        elif not any(p.path.startswith(f + ".") for f in fillers):
-            problems.append(p)
+        return p.path in fillers or any(p.path.startswith(f + ".") for f in fillers)
+
+    problems = spec_check(skill, action, deploy, spec, others, accounted=filled_by_sdk)
     for path in log.unset:
         if path in fillers or any(path.startswith(f + ".") for f in fillers):
             report.filled.setdefault(_filler_key(path, fillers), fillers[_filler_key(path, fillers)])
@@ -345,11 +375,6 @@ def validate_spec_file(skill: Any, action: str, source: str | Path | Mapping[str
     for path, how in fillers.items():
         if "mapping" in how or "literal" in how or value_at(spec, path) is None:
             report.filled.setdefault(path, how)
-    problems += section_problems(skill, others)
-    if not problems:
-        from .specrules import rule_problems
-
-        problems += rule_problems(skill, action, spec)
     problems += [SpecProblem(p, "value is '???' (unset) and nothing fills it", None, None, None)
                  for p in report.unset if _required(schema, p)]
     report.problems = problems
@@ -365,18 +390,11 @@ def _filler_key(path: str, fillers: Mapping[str, str]) -> str:
 
 def value_at(spec: Mapping[str, Any], dotted: str) -> Any:
     """The value at dotted path ``a.b.c`` of a nested spec, or None when it is absent."""
-    node: Any = spec
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
+    return get_path(spec, dotted)
 
 
 def _required(schema: Mapping[str, Any], dotted: str) -> bool:
     """True when ``dotted`` is a required field with no default (an unset value breaks the job)."""
-    from .schemapath import find_property
-
     parts = dotted.split(".")
     parent = find_property(schema, ".".join(parts[:-1])) if len(parts) > 1 else schema
     node = find_property(schema, dotted)

@@ -27,7 +27,7 @@ import math
 from typing import Any, Callable, Mapping
 
 from .errors import BankFormatError, SpecProblem
-from .specfile import value_at
+from .dotted import get_path as value_at
 
 #: rule kind -> function(rule, spec) -> (cap, explanation) or None when it does not apply.
 RULE_KINDS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any]], tuple[int, str] | None]] = {}

@@ -133,7 +133,7 @@ def test_cli_reports_the_backend(bare_path, tmp_path):
     rows = {r["skill"]: r for r in json.loads(cli("list", "--json").stdout)}
     assert rows["tao-train-oneformer"]["backends"]["quantize"] == "none"
     assert rows["tao-train-oneformer"]["task"] == "segmentation (semantic, instance, panoptic)"
-    assert rows["tao-train-segformer"]["backend"] == "none" and len(rows) == 32
+    assert rows["tao-train-segformer"]["backend"] == "none" and len(rows) == 33
     shown = json.loads(cli("show", "oneformer", "--action", "quantize", "--json").stdout)
     assert shown["backend"]["kind"] == "none" and "TAO container" in shown["backend"]["detail"]
     run = cli("run", "oneformer", "quantize", "--train-dataset", "/d/t", "--eval-dataset", "/d/e", "--dry-run")

@@ -233,7 +233,7 @@ def test_every_schema_is_valid_draft_2020_12(bank):
         assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
         assert meta_schema_error(schema) is None, (skill.name, action, deploy)
         checked += 1
-    assert checked > 200  # 31 skills, TensorRT variants included
+    assert checked > 200  # 32 skills, TensorRT variants included
     # the section-wise check is the meta-schema check: a broken section is found, with its path
     broken = json.loads(json.dumps(bank.get("rtdetr").schema("export")))
     broken["properties"]["export"]["properties"]["batch_size"]["type"] = "int"
@@ -531,11 +531,11 @@ def test_catalog_is_the_seeds_plus_generated_prose_skills():
     prose = {name: src.get("prose") for name, src in SOURCES["skills"].items()}
     assert sorted(n for n, p in prose.items() if p == "hand-written") == MODEL_SKILLS
     assert set(prose.values()) == {"hand-written", "generated"}
-    assert len(CATALOG) == 31
+    assert len(CATALOG) == 32  # every TAO Core 7.3.0 network with a dataclass config and a network config
 
 
 def test_every_catalog_skill_is_complete_and_honest_about_its_backend(bank):
-    """One pass over all 31 model skills (files only; the checker validates schemas/templates)."""
+    """One pass over all 32 model skills (files only; the checker validates schemas/templates)."""
     from tao_sdk import worker
 
     meta = jsonschema.Draft202012Validator(json.loads((REPO / "schemas" / "skill_info.schema.json").read_text()))

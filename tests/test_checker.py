@@ -105,7 +105,7 @@ def test_real_bank_is_healthy_api_and_cli():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "bank OK" in proc.stdout
     assert f"{len(SkillBank(REPO).names())} skill(s) checked" in proc.stdout
-    assert len(SkillBank(REPO).names()) == 32  # tao-run-automl + every TAO Core network (tools/bank_sources.yaml)
+    assert len(SkillBank(REPO).names()) == 33  # tao-run-automl + every TAO Core network (tools/bank_sources.yaml)
     assert proc.stderr == ""
 
 

@@ -87,6 +87,14 @@ def all_networks(tmp_path_factory) -> Iterator[SimpleNamespace]:
         checker.communicate()
 
 
+def _generator():
+    """tools/gen_schemas.py as a module (its experiment-config lookup is the one under test)."""
+    if "gen_schemas" not in sys.modules:
+        sys.path.insert(0, str(REPO / "tools"))
+        importlib.import_module("gen_schemas")
+    return sys.modules["gen_schemas"]
+
+
 def _expected_network_skills() -> dict[str, str]:
     """{network_config: network} for every TAO Core network config with actions and a dataclass config."""
     out = {}
@@ -97,8 +105,8 @@ def _expected_network_skills() -> dict[str, str]:
         if not cfg.get("api_params", {}).get("actions"):
             continue
         try:
-            _ = importlib.import_module(f"nvidia_tao_core.config.{network}.default_config").ExperimentConfig
-        except Exception:  # noqa: BLE001 - no dataclass config: not generated
+            _ = _generator().experiment_config(network)
+        except _generator().NoDataclassConfig:  # no dataclass config: not generated
             continue
         out[name] = network
     return out
@@ -201,7 +209,7 @@ def _snapshot_of_repo_skills() -> dict[str, bytes]:
 @pytest.mark.maintainer
 @needs_tao
 def test_every_shipped_template_loads_into_tao_core_experiment_config():
-    """All 31 skills, every (TensorRT) action template: OmegaConf.merge into TAO Core's ExperimentConfig
+    """All 32 skills, every (TensorRT) action template: OmegaConf.merge into TAO Core's ExperimentConfig
     (raises on unknown keys / wrong types). One structured config per network, merged per template."""
     from omegaconf import OmegaConf
 
@@ -211,7 +219,7 @@ def test_every_shipped_template_loads_into_tao_core_experiment_config():
     for name in CATALOG:
         skill = bank.get(name)
         if skill.network not in bases:
-            exp = importlib.import_module(f"nvidia_tao_core.config.{skill.network}.default_config").ExperimentConfig
+            exp = _generator().experiment_config(skill.network)
             bases[skill.network] = OmegaConf.structured(exp)
         for deploy in (False, True):
             for action in skill.manifest["deploy_actions" if deploy else "actions"]:
@@ -247,7 +255,7 @@ def _left_out_rows(skill) -> set[tuple[str, str]]:
 @pytest.mark.maintainer
 @needs_tao
 def test_skill_md_tables_carry_every_network_config_field():
-    """All 31 skills: every spec_params row of the network config is in the skill's inference table,
+    """All 32 skills: every spec_params row of the network config is in the skill's inference table,
     except the rows tools/bank_sources.yaml records (with why) as not in the dataclass; every
     data_sources entry is in the dataset table or named in the "What the Tables Leave Out" section."""
     bank = SkillBank(REPO)
@@ -330,7 +338,7 @@ def test_wheel_ships_the_bank_and_finds_it_installed(tmp_path):
     proc = subprocess.run([*cmd, str(REPO)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (wheel,) = tmp_path.glob("tao_skill_bank-*.whl")
-    # 31 skills (~14 MB of JSON/YAML unpacked) compress to ~2.4 MB; a jump means something unwanted ships
+    # 32 skills (~14 MB of JSON/YAML unpacked) compress to ~2.4 MB; a jump means something unwanted ships
     assert wheel.stat().st_size < 5_000_000, wheel.stat().st_size
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
@@ -371,3 +379,32 @@ def test_all_networks_bank_passes_the_checker(all_networks):
     assert all_networks.checker.returncode == 0, stderr
     problems = json.loads(stdout)
     assert problems == [], "\n".join(problems)
+
+
+def test_experiment_config_is_found_whatever_its_name_and_fails_loudly(monkeypatch):
+    """TAO Core 7.3.0 names clip's config CLIPExperimentConfig: found; none or two candidates is an
+    error naming them; a network without a default_config module is not generated."""
+    import dataclasses
+    import types
+
+    gen = _generator()
+
+    def fake(network: str, *classes: str) -> None:
+        module = types.ModuleType(f"nvidia_tao_core.config.{network}.default_config")
+        for name in classes:
+            cls = dataclasses.make_dataclass(name, [("x", int, 0)])
+            cls.__module__ = module.__name__
+            setattr(module, name, cls)
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+
+    fake("fake_one", "FakeExperimentConfig")
+    assert gen.experiment_config("fake_one").__name__ == "FakeExperimentConfig"
+    fake("fake_two", "AExperimentConfig", "BExperimentConfig")
+    with pytest.raises(SystemExit, match="AExperimentConfig, BExperimentConfig"):
+        gen.experiment_config("fake_two")
+    fake("fake_none", "ModelConfig")
+    with pytest.raises(SystemExit, match="none"):
+        gen.experiment_config("fake_none")
+    monkeypatch.setitem(sys.modules, "nvidia_tao_core.config.fake_absent", None)
+    with pytest.raises(gen.NoDataclassConfig):
+        gen.experiment_config("fake_absent")

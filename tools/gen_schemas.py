@@ -131,9 +131,34 @@ def read_network_config(name: str) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+class NoDataclassConfig(LookupError):
+    """TAO Core has no ``nvidia_tao_core.config.<network>.default_config`` module for a network."""
+
+
 def experiment_config(network: str):
-    module = importlib.import_module(f"nvidia_tao_core.config.{network}.default_config")
-    return module.ExperimentConfig
+    """The experiment config dataclass of ``network`` in TAO Core, whatever its class is called:
+    ``ExperimentConfig`` when the module defines one, else the one dataclass defined in the
+    module whose name ends in ``ExperimentConfig`` (clip: ``CLIPExperimentConfig``).
+
+    Raises NoDataclassConfig when TAO Core has no ``default_config`` module for the network (the
+    network is then not generated), SystemExit naming the candidates when the module holds none
+    or several such classes (fix the lookup rather than skip the network silently)."""
+    name = f"nvidia_tao_core.config.{network}.default_config"
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and name.startswith(exc.name):
+            raise NoDataclassConfig(f"TAO Core has no {name}") from None
+        raise
+    own = [obj for attr, obj in vars(module).items() if isinstance(obj, type) and dataclasses.is_dataclass(obj)
+           and attr.endswith("ExperimentConfig") and obj.__module__ == module.__name__]
+    if isinstance(getattr(module, "ExperimentConfig", None), type):
+        return module.ExperimentConfig
+    if len(own) == 1:
+        return own[0]
+    raise SystemExit(f"{name}: cannot tell the experiment config class of '{network}' (dataclasses named "
+                     f"*ExperimentConfig defined there: {', '.join(c.__name__ for c in own) or 'none'}); "
+                     "teach tools/gen_schemas.py experiment_config() which one it is")
 
 
 # =========================================================================== dataclass -> schema
@@ -1026,7 +1051,7 @@ def all_network_sources() -> dict[str, dict]:
         network = mapping.get("network", name)
         try:
             experiment_config(network)
-        except Exception:  # noqa: BLE001 - networks without a dataclass config are skipped
+        except NoDataclassConfig:  # networks without a dataclass config are not generated
             continue
         if not ncfg.get("api_params", {}).get("actions"):
             continue

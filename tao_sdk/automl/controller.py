@@ -29,7 +29,7 @@ from typing import Any, Mapping
 from .. import results
 from ..bank import Skill, SkillBank, get_bank
 from ..budget import job_budget
-from ..errors import JobNotFoundError, TaoSkillsError
+from ..errors import JobNotFoundError, ParentModelError, TaoSkillsError
 from ..jobkinds import JobKind
 from ..jobstore import JobRecord, JobStatus, new_job_id
 from ..platforms import NODE_PYTHON, JobTask, get_platform
@@ -271,6 +271,18 @@ class AutomlKind(JobKind):
     """Job kind ``automl``: a controller job that runs trials as child train jobs."""
 
     has_task_status = False  # progress is the trial table, not a status.json
+    resumes_from_checkpoint = False
+    resume_hint = " (AutoML: `tao-skills automl resume`)"
+
+    def model_source(self, store: Any, record: JobRecord) -> JobRecord:
+        """The best trial (a child train job); ParentModelError while there is none yet."""
+        best = (record.result or {}).get("best_child_id")
+        if not best:
+            raise ParentModelError(
+                f"AutoML job {record.id} has no best child yet (status {record.status.value}); wait for it "
+                f"(`tao-skills wait {record.id}`) or resume it (`tao-skills automl resume {record.id}`)"
+            )
+        return store.get(best)
 
     def plan(self, plan: Any, skill: Any, **options: Any) -> None:
         """:func:`plan_automl`."""

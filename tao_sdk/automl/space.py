@@ -57,10 +57,11 @@ import json
 import math
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from ..dotted import MISSING, get_path, set_path
 from ..errors import BankFormatError, TaoSkillsError
 
 __all__ = [
@@ -505,16 +506,6 @@ def _num(x: Any) -> float | None:
     return None
 
 
-def _get_path(tree: Any, path: str) -> Any:
-    node = tree
-    for part in path.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return _MISSING
-        node = node[part]
-    return node
-
-
-_MISSING = object()
 
 
 @dataclass
@@ -848,16 +839,7 @@ def apply_params(spec: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str
     """
     out = copy.deepcopy(dict(spec))
     for path, value in params.items():
-        node = out
-        parts = path.split(".")
-        for i, part in enumerate(parts[:-1]):
-            nxt = node.get(part)
-            if nxt is None:
-                nxt = node[part] = {}
-            if not isinstance(nxt, dict):
-                raise TaoSkillsError(f"cannot set {path}: {'.'.join(parts[:i + 1])} is not a mapping in the spec")
-            node = nxt
-        node[parts[-1]] = copy.deepcopy(value)
+        set_path(out, path, value, strict=True)
     return out
 
 
@@ -869,6 +851,29 @@ _TAO_TO_JSON = {"int": "integer", "float": "number", "bool": "boolean", "categor
                 "subset_list": "array", "optional_list": "array"}
 
 _OVERRIDE_KEYS = {"minimum", "maximum", "log", "enum", "choices", "option_weights", "weights", "step"}
+
+
+@dataclass
+class _Range:
+    """A numeric field's range as :meth:`_Builder._numeric_dim` found it (schema and user's)."""
+
+    path: str
+    lo: Any
+    hi: Any
+    lo_excl: bool
+    hi_excl: bool
+    user_lo: Any
+    user_hi: Any
+    user_log: Any
+    dflt: Any
+    source: str
+    depends: Any
+    b: Any
+    ov: Mapping[str, Any]
+
+    def parts(self) -> tuple:
+        """The fields in order (shallow: ``b`` stays the parsed math_cond)."""
+        return tuple(getattr(self, f.name) for f in fields(self))
 
 
 class _Builder:
@@ -883,14 +888,14 @@ class _Builder:
 
     # -- facts about a field
     def default_of(self, path: str) -> Any:
-        v = _get_path(self.base_spec, path)
-        if v is not _MISSING:
+        v = get_path(self.base_spec, path, MISSING)
+        if v is not MISSING:
             return v
         f = self.fields.get(path)
         if f is not None and "default" in f.node:
             return f.node["default"]
-        v = _get_path(self.schema.get("default") or {}, path)
-        return None if v is _MISSING else v
+        v = get_path(self.schema.get("default") or {}, path, MISSING)
+        return None if v is MISSING else v
 
     def disabled_reason(self, path: str) -> str | None:
         for d in self.disabled_list:
@@ -1072,6 +1077,9 @@ class _Builder:
         return self._numeric_dim(path, node, source, ov, default, is_int, depends)
 
     def _numeric_dim(self, path, node, source, ov, default, is_int, depends):
+        """The search dimension of a numeric field (or ``(None, why not)``): its range from the schema
+        (minimum / maximum, exclusive bounds, TAO valid_min / max, math_cond), narrowed by the user's
+        ``ov`` overrides (checked against the schema range)."""
         b = _parse_math_cond(path, node.get("math_cond"), node.get("depends_on"))
         lo = _num(node.get("minimum"))
         hi = _num(node.get("maximum"))
@@ -1107,54 +1115,57 @@ class _Builder:
         user_log = ov.get("log")
         if user_log is not None and not isinstance(user_log, bool):
             raise TaoSkillsError(f"overrides['{path}']['log'] must be true or false")
+        r = _Range(path, lo, hi, lo_excl, hi_excl, user_lo, user_hi, user_log, dflt, source, depends, b, ov)
+        return self._int_dim(r) if is_int else self._float_dim(r)
 
-        # integers ----------------------------------------------------------------------------
-        if is_int:
-            step = int(ov.get("step") or b.multiple_of or 1)
-            if step < 1:
-                raise TaoSkillsError(f"overrides['{path}']['step'] must be >= 1")
-            a = None if lo is None else (math.floor(lo) + 1 if lo_excl and lo == math.floor(lo) else math.ceil(lo))
-            z = None if hi is None else (math.ceil(hi) - 1 if hi_excl and hi == math.ceil(hi) else math.floor(hi))
-            if user_lo is not None:
-                a = math.ceil(user_lo)
-            if user_hi is not None:
-                z = math.floor(user_hi)
-            if z is None:
-                if source != "default" or dflt is None:
-                    return None, ("no finite maximum in the schema; give one with "
-                                  f"overrides={{'{path}': {{'minimum': ..., 'maximum': ...}}}}")
-                z = max(a if a is not None else 1, int(_UNBOUNDED_INT_FACTOR * dflt))
-            if a is None:
-                if source != "default" or dflt is None:
-                    return None, ("no finite minimum in the schema; give one with "
-                                  f"overrides={{'{path}': {{'minimum': ...}}}}")
-                a = min(0 if dflt <= 0 else 1, int(dflt))
-            for ne in b.not_equal:
-                if ne == a:
-                    a += 1
-                elif ne == z:
-                    z -= 1
-            if b.power_of and b.power_of >= 2 and not ov.get("step"):
-                vals, v = [], 1
-                while v <= z:
-                    if v >= a:
-                        vals.append(v)
-                    v *= b.power_of
-                if not vals:
-                    return None, f"no power of {b.power_of} within [{a}, {z}]"
-                return OrderedIntDim(path, dflt, source, depends_on=depends, values=tuple(vals)), None
-            if step > 1:
-                a = int(math.ceil(a / step) * step)
-                z = int(math.floor(z / step) * step)
-            if a > z:
-                return None, f"empty integer range [{a}, {z}]"
-            log = bool(user_log) if user_log is not None else (a >= 1 and z / a >= _MIN_LOG_RATIO and step == 1)
-            if log and a < 1:
-                raise TaoSkillsError(f"overrides['{path}']: log scale needs a minimum >= 1")
-            return IntDim(path, dflt if dflt is None else int(dflt), source, depends_on=depends,
-                          low=int(a), high=int(z), step=step, log=log), None
+    def _int_dim(self, r: "_Range"):
+        path, lo, hi, lo_excl, hi_excl, user_lo, user_hi, user_log, dflt, source, depends, b, ov = r.parts()
+        step = int(ov.get("step") or b.multiple_of or 1)
+        if step < 1:
+            raise TaoSkillsError(f"overrides['{path}']['step'] must be >= 1")
+        a = None if lo is None else (math.floor(lo) + 1 if lo_excl and lo == math.floor(lo) else math.ceil(lo))
+        z = None if hi is None else (math.ceil(hi) - 1 if hi_excl and hi == math.ceil(hi) else math.floor(hi))
+        if user_lo is not None:
+            a = math.ceil(user_lo)
+        if user_hi is not None:
+            z = math.floor(user_hi)
+        if z is None:
+            if source != "default" or dflt is None:
+                return None, ("no finite maximum in the schema; give one with "
+                              f"overrides={{'{path}': {{'minimum': ..., 'maximum': ...}}}}")
+            z = max(a if a is not None else 1, int(_UNBOUNDED_INT_FACTOR * dflt))
+        if a is None:
+            if source != "default" or dflt is None:
+                return None, ("no finite minimum in the schema; give one with "
+                              f"overrides={{'{path}': {{'minimum': ...}}}}")
+            a = min(0 if dflt <= 0 else 1, int(dflt))
+        for ne in b.not_equal:
+            if ne == a:
+                a += 1
+            elif ne == z:
+                z -= 1
+        if b.power_of and b.power_of >= 2 and not ov.get("step"):
+            vals, v = [], 1
+            while v <= z:
+                if v >= a:
+                    vals.append(v)
+                v *= b.power_of
+            if not vals:
+                return None, f"no power of {b.power_of} within [{a}, {z}]"
+            return OrderedIntDim(path, dflt, source, depends_on=depends, values=tuple(vals)), None
+        if step > 1:
+            a = int(math.ceil(a / step) * step)
+            z = int(math.floor(z / step) * step)
+        if a > z:
+            return None, f"empty integer range [{a}, {z}]"
+        log = bool(user_log) if user_log is not None else (a >= 1 and z / a >= _MIN_LOG_RATIO and step == 1)
+        if log and a < 1:
+            raise TaoSkillsError(f"overrides['{path}']: log scale needs a minimum >= 1")
+        return IntDim(path, dflt if dflt is None else int(dflt), source, depends_on=depends,
+                      low=int(a), high=int(z), step=step, log=log), None
 
-        # floats ------------------------------------------------------------------------------
+    def _float_dim(self, r: "_Range"):
+        path, lo, hi, lo_excl, hi_excl, user_lo, user_hi, user_log, dflt, source, depends, b, ov = r.parts()
         if ov.get("step"):
             raise TaoSkillsError(f"overrides['{path}']['step'] applies to integer fields only")
         positive = lo is not None and (lo > 0 or (lo == 0 and lo_excl))

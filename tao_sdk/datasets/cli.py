@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """``tao-skills dataset validate SKILL ACTION --train-dataset URI ...``: exit 0 clean, 2 with errors."""
-    from ..cli import _datasets
+    from ..clispec import datasets_of as _datasets
     from ..spec import parse_set_options
     from .check import validate_datasets
 
@@ -36,7 +36,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def add_validate_parser(sub: Any) -> None:
     """Add ``validate`` to the ``tao-skills dataset`` sub-commands ``sub``."""
-    from ..cli import _add_spec_options
+    from ..clispec import add_spec_options as _add_spec_options
 
     p = sub.add_parser("validate", help="check every dataset file an action reads (exit 0 clean, 2 with errors)",
                        description="Check every file the skill's SKILL.md dataset table names for ACTION: COCO "

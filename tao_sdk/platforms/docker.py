@@ -59,6 +59,7 @@ from tao_sdk.errors import PlatformError
 from tao_sdk.platforms import jobfiles
 from tao_sdk.platforms._supervise import write_exit_status
 from tao_sdk.platforms.base import JobTask, PlatformState
+from tao_sdk.platforms.docker_plan import ngc_login_hint
 from tao_sdk.platforms.settings import ConfiguredPlatform, load_settings
 
 __all__ = ["CONFIG_KEYS", "DockerPlatform", "load_config", "ngc_login_hint"]
@@ -107,14 +108,6 @@ def load_config(**options: Any) -> dict[str, Any]:
     if str(cfg.get("remove", "true")).lower() not in ("1", "true", "yes", "0", "false", "no"):
         raise PlatformError(f"docker setting remove={cfg['remove']!r}: use true or false")
     return cfg
-
-
-def ngc_login_hint(cli: str, image: str) -> str:
-    """What to run before an ``nvcr.io`` image can be pulled (empty for other registries)."""
-    if not image.startswith("nvcr.io/"):
-        return ""
-    return (f"nvcr.io needs NGC credentials: run `{Path(cli).name} login nvcr.io -u '$oauthtoken'` "
-            "(password: your NGC API key from https://ngc.nvidia.com/setup/api-key) before submitting")
 
 
 def _is_podman(cli: str) -> bool:

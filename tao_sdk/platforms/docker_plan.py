@@ -18,7 +18,15 @@ from tao_sdk.backends import ENTRYPOINT, NONE, WORKER, Backend, skill_container,
 from tao_sdk.errors import PlatformError
 from tao_sdk.platforms.base import NODE_PYTHON
 
-__all__ = ["container_backend", "pull_note"]
+__all__ = ["container_backend", "ngc_login_hint", "pull_note"]
+
+
+def ngc_login_hint(cli: str, image: str) -> str:
+    """What to run before an ``nvcr.io`` image can be pulled (empty for other registries)."""
+    if not image.startswith("nvcr.io/"):
+        return ""
+    return (f"nvcr.io needs NGC credentials: run `{Path(cli).name} login nvcr.io -u '$oauthtoken'` "
+            "(password: your NGC API key from https://ngc.nvidia.com/setup/api-key) before submitting")
 
 
 def _worker_runs(skill: Any, action: str) -> bool:
@@ -48,8 +56,6 @@ def pull_note(platform: Any, cli: str, image: str) -> tuple[bool, str]:
     if str(platform.config.get("pull") or "missing") == "never":
         return False, (f"image {image} is not on this machine and the docker setting pull is never: pull it "
                        f"first (`{name} pull {image}`)")
-    from tao_sdk.platforms.docker import ngc_login_hint
-
     login = ngc_login_hint(cli, image)
     size = "; TAO images are several GB" if "/nvidia/tao/" in image else ""
     return True, f"image not on this machine: submit pulls it (`{name} pull {image}`{size})" + (

@@ -49,6 +49,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from tao_sdk.dotted import as_int
 from tao_sdk.worker import spec as S
 from tao_sdk.worker.errors import SpecError, WorkerError
 
@@ -181,15 +182,7 @@ def _int_spec(spec: dict, key: str, default: int, minimum: int = 1) -> int:
     value = S.get(spec, key, default)
     if value is None or value == "":
         return default
-    try:
-        number = int(value)
-        if number != float(value):
-            raise ValueError
-    except (TypeError, ValueError):
-        raise SpecError(f"{key}={value!r} must be an integer >= {minimum}") from None
-    if number < minimum:
-        raise SpecError(f"{key}={number} must be >= {minimum}")
-    return number
+    return as_int(value, key, minimum=minimum, error=SpecError)
 
 
 def _int_env(env: Mapping[str, str], name: str, what: str, minimum: int = 0) -> int | None:

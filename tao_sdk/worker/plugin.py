@@ -313,14 +313,12 @@ def backbone_scale() -> str:
 
 
 def spec_int(spec: dict[str, Any], key: str, default: int) -> int:
-    """``spec[key]`` as an int; :class:`SpecError` naming the key otherwise."""
+    """``spec[key]`` as an int (``3.0`` and ``"3"`` read as 3; ``3.7`` is an error, never truncated):
+    :class:`SpecError` naming the key otherwise (:func:`tao_sdk.dotted.as_int`)."""
+    from tao_sdk.dotted import as_int
     from tao_sdk.worker.errors import SpecError
 
-    value = S.get(spec, key, default)
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise SpecError(f"{key}={value!r} must be an integer") from None
+    return as_int(S.get(spec, key, default), key, error=SpecError)
 
 
 def spec_float(spec: dict[str, Any], key: str, default: float) -> float:

@@ -33,7 +33,7 @@ _PREFLIGHT = {
 
 #: Actions that build the network from the spec's ``model`` section (the backbone must be
 #: one the worker builds as TAO does: :mod:`tao_sdk.worker.networks.backbones`).
-_ARCH_ACTIONS = ("train", "distill")
+_BACKBONE_ACTIONS = ("train", "distill")
 
 #: network name -> (plugin module, actions it runs[, model types it builds]). One entry per
 #: network.
@@ -73,20 +73,29 @@ def supports(network: str, action: str, model_type: str | None = None) -> bool:
 
 def preflight(network: str, action: str, spec: dict) -> None:
     """Refuse at plan time (no torch import) a ``spec`` of ``action`` that the worker cannot
-    run here (a ``model.backbone`` it does not build as TAO does, a distill criterion...);
-    raises :class:`tao_sdk.worker.errors.SpecError` naming the field and the fix.
-    Actions without a check pass."""
+    run here; raises :class:`tao_sdk.worker.errors.SpecError` naming the field and the fix, with
+    the message the job would fail with. A ``model.backbone`` the worker does not build as TAO
+    does is refused with the list it builds (train, distill); train also builds the
+    architecture record from the spec (:meth:`NetworkPlugin.build_arch`: every model check the
+    job makes before it trains, e.g. Deformable DETR ``model.dec_layers=1`` with
+    ``with_box_refine``); distill / quantize run their own checks. Other actions read the
+    checkpoint's architecture: nothing to check yet."""
     if not supports(network, action):
         return
-    if action in _ARCH_ACTIONS:
+    if action in _BACKBONE_ACTIONS:
         from tao_sdk.worker.networks.backbones import check_backbone
 
         check_backbone(network, spec)
+    if action in _ARCH_ACTIONS:
+        get(network).build_arch(spec)
     target = _PREFLIGHT.get(action)
-    if target is None:
-        return
-    module, func = target.split(":")
-    getattr(importlib.import_module(module), func)(spec)
+    if target is not None:
+        module, func = target.split(":")
+        getattr(importlib.import_module(module), func)(spec)
+
+
+#: Actions whose job builds its model from the spec (the plan builds the same ``arch`` record).
+_ARCH_ACTIONS = ("train",)
 
 
 def get(network: str) -> "NetworkPlugin":

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from tao_sdk.dotted import get_path, parse_assignment, set_path
 from tao_sdk.secrets import REDACTED, redact  # noqa: F401  (re-exported for the worker)
 from tao_sdk.worker.errors import SpecError
 
@@ -43,8 +44,9 @@ def load_spec(uri: str) -> dict[str, Any]:
     Raises :class:`SpecError` naming the file when it is missing, not YAML, or not a mapping.
     """
     text: str
-    if re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*://", uri) and not uri.startswith("file://"):
-        from tao_sdk.storage import storage_for
+    from tao_sdk.storage import is_remote, storage_for
+
+    if is_remote(uri):
 
         text = storage_for(uri).read_text(uri)
     else:
@@ -68,21 +70,12 @@ def load_spec(uri: str) -> dict[str, Any]:
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """Parse one command-line override ``a.b.c=value`` (value parsed as YAML: ``3``, ``[1,2]``).
+    """Parse one command-line override ``a.b.c=value`` (value parsed as the SDK's ``--set`` does:
+    YAML, ``3``, ``[1,2]``, and ``1e-4`` as the float 0.0001; see :func:`tao_sdk.dotted.parse_value`).
 
     Raises :class:`SpecError` when the text has no ``=`` or an empty key.
     """
-    key, sep, raw = text.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise SpecError(
-            f"override {text!r} must look like dotted.key=value (e.g. train.num_epochs=5)"
-        )
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    return key, value
+    return parse_assignment(text, error=SpecError, flag="override")
 
 
 def apply_overrides(spec: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -96,25 +89,13 @@ def apply_overrides(spec: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 def get(spec: dict[str, Any], dotted: str, default: Any = None) -> Any:
     """Return the value at ``dotted`` (``"train.optim.lr"``) or ``default`` when absent/None."""
-    node: Any = spec
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return default
-        node = node[part]
-    return default if node is None else node
+    value = get_path(spec, dotted, default)
+    return default if value is None else value
 
 
 def set_value(spec: dict[str, Any], dotted: str, value: Any) -> None:
     """Set ``dotted`` in ``spec`` to ``value``, creating intermediate mappings as needed."""
-    parts = dotted.split(".")
-    node = spec
-    for part in parts[:-1]:
-        nxt = node.get(part)
-        if not isinstance(nxt, dict):
-            nxt = {}
-            node[part] = nxt
-        node = nxt
-    node[parts[-1]] = value
+    set_path(spec, dotted, value, deep=False, error=SpecError)
 
 
 def require(spec: dict[str, Any], dotted: str, what: str) -> Any:

@@ -38,6 +38,7 @@ from tao_sdk.datasets.boxes import BOX_DEFECTS, MSCOCO_CATEGORY_TO_LABEL
 from tao_sdk.datasets.boxes import check_box as _check_box
 from tao_sdk.datasets.reader import name_resolver
 from tao_sdk.errors import TaoSkillsError
+from tao_sdk.storage import is_remote
 from tao_sdk.worker.errors import DatasetError, UnsafeArchiveError
 
 __all__ = [
@@ -68,7 +69,6 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 #: Archive suffixes treated as image archives.
 TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 _MARKER = ".tao-extracted.json"
-_URI_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 
 
 def cache_root() -> Path:
@@ -102,10 +102,8 @@ def archive_limits() -> dict[str, int]:
     return out
 
 
-def is_remote_uri(uri: str) -> bool:
-    """True for ``scheme://`` URIs other than ``file://`` (``s3://bucket/key``)."""
-    m = _URI_RE.match(str(uri))
-    return bool(m) and m.group(1).lower() != "file"
+#: True for ``scheme://`` URIs other than ``file://`` (``s3://bucket/key``): the SDK's one rule.
+is_remote_uri = is_remote
 
 
 def _local(uri: str) -> Path:

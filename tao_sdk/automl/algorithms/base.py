@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 
 from ...errors import TaoSkillsError
-from ...results import as_loss
+from ...results import as_loss, check_direction
 from ..space import SearchSpace
 
 STATE_FORMAT = 1
@@ -114,21 +114,6 @@ class TrialRecord(Suggestion):
     def suggestion(self) -> Suggestion:
         """The :class:`Suggestion` this record was created from."""
         return Suggestion.from_dict(self.to_dict())
-
-
-def check_direction(direction: str) -> str:
-    """Normalise ``"max"``/``"maximize"``/``"min"``/``"minimize"``; anything else is an error.
-
-    The direction is never guessed from a metric name: pass the one in the skill's
-    ``skill_info.yaml`` (``monitoring_metric.direction``).
-    """
-    d = str(direction).strip().lower()
-    if d in ("max", "maximize", "maximise"):
-        return "max"
-    if d in ("min", "minimize", "minimise"):
-        return "min"
-    raise TaoSkillsError(f"direction must be 'max' or 'min' (got {direction!r}); take it from the skill's "
-                         "monitoring_metric.direction, never from the metric name")
 
 
 class Algorithm:
