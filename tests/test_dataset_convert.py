@@ -251,40 +251,44 @@ def _disp_png(path: Path, disp: np.ndarray, scale: float) -> None:
     Image.fromarray(np.round(disp * scale).astype(np.uint16)).save(path)
 
 
-DISP = np.tile(np.linspace(1, 9, 32, dtype=np.float32), (16, 1))
+def _disp(w: int, h: int) -> np.ndarray:
+    return np.tile(np.linspace(1, 9, w, dtype=np.float32), (h, 1))
 
 
-def _kitti2015(root: Path) -> Path:
+DISP = _disp(32, 16)
+
+
+def _kitti2015(root: Path, w: int = 32, h: int = 16) -> Path:
     base = root / "training"
     for i in range(2):
-        _image(base / "image_2" / f"00000{i}_10.png", 32, 16)
-        _image(base / "image_3" / f"00000{i}_10.png", 32, 16)
-    _disp_png(base / "disp_occ_0" / "000000_10.png", DISP, 256)  # 000001 has none: dropped
+        _image(base / "image_2" / f"00000{i}_10.png", w, h)
+        _image(base / "image_3" / f"00000{i}_10.png", w, h)
+    _disp_png(base / "disp_occ_0" / "000000_10.png", _disp(w, h), 256)  # 000001 has none: dropped
     return root
 
 
-def _kitti2012(root: Path) -> Path:
+def _kitti2012(root: Path, w: int = 32, h: int = 16) -> Path:
     base = root / "training"
-    _image(base / "colored_0" / "000000_10.png", 32, 16)
-    _image(base / "colored_1" / "000000_10.png", 32, 16)
-    _disp_png(base / "disp_occ" / "000000_10.png", DISP, 256)
+    _image(base / "colored_0" / "000000_10.png", w, h)
+    _image(base / "colored_1" / "000000_10.png", w, h)
+    _disp_png(base / "disp_occ" / "000000_10.png", _disp(w, h), 256)
     return root
 
 
-def _middlebury(root: Path) -> Path:
+def _middlebury(root: Path, w: int = 32, h: int = 16) -> Path:
     scene = root / "trainingQ" / "Adirondack"
-    _image(scene / "im0.png", 32, 16)
-    _image(scene / "im1.png", 32, 16)
-    stereo.write_pfm(scene / "disp0GT.pfm", DISP)
-    Image.fromarray(np.full((16, 32), 255, np.uint8)).save(scene / "mask0nocc.png")
+    _image(scene / "im0.png", w, h)
+    _image(scene / "im1.png", w, h)
+    stereo.write_pfm(scene / "disp0GT.pfm", _disp(w, h))
+    Image.fromarray(np.full((h, w), 255, np.uint8)).save(scene / "mask0nocc.png")
     return root
 
 
-def _pairs(root: Path) -> Path:
+def _pairs(root: Path, w: int = 32, h: int = 16) -> Path:
     for stem in ("s1", "s2"):
-        _image(root / "left" / f"{stem}.png", 32, 16)
-        _image(root / "right" / f"{stem}.png", 32, 16)
-        _disp_png(root / "disparity" / f"{stem}.png", DISP, 32)  # scale 32: re-encoded as PFM
+        _image(root / "left" / f"{stem}.png", w, h)
+        _image(root / "right" / f"{stem}.png", w, h)
+        _disp_png(root / "disparity" / f"{stem}.png", _disp(w, h), 32)  # scale 32: re-encoded as PFM
     return root
 
 
