@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from tao_sdk.cli import main
+from tao_sdk.datasets import validate_datasets
 from tao_sdk.datasets.convert import convert_dataset
 from tao_sdk.errors import ConversionError
 from tao_sdk.storage import storage_for
@@ -45,6 +46,18 @@ def _coco(root: str, num_classes: int):
     """The converted root as the worker loads it for training."""
     images = safe_extract(Path(root) / "images.tar.gz", Path(root + "-x"))
     return load_coco(Path(root) / "annotations.json", images, num_classes)
+
+
+def _validates(skill: str, report, warnings: set[tuple[str, str]] = frozenset()) -> None:
+    """The converted roots pass ``validate_datasets`` for ``skill``'s train action with the
+    report's dataset format and spec hints: no error, and only the ``(check, record)`` warnings
+    the fixture explains (a root that is both train and eval data is reported once)."""
+    roots = [o["dest"] for o in report.outputs]
+    datasets = {"train_datasets": roots[:1], "eval_dataset": roots[-1]}
+    checked = validate_datasets(skill, "train", datasets, dataset_format=report.dataset_format,
+                                spec_overrides=report.spec_hints, use_cache=False)
+    assert checked.errors == [], checked.lines()
+    assert sorted((p.check, p.record) for p in checked.problems) == sorted(warnings), checked.lines()  # once each
 
 
 # --------------------------------------------------------------------------- detection fixtures
@@ -108,6 +121,12 @@ DETECTION = {  # format -> (fixture, output roots, classes, boxes, a dropped rea
              "malformed YOLO line or class index not in data.yaml names"),
     "labelme": (_labelme, [""], ["blob", "box"], 4, "LabelMe shape_type 'point' with no box"),
 }
+DETECTION_WARNINGS = {  # what validation rightly warns about in each fixture
+    "kitti": {("empty_image", "image id 2 (000001.png)")},  # its one box is degenerate, dropped
+    "voc": {("unused_category", "category id 2 ('dog')")},  # val holds one cat only
+    "yolo": {("empty_image", "image id 1 (images/train/empty.png)")},  # no label file: background
+    "labelme": set(),
+}
 
 
 @pytest.mark.parametrize("fmt", sorted(DETECTION))
@@ -133,6 +152,7 @@ def test_detection_sources_convert_to_the_coco_layout_the_worker_loads(fmt, tmp_
         assert dropped in {d["reason"] for d in report.dropped}
     if fmt == "yolo":  # val: ../images/val, as Roboflow writes it
         assert "data.yaml entry '../images/val' read as 'images/val' (Roboflow export convention)" in report.notes
+    _validates("rtdetr", report, DETECTION_WARNINGS[fmt])
 
 
 def test_split_selection_and_layout_errors(tmp_path):
@@ -208,6 +228,7 @@ def test_semantic_masks_convert_to_coco_panoptic_read_back_pixel_for_pixel(tmp_p
         assert np.array_equal(seg.semantic_target(sample), mask)  # value v -> class v, 255 ignored
     assert report.dropped == [{"reason": "pixels of mask value 7 (not in the class list) left unlabelled",
                                "count": 1, "examples": [str(src / "masks" / "val" / "a.png")]}]
+    _validates("oneformer", report)
 
 
 def test_cityscapes_instances_become_segments_of_the_19_classes(tmp_path):
@@ -221,6 +242,7 @@ def test_cityscapes_instances_become_segments_of_the_19_classes(tmp_path):
     assert target[20, 0] == 0 and target[3, 3] == 13 and target[3, 25] == 13 and target[0, 31] == 255
     label_map = json.loads((Path(out["dest"]) / "label_map.json").read_text())
     assert label_map[13] == {"id": 14, "name": "car", "isthing": 1, "color": [0, 0, 142]}
+    _validates("oneformer", report)
 
 
 # --------------------------------------------------------------------------- stereo
@@ -229,40 +251,44 @@ def _disp_png(path: Path, disp: np.ndarray, scale: float) -> None:
     Image.fromarray(np.round(disp * scale).astype(np.uint16)).save(path)
 
 
-DISP = np.tile(np.linspace(1, 9, 32, dtype=np.float32), (16, 1))
+def _disp(w: int, h: int) -> np.ndarray:
+    return np.tile(np.linspace(1, 9, w, dtype=np.float32), (h, 1))
 
 
-def _kitti2015(root: Path) -> Path:
+DISP = _disp(32, 16)
+
+
+def _kitti2015(root: Path, w: int = 32, h: int = 16) -> Path:
     base = root / "training"
     for i in range(2):
-        _image(base / "image_2" / f"00000{i}_10.png", 32, 16)
-        _image(base / "image_3" / f"00000{i}_10.png", 32, 16)
-    _disp_png(base / "disp_occ_0" / "000000_10.png", DISP, 256)  # 000001 has none: dropped
+        _image(base / "image_2" / f"00000{i}_10.png", w, h)
+        _image(base / "image_3" / f"00000{i}_10.png", w, h)
+    _disp_png(base / "disp_occ_0" / "000000_10.png", _disp(w, h), 256)  # 000001 has none: dropped
     return root
 
 
-def _kitti2012(root: Path) -> Path:
+def _kitti2012(root: Path, w: int = 32, h: int = 16) -> Path:
     base = root / "training"
-    _image(base / "colored_0" / "000000_10.png", 32, 16)
-    _image(base / "colored_1" / "000000_10.png", 32, 16)
-    _disp_png(base / "disp_occ" / "000000_10.png", DISP, 256)
+    _image(base / "colored_0" / "000000_10.png", w, h)
+    _image(base / "colored_1" / "000000_10.png", w, h)
+    _disp_png(base / "disp_occ" / "000000_10.png", _disp(w, h), 256)
     return root
 
 
-def _middlebury(root: Path) -> Path:
+def _middlebury(root: Path, w: int = 32, h: int = 16) -> Path:
     scene = root / "trainingQ" / "Adirondack"
-    _image(scene / "im0.png", 32, 16)
-    _image(scene / "im1.png", 32, 16)
-    stereo.write_pfm(scene / "disp0GT.pfm", DISP)
-    Image.fromarray(np.full((16, 32), 255, np.uint8)).save(scene / "mask0nocc.png")
+    _image(scene / "im0.png", w, h)
+    _image(scene / "im1.png", w, h)
+    stereo.write_pfm(scene / "disp0GT.pfm", _disp(w, h))
+    Image.fromarray(np.full((h, w), 255, np.uint8)).save(scene / "mask0nocc.png")
     return root
 
 
-def _pairs(root: Path) -> Path:
+def _pairs(root: Path, w: int = 32, h: int = 16) -> Path:
     for stem in ("s1", "s2"):
-        _image(root / "left" / f"{stem}.png", 32, 16)
-        _image(root / "right" / f"{stem}.png", 32, 16)
-        _disp_png(root / "disparity" / f"{stem}.png", DISP, 32)  # scale 32: re-encoded as PFM
+        _image(root / "left" / f"{stem}.png", w, h)
+        _image(root / "right" / f"{stem}.png", w, h)
+        _disp_png(root / "disparity" / f"{stem}.png", _disp(w, h), 32)  # scale 32: re-encoded as PFM
     return root
 
 
@@ -290,6 +316,7 @@ def test_stereo_sources_convert_to_the_annotation_list_the_worker_reads(case, tm
     assert valid.all() and np.allclose(disp, DISP, atol=1 / 32)
     if case == "kitti_stereo-2015":
         assert report.dropped[0]["reason"] == "frame without ground-truth disparity"
+    _validates("depth_net", report)
 
 
 # --------------------------------------------------------------------------- S3, CLI, errors

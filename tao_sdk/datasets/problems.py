@@ -96,9 +96,17 @@ class DatasetReport(BaseModel):
 
 
 def capped(problems: list[Problem]) -> list[Problem]:
-    """``problems`` with at most :data:`MAX_PER_CHECK` per (file, check) and a count of the rest."""
+    """``problems`` with at most :data:`MAX_PER_CHECK` per (file, check) and a count of the rest.
+
+    A problem found twice (one file read under two roles, e.g. the same root as ``train_datasets``
+    and ``eval_dataset``) is listed once.
+    """
     seen: dict[tuple[str, str], int] = {}
     out: list[Problem] = []
+    unique: dict[tuple[str, str, str, str], Problem] = {}
+    for p in problems:
+        unique.setdefault((p.file, p.record, p.check, p.message), p)
+    problems = list(unique.values())
     for p in problems:
         key = (p.file, p.check)
         seen[key] = seen.get(key, 0) + 1
