@@ -580,7 +580,7 @@ class OneFormer(NetworkPlugin):
         return _onnx_job(model, arch, spec)
 
     def tiny_overrides(self, size):
-        """A ~1.4M-parameter OneFormer at ``size`` px (1-block Swin stages)."""
+        """A ~1.8M-parameter OneFormer at ``size`` px (1-block Swin stages, a 1-layer text encoder)."""
         return {
             "dataset.augmentation.train_crop_size": [size, size],
             "model.sem_seg_head.convs_dim": 64, "model.sem_seg_head.mask_dim": 64,
@@ -591,6 +591,9 @@ class OneFormer(NetworkPlugin):
             "model.one_former.num_object_queries": 8,
             "model.one_former.train_num_points": 1024,
             "model.one_former.contrastive_weight": 0.0,
+            "model.text_encoder.context_length": 8, "model.text_encoder.width": 64,
+            "model.text_encoder.num_layers": 1, "model.text_encoder.vocab_size": 64,
+            "model.text_encoder.n_ctx": 2,
             "model.backbone.swin.embed_dim": 32, "model.backbone.swin.depths": [1, 1, 1, 1],
             "model.backbone.swin.num_heads": [1, 2, 4, 8],
             "model.backbone.swin.window_size": 4, "model.backbone.swin.drop_path_rate": 0.0,
