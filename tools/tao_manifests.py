@@ -265,6 +265,10 @@ def parity(network: str, spec: dict, pl_model) -> dict:
             "skipped": {k: len(v) for k, v in skipped.items()}, **compare(got, ref)}
 
 
+#: network -> the keyword (and attribute) of the experiment config of TAO's Lightning module.
+_CONFIG_ARG = {"oneformer": "cfg"}
+
+
 def check_load(network: str, backbone: str, tmp: Path) -> dict:
     """A checkpoint the worker writes (its save path's keys and TAO layout, full-size model
     of the template) loaded by TAO's own ``load_from_checkpoint`` (strict); the outputs of
@@ -286,8 +290,9 @@ def check_load(network: str, backbone: str, tmp: Path) -> dict:
                 "arch": arch, "optimizer_states": [], "lr_schedulers": []}, path)
     pl_model = tao_model(network, spec)
     module, cls = NETWORKS[network][1].split(":")
+    arg = _CONFIG_ARG.get(network, "experiment_spec")  # as TAO's evaluate passes it
     loaded = getattr(importlib.import_module(module), cls).load_from_checkpoint(
-        str(path), map_location="cpu", experiment_spec=pl_model.experiment_spec, strict=True)
+        str(path), map_location="cpu", strict=True, **{arg: getattr(pl_model, arg)})
     image = torch.rand(1, 3, 640, 640, generator=torch.Generator().manual_seed(1))
     make_inputs, compare = _INPUTS[network]
     tao_inputs, our_inputs = make_inputs(image, ours)

@@ -9,9 +9,13 @@ Task text, offline: OneFormer conditions its queries on a task token, the tokeni
 ``OneFormerProcessor`` tokenises it with CLIP's BPE vocabulary, a hub download. This module
 tokenises with a small built-in word vocabulary (:data:`TASK_VOCAB`, saved in the checkpoint):
 the task MLP is trained with the network, so any fixed, consistent token ids serve, and no
-file is fetched at run time. The text branch (query-text contrastive loss over
-``model.text_encoder.*``) is not built: this worker trains OneFormer's mask-classification
-losses (class, mask BCE, dice, with deep supervision) for the semantic task.
+file is fetched at run time. The text branch (``model.text_encoder.*``) is built with TAO's
+sizes but not run: this worker trains OneFormer's mask-classification losses (class, mask
+BCE, dice, with deep supervision) for the semantic task, not the query-text contrastive loss.
+
+TAO's layout: the model has TAO 7.3.0's parameters and buffers one to one (:func:`_as_taos`,
+:data:`TAO_KEYS`; checked against ``tools/manifests/oneformer/``); checkpoints are written in
+TAO's keys and TAO's checkpoints load.
 
 ONNX: input ``inputs`` ``[B, 3, H, W]`` (normalised image; the task token of ``export.task`` is
 a constant of the graph), outputs ``pred_logits`` ``[B, Q, C + 1]`` and ``pred_masks``
