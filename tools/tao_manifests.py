@@ -53,30 +53,74 @@ NETWORKS = {
         "tao-train-deformable-detr",
         "nvidia_tao_pytorch.cv.deformable_detr.model.pl_dd_model:DeformableDETRModel",
         ["resnet_50"], "resnet_50"),
-    # manifest only (the worker has no OneFormer key table yet): the template's Swin
+    # the template's Swin (OneFormer's backbone is a section, not a name)
     "oneformer": ("tao-train-oneformer",
                   "nvidia_tao_pytorch.cv.oneformer.model.pl_oneformer:OneformerPlModule",
-                  ["template"], None),
+                  ["template"], "template"),
 }
 
 
-def _detr_inputs(image):
+def _detr_inputs(image, _model):
     """RT-DETR: the image, both sides."""
-    return image, {"pixel_values": image}
+    return (image,), {"pixel_values": image}
 
 
-def _dd_inputs(image):
+def _dd_inputs(image, _model):
     """Deformable DETR: TAO takes RGB + a padding-mask channel (1 = padding), transformers
     a ``pixel_mask`` (1 = image)."""
     import torch
 
     mask = torch.zeros_like(image[:, :1])
-    return torch.cat([image, mask], dim=1), {"pixel_values": image,
-                                             "pixel_mask": torch.ones_like(mask[:, 0]).long()}
+    return (torch.cat([image, mask], dim=1),), {
+        "pixel_values": image, "pixel_mask": torch.ones_like(mask[:, 0]).long()}
 
 
-#: network -> the (TAO input, worker keyword inputs) of one image, for :func:`parity`.
-_INPUTS = {"rtdetr": _detr_inputs, "deformable_detr": _dd_inputs}
+def _oneformer_inputs(image, model):
+    """OneFormer: the image and the same semantic task token on both sides (the worker's
+    token ids; TAO's forward takes token tensors as they are)."""
+    from tao_sdk.worker.networks.oneformer import _task_inputs
+
+    tasks = _task_inputs(model, image)
+    return (image, tasks), {"pixel_values": image, "task_inputs": tasks}
+
+
+def _detection_outputs(got, ref) -> dict:
+    """Logits and boxes, and (RT-DETR picks its decoder queries by a top-k over encoder
+    scores: near-ties may pick them in another order or swap one) the same after pairing
+    the queries."""
+    from tao_sdk.worker.networks.rtdetr import _matched_diff
+
+    out = _compare((("logits", got.logits, ref["pred_logits"]),
+                    ("boxes", got.pred_boxes, ref["pred_boxes"])))
+    out["matched_max_abs"] = _matched_diff(got.logits.numpy(), got.pred_boxes.numpy(),
+                                           ref["pred_logits"].numpy(),
+                                           ref["pred_boxes"].numpy())
+    scale = max(float(ref["pred_logits"].abs().max()), float(ref["pred_boxes"].abs().max()))
+    out["matched_max_rel"] = out["matched_max_abs"] / scale
+    return out
+
+
+def _segmentation_outputs(got, ref) -> dict:
+    """Class logits and mask logits of the last decoder layer."""
+    return _compare((("logits", got.class_queries_logits, ref["pred_logits"]),
+                     ("masks", got.masks_queries_logits, ref["pred_masks"])))
+
+
+def _compare(pairs) -> dict:
+    """Per ``(name, ours, TAO's)``: largest difference relative to TAO's largest magnitude,
+    and TAO's spread (the outputs are not degenerate)."""
+    out = {}
+    for name, a, b in pairs:
+        out[f"{name}_max_rel"] = float((a - b).abs().max() / b.abs().max())
+        out[f"{name}_std"] = float(b.std())
+    return out
+
+
+#: network -> (the (TAO positional inputs, worker keyword inputs) of one image, the output
+#: comparison), for :func:`parity` and :func:`check_load`.
+_INPUTS = {"rtdetr": (_detr_inputs, _detection_outputs),
+           "deformable_detr": (_dd_inputs, _detection_outputs),
+           "oneformer": (_oneformer_inputs, _segmentation_outputs)}
 
 
 def _label_map_file() -> str:
@@ -212,26 +256,17 @@ def parity(network: str, spec: dict, pl_model) -> dict:
     pl_model.eval()
     ours.eval()
     image = torch.rand(1, 3, 640, 640, generator=torch.Generator().manual_seed(1))
-    tao_input, our_inputs = _INPUTS[network](image)
+    make_inputs, compare = _INPUTS[network]
+    tao_inputs, our_inputs = make_inputs(image, ours)
     with torch.no_grad():
-        ref = pl_model.model(tao_input)
+        ref = pl_model.model(*tao_inputs)
         got = ours(**our_inputs)
-    out = {"input": [1, 3, 640, 640], "missing": len(missing),
-           "skipped": {k: len(v) for k, v in skipped.items()}}
-    for name, a, b in (("logits", got.logits, ref["pred_logits"]),
-                       ("boxes", got.pred_boxes, ref["pred_boxes"])):
-        out[f"{name}_max_rel"] = float((a - b).abs().max() / b.abs().max())
-        out[f"{name}_std"] = float(b.std())  # the outputs are not degenerate
-    # RT-DETR picks its decoder queries by a top-k over encoder scores: near-ties may pick
-    # them in another order or swap one; compared again after pairing the queries
-    from tao_sdk.worker.networks.rtdetr import _matched_diff
+    return {"input": [1, 3, 640, 640], "missing": len(missing),
+            "skipped": {k: len(v) for k, v in skipped.items()}, **compare(got, ref)}
 
-    out["matched_max_abs"] = _matched_diff(got.logits.numpy(), got.pred_boxes.numpy(),
-                                           ref["pred_logits"].numpy(),
-                                           ref["pred_boxes"].numpy())
-    scale = max(float(ref["pred_logits"].abs().max()), float(ref["pred_boxes"].abs().max()))
-    out["matched_max_rel"] = out["matched_max_abs"] / scale
-    return out
+
+#: network -> the keyword (and attribute) of the experiment config of TAO's Lightning module.
+_CONFIG_ARG = {"oneformer": "cfg"}
 
 
 def check_load(network: str, backbone: str, tmp: Path) -> dict:
@@ -255,15 +290,16 @@ def check_load(network: str, backbone: str, tmp: Path) -> dict:
                 "arch": arch, "optimizer_states": [], "lr_schedulers": []}, path)
     pl_model = tao_model(network, spec)
     module, cls = NETWORKS[network][1].split(":")
+    arg = _CONFIG_ARG.get(network, "experiment_spec")  # as TAO's evaluate passes it
     loaded = getattr(importlib.import_module(module), cls).load_from_checkpoint(
-        str(path), map_location="cpu", experiment_spec=pl_model.experiment_spec, strict=True)
+        str(path), map_location="cpu", strict=True, **{arg: getattr(pl_model, arg)})
     image = torch.rand(1, 3, 640, 640, generator=torch.Generator().manual_seed(1))
-    tao_input, our_inputs = _INPUTS[network](image)
+    make_inputs, compare = _INPUTS[network]
+    tao_inputs, our_inputs = make_inputs(image, ours)
     with torch.no_grad():
-        ref = loaded.eval().model(tao_input)
+        ref = loaded.eval().model(*tao_inputs)
         got = ours(**our_inputs)
-    return {"strict_load": "ok", "tensors": len(state),
-            "logits_max_abs": float((got.logits - ref["pred_logits"]).abs().max())}
+    return {"strict_load": "ok", "tensors": len(state), **compare(got, ref)}
 
 
 def record(network: str, backbone: str, with_parity: bool) -> dict:
@@ -303,18 +339,21 @@ def write_index() -> Path:
             "`tests/worker/test_tao_keys.py`. Parity: TAO's initialisation + N(0, 0.02) noise "
             "and random BatchNorm statistics (seed 0), mapped into the worker's model, one "
             "random 640x640 image; largest output difference relative to the largest output "
-            "magnitude, and (RT-DETR selects its decoder queries by a top-k whose near-ties under "
+            "magnitude (detection: class logits and boxes; OneFormer, with the same semantic "
+            "task token on both sides: class logits and mask logits of the last decoder layer), "
+            "and (RT-DETR selects its decoder queries by a top-k whose near-ties under "
             "random weights may order them differently) the same after pairing queries.", "",
-            "| network | backbone | tensors | values | logits rel | boxes rel | matched rel |",
-            "|---|---|---|---|---|---|---|"]
+            "| network | backbone | tensors | values | logits rel | boxes rel | masks rel "
+            "| matched rel |",
+            "|---|---|---|---|---|---|---|---|"]
     for path in sorted(OUT.glob("*/*.json.gz")):
         with gzip.open(path, "rt", encoding="utf-8") as fh:
             data = json.load(fh)
         par = data.get("parity", {})
+        figures = " | ".join(_figure(par.get(f"{k}_max_rel"))
+                             for k in ("logits", "boxes", "masks", "matched"))
         rows.append(f"| {data['network']} | {data['backbone']} | {data['tensors']} | "
-                    f"{data['values']:,} | {_figure(par.get('logits_max_rel'))} | "
-                    f"{_figure(par.get('boxes_max_rel'))} | "
-                    f"{_figure(par.get('matched_max_rel'))} |")
+                    f"{data['values']:,} | {figures} |")
     path = OUT / "README.md"
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
     return path

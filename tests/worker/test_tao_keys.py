@@ -17,7 +17,8 @@ from tao_sdk.worker.registry import preflight
 from tao_sdk.worker.weights.manifests import coverage_problems, manifest_paths, read_manifest
 
 REPO = Path(__file__).resolve().parents[2]
-SKILLS = {"rtdetr": "tao-train-rtdetr", "deformable_detr": "tao-train-deformable-detr"}
+SKILLS = {"rtdetr": "tao-train-rtdetr", "deformable_detr": "tao-train-deformable-detr",
+          "oneformer": "tao-train-oneformer"}
 
 
 def manifest_spec(manifest: dict) -> dict:
@@ -26,7 +27,8 @@ def manifest_spec(manifest: dict) -> dict:
     spec = yaml.safe_load((REPO / "skills" / skill / "references" /
                            "spec_template_train.yaml").read_text(encoding="utf-8"))
     spec["model"] = copy.deepcopy(manifest["spec"]["model"])
-    spec["dataset"]["num_classes"] = manifest["spec"]["dataset.num_classes"]
+    if manifest["spec"]["dataset.num_classes"] is not None:  # OneFormer: model.sem_seg_head
+        spec["dataset"]["num_classes"] = manifest["spec"]["dataset.num_classes"]
     return spec
 
 
@@ -62,21 +64,23 @@ def test_backbone_the_worker_does_not_build_is_refused_at_plan_time():
     preflight("rtdetr", "evaluate", spec)  # the checkpoint's architecture is used
 
 
-@pytest.mark.parametrize("backbone", ["resnet_50", "convnext_tiny"])
-def test_tao_checkpoint_from_manifest_loads_every_tensor(backbone, monkeypatch):
-    """A checkpoint laid out as TAO's RT-DETR trainer saves it (default template) loads
-    into the worker's model with 0 missing and 0 unexpected tensors (shapes only: meta
-    tensors; reading real files is covered with tiny models)."""
+@pytest.mark.parametrize("network,backbone", [("rtdetr", "resnet_50"),
+                                              ("rtdetr", "convnext_tiny"),
+                                              ("oneformer", "template")])
+def test_tao_checkpoint_from_manifest_loads_every_tensor(network, backbone, monkeypatch):
+    """A checkpoint laid out as TAO's trainer saves it (default template) loads into the
+    worker's model with 0 missing and 0 unexpected tensors (shapes only: meta tensors;
+    reading real files is covered with tiny models)."""
     import torch
 
     from tao_sdk.worker.weights import checkpoint_state
 
-    manifest = read_manifest(next(p for p in manifest_paths("rtdetr")
+    manifest = read_manifest(next(p for p in manifest_paths(network)
                                   if p.name == f"{backbone}.json.gz"))
     state = {k: torch.empty(shape, dtype=getattr(torch, dtype), device="meta")
              for k, shape, dtype in manifest["state_dict"]}
-    ckpt = {"layout": "tao", "state_dict": state, "tao_model": "rtdetr"}
-    plugin, model = full_model("rtdetr", manifest_spec(manifest), "meta", monkeypatch)
+    ckpt = {"layout": "tao", "state_dict": state, "tao_model": network}
+    plugin, model = full_model(network, manifest_spec(manifest), "meta", monkeypatch)
     result = model.load_state_dict(checkpoint_state(ckpt, plugin, model, "evaluate.checkpoint"),
                                    strict=True, assign=True)
     assert not result.missing_keys and not result.unexpected_keys
@@ -84,11 +88,16 @@ def test_tao_checkpoint_from_manifest_loads_every_tensor(backbone, monkeypatch):
 
 def _tiny(network: str, **model):
     """A tiny worker model of ``network`` (TAO_WORKER_BACKBONE_SCALE=tiny)."""
+    from tao_sdk.worker import spec as S
+
     plugin = plugin_of(network)
-    spec = {"dataset": {"num_classes": model.pop("num_classes", 3)},
-            "model": {**{k: v for k, v in plugin.tiny_overrides(64).items()
-                         if k.startswith("model.")}, **model}}
-    spec["model"] = {k.removeprefix("model."): v for k, v in spec["model"].items()}
+    spec: dict = {"model": {}}
+    classes = model.pop("num_classes", 3)
+    for key, value in {**plugin.tiny_overrides(64),
+                       **{f"model.{k}": v for k, v in model.items()},
+                       "dataset.num_classes": classes}.items():
+        if key.startswith(("model.", "dataset.")):
+            S.set_value(spec, key, value)
     return plugin, plugin.build_model(plugin.build_arch(spec))
 
 
@@ -108,6 +117,31 @@ def test_worker_checkpoint_round_trips_through_tao_layout(backbone):
     assert set(skipped) <= {"BatchNorm counter"}
     own = model.state_dict()
     assert set(back) == set(own) and all(torch.equal(back[k], own[k]) for k in own)
+
+
+def _pattern(key: str) -> str:
+    import re
+
+    return re.sub(r"\.\d+\.", ".N.", key)
+
+
+def test_oneformer_checkpoint_round_trips_through_tao_layout():
+    """The tiny OneFormer written in TAO's layout has TAO's key families (those of the
+    recorded manifest: fused Swin ``qkv``, ``in_proj``, ``norm0..3``, the text branch) and
+    reads back bit for bit."""
+    import torch
+
+    from tao_sdk.worker.weights import tao_state
+
+    plugin, model = _tiny("oneformer")
+    layout, tao = tao_state(plugin, model.state_dict())
+    manifest = read_manifest(manifest_paths("oneformer")[0])
+    assert layout == "tao"
+    assert {_pattern(k) for k in tao} == {_pattern(k) for k, _s, _d in manifest["state_dict"]}
+    back, skipped = plugin.tao_keys.to_worker(tao, model.state_dict())
+    own = model.state_dict()
+    assert not skipped and set(back) == set(own)
+    assert all(torch.equal(back[k], own[k]) for k in own)
 
 
 def test_encrypted_tao_checkpoint_is_refused(tmp_path):

@@ -9,9 +9,13 @@ Task text, offline: OneFormer conditions its queries on a task token, the tokeni
 ``OneFormerProcessor`` tokenises it with CLIP's BPE vocabulary, a hub download. This module
 tokenises with a small built-in word vocabulary (:data:`TASK_VOCAB`, saved in the checkpoint):
 the task MLP is trained with the network, so any fixed, consistent token ids serve, and no
-file is fetched at run time. The text branch (query-text contrastive loss over
-``model.text_encoder.*``) is not built: this worker trains OneFormer's mask-classification
-losses (class, mask BCE, dice, with deep supervision) for the semantic task.
+file is fetched at run time. The text branch (``model.text_encoder.*``) is built with TAO's
+sizes but not run: this worker trains OneFormer's mask-classification losses (class, mask
+BCE, dice, with deep supervision) for the semantic task, not the query-text contrastive loss.
+
+TAO's layout: the model has TAO 7.3.0's parameters and buffers one to one (:func:`_as_taos`,
+:data:`TAO_KEYS`; checked against ``tools/manifests/oneformer/``); checkpoints are written in
+TAO's keys and TAO's checkpoints load.
 
 ONNX: input ``inputs`` ``[B, 3, H, W]`` (normalised image; the task token of ``export.task`` is
 a constant of the graph), outputs ``pred_logits`` ``[B, Q, C + 1]`` and ``pred_masks``
@@ -27,6 +31,7 @@ from tao_sdk.worker import spec as S
 from tao_sdk.worker.errors import SpecError
 from tao_sdk.worker.plugin import NetworkPlugin, OnnxExport
 from tao_sdk.worker.tasks.segmentation import TASK, check_size
+from tao_sdk.worker.weights.keymap import Fused, KeyMap, Rule
 
 __all__ = [
     "NAME",
@@ -45,6 +50,7 @@ __all__ = [
     "onnx_parity",
     "OneFormer",
     "PLUGIN",
+    "TAO_KEYS",
 ]
 
 NAME = "oneformer"
@@ -147,8 +153,26 @@ def _head(spec: dict[str, Any], num_classes: int) -> dict[str, Any]:
         "dropout": float(of.get("dropout", 0.1)),
         "use_task_norm": bool(of.get("use_task_norm", True)),
         "task_seq_len": int(S.get(spec, "dataset.task_seq_len", 77)),
+        "contrastive_temperature": float(of.get("contrastive_temperature", 0.07)),
+        **_text_encoder(spec),
         "is_training": False,
     }
+
+
+def _text_encoder(spec: dict[str, Any]) -> dict[str, Any]:
+    """``OneFormerConfig`` text-encoder kwargs from ``model.text_encoder.*`` (TAO builds the
+    text branch when ``context_length`` > 0; so does :func:`model_from_arch`)."""
+    te = S.get(spec, "model.text_encoder", {}) or {}
+    out = {"text_encoder_context_length": int(te.get("context_length", 77)),
+           "text_encoder_width": int(te.get("width", 256)),
+           "text_encoder_num_layers": int(te.get("num_layers", 6)),
+           "text_encoder_vocab_size": int(te.get("vocab_size", 49408)),
+           "text_encoder_proj_layers": int(te.get("proj_num_layers", 2)),
+           "text_encoder_n_ctx": int(te.get("n_ctx", 16))}
+    if out["text_encoder_context_length"] > 0 and out["text_encoder_width"] % 64:
+        raise SpecError(f"model.text_encoder.width is {out['text_encoder_width']}: it must be "
+                        "a multiple of 64 (one attention head per 64 channels); use 64 or 256")
+    return out
 
 
 def build_arch(spec: dict[str, Any]) -> dict[str, Any]:
@@ -220,10 +244,41 @@ def model_from_arch(arch: dict[str, Any]):
     model = OneFormerForUniversalSegmentation(config)
     import torch
 
+    _as_taos(model, config)
     model.register_buffer("task_semantic", torch.tensor(
         task_tokens("semantic", arch["head"]["task_seq_len"], arch["task_vocab"]),
         dtype=torch.float32), persistent=False)
     return model
+
+
+#: Outputs of TAO's Swin classifier head (``backbone.head``; built, never used by OneFormer).
+TAO_SWIN_HEAD = 1000
+
+
+def _as_taos(model, config) -> None:
+    """Give the transformers model the parameters and buffers TAO's OneFormer has, so that
+    TAO's checkpoints map one to one (:data:`TAO_KEYS`): the text branch (text encoder,
+    projector, prompt context; built when ``text_encoder_context_length`` > 0 and not run,
+    as ``is_training`` stays off), the Swin's unused ImageNet head instead of its unused final
+    LayerNorm, persistent ``[window², window²]`` relative position indices, a float32
+    contrastive logit scale."""
+    import torch
+    from torch import nn
+    from transformers.models.oneformer.modeling_oneformer import OneFormerTextMapper
+
+    if config.text_encoder_context_length > 0:
+        model.model.text_mapper = OneFormerTextMapper(config)
+    encoder = model.model.pixel_level_module.encoder
+    encoder.swin.layernorm = nn.Identity()  # its output is not used by the backbone
+    encoder.head = nn.Linear(encoder.num_features[-1], TAO_SWIN_HEAD)
+    for module in encoder.modules():
+        if hasattr(module, "relative_position_index"):
+            del module.relative_position_index
+            module.register_buffer("relative_position_index",
+                                   module._create_relative_position_index())
+    scale = getattr(model.criterion, "logit_scale", None)
+    if scale is not None:
+        model.criterion.logit_scale = nn.Parameter(scale.detach().to(torch.float32))
 
 
 def _task_inputs(model, pixel_values):
@@ -318,6 +373,79 @@ def export_module(model, task: str = "semantic"):
     return OneFormerOnnx(model).eval()
 
 
+# --------------------------------------------------------------------------- TAO keys
+
+_SWIN, _BLK = "model.backbone.", "model.backbone.layers.{l}.blocks.{b}."
+_OUR_SWIN = "model.pixel_level_module.encoder."
+_OUR_BLK = _OUR_SWIN + "swin.encoder.layers.{l}.blocks.{b}."
+_PIX, _OUR_PIX = "model.sem_seg_head.pixel_decoder.", "model.pixel_level_module.decoder."
+_ENC, _OUR_ENC = _PIX + "transformer.encoder.layers.{l}.", _OUR_PIX + "encoder.layers.{l}."
+_PRED, _OUR_PRED = "model.sem_seg_head.predictor.", "model.transformer_module."
+_DEC = _OUR_PRED + "decoder."
+_TXT = "model.text_encoder.transformer.resblocks.{l}."
+_OUR_TXT = "model.text_mapper.text_encoder.transformer.layers.{l}."
+
+
+def _renames(tao: str, ours: str, pairs: list[tuple[str, str]]) -> list[Rule]:
+    return [Rule(tao + a, ours + b) for a, b in pairs]
+
+
+#: TAO 7.3.0 OneFormer checkpoint keys (SHI-Labs' detectron2 names under the Lightning
+#: module's ``model.`` / ``criterion.``) <-> ``OneFormerForUniversalSegmentation`` as
+#: :func:`model_from_arch` builds it (q/k/v split in the Swin and the masked decoder's
+#: self-attention; detectron2 ``Conv2d`` + norm as ``Sequential`` pairs).
+TAO_KEYS = KeyMap([
+    Rule(_SWIN + "patch_embed.proj.{p}", _OUR_SWIN + "swin.embeddings.patch_embeddings."
+         "projection.{p}"),
+    Rule(_SWIN + "patch_embed.norm.{p}", _OUR_SWIN + "swin.embeddings.norm.{p}"),
+    Fused(_BLK + "attn.qkv.{p}", _OUR_BLK + "attention.{part}_proj.{p}"),
+    *_renames(_BLK, _OUR_BLK, [
+        ("norm1.{p}", "layernorm_before.{p}"), ("norm2.{p}", "layernorm_after.{p}"),
+        ("attn.proj.{p}", "attention.o_proj.{p}"), ("mlp.{rest*}", "mlp.{rest*}"),
+        ("attn.relative_position_{t}", "attention.relative_position_bias."
+                                       "relative_position_{t}")]),
+    Rule(_SWIN + "layers.{l}.downsample.{rest*}",
+         _OUR_SWIN + "swin.encoder.layers.{l}.downsample.{rest*}"),
+    Rule(_SWIN + "norm{i}.{p}", _OUR_SWIN + "hidden_states_norms.stage{i}.{p}", {"i": 1}),
+    Rule(_SWIN + "head.{p}", _OUR_SWIN + "head.{p}"),
+    *_renames(_PIX, _OUR_PIX, [
+        ("input_proj.{rest*}", "input_projections.{rest*}"),
+        ("transformer.level_embed", "level_embed"),
+        ("mask_features.{p}", "mask_projection.{p}"),
+        *((f"{conv}_{{i}}.weight", f"{conv}_{{i}}.0.weight") for conv in ("adapter", "layer")),
+        *((f"{conv}_{{i}}.norm.{{p}}", f"{conv}_{{i}}.1.{{p}}") for conv in ("adapter", "layer"))]),
+    *_renames(_ENC, _OUR_ENC, [
+        ("self_attn.{rest*}", "self_attn.{rest*}"), ("norm1.{p}", "self_attn_layer_norm.{p}"),
+        ("linear1.{p}", "fc1.{p}"), ("linear2.{p}", "fc2.{p}"),
+        ("norm2.{p}", "final_layer_norm.{p}")]),
+    Fused(_PRED + "transformer_self_attention_layers.{l}.self_attn.in_proj_{p}",
+          _DEC + "layers.{l}.self_attn.self_attn.{part}_proj.{p}"),
+    *_renames(_PRED, _OUR_PRED, [
+        ("transformer_self_attention_layers.{l}.{rest*}",
+         "decoder.layers.{l}.self_attn.{rest*}"),
+        ("transformer_cross_attention_layers.{l}.{rest*}",
+         "decoder.layers.{l}.cross_attn.{rest*}"),
+        ("transformer_ffn_layers.{l}.{rest*}", "decoder.layers.{l}.ffn.{rest*}"),
+        ("class_transformer.{rest*}", "decoder.query_transformer.{rest*}"),
+        ("decoder_norm.{p}", "decoder.decoder_norm.{p}"),
+        ("query_embed.weight", "queries_embedder.weight"),
+        ("level_embed.weight", "level_embed.weight"),
+        ("class_input_proj.{p}", "decoder.query_input_projection.{p}"),
+        ("class_embed.{p}", "decoder.class_embed.{p}"),
+        ("mask_embed.layers.{i}.{p}", "decoder.mask_embed.layers.{i}.0.{p}")]),
+    Rule("model.task_mlp.layers.{i}.{p}", "model.task_encoder.task_mlp.layers.{i}.0.{p}"),
+    *_renames(_TXT, _OUR_TXT, [
+        ("attn.{rest*}", "self_attn.{rest*}"), ("ln_1.{p}", "layer_norm1.{p}"),
+        ("ln_2.{p}", "layer_norm2.{p}"), ("mlp.c_fc.{p}", "mlp.fc1.{p}"),
+        ("mlp.c_proj.{p}", "mlp.fc2.{p}")]),
+    Rule("model.text_encoder.{rest*}", "model.text_mapper.text_encoder.{rest*}"),
+    Rule("model.text_projector.layers.{i}.{p}",
+         "model.text_mapper.text_projector.layers.{i}.0.{p}"),
+    Rule("model.prompt_ctx.weight", "model.text_mapper.prompt_ctx.weight"),
+    Rule("criterion.{p}", "criterion.{p}"),
+], tao_prefix="", worker_prefix="", bn_counters=False, tao_backbone=_SWIN)
+
+
 # --------------------------------------------------------------------------- plugin
 
 def _poly_factor(spec: dict[str, Any], steps_per_epoch: int):
@@ -360,6 +488,8 @@ class OneFormer(NetworkPlugin):
     checkpoint_prefix = "oneformer_"
     step_in_checkpoint_name = True
     backbone_prefix = _BACKBONE_PREFIX.rstrip(".")
+    tao_keys = TAO_KEYS
+    class_count_key = "model.transformer_module.decoder.class_embed.bias"
     trt_outputs = tuple(ONNX_OUTPUTS)
     silent_fields = frozenset({
         "train.optim.momentum", "train.optim.type", "model.export", "dataset.pin_memory",
@@ -454,7 +584,7 @@ class OneFormer(NetworkPlugin):
         return _onnx_job(model, arch, spec)
 
     def tiny_overrides(self, size):
-        """A ~1.4M-parameter OneFormer at ``size`` px (1-block Swin stages)."""
+        """A ~1.8M-parameter OneFormer at ``size`` px (1-block Swin stages, a 1-layer text encoder)."""
         return {
             "dataset.augmentation.train_crop_size": [size, size],
             "model.sem_seg_head.convs_dim": 64, "model.sem_seg_head.mask_dim": 64,
@@ -465,6 +595,9 @@ class OneFormer(NetworkPlugin):
             "model.one_former.num_object_queries": 8,
             "model.one_former.train_num_points": 1024,
             "model.one_former.contrastive_weight": 0.0,
+            "model.text_encoder.context_length": 8, "model.text_encoder.width": 64,
+            "model.text_encoder.num_layers": 1, "model.text_encoder.vocab_size": 64,
+            "model.text_encoder.n_ctx": 2,
             "model.backbone.swin.embed_dim": 32, "model.backbone.swin.depths": [1, 1, 1, 1],
             "model.backbone.swin.num_heads": [1, 2, 4, 8],
             "model.backbone.swin.window_size": 4, "model.backbone.swin.drop_path_rate": 0.0,
