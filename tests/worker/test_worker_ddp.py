@@ -195,7 +195,8 @@ def _check_rank0_results(spec, lines, launcher, ckpts, latest):
     assert "on 2 processes" in lines[-1]["message"]
     train_dir = Path(spec["results_dir"]) / "train"
     names = {p.name for p in train_dir.iterdir()}
-    assert names == {"status.json", "log.txt", "experiment.yaml", latest, *ckpts}
+    assert names == {"status.json", "log.txt", "experiment.yaml", "tensorboard", latest, *ckpts}
+    assert len(list((train_dir / "tensorboard").iterdir())) == 1  # rank 0's event file only
     assert (train_dir / latest).resolve().name == ckpts[-1]
     import torch
 

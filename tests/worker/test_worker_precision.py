@@ -144,7 +144,7 @@ def test_fp16_loss_scale_is_saved_and_restored_with_the_checkpoint(tmp_path):
     scaler.scale(model(torch.ones(1, 2)).sum()).backward()
     scaler.step(optimizer)
     scaler.update()
-    plugin = SimpleNamespace(latest_link="model_latest.pth", arch_diff=lambda a, b: [],
+    plugin = SimpleNamespace(name="linear", tao_keys=None, latest_link="model_latest.pth", arch_diff=lambda a, b: [],
                              checkpoint_name=lambda epoch, step, ema=False: f"model_epoch_{epoch:03d}.pth")
     ctx = SimpleNamespace(main=True, plugin=plugin, network="rtdetr", spec={}, task_dir=tmp_path,
                           log=SimpleNamespace(info=lambda *a: None), upload_now=lambda: None,
