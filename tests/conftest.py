@@ -226,6 +226,16 @@ def container_engine() -> str:
     return image
 
 
+@pytest.fixture(scope="session")
+def worker_image(container_engine) -> str:
+    """The built-in worker's image of ``tools/container_worker_image.py`` (this Python plus the
+    worker's installed packages and this checkout's ``tao_sdk``; about 40-60 s the first time on
+    this machine, reused while its inputs are unchanged). Fails (never skips) when it cannot be built."""
+    from container_worker_image import build
+
+    return build("podman")
+
+
 @pytest.fixture
 def container_cleanup(tmp_path) -> Iterator[None]:
     """Remove the job containers (of any state) whose work folder is under ``tmp_path`` when the

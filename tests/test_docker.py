@@ -198,6 +198,30 @@ def test_worker_image_runs_the_seed_networks_others_stay_on_nvidia_images(ws, tm
     assert plan.backend.image == "nvcr.io/nvidia/tao/tao-toolkit:6.0.0-pyt" and plan.backend.argv == ("dino", "train")
 
 
+def test_worker_image_trains_tiny_rtdetr(tmp_path, monkeypatch, worker_image, container_cleanup):
+    """A real seed-network job in the worker image (tools/container_worker_image.py): the tiny RT-DETR,
+    1 epoch on four 64 px images, `python3 -m tao_sdk.worker rtdetr train` in a podman container."""
+    from tao_sdk.worker.tasks.detection.synthetic import make_coco_dataset
+
+    for var in ("TAO_DOCKER_IMAGE", "TAO_DOCKER_ENTRYPOINT", "TAO_DOCKER_CONFIG", "TAO_WORKER_BACKBONE_SCALE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("TAO_DOCKER_CLI", "podman")
+    monkeypatch.setenv("TAO_DOCKER_WORKER_IMAGE", worker_image)
+    monkeypatch.setenv("TAO_DOCKER_GPUS", "none")
+    monkeypatch.setenv("TAO_DOCKER_PULL", "never")  # the image is local: nothing is pulled
+    ws = Workspace(tmp_path / "ws")
+    ds = make_coco_dataset(tmp_path / "data", n_train=4, n_val=2, size=64, seed=1)
+    job = create_job("rtdetr", "train", preset="tiny", automl_policy="off", platform="docker", workspace=ws,
+                     datasets={"train_datasets": [str(ds["train"]["root"])], "eval_dataset": str(ds["val"]["root"])},
+                     spec_overrides={"train.num_epochs": 1, "train.checkpoint_interval": 1,
+                                     "train.validation_interval": 1, "dataset.num_classes": 3})
+    assert job.record.platform_handle["image"] == worker_image
+    job = wait_for_job(job.id, timeout=180, poll_interval=0.5, workspace=ws)
+    assert job.status.value == "SUCCESS", job.result.get("message")
+    assert "val_mAP50" in job.kpis and job.result["preset"] == "tiny"
+    assert "TAO_WORKER_BACKBONE_SCALE=tiny" in job.logs()
+
+
 def test_failing_container_is_failure_with_log_tail(ws, tmp_path, monkeypatch):
     # a launcher inside the image (docker setting entrypoint) that crashes before TAO writes status.json
     monkeypatch.setenv("TAO_DOCKER_ENTRYPOINT",
