@@ -3,7 +3,8 @@
 The image is the test image of tools/container_test_image.py: this machine's Python plus the TAO
 entrypoint test double (tests/fake_tao.py) installed as TAO's per-network commands (``rtdetr``...),
 as in NVIDIA's images. Everything else is real: podman run/inspect/logs/stop, the job store,
-the mounts, the user, the labels. Never skipped under CI.
+the mounts, the user, the labels. One test trains the tiny RT-DETR for real in the worker image
+of tools/container_worker_image.py. Never skipped under CI.
 """
 
 from __future__ import annotations

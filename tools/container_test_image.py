@@ -32,7 +32,7 @@ import sysconfig
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 REPO = Path(__file__).resolve().parents[1]
 BUILDER_VERSION = "2"
@@ -210,12 +210,18 @@ def build(cli: str = "podman") -> str:
     return import_image(cli, f"localhost/tao-skills-test:{digest(files)}", files)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI: build the image and print its name."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def image_cli(builder: Callable[[str], str], doc: str, argv: list[str] | None = None) -> int:
+    """The command line of an image builder: ``[--cli podman]`` (default ``$TAO_DOCKER_CLI`` or
+    podman), build with ``builder(cli)``, print the image name."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
     parser.add_argument("--cli", default=os.environ.get("TAO_DOCKER_CLI") or "podman")
-    print(build(parser.parse_args(argv).cli))
+    print(builder(parser.parse_args(argv).cli))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: build the test image and print its name."""
+    return image_cli(build, __doc__, argv)
 
 
 if __name__ == "__main__":

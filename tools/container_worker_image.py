@@ -25,7 +25,6 @@ the four seed networks then run ``python3 -m tao_sdk.worker <network> <action> -
 
 from __future__ import annotations
 
-import argparse
 import importlib.metadata as metadata
 import os
 import re
@@ -39,7 +38,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from container_test_image import add_libraries, base_files, digest, import_image  # noqa: E402
+from container_test_image import add_libraries, base_files, digest, image_cli, import_image  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BUILDER_VERSION = "worker-2"
@@ -188,11 +187,8 @@ def build(cli: str = "podman") -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: build the image and print its name."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cli", default=os.environ.get("TAO_DOCKER_CLI") or "podman")
-    print(build(parser.parse_args(argv).cli))
-    return 0
+    """CLI: build the worker image and print its name."""
+    return image_cli(build, __doc__, argv)
 
 
 if __name__ == "__main__":
