@@ -233,7 +233,10 @@ def worker_image(container_engine) -> str:
     this machine, reused while its inputs are unchanged). Fails (never skips) when it cannot be built."""
     from container_worker_image import build
 
-    return build("podman")
+    try:
+        return build("podman")
+    except SystemExit as exc:  # the builder's message says what is missing
+        pytest.fail(f"the worker image could not be built: {exc}")
 
 
 @pytest.fixture
