@@ -223,6 +223,18 @@ def test_worker_image_trains_tiny_rtdetr(tmp_path, monkeypatch, worker_image, co
     assert "TAO_WORKER_BACKBONE_SCALE=tiny" in job.logs()
 
 
+def test_ptm_download_destinations_are_not_mounted(ws, tmp_path):
+    """TAO's PTM download descriptors (OneFormer's train.pretrained_backbone -> /ptm/...) name a file the
+    job downloads itself: not a path of this machine the container needs mounted (nor a child inherits)."""
+    from tao_sdk.jobs import job_task
+
+    plan = plan_job("oneformer", "train", datasets={"train_datasets": [str(tmp_path)], "eval_dataset": str(tmp_path)},
+                    automl_policy="off", workspace=ws, validate_datasets=False)
+    assert plan.downloads and plan.spec["train"]["pretrained_backbone"].startswith("/ptm/")
+    paths = job_task(plan, {}, str(tmp_path / "job")).data_paths
+    assert "train.pretrained_backbone" not in paths and str(tmp_path / "label_map.json") in paths.values()
+
+
 def test_failing_container_is_failure_with_log_tail(ws, tmp_path, monkeypatch):
     # a launcher inside the image (docker setting entrypoint) that crashes before TAO writes status.json
     monkeypatch.setenv("TAO_DOCKER_ENTRYPOINT",
