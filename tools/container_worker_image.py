@@ -113,12 +113,17 @@ def _kept(relative: str, models: set[str]) -> bool:
 def _distribution_files(dist: metadata.Distribution, models: set[str]) -> list[Path]:
     """The installed files of ``dist`` (its RECORD, with the byte-code compiled since), pruned."""
     out = []
+    cached: dict[Path, set[str]] = {}  # __pycache__ folder -> its files (one listing per folder)
     for entry in dist.files or []:
         path = Path(dist.locate_file(entry))
         if _kept(str(entry), models) and path.is_file():
             out.append(path)
             if path.suffix == ".py":
-                out += path.parent.glob(f"__pycache__/{path.stem}.cpython-*.pyc")
+                folder = path.parent / "__pycache__"
+                if folder not in cached:
+                    cached[folder] = set(os.listdir(folder)) if folder.is_dir() else set()
+                pyc = f"{path.stem}.{sys.implementation.cache_tag}.pyc"
+                out += [folder / pyc] if pyc in cached[folder] else []
     return out
 
 
