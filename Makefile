@@ -80,11 +80,21 @@ slurm-down:
 engine-up:
 	PYTHON=$(PY) bash tools/container_engine.sh start
 
-# The built-in worker as a container image (docker or podman; needs a registry for the base image).
+# The built-in worker as a container image (docker or podman): from the Containerfile
+# (tao-skill-bank-worker:<version>, BASE_IMAGE + pip) when the base image can be had; else, with no
+# registry, from this venv's installed packages (tools/container_worker_image.py, ~40-60 s once,
+# prints localhost/tao-skill-bank-worker:<hash>). Either name goes in TAO_DOCKER_WORKER_IMAGE.
 ENGINE  ?= $(shell docker info >/dev/null 2>&1 && echo docker || echo podman)
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+BASE_IMAGE ?= python:3.11-slim
 worker-image:
-	$(ENGINE) build -f Containerfile -t tao-skill-bank-worker:$(VERSION) .
+	@if $(ENGINE) image inspect $(BASE_IMAGE) >/dev/null 2>&1 || $(ENGINE) pull -q $(BASE_IMAGE) >/dev/null 2>&1; then \
+		$(ENGINE) build -f Containerfile --build-arg BASE=$(BASE_IMAGE) -t tao-skill-bank-worker:$(VERSION) . ; \
+	else \
+		echo "no registry for $(BASE_IMAGE): building the worker image from $(PY)'s packages" \
+			"(tools/container_worker_image.py)" >&2; \
+		$(PY) tools/container_worker_image.py --cli $(ENGINE); \
+	fi
 
 bench-smoke: $(VENV)/.dev
 	$(PY) -m benchmarks --smoke

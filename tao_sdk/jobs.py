@@ -442,7 +442,8 @@ def inherited_settings(workspace: Workspace, skill: Skill, action: str, parent: 
     that train job's record), as dotted keys valid in this action's schema and not set in
     ``user_overrides``; also the data sources of this action's SKILL.md dataset rows that the
     train job had (e.g. Deformable DETR export lists the training sets): datasets given to this
-    job replace them."""
+    job replace them. Not the destinations of the train job's PTM downloads (``/ptm/...``): those
+    were that job's own files."""
     from .schemapath import find_property
     from .dotted import flatten
 
@@ -451,10 +452,12 @@ def inherited_settings(workspace: Workspace, skill: Skill, action: str, parent: 
         return {}, None
     schema = skill.schema(action, deploy)
     data_keys = tuple(r.spec_key for r in skill.dataset_requirements(action))
+    downloaded = {d.get("spec_field") for d in (source.result or {}).get("downloads") or []}
     out = {}
     for key, value in flatten(source.spec).items():
         inherited_data = any(key == k or key.startswith(k + ".") for k in data_keys)
-        if not (key.startswith(INHERITED_PREFIXES) or key == "dataset.num_classes" or inherited_data):
+        if key in downloaded or not (key.startswith(INHERITED_PREFIXES) or key == "dataset.num_classes"
+                                     or inherited_data):
             continue
         if any(key == u or key.startswith(u + ".") or u.startswith(key + ".") for u in user_overrides):
             continue
@@ -690,15 +693,18 @@ def job_task(plan: JobPlan, env: dict[str, str], workdir: str) -> JobTask:
     """The platform-neutral :class:`JobTask` of a planned job: its command, env, GPUs and nodes
     (``train.num_gpus`` / ``train.num_nodes``), the skill's GPU-selection variable (skill_info
     ``launch.visible_devices_env``) and the local paths of its spec (a cluster platform checks
-    that its nodes can see them)."""
+    that its nodes can see them; not the destinations of the PTM downloads the job makes itself,
+    e.g. TAO's ``/ptm/...``)."""
     train = plan.spec.get("train") or {}
+    downloaded = {d.get("spec_field") for d in plan.downloads or []}
+    paths = {k: v for k, v in _local_paths(plan.spec).items() if k not in downloaded}
     launch = get_bank().get(plan.skill).info.get("launch") or {}
     return JobTask(job_id=plan.job_id, command=list(plan.command or []), env=env, workdir=workdir,
                    num_gpus=int(train.get("num_gpus") or 0), num_nodes=int(train.get("num_nodes") or 1),
                    gpu_ids=[int(i) for i in train.get("gpu_ids") or []],
                    image=plan.backend.image if plan.backend else None,
                    processes_per_node=max(1, int(train.get("num_gpus") or 1)),
-                   visible_devices_env=launch.get("visible_devices_env"), data_paths=_local_paths(plan.spec))
+                   visible_devices_env=launch.get("visible_devices_env"), data_paths=paths)
 
 
 # =========================================================================== tracking

@@ -226,6 +226,19 @@ def container_engine() -> str:
     return image
 
 
+@pytest.fixture(scope="session")
+def worker_image(container_engine) -> str:
+    """The built-in worker's image of ``tools/container_worker_image.py`` (this Python plus the
+    worker's installed packages and this checkout's ``tao_sdk``; about 40-60 s the first time on
+    this machine, reused while its inputs are unchanged). Fails (never skips) when it cannot be built."""
+    from container_worker_image import build
+
+    try:
+        return build("podman")
+    except SystemExit as exc:  # the builder's message says what is missing
+        pytest.fail(f"the worker image could not be built: {exc}")
+
+
 @pytest.fixture
 def container_cleanup(tmp_path) -> Iterator[None]:
     """Remove the job containers (of any state) whose work folder is under ``tmp_path`` when the

@@ -3,7 +3,8 @@
 The image is the test image of tools/container_test_image.py: this machine's Python plus the TAO
 entrypoint test double (tests/fake_tao.py) installed as TAO's per-network commands (``rtdetr``...),
 as in NVIDIA's images. Everything else is real: podman run/inspect/logs/stop, the job store,
-the mounts, the user, the labels. Never skipped under CI.
+the mounts, the user, the labels. One test trains the tiny RT-DETR for real in the worker image
+of tools/container_worker_image.py. Never skipped under CI.
 """
 
 from __future__ import annotations
@@ -196,6 +197,42 @@ def test_worker_image_runs_the_seed_networks_others_stay_on_nvidia_images(ws, tm
     plan = plan_job("dino", "train", datasets=_dataset(tmp_path / "dino"), automl_policy="off",
                       platform="docker", workspace=ws)
     assert plan.backend.image == "nvcr.io/nvidia/tao/tao-toolkit:6.0.0-pyt" and plan.backend.argv == ("dino", "train")
+
+
+def test_worker_image_trains_tiny_rtdetr(tmp_path, monkeypatch, worker_image, container_cleanup):
+    """A real seed-network job in the worker image (tools/container_worker_image.py): the tiny RT-DETR,
+    1 epoch on four 64 px images, `python3 -m tao_sdk.worker rtdetr train` in a podman container."""
+    from tao_sdk.worker.tasks.detection.synthetic import make_coco_dataset
+
+    for var in ("TAO_DOCKER_IMAGE", "TAO_DOCKER_ENTRYPOINT", "TAO_DOCKER_CONFIG", "TAO_WORKER_BACKBONE_SCALE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("TAO_DOCKER_CLI", "podman")
+    monkeypatch.setenv("TAO_DOCKER_WORKER_IMAGE", worker_image)
+    monkeypatch.setenv("TAO_DOCKER_GPUS", "none")
+    monkeypatch.setenv("TAO_DOCKER_PULL", "never")  # the image is local: nothing is pulled
+    ws = Workspace(tmp_path / "ws")
+    ds = make_coco_dataset(tmp_path / "data", n_train=4, n_val=2, size=64, seed=1)
+    job = create_job("rtdetr", "train", preset="tiny", automl_policy="off", platform="docker", workspace=ws,
+                     datasets={"train_datasets": [str(ds["train"]["root"])], "eval_dataset": str(ds["val"]["root"])},
+                     spec_overrides={"train.num_epochs": 1, "train.checkpoint_interval": 1,
+                                     "train.validation_interval": 1, "dataset.num_classes": 3})
+    assert job.record.platform_handle["image"] == worker_image
+    job = wait_for_job(job.id, timeout=180, poll_interval=0.5, workspace=ws)
+    assert job.status.value == "SUCCESS", job.result.get("message")
+    assert "val_mAP50" in job.kpis and job.result["preset"] == "tiny"
+    assert "TAO_WORKER_BACKBONE_SCALE=tiny" in job.logs()
+
+
+def test_ptm_download_destinations_are_not_mounted(ws, tmp_path):
+    """TAO's PTM download descriptors (OneFormer's train.pretrained_backbone -> /ptm/...) name a file the
+    job downloads itself: not a path of this machine the container needs mounted (nor a child inherits)."""
+    from tao_sdk.jobs import job_task
+
+    plan = plan_job("oneformer", "train", datasets={"train_datasets": [str(tmp_path)], "eval_dataset": str(tmp_path)},
+                    automl_policy="off", workspace=ws, validate_datasets=False)
+    assert plan.downloads and plan.spec["train"]["pretrained_backbone"].startswith("/ptm/")
+    paths = job_task(plan, {}, str(tmp_path / "job")).data_paths
+    assert "train.pretrained_backbone" not in paths and str(tmp_path / "label_map.json") in paths.values()
 
 
 def test_failing_container_is_failure_with_log_tail(ws, tmp_path, monkeypatch):

@@ -9,6 +9,8 @@
 #   tools/container_engine.sh status   exit 0 when a container runs, 1 otherwise
 #   tools/container_engine.sh env      the `export CONTAINERS_CONF=... TAO_DOCKER_CLI=podman` lines
 #   tools/container_engine.sh image    build (or reuse) the test image and print its name
+#   tools/container_engine.sh worker-image   build (or reuse) the built-in worker's image
+#                                      (tools/container_worker_image.py, ~40-60 s once) and print its name
 #
 # Why the config: on these machines podman's default runtime (crun) fails on the kernel's hybrid
 # cgroup layout and raising rlimits to the host's values is refused, so containers run with
@@ -58,6 +60,8 @@ env_lines() { echo "export CONTAINERS_CONF=$CONF TAO_DOCKER_CLI=podman"; }
 
 image() { CONTAINERS_CONF="$CONF" "$PY" "$HERE/container_test_image.py" --cli podman; }
 
+worker_image() { CONTAINERS_CONF="$CONF" "$PY" "$HERE/container_worker_image.py" --cli podman; }
+
 runs() {
     [ -f "$CONF" ] && command -v podman >/dev/null || return 1
     local img
@@ -80,5 +84,6 @@ case "${1:-}" in
         if runs; then log "up ($CONF)"; else log "not up"; exit 1; fi ;;
     env) env_lines ;;
     image) image ;;
-    *) echo "usage: $0 start|status|env|image" >&2; exit 2 ;;
+    worker-image) worker_image ;;
+    *) echo "usage: $0 start|status|env|image|worker-image" >&2; exit 2 ;;
 esac

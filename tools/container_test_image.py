@@ -30,10 +30,12 @@ import subprocess
 import sys
 import sysconfig
 import tarfile
+import tempfile
 from pathlib import Path
+from typing import Any, Callable
 
 REPO = Path(__file__).resolve().parents[1]
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"
 _SKIP_DIRS = {"site-packages", "dist-packages", "test", "tests", "idlelib", "tkinter", "turtledemo",
               "ensurepip", "lib2to3", "pydoc_data"}
 #: The ``tao_sdk`` modules the test double imports; what they import at module level comes along.
@@ -60,10 +62,10 @@ def _sdk_modules(roots: tuple[str, ...] = _SDK_ROOTS) -> list[str]:
     return sorted(f"{n}.py" for n in found)
 
 
-def _ldd(path: str) -> list[str]:
-    """Absolute paths of the shared libraries ``path`` loads (empty for static binaries)."""
-    proc = subprocess.run(["ldd", path], capture_output=True, text=True)
-    return re.findall(r"(/\S+) \(0x", proc.stdout) if proc.returncode == 0 else []
+def _ldd(*paths: str) -> list[str]:
+    """Absolute paths of the shared libraries ``paths`` load (none for static binaries)."""
+    proc = subprocess.run(["ldd", *paths], capture_output=True, text=True)
+    return re.findall(r"(/\S+) \(0x", proc.stdout)
 
 
 def _stdlib_files() -> list[Path]:
@@ -96,20 +98,35 @@ sys.exit(fake_tao.main([os.path.basename(sys.argv[0]), *sys.argv[1:]]))
 """
 
 
-def _contents() -> dict[str, tuple[bytes | Path, int]]:
-    """arcname -> (file on this machine or bytes, mode)."""
+def base_files() -> dict[str, tuple[bytes | Path, int]]:
+    """The runtime every locally built image starts from: the Python running this script (binary,
+    standard library, the shared libraries it and its extension modules load) and ``/bin/sh``.
+    arcname (absolute path) -> (file on this machine or bytes, mode)."""
     python = os.path.realpath(sys.executable)
     files: dict[str, tuple[bytes | Path, int]] = {python: (Path(python), 0o755)}
     shell = os.path.realpath("/bin/sh")
-    files["bin/sh"] = (Path(shell), 0o755)
-    libs = set(_ldd(python)) | set(_ldd(shell))
-    for path in _stdlib_files():
+    files["/bin/sh"] = (Path(shell), 0o755)
+    stdlib = _stdlib_files()
+    for path in stdlib:
         files[str(path)] = (path, 0o644)
-        if path.suffix == ".so":
-            libs.update(_ldd(str(path)))
-    for lib in libs:
-        real = os.path.realpath(lib)
-        files[lib] = (Path(real), 0o755)
+    add_libraries(files, [python, shell, *(str(p) for p in stdlib if p.suffix == ".so")])
+    return files
+
+
+def add_libraries(files: dict[str, tuple[bytes | Path, int]], binaries: list[str]) -> None:
+    """Add to ``files`` every shared library ``binaries`` load (one ``ldd`` per 200 files) that is
+    not in it yet, at the path the loader finds it."""
+    libs: set[str] = set()
+    for start in range(0, len(binaries), 200):
+        libs.update(_ldd(*binaries[start:start + 200]))
+    for lib in sorted(os.path.normpath(lib) for lib in libs):  # RPATH $ORIGIN/../x.libs -> x.libs
+        if lib not in files:
+            files[lib] = (Path(os.path.realpath(lib)), 0o755)
+
+
+def _contents() -> dict[str, tuple[bytes | Path, int]]:
+    """arcname -> (file on this machine or bytes, mode)."""
+    files = base_files()
     import yaml
 
     ydir = Path(yaml.__file__).parent
@@ -124,8 +141,9 @@ def _contents() -> dict[str, tuple[bytes | Path, int]]:
     return {name.lstrip("/"): value for name, value in files.items()}
 
 
-def _digest(files: dict[str, tuple[bytes | Path, int]]) -> str:
-    h = hashlib.sha256(BUILDER_VERSION.encode())
+def digest(files: dict[str, tuple[bytes | Path, int]], version: str = BUILDER_VERSION) -> str:
+    """16 hex digits of everything in ``files`` (names, modes, bytes or size + mtime of each file)."""
+    h = hashlib.sha256(version.encode())
     for name in sorted(files):
         data, mode = files[name]
         h.update(name.encode() + b"\0" + str(mode).encode())
@@ -137,9 +155,9 @@ def _digest(files: dict[str, tuple[bytes | Path, int]]) -> str:
     return h.hexdigest()[:16]
 
 
-def _tarball(files: dict[str, tuple[bytes | Path, int]]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
+def _write_tar(files: dict[str, tuple[bytes | Path, int]], out: Any) -> None:
+    """Stream the root filesystem of ``files`` (plus /tmp and /usr/bin/python3) as a tar to ``out``."""
+    with tarfile.open(fileobj=out, mode="w|") as tar:
         dirs = sorted({str(p) for name in files for p in Path(name).parents if str(p) != "."})
         for d in ["tmp", "usr/bin", *dirs]:
             info = tarfile.TarInfo(d)
@@ -147,35 +165,63 @@ def _tarball(files: dict[str, tuple[bytes | Path, int]]) -> bytes:
             tar.addfile(info)
         for name in sorted(files):
             data, mode = files[name]
-            raw = data if isinstance(data, bytes) else data.read_bytes()
             info = tarfile.TarInfo(name)
-            info.size, info.mode = len(raw), mode
-            tar.addfile(info, io.BytesIO(raw))
+            info.mode = mode
+            if isinstance(data, bytes):
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+                continue
+            with open(data, "rb") as fh:  # the mtime keeps byte-code (checked against it) valid
+                st = os.fstat(fh.fileno())
+                info.size, info.mtime = st.st_size, st.st_mtime
+                tar.addfile(info, fh)
         link = tarfile.TarInfo("usr/bin/python3")
         link.type, link.linkname = tarfile.SYMTYPE, "/" + os.path.realpath(sys.executable).lstrip("/")
         tar.addfile(link)
-    return buf.getvalue()
+
+
+def import_image(cli: str, name: str, files: dict[str, tuple[bytes | Path, int]],
+                 env: dict[str, str] | None = None) -> str:
+    """Reuse image ``name`` when the engine has it, else import it from ``files`` (streamed, no
+    temporary tarball) with ``env`` as its environment; return ``name``. Raises SystemExit with the
+    engine's message when the import fails."""
+    if subprocess.run([cli, "image", "inspect", name], capture_output=True).returncode == 0:
+        return name
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", **(env or {})}
+    changes = [a for k, v in env.items() for a in ("--change", f"ENV {k}={v}")]
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([cli, "import", *changes, "-", name], stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            _write_tar(files, proc.stdin)
+        except BrokenPipeError:
+            pass
+        finally:
+            proc.stdin.close()
+        if proc.wait() != 0:
+            err.seek(0)
+            raise SystemExit(f"{cli} import failed: {err.read().decode(errors='replace').strip()}")
+    return name
 
 
 def build(cli: str = "podman") -> str:
     """Build (or reuse) the test image with the engine CLI ``cli``; return its name."""
     files = _contents()
-    name = f"localhost/tao-skills-test:{_digest(files)}"
-    if subprocess.run([cli, "image", "inspect", name], capture_output=True).returncode == 0:
-        return name
-    proc = subprocess.run([cli, "import", "--change", "ENV PATH=/usr/local/bin:/usr/bin:/bin",
-                           "-", name], input=_tarball(files), capture_output=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"{cli} import failed: {proc.stderr.decode(errors='replace').strip()}")
-    return name
+    return import_image(cli, f"localhost/tao-skills-test:{digest(files)}", files)
+
+
+def image_cli(builder: Callable[[str], str], doc: str, argv: list[str] | None = None) -> int:
+    """The command line of an image builder: ``[--cli podman]`` (default ``$TAO_DOCKER_CLI`` or
+    podman), build with ``builder(cli)``, print the image name."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--cli", default=os.environ.get("TAO_DOCKER_CLI") or "podman")
+    print(builder(parser.parse_args(argv).cli))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: build the image and print its name."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cli", default=os.environ.get("TAO_DOCKER_CLI") or "podman")
-    print(build(parser.parse_args(argv).cli))
-    return 0
+    """CLI: build the test image and print its name."""
+    return image_cli(build, __doc__, argv)
 
 
 if __name__ == "__main__":

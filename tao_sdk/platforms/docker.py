@@ -17,7 +17,8 @@ How a job runs (``get_platform("docker")``, ``--platform docker``):
   ``--ipc=host`` (or ``--shm-size`` when the setting ``ipc`` is not ``host``); ``--user
   $(id -u):$(id -g)``; ``--network host``; the work folder, the log folder and the results folder
   bind-mounted read-write at the same paths, every other local path of the spec (dataset roots,
-  pretrained weights, parent checkpoints) read-only at the same path, the spec inside the work
+  pretrained weights, parent checkpoints; not the ``/ptm/...`` destinations of the PTM downloads the
+  job makes itself) read-only at the same path, the spec inside the work
   folder; labels ``org.tao-skill-bank.job-id`` / ``.workdir`` / ``.host`` tie the container to the job.
 - **Secrets** (``JobTask.env`` and the pass-through variables of the submitting process whose names
   look secret) go to a 0600 file in the work folder (``O_EXCL``); the container's first process
