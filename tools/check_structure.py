@@ -39,7 +39,7 @@ ALLOWED_LONG: dict[str, int] = {
     "tools/gen_schemas.py::generate_skill": 129,
     "tao_sdk/checker.py::check_skill": 96,
     "tao_sdk/jobs.py::create_job": 95,
-    "tao_sdk/worker/distributed.py::plan_launch": 93,
+    "tao_sdk/worker/distributed/planning.py::plan_launch": 93,
     "tao_sdk/jobs.py::plan_job": 90,
     "tao_sdk/demo.py::run_demo": 82,
 }
