@@ -27,8 +27,8 @@ EXTRA_ACTIONS = ("distill", "quantize")
 #: action -> torch-free ``module:function(spec)`` that refuses at plan time what the worker
 #: cannot run here (unknown criterion, a quantization mode whose library is missing...).
 _PREFLIGHT = {
-    "distill": "tao_sdk.worker.distill:preflight",
-    "quantize": "tao_sdk.worker.quantize:preflight",
+    "distill": "tao_sdk.worker.distillation:preflight",
+    "quantize": "tao_sdk.worker.quantization:preflight",
 }
 
 #: Actions that build the network from the spec's ``model`` section (the backbone must be
