@@ -78,16 +78,21 @@ def preflight(network: str, action: str, spec: dict) -> None:
     does is refused with the list it builds (train, distill); train also builds the
     architecture record from the spec (:meth:`NetworkPlugin.build_arch`: every model check the
     job makes before it trains, e.g. Deformable DETR ``model.dec_layers=1`` with
-    ``with_box_refine``); distill / quantize run their own checks. Other actions read the
+    ``with_box_refine``) and runs the train section's checks (:mod:`tao_sdk.worker.trainspec`:
+    intervals, optimiser, schedule); distill / quantize run their own checks. Other actions read the
     checkpoint's architecture: nothing to check yet."""
-    if not supports(network, action):
+    model = spec.get("model") if isinstance(spec.get("model"), dict) else {}
+    if not supports(network, action, model.get("model_type")):  # depth_net: the stereo models
         return
     if action in _BACKBONE_ACTIONS:
         from tao_sdk.worker.networks.backbones import check_backbone
 
         check_backbone(network, spec)
     if action in _ARCH_ACTIONS:
+        from tao_sdk.worker import trainspec
+
         get(network).build_arch(spec)
+        trainspec.preflight(spec, get(network))
     target = _PREFLIGHT.get(action)
     if target is not None:
         module, func = target.split(":")
