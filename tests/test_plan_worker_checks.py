@@ -57,6 +57,10 @@ def _optimizer(network):
     return lambda spec: build_optimizer(registry.get(network), spec, None)
 
 
+def _export(network):
+    return lambda spec: registry.get(network).onnx_export(None, {}, spec)  # checks before the model
+
+
 def _schedule(network):
     from tao_sdk.worker.engine.train import build_lr_schedule
 
@@ -72,9 +76,9 @@ _NETWORKS = {
 }
 
 #: (network, override, the worker's own check on the spec, a text its message names). One case
-#: per kind of check the worker makes from the spec before it trains: the architecture record
-#: (each network's build_arch), the loop's intervals, the optimiser, the engine's schedule and a
-#: network's own schedule (OneFormer).
+#: per kind of check the worker makes from the spec before it trains or exports: the
+#: architecture record (each network's build_arch), the optimiser, a network's own schedule
+#: (OneFormer), the export section (each export implementation's checks before the model).
 WORKER_CHECKS = [
     ("deformable_detr", {"model.dec_layers": 1}, _arch, "model.dec_layers"),
     ("rtdetr", {"model.feat_strides": [8, 16]}, _arch, "model.feat_strides"),
@@ -83,6 +87,9 @@ WORKER_CHECKS = [
     ("depth_net", {"model.spx_gru_out": 8}, _arch, "model.spx_gru_out"),
     ("deformable_detr", {"train.optim.lr": 0}, _optimizer, "train.optim.lr"),
     ("oneformer", {"train.optim.max_iter": 0}, _schedule, "train.optim.max_iter"),
+    ("rtdetr", {"export.input_height": 100}, _export, "export.input_height"),
+    ("deformable_detr", {"export.opset_version": 13}, _export, "export.opset_version"),
+    ("oneformer", {"export.input_width": 100}, _export, "export.input_height/input_width"),
     # the schema refuses the rest of the train section's checks first (num_epochs, intervals,
     # optimizer and scheduler names are schema enums / minimums)
 ]
@@ -95,10 +102,12 @@ def test_every_worker_spec_check_refuses_the_dry_run_with_the_same_message(netwo
     from tao_sdk.dotted import set_path
 
     args = _NETWORKS[network]
+    action = "export" if worker_check is _export else "train"
+    own = {"export.checkpoint": "/m/model.pth"} if action == "export" else {}
 
     def plan(extra):
-        return plan_job(network, "train", datasets=DATA, automl_policy="off", validate_datasets=False,
-                        **{**args, "spec_overrides": {**args["spec_overrides"], **extra}})
+        return plan_job(network, action, datasets=DATA, automl_policy="off", validate_datasets=False,
+                        **{**args, "spec_overrides": {**args["spec_overrides"], **own, **extra}})
 
     spec = plan({}).spec  # valid: the worker accepts it
     for key, value in override.items():

@@ -79,7 +79,8 @@ def preflight(network: str, action: str, spec: dict) -> None:
     architecture record from the spec (:meth:`NetworkPlugin.build_arch`: every model check the
     job makes before it trains, e.g. Deformable DETR ``model.dec_layers=1`` with
     ``with_box_refine``) and runs the train section's checks (:mod:`tao_sdk.worker.trainspec`:
-    intervals, optimiser, schedule); distill / quantize run their own checks. Other actions read the
+    intervals, optimiser, schedule); export runs the plugin's :meth:`NetworkPlugin.check_export`;
+    distill / quantize run their own checks. Other actions read the
     checkpoint's architecture: nothing to check yet."""
     model = spec.get("model") if isinstance(spec.get("model"), dict) else {}
     if not supports(network, action, model.get("model_type")):  # depth_net: the stereo models
@@ -93,6 +94,8 @@ def preflight(network: str, action: str, spec: dict) -> None:
 
         get(network).build_arch(spec)
         trainspec.preflight(spec, get(network))
+    if action == "export":
+        get(network).check_export(spec)
     target = _PREFLIGHT.get(action)
     if target is not None:
         module, func = target.split(":")
