@@ -233,6 +233,24 @@ def worker_command(network: str, action: str, spec_path: str, model_type: str | 
     return resolve_backend(network, action, model_type=model_type).command(spec_path)
 
 
+def _plan_backend(skill: Skill, action: str, deploy: bool, platform: str, image: str | None, route: Route,
+                  composed) -> Backend:
+    """The backend that would run the planned job (the platform's answer, else the skill's;
+    ``image`` replaces its container image); a plain route runs its plan-time checks of the spec
+    (:meth:`Backend.preflight`), and worker-only settings on another backend get a note."""
+    backend = get_platform(platform).plan_backend(skill, action, deploy, image) or skill_backend(skill, action, deploy)
+    if image and backend.image != image:
+        from dataclasses import replace
+
+        backend = replace(backend, image=image)
+    if not route.automl:
+        backend.preflight(composed.spec)
+    if composed.env and backend.kind != "worker":
+        composed.notes.append(f"{', '.join(composed.env)} is the built-in worker's setting; {backend.kind} "
+                              f"backends ignore it ({backend.detail})")
+    return backend
+
+
 def plan_job(
     skill: Skill | str,
     action: str,
@@ -300,16 +318,7 @@ def plan_job(
         _check_parent_agreement(source, composed.spec, inherited, own_model=action in OWN_MODEL_ACTIONS)
         mapped.notes.extend(input_size_notes(skill, action, source, composed.spec))
     report = check_datasets(skill, action, composed.spec, dataset_format, validate_datasets, workspace, bank)
-    backend = get_platform(platform).plan_backend(skill, action, deploy, image) or skill_backend(skill, action, deploy)
-    if image and backend.image != image:
-        from dataclasses import replace
-
-        backend = replace(backend, image=image)
-    if not route.automl:
-        backend.preflight(composed.spec)
-    if composed.env and backend.kind != "worker":
-        composed.notes.append(f"{', '.join(composed.env)} is the built-in worker's setting; {backend.kind} "
-                              f"backends ignore it ({backend.detail})")
+    backend = _plan_backend(skill, action, deploy, platform, image, route, composed)
     plan = JobPlan(job_id, skill.name, action, route, composed.spec, deploy, mapped.parent, results_uri,
                    None, mapped.downloads, plan_weights(action, composed.spec), mapped.warnings + composed.warnings,
                    mapped.notes + composed.notes, backend, datasets=report, secret_env=composed.secret_env,
