@@ -125,6 +125,39 @@ def in_launched_rank(env: Mapping[str, str] | None = None) -> bool:
     return env.get("LOCAL_RANK") not in (None, "")
 
 
+def _spec_gpu_ids(spec: dict) -> list[int] | None:
+    """``train.gpu_ids`` as a list of GPU indices (``None`` when unset); raises
+    :class:`SpecError` for anything else."""
+    raw = S.get(spec, "train.gpu_ids")
+    if raw in (None, "", []):
+        return None
+    if not isinstance(raw, list) or not all(
+            isinstance(g, int) and not isinstance(g, bool) and g >= 0 for g in raw):
+        raise SpecError(f"train.gpu_ids={raw!r} must be a list of GPU indices, e.g. [0, 1]")
+    return list(raw)
+
+
+def _node_devices(cuda: bool, count: int, gpu_ids: list[int] | None, per_node: int,
+                  notes: list[str]) -> list[int]:
+    """The GPU ids this node trains on: on a GPU node each must be visible (:class:`SpecError`
+    otherwise); without a GPU none, and ``notes`` say the ranks run on CPU (gloo)."""
+    if cuda:
+        bad = [g for g in (gpu_ids or []) if g >= count]
+        if bad:
+            raise SpecError(f"train.gpu_ids / train.num_gpus ask for GPU(s) {bad} but only "
+                            f"{count} GPU(s) are visible on this node; lower train.num_gpus or "
+                            "fix train.gpu_ids")
+        return list(gpu_ids or [])
+    if gpu_ids is not None and gpu_ids != list(range(len(gpu_ids))):
+        notes.append(f"train.gpu_ids={gpu_ids} ignored: no GPU on this node")
+    notes.append(f"no GPU: {per_node} CPU process(es) per node train with the gloo backend")
+    cores = os.cpu_count() or 1
+    if per_node > cores:
+        notes.append(f"{per_node} processes on {cores} CPU core(s): expect it to be slower "
+                     "than one process")
+    return []
+
+
 def plan_launch(network: str, action: str, spec: dict, env: Mapping[str, str] | None = None
                 ) -> LaunchPlan | None:
     """The launch plan of a train job with more than one process, else ``None``.
@@ -138,14 +171,7 @@ def plan_launch(network: str, action: str, spec: dict, env: Mapping[str, str] | 
     if action != "train" or in_launched_rank(env):
         return None
     num_gpus = _int_spec(spec, "train.num_gpus", 1)
-    gpu_ids_raw = S.get(spec, "train.gpu_ids")
-    gpu_ids: list[int] | None = None
-    if gpu_ids_raw not in (None, "", []):
-        if not isinstance(gpu_ids_raw, list) or not all(
-                isinstance(g, int) and not isinstance(g, bool) and g >= 0 for g in gpu_ids_raw):
-            raise SpecError(f"train.gpu_ids={gpu_ids_raw!r} must be a list of GPU indices, "
-                            "e.g. [0, 1]")
-        gpu_ids = list(gpu_ids_raw)
+    gpu_ids = _spec_gpu_ids(spec)
     num_nodes = _int_spec(spec, "train.num_nodes", 1)
     multinode = env.get("WORLD_SIZE") not in (None, "")
     if not multinode and num_gpus <= 1 and (gpu_ids is None or len(gpu_ids) <= 1):
@@ -197,27 +223,13 @@ def plan_launch(network: str, action: str, spec: dict, env: Mapping[str, str] | 
         master_addr = env.get("MASTER_ADDR") or "127.0.0.1"
         port = _int_env(env, "MASTER_PORT", "rendezvous port", minimum=1)
         master_port = port if port is not None else _local_port(network)
-    if cuda:
-        bad = [g for g in (gpu_ids or []) if g >= count]
-        if bad:
-            raise SpecError(f"train.gpu_ids / train.num_gpus ask for GPU(s) {bad} but only "
-                            f"{count} GPU(s) are visible on this node; lower train.num_gpus or "
-                            "fix train.gpu_ids")
-    else:
-        if gpu_ids is not None and gpu_ids != list(range(len(gpu_ids))):
-            notes.append(f"train.gpu_ids={gpu_ids} ignored: no GPU on this node")
-        gpu_ids = []
-        notes.append(f"no GPU: {per_node} CPU process(es) per node train with the gloo backend")
-        cores = os.cpu_count() or 1
-        if per_node > cores:
-            notes.append(f"{per_node} processes on {cores} CPU core(s): expect it to be slower "
-                         "than one process")
+    gpu_ids = _node_devices(cuda, count, gpu_ids, per_node, notes)
     if nnodes * per_node <= 1:
         return None
     return LaunchPlan(launcher=launcher_for(network), nnodes=nnodes, node_rank=node_rank,
                       nproc_per_node=per_node, master_addr=str(master_addr),
                       master_port=int(master_port), device="cuda" if cuda else "cpu",
-                      gpu_ids=list(gpu_ids or []), notes=notes)
+                      gpu_ids=gpu_ids, notes=notes)
 
 
 def single_process_notes(spec: dict, env: Mapping[str, str] | None = None) -> list[str]:
