@@ -117,6 +117,15 @@ QUANTIZE_MODES: dict[str, dict[str, Any]] = {
 }
 
 
+def _preview_sheet(plugin, inference: Job, workspace: Workspace, network: str) -> Path | None:
+    """A contact sheet of the first inference previews (the task's ``preview_dir`` images), or
+    None when the inference job wrote none."""
+    preview = plugin.task.preview_dir
+    shown = sorted(p for p in inference.artifacts() if preview and f"/{preview}/" in p.replace("\\", "/")
+                   and p.lower().endswith((".png", ".jpg", ".jpeg")))
+    return contact_sheet(shown[:8], workspace.root / f"demo_predictions_{network}.png") if shown else None
+
+
 def run_demo(json_mode: bool = False, quick: bool = False, workspace: Workspace | None = None,
              network: str = DEFAULT_NETWORK, with_distill: bool = False, with_quantize: bool = False) -> int:
     """Run the demo of ``network`` and print KPIs, artifact paths and a preview PNG (JSON with
@@ -173,10 +182,7 @@ def run_demo(json_mode: bool = False, quick: bool = False, workspace: Workspace 
     if with_quantize:
         extra["quantize"] = _quantize_demo(network, train, datasets["train"], metric, json_mode, kw)
 
-    preview = plugin.task.preview_dir
-    shown = sorted(p for p in inference.artifacts() if preview and f"/{preview}/" in p.replace("\\", "/")
-                   and p.lower().endswith((".png", ".jpg", ".jpeg")))
-    picture = contact_sheet(shown[:8], workspace.root / f"demo_predictions_{network}.png") if shown else None
+    picture = _preview_sheet(plugin, inference, workspace, network)
     untrained, trained = _best(baseline, metric, direction), _best(train, metric, direction)
     summary = {
         "network": network,

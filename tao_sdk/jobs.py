@@ -233,6 +233,24 @@ def worker_command(network: str, action: str, spec_path: str, model_type: str | 
     return resolve_backend(network, action, model_type=model_type).command(spec_path)
 
 
+def _plan_backend(skill: Skill, action: str, deploy: bool, platform: str, image: str | None, route: Route,
+                  composed) -> Backend:
+    """The backend that would run the planned job (the platform's answer, else the skill's;
+    ``image`` replaces its container image); a plain route runs its plan-time checks of the spec
+    (:meth:`Backend.preflight`), and worker-only settings on another backend get a note."""
+    backend = get_platform(platform).plan_backend(skill, action, deploy, image) or skill_backend(skill, action, deploy)
+    if image and backend.image != image:
+        from dataclasses import replace
+
+        backend = replace(backend, image=image)
+    if not route.automl:
+        backend.preflight(composed.spec)
+    if composed.env and backend.kind != "worker":
+        composed.notes.append(f"{', '.join(composed.env)} is the built-in worker's setting; {backend.kind} "
+                              f"backends ignore it ({backend.detail})")
+    return backend
+
+
 def plan_job(
     skill: Skill | str,
     action: str,
@@ -292,28 +310,15 @@ def plan_job(
         planned_parent_action=planned_parent.action if planned_parent else None,
     )
     deploy = mapped.deploy and skill.has_schema(action, deploy=True)
-    inherited: dict[str, Any] = {}
-    source: JobRecord | None = None
-    if parent is not None and action != "train":
-        inherited, source = inherited_settings(workspace, skill, action, parent, {}, deploy)
-        if inherited and source is not None:
-            mapped.notes.append(f"inherited {len(inherited)} model/preprocessing setting(s) from train job {source.id}")
+    inherited, source = _parent_settings(workspace, skill, action, parent, deploy, mapped.notes)
     composed = compose_spec(skill, action, spec_overrides, datasets, base_spec=base_spec,
                             dataset_format=dataset_format, inherited=inherited, sdk_values=mapped.values,
                             deploy=deploy, preset=preset, bank=bank)
     if source is not None:
         _check_parent_agreement(source, composed.spec, inherited, own_model=action in OWN_MODEL_ACTIONS)
+        mapped.notes.extend(input_size_notes(skill, action, source, composed.spec))
     report = check_datasets(skill, action, composed.spec, dataset_format, validate_datasets, workspace, bank)
-    backend = get_platform(platform).plan_backend(skill, action, deploy, image) or skill_backend(skill, action, deploy)
-    if image and backend.image != image:
-        from dataclasses import replace
-
-        backend = replace(backend, image=image)
-    if not route.automl:
-        backend.preflight(composed.spec)
-    if composed.env and backend.kind != "worker":
-        composed.notes.append(f"{', '.join(composed.env)} is the built-in worker's setting; {backend.kind} "
-                              f"backends ignore it ({backend.detail})")
+    backend = _plan_backend(skill, action, deploy, platform, image, route, composed)
     plan = JobPlan(job_id, skill.name, action, route, composed.spec, deploy, mapped.parent, results_uri,
                    None, mapped.downloads, plan_weights(action, composed.spec), mapped.warnings + composed.warnings,
                    mapped.notes + composed.notes, backend, datasets=report, secret_env=composed.secret_env,
@@ -433,6 +438,64 @@ def _train_ancestor(workspace: Workspace, record: JobRecord | None) -> JobRecord
             return record
         record = workspace.store.get(record.parent_id) if record.parent_id else None
     return None
+
+
+def _parent_settings(workspace: Workspace, skill: Skill, action: str, parent: JobRecord | None, deploy: bool,
+                     notes: list[str]) -> tuple[dict[str, Any], JobRecord | None]:
+    """What a child job (not a train) inherits from the train job its parent descends from
+    (:func:`inherited_settings`, plus the input size: :func:`inherited_input_size`) and that
+    train job's record; appends the plan note saying how many settings it inherited."""
+    if parent is None or action == "train":
+        return {}, None
+    inherited, source = inherited_settings(workspace, skill, action, parent, {}, deploy)
+    if source is not None:
+        inherited.update(inherited_input_size(skill, action, source))
+    if inherited and source is not None:
+        notes.append(f"inherited {len(inherited)} model/preprocessing setting(s) from train job {source.id}")
+    return inherited, source
+
+
+def _input_size_fact(skill: Skill, action: str, source: JobRecord) -> tuple[str, list[str], list[Any]] | None:
+    """``(train key, [height key, width key] of action, trained [height, width])`` from the
+    skill's ``input_size`` fact (skill_info.yaml), or None when the network has none for
+    ``action`` or the train job recorded no ``[height, width]`` there."""
+    from .dotted import get_path
+
+    fact = skill.info.get("input_size") or {}
+    keys = (fact.get("to") or {}).get(action)
+    trained = get_path(source.spec, fact.get("from", ""), None) if keys else None
+    if not keys or not isinstance(trained, (list, tuple)) or len(trained) != 2:
+        return None
+    return fact["from"], list(keys), list(trained)
+
+
+def inherited_input_size(skill: Skill, action: str, source: JobRecord) -> dict[str, Any]:
+    """The ``[height, width]`` keys of ``action`` (e.g. ``export.input_height`` /
+    ``export.input_width``) set to the size train job ``source`` trained at (the skill's
+    ``input_size`` fact names the train key): an export of a model trained at 160x256 runs at
+    160x256, not at the schema's 640x640. Values the user sets win (:func:`input_size_notes`
+    says so in the plan). Empty when the network has no fixed input size."""
+    found = _input_size_fact(skill, action, source)
+    return {} if found is None else dict(zip(found[1], found[2]))
+
+
+def input_size_notes(skill: Skill, action: str, source: JobRecord, spec: Mapping[str, Any]) -> list[str]:
+    """Plan notes on the input size of a child job: inherited from the train job, or set to
+    another size than the model was trained at (naming the keys and both values)."""
+    from .dotted import get_path
+
+    found = _input_size_fact(skill, action, source)
+    if found is None:
+        return []
+    train_key, keys, trained = found
+    final = [get_path(spec, k, None) for k in keys]
+    where = f"{'/'.join(keys)}"
+    if final == trained:
+        return [f"{where} = {trained[0]}x{trained[1]}: the input size train job {source.id} trained at "
+                f"({train_key} = {trained})"]
+    return [f"{where} = {final[0]}x{final[1]} but train job {source.id} trained at {trained[0]}x{trained[1]} "
+            f"({train_key} = {trained}): this {action} runs at another input size than training; drop the "
+            f"override to use the trained size"]
 
 
 def inherited_settings(workspace: Workspace, skill: Skill, action: str, parent: JobRecord,

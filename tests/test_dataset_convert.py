@@ -18,7 +18,8 @@ from tao_sdk.datasets import validate_datasets
 from tao_sdk.datasets.convert import convert_dataset
 from tao_sdk.errors import ConversionError
 from tao_sdk.storage import storage_for
-from tao_sdk.worker.staging import load_coco, safe_extract
+from tao_sdk.worker.staging import safe_extract
+from tao_sdk.worker.tasks.detection.coco import load_coco
 from tao_sdk.worker.tasks import segmentation as seg
 from tao_sdk.worker.tasks import stereo
 

@@ -372,7 +372,8 @@ def test_worker_names_the_right_fix_for_an_undeclared_category(tmp_path):
     """With validation off the worker still refuses an undeclared category beyond num_classes, with the
     right fix (not "raise dataset.num_classes", which trains a class without a name)."""
     from tao_sdk.worker.errors import DatasetError
-    from tao_sdk.worker.staging import load_coco, safe_extract
+    from tao_sdk.worker.staging import safe_extract
+    from tao_sdk.worker.tasks.detection.coco import load_coco
 
     data = _coco(tmp_path / "d")
     data["annotations"][0]["category_id"] = 7

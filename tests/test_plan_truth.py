@@ -244,3 +244,28 @@ def test_extract_secrets_moves_every_secret_and_only_secrets():
     assert clean["evaluate"]["encryption_key"] == "???"
     with pytest.raises(TaoSkillsError, match="export.encryption_key holds a different secret"):
         extract_secrets({"encryption_key": "K", "export.encryption_key": "L"}, dotted=True)
+
+
+def test_an_export_inherits_the_input_size_its_model_was_trained_at(ws):
+    """RT-DETR trained at 160x256 (dataset.augmentation.eval_spatial_size): its export runs at
+    160x256, not at the schema's 640x640; an explicit other size is kept and flagged by a note
+    naming the keys and both values. OneFormer follows train_crop_size the same way."""
+    train = _finished_train(ws, **{"dataset.augmentation.train_spatial_size": [160, 256],
+                                   "dataset.augmentation.eval_spatial_size": [160, 256]})
+    plan = plan_job("rtdetr", "export", parent_job_id=train.id, workspace=ws)
+    assert (plan.spec["export"]["input_height"], plan.spec["export"]["input_width"]) == (160, 256)
+    assert any("export.input_height/export.input_width = 160x256" in n and train.id in n for n in plan.notes)
+    plan = plan_job("rtdetr", "export", parent_job_id=train.id, workspace=ws,
+                    spec_overrides={"export.input_height": 640, "export.input_width": 640})
+    assert plan.spec["export"]["input_height"] == 640
+    assert any("export.input_height/export.input_width = 640x640 but train job" in n and "160x256" in n
+               and "eval_spatial_size = [160, 256]" in n for n in plan.notes)
+    seg = JobRecord(skill="tao-train-oneformer", action="train", spec=build_spec(
+        "tao-train-oneformer", "train", {"dataset.augmentation.train_crop_size": [96, 128]}, validate=False))
+    seg.results_uri = ws.results_uri(seg.id)
+    (Path(seg.results_uri) / "train").mkdir(parents=True)
+    (Path(seg.results_uri) / "train" / "oneformer_model_epoch_000.pth").write_bytes(b"weights")
+    ws.store.create(seg)
+    ws.store.set_status(seg.id, JobStatus.SUCCESS)
+    plan = plan_job("oneformer", "export", parent_job_id=seg.id, workspace=ws)
+    assert (plan.spec["export"]["input_height"], plan.spec["export"]["input_width"]) == (96, 128)

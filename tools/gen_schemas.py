@@ -897,15 +897,15 @@ def generate_skill(skill: str, src: dict, cfg: dict, out_root: Path, tao_version
         "checkpoint_prefix": src.get("checkpoint_prefix"),
         "hardware": src.get("hardware"),  # only where the bank knows it (dropped below otherwise)
         "spec_rules": src.get("spec_rules") or [],
+        **({"input_size": src["input_size"]} if src.get("input_size") else {}),  # fixed-size networks only
         "pretrained_models": pretrained_models((network, ncfg_name)),
         "tao_container": tao_container(ncfg, network, actions, cfg.get("tao_containers", {}), skill),
         "tao_core_version": tao_version,
         "generator_version": GENERATOR_VERSION,
     }
-    if info["hardware"] is None:
-        del info["hardware"]
-    if not info["pretrained_models"]:
-        del info["pretrained_models"]
+    for optional in ("hardware", "pretrained_models"):  # only where the bank knows them
+        if not info[optional]:
+            del info[optional]
 
     skill_dir = out_root / "skills" / skill
     files: dict[Path, str] = {}
@@ -941,7 +941,7 @@ def generate_skill(skill: str, src: dict, cfg: dict, out_root: Path, tao_version
             if not deploy:
                 action_schemas[act] = schema
     manifest["actions"] = {a: manifest["actions"][a] for a in actions if a in manifest["actions"]}
-    _check_spec_rules(skill, info["spec_rules"], action_schemas)
+    _check_bank_facts(skill, info, action_schemas)
     md_path = skill_dir / "SKILL.md"
     facts = ProseFacts(deploy_actions=[a for a in manifest["deploy_actions"] if a != "gen_trt_engine"],
                        metrics_declared=bool(metrics),
@@ -1021,6 +1021,25 @@ def _check_spec_rules(skill: str, rules: list[dict], schemas: dict[str, dict]) -
             if missing:
                 raise SystemExit(f"{skill}: spec rule on {rule['field']} names {missing}, absent from the {action} "
                                  "schema; fix tools/bank_sources.yaml")
+
+
+def _check_bank_facts(skill: str, info: dict, schemas: dict[str, dict]) -> None:
+    """The dotted paths of the hand-written bank facts (spec rules, input size) exist."""
+    _check_spec_rules(skill, info["spec_rules"], schemas)
+    _check_input_size(skill, info.get("input_size"), schemas)
+
+
+def _check_input_size(skill: str, fact: dict | None, schemas: dict[str, dict]) -> None:
+    """The ``input_size`` fact of bank_sources.yaml: ``from`` (the trained ``[height, width]``)
+    must be a train key, every ``to`` pair a key of its action's schema."""
+    if fact is None:
+        return
+    wrong = [] if find_property(schemas.get("train", {}), fact["from"]) is not None else [f"train: {fact['from']}"]
+    for action, keys in fact["to"].items():
+        wrong += [f"{action}: {k}" for k in keys if find_property(schemas.get(action, {}), k) is None]
+    if wrong or any(len(keys) != 2 for keys in fact["to"].values()):
+        raise SystemExit(f"{skill}: input_size names {wrong or fact['to']} (absent from the schema, or not a "
+                         "[height key, width key] pair); fix tools/bank_sources.yaml")
 
 
 def _defaults_from_schema(schema: dict, fallback: Any) -> Any:

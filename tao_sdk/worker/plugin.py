@@ -226,6 +226,11 @@ class NetworkPlugin:
 
     # ------------------------------------------------------------------ export
 
+    def check_export(self, spec: dict[str, Any]) -> None:
+        """The ``export`` section's checks that need no model (torch-free): the plan runs them
+        (:func:`tao_sdk.worker.registry.preflight`) and :meth:`onnx_export` runs the same ones,
+        so a dry run refuses an export spec with the job's message. Default: none."""
+
     def onnx_export(self, model, arch: dict[str, Any], spec: dict[str, Any]) -> OnnxExport:
         """What to export (validates the spec's ``export`` section)."""
         raise NotImplementedError

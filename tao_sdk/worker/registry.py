@@ -27,8 +27,8 @@ EXTRA_ACTIONS = ("distill", "quantize")
 #: action -> torch-free ``module:function(spec)`` that refuses at plan time what the worker
 #: cannot run here (unknown criterion, a quantization mode whose library is missing...).
 _PREFLIGHT = {
-    "distill": "tao_sdk.worker.distill:preflight",
-    "quantize": "tao_sdk.worker.quantize:preflight",
+    "distill": "tao_sdk.worker.distillation:preflight",
+    "quantize": "tao_sdk.worker.quantization:preflight",
 }
 
 #: Actions that build the network from the spec's ``model`` section (the backbone must be
@@ -78,16 +78,24 @@ def preflight(network: str, action: str, spec: dict) -> None:
     does is refused with the list it builds (train, distill); train also builds the
     architecture record from the spec (:meth:`NetworkPlugin.build_arch`: every model check the
     job makes before it trains, e.g. Deformable DETR ``model.dec_layers=1`` with
-    ``with_box_refine``); distill / quantize run their own checks. Other actions read the
+    ``with_box_refine``) and runs the train section's checks (:mod:`tao_sdk.worker.trainspec`:
+    intervals, optimiser, schedule); export runs the plugin's :meth:`NetworkPlugin.check_export`;
+    distill / quantize run their own checks. Other actions read the
     checkpoint's architecture: nothing to check yet."""
-    if not supports(network, action):
+    model = spec.get("model") if isinstance(spec.get("model"), dict) else {}
+    if not supports(network, action, model.get("model_type")):  # depth_net: the stereo models
         return
     if action in _BACKBONE_ACTIONS:
         from tao_sdk.worker.networks.backbones import check_backbone
 
         check_backbone(network, spec)
     if action in _ARCH_ACTIONS:
+        from tao_sdk.worker import trainspec
+
         get(network).build_arch(spec)
+        trainspec.preflight(spec, get(network))
+    if action == "export":
+        get(network).check_export(spec)
     target = _PREFLIGHT.get(action)
     if target is not None:
         module, func = target.split(":")

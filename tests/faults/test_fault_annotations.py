@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tao_sdk.worker.errors import DatasetError
-from tao_sdk.worker.staging import load_coco, read_label_map
+from tao_sdk.worker.tasks.detection.coco import load_coco, read_label_map
 
 
 def _coco(tmp_path: Path, anns: list[dict], categories=((1, "square"), (2, "disc"))) -> tuple[Path, Path]:

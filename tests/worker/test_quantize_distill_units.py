@@ -9,8 +9,8 @@ import pytest
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-from tao_sdk.worker import distill as D  # noqa: E402
-from tao_sdk.worker import quantize as Q  # noqa: E402
+from tao_sdk.worker import distillation as D  # noqa: E402
+from tao_sdk.worker import quantization as Q  # noqa: E402
 from tao_sdk.worker.errors import SpecError  # noqa: E402
 
 

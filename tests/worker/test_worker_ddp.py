@@ -241,7 +241,7 @@ def _corrupt_image_of_rank(tiny_dataset, tmp_path, rank: int, seed: int = 1234) 
     epoch 0 (DistributedSampler order) is not an image; returns (folder, file name)."""
     import torch
 
-    from tao_sdk.worker.staging import load_coco
+    from tao_sdk.worker.tasks.detection.coco import load_coco
 
     folder = tmp_path / "train_images"
     with tarfile.open(tiny_dataset["train"]["images"]) as tf:

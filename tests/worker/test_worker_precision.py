@@ -29,7 +29,8 @@ def test_precision_from_spec_on_cpu():
 def test_vectorised_collate_matches_per_image_normalisation(tiny_dataset):
     """The batch is normalised in one pass; values equal the per-image reference exactly and
     padding stays 0 (shorter-side resize gives padded batches)."""
-    from tao_sdk.worker.staging import load_coco, stage_image_dir
+    from tao_sdk.worker.staging import stage_image_dir
+    from tao_sdk.worker.tasks.detection.coco import load_coco
     from tao_sdk.worker.tasks.detection.data import (Collator, DetectionDataset, ResizePolicy,
                                                      to_tensor)
 
@@ -52,7 +53,8 @@ def test_deferred_normalisation_gives_the_collators_batch(tiny_dataset):
     """``defer_normalize`` (the CUDA train loader): uint8 pixels leave the loader and
     ``device_pixels`` normalises them where the model runs - the same floats, padding 0, as
     the collator's own normalisation (checked here on the CPU device)."""
-    from tao_sdk.worker.staging import load_coco, stage_image_dir
+    from tao_sdk.worker.staging import stage_image_dir
+    from tao_sdk.worker.tasks.detection.coco import load_coco
     from tao_sdk.worker.tasks.detection.data import Collator, DetectionDataset, ResizePolicy, device_pixels
 
     val = tiny_dataset["val"]

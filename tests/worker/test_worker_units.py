@@ -15,7 +15,8 @@ import yaml
 
 from tao_sdk.worker import spec as S
 from tao_sdk.worker.errors import DatasetError, SpecError, UnsafeArchiveError
-from tao_sdk.worker.staging import load_coco, read_label_map, safe_extract, stage_image_dir
+from tao_sdk.worker.staging import safe_extract, stage_image_dir
+from tao_sdk.worker.tasks.detection.coco import load_coco, read_label_map
 from tao_sdk.worker.status import ResultsSync, StatusWriter, write_experiment_yaml
 
 REPO = Path(__file__).resolve().parents[2]

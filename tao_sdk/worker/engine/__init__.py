@@ -2,8 +2,10 @@
 
 - :mod:`~tao_sdk.worker.engine.train`: optimiser, schedule, EMA, train loop, checkpoints,
   resume, data-parallel training;
-- :mod:`~tao_sdk.worker.engine.distill`: distill (train with a frozen teacher's outputs);
-- :mod:`~tao_sdk.worker.engine.quantize`: post-training quantization of a checkpoint;
+- :mod:`~tao_sdk.worker.engine.distill`: the distill action (train with a frozen teacher's
+  outputs; the methods are :mod:`tao_sdk.worker.distillation`);
+- :mod:`~tao_sdk.worker.engine.quantize`: the quantize action (post-training quantization of a
+  checkpoint; the methods are :mod:`tao_sdk.worker.quantization`);
 - :mod:`~tao_sdk.worker.engine.drivers`: evaluate, inference, export (ONNX + parity check),
   gen_trt_engine;
 - :mod:`~tao_sdk.worker.engine.checkpoint`: the checkpoint format, loading and saving;

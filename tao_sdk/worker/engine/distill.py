@@ -8,7 +8,7 @@ record, as for evaluate / export: the weights only fit the network they were tra
 are reported on the start line (the checkpoint wins). Each step runs the student with labels
 (task loss) and the teacher without gradients on the same batch; the hooked outputs of
 ``distill.bindings`` add ``model.distillation_loss_coef * sum(weight * criterion)``
-(:mod:`tao_sdk.worker.distill`). Module-name patterns apply to the plugin's model
+(:mod:`tao_sdk.worker.distillation`). Module-name patterns apply to the plugin's model
 (``model.named_modules()`` names). Checkpoints, status lines and KPIs are the train action's.
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from tao_sdk.worker import spec as S
-from tao_sdk.worker.distill import Distiller, parse_bindings
+from tao_sdk.worker.distillation import Distiller, parse_bindings
 from tao_sdk.worker.engine.checkpoint import load_checkpoint
 from tao_sdk.worker.engine.runtime import build_checkpoint_model
 from tao_sdk.worker.engine.train import train

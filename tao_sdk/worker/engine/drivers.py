@@ -96,7 +96,7 @@ def export(ctx) -> str:
 
     model, arch, ckpt, notes = R.model_from_checkpoint(ctx, "export.checkpoint")
     if ckpt.get("quantization"):
-        from tao_sdk.worker.quantize import refuse_export
+        from tao_sdk.worker.quantization import refuse_export
 
         refuse_export(ckpt["quantization"], str(S.get(ctx.spec, "export.checkpoint")))
     R.report_start(ctx, arch, notes)

@@ -1,7 +1,7 @@
 """The quantize action of the engine: post-training quantization of a trained checkpoint.
 
 Loads ``quantize.model_path`` (a float checkpoint; the SDK fills it with the parent train
-job's best one), quantizes it as the ``quantize`` section says (:mod:`tao_sdk.worker.quantize`:
+job's best one), quantizes it as the ``quantize`` section says (:mod:`tao_sdk.worker.quantization`:
 torchao weight-only, or ModelOpt static / weight-only PTQ calibrated on
 ``dataset.quant_calibration_data_sources``), and writes one checkpoint named as train names
 them (the parent's epoch) with the recipe under ``"quantization"``; evaluate / inference /
@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tao_sdk.worker import quantize as Q
+from tao_sdk.worker import quantization as Q
 from tao_sdk.worker.engine import runtime as R
 from tao_sdk.worker.engine.checkpoint import write_checkpoint
 from tao_sdk.worker.errors import SpecError

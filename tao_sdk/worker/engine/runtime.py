@@ -197,7 +197,7 @@ def build_checkpoint_model(ctx, key: str, path: Path, ckpt: dict, arch: dict):
     is quantized; any other key (a teacher, the model to quantize) needs a float checkpoint.
     Raises :class:`SpecError` on a mismatch and :class:`WorkerError` for a damaged file.
     """
-    from tao_sdk.worker import quantize as Q
+    from tao_sdk.worker import quantization as Q
 
     section = key.split(".")[0]
     record = ckpt.get("quantization")

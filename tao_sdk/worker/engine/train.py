@@ -36,6 +36,7 @@ from typing import Any
 
 from tao_sdk.worker import distributed as D
 from tao_sdk.worker import spec as S
+from tao_sdk.worker import trainspec as T
 from tao_sdk.worker.engine import runtime as R
 from tao_sdk.worker.engine.checkpoint import load_checkpoint, load_pretrained, save_checkpoint
 from tao_sdk.worker.engine.loadreport import load_report, report_load
@@ -83,55 +84,27 @@ class EMA:
 
 
 def build_optimizer(plugin, spec: dict, model, device=None):
-    """AdamW / SGD over the plugin's parameter groups (``train.optim.*``); AdamW uses the
-    fused kernel on CUDA."""
+    """AdamW / SGD over the plugin's parameter groups (``train.optim.*``, checked by
+    :func:`tao_sdk.worker.trainspec.optimizer_settings`); AdamW uses the fused kernel on CUDA."""
     import torch
 
-    lr = float(S.get(spec, "train.optim.lr", 1e-4))
-    wd = float(S.get(spec, "train.optim.weight_decay", 1e-4))
-    if lr <= 0:
-        raise SpecError(f"train.optim.lr={lr} must be > 0")
+    kind, lr, wd = T.optimizer_settings(spec)
     params = plugin.param_groups(model, spec, lr)
-    kind = str(S.get(spec, "train.optim.optimizer", "AdamW"))
-    if kind.lower() == "adamw":
+    if kind == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=wd,
                                  **(fused_optimizer_kwargs(device) if device is not None else {}))
-    if kind.lower() == "sgd":
-        return torch.optim.SGD(params, lr=lr, weight_decay=wd,
-                               momentum=float(S.get(spec, "train.optim.momentum", 0.9)))
-    raise SpecError(f"train.optim.optimizer={kind!r} is not supported; use AdamW or SGD")
-
-
-#: TAO networks spell the schedulers as torch does (``depth_net``: ``MultiStepLR``).
-_SCHEDULER_ALIASES = {"MultiStepLR": "MultiStep"}
+    return torch.optim.SGD(params, lr=lr, weight_decay=wd,
+                           momentum=float(S.get(spec, "train.optim.momentum", 0.9)))
 
 
 def build_scheduler(spec: dict, optimizer, steps_per_epoch: int):
     """Per-step LambdaLR: linear warm-up over ``warmup_steps``, then MultiStep / StepLR decay
-    by ``lr_decay`` at epoch boundaries (``lr_steps`` / ``lr_step_size`` are in epochs)."""
+    by ``lr_decay`` at epoch boundaries (``lr_steps`` / ``lr_step_size`` are in epochs; see
+    :func:`tao_sdk.worker.trainspec.epoch_factor`)."""
     import torch
 
-    kind = str(S.get(spec, "train.optim.lr_scheduler", "MultiStep"))
-    kind = _SCHEDULER_ALIASES.get(kind, kind)
-    decay = float(S.get(spec, "train.optim.lr_decay", 0.1))
+    epoch_factor = T.epoch_factor(spec)
     warmup = int(S.get(spec, "train.optim.warmup_steps", 0))
-    if kind == "MultiStep":
-        milestones = sorted(int(s) for s in S.get(spec, "train.optim.lr_steps", []))
-
-        def epoch_factor(epoch: int) -> float:
-            """Decay applied at ``epoch``: one ``lr_decay`` per milestone reached."""
-            return decay ** sum(1 for m in milestones if epoch >= m)
-    elif kind == "StepLR":
-        size = int(S.get(spec, "train.optim.lr_step_size", 1))
-        if size < 1:
-            raise SpecError(f"train.optim.lr_step_size={size} must be >= 1")
-
-        def epoch_factor(epoch: int) -> float:
-            """Decay applied at ``epoch``: one ``lr_decay`` every ``lr_step_size`` epochs."""
-            return decay ** (epoch // size)
-    else:
-        raise SpecError(f"train.optim.lr_scheduler={kind!r} is not supported; use MultiStep "
-                        "(MultiStepLR) or StepLR")
 
     def factor(step: int) -> float:
         """Learning-rate multiplier at global ``step`` (warm-up x epoch decay)."""
@@ -184,22 +157,8 @@ def _ddp(ctx, model, arch: dict, device):
     return ddp_cls(model, **kwargs)
 
 
-def _intervals(spec: dict) -> dict[str, Any]:
-    """Validated ``num_epochs`` and checkpoint / validation intervals of the train section."""
-    num_epochs = int(S.require(spec, "train.num_epochs", "the number of epochs (>= 1)"))
-    if num_epochs < 1:
-        raise SpecError(f"train.num_epochs={num_epochs} must be >= 1")
-    ckpt_interval = int(S.get(spec, "train.checkpoint_interval", 1))
-    ckpt_unit = str(S.get(spec, "train.checkpoint_interval_unit", "epoch"))
-    val_interval = int(S.get(spec, "train.validation_interval", 1))
-    if ckpt_interval < 1:
-        raise SpecError(f"train.checkpoint_interval={ckpt_interval} must be >= 1")
-    if ckpt_unit not in ("epoch", "step"):
-        raise SpecError(f"train.checkpoint_interval_unit={ckpt_unit!r}: use epoch or step")
-    if val_interval < 1:
-        raise SpecError(f"train.validation_interval={val_interval} must be >= 1")
-    return {"num_epochs": num_epochs, "ckpt_interval": ckpt_interval, "ckpt_unit": ckpt_unit,
-            "val_interval": val_interval}
+#: The loop's validated intervals (the plan runs the same check).
+_intervals = T.intervals
 
 
 def freeze_backbone(plugin, spec: dict, model) -> None:

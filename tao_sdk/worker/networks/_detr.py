@@ -301,26 +301,15 @@ class DetrPlugin(NetworkPlugin):
 
     # ------------------------------------------------------------------ export
 
+    def check_export(self, spec):
+        """See :meth:`NetworkPlugin.check_export` (:func:`_export_settings`)."""
+        _export_settings(spec)
+
     def onnx_export(self, model, arch, spec):
         """``inputs [batch, 3, H, W] -> pred_logits, pred_boxes`` (``export.*`` validated)."""
         import torch
 
-        height = int(S.get(spec, "export.input_height", 640))
-        width = int(S.get(spec, "export.input_width", 640))
-        channels = int(S.get(spec, "export.input_channel", 3))
-        opset = int(S.get(spec, "export.opset_version", 17))
-        batch = int(S.get(spec, "export.batch_size", -1))
-        if channels != 3:
-            raise SpecError(f"export.input_channel={channels}: the model takes RGB input; set 3")
-        if height < 32 or width < 32 or height % 32 or width % 32:
-            raise SpecError(f"export.input_height/input_width={height}x{width} must be multiples"
-                            " of 32 (the backbone stride), e.g. 640x640")
-        if batch == 0 or batch < -1:
-            raise SpecError(f"export.batch_size={batch}: use -1 (dynamic) or a positive batch "
-                            "size")
-        if opset < 16:
-            raise SpecError(f"export.opset_version={opset}: the deformable attention needs "
-                            "GridSample from opset 16; use 17")
+        height, width, opset, batch = _export_settings(spec)
         names = ["pred_logits", "pred_boxes"]
         example = torch.rand(batch if batch > 0 else 1, 3, height, width,
                              generator=torch.Generator().manual_seed(1))
@@ -370,3 +359,25 @@ def _json(value) -> str:
     import json
 
     return json.dumps(value)
+
+
+def _export_settings(spec: dict) -> tuple[int, int, int, int]:
+    """``(height, width, opset, batch)`` of ``export.*``, validated (torch-free: the plan runs
+    it too); raises :class:`SpecError` naming the key and the fix."""
+    height = int(S.get(spec, "export.input_height", 640))
+    width = int(S.get(spec, "export.input_width", 640))
+    channels = int(S.get(spec, "export.input_channel", 3))
+    opset = int(S.get(spec, "export.opset_version", 17))
+    batch = int(S.get(spec, "export.batch_size", -1))
+    if channels != 3:
+        raise SpecError(f"export.input_channel={channels}: the model takes RGB input; set 3")
+    if height < 32 or width < 32 or height % 32 or width % 32:
+        raise SpecError(f"export.input_height/input_width={height}x{width} must be multiples"
+                        " of 32 (the backbone stride), e.g. 640x640")
+    if batch == 0 or batch < -1:
+        raise SpecError(f"export.batch_size={batch}: use -1 (dynamic) or a positive batch "
+                        "size")
+    if opset < 16:
+        raise SpecError(f"export.opset_version={opset}: the deformable attention needs "
+                        "GridSample from opset 16; use 17")
+    return height, width, opset, batch

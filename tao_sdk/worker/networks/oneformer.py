@@ -583,6 +583,10 @@ class OneFormer(NetworkPlugin):
         """``inputs [batch, 3, H, W] -> pred_logits, pred_masks`` (``export.*``)."""
         return _onnx_job(model, arch, spec)
 
+    def check_export(self, spec):
+        """See :meth:`NetworkPlugin.check_export` (:func:`_export_settings`)."""
+        _export_settings(spec)
+
     def tiny_overrides(self, size):
         """A ~1.8M-parameter OneFormer at ``size`` px (1-block Swin stages, a 1-layer text encoder)."""
         return {
@@ -640,10 +644,9 @@ def _ignore(model) -> int:
     return int(inner.config.ignore_value)
 
 
-def _onnx_job(model, arch, spec):
-    """The :class:`OnnxExport` of ``model`` for the ``export`` section of ``spec``."""
-    import torch
-
+def _export_settings(spec: dict) -> tuple[int, int, int]:
+    """``(height, width, batch)`` of ``export.*``, validated (torch-free: the plan runs it too);
+    raises :class:`SpecError` naming the key and the fix."""
     height = int(S.get(spec, "export.input_height", 640))
     width = int(S.get(spec, "export.input_width", 640))
     batch = int(S.get(spec, "export.batch_size", -1))
@@ -655,6 +658,14 @@ def _onnx_job(model, arch, spec):
     if int(S.get(spec, "export.opset_version", 17)) < 16:
         raise SpecError("export.opset_version must be >= 16 (deformable attention needs "
                         "GridSample); use 17")
+    return height, width, batch
+
+
+def _onnx_job(model, arch, spec):
+    """The :class:`OnnxExport` of ``model`` for the ``export`` section of ``spec``."""
+    import torch
+
+    height, width, batch = _export_settings(spec)
     module = export_module(model, str(S.get(spec, "export.task", "semantic")))
     gen = torch.Generator().manual_seed(0)
     example = torch.randn(batch if batch > 0 else 1, 3, height, width, generator=gen)

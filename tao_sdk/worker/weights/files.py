@@ -114,7 +114,7 @@ def read_weights_file(path: str | os.PathLike[str], what: str) -> Any:
 def _read_one(path: str | os.PathLike[str], what: str) -> Any:
     import torch
 
-    from tao_sdk.worker.quantize import allow_library_tensors
+    from tao_sdk.worker.quantization import allow_library_tensors
 
     path = os.fspath(path)
     try:

@@ -25,7 +25,8 @@ from tao_sdk.worker import distributed as D
 from tao_sdk.worker import spec as S
 from tao_sdk.worker.engine import runtime as R
 from tao_sdk.worker.errors import DatasetError, SpecError
-from tao_sdk.worker.staging import CocoData, list_images, load_coco, read_label_map
+from tao_sdk.worker.staging import list_images
+from tao_sdk.worker.tasks.detection.coco import CocoData, load_coco, read_label_map
 from tao_sdk.worker.tasks import Task
 
 __all__ = ["DetectionTask", "TASK"]

@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image, ImageEnhance
 
 from tao_sdk.worker.errors import DatasetError
-from tao_sdk.worker.staging import CocoImage
+from tao_sdk.worker.tasks.detection.coco import CocoImage
 
 __all__ = ["ResizePolicy", "DetectionDataset", "ImageListDataset", "Collator", "load_rgb",
            "to_tensor", "normalize_pixels", "device_pixels"]

@@ -1,4 +1,6 @@
-"""Post-training quantization for the ``quantize`` action (TAO's ``quantize`` section).
+"""Post-training quantization methods (TAO's ``quantize`` section): backends, layer selection and
+the torch-free plan-time check (:func:`preflight`). The ``quantize`` action that runs them on a
+checkpoint is :mod:`tao_sdk.worker.engine.quantize`.
 
 Two maintained backends, chosen by ``quantize.backend``:
 

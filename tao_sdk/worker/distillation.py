@@ -1,4 +1,6 @@
-"""Knowledge distillation for the ``distill`` action (TAO's ``distill`` section).
+"""Knowledge-distillation methods (TAO's ``distill`` section): bindings, criteria, the hooks of
+:class:`Distiller`, and the torch-free plan-time check (:func:`preflight`). The ``distill``
+action that trains with them is :mod:`tao_sdk.worker.engine.distill`.
 
 A teacher (built from ``distill.teacher``, weights from ``distill.pretrained_teacher_model_path``,
 frozen, eval mode) and the student see the same batch. Each ``distill.bindings`` entry
