@@ -41,7 +41,7 @@ from .platforms._supervise import identity_alive, process_identity
 from .policy import Route, check_automl_arguments, route_action
 from .secrets import redact
 from .ptm import plan_weights, resolve_pretrained
-from .spec import compose_spec
+from .spec import ComposedSpec, compose_spec
 from .storage import storage_for
 from .workspace import Workspace, default_workspace
 
@@ -234,7 +234,7 @@ def worker_command(network: str, action: str, spec_path: str, model_type: str | 
 
 
 def _plan_backend(skill: Skill, action: str, deploy: bool, platform: str, image: str | None, route: Route,
-                  composed) -> Backend:
+                  composed: ComposedSpec) -> Backend:
     """The backend that would run the planned job (the platform's answer, else the skill's;
     ``image`` replaces its container image); a plain route runs its plan-time checks of the spec
     (:meth:`Backend.preflight`), and worker-only settings on another backend get a note."""
