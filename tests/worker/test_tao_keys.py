@@ -56,11 +56,19 @@ def test_key_table_covers_tao_manifest_one_to_one(path, monkeypatch):
 def test_backbone_the_worker_does_not_build_is_refused_at_plan_time():
     from tao_sdk.worker.errors import SpecError
 
-    spec = {"model": {"backbone": "efficientvit_b0"}}
+    import copy
+
+    from tao_sdk.bank import get_bank
+
+    template = get_bank().get("rtdetr").template("train")  # the rest of the spec passes the train checks
+    spec = copy.deepcopy(template)
+    spec["model"]["backbone"] = "efficientvit_b0"
     with pytest.raises(SpecError, match="efficientvit_b0.*use one of: resnet_18, resnet_34, "
                                         "resnet_50, resnet_101, convnext_tiny"):
         preflight("rtdetr", "train", spec)
-    preflight("rtdetr", "train", {"model": {"backbone": "convnext_large"}})
+    large = copy.deepcopy(template)
+    large["model"]["backbone"] = "convnext_large"
+    preflight("rtdetr", "train", large)
     preflight("rtdetr", "evaluate", spec)  # the checkpoint's architecture is used
 
 
