@@ -10,7 +10,7 @@ The CLI prints the summary before it submits an AutoML or multi-GPU / multi-node
 
 from __future__ import annotations
 
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -59,27 +59,14 @@ def _gpus(gpus: int, nodes: int) -> str:
     return f"{nodes} nodes x {per_node} = {gpus * nodes} GPUs" if nodes > 1 else per_node
 
 
-def _automl_budget(plan: Any, settings: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The AutoML algorithm and budget of ``plan``: the dry run's (``plan.automl``), else the
-    one its settings give (:func:`tao_sdk.automl.controller.automl_budget`)."""
-    if plan.automl:
-        return {"algorithm": plan.automl["algorithm"], **plan.automl["budget"]}
-    from .extras import import_optional
-
-    controller = import_optional("tao_sdk.automl.controller", "an AutoML job")
-    cfg = controller.normalize_settings(settings)
-    return {"algorithm": cfg["algorithm"], **controller.automl_budget(cfg, plan.spec)}
-
-
-def job_budget(plan: Any, automl: Mapping[str, Any] | None = None) -> JobBudget:
-    """The :class:`JobBudget` of a :class:`tao_sdk.jobs.JobPlan` (from ``plan_job`` or a dry
-    run). ``automl``: the AutoML settings given to ``create_job`` (when the plan has no dry-run
-    ``plan.automl``), so that a plan from ``plan_job`` gets the same numbers as the job."""
+def job_budget(plan: Any) -> JobBudget:
+    """The :class:`JobBudget` of a :class:`tao_sdk.jobs.JobPlan` from ``plan_job`` (for an AutoML
+    route, ``plan_job`` fills ``plan.automl`` with the algorithm and budget the job will run)."""
     train = (plan.spec or {}).get("train") or {}
     gpus, nodes = int(train.get("num_gpus") or 1), int(train.get("num_nodes") or 1)
     epochs = (int(train.get("num_epochs") or 0) or None) if plan.action in TRAINING_ACTIONS else None
     if plan.route.automl:
-        b = _automl_budget(plan, automl)
+        b = {"algorithm": plan.automl["algorithm"], **plan.automl["budget"]}
         trials, per_trial, at_once = int(b["max_recommendations"]), int(b["max_epochs_per_trial"]), int(b["max_concurrent"])
         summary = (f"AutoML: {trials} trials x up to {per_trial} epochs ({b['algorithm']}) = up to "
                    f"{int(b['max_total_epochs'])} epochs on {_gpus(gpus, nodes)} each, {at_once} at a time; "

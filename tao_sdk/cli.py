@@ -146,7 +146,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                    automl=settings, preset=args.preset, platform=args.platform, image=args.image,
                    validate_datasets=args.validate_datasets)
     plan = plan_job(args.skill, args.action, **options)
-    budget = job_budget(plan, settings)
+    budget = job_budget(plan)
     if args.dry_run:
         plan.backend.require()  # nothing can run it here: say what to install
         if args.json:
