@@ -11,14 +11,12 @@ result (``job.result["weights"]``).
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from tao_sdk.worker.weights.layouts import COUNTER
 
 __all__ = ["load_report", "report_load"]
 
-_HEAD_RE = re.compile(r"class|score|logit|label", re.IGNORECASE)
 _EXAMPLES = 5
 
 
@@ -31,7 +29,7 @@ def load_report(spec_field: str, uri: str, local: str, load: Any) -> dict[str, A
     for reason, keys in load.skipped.items():
         if reason == COUNTER:
             continue
-        if reason == "shape mismatch" and any(_HEAD_RE.search(k) for k in keys):
+        if reason == "shape mismatch" and load.class_heads_differ:
             reason = ("shape mismatch: class head (the checkpoint was trained on another class count than "
                       "dataset.num_classes; these start from their initial values)")
         skipped.append({"reason": reason, "count": len(keys), "tensors": list(keys)[:_EXAMPLES]})

@@ -48,6 +48,8 @@ class LoadReport:
     skipped: dict[str, list[str]] = field(default_factory=dict)
     initial: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: the class heads did not load because the file has another class count
+    class_heads_differ: bool = False
 
     def message(self) -> str:
         """One line for the job log / status.json."""
@@ -165,6 +167,7 @@ def read_state_dict(path: str | os.PathLike[str], plugin, model, what: str, pref
     note = _class_note(plugin, got, own, sd, keymap)
     if note:
         report.notes.append(note)
+        report.class_heads_differ = True
     return got, report
 
 
