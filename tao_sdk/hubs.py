@@ -8,21 +8,25 @@ Registered in :data:`tao_sdk.sources.SOURCES`; see that module for the URI forms
   ``config.json`` (when the repository has one) and the weights: the shards named by
   ``model.safetensors.index.json``, else ``model.safetensors``, else ``pytorch_model.bin``.
 - ``ngc://ORG/[TEAM/]MODEL:VERSION[/FILE]``: NGC's model REST API at ``$NGC_API_URL`` (default
-  ``https://api.ngc.nvidia.com/v2``): the version record
-  ``/org/ORG[/team/TEAM]/models/MODEL/versions/VERSION`` (status ``UPLOAD_COMPLETE``; the URL
-  TAO Core reads model metadata from), its file list ``.../files`` (``modelFiles``: ``path``,
-  ``sizeInBytes``, ``sha256`` when given; needed only without ``FILE``, else used for the size
-  when the server has it) and the file itself from the public download URL
-  ``/models/org/ORG[/team/TEAM]/MODEL/VERSION/files?redirect=true&path=PATH`` (what NVIDIA's
-  ``wget`` instructions use; NGC redirects to the storage URL). Without ``FILE`` the version must hold one checkpoint file
-  (``.pth``, ``.ckpt``, ``.safetensors``, ``.bin``, ``.pt``, ``.tlt``). ``$NGC_KEY`` (or
-  ``$NGC_API_KEY``) for private models: an ``nvapi-`` personal key is the bearer token; a
-  legacy key is exchanged at ``$NGC_AUTH_URL/token`` (default ``https://authn.nvidia.com``,
-  ``service=ngc``, ``scope=group/ngc:ORG``) with basic auth ``$oauthtoken:KEY``.
+  ``https://api.ngc.nvidia.com/v2``), with the endpoints NVIDIA's own ``ngcsdk`` client calls:
+  the version record (status ``UPLOAD_COMPLETE``) at ``/models/ORG[/TEAM]/MODEL/versions/VERSION``
+  without a key (NGC's guest API) or ``/org/ORG[/team/TEAM]/models/MODEL/versions/VERSION`` with
+  one; its file list ``.../files?page-size=N`` (``modelFiles``: ``path``, ``sizeInBytes``,
+  ``sha256_base64``; pages up to ``paginationInfo.totalPages`` through ``page-number``; needed
+  only without ``FILE``, else used for the size and checksum when the server has it) and the file
+  itself from ``/models/org/ORG[/team/TEAM]/MODEL/VERSION/files?redirect=true&path=PATH`` (what
+  NVIDIA's ``wget`` instructions use; NGC redirects to the storage URL). Without ``FILE`` the
+  version must hold one checkpoint file (``.pth``, ``.ckpt``, ``.safetensors``, ``.bin``, ``.pt``,
+  ``.tlt``). ``$NGC_KEY`` (or ``$NGC_API_KEY``) for private models: an ``nvapi-`` scoped key is the
+  bearer token itself; a legacy key is exchanged at ``$NGC_AUTH_URL/token`` (default
+  ``https://authn.nvidia.com``; ``service=ngc``, one ``scope=group/ngc:ORG`` and, with a team,
+  a second ``scope=group/ngc:ORG/TEAM``) with basic auth ``$oauthtoken:KEY``.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import re
@@ -149,6 +153,21 @@ class HfSource:
 
 # --------------------------------------------------------------------------- NGC
 
+#: Files per page of an NGC file listing (NGC's default is 100).
+_NGC_PAGE_SIZE = 100
+
+
+def _hex_sha256(b64: str | None, what: str, ref: str) -> str | None:
+    """NGC's ``sha256_base64`` as the hex digest the download check compares (None: not given)."""
+    if not b64:
+        return None
+    try:
+        return base64.b64decode(b64, validate=True).hex()
+    except (binascii.Error, ValueError):
+        raise FetchError(f"{what}: NGC lists {ref} with a malformed sha256_base64 {b64!r}; name the file "
+                         "with an https:// URL to skip NGC's listing, or report it to the model's owner") from None
+
+
 def _ngc_token(org: str, team: str | None, what: str) -> str | None:
     """The bearer token for NGC (None without a key: public models)."""
     import requests
@@ -158,10 +177,12 @@ def _ngc_token(org: str, team: str | None, what: str) -> str | None:
         return None
     if key.startswith("nvapi-"):
         return key
-    scope = f"group/ngc:{org}" + (f"&group/ngc:{org}/{team}" if team else "")
+    params = [("service", "ngc"), ("scope", f"group/ngc:{org}")]
+    if team:
+        params.append(("scope", f"group/ngc:{org}/{team}"))
     url = (os.environ.get(NGC_AUTH_ENV) or "https://authn.nvidia.com").rstrip("/") + "/token"
     try:
-        resp = requests.get(url, params={"service": "ngc", "scope": scope}, auth=("$oauthtoken", key),
+        resp = requests.get(url, params=params, auth=("$oauthtoken", key),
                             headers={"Accept": "application/json"}, timeout=30)
     except requests.RequestException as exc:
         raise FetchError(f"{what}: cannot reach NGC's token service {url} ({type(exc).__name__}); "
@@ -179,9 +200,13 @@ class NgcSource:
     name: str = "ngc"
 
     @staticmethod
-    def version_url(p: dict) -> str:
-        """The metadata URL of a parsed NGC reference (TAO Core's model-info URL)."""
+    def version_url(p: dict, guest: bool = False) -> str:
+        """The version-record URL of a parsed NGC reference: NGC's guest API (no key) or its
+        org-scoped API (with a key), as ``ngcsdk``'s ``GuestModelAPI`` / ``ModelAPI`` build them."""
         base = (os.environ.get(NGC_API_ENV) or NGC_DEFAULT_API).rstrip("/")
+        if guest:
+            team = f"/{p['team']}" if p["team"] else ""
+            return f"{base}/models/{p['org']}{team}/{p['model']}/versions/{p['version']}"
         team = f"/team/{p['team']}" if p["team"] else ""
         return f"{base}/org/{p['org']}{team}/models/{p['model']}/versions/{p['version']}"
 
@@ -221,6 +246,16 @@ class NgcSource:
             raise FetchError(f"{what}: NGC answered HTTP {resp.status_code} for {ref}; try again later")
         return resp.json()
 
+    def _list_files(self, url: str, headers: dict, what: str, ref: str, optional: bool) -> list[dict]:
+        """Every entry of a version's ``modelFiles``, page by page (``paginationInfo.totalPages``)."""
+        first = self._get_json(f"{url}?page-size={_NGC_PAGE_SIZE}", headers, what, ref, optional=optional)
+        files = list(first.get("modelFiles") or [])
+        pages = int((first.get("paginationInfo") or {}).get("totalPages") or 1)
+        for page in range(1, pages):
+            more = self._get_json(f"{url}?page-size={_NGC_PAGE_SIZE}&page-number={page}", headers, what, ref)
+            files.extend(more.get("modelFiles") or [])
+        return files
+
     @staticmethod
     def _pick(files: list[dict], wanted: str | None, ref: str, what: str) -> dict:
         if wanted:
@@ -243,15 +278,15 @@ class NgcSource:
         ref = uri.split("://", 1)[1]
         token = _ngc_token(p["org"], p["team"], what)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        version = self.version_url(p)
+        version = self.version_url(p, guest=token is None)
         record = self._get_json(version, headers, what, ref)
         status = (record.get("modelVersion") or {}).get("status")
         if status and status != "UPLOAD_COMPLETE":
             raise FetchError(f"{what}: NGC model version {ref} is {status}, not UPLOAD_COMPLETE; use a finished version")
-        listing = self._get_json(version + "/files", headers, what, ref, optional=bool(p["file"]))
-        chosen = self._pick(listing.get("modelFiles") or [], p["file"], ref, what)
+        files = self._list_files(version + "/files", headers, what, ref, optional=bool(p["file"]))
+        chosen = self._pick(files, p["file"], ref, what)
         path = str(chosen["path"])
         size = chosen.get("sizeInBytes")
         return cached_download(f"{uri}#{path}", self.file_url(p, path), path.rsplit("/", 1)[-1], what, progress,
                                headers=headers, size=int(size) if size is not None else None,
-                               sha256=chosen.get("sha256"))
+                               sha256=_hex_sha256(chosen.get("sha256_base64"), what, ref))

@@ -93,20 +93,34 @@ def test_hf_file_and_folder_through_hf_endpoint(hub):
 
 
 def test_ngc_public_and_private_models(hub, monkeypatch):
-    hub.files.update({"model.pth": b"N" * 500, "README.md": b"readme"})
+    hub.files.update({"model.pth": b"N" * 500, "README.md": b"readme", "notes.txt": b"n"})
+    hub.ngc_page = 1  # three pages of one file: the checkpoint is on the second
     path = sources.fetch("ngc://nvidia/tao/pretrained_x:v1.0", "train.pretrained_model_path")
-    assert path.read_bytes() == b"N" * 500  # the version's one checkpoint file, size and sha256 checked
+    assert path.read_bytes() == b"N" * 500  # the version's one checkpoint file, size and sha256_base64 checked
+    gets = [r[1] for r in hub.requests if r[0] == "GET"]
+    assert "/v2/models/nvidia/tao/pretrained_x/versions/v1.0" in gets  # guest API without a key
     assert _gets(hub, "/v2/models/org/nvidia/team/tao/pretrained_x/v1.0/files?redirect=true&path=model.pth")
     hub.ngc_key = "legacy-key-123"
     with pytest.raises(FetchError, match="needs NGC_KEY"):
         sources.fetch("ngc://myorg/private:v2/model.pth", "w")
     monkeypatch.setenv("NGC_KEY", "legacy-key-123")
     assert sources.fetch("ngc://myorg/private:v2/model.pth", "w").read_bytes() == b"N" * 500
+    assert "/v2/org/myorg/models/private/versions/v2" in [r[1] for r in hub.requests]  # org API with a key
+    assert sources.fetch("ngc://myorg/team1/private:v1/model.pth", "w").read_bytes() == b"N" * 500
+    assert hub.scopes[-1] == ["group/ngc:myorg", "group/ngc:myorg/team1"]  # one scope parameter each
     monkeypatch.setenv("NGC_KEY", "wrong")
     with pytest.raises(FetchError, match="NGC refused the key") as err:
         sources.fetch("ngc://myorg/private:v3/model.pth", "w")
     assert "wrong" not in str(err.value)
     assert "/v2/models/org/myorg/private/v2/files?redirect=true&path=model.pth" in [r[1] for r in hub.requests]
+
+
+def test_ngc_checksum_mismatch_is_refused(hub):
+    hub.files["model.pth"] = b"X" * 300
+    hub.ngc_listed["model.pth"] = b"M" * 300  # the storage serves other bytes than NGC checksummed
+    with pytest.raises(FetchError, match="has sha256 .*expected") as err:
+        sources.fetch("ngc://nvidia/tao/sum_bad:v1", "w")
+    assert hashlib.sha256(b"M" * 300).hexdigest() in str(err.value)  # NGC's base64 digest, as hex
 
 
 def test_s3_object_and_folder_and_local(s3_env, tmp_path, monkeypatch):

@@ -8,10 +8,14 @@ One server answers three APIs over the same files (``Hub.files``: name -> bytes)
 - the Hugging Face Hub's file endpoint ``HEAD|GET /<org>/<name>/resolve/<rev>/<file>`` (what
   ``huggingface_hub.hf_hub_download`` calls: ``X-Repo-Commit``, ``ETag``, ``Content-Length``;
   ``X-Error-Code: EntryNotFound`` for a missing file), reached through ``HF_ENDPOINT``;
-- NGC's model API under ``/v2``: ``/org/O[/team/T]/models/M/versions/V`` (version record),
-  ``.../files`` (``modelFiles``), the download URL ``/models/org/O[/team/T]/M/V/files?path=<path>``
-  (answered with a redirect to ``/dl/<path>``, as NGC redirects to storage), plus the token service ``/token``
-  (``Hub.ngc_key``: the legacy key it accepts; when set, model calls need its bearer token).
+- NGC's model API under ``/v2``, as NVIDIA's ``ngcsdk`` calls it: the version record at
+  ``/models/O[/T]/M/versions/V`` (guest API, no key) and ``/org/O[/team/T]/models/M/versions/V``
+  (org API: always needs the bearer token), ``.../files?page-size=N[&page-number=K]`` (``modelFiles``
+  with ``path``, ``sizeInBytes``, ``sha256_base64``; ``Hub.ngc_page`` files a page, ``paginationInfo``),
+  the download URL ``/models/org/O[/team/T]/M/V/files?path=<path>`` (answered with a redirect to
+  ``/dl/<path>``, as NGC redirects to storage), plus the token service ``/token?service=ngc&scope=...``
+  (``Hub.ngc_key``: the legacy key it accepts; when set, model calls need its bearer token;
+  ``Hub.scopes`` records the scopes asked for).
 
 ``Hub.requests`` records ``(method, path, Range header)`` of every request.
 """
@@ -38,6 +42,9 @@ class Hub:
         self.cut: set[str] = set()
         self.always_cut: set[str] = set()
         self.ngc_key: str | None = None
+        self.ngc_page = 100
+        self.ngc_listed: dict[str, bytes] = {}  # name -> the bytes NGC's listing checksums (default: the file)
+        self.scopes: list[list[str]] = []
         self.requests: list[tuple[str, str, str | None]] = []
         self._served: dict[str, int] = {}
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -55,7 +62,8 @@ class Hub:
         return name in self.always_cut or (name in self.cut and self._served[name] == 1)
 
 
-_NGC = re.compile(r"^/v2/org/[^/]+(?:/team/[^/]+)?/models/[^/]+/versions/[^/]+(?P<rest>/files)?$")
+_NGC = re.compile(r"^/v2/(?:org/[^/]+(?:/team/[^/]+)?/models|(?P<guest>models)/[^/]+(?:/[^/]+)?)/[^/]+"
+                  r"/versions/[^/]+(?P<rest>/files)?$")
 _NGC_DL = re.compile(r"^/v2/models/org/[^/]+(?:/team/[^/]+)?/[^/]+/[^/]+/files$")
 _HF = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<file>.+)$")
 
@@ -82,7 +90,7 @@ def _handler(hub: Hub):
                 return self._file(path[4:], body)
             m = _NGC.match(path)
             if m:
-                return self._ngc(m, body)
+                return self._ngc(m, parse_qs(query))
             if _NGC_DL.match(path):
                 return self._ngc_download(parse_qs(query).get("path", [""])[0])
             m = _HF.match(path)
@@ -103,6 +111,7 @@ def _handler(hub: Hub):
         def _token(self) -> None:
             auth = self.headers.get("Authorization", "")
             want = "Basic " + base64.b64encode(f"$oauthtoken:{hub.ngc_key}".encode()).decode()
+            hub.scopes.append(parse_qs(self.path.partition("?")[2]).get("scope", []))
             if hub.ngc_key and auth == want:
                 return self._send(200, json.dumps({"token": TOKEN}).encode(), {"Content-Type": "application/json"})
             self._send(401, b"bad key")
@@ -112,15 +121,23 @@ def _handler(hub: Hub):
                 return self._send(401, b"unauthorized")
             self._send(302, b"", {"Location": f"{hub.url}/dl/{path}"})
 
-        def _ngc(self, m, body: bool) -> None:
-            if hub.ngc_key and self.headers.get("Authorization") != f"Bearer {TOKEN}":
+        def _ngc(self, m, query: dict) -> None:
+            authorised = self.headers.get("Authorization") == f"Bearer {TOKEN}"
+            if (hub.ngc_key or not m["guest"]) and not authorised:
                 return self._send(401, b"unauthorized")
             if m["rest"]:
-                files = [{"path": n, "sizeInBytes": len(d), "sha256": hashlib.sha256(d).hexdigest()}
-                         for n, d in sorted(hub.files.items())]
-                return self._send(200, json.dumps({"modelFiles": files}).encode(), {"Content-Type": "application/json"})
+                return self._ngc_files(int(query.get("page-number", ["0"])[0]))
             record = {"model": {"name": "m"}, "modelVersion": {"versionId": "v", "status": "UPLOAD_COMPLETE"}}
             self._send(200, json.dumps(record).encode(), {"Content-Type": "application/json"})
+
+        def _ngc_files(self, page: int) -> None:
+            files = [{"path": n, "sizeInBytes": len(d),
+                      "sha256_base64": base64.b64encode(hashlib.sha256(hub.ngc_listed.get(n, d)).digest()).decode()}
+                     for n, d in sorted(hub.files.items())]
+            pages = max(1, -(-len(files) // hub.ngc_page))
+            chunk = files[page * hub.ngc_page:(page + 1) * hub.ngc_page]
+            answer = {"modelFiles": chunk, "paginationInfo": {"index": page, "totalPages": pages}}
+            self._send(200, json.dumps(answer).encode(), {"Content-Type": "application/json"})
 
         def _file(self, name: str, body: bool, hf: bool = False) -> None:
             data = hub.files.get(name)
