@@ -16,7 +16,7 @@ import json
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -48,11 +48,16 @@ def safe_load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_SAFE_LOADER)  # noqa: S506 - a safe loader
 
 
-def _load_yaml(path: Path) -> Any:
+def _read_text(path: Path) -> str:
+    """A bank file's text; BankFormatError saying to regenerate when it cannot be read."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise BankFormatError(f"{path}: cannot read ({exc.strerror}); run `python tools/gen_schemas.py`") from None
+
+
+def _load_yaml(path: Path) -> Any:
+    text = _read_text(path)
     try:
         return safe_load_yaml(text)
     except yaml.YAMLError as exc:
@@ -62,11 +67,20 @@ def _load_yaml(path: Path) -> Any:
                               "regenerate it with `python tools/gen_schemas.py`") from None
 
 
+def _generated_mapping(path: Path, load: Callable[[Path], Any], valid: Callable[[Any], bool],
+                       problem: str) -> dict[str, Any]:
+    """A generated file of a skill as a dict: ``{}`` when it does not exist, BankFormatError
+    (``problem``, and to regenerate) when ``valid`` refuses what ``load`` read."""
+    if not path.exists():
+        return {}
+    data = load(path)
+    if not valid(data):
+        raise BankFormatError(f"{path}: {problem}; regenerate with `python tools/gen_schemas.py`")
+    return data  # type: ignore[no-any-return]
+
+
 def _load_json(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise BankFormatError(f"{path}: cannot read ({exc.strerror}); run `python tools/gen_schemas.py`") from None
+    text = _read_text(path)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -110,24 +124,15 @@ class Skill:
     @cached_property
     def info(self) -> dict[str, Any]:
         """``references/skill_info.yaml`` as a dict ({} for skills without one, e.g. tao-run-automl)."""
-        path = self.dir / "references" / "skill_info.yaml"
-        if not path.exists():
-            return {}
-        data = _load_yaml(path)
-        if not isinstance(data, dict):
-            raise BankFormatError(f"{path}: expected a mapping; regenerate with `python tools/gen_schemas.py`")
-        return data
+        return _generated_mapping(self.dir / "references" / "skill_info.yaml", _load_yaml,
+                                  lambda data: isinstance(data, dict), "expected a mapping")
 
     @cached_property
     def manifest(self) -> dict[str, Any]:
         """``schemas/manifest.json`` ({} when the skill has no generated schemas)."""
-        path = self.dir / "schemas" / "manifest.json"
-        if not path.exists():
-            return {}
-        data = _load_json(path)
-        if not isinstance(data, dict) or not isinstance(data.get("actions"), dict):
-            raise BankFormatError(f"{path}: 'actions' mapping missing; regenerate with `python tools/gen_schemas.py`")
-        return data
+        return _generated_mapping(self.dir / "schemas" / "manifest.json", _load_json,
+                                  lambda data: isinstance(data, dict) and isinstance(data.get("actions"), dict),
+                                  "'actions' mapping missing")
 
     @property
     def is_model(self) -> bool:

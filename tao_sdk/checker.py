@@ -73,8 +73,29 @@ def _bank_meta_schema(bank: SkillBank, name: str) -> dict:
 def check_skill(bank: SkillBank, skill: Skill) -> list[Problem]:
     """Check one skill folder; see :func:`check_bank`."""
     out = _Collector(skill)
+    doc = _check_doc(out, skill)
+    if doc is None:
+        return out.problems
+    info_path = skill.dir / "references" / "skill_info.yaml"
+    if skill.name == AUTOML_SKILL or not info_path.exists():
+        if skill.name != AUTOML_SKILL:
+            out.add(info_path, "missing; run `python tools/gen_schemas.py` (model skills need skill_info.yaml)")
+        return out.problems
+    info = _check_info(out, bank, skill, info_path)
+    if info is None:
+        return out.problems
+    checked = _check_manifest(out, skill, info)
+    if checked is None:
+        return out.problems
+    manifest, schemas = checked
+    _check_tables(out, skill, doc, schemas)
+    _check_generated_blocks(out, skill, doc, manifest)
+    return out.problems
+
+
+def _check_doc(out: _Collector, skill: Skill) -> Any:
+    """SKILL.md: parsed (its tables) with agent-skill front matter; ``None`` when it does not parse."""
     md = skill.skill_md_path
-    # ---- SKILL.md: front matter and tables
     try:
         doc = skill.doc
     except BankFormatError as exc:
@@ -84,17 +105,14 @@ def check_skill(bank: SkillBank, skill: Skill) -> list[Problem]:
             out.add(where, rest)
         else:
             out.add(md, str(exc))
-        return out.problems
+        return None
     for message in skillmd.agent_skill_problems(doc.front_matter, skill.name):
         out.add(f"{md}:2", message)
-    if skill.name == AUTOML_SKILL or not (skill.dir / "references" / "skill_info.yaml").exists():
-        if skill.name != AUTOML_SKILL:
-            out.add(skill.dir / "references" / "skill_info.yaml",
-                    "missing; run `python tools/gen_schemas.py` (model skills need skill_info.yaml)")
-        return out.problems
+    return doc
 
-    # ---- skill_info.yaml against the bank meta-schema
-    info_path = skill.dir / "references" / "skill_info.yaml"
+
+def _check_info(out: _Collector, bank: SkillBank, skill: Skill, info_path: Path) -> dict | None:
+    """skill_info.yaml against the bank meta-schema; ``None`` when it does not load."""
     try:
         info = skill.info
         validator = jsonschema.Draft202012Validator(_bank_meta_schema(bank, "skill_info.schema.json"))
@@ -103,21 +121,25 @@ def check_skill(bank: SkillBank, skill: Skill) -> list[Problem]:
             out.add(f"{info_path}#{path}", f"{err.message} (see schemas/skill_info.schema.json)")
     except BankFormatError as exc:
         out.add(info_path, str(exc))
-        return out.problems
+        return None
+    return info
 
-    # ---- manifest, schemas, templates
+
+def _check_manifest(out: _Collector, skill: Skill, info: dict) -> tuple[dict, dict[tuple[str, bool], dict]] | None:
+    """The manifest, its schemas and templates: (manifest, readable schemas by (action, deploy)),
+    ``None`` when there is no readable manifest."""
     manifest_path = skill.dir / "schemas" / "manifest.json"
     if not manifest_path.exists():
         if info.get("automl_enabled"):
             out.add(manifest_path, f"{AUTOML_NOT_RUNNABLE}: run `python tools/gen_schemas.py`")
         else:
             out.add(manifest_path, "missing; run `python tools/gen_schemas.py`")
-        return out.problems
+        return None
     try:
         manifest = skill.manifest
     except BankFormatError as exc:
         out.add(manifest_path, str(exc))
-        return out.problems
+        return None
     for action in info.get("actions", []):
         if action not in manifest.get("actions", {}):
             out.add(manifest_path, f"action '{action}' of skill_info.yaml is not in the manifest; "
@@ -134,24 +156,27 @@ def check_skill(bank: SkillBank, skill: Skill) -> list[Problem]:
         out.add(skill.dir / "schemas" / "train.schema.json",
                 f"{AUTOML_NOT_RUNNABLE}: the train schema/template is missing or unreadable; "
                 "run `python tools/gen_schemas.py`")
+    return manifest, schemas
 
-    # ---- SKILL.md tables reference real spec keys
-    for req in doc.dataset_requirements:
-        schema = schemas.get((req.action, False))
-        if schema is None:
-            out.add(f"{md}:{req.line}", f"dataset table row for action '{req.action}', which has no schema")
-        elif find_property(schema, req.spec_key) is None:
-            out.add(f"{md}:{req.line}", f"dataset table spec key '{req.spec_key}' does not exist in the "
-                                        f"{req.action} schema; fix the key or regenerate")
-    for mapping in doc.inference_mappings:
-        schema = schemas.get((mapping.action, False))
-        if schema is None:
-            out.add(f"{md}:{mapping.line}", f"inference table row for action '{mapping.action}', which has no schema")
-        elif find_property(schema, mapping.spec_field) is None:
-            out.add(f"{md}:{mapping.line}", f"inference table spec field '{mapping.spec_field}' does not exist in "
-                                            f"the {mapping.action} schema; fix the field or regenerate")
 
-    # ---- generated blocks are not hand-edited / stale
+def _check_tables(out: _Collector, skill: Skill, doc: Any, schemas: dict[tuple[str, bool], dict]) -> None:
+    """SKILL.md tables reference real spec keys: each dataset row's spec key and each inference
+    row's spec field exists in its action's schema."""
+    rows = [("dataset", "spec key", "key", req.action, req.spec_key, req.line) for req in doc.dataset_requirements]
+    rows += [("inference", "spec field", "field", m.action, m.spec_field, m.line) for m in doc.inference_mappings]
+    for table, what, noun, action, key, line in rows:
+        where = f"{skill.skill_md_path}:{line}"
+        schema = schemas.get((action, False))
+        if schema is None:
+            out.add(where, f"{table} table row for action '{action}', which has no schema")
+        elif find_property(schema, key) is None:
+            out.add(where, f"{table} table {what} '{key}' does not exist in the {action} schema; "
+                           f"fix the {noun} or regenerate")
+
+
+def _check_generated_blocks(out: _Collector, skill: Skill, doc: Any, manifest: dict) -> None:
+    """Generated SKILL.md blocks are not hand-edited or stale (their digests in the manifest)."""
+    md = skill.skill_md_path
     digests = manifest.get("generated_blocks", {})
     for name in skillmd.BLOCK_NAMES:
         try:
@@ -165,7 +190,6 @@ def check_skill(bank: SkillBank, skill: Skill) -> list[Problem]:
         elif name not in digests:
             out.add(f"{md}:{line}", f"generated block '{name}' has no digest in schemas/manifest.json; "
                                     "run `python tools/gen_schemas.py`")
-    return out.problems
 
 
 def _check_schema_file(out: _Collector, skill: Skill, action: str, deploy: bool, entry: dict) -> dict | None:

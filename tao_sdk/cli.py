@@ -156,7 +156,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     if budget.announce and not args.json:  # say what it will spend before anything starts
         print(budget.summary, flush=True)
-    out = create_job(args.skill, args.action, **options)
+    out = create_job(args.skill, args.action, plan=plan, **options)  # submits this plan: a run plans once
     if not args.json:
         print(f"submitted {out.id} ({out.skill} {out.action}) on {args.platform}; results: {out.results_uri}")
         if out.result.get("route"):

@@ -548,6 +548,7 @@ def create_job(
     preset: str | None = None,
     image: str | None = None,
     validate_datasets: bool | None = None,
+    plan: JobPlan | None = None,
     workspace: Workspace | None = None,
     bank: SkillBank | None = None,
 ) -> Job:
@@ -590,6 +591,7 @@ def create_job(
             ``$TAO_SKILLS_VALIDATE_DATASETS=0``); an error in one raises DatasetValidationError
             before any job exists, warnings land in ``plan.datasets``. ``False`` skips it (data
             this machine cannot read).
+        plan: :func:`plan_job`'s result for these arguments, submitted as is (no second plan).
 
     Returns:
         The submitted :class:`Job` (``job.info()``: the typed :class:`tao_sdk.models.JobInfo`). For a
@@ -597,34 +599,47 @@ def create_job(
     """
     workspace = workspace or default_workspace()
     bank = bank or get_bank()
-    plan = plan_job(skill, action, datasets=datasets, spec_overrides=spec_overrides, base_spec=base_spec,
-                    parent_job_id=parent_job_id, dataset_format=dataset_format, automl_policy=automl_policy,
-                    request=request, automl=automl, pretrained_model=pretrained_model, preset=preset,
-                    platform=platform, image=image, validate_datasets=validate_datasets,
-                    workspace=workspace, bank=bank)
+    plan = plan or plan_job(skill, action, datasets=datasets, spec_overrides=spec_overrides, base_spec=base_spec,
+                            parent_job_id=parent_job_id, dataset_format=dataset_format, automl_policy=automl_policy,
+                            request=request, automl=automl, pretrained_model=pretrained_model, preset=preset,
+                            platform=platform, image=image, validate_datasets=validate_datasets,
+                            workspace=workspace, bank=bank)
+    _ready_to_submit(plan, encryption_key)
+    if plan.route.automl:
+        return _create_automl(plan, bank.get(plan.skill), datasets=datasets, base_spec=base_spec,
+                              spec_overrides=spec_overrides, dataset_format=dataset_format, platform=platform,
+                              settings=automl, preset=preset, workspace=workspace, bank=bank)
+    return submit_plan(plan, platform=platform, workspace=workspace)
+
+
+def _ready_to_submit(plan: JobPlan, encryption_key: str | None) -> None:
+    """Add the caller's encryption key to the plan's secrets; raise PlatformError naming what to
+    install when nothing here can run the plan (before anything starts)."""
     if encryption_key:
         plan.secret_env[ENCRYPTION_KEY_ENV] = encryption_key
-    model_skill = bank.get(plan.skill)
     if plan.backend is None:  # pragma: no cover - plan_job always decides one
         raise PlatformError(f"no backend was decided for {plan.skill} {plan.action}")
-    plan.backend.require()  # nothing can run it here: say what to install before anything starts
-    if plan.route.automl:
-        from .secrets import extract_secrets
-        from .specfile import load_spec_file
+    plan.backend.require()
 
-        others = sorted(set(plan.secret_env) - {ENCRYPTION_KEY_ENV})
-        if others:
-            raise TaoSkillsError(f"AutoML hands only the encryption key to its trials, but the spec has other secrets "
-                                 f"({', '.join(others)}); run plain training (automl_policy='off') or export them "
-                                 f"in the environment and reference them as ${{oc.env:NAME}} in the spec")
-        base = extract_secrets(load_spec_file(base_spec))[0] if base_spec is not None else None
-        job: Job = job_kind(plan.route.kind).create(plan, model_skill, datasets=datasets, base_spec=base,
-                                         spec_overrides=extract_secrets(spec_overrides, dotted=True)[0],
-                                         dataset_format=dataset_format, platform=platform, settings=automl, preset=preset,
-                                         encryption_key=plan.secret_env.get(ENCRYPTION_KEY_ENV),
-                                         workspace=workspace, bank=bank)
-        return job
-    return submit_plan(plan, platform=platform, workspace=workspace)
+
+def _create_automl(plan: JobPlan, model_skill: Skill, *, base_spec: str | Path | Mapping[str, Any] | None,
+                   spec_overrides: Mapping[str, Any] | None, **kwargs: Any) -> Job:
+    """Hand an AutoML-routed plan to its job kind (``kwargs``: datasets, dataset_format, platform,
+    settings, preset, workspace, bank as given to :func:`create_job`). Trials get the inputs
+    without secrets; only the encryption key travels to them (by environment)."""
+    from .secrets import extract_secrets
+    from .specfile import load_spec_file
+
+    others = sorted(set(plan.secret_env) - {ENCRYPTION_KEY_ENV})
+    if others:
+        raise TaoSkillsError(f"AutoML hands only the encryption key to its trials, but the spec has other secrets "
+                             f"({', '.join(others)}); run plain training (automl_policy='off') or export them "
+                             f"in the environment and reference them as ${{oc.env:NAME}} in the spec")
+    base = extract_secrets(load_spec_file(base_spec))[0] if base_spec is not None else None
+    job: Job = job_kind(plan.route.kind).create(plan, model_skill, base_spec=base,
+                                                spec_overrides=extract_secrets(spec_overrides, dotted=True)[0],
+                                                encryption_key=plan.secret_env.get(ENCRYPTION_KEY_ENV), **kwargs)
+    return job
 
 
 def submit_plan(plan: JobPlan, *, platform: str = "local", encryption_key: str | None = None,

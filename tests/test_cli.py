@@ -83,3 +83,26 @@ def test_cancel_and_resume(cli):
 def test_unknown_job_is_a_clean_error(cli):
     out = cli("status", "job-000000000000", check=False)
     assert out.returncode == 2 and "tao-skills jobs" in out.stderr
+
+
+def test_run_plans_once_and_submits_the_plan_it_showed(tmp_path, monkeypatch, capsys):
+    """Issue 23: ``run`` plans, prints the budget, then submits that same plan (no second plan_job)."""
+    from tao_sdk import jobs
+    from tao_sdk.cli import main
+
+    monkeypatch.setenv("TAO_SKILLS_WORKSPACE", str(tmp_path / "ws"))
+    monkeypatch.setenv("TAO_SKILLS_ENTRYPOINT", f"{sys.executable} {FAKE_TAO}")
+    monkeypatch.delenv("TAO_SKILLS_STORAGE", raising=False)
+    planned: list[str] = []
+    real_plan_job = jobs.plan_job
+
+    def counting_plan_job(*args, **kwargs):
+        plan = real_plan_job(*args, **kwargs)
+        planned.append(plan.job_id)
+        return plan
+
+    monkeypatch.setattr(jobs, "plan_job", counting_plan_job)
+    monkeypatch.setenv("FAKE_TAO_EPOCHS", "1")
+    assert main(["run", "rtdetr", "train", *TRAIN_ARGS, "--automl-policy", "off", "--wait", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["status"] == "SUCCESS" and planned == [out["id"]]  # one plan, and the job is that plan's

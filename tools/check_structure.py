@@ -9,8 +9,7 @@
    of more than one module is a cycle; each is printed with one import line per edge.
 2. **Functions short enough to read at once.** Prints the longest functions of ``tao_sdk``,
    ``tools``, ``benchmarks`` and fails on any over :data:`MAX_LINES` lines (``def`` line to
-   last line) that is not in :data:`ALLOWED_LONG`, the offenders of the day this check came in:
-   that list only shrinks (an allowed function that got short must leave it).
+   last line); generated code (:data:`GENERATED`) is left out.
 
     python tools/check_structure.py          # exit 1 on a new cycle or a new long function
     python tools/check_structure.py --top 20 # print the 20 longest functions
@@ -30,15 +29,6 @@ SCANNED = ("tao_sdk", "tools", "benchmarks")
 #: Generated code (tools/gen_*.py write these): not held to the length rule.
 GENERATED = ("tools/_generated.py", "runners/")
 MAX_LINES = 80
-
-#: ``path::qualified.name`` -> its lines when the check came in (issue 23); it may not grow.
-#: TODO(issue 23): 4 left; split each and delete its line.
-ALLOWED_LONG: dict[str, int] = {
-    "tao_sdk/worker/trt.py::build_engine": 140,
-    "tools/gen_schemas.py::generate_skill": 129,
-    "tao_sdk/checker.py::check_skill": 96,
-    "tao_sdk/jobs.py::create_job": 95,
-}
 
 
 @dataclass(frozen=True)
@@ -182,15 +172,9 @@ def check(top: int = 10, stream=sys.stdout) -> list[str]:
     lengths = function_lengths()
     print(f"longest functions (limit {MAX_LINES} lines):", file=stream)
     for n, where in lengths[:top]:
-        print(f"  {n:4d}  {where}" + ("  (allowed: TODO split)" if where in ALLOWED_LONG else ""), file=stream)
-    for n, where in lengths:
-        if n > ALLOWED_LONG.get(where, MAX_LINES):
-            failures.append(f"{where} is {n} lines (limit {ALLOWED_LONG.get(where, MAX_LINES)}): split it into "
-                            "functions that read at once")
-    present = {where for n, where in lengths if n > MAX_LINES}
-    for where in sorted(set(ALLOWED_LONG) - present):
-        failures.append(f"{where} is allowed to be long in tools/check_structure.py ALLOWED_LONG but is not "
-                        f"(any more): delete its line")
+        print(f"  {n:4d}  {where}", file=stream)
+    failures += [f"{where} is {n} lines (limit {MAX_LINES}): split it into functions that read at once"
+                 for n, where in lengths if n > MAX_LINES]
     return failures
 
 

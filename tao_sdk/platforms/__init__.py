@@ -6,22 +6,6 @@ JSON-serialisable *handle* that the job store keeps, so any later process (a res
 CLI) can re-attach with ``get_platform(name).poll(handle)`` / ``cancel(handle)``.
 """
 
-from tao_sdk.platforms.base import (
-    NODE_PYTHON,
-    JobTask,
-    Platform,
-    PlatformState,
-    get_platform,
-    known_platforms,
-    register_platform,
-)
-
-__all__ = [
-    "NODE_PYTHON",
-    "JobTask",
-    "Platform",
-    "PlatformState",
-    "get_platform",
-    "known_platforms",
-    "register_platform",
-]
+# the package is the seam defined in base: the same names, listed once (base.__all__)
+from tao_sdk.platforms.base import *  # noqa: F403
+from tao_sdk.platforms.base import __all__  # noqa: F401

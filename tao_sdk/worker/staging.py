@@ -30,7 +30,7 @@ import shutil
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from tao_sdk import datacache
 from tao_sdk.diskspace import CACHE_FIX, disk_fault, disk_full_error
@@ -350,24 +350,58 @@ def list_images(folder: Path) -> list[Path]:
 
 # --------------------------------------------------------------------------- spec rewriting
 
-#: Per action: the spec keys holding files / image folders the action reads: ``file``, ``weights``
-#: (a checkpoint file or a Hugging Face folder, from any source of :mod:`tao_sdk.sources`),
-#: ``dirs`` (image folders) or ``sources`` (a data-source mapping, or list of mappings, with
-#: image_dir / json_file / classmap entries).
-_TRAIN_STAGED = [("dataset.train_data_sources", "sources"), ("dataset.val_data_sources", "sources"),
-                 ("model.pretrained_backbone_path", "weights"), ("train.pretrained_model_path", "weights"),
+#: Per action: the model files the engine reads, the same keys for every task (the task's data
+#: keys come from its :meth:`~tao_sdk.worker.tasks.Task.staged_keys` hook): ``file`` or ``weights``
+#: (a checkpoint file or a Hugging Face folder, from any source of :mod:`tao_sdk.sources`).
+_TRAIN_STAGED = [("model.pretrained_backbone_path", "weights"), ("train.pretrained_model_path", "weights"),
                  ("train.resume_training_checkpoint_path", "weights")]
 STAGED_KEYS: dict[str, list[tuple[str, str]]] = {
     "train": _TRAIN_STAGED,
     "distill": [*_TRAIN_STAGED, ("distill.pretrained_teacher_model_path", "weights")],
-    "quantize": [("dataset.val_data_sources", "sources"),
-                 ("dataset.quant_calibration_data_sources", "sources"), ("quantize.model_path", "weights")],
-    "evaluate": [("dataset.test_data_sources", "sources"), ("evaluate.checkpoint", "weights")],
-    "inference": [("dataset.infer_data_sources", "sources"), ("inference.checkpoint", "weights")],
+    "quantize": [("quantize.model_path", "weights")],
+    "evaluate": [("evaluate.checkpoint", "weights")],
+    "inference": [("inference.checkpoint", "weights")],
     "export": [("export.checkpoint", "weights")],
     # calibration images are staged by the engine build, and only for INT8
     "gen_trt_engine": [("gen_trt_engine.onnx_file", "file")],
 }
+
+
+def _stage_dirs(value: Any, key: str, note: Callable[[str, Any, Path], None]) -> Any:
+    """Image folder(s) at ``key`` (one, or a list) staged: the local folder(s), in the same form."""
+    dirs = value if isinstance(value, list) else [value]
+    locs = []
+    for j, d in enumerate(dirs):
+        label = f"{key}[{j}]" if isinstance(value, list) else key
+        loc = stage_image_dir(str(d), label)
+        note(label, d, loc)
+        locs.append(str(loc))
+    return locs if isinstance(value, list) else locs[0]
+
+
+def _stage_sources(value: Any, key: str, note: Callable[[str, Any, Path], None]) -> Any:
+    """Data-source mapping(s) at ``key`` staged: image_dir folders and json_file / classmap /
+    data_file files become local paths (a malformed entry is kept: the action reports it)."""
+    entries = value if isinstance(value, list) else [value]
+    staged = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            staged.append(entry)  # malformed: the action reports it with the key
+            continue
+        what = f"{key}[{i}]" if isinstance(value, list) else key
+        new = dict(entry)
+        for field_name, field_value in entry.items():
+            if not _is_set(field_value):
+                continue
+            sub = f"{what}.{field_name}"
+            if field_name == "image_dir":
+                new[field_name] = _stage_dirs(field_value, sub, note)
+            elif field_name in ("json_file", "classmap", "data_file"):
+                loc = fetch_file(str(field_value), sub)
+                note(sub, field_value, loc)
+                new[field_name] = str(loc)
+        staged.append(new)
+    return staged if isinstance(value, list) else staged[0]
 
 
 def _is_set(value: Any) -> bool:
@@ -375,14 +409,20 @@ def _is_set(value: Any) -> bool:
 
 
 def stage_spec(spec: dict[str, Any], action: str, log: Callable[[str], None] | None = None,
-               progress: Callable[[str, dict], None] | None = None) -> dict[str, Any]:
-    """Return a copy of ``spec`` whose dataset / model-file URIs are local paths.
+               progress: Callable[[str, dict], None] | None = None, *,
+               data_keys: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+    """Return a copy of ``spec`` whose dataset / model-file URIs are local paths: the one place
+    a job stages the files its spec names.
 
-    Every key of :data:`STAGED_KEYS` for ``action`` that is set is fetched (remote files are
-    downloaded into the cache, ``images.tar.gz`` archives extracted once) and replaced by the
-    local path; ``image_dir`` values become the extracted image folder. Unset keys are left
-    alone (the action says what is missing). ``log`` receives one line per staged value,
-    ``progress`` the status lines of long weight downloads (:func:`fetch_weights`).
+    ``data_keys``: the task's data keys for ``action`` (``(key, kind)`` from
+    :meth:`tao_sdk.worker.tasks.Task.staged_keys`; kinds ``file``, ``dirs`` (image folders, one or
+    a list) or ``sources`` (a data-source mapping, or list of mappings, with image_dir /
+    json_file / classmap / data_file entries)); then the model files of :data:`STAGED_KEYS`.
+    Each one set is fetched (remote files are downloaded into the cache, ``images.tar.gz``
+    archives extracted once) and replaced by the local path; ``image_dir`` values become the
+    extracted image folder. Unset keys are left alone (the action says what is missing).
+    ``log`` receives one line per staged value, ``progress`` the status lines of long weight
+    downloads (:func:`fetch_weights`).
     """
     import copy
 
@@ -395,7 +435,7 @@ def stage_spec(spec: dict[str, Any], action: str, log: Callable[[str], None] | N
         if log is not None and str(uri) != str(local):
             log(f"staged {key}: {uri} -> {local}")
 
-    for key, kind in STAGED_KEYS.get(action, []):
+    for key, kind in [*data_keys, *STAGED_KEYS.get(action, [])]:
         value = S.get(out, key)
         if not _is_set(value):
             continue
@@ -404,41 +444,9 @@ def stage_spec(spec: dict[str, Any], action: str, log: Callable[[str], None] | N
             note(key, value, local)
             S.set_value(out, key, str(local))
         elif kind == "dirs":
-            items = value if isinstance(value, list) else [value]
-            locals_ = []
-            for i, item in enumerate(items):
-                local = stage_image_dir(str(item), f"{key}[{i}]")
-                note(f"{key}[{i}]", item, local)
-                locals_.append(str(local))
-            S.set_value(out, key, locals_)
+            S.set_value(out, key, _stage_dirs(value, key, note))
         else:
-            entries = value if isinstance(value, list) else [value]
-            staged = []
-            for i, entry in enumerate(entries):
-                if not isinstance(entry, dict):
-                    staged.append(entry)  # malformed: the action reports it with the key
-                    continue
-                what = f"{key}[{i}]" if isinstance(value, list) else key
-                new = dict(entry)
-                for field_name, field_value in entry.items():
-                    if not _is_set(field_value):
-                        continue
-                    sub = f"{what}.{field_name}"
-                    if field_name == "image_dir":
-                        dirs = field_value if isinstance(field_value, list) else [field_value]
-                        locs = []
-                        for j, d in enumerate(dirs):
-                            label = f"{sub}[{j}]" if isinstance(field_value, list) else sub
-                            loc = stage_image_dir(str(d), label)
-                            note(label, d, loc)
-                            locs.append(str(loc))
-                        new[field_name] = locs if isinstance(field_value, list) else locs[0]
-                    elif field_name in ("json_file", "classmap", "data_file"):
-                        loc = fetch_file(str(field_value), sub)
-                        note(sub, field_value, loc)
-                        new[field_name] = str(loc)
-                staged.append(new)
-            S.set_value(out, key, staged if isinstance(value, list) else staged[0])
+            S.set_value(out, key, _stage_sources(value, key, note))
     evicted = datacache.evict()  # what this job uses is locked: only idle entries go
     if evicted and log is not None:
         log(f"dataset cache over {datacache.CACHE_MAX_ENV}={datacache.cache_max_bytes():,} bytes: evicted the least "

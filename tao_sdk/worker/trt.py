@@ -115,17 +115,8 @@ class _CalibrationData:
 
 def _calibrator(trt, data: _CalibrationData, cache_file: Path | None):
     """An ``IInt8EntropyCalibrator2`` fed from ``data`` (device buffers via torch CUDA)."""
-    try:
-        import torch
-
-        if not torch.cuda.is_available():
-            raise RuntimeError("torch.cuda.is_available() is False")
-    except Exception as exc:  # noqa: BLE001
-        raise WorkerError(
-            f"INT8 calibration needs PyTorch with CUDA on the GPU node to hold calibration "
-            f"batches in GPU memory ({exc}); install a CUDA build of torch there, or use "
-            "gen_trt_engine.tensorrt.data_type FP16"
-        ) from None
+    torch = _cuda_torch("INT8 calibration needs PyTorch with CUDA on the GPU node to hold calibration "
+                        "batches in GPU memory", f", or use {_T}.tensorrt.data_type FP16")
 
     class Calibrator(trt.IInt8EntropyCalibrator2):
         """Entropy calibrator over the staged calibration images."""
@@ -183,10 +174,23 @@ def _hw_profile(spec: dict, shape: tuple) -> tuple[tuple[int, int, int], ...] | 
     return tuple(out)
 
 
+def _cuda_torch(need: str, fix: str):
+    """``torch`` when it has CUDA here; else WorkerError saying ``need`` (what needs GPU buffers)
+    and ``fix`` (what to do instead)."""
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise RuntimeError("torch.cuda.is_available() is False")
+    except Exception as exc:  # noqa: BLE001
+        raise WorkerError(f"{need} ({exc}); install a CUDA build of torch there{fix}") from None
+    return torch
+
+
 def build_engine(ctx) -> str:
     """Build the engine described by the spec's ``gen_trt_engine`` section; return the SUCCESS
     message. Call :func:`require_tensorrt` first."""
-    from tao_sdk.worker.staging import fetch_file, list_images, stage_image_dir
+    from tao_sdk.worker.staging import fetch_file
 
     trt = require_tensorrt()
     spec = ctx.spec
@@ -199,105 +203,18 @@ def build_engine(ctx) -> str:
     if dtype not in ("FP32", "FP16", "BF16", "INT8"):
         raise SpecError(f"{_T}.tensorrt.data_type={dtype!r}: use FP32, FP16, BF16 or INT8")
     workspace_mb = int(S.get(spec, f"{_T}.tensorrt.workspace_size", 1024))
-    bmin = int(S.get(spec, f"{_T}.tensorrt.min_batch_size", 1))
-    bopt = int(S.get(spec, f"{_T}.tensorrt.opt_batch_size", 1))
-    bmax = int(S.get(spec, f"{_T}.tensorrt.max_batch_size", 1))
-    if not 1 <= bmin <= bopt <= bmax:
-        raise SpecError(f"{_T}.tensorrt batch sizes must satisfy 1 <= min_batch_size ({bmin}) "
-                        f"<= opt_batch_size ({bopt}) <= max_batch_size ({bmax})")
+    batches = _batch_sizes(spec)
     level = trt.Logger.VERBOSE if bool(S.get(spec, f"{_T}.verbose", False)) else trt.Logger.WARNING
     logger = trt.Logger(level)
     builder = trt.Builder(logger)
-    flags = 0
-    if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH") and int(
-            trt.__version__.split(".")[0]) < 10:
-        flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise WorkerError(f"{_T}.onnx_file {onnx_uri}: TensorRT cannot parse it ({errors}); "
-                          "re-export it with export.opset_version 17")
+    network, _parser = _parse_onnx(trt, builder, logger, onnx_path, onnx_uri)  # the parser outlives the build
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
-    inp = network.get_input(0)
-    shape = tuple(inp.shape)
-    notes = []
-    inputs = [network.get_input(i) for i in range(network.num_inputs)]
-    hw = _hw_profile(spec, shape)
-    if shape[0] == -1 or hw is not None:
-        # One profile for every input (a stereo model has two): batch and, for an ONNX
-        # exported with dynamic height / width, gen_trt_engine.{min,opt,max}_{height,width}.
-        profile = builder.create_optimization_profile()
-        for tensor in inputs:
-            dims = tuple(tensor.shape)
-            mins, opts, maxs = list(dims), list(dims), list(dims)
-            if dims[0] == -1:
-                mins[0], opts[0], maxs[0] = bmin, bopt, bmax
-            if hw is not None and len(dims) == 4:
-                for axis, (lo, mid, hi) in zip((2, 3), hw):
-                    mins[axis], opts[axis], maxs[axis] = lo, mid, hi
-            profile.set_shape(tensor.name, tuple(mins), tuple(opts), tuple(maxs))
-        config.add_optimization_profile(profile)
-        batch_desc = (f"dynamic batch {bmin}/{bopt}/{bmax}" if shape[0] == -1
-                      else f"fixed batch {shape[0]}")
-        if hw is not None:
-            batch_desc += (f", height {hw[0][0]}/{hw[0][1]}/{hw[0][2]}, width "
-                           f"{hw[1][0]}/{hw[1][1]}/{hw[1][2]}")
-    else:
-        batch_desc = f"fixed batch {shape[0]}"
-        if (bmin, bopt, bmax) != (shape[0],) * 3:
-            notes.append(f"the ONNX input has a fixed batch {shape[0]}, which overrides "
-                         f"min/opt/max_batch_size {bmin}/{bopt}/{bmax}")
-    if dtype == "FP16":
-        if not getattr(builder, "platform_has_fast_fp16", True):
-            notes.append("this GPU has no fast FP16; the engine may run slower than FP32")
-        config.set_flag(trt.BuilderFlag.FP16)
-    if dtype == "BF16":
-        if not hasattr(trt.BuilderFlag, "BF16"):
-            raise SpecError(f"{_T}.tensorrt.data_type=BF16 needs TensorRT 9 or newer (this is "
-                            f"{trt.__version__}); use FP16 or FP32")
-        config.set_flag(trt.BuilderFlag.BF16)
-    cal_cache = None
-    if dtype == "INT8":
-        cal = f"{_T}.tensorrt.calibration"
-        cal_batch = int(S.get(spec, f"{cal}.cal_batch_size", 1))
-        cal_batches = int(S.get(spec, f"{cal}.cal_batches", 1))
-        cache_uri = S.get(spec, f"{cal}.cal_cache_file")
-        cal_cache = ctx.output_path(str(cache_uri), f"{cal}.cal_cache_file") if cache_uri \
-            else ctx.task_dir / "cal.bin"
-        dirs = S.get(spec, f"{cal}.cal_image_dir", [])
-        dirs = dirs if isinstance(dirs, list) else [dirs]
-        images: list[Path] = []
-        for i, d in enumerate(dirs):
-            images += list_images(stage_image_dir(str(d), f"{cal}.cal_image_dir[{i}]"))
-        needed = cal_batch * cal_batches
-        if len(images) < needed and not cal_cache.exists():
-            raise SpecError(
-                f"{cal}: INT8 calibration needs cal_batches x cal_batch_size = {needed} images, "
-                f"found {len(images)} in cal_image_dir; add images or lower cal_batches"
-            )
-        prep = onnx_preprocessing(onnx_path)
-        if not prep:
-            notes.append("the ONNX file carries no preprocessing metadata; calibration images "
-                         "are scaled to 0..1 without mean/std normalisation")
-        data = _CalibrationData(images, cal_batch, cal_batches, (int(shape[2]), int(shape[3])),
-                                prep.get("mean", [0.0, 0.0, 0.0]), prep.get("std", [1.0] * 3))
-        config.set_flag(trt.BuilderFlag.INT8)
-        config.int8_calibrator = _calibrator(trt, data, cal_cache)
-        if shape[0] == -1:
-            cal_profile = builder.create_optimization_profile()
-            rest = tuple(shape[1:])
-            cal_profile.set_shape(inp.name, (cal_batch, *rest), (cal_batch, *rest),
-                                  (cal_batch, *rest))
-            config.set_calibration_profile(cal_profile)
-    cache_path = None
-    timing_uri = S.get(spec, f"{_T}.timing_cache")
-    if timing_uri:
-        cache_path = ctx.output_path(str(timing_uri), f"{_T}.timing_cache")
-        blob = cache_path.read_bytes() if cache_path.exists() else b""
-        timing = config.create_timing_cache(blob)
-        config.set_timing_cache(timing, ignore_mismatch=True)
+    notes: list[str] = []
+    batch_desc = _set_profiles(builder, config, network, spec, batches, notes)
+    _set_half_precision(trt, builder, config, dtype, notes)
+    cal_cache = _set_int8(ctx, trt, builder, config, network, onnx_path, notes) if dtype == "INT8" else None
+    cache_path = _timing_cache(ctx, config)
     ctx.status.running(f"building TensorRT {trt.__version__} engine: {dtype}, workspace "
                        f"{workspace_mb} MB, {batch_desc}"
                        + (". " + "; ".join(notes) if notes else ""))
@@ -309,20 +226,145 @@ def build_engine(ctx) -> str:
             f"{ctx.task_uri}/log.txt (set {_T}.verbose true for details), or try "
             f"{_T}.tensorrt.data_type FP32 / a larger workspace_size"
         )
-    engine_path.parent.mkdir(parents=True, exist_ok=True)
-    from tao_sdk.diskspace import guarded_write
-
-    tmp = engine_path.with_name(".tao-tmp-" + engine_path.name)
-    with guarded_write(tmp, f"TensorRT engine {engine_path.name}", needed=serialized.nbytes):
-        with open(tmp, "wb") as fh:
-            fh.write(serialized)
-        os.replace(tmp, engine_path)
+    _write_engine(engine_path, serialized)
     if cache_path is not None:
         cache_path.write_bytes(bytes(config.get_timing_cache().serialize()))
     seconds = time.monotonic() - t0
     return (f"TensorRT engine built successfully: {engine_uri} ({dtype}, {batch_desc}, "
             f"{engine_path.stat().st_size / 1e6:.1f} MB, {seconds:.0f} s)"
             + (f"; calibration cache {cal_cache.name}" if cal_cache is not None else "") + ".")
+
+
+def _batch_sizes(spec: dict) -> tuple[int, int, int]:
+    """``gen_trt_engine.tensorrt.{min,opt,max}_batch_size`` (SpecError unless 1 <= min <= opt <= max)."""
+    bmin, bopt, bmax = (int(S.get(spec, f"{_T}.tensorrt.{k}_batch_size", 1)) for k in ("min", "opt", "max"))
+    if not 1 <= bmin <= bopt <= bmax:
+        raise SpecError(f"{_T}.tensorrt batch sizes must satisfy 1 <= min_batch_size ({bmin}) "
+                        f"<= opt_batch_size ({bopt}) <= max_batch_size ({bmax})")
+    return bmin, bopt, bmax
+
+
+def _parse_onnx(trt, builder, logger, onnx_path: Path, onnx_uri: Any):
+    """(network, parser) of the ONNX file (explicit batch; the network refers to the parser's
+    weights, so keep the parser until the build ends); WorkerError naming the parser's errors."""
+    flags = 0
+    if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH") and int(
+            trt.__version__.split(".")[0]) < 10:
+        flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise WorkerError(f"{_T}.onnx_file {onnx_uri}: TensorRT cannot parse it ({errors}); "
+                          "re-export it with export.opset_version 17")
+    return network, parser
+
+
+def _set_profiles(builder, config, network, spec: dict, batches: tuple[int, int, int], notes: list[str]) -> str:
+    """Add the optimization profile a dynamic batch / height / width needs; return the batch
+    description of the status line (a fixed batch that overrides the spec's gets a note)."""
+    bmin, bopt, bmax = batches
+    shape = tuple(network.get_input(0).shape)
+    hw = _hw_profile(spec, shape)
+    if shape[0] != -1 and hw is None:
+        if (bmin, bopt, bmax) != (shape[0],) * 3:
+            notes.append(f"the ONNX input has a fixed batch {shape[0]}, which overrides "
+                         f"min/opt/max_batch_size {bmin}/{bopt}/{bmax}")
+        return f"fixed batch {shape[0]}"
+    # One profile for every input (a stereo model has two): batch and, for an ONNX
+    # exported with dynamic height / width, gen_trt_engine.{min,opt,max}_{height,width}.
+    profile = builder.create_optimization_profile()
+    for tensor in (network.get_input(i) for i in range(network.num_inputs)):
+        dims = tuple(tensor.shape)
+        mins, opts, maxs = list(dims), list(dims), list(dims)
+        if dims[0] == -1:
+            mins[0], opts[0], maxs[0] = bmin, bopt, bmax
+        if hw is not None and len(dims) == 4:
+            for axis, (lo, mid, hi) in zip((2, 3), hw):
+                mins[axis], opts[axis], maxs[axis] = lo, mid, hi
+        profile.set_shape(tensor.name, tuple(mins), tuple(opts), tuple(maxs))
+    config.add_optimization_profile(profile)
+    batch_desc = f"dynamic batch {bmin}/{bopt}/{bmax}" if shape[0] == -1 else f"fixed batch {shape[0]}"
+    if hw is not None:
+        batch_desc += f", height {hw[0][0]}/{hw[0][1]}/{hw[0][2]}, width {hw[1][0]}/{hw[1][1]}/{hw[1][2]}"
+    return batch_desc
+
+
+def _set_half_precision(trt, builder, config, dtype: str, notes: list[str]) -> None:
+    """FP16 / BF16 builder flags (BF16 needs TensorRT 9+: SpecError naming the fix)."""
+    if dtype == "FP16":
+        if not getattr(builder, "platform_has_fast_fp16", True):
+            notes.append("this GPU has no fast FP16; the engine may run slower than FP32")
+        config.set_flag(trt.BuilderFlag.FP16)
+    if dtype == "BF16":
+        if not hasattr(trt.BuilderFlag, "BF16"):
+            raise SpecError(f"{_T}.tensorrt.data_type=BF16 needs TensorRT 9 or newer (this is "
+                            f"{trt.__version__}); use FP16 or FP32")
+        config.set_flag(trt.BuilderFlag.BF16)
+
+
+def _set_int8(ctx, trt, builder, config, network, onnx_path: Path, notes: list[str]) -> Path:
+    """INT8: stage the calibration images, set the calibrator (and its profile for a dynamic
+    batch); return the calibration cache path. SpecError when there are too few images."""
+    from tao_sdk.worker.staging import list_images, stage_image_dir
+
+    spec, cal = ctx.spec, f"{_T}.tensorrt.calibration"
+    inp = network.get_input(0)
+    shape = tuple(inp.shape)
+    cal_batch = int(S.get(spec, f"{cal}.cal_batch_size", 1))
+    cal_batches = int(S.get(spec, f"{cal}.cal_batches", 1))
+    cache_uri = S.get(spec, f"{cal}.cal_cache_file")
+    cal_cache = ctx.output_path(str(cache_uri), f"{cal}.cal_cache_file") if cache_uri \
+        else ctx.task_dir / "cal.bin"
+    dirs = S.get(spec, f"{cal}.cal_image_dir", [])
+    dirs = dirs if isinstance(dirs, list) else [dirs]
+    images: list[Path] = []
+    for i, d in enumerate(dirs):
+        images += list_images(stage_image_dir(str(d), f"{cal}.cal_image_dir[{i}]"))
+    needed = cal_batch * cal_batches
+    if len(images) < needed and not cal_cache.exists():
+        raise SpecError(
+            f"{cal}: INT8 calibration needs cal_batches x cal_batch_size = {needed} images, "
+            f"found {len(images)} in cal_image_dir; add images or lower cal_batches"
+        )
+    prep = onnx_preprocessing(onnx_path)
+    if not prep:
+        notes.append("the ONNX file carries no preprocessing metadata; calibration images "
+                     "are scaled to 0..1 without mean/std normalisation")
+    data = _CalibrationData(images, cal_batch, cal_batches, (int(shape[2]), int(shape[3])),
+                            prep.get("mean", [0.0, 0.0, 0.0]), prep.get("std", [1.0] * 3))
+    config.set_flag(trt.BuilderFlag.INT8)
+    config.int8_calibrator = _calibrator(trt, data, cal_cache)
+    if shape[0] == -1:
+        cal_profile = builder.create_optimization_profile()
+        rest = tuple(shape[1:])
+        cal_profile.set_shape(inp.name, (cal_batch, *rest), (cal_batch, *rest), (cal_batch, *rest))
+        config.set_calibration_profile(cal_profile)
+    return cal_cache
+
+
+def _timing_cache(ctx, config) -> Path | None:
+    """Load ``gen_trt_engine.timing_cache`` into the builder config; its path (to save after the
+    build), or None when not set."""
+    timing_uri = S.get(ctx.spec, f"{_T}.timing_cache")
+    if not timing_uri:
+        return None
+    cache_path = ctx.output_path(str(timing_uri), f"{_T}.timing_cache")
+    blob = cache_path.read_bytes() if cache_path.exists() else b""
+    config.set_timing_cache(config.create_timing_cache(blob), ignore_mismatch=True)
+    return cache_path
+
+
+def _write_engine(engine_path: Path, serialized) -> None:
+    """Write the serialized engine atomically (a temporary name, then rename), disk space guarded."""
+    from tao_sdk.diskspace import guarded_write
+
+    engine_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = engine_path.with_name(".tao-tmp-" + engine_path.name)
+    with guarded_write(tmp, f"TensorRT engine {engine_path.name}", needed=serialized.nbytes):
+        with open(tmp, "wb") as fh:
+            fh.write(serialized)
+        os.replace(tmp, engine_path)
 
 
 class TrtRunner:
@@ -336,16 +378,8 @@ class TrtRunner:
 
     def __init__(self, engine_path: Path, what: str, outputs: tuple[str, ...] = ()) -> None:
         trt = require_tensorrt()
-        try:
-            import torch
-
-            if not torch.cuda.is_available():
-                raise RuntimeError("torch.cuda.is_available() is False")
-        except Exception as exc:  # noqa: BLE001
-            raise WorkerError(
-                f"{what}: running a TensorRT engine needs PyTorch with CUDA on the GPU node for "
-                f"its buffers ({exc}); install a CUDA build of torch there"
-            ) from None
+        torch = _cuda_torch(f"{what}: running a TensorRT engine needs PyTorch with CUDA on the GPU node for "
+                            "its buffers", "")
         self._torch = torch
         self._trt = trt
         logger = trt.Logger(trt.Logger.WARNING)

@@ -12,7 +12,8 @@ from tao_sdk.automl.algorithms import (Algorithm, Suggestion, algorithm_names, a
 from tao_sdk.automl.space import SearchSpace
 from tao_sdk.errors import TaoSkillsError
 
-ALL = ["random", "bayesian", "hyperband", "asha", "bohb", "dehb", "pbt"]
+#: Every registered algorithm (a new one joins every test below with no edit here).
+ALL = algorithm_names()
 
 
 def small_space(d: int = 3, with_choice: bool = True) -> SearchSpace:
@@ -119,8 +120,12 @@ def test_hyperband_suggestions_carry_rung_budgets_and_promotions():
 # ------------------------------------------------------------------ registry and protocol errors
 def test_registry_and_option_errors():
     space = small_space()
-    assert algorithm_names() == sorted(ALL)
-    with pytest.raises(TaoSkillsError, match="asha, bayesian, bohb, dehb, hyperband, pbt, random"):
+    from tao_sdk.automl.algorithms.base import REGISTRY
+
+    assert ALL == sorted(REGISTRY) and {"random", "bayesian", "hyperband"} <= set(ALL)
+    for name in ALL:  # each name builds the algorithm registered under it
+        assert isinstance(get_algorithm(name, space, "max"), REGISTRY[name])
+    with pytest.raises(TaoSkillsError, match=", ".join(ALL)):  # an unknown name lists every one
         get_algorithm("tpe", space, "max")
     with pytest.raises(TaoSkillsError, match="unknown option.*max_recommendations"):
         get_algorithm("bayesian", space, "max", max_recomendations=5)

@@ -110,7 +110,8 @@ def test_bad_limit_setting_is_named(tmp_path, monkeypatch):
 def _stage_in_a_job(archive: Path, env: dict[str, str]) -> None:
     """Stage ``archive`` the way a worker job does (own process: its cache locks end with it)."""
     code = ("import sys; from tao_sdk.worker.staging import stage_spec; "
-            "stage_spec({'dataset': {'infer_data_sources': {'image_dir': sys.argv[1]}}}, 'inference', log=print)")
+            "stage_spec({'dataset': {'infer_data_sources': {'image_dir': sys.argv[1]}}}, 'inference', log=print, "
+            "data_keys=[('dataset.infer_data_sources', 'sources')])")
     out = subprocess.run([sys.executable, "-c", code, str(archive)], env=env, capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0, out.stderr

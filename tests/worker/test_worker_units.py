@@ -342,6 +342,9 @@ def test_results_sync_uploads_changes_and_links(tmp_path):
 
 def test_stage_spec_rewrites_paths(tiny_dataset):
     from tao_sdk.worker.staging import stage_spec
+    from tao_sdk.worker.tasks.detection import TASK
+
+    keys = TASK.staged_keys  # what the detection task says to stage
 
     val = tiny_dataset["val"]
     spec = {"dataset": {"infer_data_sources": {"image_dir": [str(val["images"])],
@@ -350,13 +353,13 @@ def test_stage_spec_rewrites_paths(tiny_dataset):
                                               "json_file": str(val["annotations"])}},
             "evaluate": {"checkpoint": None}}
     logs: list[str] = []
-    out = stage_spec(spec, "inference", logs.append)
+    out = stage_spec(spec, "inference", logs.append, data_keys=keys("inference"))
     folder = Path(out["dataset"]["infer_data_sources"]["image_dir"][0])
     assert folder.is_dir() and len(list(folder.glob("*.jpg"))) == 4
     assert out["dataset"]["infer_data_sources"]["classmap"] == str(val["label_map"])
     assert spec["dataset"]["infer_data_sources"]["image_dir"] == [str(val["images"])]  # copy
     assert any("images.tar.gz ->" in line for line in logs)
-    out = stage_spec(spec, "evaluate")
+    out = stage_spec(spec, "evaluate", data_keys=keys("evaluate"))
     assert Path(out["dataset"]["test_data_sources"]["image_dir"]).is_dir()
     assert out["evaluate"]["checkpoint"] is None
 

@@ -27,13 +27,15 @@ __all__ = ["device", "seed_everything", "stage", "report_start", "loader", "work
 
 
 def stage(ctx) -> None:
-    """Download / extract the files the action reads and point ``ctx.spec`` at local copies
+    """Download / extract the files the action reads (the task's :meth:`~tao_sdk.worker.tasks.Task.staged_keys`
+    and the model files) and point ``ctx.spec`` at local copies
     (``ctx.given_spec`` keeps the URIs as given, for the load reports); long weight downloads
     write progress lines to status.json."""
     from tao_sdk.secrets import redact
 
     ctx.given_spec = ctx.spec
-    ctx.spec = stage_spec(ctx.spec, ctx.action, ctx.log.info,
+    data_keys = ctx.plugin.task.staged_keys(ctx.action) if ctx.plugin is not None else []
+    ctx.spec = stage_spec(ctx.spec, ctx.action, ctx.log.info, data_keys=data_keys,
                           progress=lambda message, fields: ctx.status.running(redact(message), **redact(fields)))
 
 

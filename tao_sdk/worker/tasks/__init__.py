@@ -6,6 +6,8 @@ stereo depth go next to it (``tasks/segmentation``, ``tasks/stereo``), each defi
 
 The engine calls, per action:
 
+- every action: :meth:`Task.staged_keys` (what to stage; the engine's one staging step,
+  :func:`tao_sdk.worker.staging.stage_spec`, fetches those and the model files);
 - train: :meth:`Task.train_data` (once, after staging) -> :class:`TrainData` (dataset,
   collate, validation data, notes); :meth:`Task.validate` every ``validation_interval`` epochs
   -> KPIs (``val_*``);
@@ -75,6 +77,22 @@ class Task:
 
     #: Start-line note when the spec has no validation data.
     no_val_note: str = "no validation data: validation KPIs are not computed"
+
+    #: Per action: the data keys :meth:`staged_keys` names by default, the COCO data-source
+    #: layout (``dataset.<split>_data_sources``: image_dir / json_file / classmap entries).
+    source_keys: dict[str, tuple[tuple[str, str], ...]] = {
+        "train": (("dataset.train_data_sources", "sources"), ("dataset.val_data_sources", "sources")),
+        "distill": (("dataset.train_data_sources", "sources"), ("dataset.val_data_sources", "sources")),
+        "quantize": (("dataset.val_data_sources", "sources"), ("dataset.quant_calibration_data_sources", "sources")),
+        "evaluate": (("dataset.test_data_sources", "sources"),),
+        "inference": (("dataset.infer_data_sources", "sources"),),
+    }
+
+    def staged_keys(self, action: str) -> list[tuple[str, str]]:
+        """What the job stages before ``action`` runs, besides the model files every task reads:
+        ``(spec key, kind)`` pairs for :func:`tao_sdk.worker.staging.stage_spec` (kinds ``file``,
+        ``dirs``, ``sources``), :attr:`source_keys` unless the task lays its data out otherwise."""
+        return list(self.source_keys.get(action, ()))
 
     def load_train(self, spec: dict, arch: dict[str, Any], ctx=None) -> tuple[list, Any]:
         """``(training samples, validation data or empty)`` of a staged (local) spec; ``ctx``

@@ -73,6 +73,12 @@ __all__ = [
 
 # --------------------------------------------------------------------------- the task
 
+def _split_keys(split: str) -> tuple[tuple[str, str], ...]:
+    """The staged keys (:meth:`Task.staged_keys`) of one COCO panoptic split ``dataset.<split>``."""
+    key = f"dataset.{split}"
+    return ((f"{key}.images", "dirs"), (f"{key}.annotations", "file"), (f"{key}.panoptic", "dirs"))
+
+
 def _stage_split(spec: dict[str, Any], split: str, required: bool):
     """``(annotations.json, image folder, panoptic folder)`` of ``dataset.<split>`` staged
     locally, or ``None`` when the split is not set and not ``required``."""
@@ -155,6 +161,14 @@ class SegmentationTask(Task):
     batch_size_key = "dataset.train.batch_size"
     workers_key = "dataset.train.num_workers"
     val_data_key = "dataset.val"
+    #: Per action: the COCO panoptic splits it reads (``dataset.<split>.{images, annotations,
+    #: panoptic}``) and the label map; inference reads ``inference.images_dir`` (else
+    #: ``dataset.test.images``, which its loader stages when images_dir is unset).
+    source_keys = {
+        "train": (*_split_keys("train"), *_split_keys("val"), ("dataset.label_map", "file")),
+        "evaluate": (*_split_keys("test"), ("dataset.label_map", "file")),
+        "inference": (("inference.images_dir", "dirs"), ("dataset.label_map", "file")),
+    }
     demo_format = "coco_panoptic"
     synthetic_keys = ("model.sem_seg_head.num_classes", "dataset.contiguous_id")
 

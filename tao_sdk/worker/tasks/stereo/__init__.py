@@ -146,6 +146,10 @@ class StereoTask(Task):
     batch_size_key = "dataset.train_dataset.batch_size"
     workers_key = "dataset.train_dataset.workers"
     val_data_key = "dataset.val_dataset.data_sources"
+    #: Nothing is staged up front: a stereo source's ``annotations.txt`` names its files relative
+    #: to the dataset root (``images.tar.gz`` beside it, or single files), so the loader stages
+    #: them as it reads the list (:func:`~tao_sdk.worker.tasks.stereo.data.stage_sources`).
+    source_keys: dict[str, tuple[tuple[str, str], ...]] = {}
     demo_format = "GenericDataset"
 
     # ------------------------------------------------------------------ train
