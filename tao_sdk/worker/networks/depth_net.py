@@ -43,7 +43,7 @@ from typing import Any
 from tao_sdk.dotted import as_int
 from tao_sdk.worker import spec as S
 from tao_sdk.worker.errors import SpecError
-from tao_sdk.worker.plugin import NetworkPlugin, OnnxExport
+from tao_sdk.worker.plugin import NetworkPlugin, OnnxExport, backbone_scale
 from tao_sdk.worker.tasks.stereo import TASK
 from tao_sdk.worker.weights.keymap import KeyMap, Rule
 
@@ -95,6 +95,9 @@ TINY_MODEL: dict[str, Any] = {
 #: ``model.encoder`` values TAO builds FastFoundationStereo with (the ViT band of
 #: ``Feature.conv4``: half of DepthAnything V2's DPT width).
 ENCODERS = ("vits", "vitb", "vitl")
+#: Twice EdgeNeXt's first width per ``TAO_WORKER_BACKBONE_SCALE`` (the 1/4 features without the
+#: ViT band; :data:`tao_sdk.worker.networks.ffs.edgenext.SCALES`).
+_STEM_X2 = {"full": 96, "tiny": 32}
 #: Architecture record key -> the spec field it comes from (checkpoint / spec comparison).
 _ARCH_FIELDS = {
     "encoder": "model.encoder", "max_disparity": "model.max_disparity",
@@ -172,13 +175,38 @@ def _check_buildable(spec: dict) -> str:
     return str(encoder)
 
 
+#: The defaults of unset fields: the skill's train template (NVIDIA's bp2 widths; TAO Core's
+#: own dataclass defaults, e.g. ``n_gru_layers: 3``, build a network TAO's FFS cannot run).
+BP2: dict[str, Any] = {
+    "max_disparity": 192, "hidden_dims": [128], "cv_group": 8, "volume_dim": 28,
+    "concat_channel": 24, "corr_radius": 4, "corr_levels": 2, "train_iters": 22,
+    "valid_iters": 8, "motion_encoder_widths": [56, 96, 16, 12], "motion_encoder_final": 48,
+    "gru_hidden": 60, "gru_gating_conv_widths": [100, 168], "disp_head_intermediate": 36,
+    "disp_head_pwconv1_widths": [212, 244], "mask_widths": [32, 16], "stem_2_widths": [12, 16],
+    "spx_2_gru_widths": [16, 12, 16, 24], "cnet_conv04_widths": [60, 48],
+    "cam_mid_channels": 8,
+}
+
+
+def _bp2(spec: dict, field: str, length: int | None = None):
+    """``model.<field>`` (a positive int, or ints with ``length`` entries); unset -> bp2's; an
+    explicit ``null`` -> ``None`` (TAO's derived default)."""
+    key = f"model.{field}"
+    model = spec.get("model") if isinstance(spec.get("model"), dict) else {}
+    if field in model and model[field] is None:
+        return None
+    if isinstance(BP2[field], list):
+        return _int_list(spec, key, BP2[field], length)
+    return _pos_int(spec, key, BP2[field])
+
+
 def _widths(spec: dict, hidden0: int) -> dict[str, Any]:
-    """The width fields, with TAO's defaults for the ones left empty."""
-    gru = _pos_int(spec, "model.gru_hidden", hidden0)
-    context = _int_list(spec, "model.cnet_conv04_widths", [hidden0, hidden0], 2)
-    motion_out = _pos_int(spec, "model.motion_encoder_final", None)
+    """The width fields (bp2's when unset; TAO's derivation where a field is ``null``)."""
+    gru = _bp2(spec, "gru_hidden") or hidden0
+    context = _bp2(spec, "cnet_conv04_widths", 2) or [hidden0, hidden0]
+    motion_out = _bp2(spec, "motion_encoder_final")
     if motion_out is None and hidden0 != 128:
-        raise SpecError(f"model.motion_encoder_final is empty and model.hidden_dims[0]={hidden0}: "
+        raise SpecError(f"model.motion_encoder_final is null and model.hidden_dims[0]={hidden0}: "
                         "TAO then sizes the motion encoder (127) and the GRU input "
                         f"({hidden0 - 1}) differently; set model.motion_encoder_final (bp2: 48)")
     head = _pos_int(spec, "model.disp_head_input_dim", gru)
@@ -187,16 +215,16 @@ def _widths(spec: dict, hidden0: int) -> dict[str, Any]:
                         "(the disparity head reads the GRU state)")
     return {
         "gru_hidden": gru, "context_widths": context,
-        "motion_widths": _int_list(spec, "model.motion_encoder_widths", [256, 256, 64, 64], 4),
+        "motion_widths": _bp2(spec, "motion_encoder_widths", 4) or [256, 256, 64, 64],
         "motion_out": 127 if motion_out is None else motion_out,
         "motion_in": hidden0 - 1 if motion_out is None else motion_out,
-        "gru_gates": _int_list(spec, "model.gru_gating_conv_widths", None, 2),
-        "disp_head": _pos_int(spec, "model.disp_head_intermediate", gru),
-        "disp_pw": _int_list(spec, "model.disp_head_pwconv1_widths", None, 2),
-        "mask_widths": _int_list(spec, "model.mask_widths", [64, 32], 2),
-        "stem_widths": _int_list(spec, "model.stem_2_widths", [32, 32], 2),
-        "spx_widths": _int_list(spec, "model.spx_2_gru_widths", [32, 32, 32, 32], 4),
-        "cam_mid": _pos_int(spec, "model.cam_mid_channels", max(1, context[1] // 16)),
+        "gru_gates": _bp2(spec, "gru_gating_conv_widths", 2),
+        "disp_head": _bp2(spec, "disp_head_intermediate") or gru,
+        "disp_pw": _bp2(spec, "disp_head_pwconv1_widths", 2),
+        "mask_widths": _bp2(spec, "mask_widths", 2) or [64, 32],
+        "stem_widths": _bp2(spec, "stem_2_widths", 2) or [32, 32],
+        "spx_widths": _bp2(spec, "spx_2_gru_widths", 4) or [32, 32, 32, 32],
+        "cam_mid": _bp2(spec, "cam_mid_channels") or max(1, context[1] // 16),
     }
 
 
@@ -214,7 +242,7 @@ def _check_joins(a: dict[str, Any]) -> None:
     if gates is not None and gates[1] <= a["gru_hidden"]:
         raise SpecError(f"model.gru_gating_conv_widths[1]={gates[1]} must exceed "
                         f"model.gru_hidden={a['gru_hidden']}")
-    channels = (32, 64, 128)[ENCODERS.index(a["encoder"])] + 96
+    channels = (32, 64, 128)[ENCODERS.index(a["encoder"])] + _STEM_X2[a["backbone_scale"]]
     if channels % a["cv_group"]:
         raise SpecError(f"model.cv_group={a['cv_group']} must divide the {channels} feature "
                         f"channels of model.encoder={a['encoder']}, e.g. 8")
@@ -227,33 +255,34 @@ def build_arch(spec: dict[str, Any]) -> dict[str, Any]:
     cannot build or run (see :func:`_check_buildable`, e.g. ``model.max_disparity`` not a
     multiple of 32, ``model.volume_dim`` not a multiple of 4, widths that do not join)."""
     encoder = _check_buildable(spec)
-    max_disp = _pos_int(spec, "model.max_disparity", 416, minimum=32)
+    max_disp = _pos_int(spec, "model.max_disparity", BP2["max_disparity"], minimum=32)
     if max_disp % 32:
         raise SpecError(f"model.max_disparity={max_disp} must be a multiple of 32 (the hourglass "
                         f"halves the 1/4 volume three times), e.g. {max_disp - max_disp % 32}")
-    volume_dim = _pos_int(spec, "model.volume_dim", 32, minimum=4)
+    volume_dim = _pos_int(spec, "model.volume_dim", BP2["volume_dim"], minimum=4)
     if volume_dim % 4:
         raise SpecError(f"model.volume_dim={volume_dim} must be a multiple of 4 (4 attention "
                         f"heads), e.g. {volume_dim - volume_dim % 4 or 8}")
-    levels = _pos_int(spec, "model.corr_levels", 2)
+    levels = _pos_int(spec, "model.corr_levels", BP2["corr_levels"])
     if levels > 2:
         raise SpecError(f"model.corr_levels={levels}: use one of: 1, 2")
     spx_out = _pos_int(spec, "model.spx_gru_out", 9)
     if spx_out != 9:
         raise SpecError(f"model.spx_gru_out={spx_out}: use one of: 9 (3x3 convex weights)")
-    hidden = _int_list(spec, "model.hidden_dims", [128, 128, 128])
+    hidden = _int_list(spec, "model.hidden_dims", BP2["hidden_dims"])
     mean, std = _norm_stats(spec)
     arch = {
         "network": NAME, "model_type": "FastFoundationStereo", "version": 2,
-        "num_classes": None, "backbone_desc": "EdgeNeXt (TAO's FoundationStereo encoder)",
+        "num_classes": None, "backbone_scale": backbone_scale(),
+        "backbone_desc": "EdgeNeXt (TAO's FoundationStereo encoder)",
         "encoder": encoder, "max_disparity": max_disp, "n_downsample": 2, "n_gru_layers": 1,
-        "hidden_dims": hidden[:1], "cv_group": _pos_int(spec, "model.cv_group", 8),
+        "hidden_dims": hidden[:1], "cv_group": _pos_int(spec, "model.cv_group", BP2["cv_group"]),
         "gwc_normalize": bool(S.get(spec, "model.gwc_feature_normalize", True)),
-        "concat_channel": _pos_int(spec, "model.concat_channel", 24, minimum=2),
-        "volume_dim": volume_dim, "corr_radius": _pos_int(spec, "model.corr_radius", 4),
+        "concat_channel": _pos_int(spec, "model.concat_channel", BP2["concat_channel"], minimum=2),
+        "volume_dim": volume_dim, "corr_radius": _pos_int(spec, "model.corr_radius", BP2["corr_radius"]),
         "corr_levels": levels, **_widths(spec, hidden[0]), "spx_out": spx_out,
-        "train_iters": _pos_int(spec, "model.train_iters", 22),
-        "valid_iters": _pos_int(spec, "model.valid_iters", 22),
+        "train_iters": _pos_int(spec, "model.train_iters", BP2["train_iters"]),
+        "valid_iters": _pos_int(spec, "model.valid_iters", BP2["valid_iters"]),
         "mean": mean, "std": std,
     }
     _check_joins(arch)
@@ -263,8 +292,12 @@ def build_arch(spec: dict[str, Any]) -> dict[str, Any]:
 def arch_diff(ckpt_arch: dict[str, Any], spec_arch: dict[str, Any]) -> list[str]:
     """``model.<field> (checkpoint X, spec Y)`` for each architecture field that differs
     (iteration counts are not architecture: the spec's are used)."""
-    return [f"{dotted} (checkpoint {ckpt_arch.get(key)}, spec {spec_arch.get(key)})"
-            for key, dotted in _ARCH_FIELDS.items() if ckpt_arch.get(key) != spec_arch.get(key)]
+    out = [f"{dotted} (checkpoint {ckpt_arch.get(key)}, spec {spec_arch.get(key)})"
+           for key, dotted in _ARCH_FIELDS.items() if ckpt_arch.get(key) != spec_arch.get(key)]
+    if ckpt_arch.get("backbone_scale", "full") != spec_arch.get("backbone_scale", "full"):
+        out.append(f"backbone scale (checkpoint {ckpt_arch.get('backbone_scale', 'full')}, "
+                   f"TAO_WORKER_BACKBONE_SCALE {spec_arch.get('backbone_scale')})")
+    return out
 
 
 def input_multiple(arch: dict[str, Any]) -> int:

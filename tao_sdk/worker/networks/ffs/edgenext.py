@@ -11,9 +11,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-#: FoundationStereo's fixed EdgeNeXt configuration.
-DIMS = (48, 96, 160, 304)
-DEPTHS = (3, 3, 9, 3)
+#: FoundationStereo's fixed EdgeNeXt configuration (widths, blocks per stage), and the
+#: worker's ``TAO_WORKER_BACKBONE_SCALE=tiny`` stand-in for CPU smoke runs (one narrow block per
+#: stage; not TAO's network: its checkpoints do not load into it).
+SCALES = {"full": ((48, 96, 160, 304), (3, 3, 9, 3)),
+          "tiny": ((16, 24, 32, 48), (1, 1, 1, 1))}
 KERNELS = (3, 5, 7, 9)
 SPLITS = (2, 2, 3, 4)
 SDTA_STAGES = (1, 2, 3)
@@ -155,15 +157,17 @@ def _init(module: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
-def build_stages() -> tuple[nn.ModuleList, nn.ModuleList]:
-    """``(downsample_layers, stages)`` of FoundationStereo's EdgeNeXt (strides 4, 8, 16, 32)."""
-    down = nn.ModuleList([nn.Sequential(nn.Conv2d(3, DIMS[0], 4, stride=4),
-                                        ChannelsFirstNorm(DIMS[0], eps=1e-6))])
+def build_stages(scale: str) -> tuple[nn.ModuleList, nn.ModuleList]:
+    """``(downsample_layers, stages)`` of FoundationStereo's EdgeNeXt (strides 4, 8, 16, 32) at
+    ``scale`` (:data:`SCALES`)."""
+    dims, depths = SCALES[scale]
+    down = nn.ModuleList([nn.Sequential(nn.Conv2d(3, dims[0], 4, stride=4),
+                                        ChannelsFirstNorm(dims[0], eps=1e-6))])
     for i in range(3):
-        down.append(nn.Sequential(ChannelsFirstNorm(DIMS[i], eps=1e-6),
-                                  nn.Conv2d(DIMS[i], DIMS[i + 1], 2, stride=2)))
+        down.append(nn.Sequential(ChannelsFirstNorm(dims[i], eps=1e-6),
+                                  nn.Conv2d(dims[i], dims[i + 1], 2, stride=2)))
     stages = nn.ModuleList()
-    for i, (dim, depth) in enumerate(zip(DIMS, DEPTHS)):
+    for i, (dim, depth) in enumerate(zip(dims, depths)):
         blocks: list[nn.Module] = [ConvBlock(dim, KERNELS[i]) for _ in range(depth - 1)]
         blocks.append(SdtaBlock(dim, SPLITS[i], i in POS_EMBED_STAGES) if i in SDTA_STAGES
                       else ConvBlock(dim, KERNELS[i]))

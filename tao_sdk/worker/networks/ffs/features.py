@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from tao_sdk.worker.networks.ffs.edgenext import DIMS, build_stages
+from tao_sdk.worker.networks.ffs.edgenext import SCALES, build_stages
 from tao_sdk.worker.networks.ffs.layers import ConvUnit, Residual, UpMerge
 
 #: ``model.encoder`` -> the channels TAO's ``Feature.conv4`` adds for the (absent) ViT branch
@@ -14,9 +14,10 @@ from tao_sdk.worker.networks.ffs.layers import ConvUnit, Residual, UpMerge
 VIT_BAND = {"vits": 32, "vitb": 64, "vitl": 128}
 
 
-def feature_channels(encoder: str) -> list[int]:
+def feature_channels(encoder: str, scale: str = "full") -> list[int]:
     """Channels of the features at 1/4, 1/8, 1/16 and 1/32."""
-    return [2 * DIMS[0] + VIT_BAND[encoder], 2 * DIMS[1], 2 * DIMS[2], DIMS[3]]
+    dims = SCALES[scale][0]
+    return [2 * dims[0] + VIT_BAND[encoder], 2 * dims[1], 2 * dims[2], dims[3]]
 
 
 def _up(cin: int, cout: int) -> UpMerge:
@@ -26,13 +27,14 @@ def _up(cin: int, cout: int) -> UpMerge:
 class Features(nn.Module):
     """``[B, 3, H, W]`` -> features at 1/4, 1/8, 1/16, 1/32 (:func:`feature_channels`)."""
 
-    def __init__(self, encoder: str) -> None:
+    def __init__(self, encoder: str, scale: str = "full") -> None:
         super().__init__()
-        self.downsample_layers, self.stages = build_stages()
-        self.deconv32_16 = _up(DIMS[3], DIMS[2])
-        self.deconv16_8 = _up(2 * DIMS[2], DIMS[1])
-        self.deconv8_4 = _up(2 * DIMS[1], DIMS[0])
-        self.conv4 = nn.Conv2d(2 * DIMS[0], feature_channels(encoder)[0], 1)
+        dims = SCALES[scale][0]
+        self.downsample_layers, self.stages = build_stages(scale)
+        self.deconv32_16 = _up(dims[3], dims[2])
+        self.deconv16_8 = _up(2 * dims[2], dims[1])
+        self.deconv8_4 = _up(2 * dims[1], dims[0])
+        self.conv4 = nn.Conv2d(2 * dims[0], feature_channels(encoder, scale)[0], 1)
 
     def forward(self, x):
         """Encoder, then decoder joining each scale with the one below."""

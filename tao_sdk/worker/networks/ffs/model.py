@@ -40,7 +40,8 @@ class FastFoundationStereo(nn.Module):
     def __init__(self, a: dict[str, Any]) -> None:
         super().__init__()
         self.arch = dict(a)
-        feats = feature_channels(a["encoder"])
+        scale = a.get("backbone_scale", "full")
+        feats = feature_channels(a["encoder"], scale)
         ctx = a["context_widths"]
         vd = a["volume_dim"]
         self.update_block = UpdateBlock(a)
@@ -48,7 +49,7 @@ class FastFoundationStereo(nn.Module):
         self.cam = ChannelAttention(ctx[1], a["cam_mid"] or ctx[1] // 16)
         self.context_zqr_convs = nn.ModuleList(  # TAO builds them; FFS does not run them
             nn.Conv2d(h, 3 * h, 3, padding=1) for h in a["hidden_dims"][:a["n_gru_layers"]])
-        self.feature = Features(a["encoder"])
+        self.feature = Features(a["encoder"], scale)
         self.proj_cmb = nn.Conv2d(feats[0], a["concat_channel"] // 2, 1)
         self.cnet = ContextHeads(feats[0], ctx)
         self.stem_2 = left_stem(a["stem_widths"])
