@@ -86,7 +86,7 @@ _STD = [0.229, 0.224, 0.225]
 TINY_MODEL: dict[str, Any] = {
     "encoder": "vits", "max_disparity": 32, "hidden_dims": [16], "gru_hidden": 16,
     "disp_head_input_dim": 16, "train_iters": 4, "valid_iters": 4,
-    "motion_encoder_widths": [16, 16, 8, 8], "motion_encoder_final": 15, "volume_dim": 8,
+    "motion_encoder_widths": [16, 16, 8, 8], "motion_encoder_final": 15, "volume_dim": 16,
     "concat_channel": 8, "cnet_conv04_widths": [16, 16], "corr_radius": 2, "cv_group": 4,
     "cam_mid_channels": 4, "gru_gating_conv_widths": [24, 32], "disp_head_intermediate": 16,
     "disp_head_pwconv1_widths": [32, 32], "mask_widths": [16, 8],
