@@ -279,7 +279,7 @@ def test_worker_supports_only_the_stereo_model_types():
     from tao_sdk.worker import supports
 
     assert supports("depth_net", "train", "FastFoundationStereo")
-    assert supports("depth_net", "export", "FoundationStereo")
+    assert not supports("depth_net", "export", "FoundationStereo")  # the ViT model: TAO's container
     assert not supports("depth_net", "train", None)
     assert not supports("depth_net", "train", "MetricDepthAnything")
     bank = SkillBank()
