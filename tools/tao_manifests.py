@@ -7,7 +7,9 @@ Lightning module TAO's train action saves, from the skill's default train templa
 ``tools/manifests/<network>/<backbone>.json.gz``: the checkpoint keys with shapes and dtypes,
 the spec fields used, tensor / value counts and, with ``--parity``, the largest relative
 difference between TAO's outputs and the worker's on the same seeded random weights (mapped
-with the network's conversion table, :attr:`NetworkPlugin.tao_keys`). CI
+with the network's conversion table, :attr:`NetworkPlugin.tao_keys`); networks whose settings
+are not a ``model.backbone`` name (FastFoundationStereo: ``bp2`` = the template, ``vits`` /
+``vitb`` = TAO's other ``model.encoder`` values) name them in :data:`_MODEL_SETTINGS`. CI
 (``tests/worker/test_tao_keys.py``) checks the tables against these files without TAO code.
 
 TAO is never a runtime dependency. Set up a maintainer venv outside the repository::
