@@ -7,7 +7,9 @@ Lightning module TAO's train action saves, from the skill's default train templa
 ``tools/manifests/<network>/<backbone>.json.gz``: the checkpoint keys with shapes and dtypes,
 the spec fields used, tensor / value counts and, with ``--parity``, the largest relative
 difference between TAO's outputs and the worker's on the same seeded random weights (mapped
-with the network's conversion table, :attr:`NetworkPlugin.tao_keys`). CI
+with the network's conversion table, :attr:`NetworkPlugin.tao_keys`); networks whose settings
+are not a ``model.backbone`` name (FastFoundationStereo: ``bp2`` = the template, ``vits`` /
+``vitb`` = TAO's other ``model.encoder`` values) name them in :data:`_MODEL_SETTINGS`. CI
 (``tests/worker/test_tao_keys.py``) checks the tables against these files without TAO code.
 
 TAO is never a runtime dependency. Set up a maintainer venv outside the repository::
@@ -57,7 +59,16 @@ NETWORKS = {
     "oneformer": ("tao-train-oneformer",
                   "nvidia_tao_pytorch.cv.oneformer.model.pl_oneformer:OneformerPlModule",
                   ["template"], "template"),
+    # FastFoundationStereo: the template's bp2 widths; TAO's other encoder settings (vitg has
+    # no FFS layout in TAO) change Feature.conv4's (phantom ViT) width band only
+    "depth_net": ("tao-train-fast-foundation-stereo",
+                  "nvidia_tao_pytorch.cv.depth_net.model.stereo_depth.pl_stereo_model:"
+                  "StereoDepthNetPlModel", ["bp2", "vits", "vitb"], "bp2"),
 }
+
+#: setting name -> ``model.*`` overrides of the template (networks whose settings are not a
+#: ``model.backbone`` name; ``bp2`` is the template as it is)
+_MODEL_SETTINGS = {"bp2": {}, "vits": {"encoder": "vits"}, "vitb": {"encoder": "vitb"}}
 
 
 def _detr_inputs(image, _model):
@@ -116,11 +127,38 @@ def _compare(pairs) -> dict:
     return out
 
 
+#: FastFoundationStereo's parity pair (a crop of the random image, multiples of 32: TAO's 3D
+#: volumes at 640x640 take minutes on CPU) and GRU iterations.
+_STEREO_CROP = (256, 320)
+_STEREO_ITERS = 4
+
+
+def _stereo_inputs(image, _model):
+    """FastFoundationStereo: a left crop and the same crop 8 px to the right as the right
+    view; TAO's forward in training form (``test_mode=False``: initial and per-iteration
+    disparities), the worker's in eval form (initial and last)."""
+    h, w = _STEREO_CROP
+    left = image[..., :h, :w]
+    right = image[..., :h, 8:w + 8]
+    return (left, right, _STEREO_ITERS), {"left": left, "right": right,
+                                          "iters": _STEREO_ITERS}
+
+
+def _stereo_outputs(got, ref) -> dict:
+    """Initial disparity (TAO's at 1/4 in 1/4-resolution pixels, the worker's in full-resolution
+    pixels: TAO's x 4) and the full-resolution disparity after the last iteration."""
+    out = _compare((("init_disp", got[0], ref[0] * 4), ("disparity", got[1][-1], ref[1][-1])))
+    out["input"] = [1, 3, *_STEREO_CROP]
+    out["iters"] = _STEREO_ITERS
+    return out
+
+
 #: network -> (the (TAO positional inputs, worker keyword inputs) of one image, the output
 #: comparison), for :func:`parity` and :func:`check_load`.
 _INPUTS = {"rtdetr": (_detr_inputs, _detection_outputs),
            "deformable_detr": (_dd_inputs, _detection_outputs),
-           "oneformer": (_oneformer_inputs, _segmentation_outputs)}
+           "oneformer": (_oneformer_inputs, _segmentation_outputs),
+           "depth_net": (_stereo_inputs, _stereo_outputs)}
 
 
 def _label_map_file() -> str:
@@ -200,7 +238,9 @@ def template_spec(skill: str, backbone: str) -> dict:
 
     path = REPO / "skills" / skill / "references" / "spec_template_train.yaml"
     spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-    if backbone != "template":  # DETR family: model.backbone names the backbone
+    if backbone in _MODEL_SETTINGS:  # a named setting of the template's model section
+        spec["model"].update(_MODEL_SETTINGS[backbone])
+    elif backbone != "template":  # DETR family: model.backbone names the backbone
         spec["model"]["backbone"] = backbone
         spec["model"]["pretrained_backbone_path"] = None
     return spec
@@ -342,16 +382,19 @@ def write_index() -> Path:
             "magnitude (detection: class logits and boxes; OneFormer, with the same semantic "
             "task token on both sides: class logits and mask logits of the last decoder layer), "
             "and (RT-DETR selects its decoder queries by a top-k whose near-ties under "
-            "random weights may order them differently) the same after pairing queries.", "",
+            "random weights may order them differently) the same after pairing queries; "
+            "FastFoundationStereo (`depth_net`; settings: the template's bp2 widths and TAO's "
+            "other `model.encoder` values): the full-resolution disparity after 4 GRU "
+            "iterations on a 256x320 crop and the crop shifted by 8 px.", "",
             "| network | backbone | tensors | values | logits rel | boxes rel | masks rel "
-            "| matched rel |",
-            "|---|---|---|---|---|---|---|---|"]
+            "| matched rel | disparity rel |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for path in sorted(OUT.glob("*/*.json.gz")):
         with gzip.open(path, "rt", encoding="utf-8") as fh:
             data = json.load(fh)
         par = data.get("parity", {})
         figures = " | ".join(_figure(par.get(f"{k}_max_rel"))
-                             for k in ("logits", "boxes", "masks", "matched"))
+                             for k in ("logits", "boxes", "masks", "matched", "disparity"))
         rows.append(f"| {data['network']} | {data['backbone']} | {data['tensors']} | "
                     f"{data['values']:,} | {figures} |")
     path = OUT / "README.md"

@@ -127,6 +127,9 @@ class NetworkPlugin:
     #: TAO checkpoint keys <-> this model's (a :class:`tao_sdk.worker.weights.keymap.KeyMap`;
     #: ``None``: the network reads and writes only the worker's own keys).
     tao_keys: Any = None
+    #: NVIDIA's published research checkpoint keys -> this model's (a ``KeyMap``; ``None``: none
+    #: is read), tried on bare state dicts by :func:`tao_sdk.worker.weights.read_state_dict`.
+    research_keys: Any = None
     #: A state-dict key whose first dimension is the class count (class-head reporting).
     class_count_key: str | None = None
     unhonoured_table: dict[str, tuple] = {}

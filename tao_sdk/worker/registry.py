@@ -41,8 +41,8 @@ REGISTRY: dict[str, tuple] = {
     "rtdetr": ("tao_sdk.worker.networks.rtdetr", (*ACTIONS, "distill", "quantize")),
     "deformable_detr": ("tao_sdk.worker.networks.deformable_detr", (*ACTIONS, "quantize")),
     "oneformer": ("tao_sdk.worker.networks.oneformer", ACTIONS),
-    "depth_net": ("tao_sdk.worker.networks.depth_net", ACTIONS,
-                  ("FastFoundationStereo", "FoundationStereo")),
+    # FoundationStereo (with its DepthAnything V2 ViT) runs in the TAO container only
+    "depth_net": ("tao_sdk.worker.networks.depth_net", ACTIONS, ("FastFoundationStereo",)),
 }
 
 

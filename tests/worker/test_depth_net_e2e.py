@@ -44,6 +44,7 @@ def env(monkeypatch, tmp_path):
     monkeypatch.delenv("TAO_SKILLS_ENTRYPOINT", raising=False)
     monkeypatch.setenv("TAO_WORKER_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("TAO_WORKER_BACKBONE_SCALE", "tiny")  # TAO's EdgeNeXt as one narrow block
 
 
 @pytest.fixture(scope="module")

@@ -14,15 +14,15 @@ from tao_sdk.worker.errors import DatasetError, SpecError  # noqa: E402
 from tao_sdk.worker.networks import depth_net as N  # noqa: E402
 from tao_sdk.worker.tasks import stereo as T  # noqa: E402
 
-#: A small architecture (every width field set) that runs in well under a second on a CPU.
-SMALL = {
-    "max_disparity": 32, "hidden_dims": [16], "gru_hidden": 16, "disp_head_input_dim": 16,
-    "train_iters": 3, "valid_iters": 2, "motion_encoder_widths": [16, 16, 8, 8],
-    "motion_encoder_final": 16, "volume_dim": 16, "concat_channel": 8,
-    "cnet_conv04_widths": [16, 16], "corr_radius": 2, "cv_group": 4, "classifier_mid": 8,
-    "disp_head_intermediate": 16, "mask_widths": [16, 8], "spx_2_gru_widths": [16],
-    "stem_2_widths": [8, 12],
-}
+#: A small architecture (the tiny preset's widths) for the CPU tests.
+SMALL = {**N.TINY_MODEL, "train_iters": 3, "valid_iters": 2}
+
+
+@pytest.fixture(autouse=True)
+def _tiny_backbone(monkeypatch):
+    """The worker's one-block EdgeNeXt stand-in (TAO's full encoder is covered by
+    ``tests/worker/test_tao_keys.py`` and ``tools/tao_manifests.py --parity``)."""
+    monkeypatch.setenv("TAO_WORKER_BACKBONE_SCALE", "tiny")
 
 
 def _arch(**model):
@@ -41,7 +41,11 @@ def test_arch_defaults_are_the_bp2_block():
 
 @pytest.mark.parametrize("model, key", [
     ({"max_disparity": 30}, "model.max_disparity"),
-    ({"n_gru_layers": 2}, "model.hidden_dims"),
+    ({"n_gru_layers": 2}, "model.n_gru_layers"),
+    ({"n_downsample": 1}, "model.n_downsample"),
+    ({"encoder": "vitg"}, "model.encoder"),
+    ({"volume_dim": 10}, "model.volume_dim"),
+    ({"mask_widths": [16, 4]}, "model.spx_2_gru_widths"),
     ({"cv_group": 5}, "model.cv_group"),
     ({"model_type": "MetricDepthAnything"}, "model.model_type"),
     ({"disp_head_input_dim": 20}, "model.disp_head_input_dim"),
@@ -53,16 +57,15 @@ def test_arch_errors_name_the_field(model, key):
         _arch(**model)
 
 
-@pytest.mark.parametrize("n_down, n_gru, levels", [(2, 1, 2), (1, 3, 1), (2, 2, 1)])
-def test_forward_shapes_and_iterations(n_down, n_gru, levels):
-    arch = _arch(n_downsample=n_down, n_gru_layers=n_gru, hidden_dims=[16] * n_gru,
-                 corr_levels=levels)
+@pytest.mark.parametrize("encoder, levels", [("vits", 2), ("vitl", 1)])
+def test_forward_shapes_and_iterations(encoder, levels):
+    arch = _arch(encoder=encoder, corr_levels=levels)
     model = N.build_model(arch)
     left, right = torch.randn(2, 3, 32, 64), torch.randn(2, 3, 32, 64)
     model.train()
     init, outs = model(left, right)
     assert len(outs) == arch["train_iters"]
-    assert init.shape == (2, 1, 32 // 2 ** n_down, 64 // 2 ** n_down)
+    assert init.shape == (2, 1, 32 // 4, 64 // 4)
     assert all(o.shape == (2, 1, 32, 64) for o in outs)
     model.eval()
     _init, outs = model(left, right)
@@ -78,9 +81,9 @@ def test_predict_pads_any_size_and_crops_back():
 def test_sequence_loss_masks_and_trains():
     torch.manual_seed(0)
     model = N.build_model(_arch())
-    left = torch.rand(1, 3, 32, 32)
+    left = torch.rand(1, 3, 64, 64)  # 1/32 features of 2x2 (BatchNorm needs > 1 value)
     right = torch.roll(left, -4, dims=3)  # constant disparity 4
-    gt = torch.full((1, 1, 32, 32), 4.0)
+    gt = torch.full((1, 1, 64, 64), 4.0)
     valid = torch.ones_like(gt, dtype=torch.bool)
     valid[..., -4:] = False
     init, outs = model(left, right)
@@ -276,7 +279,7 @@ def test_worker_supports_only_the_stereo_model_types():
     from tao_sdk.worker import supports
 
     assert supports("depth_net", "train", "FastFoundationStereo")
-    assert supports("depth_net", "export", "FoundationStereo")
+    assert not supports("depth_net", "export", "FoundationStereo")  # the ViT model: TAO's container
     assert not supports("depth_net", "train", None)
     assert not supports("depth_net", "train", "MetricDepthAnything")
     bank = SkillBank()

@@ -18,7 +18,7 @@ from tao_sdk.worker.weights.manifests import coverage_problems, manifest_paths, 
 
 REPO = Path(__file__).resolve().parents[2]
 SKILLS = {"rtdetr": "tao-train-rtdetr", "deformable_detr": "tao-train-deformable-detr",
-          "oneformer": "tao-train-oneformer"}
+          "oneformer": "tao-train-oneformer", "depth_net": "tao-train-fast-foundation-stereo"}
 
 
 def manifest_spec(manifest: dict) -> dict:
@@ -74,7 +74,8 @@ def test_backbone_the_worker_does_not_build_is_refused_at_plan_time():
 
 @pytest.mark.parametrize("network,backbone", [("rtdetr", "resnet_50"),
                                               ("rtdetr", "convnext_tiny"),
-                                              ("oneformer", "template")])
+                                              ("oneformer", "template"),
+                                              ("depth_net", "bp2")])
 def test_tao_checkpoint_from_manifest_loads_every_tensor(network, backbone, monkeypatch):
     """A checkpoint laid out as TAO's trainer saves it (default template) loads into the
     worker's model with 0 missing and 0 unexpected tensors (shapes only: meta tensors;
@@ -241,3 +242,74 @@ def test_postprocess_is_taos():
     assert scores.tolist() == pytest.approx([torch.sigmoid(torch.tensor(3.0)).item(),
                                              torch.sigmoid(torch.tensor(2.0)).item()])
     assert xyxy.ravel().tolist() == pytest.approx([160.0, 30.0, 220.0, 70.0, 80.0, 40.0, 120.0, 60.0])
+
+
+def _research_name(key: str) -> str:
+    """A worker (= TAO) FastFoundationStereo key as NVIDIA's research checkpoint names it
+    (the inverse of the renames TAO's ``fast_foundation_stereo/ckpt_utils.py`` applies)."""
+    import re
+
+    key = re.sub(r"^cost_agg\.atts\.cost_vol_disp\.", "cost_agg.atts.4.", key)
+    key = re.sub(r"^(corr_feature_att|classifier)\.", r"\1.layers.", key)
+    key = re.sub(r"^feature\.downsample_layers\.0\.", "feature.stem.", key)
+    key = re.sub(r"^feature\.downsample_layers\.(\d)\.", r"feature.stages.\1.downsample.", key)
+    m = re.match(r"^feature\.stages\.(\d)\.(\d+)\.(.*)$", key)
+    if m:
+        rest = {"dwconv.": "conv_dw.", "pwconv1.": "mlp.fc1.", "pwconv2.": "mlp.fc2."}
+        tail = m.group(3)
+        for ours, theirs in rest.items():
+            if tail.startswith(ours):
+                tail = theirs + tail[len(ours):]
+        key = f"feature.stages.{m.group(1)}.blocks.{m.group(2)}.{tail}"
+    return key
+
+
+def test_ffs_research_checkpoint_loads(tmp_path, monkeypatch):
+    """NVIDIA's research layout of FastFoundationStereo (``module.``-prefixed, timm EdgeNeXt
+    names, ``cost_agg.atts.4``, ``*.layers.``; no ``dx`` buffer) loads every tensor it has
+    into the worker's model (tiny backbone: the same names, fewer blocks)."""
+    import torch
+
+    from tao_sdk.worker.weights import load_weights
+
+    monkeypatch.setenv("TAO_WORKER_BACKBONE_SCALE", "tiny")
+    plugin, model = _tiny("depth_net")
+    _p2, source = _tiny("depth_net")
+    research = {"module." + _research_name(k): v for k, v in source.state_dict().items()
+                if k != "dx"}
+    assert any(".blocks.0.conv_dw." in k for k in research)
+    path = tmp_path / "model_best_bp2_serialize.pth"
+    torch.save({"model": research}, path)
+    report = load_weights(model, path, plugin, "train.pretrained_model_path")
+    assert report.layout == "research checkpoint"
+    assert report.loaded == report.total == len(research) and report.initial == ["dx"]
+    own = model.state_dict()
+    assert all(torch.equal(own[k], v) for k, v in source.state_dict().items())
+
+
+def test_ffs_worker_checkpoint_round_trips_through_tao_layout(monkeypatch):
+    import torch
+
+    from tao_sdk.worker.weights import tao_state
+
+    monkeypatch.setenv("TAO_WORKER_BACKBONE_SCALE", "tiny")
+    plugin, model = _tiny("depth_net")
+    layout, tao = tao_state(plugin, model.state_dict())
+    assert layout == "tao" and set(tao) == {f"model.{k}" for k in model.state_dict()}
+    back, skipped = plugin.tao_keys.to_worker(tao, model.state_dict())
+    assert not skipped and all(torch.equal(back[k], v) for k, v in model.state_dict().items())
+
+
+def test_ffs_setting_the_worker_does_not_build_is_refused_at_plan_time():
+    from tao_sdk.bank import get_bank
+    from tao_sdk.worker.errors import SpecError
+
+    template = get_bank().get("depth_net").template("train")
+    for field, value, allowed in (("encoder", "vitg", "vits, vitb, vitl"),
+                                  ("n_gru_layers", 3, "1")):
+        spec = copy.deepcopy(template)
+        spec["model"][field] = value
+        with pytest.raises(SpecError, match=f"model.{field}={value!r}.*use one of: {allowed}"
+                           .replace("'", "'?")):
+            preflight("depth_net", "train", spec)
+    preflight("depth_net", "train", copy.deepcopy(template))

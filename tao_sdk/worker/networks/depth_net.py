@@ -1,30 +1,34 @@
-"""FastFoundationStereo (``depth_net``, ``model.model_type: FastFoundationStereo``): a compact
-iterative stereo network of the FoundationStereo family, built from the spec's ``model`` section.
+"""FastFoundationStereo (``depth_net``, ``model.model_type: FastFoundationStereo``): TAO 7.3.0's
+network, the distilled layout of NVIDIA's bp2 checkpoint, built from the spec's ``model``
+section (the torch modules: :mod:`tao_sdk.worker.networks.ffs`).
 
-No maintained package implements FoundationStereo, so this module holds a compact network of
-the same family (IGEV / RAFT-Stereo / FoundationStereo):
+1. **features**: TAO's fixed EdgeNeXt encoder (widths 48/96/160/304) of both images and a
+   decoder to 1/4 resolution; ``model.encoder`` sets the width band TAO's ``Feature.conv4``
+   keeps for its (absent) ViT branch (vits 32, vitb 64, vitl 128 channels);
+2. **hybrid cost volume** at 1/4 to ``model.max_disparity``: group-wise correlation
+   (``model.cv_group``, ``model.gwc_feature_normalize``) + concatenation of features projected
+   to ``model.concat_channel / 2``, filtered to ``model.volume_dim`` channels, aggregated by a
+   gated 3D hourglass with a disparity transformer at 1/16; a one-layer classifier gives the
+   initial disparity by soft-argmin;
+3. **iterative refinement**: the geometry volume (``model.corr_levels`` levels, radius
+   ``model.corr_radius``) feeds the motion encoder (``model.motion_encoder_widths``,
+   ``model.motion_encoder_final``) and one selective ConvGRU (``model.gru_hidden``, gates
+   ``model.gru_gating_conv_widths``; context from ``model.cnet_conv04_widths`` with channel
+   attention ``model.cam_mid_channels``); the disparity head (``model.disp_head_intermediate``,
+   ``model.disp_head_pwconv1_widths``) adds an update per iteration (``model.train_iters`` /
+   ``model.valid_iters``);
+4. **convex 4x up-sampling**: mask features (``model.mask_widths``) and the left stem at 1/2
+   (``model.stem_2_widths``) through ``model.spx_2_gru_widths`` to ``model.spx_gru_out`` (= 9)
+   weights per full-resolution pixel.
 
-1. a shared CNN **feature encoder** for the left and right images (stem at 1/2 resolution with
-   ``model.stem_2_widths``, features of ``model.hidden_dims[0]`` channels at the cost-volume
-   scale 1/2^``model.n_downsample``);
-2. a **hybrid cost volume** up to ``model.max_disparity`` (``max_disparity / 2^n_downsample``
-   disparity levels): group-wise correlation (``model.cv_group`` groups, features L2-normalised
-   with ``model.gwc_feature_normalize``) plus a concatenation volume (``model.concat_channel``
-   features per image), filtered by 3D convolutions of ``model.volume_dim`` channels with an
-   image-guided channel attention (``model.cam_mid_channels``), and a classifier
-   (``model.classifier_mid``) giving the initial disparity by soft-argmin;
-3. **iterative ConvGRU refinement**: each iteration looks up the filtered and the correlation
-   volumes (``model.corr_levels`` levels, radius ``model.corr_radius``) around the current
-   disparity, encodes them with the motion encoder (``model.motion_encoder_widths``,
-   ``model.motion_encoder_final``), updates ``model.n_gru_layers`` ConvGRUs (finest width
-   ``model.gru_hidden``, coarser ones ``model.hidden_dims[i]``; context from
-   ``model.cnet_conv04_widths``) and adds the disparity head's update
-   (``model.disp_head_input_dim`` -> ``model.disp_head_intermediate`` -> 1);
-   ``model.train_iters`` iterations when training, ``model.valid_iters`` otherwise;
-4. **learned convex upsampling** to full resolution: mask features (``model.mask_widths``) are
-   brought to 1/2 resolution, joined with the stem features (``model.spx_2_gru_widths``) and
-   turned into ``model.spx_gru_out`` (= 9, a 3x3 neighbourhood) weights per full-resolution
-   pixel.
+As in TAO, ``model.hidden_dims`` only sizes ``context_zqr_convs`` (built, not run),
+``model.classifier_mid`` and ``model.disp_head_input_dim`` size nothing. Settings TAO's FFS
+cannot run (``n_gru_layers`` > 1, ``n_downsample`` != 2, ``encoder: vitg``) are refused.
+
+Checkpoints: the state dict's keys are TAO's (minus the Lightning ``model.`` prefix), so TAO's
+checkpoints load key for key (:data:`TAO_KEYS`); NVIDIA's research checkpoint layout (what
+TAO's ``fast_foundation_stereo/ckpt_utils.py`` renames from: timm EdgeNeXt names,
+``cost_agg.atts.4``, ``*.layers.``) loads through :data:`RESEARCH_KEYS`.
 
 The architecture is a plain dict (:func:`build_arch`) saved in every checkpoint, so evaluate /
 inference / export rebuild exactly the trained network. Fields of the FFS spec that have no
@@ -39,8 +43,9 @@ from typing import Any
 from tao_sdk.dotted import as_int
 from tao_sdk.worker import spec as S
 from tao_sdk.worker.errors import SpecError
-from tao_sdk.worker.plugin import NetworkPlugin, OnnxExport
+from tao_sdk.worker.plugin import NetworkPlugin, OnnxExport, backbone_scale
 from tao_sdk.worker.tasks.stereo import TASK
+from tao_sdk.worker.weights.keymap import KeyMap, Rule
 
 __all__ = [
     "NAME",
@@ -58,6 +63,9 @@ __all__ = [
     "unhonoured_augmentation",
     "input_multiple",
     "TINY_MODEL",
+    "ENCODERS",
+    "TAO_KEYS",
+    "RESEARCH_KEYS",
     "DepthNetPlugin",
     "PLUGIN",
 ]
@@ -73,28 +81,35 @@ LOSS_GAMMA = 0.9
 #: ImageNet statistics TAO uses by default (``dataset.*.augmentation.input_mean/std``).
 _MEAN = [0.485, 0.456, 0.406]
 _STD = [0.229, 0.224, 0.225]
-#: A small architecture (``model.*`` values) for CPU tests, benchmarks and the demo: about
-#: 0.1 M parameters, a cost volume to 32 px, 4 iterations.
+#: A small architecture (``model.*`` values) for CPU tests, benchmarks and the demo: TAO's
+#: EdgeNeXt encoder (fixed) with narrow heads, a cost volume to 32 px, 4 iterations.
 TINY_MODEL: dict[str, Any] = {
-    "max_disparity": 32, "hidden_dims": [16], "gru_hidden": 16, "disp_head_input_dim": 16,
-    "train_iters": 4, "valid_iters": 4, "motion_encoder_widths": [32, 24, 8, 8],
-    "motion_encoder_final": 24, "volume_dim": 16, "concat_channel": 8,
-    "cnet_conv04_widths": [24, 16], "corr_radius": 2, "cv_group": 4, "classifier_mid": 8,
-    "disp_head_intermediate": 16, "mask_widths": [16, 8], "spx_2_gru_widths": [16],
-    "stem_2_widths": [8, 12],
+    "encoder": "vits", "max_disparity": 32, "hidden_dims": [16], "gru_hidden": 16,
+    "disp_head_input_dim": 16, "train_iters": 4, "valid_iters": 4,
+    "motion_encoder_widths": [16, 16, 8, 8], "motion_encoder_final": 15, "volume_dim": 16,
+    "concat_channel": 8, "cnet_conv04_widths": [16, 16], "corr_radius": 2, "cv_group": 4,
+    "cam_mid_channels": 4, "gru_gating_conv_widths": [24, 32], "disp_head_intermediate": 16,
+    "disp_head_pwconv1_widths": [32, 32], "mask_widths": [16, 8],
+    "spx_2_gru_widths": [8, 8, 8, 8], "stem_2_widths": [8, 8],
 }
-#: Spec fields this implementation reads (everything else under ``model.`` is reported).
+#: ``model.encoder`` values TAO builds FastFoundationStereo with (the ViT band of
+#: ``Feature.conv4``: half of DepthAnything V2's DPT width).
+ENCODERS = ("vits", "vitb", "vitl")
+#: Twice EdgeNeXt's first width per ``TAO_WORKER_BACKBONE_SCALE`` (the 1/4 features without the
+#: ViT band; :data:`tao_sdk.worker.networks.ffs.edgenext.SCALES`).
+_STEM_X2 = {"full": 96, "tiny": 32}
+#: Architecture record key -> the spec field it comes from (checkpoint / spec comparison).
 _ARCH_FIELDS = {
-    "max_disparity": "model.max_disparity", "n_downsample": "model.n_downsample",
-    "stem_widths": "model.stem_2_widths", "hidden_dims": "model.hidden_dims",
-    "cv_group": "model.cv_group", "gwc_normalize": "model.gwc_feature_normalize",
-    "concat_channel": "model.concat_channel", "volume_dim": "model.volume_dim",
-    "cam_mid": "model.cam_mid_channels", "classifier_mid": "model.classifier_mid",
+    "encoder": "model.encoder", "max_disparity": "model.max_disparity",
+    "hidden_dims": "model.hidden_dims", "cv_group": "model.cv_group",
+    "gwc_normalize": "model.gwc_feature_normalize", "concat_channel": "model.concat_channel",
+    "volume_dim": "model.volume_dim", "cam_mid": "model.cam_mid_channels",
     "corr_radius": "model.corr_radius", "corr_levels": "model.corr_levels",
-    "motion_widths": "model.motion_encoder_widths", "motion_final": "model.motion_encoder_final",
-    "gru_hidden": "model.gru_hidden", "n_gru_layers": "model.n_gru_layers",
+    "motion_widths": "model.motion_encoder_widths", "motion_out": "model.motion_encoder_final",
+    "gru_hidden": "model.gru_hidden", "gru_gates": "model.gru_gating_conv_widths",
     "context_widths": "model.cnet_conv04_widths", "disp_head": "model.disp_head_intermediate",
-    "mask_widths": "model.mask_widths", "spx_widths": "model.spx_2_gru_widths",
+    "disp_pw": "model.disp_head_pwconv1_widths", "mask_widths": "model.mask_widths",
+    "stem_widths": "model.stem_2_widths", "spx_widths": "model.spx_2_gru_widths",
     "spx_out": "model.spx_gru_out",
 }
 
@@ -102,20 +117,28 @@ _ARCH_FIELDS = {
 # --------------------------------------------------------------------------- architecture
 
 
-def _int_list(spec: dict, key: str, default: list[int], length: int | None = None) -> list[int]:
-    """A list of positive ints at ``key`` (``length`` entries when given)."""
+def _int_list(spec: dict, key: str, default: list[int] | None, length: int | None = None
+              ) -> list[int] | None:
+    """A list of positive ints at ``key`` (``length`` entries when given; ``None`` where the
+    default is ``None`` and the field is unset)."""
     value = S.get(spec, key, default)
+    if value is None and default is None:
+        return None
+    example = default or [16] * (length or 2)
     if not isinstance(value, (list, tuple)) or not value or not all(
             isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
-        raise SpecError(f"{key}={value!r} must be a list of positive integers, e.g. {default}")
+        raise SpecError(f"{key}={value!r} must be a list of positive integers, e.g. {example}")
     if length is not None and len(value) != length:
-        raise SpecError(f"{key}={value!r} must have {length} entries, e.g. {default}")
+        raise SpecError(f"{key}={value!r} must have {length} entries, e.g. {example}")
     return [int(v) for v in value]
 
 
-def _pos_int(spec: dict, key: str, default: int, minimum: int = 1) -> int:
+def _pos_int(spec: dict, key: str, default: int | None, minimum: int = 1) -> int | None:
     """A positive int at ``key`` (``None`` -> ``default``)."""
-    return as_int(S.get(spec, key, default), key, minimum=minimum, error=SpecError, hint=f" (default {default})")
+    value = S.get(spec, key, default)
+    if value is None:
+        return None
+    return as_int(value, key, minimum=minimum, error=SpecError, hint=f" (default {default})")
 
 
 def _norm_stats(spec: dict) -> tuple[list[float], list[float]]:
@@ -131,106 +154,176 @@ def _norm_stats(spec: dict) -> tuple[list[float], list[float]]:
     return [float(v) for v in mean], [float(v) for v in std]
 
 
+def _check_buildable(spec: dict) -> str:
+    """Refuse the settings TAO's FastFoundationStereo does not build or run; return
+    ``model.encoder``."""
+    model_type = S.get(spec, "model.model_type", "FastFoundationStereo")
+    if model_type != "FastFoundationStereo":
+        raise SpecError(
+            f"model.model_type={model_type!r}: this worker builds FastFoundationStereo only "
+            "(FoundationStereo with its DepthAnything V2 ViT, MetricDepthAnything and "
+            "RelativeDepthAnything need the TAO container); use one of: FastFoundationStereo")
+    for key, allowed in (("model.n_downsample", 2), ("model.n_gru_layers", 1)):
+        value = _pos_int(spec, key, allowed)
+        if value != allowed:
+            raise SpecError(f"{key}={value}: TAO's FastFoundationStereo runs one GRU level at 1/4 "
+                            f"resolution; use one of: {allowed}")
+    encoder = S.get(spec, "model.encoder", "vitl")
+    if encoder not in ENCODERS:
+        raise SpecError(f"model.encoder={encoder!r}: TAO's FastFoundationStereo has no feature "
+                        f"layout for it; use one of: {', '.join(ENCODERS)} (bp2: vitl)")
+    return str(encoder)
+
+
+#: The defaults of unset fields: the skill's train template (NVIDIA's bp2 widths; TAO Core's
+#: own dataclass defaults, e.g. ``n_gru_layers: 3``, build a network TAO's FFS cannot run).
+BP2: dict[str, Any] = {
+    "max_disparity": 192, "hidden_dims": [128], "cv_group": 8, "volume_dim": 28,
+    "concat_channel": 24, "corr_radius": 4, "corr_levels": 2, "train_iters": 22,
+    "valid_iters": 8, "motion_encoder_widths": [56, 96, 16, 12], "motion_encoder_final": 48,
+    "gru_hidden": 60, "gru_gating_conv_widths": [100, 168], "disp_head_intermediate": 36,
+    "disp_head_pwconv1_widths": [212, 244], "mask_widths": [32, 16], "stem_2_widths": [12, 16],
+    "spx_2_gru_widths": [16, 12, 16, 24], "cnet_conv04_widths": [60, 48],
+    "cam_mid_channels": 8,
+}
+
+
+def _bp2(spec: dict, field: str, length: int | None = None):
+    """``model.<field>`` (a positive int, or ints with ``length`` entries); unset -> bp2's; an
+    explicit ``null`` -> ``None`` (TAO's derived default)."""
+    key = f"model.{field}"
+    model = spec.get("model") if isinstance(spec.get("model"), dict) else {}
+    if field in model and model[field] is None:
+        return None
+    if isinstance(BP2[field], list):
+        return _int_list(spec, key, BP2[field], length)
+    return _pos_int(spec, key, BP2[field])
+
+
+def _widths(spec: dict, hidden0: int) -> dict[str, Any]:
+    """The width fields (bp2's when unset; TAO's derivation where a field is ``null``)."""
+    gru = _bp2(spec, "gru_hidden") or hidden0
+    context = _bp2(spec, "cnet_conv04_widths", 2) or [hidden0, hidden0]
+    motion_out = _bp2(spec, "motion_encoder_final")
+    if motion_out is None and hidden0 != 128:
+        raise SpecError(f"model.motion_encoder_final is null and model.hidden_dims[0]={hidden0}: "
+                        "TAO then sizes the motion encoder (127) and the GRU input "
+                        f"({hidden0 - 1}) differently; set model.motion_encoder_final (bp2: 48)")
+    head = _pos_int(spec, "model.disp_head_input_dim", gru)
+    if head != gru:
+        raise SpecError(f"model.disp_head_input_dim={head} must equal model.gru_hidden={gru} "
+                        "(the disparity head reads the GRU state)")
+    return {
+        "gru_hidden": gru, "context_widths": context,
+        "motion_widths": _bp2(spec, "motion_encoder_widths", 4) or [256, 256, 64, 64],
+        "motion_out": 127 if motion_out is None else motion_out,
+        "motion_in": hidden0 - 1 if motion_out is None else motion_out,
+        "gru_gates": _bp2(spec, "gru_gating_conv_widths", 2),
+        "disp_head": _bp2(spec, "disp_head_intermediate") or gru,
+        "disp_pw": _bp2(spec, "disp_head_pwconv1_widths", 2),
+        "mask_widths": _bp2(spec, "mask_widths", 2) or [64, 32],
+        "stem_widths": _bp2(spec, "stem_2_widths", 2) or [32, 32],
+        "spx_widths": _bp2(spec, "spx_2_gru_widths", 4) or [32, 32, 32, 32],
+        "cam_mid": _bp2(spec, "cam_mid_channels") or max(1, context[1] // 16),
+    }
+
+
+def _check_joins(a: dict[str, Any]) -> None:
+    """Widths that must agree where modules meet."""
+    joins = [("model.spx_2_gru_widths[0]", a["spx_widths"][0], "model.mask_widths[1]",
+              a["mask_widths"][1]),
+             ("model.spx_2_gru_widths[2]", a["spx_widths"][2], "model.stem_2_widths[1]",
+              a["stem_widths"][1])]
+    for key, value, other, want in joins:
+        if value != want:
+            raise SpecError(f"{key}={value} must equal {other}={want} (the tensors they size "
+                            "are joined)")
+    gates = a["gru_gates"]
+    if gates is not None and gates[1] <= a["gru_hidden"]:
+        raise SpecError(f"model.gru_gating_conv_widths[1]={gates[1]} must exceed "
+                        f"model.gru_hidden={a['gru_hidden']}")
+    channels = (32, 64, 128)[ENCODERS.index(a["encoder"])] + _STEM_X2[a["backbone_scale"]]
+    if channels % a["cv_group"]:
+        raise SpecError(f"model.cv_group={a['cv_group']} must divide the {channels} feature "
+                        f"channels of model.encoder={a['encoder']}, e.g. 8")
+
+
 def build_arch(spec: dict[str, Any]) -> dict[str, Any]:
     """The architecture record of the spec's ``model`` section (stored in checkpoints).
 
-    Raises :class:`SpecError` naming the dotted key for a value this network cannot build
-    (e.g. ``model.max_disparity`` not a multiple of 2^``n_downsample``, ``hidden_dims[0]``
-    not divisible by ``cv_group``, fewer ``hidden_dims`` than ``n_gru_layers``).
-    """
-    model_type = S.get(spec, "model.model_type", "FastFoundationStereo")
-    if model_type not in ("FastFoundationStereo", "FoundationStereo"):
-        raise SpecError(
-            f"model.model_type={model_type!r}: this worker runs the stereo models "
-            "(FastFoundationStereo, FoundationStereo); mono depth (MetricDepthAnything, "
-            "RelativeDepthAnything) needs the TAO container"
-        )
-    n_down = _pos_int(spec, "model.n_downsample", 2)
-    if n_down > 2:
-        raise SpecError(f"model.n_downsample={n_down} must be 1 or 2 (cost volume at 1/2 or 1/4)")
-    scale = 2 ** n_down
-    max_disp = _pos_int(spec, "model.max_disparity", 192, minimum=scale * 2)
-    if max_disp % scale:
-        raise SpecError(f"model.max_disparity={max_disp} must be a multiple of "
-                        f"{scale} (2^model.n_downsample), e.g. {max_disp - max_disp % scale}")
-    n_gru = _pos_int(spec, "model.n_gru_layers", 1)
-    if n_gru > 3:
-        raise SpecError(f"model.n_gru_layers={n_gru} must be 1, 2 or 3")
-    hidden = _int_list(spec, "model.hidden_dims", [128])
-    if len(hidden) < n_gru:
-        raise SpecError(f"model.hidden_dims={hidden} has {len(hidden)} entries but "
-                        f"model.n_gru_layers={n_gru}: give one width per GRU level "
-                        f"(e.g. {[hidden[0]] * n_gru}) or lower model.n_gru_layers")
-    cv_group = _pos_int(spec, "model.cv_group", 8)
-    if hidden[0] % cv_group:
-        raise SpecError(f"model.hidden_dims[0]={hidden[0]} (feature channels) must be divisible "
-                        f"by model.cv_group={cv_group}; e.g. model.cv_group=8")
-    levels = _pos_int(spec, "model.corr_levels", 2)
+    Raises :class:`SpecError` naming the dotted key for a value TAO's FastFoundationStereo
+    cannot build or run (see :func:`_check_buildable`, e.g. ``model.max_disparity`` not a
+    multiple of 32, ``model.volume_dim`` not a multiple of 4, widths that do not join)."""
+    encoder = _check_buildable(spec)
+    max_disp = _pos_int(spec, "model.max_disparity", BP2["max_disparity"], minimum=32)
+    if max_disp % 32:
+        raise SpecError(f"model.max_disparity={max_disp} must be a multiple of 32 (the hourglass "
+                        f"halves the 1/4 volume three times), e.g. {max_disp - max_disp % 32}")
+    volume_dim = _pos_int(spec, "model.volume_dim", BP2["volume_dim"], minimum=4)
+    if volume_dim % 4:
+        raise SpecError(f"model.volume_dim={volume_dim} must be a multiple of 4 (4 attention "
+                        f"heads), e.g. {volume_dim - volume_dim % 4 or 8}")
+    levels = _pos_int(spec, "model.corr_levels", BP2["corr_levels"])
     if levels > 2:
-        raise SpecError(f"model.corr_levels={levels} must be 1 or 2")
-    gru_hidden = _pos_int(spec, "model.gru_hidden", 60)
-    head_in = _pos_int(spec, "model.disp_head_input_dim", gru_hidden)
-    if head_in != gru_hidden:
-        raise SpecError(f"model.disp_head_input_dim={head_in} must equal the finest GRU width "
-                        f"model.gru_hidden={gru_hidden} (the disparity head reads the GRU state)")
+        raise SpecError(f"model.corr_levels={levels}: use one of: 1, 2")
     spx_out = _pos_int(spec, "model.spx_gru_out", 9)
     if spx_out != 9:
-        raise SpecError(f"model.spx_gru_out={spx_out} must be 9 (3x3 convex-upsampling weights)")
+        raise SpecError(f"model.spx_gru_out={spx_out}: use one of: 9 (3x3 convex weights)")
+    hidden = _int_list(spec, "model.hidden_dims", BP2["hidden_dims"])
     mean, std = _norm_stats(spec)
-    return {
-        "network": NAME, "model_type": model_type, "version": 1, "num_classes": None,
-        "backbone_desc": "compact CNN encoder",
-        "max_disparity": max_disp, "n_downsample": n_down,
-        "stem_widths": _int_list(spec, "model.stem_2_widths", [12, 16], 2),
-        "hidden_dims": hidden[:n_gru], "cv_group": cv_group,
+    arch = {
+        "network": NAME, "model_type": "FastFoundationStereo", "version": 2,
+        "num_classes": None, "backbone_scale": backbone_scale(),
+        "backbone_desc": "EdgeNeXt (TAO's FoundationStereo encoder)",
+        "encoder": encoder, "max_disparity": max_disp, "n_downsample": 2, "n_gru_layers": 1,
+        "hidden_dims": hidden[:1], "cv_group": _pos_int(spec, "model.cv_group", BP2["cv_group"]),
         "gwc_normalize": bool(S.get(spec, "model.gwc_feature_normalize", True)),
-        "concat_channel": _pos_int(spec, "model.concat_channel", 24),
-        "volume_dim": _pos_int(spec, "model.volume_dim", 28),
-        "cam_mid": _pos_int(spec, "model.cam_mid_channels", 8),
-        "classifier_mid": _pos_int(spec, "model.classifier_mid", 14),
-        "corr_radius": _pos_int(spec, "model.corr_radius", 4),
-        "corr_levels": levels,
-        "motion_widths": _int_list(spec, "model.motion_encoder_widths", [56, 96, 16, 12], 4),
-        "motion_final": _pos_int(spec, "model.motion_encoder_final", 48),
-        "gru_hidden": gru_hidden, "n_gru_layers": n_gru,
-        "context_widths": _int_list(spec, "model.cnet_conv04_widths", [60, 48], 2),
-        "disp_head": _pos_int(spec, "model.disp_head_intermediate", 36),
-        "mask_widths": _int_list(spec, "model.mask_widths", [32, 16], 2),
-        "spx_widths": _int_list(spec, "model.spx_2_gru_widths", [16, 12, 16, 24]),
-        "spx_out": spx_out,
-        "train_iters": _pos_int(spec, "model.train_iters", 22),
-        "valid_iters": _pos_int(spec, "model.valid_iters", 8),
+        "concat_channel": _pos_int(spec, "model.concat_channel", BP2["concat_channel"], minimum=2),
+        "volume_dim": volume_dim, "corr_radius": _pos_int(spec, "model.corr_radius", BP2["corr_radius"]),
+        "corr_levels": levels, **_widths(spec, hidden[0]), "spx_out": spx_out,
+        "train_iters": _pos_int(spec, "model.train_iters", BP2["train_iters"]),
+        "valid_iters": _pos_int(spec, "model.valid_iters", BP2["valid_iters"]),
         "mean": mean, "std": std,
     }
+    _check_joins(arch)
+    return arch
 
 
 def arch_diff(ckpt_arch: dict[str, Any], spec_arch: dict[str, Any]) -> list[str]:
     """``model.<field> (checkpoint X, spec Y)`` for each architecture field that differs
     (iteration counts are not architecture: the spec's are used)."""
-    return [f"{dotted} (checkpoint {ckpt_arch.get(key)}, spec {spec_arch.get(key)})"
-            for key, dotted in _ARCH_FIELDS.items() if ckpt_arch.get(key) != spec_arch.get(key)]
+    out = [f"{dotted} (checkpoint {ckpt_arch.get(key)}, spec {spec_arch.get(key)})"
+           for key, dotted in _ARCH_FIELDS.items() if ckpt_arch.get(key) != spec_arch.get(key)]
+    if ckpt_arch.get("backbone_scale", "full") != spec_arch.get("backbone_scale", "full"):
+        out.append(f"backbone scale (checkpoint {ckpt_arch.get('backbone_scale', 'full')}, "
+                   f"TAO_WORKER_BACKBONE_SCALE {spec_arch.get('backbone_scale')})")
+    return out
 
 
 def input_multiple(arch: dict[str, Any]) -> int:
-    """Height and width of a network input must be multiples of this (the coarsest GRU
-    level is 1/2^(n_downsample + n_gru_layers - 1))."""
-    return 2 ** (arch["n_downsample"] + arch["n_gru_layers"] - 1)
+    """Height and width of a network input must be multiples of this (EdgeNeXt's stride 32;
+    the hourglass then halves the 1/4 volume three times)."""
+    return 32
 
 
 # --------------------------------------------------------------------------- model
 
 
 def build_model(arch: dict[str, Any]):
-    """The ``torch.nn.Module`` for ``arch`` (random weights).
+    """The ``torch.nn.Module`` for ``arch`` (random weights; TAO's initialisation scheme).
 
     ``model(left, right, iters=None)`` takes normalised ``[B, 3, H, W]`` images (H, W multiples
-    of :func:`input_multiple`) and returns ``(init_disp, [disp_1 ... disp_iters])``: the
-    initial disparity from the cost volume at 1/2^n_downsample resolution (in full-resolution
-    pixels, not upsampled) and the full-resolution disparity after each GRU iteration.
+    of :func:`input_multiple`) and returns ``(init_disp, [disp ...])``: the initial disparity
+    from the cost volume at 1/4 resolution (in full-resolution pixels, not upsampled) and the
+    full-resolution disparity after each GRU iteration (training; eval: the last only).
     """
-    from tao_sdk.worker.networks._depth_net_model import Stereo
+    if arch.get("version") != 2:
+        raise SpecError("this checkpoint holds the worker's former compact stereo network "
+                        "(architecture version 1), which this worker no longer builds; retrain "
+                        "it, or start from a TAO / NVIDIA FastFoundationStereo checkpoint")
+    from tao_sdk.worker.networks.ffs.model import FastFoundationStereo
 
-    return Stereo(arch)
+    return FastFoundationStereo(arch)
 
 
 # --------------------------------------------------------------------------- loss / predict
@@ -375,6 +468,31 @@ def unhonoured_fields(action: str, spec: dict[str, Any]) -> list[str]:
     return out + unhonoured_augmentation(action, spec)
 
 
+# --------------------------------------------------------------------------- checkpoint keys
+
+#: TAO's Lightning checkpoint (``StereoDepthNetPlModel``: ``model.<TAO's key>``) -> the worker's
+#: model: the same names (the worker builds TAO's modules under TAO's attribute names).
+TAO_KEYS = KeyMap([Rule("{key*}", "{key*}")], tao_prefix="model.", worker_prefix="",
+                  tao_backbone="feature.")
+#: NVIDIA's research checkpoint of FastFoundationStereo (``model_best_bp2*.pth``, optionally
+#: under ``model.`` / ``module.``) -> the worker's model: the renames TAO's
+#: ``fast_foundation_stereo/ckpt_utils.py`` applies (timm's EdgeNeXt names, the hourglass's
+#: ``atts.4``, the ``layers.`` of ``corr_feature_att`` / ``classifier``). The research file has
+#: no ``dx`` (a constant buffer): it stays at its built value.
+RESEARCH_KEYS = KeyMap([
+    Rule("cost_agg.atts.4.{rest*}", "cost_agg.atts.cost_vol_disp.{rest*}"),
+    Rule("corr_feature_att.layers.{rest*}", "corr_feature_att.{rest*}"),
+    Rule("classifier.layers.{rest*}", "classifier.{rest*}"),
+    Rule("feature.stem.{rest*}", "feature.downsample_layers.0.{rest*}"),
+    Rule("feature.stages.{s}.downsample.{rest*}", "feature.downsample_layers.{s}.{rest*}"),
+    Rule("feature.stages.{s}.blocks.{b}.conv_dw.{p}", "feature.stages.{s}.{b}.dwconv.{p}"),
+    Rule("feature.stages.{s}.blocks.{b}.mlp.fc1.{p}", "feature.stages.{s}.{b}.pwconv1.{p}"),
+    Rule("feature.stages.{s}.blocks.{b}.mlp.fc2.{p}", "feature.stages.{s}.{b}.pwconv2.{p}"),
+    Rule("feature.stages.{s}.blocks.{rest*}", "feature.stages.{s}.{rest*}"),
+    Rule("{key*}", "{key*}"),
+], tao_prefix="", worker_prefix="")
+
+
 # --------------------------------------------------------------------------- the plugin
 
 
@@ -408,6 +526,8 @@ class DepthNetPlugin(NetworkPlugin):
     silent_fields = frozenset(_SILENT)
     trt_outputs = ONNX_OUTPUTS
     demo_metric = ("val_epe", "min")
+    tao_keys = TAO_KEYS
+    research_keys = RESEARCH_KEYS
 
     def build_arch(self, spec):
         """See :func:`build_arch`."""
@@ -436,10 +556,9 @@ class DepthNetPlugin(NetworkPlugin):
 
     def describe(self, arch):
         """Model line of ``status.json``."""
-        return (f"model: {self.display} (compact iterative stereo network: CNN encoder, hybrid "
-                f"cost volume to {arch['max_disparity']} px, {arch['n_gru_layers']} ConvGRU "
-                f"level(s), {arch['train_iters']} train / {arch['valid_iters']} eval "
-                "iterations)")
+        return (f"model: {self.display} (TAO's architecture: EdgeNeXt features, hybrid cost "
+                f"volume to {arch['max_disparity']} px, gated 3D hourglass, selective ConvGRU, "
+                f"{arch['train_iters']} train / {arch['valid_iters']} eval iterations)")
 
     def forward(self, model, batch, device, with_labels):
         """``{"init", "outputs", "gt", "valid"}`` of a collated stereo batch."""

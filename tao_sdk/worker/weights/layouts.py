@@ -11,7 +11,9 @@ Layouts (see ``references/results-contract.md``):
   table (:attr:`NetworkPlugin.tao_keys`).
 - ``state-dict``: a bare state dict (or ``{"state_dict" | "model": ...}``): TAO's inner
   modules' keys, a TAO backbone PTM (``conv1.weight``, ``layer1...``, optionally under
-  ``model.`` / ``backbone.`` / ``module.``), a Hugging Face / worker state dict.
+  ``model.`` / ``backbone.`` / ``module.``), a Hugging Face / worker state dict, or NVIDIA's
+  research checkpoint of the network where the plugin has a rename table for it
+  (:attr:`research_keys`: FastFoundationStereo's ``model_best_bp2*.pth``).
 
 An encrypted TAO checkpoint (``state_dict_encrypted``) is refused: NVIDIA's decryption is
 not public.
@@ -120,6 +122,20 @@ def _candidates(layout: str, sd: dict[str, Any], keymap, backbone: bool):
                                    for k, v in sd.items()}
 
 
+def _research_candidates(layout: str, sd: dict[str, Any], plugin):
+    """``(description, research-keyed dict, key table)`` readings of a bare state dict as
+    NVIDIA's published research checkpoint of the network (``plugin.research_keys``; with and
+    without the ``model.`` / ``module.`` prefixes it may carry)."""
+    table = getattr(plugin, "research_keys", None)
+    if table is None or layout != "state-dict":
+        return
+    def bare(k: str) -> str:
+        while k.startswith(("module.", "model.")):
+            k = k.split(".", 1)[1]
+        return k
+    yield "research checkpoint", {bare(k): v for k, v in sd.items()}, table
+
+
 def _as_worker(sd: dict[str, Any], own: dict[str, Any], prefix: str
                ) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """Worker-keyed ``sd`` matched against ``own`` (shapes; within ``prefix``)."""
@@ -159,6 +175,10 @@ def read_state_dict(path: str | os.PathLike[str], plugin, model, what: str, pref
         else:
             got, skipped = keymap.to_worker(tao_sd, own)
         if best is None or len(got) > len(best[1]):
+            best = (desc, got, skipped)
+    for desc, research_sd, table in _research_candidates(layout, sd, plugin):
+        got, skipped = table.to_worker(research_sd, own)
+        if len(got) > len(best[1]):
             best = (desc, got, skipped)
     desc, got, skipped = best
     total = sum(1 for v in sd.values() if hasattr(v, "shape"))
