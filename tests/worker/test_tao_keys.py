@@ -241,3 +241,26 @@ def test_postprocess_is_taos():
     assert scores.tolist() == pytest.approx([torch.sigmoid(torch.tensor(3.0)).item(),
                                              torch.sigmoid(torch.tensor(2.0)).item()])
     assert xyxy.ravel().tolist() == pytest.approx([160.0, 30.0, 220.0, 70.0, 80.0, 40.0, 120.0, 60.0])
+
+
+def test_rtdetr_decoder_has_taos_fixed_heads_and_width(monkeypatch):
+    """TAO's RT-DETR builds its decoder with RTDETRTransformer's defaults (8 heads, 1024
+    feed-forward); model.nheads / model.dim_feedforward size the encoder only. The demo's
+    small spec (4 heads, 128) once built a 4-head decoder that TAO could not load (shapes
+    below are those TAO's module has for this spec); a hidden size 8 heads cannot split is
+    refused."""
+    from tao_sdk.worker.errors import SpecError
+
+    spec = manifest_spec(read_manifest(manifest_paths("rtdetr")[0]))
+    spec["model"].update(backbone="resnet_18", hidden_dim=64, nheads=4, dim_feedforward=128,
+                         enc_layers=1, dec_layers=1, feat_channels=[64, 64, 64], num_queries=20)
+    plugin, model = full_model("rtdetr", spec, "meta", monkeypatch)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert shapes["model.decoder.layers.0.encoder_attn.sampling_offsets.weight"] == (
+        8 * 3 * 4 * 2, 64)  # heads x levels x points x 2, as TAO's cross_attn
+    assert shapes["model.decoder.layers.0.mlp.fc1.weight"] == (1024, 64)
+    encoder_ffn = {v for k, v in shapes.items() if ".encoder." in k and k.endswith("fc1.weight")}
+    assert encoder_ffn == {(128, 64)}
+    spec["model"].update(hidden_dim=60, feat_channels=[60, 60, 60], nheads=4)
+    with pytest.raises(SpecError, match="model.hidden_dim=60 must be a multiple of 8"):
+        plugin.build_arch(spec)
