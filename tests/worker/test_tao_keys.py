@@ -264,3 +264,21 @@ def test_rtdetr_decoder_has_taos_fixed_heads_and_width(monkeypatch):
     spec["model"].update(hidden_dim=60, feat_channels=[60, 60, 60], nheads=4)
     with pytest.raises(SpecError, match="model.hidden_dim=60 must be a multiple of 8"):
         plugin.build_arch(spec)
+
+
+@pytest.mark.parametrize("wh,size,max_size,expected", [
+    ((1000, 200), 800, 1333, (267, 1335)),  # capped: shorter side round(1333*200/1000), long truncated
+    ((640, 480), 800, 1333, (800, 1066)),   # int(1066.7), not round
+    ((480, 640), 800, 1333, (1066, 800)),
+    ((333, 500), 800, 1333, (1201, 800)),
+    ((500, 375), 128, 128, (96, 128)),
+    ((2000, 1999), 800, 1333, (800, 800)),
+    ((640, 427), 480, 640, (427, 640)),     # already at the capped size: unchanged
+])
+def test_deformable_detr_resize_is_taos(wh, size, max_size, expected):
+    """Deformable DETR's shorter-side resize gives the sizes TAO's ``resize`` gives (the
+    expected (h, w) were measured with TAO 7.3.0's transforms; the worker once scaled both
+    sides by one factor and rounded, 1067 instead of TAO's 1066 for 640x480 at 800)."""
+    from tao_sdk.worker.tasks.detection.data import ResizePolicy
+
+    assert ResizePolicy("shorter", [size], size, max_size).target(*wh, size) == expected

@@ -51,14 +51,23 @@ class ResizePolicy:
     max_size: int | None = None
 
     def target(self, width: int, height: int, size: Any) -> tuple[int, int]:
-        """Output ``(h, w)`` for an image of ``width`` x ``height`` at ``size``."""
+        """Output ``(h, w)`` for an image of ``width`` x ``height`` at ``size``.
+
+        Shorter mode rounds as TAO's Deformable DETR ``resize`` does: when the longer side
+        would pass ``max_size`` the shorter-side length becomes
+        ``round(max_size * short / long)``; the shorter side is that length and the longer
+        side ``int(length * long / short)`` (truncated), unless the image already has it."""
         if self.mode == "fixed":
             return int(size[0]), int(size[1])
-        short, long_ = (width, height) if width <= height else (height, width)
-        scale = float(size) / max(1, short)
-        if self.max_size and long_ * scale > self.max_size:
-            scale = float(self.max_size) / max(1, long_)
-        return max(1, round(height * scale)), max(1, round(width * scale))
+        short, long_ = float(min(width, height)), float(max(width, height))
+        size = int(size)
+        if self.max_size and long_ / short * size > self.max_size:
+            size = int(round(self.max_size * short / long_))
+        if min(width, height) == size:
+            return height, width
+        if width < height:
+            return max(1, int(size * height / width)), size
+        return size, max(1, int(size * width / height))
 
 
 def load_rgb(path: Path) -> Image.Image:
