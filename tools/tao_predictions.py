@@ -116,9 +116,12 @@ def worker_evaluate(network: str, spec: dict, dataset: Path, checkpoint: Path, w
     from tao_sdk.jobs import create_job, wait_for_job
 
     aug = {f"dataset.augmentation.{k}": v for k, v in spec["dataset"]["augmentation"].items()}
-    base = {"dataset.num_classes": spec["dataset"]["num_classes"], **aug}
-    size = spec["dataset"]["augmentation"].get("eval_spatial_size")  # RT-DETR: the eval size
-    infer = {"inference.input_height": size[0], "inference.input_width": size[1]} if size else {}
+    base = {"dataset.num_classes": spec["dataset"]["num_classes"],
+            "model.num_select": spec["model"]["num_select"], **aug}  # TAO's side: the spec's
+    # inference at evaluate's size: RT-DETR's eval_spatial_size, else (Deformable DETR) none,
+    # i.e. its evaluate resize (the inference templates name 640 x 640)
+    size = spec["dataset"]["augmentation"].get("eval_spatial_size") or [None, None]
+    infer = {"inference.input_height": size[0], "inference.input_width": size[1]}
     jobs = {}
     for action, data, extra in (
             ("evaluate", {"eval_dataset": str(dataset)}, {"evaluate.checkpoint": str(checkpoint)}),
@@ -205,6 +208,8 @@ def measure(network: str, checkpoint: Path, dataset: Path, worker_python: str) -
     names = {im["id"]: im["file_name"]
              for im in json.loads(json_file.read_text(encoding="utf-8"))["images"]}
     tao_by_name = {names[i]: dets for i, dets in tao["images"].items()}
+    (tmp / "tao.json").write_text(json.dumps(tao_by_name), encoding="utf-8")
+    print(f"raw detections: {tmp}/tao.json, {tmp}/worker.json", file=sys.stderr)
     return {"network": network, "backbone": spec["model"]["backbone"],
             "checkpoint": checkpoint.name, "images": len(tao_by_name),
             "input": spec["dataset"]["augmentation"].get("eval_spatial_size")
