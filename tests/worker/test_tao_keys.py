@@ -282,3 +282,33 @@ def test_deformable_detr_resize_is_taos(wh, size, max_size, expected):
     from tao_sdk.worker.tasks.detection.data import ResizePolicy
 
     assert ResizePolicy("shorter", [size], size, max_size).target(*wh, size) == expected
+
+
+@pytest.mark.parametrize("wh,fixed_padding,canvas", [
+    ((200, 150), True, (96, 160)),   # landscape: padded to test_random_resize x max size
+    ((150, 200), True, (160, 96)),   # portrait: the long side is the height
+    ((200, 150), False, (96, 128)),  # no fixed padding: the resized image itself
+])
+def test_deformable_detr_fixed_padding_is_taos(wh, fixed_padding, canvas):
+    """TAO's Deformable DETR eval pads each resized image to a fixed canvas (``FixedPad``,
+    ``dataset.augmentation.fixed_padding`` default true) with the padding masked; the worker
+    pads the same (canvas shapes as TAO 7.3.0's eval transforms give for a 200x150 image at
+    test_random_resize 96, random_resize_max_size 160; padded pixels 0, mask 0 there)."""
+    import numpy as np
+    from PIL import Image
+
+    from tao_sdk.worker.registry import get
+    from tao_sdk.worker.tasks.detection.data import Collator
+
+    plugin = get("deformable_detr")
+    spec = {"dataset": {"augmentation": {"test_random_resize": 96, "random_resize_max_size": 160,
+                                         "fixed_padding": fixed_padding}}}
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (wh[1], wh[0], 3), np.uint8))
+    mean, std = plugin.mean_std(spec)
+    batch = Collator(plugin.resize_policy(spec), mean, std, train=False)([(img, {}, {})])
+    assert tuple(batch["pixel_values"].shape) == (1, 3, *canvas)
+    h, w = batch["sizes"][0]
+    assert (h, w) == ((96, 128) if wh[0] > wh[1] else (128, 96))
+    assert int(batch["pixel_mask"].sum()) == h * w
+    assert float(batch["pixel_values"][0, :, h:, :].abs().sum()) == 0.0
+    assert float(batch["pixel_values"][0, :, :, w:].abs().sum()) == 0.0

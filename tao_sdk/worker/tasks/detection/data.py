@@ -43,12 +43,26 @@ class ResizePolicy:
             per batch (fixed) / per image (shorter) when training.
         eval_size: ``(h, w)`` (fixed) or the shorter-side length (shorter) for evaluation.
         max_size: cap on the longer side (shorter mode).
+        fixed_padding: shorter mode, TAO's ``dataset.augmentation.fixed_padding``: each image
+            is zero-padded (masked as padding) to a canvas of the largest shorter-side length
+            by ``max_size`` (the longer side where the image's is), as TAO's ``FixedPad``.
     """
 
     mode: str
     train_sizes: list[Any]
     eval_size: Any
     max_size: int | None = None
+    fixed_padding: bool = False
+
+    def canvas(self, height: int, width: int, train: bool) -> tuple[int, int]:
+        """The ``(h, w)`` an image resized to ``height`` x ``width`` is padded to: itself,
+        or with :attr:`fixed_padding` TAO's ``FixedPad`` canvas (a portrait image gets the
+        long side as height; square and landscape ones as width)."""
+        if self.mode == "fixed" or not self.fixed_padding or not self.max_size:
+            return height, width
+        short = int(max(self.train_sizes) if train and self.train_sizes else self.eval_size)
+        h, w = (self.max_size, short) if height > width else (short, self.max_size)
+        return max(h, height), max(w, width)
 
     def target(self, width: int, height: int, size: Any) -> tuple[int, int]:
         """Output ``(h, w)`` for an image of ``width`` x ``height`` at ``size``.
@@ -207,8 +221,9 @@ class Collator:
             th, tw = self.policy.target(img.width, img.height, size)
             arrays.append(np.asarray(img.resize((tw, th), Image.Resampling.BILINEAR)))
             sizes.append((th, tw))
-        hmax = max(h for h, _ in sizes)
-        wmax = max(w for _, w in sizes)
+        canvases = [self.policy.canvas(h, w, self.train) for h, w in sizes]
+        hmax = max(h for h, _ in canvases)
+        wmax = max(w for _, w in canvases)
         # One uint8 batch, then one vectorised scale / normalise pass (4x less memory traffic
         # than normalising each image in float and copying it into a float batch).
         raw = torch.zeros(len(arrays), hmax, wmax, 3, dtype=torch.uint8)
