@@ -143,6 +143,50 @@ def worker_evaluate(network: str, spec: dict, dataset: Path, checkpoint: Path, w
             "images": images}
 
 
+#: network -> (TAO's transforms module, augmentation of the preprocessing check)
+_PREPROCESS = {
+    "rtdetr": ("nvidia_tao_pytorch.cv.rtdetr.dataloader.transforms",
+               {"eval_spatial_size": [96, 128]}),
+    "deformable_detr": ("nvidia_tao_pytorch.cv.deformable_detr.dataloader.transforms",
+                        {"test_random_resize": 96, "random_resize_max_size": 160}),
+}
+
+
+def preprocess_check(network: str) -> dict:
+    """TAO's eval transforms and the worker's collator on one random 200x150 (landscape) and
+    150x200 (portrait) image (the demo's square images make resize and padding no-ops):
+    input shapes and the largest pixel difference."""
+    import numpy as np
+    import torch
+    from omegaconf import OmegaConf
+    from PIL import Image
+
+    from tao_sdk.worker.registry import get
+    from tao_sdk.worker.tasks.detection.data import Collator
+
+    module, aug = _PREPROCESS[network]
+    core = importlib.import_module(f"nvidia_tao_core.config.{network}.default_config")
+    cfg = OmegaConf.merge(OmegaConf.structured(core.ExperimentConfig),
+                          {"dataset": {"augmentation": aug}})
+    transforms = importlib.import_module(module).build_transforms(
+        cfg.dataset.augmentation, subtask_config=cfg.evaluate, dataset_mode="eval")
+    plugin, spec = get(network), {"dataset": {"augmentation": dict(aug)}}
+    out = {}
+    for w, h in ((200, 150), (150, 200)):
+        img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (h, w, 3), np.uint8))
+        target = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
+                  "size": torch.tensor([h, w]), "orig_size": torch.tensor([h, w]),
+                  "area": torch.zeros(0), "iscrowd": torch.zeros(0)}
+        tao = transforms(img, target)
+        tao = tao[0] if isinstance(tao, tuple) else tao
+        ours = Collator(plugin.resize_policy(spec), *plugin.mean_std(spec),
+                        train=False)([(img, {}, {})])["pixel_values"][0]
+        same = tuple(tao.shape) == tuple(ours.shape)
+        out[f"{w}x{h}"] = {"tao": list(tao.shape), "worker": list(ours.shape),
+                           "max_abs": float((tao - ours).abs().max()) if same else None}
+    return {"augmentation": aug, **out}
+
+
 def _iou(a, b) -> float:
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
@@ -220,6 +264,12 @@ def measure(network: str, checkpoint: Path, dataset: Path, worker_python: str) -
             "per_image": [compare_images(tao_by_name, ours["images"], s) for s in (0.0, 0.3)]}
 
 
+def _preprocess_cell(record: dict) -> str:
+    pre = record.get("preprocess") or {}
+    cells = [pre.get(k, {}).get("max_abs") for k in ("200x150", "150x200")]
+    return " / ".join("-" if v is None else f"{v:.1e}" for v in cells)
+
+
 def write_readme(records: dict) -> None:
     """Replace (or append) this tool's section of ``tools/manifests/README.md``."""
     head = "## Predictions: TAO's evaluate vs the worker's (trained checkpoint)"
@@ -230,11 +280,13 @@ def write_readme(records: dict) -> None:
             "inference jobs on the same demo val split. Per image: TAO's detections (all "
             "`num_select`, or score >= 0.3) paired with the worker's of the same label; box "
             "difference in pixels (the worker's detections.json rounds boxes to 0.01 px and "
-            "scores to 1e-4).", "",
+            "scores to 1e-4). Preprocess: TAO's eval transforms and the worker's collator on one "
+            "random non-square image each way (the demo's square 128 px images make resize and "
+            "padding no-ops), largest pixel difference.", "",
             "| network | backbone | images | input | mAP TAO | mAP worker | mAP50 TAO "
             "| mAP50 worker | box max px (all / >=0.3) | score max (all / >=0.3) "
-            "| rank labels agree |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
+            "| rank labels agree | preprocess max abs (200x150 / 150x200) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in records.values():
         a, b = r["per_image"]
         rows.append(f"| {r['network']} | {r['backbone']} | {r['images']} | {r['input']} | "
@@ -242,7 +294,7 @@ def write_readme(records: dict) -> None:
                     f"{r['tao']['mAP50']:.4f} | {r['worker']['mAP50']:.4f} | "
                     f"{a['box_max_abs_px']:.3f} / {b['box_max_abs_px']:.3f} | "
                     f"{a['score_max_abs']:.1e} / {b['score_max_abs']:.1e} | "
-                    f"{a['rank_label_agreement']:.3f} |")
+                    f"{a['rank_label_agreement']:.3f} | {_preprocess_cell(r)} |")
     path = TM.OUT / "README.md"
     text = path.read_text(encoding="utf-8")
     text = text.split("\n" + head)[0].rstrip("\n") + "\n\n"
@@ -258,10 +310,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--worker-only", type=Path,
                     help="internal: run only the worker's jobs, write their figures here")
     ap.add_argument("--network", choices=sorted(DATA_MODULES), required=True)
-    ap.add_argument("--checkpoint", type=Path, required=True,
+    ap.add_argument("--checkpoint", type=Path,
                     help="a worker train job's model_epoch_XXX.pth")
-    ap.add_argument("--dataset", type=Path, required=True,
+    ap.add_argument("--dataset", type=Path,
                     help="a split folder: images.tar.gz, annotations.json, label_map.txt")
+    ap.add_argument("--preprocess", action="store_true",
+                    help="only the preprocessing check, added to the network's records")
     args = ap.parse_args(argv)
     if args.worker_only:
         from tao_sdk.workspace import Workspace
@@ -273,9 +327,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.tao_src is None:
         ap.error("--tao-src is required")
     TM.install_shims(args.tao_src)
-    rec = measure(args.network, args.checkpoint, args.dataset, args.worker_python)
     records = json.loads(OUT.read_text(encoding="utf-8")) if OUT.exists() else {}
-    records[f"{rec['network']}/{rec['backbone']}"] = rec
+    if args.preprocess:
+        rec = {"network": args.network, "preprocess": preprocess_check(args.network)}
+        for key in [k for k in records if k.startswith(args.network + "/")]:
+            records[key]["preprocess"] = rec["preprocess"]
+    else:
+        rec = measure(args.network, args.checkpoint, args.dataset, args.worker_python)
+        old = records.get(f"{rec['network']}/{rec['backbone']}", {})
+        rec.setdefault("preprocess", old.get("preprocess"))
+        records[f"{rec['network']}/{rec['backbone']}"] = rec
     OUT.write_text(json.dumps(records, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     write_readme(records)
     print(json.dumps(rec))
