@@ -312,3 +312,21 @@ def test_deformable_detr_fixed_padding_is_taos(wh, fixed_padding, canvas):
     assert int(batch["pixel_mask"].sum()) == h * w
     assert float(batch["pixel_values"][0, :, h:, :].abs().sum()) == 0.0
     assert float(batch["pixel_values"][0, :, :, w:].abs().sum()) == 0.0
+
+
+def test_coco_map_without_detections_is_pycocotools_zero():
+    """Only class-0 detections (the unused id below the category ids: no category) leave
+    nothing to evaluate: AP and the PR curve are 0 for each category with ground truth, as
+    pycocotools gives them (it cannot load an empty result list), so evaluate still writes
+    its PR curves."""
+    import numpy as np
+
+    from tao_sdk.worker.tasks.detection.metrics import coco_map
+
+    gt = {"images": [{"id": 1, "width": 10, "height": 10}],
+          "annotations": [{"image_id": 1, "category_id": 2, "bbox": [1, 1, 4, 4]}],
+          "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
+    results = [({"image_id": 1}, np.array([0.9]), np.array([0]), np.array([[1., 1., 5., 5.]]))]
+    got = coco_map(gt, results, {1: 1, 2: 2})
+    assert (got["mAP"], got["mAP50"], got["per_class"]) == (0.0, 0.0, {2: 0.0})
+    assert got["pr"]["precision"] == {2: [0.0] * 101} and len(got["pr"]["recall"]) == 101
