@@ -398,7 +398,9 @@ def write_index() -> Path:
         rows.append(f"| {data['network']} | {data['backbone']} | {data['tensors']} | "
                     f"{data['values']:,} | {figures} |")
     path = OUT / "README.md"
-    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    kept = old[old.find("\n## "):] if "\n## " in old else ""  # other tools' sections
+    path.write_text("\n".join(rows) + "\n" + kept, encoding="utf-8")
     return path
 
 

@@ -313,3 +313,92 @@ def test_ffs_setting_the_worker_does_not_build_is_refused_at_plan_time():
                            .replace("'", "'?")):
             preflight("depth_net", "train", spec)
     preflight("depth_net", "train", copy.deepcopy(template))
+
+
+def test_rtdetr_decoder_has_taos_fixed_heads_and_width(monkeypatch):
+    """TAO's RT-DETR builds its decoder with RTDETRTransformer's defaults (8 heads, 1024
+    feed-forward); model.nheads / model.dim_feedforward size the encoder only. The demo's
+    small spec (4 heads, 128) once built a 4-head decoder that TAO could not load (shapes
+    below are those TAO's module has for this spec); a hidden size 8 heads cannot split is
+    refused."""
+    from tao_sdk.worker.errors import SpecError
+
+    spec = manifest_spec(read_manifest(manifest_paths("rtdetr")[0]))
+    spec["model"].update(backbone="resnet_18", hidden_dim=64, nheads=4, dim_feedforward=128,
+                         enc_layers=1, dec_layers=1, feat_channels=[64, 64, 64], num_queries=20)
+    plugin, model = full_model("rtdetr", spec, "meta", monkeypatch)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert shapes["model.decoder.layers.0.encoder_attn.sampling_offsets.weight"] == (
+        8 * 3 * 4 * 2, 64)  # heads x levels x points x 2, as TAO's cross_attn
+    assert shapes["model.decoder.layers.0.mlp.fc1.weight"] == (1024, 64)
+    encoder_ffn = {v for k, v in shapes.items() if ".encoder." in k and k.endswith("fc1.weight")}
+    assert encoder_ffn == {(128, 64)}
+    spec["model"].update(hidden_dim=60, feat_channels=[60, 60, 60], nheads=4)
+    with pytest.raises(SpecError, match="model.hidden_dim=60 must be a multiple of 8"):
+        plugin.build_arch(spec)
+
+
+@pytest.mark.parametrize("wh,size,max_size,expected", [
+    ((1000, 200), 800, 1333, (267, 1335)),  # capped: shorter side round(1333*200/1000), long truncated
+    ((640, 480), 800, 1333, (800, 1066)),   # int(1066.7), not round
+    ((480, 640), 800, 1333, (1066, 800)),
+    ((333, 500), 800, 1333, (1201, 800)),
+    ((500, 375), 128, 128, (96, 128)),
+    ((2000, 1999), 800, 1333, (800, 800)),
+    ((640, 427), 480, 640, (427, 640)),     # already at the capped size: unchanged
+])
+def test_deformable_detr_resize_is_taos(wh, size, max_size, expected):
+    """Deformable DETR's shorter-side resize gives the sizes TAO's ``resize`` gives (the
+    expected (h, w) were measured with TAO 7.3.0's transforms; the worker once scaled both
+    sides by one factor and rounded, 1067 instead of TAO's 1066 for 640x480 at 800)."""
+    from tao_sdk.worker.tasks.detection.data import ResizePolicy
+
+    assert ResizePolicy("shorter", [size], size, max_size).target(*wh, size) == expected
+
+
+@pytest.mark.parametrize("wh,fixed_padding,canvas", [
+    ((200, 150), True, (96, 160)),   # landscape: padded to test_random_resize x max size
+    ((150, 200), True, (160, 96)),   # portrait: the long side is the height
+    ((200, 150), False, (96, 128)),  # no fixed padding: the resized image itself
+])
+def test_deformable_detr_fixed_padding_is_taos(wh, fixed_padding, canvas):
+    """TAO's Deformable DETR eval pads each resized image to a fixed canvas (``FixedPad``,
+    ``dataset.augmentation.fixed_padding`` default true) with the padding masked; the worker
+    pads the same (canvas shapes as TAO 7.3.0's eval transforms give for a 200x150 image at
+    test_random_resize 96, random_resize_max_size 160; padded pixels 0, mask 0 there)."""
+    import numpy as np
+    from PIL import Image
+
+    from tao_sdk.worker.registry import get
+    from tao_sdk.worker.tasks.detection.data import Collator
+
+    plugin = get("deformable_detr")
+    spec = {"dataset": {"augmentation": {"test_random_resize": 96, "random_resize_max_size": 160,
+                                         "fixed_padding": fixed_padding}}}
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (wh[1], wh[0], 3), np.uint8))
+    mean, std = plugin.mean_std(spec)
+    batch = Collator(plugin.resize_policy(spec), mean, std, train=False)([(img, {}, {})])
+    assert tuple(batch["pixel_values"].shape) == (1, 3, *canvas)
+    h, w = batch["sizes"][0]
+    assert (h, w) == ((96, 128) if wh[0] > wh[1] else (128, 96))
+    assert int(batch["pixel_mask"].sum()) == h * w
+    assert float(batch["pixel_values"][0, :, h:, :].abs().sum()) == 0.0
+    assert float(batch["pixel_values"][0, :, :, w:].abs().sum()) == 0.0
+
+
+def test_coco_map_without_detections_is_pycocotools_zero():
+    """Only class-0 detections (the unused id below the category ids: no category) leave
+    nothing to evaluate: AP and the PR curve are 0 for each category with ground truth, as
+    pycocotools gives them (it cannot load an empty result list), so evaluate still writes
+    its PR curves."""
+    import numpy as np
+
+    from tao_sdk.worker.tasks.detection.metrics import coco_map
+
+    gt = {"images": [{"id": 1, "width": 10, "height": 10}],
+          "annotations": [{"image_id": 1, "category_id": 2, "bbox": [1, 1, 4, 4]}],
+          "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
+    results = [({"image_id": 1}, np.array([0.9]), np.array([0]), np.array([[1., 1., 5., 5.]]))]
+    got = coco_map(gt, results, {1: 1, 2: 2})
+    assert (got["mAP"], got["mAP50"], got["per_class"]) == (0.0, 0.0, {2: 0.0})
+    assert got["pr"]["precision"] == {2: [0.0] * 101} and len(got["pr"]["recall"]) == 101

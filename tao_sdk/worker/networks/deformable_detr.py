@@ -140,7 +140,8 @@ class DeformableDetr(DetrPlugin):
 
     def resize_policy(self, spec, eval_override=None):
         """Shorter-side resize (``scales`` / ``test_random_resize`` /
-        ``random_resize_max_size``); a fixed size when ``eval_override`` is given."""
+        ``random_resize_max_size``, padded as TAO's ``fixed_padding``, default true); a fixed
+        size when ``eval_override`` is given."""
         from tao_sdk.worker.tasks.detection.data import ResizePolicy
 
         aug = "dataset.augmentation"
@@ -149,7 +150,8 @@ class DeformableDetr(DetrPlugin):
         max_size = int(S.get(spec, f"{aug}.random_resize_max_size", 1333))
         if eval_override is not None:
             return ResizePolicy("fixed", [eval_override], eval_override)
-        return ResizePolicy("shorter", scales, test_size, max_size)
+        return ResizePolicy("shorter", scales, test_size, max_size,
+                            bool(S.get(spec, f"{aug}.fixed_padding", True)))
 
     def param_groups(self, model, spec, lr):
         """Network / backbone groups, plus the sampling offsets and reference points at

@@ -52,6 +52,12 @@ TAO_KEYS = KeyMap([
 _TIE_MARGIN = 1e-4
 
 
+#: TAO 7.3.0's RT-DETR builds its decoder (``RTDETRTransformer``) with the class defaults for
+#: heads and feed-forward width: ``model.nheads`` / ``model.dim_feedforward`` size the hybrid
+#: encoder only (a spec's other values there would build a decoder TAO cannot load).
+TAO_DECODER_SIZES = {"decoder_attention_heads": 8, "decoder_ffn_dim": 1024}
+
+
 class RtDetr(DetrPlugin):
     """RT-DETR (see the module docstring)."""
 
@@ -106,6 +112,11 @@ class RtDetr(DetrPlugin):
             raise SpecError(
                 f"model.use_encoder_idx={enc_idx!r} must list indices into the "
                 f"{len(stages)} backbone feature levels (0..{len(stages) - 1})")
+        if hidden % TAO_DECODER_SIZES["decoder_attention_heads"]:
+            raise SpecError(
+                f"model.hidden_dim={hidden} must be a multiple of 8: TAO's RT-DETR decoder has "
+                f"{TAO_DECODER_SIZES['decoder_attention_heads']} attention heads whatever "
+                f"model.nheads says; pick e.g. {max(8, hidden // 8 * 8)}")
         bb, channels, desc = backbone_config(f["backbone"], stages, f["scale"], convnext=True)
         hf = {
             "backbone_config": bb, "num_labels": f["num_classes"],
@@ -113,7 +124,7 @@ class RtDetr(DetrPlugin):
             "encoder_hidden_dim": hidden, "d_model": hidden,
             "decoder_in_channels": [hidden] * len(stages), "num_feature_levels": levels,
             "encode_proj_layers": [int(i) for i in enc_idx],
-            **transformer_sizes(f),
+            **transformer_sizes(f), **TAO_DECODER_SIZES,
             "positional_encoding_temperature": spec_int(spec, "model.pe_temperature", 10000),
             "hidden_expansion": spec_float(spec, "model.expansion", 1.0),
             "encoder_activation_function": str(S.get(spec, "model.enc_act", "gelu")),

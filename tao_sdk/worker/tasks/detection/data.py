@@ -43,22 +43,45 @@ class ResizePolicy:
             per batch (fixed) / per image (shorter) when training.
         eval_size: ``(h, w)`` (fixed) or the shorter-side length (shorter) for evaluation.
         max_size: cap on the longer side (shorter mode).
+        fixed_padding: shorter mode, TAO's ``dataset.augmentation.fixed_padding``: each image
+            is zero-padded (masked as padding) to a canvas of the largest shorter-side length
+            by ``max_size`` (the longer side where the image's is), as TAO's ``FixedPad``.
     """
 
     mode: str
     train_sizes: list[Any]
     eval_size: Any
     max_size: int | None = None
+    fixed_padding: bool = False
+
+    def canvas(self, height: int, width: int, train: bool) -> tuple[int, int]:
+        """The ``(h, w)`` an image resized to ``height`` x ``width`` is padded to: itself,
+        or with :attr:`fixed_padding` TAO's ``FixedPad`` canvas (a portrait image gets the
+        long side as height; square and landscape ones as width)."""
+        if self.mode == "fixed" or not self.fixed_padding or not self.max_size:
+            return height, width
+        short = int(max(self.train_sizes) if train and self.train_sizes else self.eval_size)
+        h, w = (self.max_size, short) if height > width else (short, self.max_size)
+        return max(h, height), max(w, width)
 
     def target(self, width: int, height: int, size: Any) -> tuple[int, int]:
-        """Output ``(h, w)`` for an image of ``width`` x ``height`` at ``size``."""
+        """Output ``(h, w)`` for an image of ``width`` x ``height`` at ``size``.
+
+        Shorter mode rounds as TAO's Deformable DETR ``resize`` does: when the longer side
+        would pass ``max_size`` the shorter-side length becomes
+        ``round(max_size * short / long)``; the shorter side is that length and the longer
+        side ``int(length * long / short)`` (truncated), unless the image already has it."""
         if self.mode == "fixed":
             return int(size[0]), int(size[1])
-        short, long_ = (width, height) if width <= height else (height, width)
-        scale = float(size) / max(1, short)
-        if self.max_size and long_ * scale > self.max_size:
-            scale = float(self.max_size) / max(1, long_)
-        return max(1, round(height * scale)), max(1, round(width * scale))
+        short, long_ = float(min(width, height)), float(max(width, height))
+        size = int(size)
+        if self.max_size and long_ / short * size > self.max_size:
+            size = int(round(self.max_size * short / long_))
+        if min(width, height) == size:
+            return height, width
+        if width < height:
+            return max(1, int(size * height / width)), size
+        return size, max(1, int(size * width / height))
 
 
 def load_rgb(path: Path) -> Image.Image:
@@ -198,8 +221,9 @@ class Collator:
             th, tw = self.policy.target(img.width, img.height, size)
             arrays.append(np.asarray(img.resize((tw, th), Image.Resampling.BILINEAR)))
             sizes.append((th, tw))
-        hmax = max(h for h, _ in sizes)
-        wmax = max(w for _, w in sizes)
+        canvases = [self.policy.canvas(h, w, self.train) for h, w in sizes]
+        hmax = max(h for h, _ in canvases)
+        wmax = max(w for _, w in canvases)
         # One uint8 batch, then one vectorised scale / normalise pass (4x less memory traffic
         # than normalising each image in float and copying it into a float batch).
         raw = torch.zeros(len(arrays), hmax, wmax, 3, dtype=torch.uint8)

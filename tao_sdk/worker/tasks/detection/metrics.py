@@ -137,8 +137,8 @@ def coco_map(gt: dict[str, Any], results, label_to_category: dict[int, int],
         coco_gt = COCO()
         coco_gt.dataset = gt
         coco_gt.createIndex()
-        if not dets:
-            return empty
+        if not dets:  # as pycocotools: AP and precision 0 for every category with ground truth
+            return _no_detections(gt, class_ids)
         coco_dt = coco_gt.loadRes(dets)
         ev = COCOeval(coco_gt, coco_dt, "bbox")
         if class_ids:
@@ -159,3 +159,14 @@ def coco_map(gt: dict[str, Any], results, label_to_category: dict[int, int],
     return {"mAP": max(0.0, float(stats[0])), "mAP50": max(0.0, float(stats[1])),
             "mAP75": max(0.0, float(stats[2])), "per_class": per_class,
             "pr": {"recall": [float(r) for r in ev.params.recThrs], "precision": curves}}
+
+
+def _no_detections(gt: dict[str, Any], class_ids: list[int] | None) -> dict[str, Any]:
+    """:func:`coco_map` of an empty detection list (pycocotools cannot load one): 0 for
+    mAP and for each evaluated category with (non-crowd) ground truth, zero PR curves."""
+    cats = {int(a["category_id"]) for a in gt["annotations"] if not a.get("iscrowd")}
+    if class_ids:
+        cats &= {int(c) for c in class_ids}
+    recall = [float(r) for r in np.linspace(0.0, 1.0, 101)]
+    return {"mAP": 0.0, "mAP50": 0.0, "mAP75": 0.0, "per_class": {c: 0.0 for c in sorted(cats)},
+            "pr": {"recall": recall, "precision": {c: [0.0] * len(recall) for c in sorted(cats)}}}

@@ -1,0 +1,347 @@
+#!/usr/bin/env python3
+"""Maintainer tool: the same trained checkpoint through TAO's evaluate pipeline and the worker's.
+
+For a checkpoint the worker trained (its train job's ``spec.yaml`` beside it gives the model and
+augmentation sections both sides use), on a COCO split laid out as the worker's datasets
+(``images.tar.gz``, ``annotations.json``, ``label_map.txt``):
+
+- TAO 7.3.0's own evaluate action, on CPU: its ``ODDataModule`` (``setup("test")``: its dataset
+  and eval transforms), its Lightning module's ``load_from_checkpoint`` (strict) and
+  ``trainer.test`` (its ``PostProcess``: top-k over queries x classes, label = class index,
+  boxes in pixels; its ``CocoEvaluator``); the detections it hands the evaluator are recorded;
+- the worker's ``evaluate`` job (``test_mAP`` / ``test_mAP50``) and ``inference`` job
+  (``inference.conf_threshold`` 0: every one of the ``model.num_select`` detections per image,
+  ``detections.json``) on the same checkpoint and split, through the SDK;
+
+then compares mAP / mAP50 and, per image, TAO's detections with the worker's (each TAO
+detection paired with the worker's of the same label and highest IoU): largest box difference
+in pixels, largest score difference, the share of ranks whose labels agree. The record is
+written to ``tools/manifests/predictions.json`` and its table into ``tools/manifests/README.md``
+(its own section, after the manifest table that :func:`tao_manifests.write_index` writes).
+
+Run in the maintainer venv of :mod:`tools.tao_manifests` (same shims)::
+
+    PYTHONPATH=$PWD /work/wt/taovenv/venv/bin/python tools/tao_predictions.py \\
+        --tao-src /work/wt/taovenv/src --network rtdetr \\
+        --checkpoint <results>/<job>/train/model_epoch_009.pth --dataset <demo>/val
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import tao_manifests as TM  # noqa: E402 - the sibling tool's shims and network table
+
+OUT = TM.OUT / "predictions.json"
+#: network -> TAO's data module "module:Class" (evaluate's ``ODDataModule``)
+DATA_MODULES = {
+    "rtdetr": "nvidia_tao_pytorch.cv.rtdetr.dataloader.pl_od_data_module:ODDataModule",
+    "deformable_detr": "nvidia_tao_pytorch.cv.deformable_detr.dataloader.pl_od_data_module:"
+                       "ODDataModule",
+}
+#: network -> extra keyword of TAO's ``load_from_checkpoint`` in its evaluate script
+_LOAD_KWARGS = {"rtdetr": {"export": False}}
+
+
+def _class(path: str):
+    module, cls = path.split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def train_spec(checkpoint: Path) -> dict:
+    """The train job's resolved ``spec.yaml`` (two folders above ``<job>/train/<file>.pth``)."""
+    import yaml
+
+    path = checkpoint.resolve().parents[1] / "spec.yaml"
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def tao_config(network: str, spec: dict, images: Path, json_file: Path, checkpoint: Path):
+    """TAO Core's experiment config: the train spec's model / augmentation / class count, the
+    split as ``test_data_sources``, evaluate on CPU with ``conf_threshold`` 0."""
+    from omegaconf import OmegaConf
+
+    core = importlib.import_module(f"nvidia_tao_core.config.{network}.default_config")
+    fields = {
+        "model": spec["model"],
+        "dataset": {"num_classes": spec["dataset"]["num_classes"],
+                    "augmentation": spec["dataset"]["augmentation"],
+                    "test_data_sources": {"image_dir": str(images), "json_file": str(json_file)},
+                    "batch_size": 4, "workers": 0},
+        "evaluate": {"checkpoint": str(checkpoint), "conf_threshold": 0.0},
+    }
+    return OmegaConf.merge(OmegaConf.structured(core.ExperimentConfig), fields)
+
+
+def tao_evaluate(network: str, cfg, checkpoint: Path) -> dict:
+    """TAO's evaluate action on CPU: ``{"mAP", "mAP50", "images": {image id: [[score, label,
+    x0, y0, x1, y1], ...]}}`` (the detections TAO's module hands its COCO evaluator)."""
+    from pytorch_lightning import Trainer
+
+    from nvidia_tao_pytorch.cv.deformable_detr.utils import coco_eval
+
+    seen: dict[int, list] = {}
+    update = coco_eval.CocoEvaluator.update
+
+    def record(self, predictions):
+        for image_id, p in predictions.items():
+            seen[int(image_id)] = [[float(s), int(lab), *map(float, b)] for s, lab, b in
+                                   zip(p["scores"], p["labels"], p["boxes"])]
+        return update(self, predictions)
+
+    coco_eval.CocoEvaluator.update = record
+    dm = _class(DATA_MODULES[network])(cfg.dataset, subtask_config=cfg.evaluate)
+    dm.setup(stage="test")
+    model = _class(TM.NETWORKS[network][1]).load_from_checkpoint(
+        str(checkpoint), map_location="cpu", strict=True, experiment_spec=cfg,
+        **_LOAD_KWARGS.get(network, {}))
+    Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+            default_root_dir=tempfile.mkdtemp()).test(model, datamodule=dm, verbose=False)
+    coco_eval.CocoEvaluator.update = update
+    stats = model.test_coco_evaluator.coco_eval["bbox"].stats
+    return {"mAP": float(stats[0]), "mAP50": float(stats[1]), "images": seen}
+
+
+def worker_evaluate(network: str, spec: dict, dataset: Path, checkpoint: Path, ws) -> dict:
+    """The worker's evaluate and inference jobs (SDK, local platform): ``{"mAP", "mAP50",
+    "images": {file name: [[score, label, x0, y0, x1, y1], ...]}}``."""
+    from tao_sdk.jobs import create_job, wait_for_job
+
+    aug = {f"dataset.augmentation.{k}": v for k, v in spec["dataset"]["augmentation"].items()}
+    base = {"dataset.num_classes": spec["dataset"]["num_classes"],
+            "model.num_select": spec["model"]["num_select"], **aug}  # TAO's side: the spec's
+    # inference at evaluate's size: RT-DETR's eval_spatial_size, else (Deformable DETR) none,
+    # i.e. its evaluate resize (the inference templates name 640 x 640)
+    size = spec["dataset"]["augmentation"].get("eval_spatial_size") or [None, None]
+    infer = {"inference.input_height": size[0], "inference.input_width": size[1]}
+    jobs = {}
+    for action, data, extra in (
+            ("evaluate", {"eval_dataset": str(dataset)}, {"evaluate.checkpoint": str(checkpoint)}),
+            ("inference", {"inference_dataset": str(dataset)},
+             {"inference.checkpoint": str(checkpoint), "inference.conf_threshold": 0.0, **infer})):
+        job = create_job(network, action, datasets=data, spec_overrides={**base, **extra},
+                         workspace=ws, automl_policy="off")
+        jobs[action] = wait_for_job(job.id, poll_interval=1.0, workspace=ws)
+        if jobs[action].status.value != "SUCCESS":
+            raise SystemExit(f"worker {action} job {job.id}: {jobs[action].result}")
+    kpis = jobs["evaluate"].kpis
+    found = next(p for p in jobs["inference"].artifacts() if p.endswith("detections.json"))
+    images = {}
+    for rec in json.loads(Path(found).read_text(encoding="utf-8"))["images"]:
+        images[rec["file_name"]] = [[d["score"], d["category_id"], d["bbox"][0], d["bbox"][1],
+                                     d["bbox"][0] + d["bbox"][2], d["bbox"][1] + d["bbox"][3]]
+                                    for d in rec["detections"]]
+    return {"mAP": float(kpis["test_mAP"]), "mAP50": float(kpis["test_mAP50"]),
+            "images": images}
+
+
+#: network -> (TAO's transforms module, augmentation of the preprocessing check)
+_PREPROCESS = {
+    "rtdetr": ("nvidia_tao_pytorch.cv.rtdetr.dataloader.transforms",
+               {"eval_spatial_size": [96, 128]}),
+    "deformable_detr": ("nvidia_tao_pytorch.cv.deformable_detr.dataloader.transforms",
+                        {"test_random_resize": 96, "random_resize_max_size": 160}),
+}
+
+
+def preprocess_check(network: str) -> dict:
+    """TAO's eval transforms and the worker's collator on one random 200x150 (landscape) and
+    150x200 (portrait) image (the demo's square images make resize and padding no-ops):
+    input shapes and the largest pixel difference."""
+    import numpy as np
+    import torch
+    from omegaconf import OmegaConf
+    from PIL import Image
+
+    from tao_sdk.worker.registry import get
+    from tao_sdk.worker.tasks.detection.data import Collator
+
+    module, aug = _PREPROCESS[network]
+    core = importlib.import_module(f"nvidia_tao_core.config.{network}.default_config")
+    cfg = OmegaConf.merge(OmegaConf.structured(core.ExperimentConfig),
+                          {"dataset": {"augmentation": aug}})
+    transforms = importlib.import_module(module).build_transforms(
+        cfg.dataset.augmentation, subtask_config=cfg.evaluate, dataset_mode="eval")
+    plugin, spec = get(network), {"dataset": {"augmentation": dict(aug)}}
+    out = {}
+    for w, h in ((200, 150), (150, 200)):
+        img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (h, w, 3), np.uint8))
+        target = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
+                  "size": torch.tensor([h, w]), "orig_size": torch.tensor([h, w]),
+                  "area": torch.zeros(0), "iscrowd": torch.zeros(0)}
+        tao = transforms(img, target)
+        tao = tao[0] if isinstance(tao, tuple) else tao
+        ours = Collator(plugin.resize_policy(spec), *plugin.mean_std(spec),
+                        train=False)([(img, {}, {})])["pixel_values"][0]
+        same = tuple(tao.shape) == tuple(ours.shape)
+        out[f"{w}x{h}"] = {"tao": list(tao.shape), "worker": list(ours.shape),
+                           "max_abs": float((tao - ours).abs().max()) if same else None}
+    return {"augmentation": aug, **out}
+
+
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def compare_images(tao: dict, ours: dict, min_score: float) -> dict:
+    """Per image, TAO's detections with score >= ``min_score`` each paired with the unpaired
+    worker detection of the same label and highest IoU: largest box / score difference, the
+    share paired, the share of ranks (both sorted by score) whose labels agree."""
+    box = score = 0.0
+    paired = total = same_rank = ranks = 0
+    for name, t_dets in tao.items():
+        o_dets = sorted(ours[name], key=lambda d: -d[0])
+        t_dets = sorted(t_dets, key=lambda d: -d[0])
+        ranks += min(len(t_dets), len(o_dets))
+        same_rank += sum(t[1] == o[1] for t, o in zip(t_dets, o_dets))
+        free = list(o_dets)
+        for t in (d for d in t_dets if d[0] >= min_score):
+            total += 1
+            cands = [o for o in free if o[1] == t[1]]
+            if not cands:
+                continue
+            best = max(cands, key=lambda o: _iou(t[2:], o[2:]))
+            free.remove(best)
+            paired += 1
+            box = max(box, max(abs(a - b) for a, b in zip(t[2:], best[2:])))
+            score = max(score, abs(t[0] - best[0]))
+    return {"min_score": min_score, "detections": total, "paired": paired,
+            "box_max_abs_px": round(box, 4), "score_max_abs": round(score, 6),
+            "rank_label_agreement": round(same_rank / max(1, ranks), 4)}
+
+
+def _worker_side(python: str, network: str, dataset: Path, checkpoint: Path, tmp: Path) -> dict:
+    """:func:`worker_evaluate` run by ``python`` (the worker's venv: TAO's packages beside
+    transformers break its RT-DETR import), through this file's ``--worker-only``."""
+    import subprocess
+
+    out = tmp / "worker.json"
+    subprocess.run([python, __file__, "--network", network, "--checkpoint", str(checkpoint),
+                    "--dataset", str(dataset), "--worker-only", str(out)], check=True)
+    return json.loads(out.read_text(encoding="utf-8"))
+
+
+def measure(network: str, checkpoint: Path, dataset: Path, worker_python: str) -> dict:
+    """Both sides on ``dataset`` (a split folder), compared (see the module docstring)."""
+    spec = train_spec(checkpoint)
+    tmp = Path(tempfile.mkdtemp(prefix="tao_predictions_"))
+    images = tmp / "images"
+    with tarfile.open(dataset / "images.tar.gz") as tar:
+        tar.extractall(images, filter="data")
+    json_file = dataset / "annotations.json"
+    cfg = tao_config(network, spec, images, json_file, checkpoint)
+    cwd = os.getcwd()
+    os.chdir(tmp)  # TAO's status logger writes status.json into the working directory
+    try:
+        tao = tao_evaluate(network, cfg, checkpoint)
+    finally:
+        os.chdir(cwd)
+    ours = _worker_side(worker_python, network, dataset, checkpoint, tmp)
+    names = {im["id"]: im["file_name"]
+             for im in json.loads(json_file.read_text(encoding="utf-8"))["images"]}
+    tao_by_name = {names[i]: dets for i, dets in tao["images"].items()}
+    (tmp / "tao.json").write_text(json.dumps(tao_by_name), encoding="utf-8")
+    print(f"raw detections: {tmp}/tao.json, {tmp}/worker.json", file=sys.stderr)
+    return {"network": network, "backbone": spec["model"]["backbone"],
+            "checkpoint": checkpoint.name, "images": len(tao_by_name),
+            "input": spec["dataset"]["augmentation"].get("eval_spatial_size")
+            or spec["dataset"]["augmentation"].get("test_random_resize"),
+            "num_select": spec["model"]["num_select"],
+            "tao": {"mAP": round(tao["mAP"], 6), "mAP50": round(tao["mAP50"], 6)},
+            "worker": {"mAP": round(ours["mAP"], 6), "mAP50": round(ours["mAP50"], 6)},
+            "per_image": [compare_images(tao_by_name, ours["images"], s) for s in (0.0, 0.3)]}
+
+
+def _preprocess_cell(record: dict) -> str:
+    pre = record.get("preprocess") or {}
+    cells = [pre.get(k, {}).get("max_abs") for k in ("200x150", "150x200")]
+    return " / ".join("-" if v is None else f"{v:.1e}" for v in cells)
+
+
+def write_readme(records: dict) -> None:
+    """Replace (or append) this tool's section of ``tools/manifests/README.md``."""
+    head = "## Predictions: TAO's evaluate vs the worker's (trained checkpoint)"
+    rows = [head, "",
+            "Recorded by `tools/tao_predictions.py`: a checkpoint the worker trained on the demo "
+            "data, TAO 7.3.0's own evaluate pipeline (its data module, `load_from_checkpoint`, "
+            "`trainer.test`: PostProcess + CocoEvaluator, CPU) and the worker's evaluate / "
+            "inference jobs on the same demo val split. Per image: TAO's detections (all "
+            "`num_select`, or score >= 0.3) paired with the worker's of the same label; box "
+            "difference in pixels (the worker's detections.json rounds boxes to 0.01 px and "
+            "scores to 1e-4). Preprocess: TAO's eval transforms and the worker's collator on one "
+            "random non-square image each way (the demo's square 128 px images make resize and "
+            "padding no-ops), largest pixel difference.", "",
+            "| network | backbone | images | input | mAP TAO | mAP worker | mAP50 TAO "
+            "| mAP50 worker | box max px (all / >=0.3) | score max (all / >=0.3) "
+            "| rank labels agree | preprocess max abs (200x150 / 150x200) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in records.values():
+        a, b = r["per_image"]
+        rows.append(f"| {r['network']} | {r['backbone']} | {r['images']} | {r['input']} | "
+                    f"{r['tao']['mAP']:.4f} | {r['worker']['mAP']:.4f} | "
+                    f"{r['tao']['mAP50']:.4f} | {r['worker']['mAP50']:.4f} | "
+                    f"{a['box_max_abs_px']:.3f} / {b['box_max_abs_px']:.3f} | "
+                    f"{a['score_max_abs']:.1e} / {b['score_max_abs']:.1e} | "
+                    f"{a['rank_label_agreement']:.3f} | {_preprocess_cell(r)} |")
+    path = TM.OUT / "README.md"
+    text = path.read_text(encoding="utf-8")
+    text = text.split("\n" + head)[0].rstrip("\n") + "\n\n"
+    path.write_text(text + "\n".join(rows) + "\n", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI (see the module docstring)."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tao-src", type=Path, help="the unzipped nvidia_tao_pytorch / _core")
+    ap.add_argument("--worker-python", default="/work/main/.venv/bin/python",
+                    help="the worker venv's python (runs the worker's jobs)")
+    ap.add_argument("--worker-only", type=Path,
+                    help="internal: run only the worker's jobs, write their figures here")
+    ap.add_argument("--network", choices=sorted(DATA_MODULES), required=True)
+    ap.add_argument("--checkpoint", type=Path,
+                    help="a worker train job's model_epoch_XXX.pth")
+    ap.add_argument("--dataset", type=Path,
+                    help="a split folder: images.tar.gz, annotations.json, label_map.txt")
+    ap.add_argument("--preprocess", action="store_true",
+                    help="only the preprocessing check, added to the network's records")
+    args = ap.parse_args(argv)
+    if args.worker_only:
+        from tao_sdk.workspace import Workspace
+
+        got = worker_evaluate(args.network, train_spec(args.checkpoint), args.dataset,
+                              args.checkpoint, Workspace(args.worker_only.parent / "ws"))
+        args.worker_only.write_text(json.dumps(got), encoding="utf-8")
+        return 0
+    if args.tao_src is None:
+        ap.error("--tao-src is required")
+    TM.install_shims(args.tao_src)
+    records = json.loads(OUT.read_text(encoding="utf-8")) if OUT.exists() else {}
+    if args.preprocess:
+        rec = {"network": args.network, "preprocess": preprocess_check(args.network)}
+        for key in [k for k in records if k.startswith(args.network + "/")]:
+            records[key]["preprocess"] = rec["preprocess"]
+    else:
+        rec = measure(args.network, args.checkpoint, args.dataset, args.worker_python)
+        old = records.get(f"{rec['network']}/{rec['backbone']}", {})
+        rec.setdefault("preprocess", old.get("preprocess"))
+        records[f"{rec['network']}/{rec['backbone']}"] = rec
+    OUT.write_text(json.dumps(records, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    write_readme(records)
+    print(json.dumps(rec))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
