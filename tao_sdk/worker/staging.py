@@ -356,6 +356,7 @@ def list_images(folder: Path) -> list[Path]:
 #: image_dir / json_file / classmap entries).
 _TRAIN_STAGED = [("dataset.train_data_sources", "sources"), ("dataset.val_data_sources", "sources"),
                  ("model.pretrained_backbone_path", "weights"), ("train.pretrained_model_path", "weights"),
+                 ("train.pretrained_backbone", "weights"), ("train.pretrained_model", "weights"),
                  ("train.resume_training_checkpoint_path", "weights")]
 STAGED_KEYS: dict[str, list[tuple[str, str]]] = {
     "train": _TRAIN_STAGED,
