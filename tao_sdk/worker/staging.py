@@ -375,6 +375,15 @@ def _is_set(value: Any) -> bool:
     return value not in (None, "", "???", [])
 
 
+#: Where TAO's container puts the PTMs of the skills' download descriptors (``/ptm/...``).
+PTM_DESTINATION = "/ptm/"
+
+
+def _container_ptm(uri: str) -> bool:
+    """``uri`` is a PTM download destination of TAO's container that is not on this machine."""
+    return uri.startswith(PTM_DESTINATION) and not Path(uri).exists()
+
+
 def stage_spec(spec: dict[str, Any], action: str, log: Callable[[str], None] | None = None,
                progress: Callable[[str, dict], None] | None = None) -> dict[str, Any]:
     """Return a copy of ``spec`` whose dataset / model-file URIs are local paths.
@@ -399,6 +408,17 @@ def stage_spec(spec: dict[str, Any], action: str, log: Callable[[str], None] | N
     for key, kind in STAGED_KEYS.get(action, []):
         value = S.get(out, key)
         if not _is_set(value):
+            continue
+        if kind == "weights" and _container_ptm(str(value)):
+            S.set_value(out, key, None)
+            message = (f"{key}: {value} is where TAO's container downloads its PTM (a download "
+                       "descriptor of the skill's mapping), not a file on this machine: the job "
+                       f"starts without it; set {key} to a local path, s3://, https://, hf:// or "
+                       "ngc:// URI to load those weights")
+            if progress is not None:
+                progress(message, {})
+            elif log is not None:
+                log(message)
             continue
         if kind in ("file", "weights"):
             local = fetch_file(str(value), key) if kind == "file" else fetch_weights(str(value), key, progress)

@@ -219,6 +219,21 @@ def test_schedule_and_unhonoured_report():
     spec = {"train": {"pretrained_model": "/ptm/x.pth", "clip_gradients": {"enabled": True}},
             "model": {"test": {"panoptic_on": True}}}
     notes = OF.PLUGIN.unhonoured("train", spec)
-    assert "train.pretrained_model=/ptm/x.pth" in notes
+    assert not any(n.startswith("train.pretrained_model") for n in notes)  # loaded now
     assert "model.test.panoptic_on=True" in notes
     assert any(n.startswith("dataset.augmentation.train_min_size") for n in notes)
+
+
+def test_container_ptm_destination_is_reported_not_loaded():
+    """The skill's mapping fills train.pretrained_backbone with TAO's container download
+    destination (/ptm/...): the worker does not have that file, so it says so and starts
+    without it (a real path is still required to exist)."""
+    from tao_sdk.worker.staging import stage_spec
+
+    lines = []
+    out = stage_spec({"train": {"pretrained_backbone": "/ptm/swin_tiny_22k.pth"}}, "train",
+                     progress=lambda message, fields: lines.append(message))
+    assert out["train"]["pretrained_backbone"] is None
+    assert lines and "train.pretrained_backbone: /ptm/swin_tiny_22k.pth" in lines[0]
+    with pytest.raises(Exception, match="train.pretrained_model"):
+        stage_spec({"train": {"pretrained_model": "/nowhere/x.pth"}}, "train")
