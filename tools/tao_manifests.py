@@ -25,7 +25,9 @@ then ``PYTHONPATH=<repo> venv/bin/python tools/tao_manifests.py --tao-src src [-
 [--network rtdetr] [--backbone resnet_50]``. Import shims (this file only): a stand-in for
 NVIDIA's ``eff`` package (encryption; not on the public index: its functions refuse), no
 fake-tensor registration for torchvision's CUDA-built ops, a no-op loader for TAO's compiled
-deformable-attention op (TAO's CPU forward uses its PyTorch path).
+deformable-attention op (TAO's CPU forward uses its PyTorch path), and for OneFormer's
+hub-downloaded CLIP tokenizer the same tokenizer class over open_clip's bundled BPE vocabulary
+(:func:`_clip_tokenizer`), so TAO tokenises its own task text at parity time.
 """
 
 from __future__ import annotations
