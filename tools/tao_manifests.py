@@ -27,7 +27,9 @@ then ``PYTHONPATH=<repo> venv/bin/python tools/tao_manifests.py --tao-src src [-
 [--network rtdetr] [--backbone resnet_50]``. Import shims (this file only): a stand-in for
 NVIDIA's ``eff`` package (encryption; not on the public index: its functions refuse), no
 fake-tensor registration for torchvision's CUDA-built ops, a no-op loader for TAO's compiled
-deformable-attention op (TAO's CPU forward uses its PyTorch path).
+deformable-attention op (TAO's CPU forward uses its PyTorch path), and for OneFormer's
+hub-downloaded CLIP tokenizer the same tokenizer class over open_clip's bundled BPE vocabulary
+(:func:`_clip_tokenizer`), so TAO tokenises its own task text at parity time.
 """
 
 from __future__ import annotations
@@ -87,12 +89,60 @@ def _dd_inputs(image, _model):
 
 
 def _oneformer_inputs(image, model):
-    """OneFormer: the image and the same semantic task token on both sides (the worker's
-    token ids; TAO's forward takes token tensors as they are)."""
+    """OneFormer: the image; TAO gets the task text as its data loader builds it and
+    tokenises it itself (its CLIP tokenizer, :func:`_clip_tokenizer`), the worker its own
+    task token ids."""
     from tao_sdk.worker.networks.oneformer import _task_inputs
 
-    tasks = _task_inputs(model, image)
-    return (image, tasks), {"pixel_values": image, "task_inputs": tasks}
+    return (image, ["The task is semantic"] * len(image)), {
+        "pixel_values": image, "task_inputs": _task_inputs(model, image)}
+
+
+def _oneformer_checks(spec: dict, pl_model, ours, image, ref) -> dict:
+    """OneFormer: the worker's task token ids against TAO's tokenizer for every task text
+    (at ``dataset.task_seq_len`` and at 8), and the post-processed semantic prediction
+    (TAO's ``batch_semantic_inference`` + upsampling + argmax vs the worker's
+    ``predict_labels``): share of equal pixels, in percent."""
+    import torch
+
+    from nvidia_tao_pytorch.cv.oneformer.model.tokenizer import Tokenize
+    from tao_sdk.worker.networks.oneformer import forward, predict_labels, task_tokens
+
+    seq_len = int(spec["dataset"].get("task_seq_len", 77))
+    texts = {t: f"The task is {t}" for t in ("semantic", "instance", "panoptic")}
+    agree = sum(Tokenize(n)(text).tolist() == task_tokens(task, n)
+                for task, text in texts.items() for n in (seq_len, 8))
+    scores = pl_model.batch_semantic_inference(ref["pred_logits"], ref["pred_masks"])
+    tao = torch.nn.functional.interpolate(scores, size=image.shape[-2:], mode="bilinear",
+                                          align_corners=False).argmax(1)[0].numpy()
+    with torch.no_grad():
+        logits, masks = forward(ours, image)
+    got = predict_labels(logits, masks, [tuple(image.shape[-2:])])[0]
+    return {"task_ids_agree": f"{agree}/{2 * len(texts)}",
+            "semantic_argmax_agree_pct": float((tao == got).mean() * 100)}
+
+
+def _clip_tokenizer():
+    """TAO's OneFormer tokenizer without the hub: transformers' ``CLIPTokenizer`` (what
+    ``AutoTokenizer.from_pretrained("openai/clip-vit-base-patch32")`` returns; its pad token
+    is ``<|endoftext|>``, the class default) over CLIP's BPE merges as open_clip bundles them
+    (``bpe_simple_vocab_16e6.txt.gz``, the file OpenAI published), with CLIP's vocabulary
+    order: 256 byte symbols, the same with ``</w>``, one per merge, the two special tokens."""
+    import gzip as _gzip
+
+    import importlib.util
+
+    from transformers import CLIPTokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    package = importlib.util.find_spec("open_clip").submodule_search_locations[0]
+    bpe = Path(package) / "bpe_simple_vocab_16e6.txt.gz"
+    lines = _gzip.open(bpe, "rt", encoding="utf-8").read().split("\n")
+    merges = [tuple(m.split()) for m in lines[1:49152 - 256 - 2 + 1]]
+    symbols = list(bytes_to_unicode().values())
+    vocab = [*symbols, *(v + "</w>" for v in symbols), *("".join(m) for m in merges),
+             "<|startoftext|>", "<|endoftext|>"]
+    return CLIPTokenizer(vocab={t: i for i, t in enumerate(vocab)}, merges=merges)
 
 
 def _detection_outputs(got, ref) -> dict:
@@ -229,7 +279,7 @@ def install_shims(tao_src: Path) -> None:
         ops.load_ops = lambda *a, **k: None
     import transformers  # OneFormer's tokenizer module downloads CLIP's tokenizer at import
 
-    transformers.AutoTokenizer.from_pretrained = lambda *a, **k: None
+    transformers.AutoTokenizer.from_pretrained = lambda *a, **k: _clip_tokenizer()
 
 
 def template_spec(skill: str, backbone: str) -> dict:
@@ -301,8 +351,15 @@ def parity(network: str, spec: dict, pl_model) -> dict:
     with torch.no_grad():
         ref = pl_model.model(*tao_inputs)
         got = ours(**our_inputs)
+    checks = _CHECKS.get(network)
     return {"input": [1, 3, 640, 640], "missing": len(missing),
-            "skipped": {k: len(v) for k, v in skipped.items()}, **compare(got, ref)}
+            "skipped": {k: len(v) for k, v in skipped.items()}, **compare(got, ref),
+            **(checks(spec, pl_model, ours, image, ref) if checks else {})}
+
+
+#: network -> further checks of :func:`parity` (``(spec, TAO's module, ours, image, TAO's
+#: outputs) -> figures``).
+_CHECKS = {"oneformer": _oneformer_checks}
 
 
 #: network -> the keyword (and attribute) of the experiment config of TAO's Lightning module.
@@ -370,6 +427,11 @@ def _figure(value) -> str:
     return "-" if value is None else f"{value:.1e}"
 
 
+def _read(path: Path) -> dict:
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        return json.load(fh)
+
+
 def write_index() -> Path:
     """``tools/manifests/README.md``: one row per recorded manifest (sizes, parity)."""
     rows = ["# TAO 7.3.0 state_dict manifests", "",
@@ -379,8 +441,9 @@ def write_index() -> Path:
             "`tests/worker/test_tao_keys.py`. Parity: TAO's initialisation + N(0, 0.02) noise "
             "and random BatchNorm statistics (seed 0), mapped into the worker's model, one "
             "random 640x640 image; largest output difference relative to the largest output "
-            "magnitude (detection: class logits and boxes; OneFormer, with the same semantic "
-            "task token on both sides: class logits and mask logits of the last decoder layer), "
+            "magnitude (detection: class logits and boxes; OneFormer, TAO tokenising its task "
+            "text with its CLIP tokenizer and the worker with its own ids: class logits and "
+            "mask logits of the last decoder layer), "
             "and (RT-DETR selects its decoder queries by a top-k whose near-ties under "
             "random weights may order them differently) the same after pairing queries; "
             "FastFoundationStereo (`depth_net`; settings: the template's bp2 widths and TAO's "
@@ -397,6 +460,11 @@ def write_index() -> Path:
                              for k in ("logits", "boxes", "masks", "matched", "disparity"))
         rows.append(f"| {data['network']} | {data['backbone']} | {data['tensors']} | "
                     f"{data['values']:,} | {figures} |")
+    rows += [f"\n{d['network']} {d['backbone']}: task token ids equal to TAO's tokenizer "
+             f"{d['parity']['task_ids_agree']}, semantic prediction (argmax map) equal on "
+             f"{d['parity']['semantic_argmax_agree_pct']:.2f}% of pixels"
+             for d in map(_read, sorted(OUT.glob("oneformer/*.json.gz")))
+             if "task_ids_agree" in d.get("parity", {})]
     path = OUT / "README.md"
     old = path.read_text(encoding="utf-8") if path.exists() else ""
     kept = old[old.find("\n## "):] if "\n## " in old else ""  # other tools' sections

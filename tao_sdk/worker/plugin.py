@@ -109,6 +109,9 @@ class NetworkPlugin:
             ``None`` (default): from ``skill_info.yaml``.
         backbone_prefix: attribute path of the backbone module (for
             ``model.pretrained_backbone_path``), ``""`` when the network has none.
+        pretrained_model_key / pretrained_backbone_key: the spec fields of the whole-model
+            and backbone weights a train job starts from (TAO's names for the network:
+            ``train.pretrained_model_path`` / ``model.pretrained_backbone_path`` by default).
         unhonoured_table: network-specific additions to :data:`COMMON_UNHONOURED`.
         silent_fields: fields never reported (they cannot change results here).
         trt_outputs: output names a TensorRT engine of this network must have.
@@ -124,6 +127,8 @@ class NetworkPlugin:
     step_in_checkpoint_name: bool = True
     launch: str | None = None
     backbone_prefix: str = "model.backbone"
+    pretrained_model_key: str = "train.pretrained_model_path"
+    pretrained_backbone_key: str = "model.pretrained_backbone_path"
     #: TAO checkpoint keys <-> this model's (a :class:`tao_sdk.worker.weights.keymap.KeyMap`;
     #: ``None``: the network reads and writes only the worker's own keys).
     tao_keys: Any = None

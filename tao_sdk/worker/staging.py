@@ -354,6 +354,7 @@ def list_images(folder: Path) -> list[Path]:
 #: keys come from its :meth:`~tao_sdk.worker.tasks.Task.staged_keys` hook): ``file`` or ``weights``
 #: (a checkpoint file or a Hugging Face folder, from any source of :mod:`tao_sdk.sources`).
 _TRAIN_STAGED = [("model.pretrained_backbone_path", "weights"), ("train.pretrained_model_path", "weights"),
+                 ("train.pretrained_backbone", "weights"), ("train.pretrained_model", "weights"),
                  ("train.resume_training_checkpoint_path", "weights")]
 STAGED_KEYS: dict[str, list[tuple[str, str]]] = {
     "train": _TRAIN_STAGED,
@@ -408,6 +409,15 @@ def _is_set(value: Any) -> bool:
     return value not in (None, "", "???", [])
 
 
+#: Where TAO's container puts the PTMs of the skills' download descriptors (``/ptm/...``).
+PTM_DESTINATION = "/ptm/"
+
+
+def _container_ptm(uri: str) -> bool:
+    """``uri`` is a PTM download destination of TAO's container that is not on this machine."""
+    return uri.startswith(PTM_DESTINATION) and not Path(uri).exists()
+
+
 def stage_spec(spec: dict[str, Any], action: str, log: Callable[[str], None] | None = None,
                progress: Callable[[str, dict], None] | None = None, *,
                data_keys: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
@@ -438,6 +448,17 @@ def stage_spec(spec: dict[str, Any], action: str, log: Callable[[str], None] | N
     for key, kind in [*data_keys, *STAGED_KEYS.get(action, [])]:
         value = S.get(out, key)
         if not _is_set(value):
+            continue
+        if kind == "weights" and _container_ptm(str(value)):
+            S.set_value(out, key, None)
+            message = (f"{key}: {value} is where TAO's container downloads its PTM (a download "
+                       "descriptor of the skill's mapping), not a file on this machine: the job "
+                       f"starts without it; set {key} to a local path, s3://, https://, hf:// or "
+                       "ngc:// URI to load those weights")
+            if progress is not None:
+                progress(message, {})
+            elif log is not None:
+                log(message)
             continue
         if kind in ("file", "weights"):
             local = fetch_file(str(value), key) if kind == "file" else fetch_weights(str(value), key, progress)

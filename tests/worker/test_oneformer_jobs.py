@@ -131,3 +131,37 @@ def test_oneformer_tensorrt_engine_evaluate_inference(seg_dataset, tmp_path):
     code, lines = run_job("oneformer", "inference", spec, tmp_path)
     assert code == 0, lines[-1]
     assert len(list((results / "trt_inference" / "labels").glob("*.png"))) == 4
+
+
+@pytest.mark.slow
+def test_oneformer_train_from_tao_backbone_ptm_and_tao_checkpoint(seg_dataset, tmp_path):
+    """``train.pretrained_backbone`` (a TAO Swin PTM: ``{"model": {patch_embed..., layers...}}``,
+    keys as TAO's ``load_backbone_weights`` reads them) and ``train.pretrained_model`` (a
+    checkpoint in TAO's Lightning layout) load through the one weights entry point, every
+    tensor used, each with its load report in status.json."""
+    import torch
+
+    from tao_sdk.worker.registry import get
+    from tao_sdk.worker.weights import tao_state
+
+    plugin = get("oneformer")
+    spec = _spec(seg_dataset, tmp_path / "results", epochs=1)
+    source = plugin.build_model(plugin.build_arch(spec))
+    _layout, tao = tao_state(plugin, source.state_dict())
+    head = "model.backbone."
+    backbone = {k[len(head):]: v for k, v in tao.items() if k.startswith(head)}
+    torch.save({"model": backbone}, tmp_path / "swin_ptm.pth")
+    torch.save({"state_dict": tao, "tao_model": "oneformer",
+                "pytorch-lightning_version": "2.4.0"}, tmp_path / "tao_oneformer.pth")
+    spec["train"].update(pretrained_backbone=str(tmp_path / "swin_ptm.pth"),
+                         pretrained_model=str(tmp_path / "tao_oneformer.pth"))
+    code, lines = run_job("oneformer", "train", spec, tmp_path)
+    assert code == 0, lines[-1]
+    loads = {ln["weights"]["spec_field"]: ln["weights"] for ln in lines if ln.get("weights")}
+    assert set(loads) == {"train.pretrained_backbone", "train.pretrained_model"}
+    bb, full = loads["train.pretrained_backbone"], loads["train.pretrained_model"]
+    # counts are the worker's tensors (TAO's fused qkv is three of them): every one is loaded
+    assert bb["layout"] == "TAO backbone PTM" and bb["file_tensors"] == len(backbone) > 0
+    assert bb["loaded"] == bb["model_tensors"] and bb["left_at_init"] == 0
+    assert full["layout"] == "tao" and full["loaded"] == full["model_tensors"] > len(backbone)
+    assert not bb["skipped"] and not full["skipped"] and full["left_at_init"] == 0

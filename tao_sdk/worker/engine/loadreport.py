@@ -39,7 +39,8 @@ def load_report(spec_field: str, uri: str, local: str, load: Any) -> dict[str, A
 
 
 def _message(r: dict[str, Any]) -> str:
-    what = "backbone tensors" if r["spec_field"].endswith("backbone_path") else "tensors"
+    what = ("backbone tensors" if r["spec_field"].endswith(("backbone_path", "pretrained_backbone"))
+            else "tensors")
     text = f"{r['spec_field']}: loaded {r['loaded']} of {r['file_tensors']} {what} from {r['uri']}"
     for s in r["skipped"]:
         example = f", e.g. {s['tensors'][0]}" if s["tensors"] else ""

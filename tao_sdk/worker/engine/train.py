@@ -58,6 +58,7 @@ __all__ = ["train", "EMA", "build_optimizer", "build_scheduler", "build_lr_sched
 PROGRESS_EVERY_S = 60.0
 #: Spec keys of files a train job loads besides its datasets.
 _MODEL_FILES = ("model.pretrained_backbone_path", "train.pretrained_model_path",
+                "train.pretrained_backbone", "train.pretrained_model",  # OneFormer's names
                 "train.resume_training_checkpoint_path", "distill.pretrained_teacher_model_path")
 
 
@@ -177,9 +178,9 @@ def _build_model(ctx, arch: dict, files: dict[str, Path | None]):
 
     plugin, spec = ctx.plugin, ctx.spec
     model = plugin.build_model(arch)
-    loads = [("model.pretrained_backbone_path", plugin.backbone_prefix)]
+    loads = [(plugin.pretrained_backbone_key, plugin.backbone_prefix)]
     if not S.get(spec, "train.resume_training_checkpoint_path"):
-        loads.append(("train.pretrained_model_path", ""))
+        loads.append((plugin.pretrained_model_key, ""))
     for key, prefix in loads:
         if S.get(spec, key):
             report = load_pretrained(model, files[key], key, plugin, prefix=prefix)

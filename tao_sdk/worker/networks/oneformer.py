@@ -4,14 +4,20 @@ The model is built from a config (Swin backbone as a ``SwinConfig`` object), so 
 downloaded. Every architecture-defining spec value goes into an ``arch`` dict that is saved in
 the checkpoint, so evaluate / inference / export rebuild exactly the trained network.
 
-Task text, offline: OneFormer conditions its queries on a task token, the tokenised text
-``"the task is semantic"`` fed to an MLP (``dataset.task_seq_len`` inputs). transformers'
-``OneFormerProcessor`` tokenises it with CLIP's BPE vocabulary, a hub download. This module
-tokenises with a small built-in word vocabulary (:data:`TASK_VOCAB`, saved in the checkpoint):
-the task MLP is trained with the network, so any fixed, consistent token ids serve, and no
-file is fetched at run time. The text branch (``model.text_encoder.*``) is built with TAO's
-sizes but not run: this worker trains OneFormer's mask-classification losses (class, mask
-BCE, dice, with deep supervision) for the semantic task, not the query-text contrastive loss.
+Task text, offline, as TAO tokenises it: OneFormer conditions its queries on a task token,
+the text ``"The task is semantic"`` tokenised and fed as float ids to an MLP
+(``dataset.task_seq_len`` inputs). TAO 7.3.0 tokenises it with Hugging Face's CLIP tokenizer
+(``openai/clip-vit-base-patch32``: CLIP's BPE, lower-cased, ``<|startoftext|>`` ... text ...
+``<|endoftext|>``, padded with ``<|endoftext|>`` to ``task_seq_len``; a hub download). The
+three task texts need five BPE words, so this module keeps their CLIP ids
+(:data:`CLIP_TASK_IDS`, checked against CLIP's own BPE vocabulary by
+``tools/tao_manifests.py --parity``) instead of the 49408-entry vocabulary: a TAO checkpoint's
+task MLP gets the inputs it was trained on. Checkpoints of earlier worker versions recorded a
+word vocabulary (``arch["task_vocab"]``) and keep their own ids (:func:`legacy_task_tokens`).
+The text branch (``model.text_encoder.*``, TAO's query texts ``"a photo with a <class>"``) is
+built with TAO's sizes but not run: this worker trains OneFormer's mask-classification losses
+(class, mask BCE, dice, with deep supervision) for the semantic task, not the query-text
+contrastive loss, so no class-name text is tokenised.
 
 TAO's layout: the model has TAO 7.3.0's parameters and buffers one to one (:func:`_as_taos`,
 :data:`TAO_KEYS`; checked against ``tools/manifests/oneformer/``); checkpoints are written in
@@ -35,10 +41,13 @@ from tao_sdk.worker.weights.keymap import Fused, KeyMap, Rule
 
 __all__ = [
     "NAME",
+    "CLIP_TASK_IDS",
     "TASK_VOCAB",
     "ONNX_INPUTS",
     "ONNX_OUTPUTS",
     "task_tokens",
+    "legacy_task_tokens",
+    "arch_task_tokens",
     "build_arch",
     "unhonoured_fields",
     "model_from_arch",
@@ -54,7 +63,14 @@ __all__ = [
 ]
 
 NAME = "oneformer"
-#: Word vocabulary of the task text (``<pad>`` = 0); saved in every checkpoint's arch.
+#: CLIP BPE ids (``openai/clip-vit-base-patch32``'s tokenizer, TAO 7.3.0's
+#: ``model/tokenizer.py``) of TAO's task text ``"The task is <task>"``: the common prefix
+#: ``<|startoftext|> the task is`` and each task word ("seman"+"tic", "pan"+"optic").
+CLIP_TASK_IDS = {"prefix": (49406, 518, 10549, 533), "semantic": (29119, 1550),
+                 "instance": (34572,), "panoptic": (1072, 24755)}
+#: CLIP's ``<|endoftext|>``: ends the text and pads it (the tokenizer's ``pad_token``).
+CLIP_END = 49407
+#: Word vocabulary of worker checkpoints before CLIP ids (``arch["task_vocab"]``; ``<pad>`` = 0).
 TASK_VOCAB = ("<pad>", "<start>", "<end>", "the", "task", "is", "semantic", "instance",
               "panoptic")
 ONNX_INPUTS = ["inputs"]
@@ -66,8 +82,22 @@ _TAO_FEATURES = ["res2", "res3", "res4", "res5"]
 _BACKBONE_PREFIX = "model.pixel_level_module.encoder."
 
 
-def task_tokens(task: str, seq_len: int, vocab: Sequence[str] = TASK_VOCAB) -> list[int]:
-    """Token ids of ``"the task is <task>"`` padded to ``seq_len`` (``dataset.task_seq_len``)."""
+def task_tokens(task: str, seq_len: int) -> list[int]:
+    """TAO's token ids of ``"The task is <task>"`` (CLIP BPE), ``seq_len`` long
+    (``dataset.task_seq_len``): truncated keeping ``<|endoftext|>`` last, padded with it."""
+    if task not in CLIP_TASK_IDS or task == "prefix":
+        raise SpecError(f"task {task!r} is not one of TAO's tasks semantic / instance / panoptic")
+    if seq_len < 2:
+        raise SpecError(f"dataset.task_seq_len is {seq_len}; it must be at least 2 (TAO's "
+                        "default is 77)")
+    body = [*CLIP_TASK_IDS["prefix"][1:], *CLIP_TASK_IDS[task]][:seq_len - 2]
+    ids = [CLIP_TASK_IDS["prefix"][0], *body, CLIP_END]
+    return ids + [CLIP_END] * (seq_len - len(ids))
+
+
+def legacy_task_tokens(task: str, seq_len: int, vocab: Sequence[str] = TASK_VOCAB) -> list[int]:
+    """Token ids of ``"the task is <task>"`` in a worker checkpoint's own word vocabulary
+    (``arch["task_vocab"]``, written before the worker used TAO's CLIP ids), padded with 0."""
     words = ["<start>", "the", "task", "is", task, "<end>"]
     index = {w: i for i, w in enumerate(vocab)}
     missing = [w for w in words if w not in index]
@@ -78,6 +108,15 @@ def task_tokens(task: str, seq_len: int, vocab: Sequence[str] = TASK_VOCAB) -> l
                         "to hold the task text")
     ids = [index[w] for w in words]
     return ids + [0] * (seq_len - len(ids))
+
+
+def arch_task_tokens(arch: dict[str, Any], task: str = "semantic") -> list[int]:
+    """The task token ids the model of ``arch`` was trained with: TAO's CLIP ids, or the
+    word vocabulary an older worker checkpoint recorded (``arch["task_vocab"]``)."""
+    seq_len = arch["head"]["task_seq_len"]
+    if "task_vocab" in arch:
+        return legacy_task_tokens(task, seq_len, arch["task_vocab"])
+    return task_tokens(task, seq_len)
 
 
 def _size(value: Any, key: str) -> list[int]:
@@ -195,7 +234,7 @@ def build_arch(spec: dict[str, Any]) -> dict[str, Any]:
                                                [123.675, 116.28, 103.53])],
         "pixel_std": [float(v) for v in S.get(spec, "dataset.pixel_std",
                                               [58.395, 57.12, 57.375])],
-        "task_vocab": list(TASK_VOCAB), "swin": swin, "head": _head(spec, num_classes),
+        "task_tokenizer": "clip", "swin": swin, "head": _head(spec, num_classes),
     }
 
 
@@ -246,7 +285,7 @@ def model_from_arch(arch: dict[str, Any]):
 
     _as_taos(model, config)
     model.register_buffer("task_semantic", torch.tensor(
-        task_tokens("semantic", arch["head"]["task_seq_len"], arch["task_vocab"]),
+        arch_task_tokens(arch),
         dtype=torch.float32), persistent=False)
     return model
 
@@ -488,6 +527,8 @@ class OneFormer(NetworkPlugin):
     checkpoint_prefix = "oneformer_"
     step_in_checkpoint_name = True
     backbone_prefix = _BACKBONE_PREFIX.rstrip(".")
+    pretrained_model_key = "train.pretrained_model"
+    pretrained_backbone_key = "train.pretrained_backbone"
     tao_keys = TAO_KEYS
     class_count_key = "model.transformer_module.decoder.class_embed.bias"
     trt_outputs = tuple(ONNX_OUTPUTS)
@@ -496,8 +537,6 @@ class OneFormer(NetworkPlugin):
         "export.on_cpu", "export.gpu_id", "export.verbose", "gen_trt_engine.verbose",
         "gen_trt_engine.gpu_id", "train.optim.monitor_name"})
     unhonoured_table = {
-        "train.pretrained_backbone": (),
-        "train.pretrained_model": (),
         "train.clip_gradients.enabled": (False,),
         "train.accumulate_grad_batches": (1,),
         "train.iters_per_epoch": (),
