@@ -35,6 +35,23 @@ def tiny_scale(monkeypatch):
     monkeypatch.setenv("TAO_WORKER_BACKBONE_SCALE", "tiny")
 
 
+def _uninitialised(plugin, arch, torch) -> list[str]:
+    """Tensors of a fresh model that keep ``torch.empty``'s memory (built with NaN-filled
+    ``torch.empty``; uninitialised memory may hold anything, NaN included)."""
+    real = torch.empty
+
+    def nan_empty(*args, **kwargs):
+        out = real(*args, **kwargs)
+        return out.fill_(float("nan")) if out.is_floating_point() else out
+
+    torch.empty = nan_empty
+    try:
+        state = plugin.build_model(arch).state_dict()
+    finally:
+        torch.empty = real
+    return [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
 @pytest.mark.parametrize("network", registry.names())
 def test_network_plugin_contract(network, tmp_path, tiny_scale):
     torch = pytest.importorskip("torch")
@@ -51,6 +68,8 @@ def test_network_plugin_contract(network, tmp_path, tiny_scale):
     assert {"network", "num_classes", "backbone_desc"} <= set(arch) and plugin.describe(arch)
     model = plugin.build_model(arch)
     assert plugin.arch_diff(arch, plugin.build_arch(spec)) == []
+    # every tensor initialised: built again with torch.empty handing out NaN, nothing is left NaN
+    assert _uninitialised(plugin, arch, torch) == []
 
     # one training step
     samples, _ = task.load_train(spec, arch, None)

@@ -150,7 +150,8 @@ def test_oneformer_checkpoint_round_trips_through_tao_layout():
     back, skipped = plugin.tao_keys.to_worker(tao, model.state_dict())
     own = model.state_dict()
     assert not skipped and set(back) == set(own)
-    assert all(torch.equal(back[k], own[k]) for k in own)
+    bad = [(k, torch.isnan(own[k]).any().item()) for k in own if not torch.equal(back[k], own[k])]
+    assert not bad, bad[:5]
 
 
 def test_encrypted_tao_checkpoint_is_refused(tmp_path):
@@ -285,6 +286,88 @@ def test_ffs_research_checkpoint_loads(tmp_path, monkeypatch):
     assert report.loaded == report.total == len(research) and report.initial == ["dx"]
     own = model.state_dict()
     assert all(torch.equal(own[k], v) for k, v in source.state_dict().items())
+
+
+def _pickled_research_model(path: Path, state: dict) -> None:
+    """Save ``state`` as NVIDIA's research ``*_serialize.pth`` does: a whole pickled model of
+    classes from the research tree (``core.*``), gone when the file is read again."""
+    import sys
+    import types
+
+    import torch
+    from torch import nn
+
+    pkg, mod = types.ModuleType("core"), types.ModuleType("core.foundation_stereo")
+    pkg.__path__ = []
+    node = type("BasicConv", (nn.Module,), {"__module__": "core.foundation_stereo"})
+    mod.BasicConv = node
+    sys.modules.update({"core": pkg, "core.foundation_stereo": mod})
+    try:
+        root = node()
+        for key, value in state.items():
+            *parents, leaf = key.split(".")
+            at = root
+            for name in parents:
+                if name not in at._modules:
+                    at.add_module(name, node())
+                at = at._modules[name]
+            if value.is_floating_point():
+                at.register_parameter(leaf, nn.Parameter(value.clone()))
+            else:
+                at.register_buffer(leaf, value.clone())
+        root.register_buffer("scratch", torch.zeros(2), persistent=False)
+        torch.save(root, path)
+    finally:
+        del sys.modules["core"], sys.modules["core.foundation_stereo"]
+
+
+def test_ffs_pickled_research_model_loads_for_training_and_evaluation(tmp_path, monkeypatch):
+    """The research bp2 file as NVIDIA publishes it (a pickled model whose classes are not
+    importable here, convolution norms named ``.bn.``) loads every parameter without running
+    its code: as train.pretrained_model_path, and as an evaluate checkpoint (layout
+    ``research``; the constant ``dx`` keeps its built value)."""
+    import torch
+
+    from tao_sdk.worker.engine.checkpoint import load_checkpoint
+    from tao_sdk.worker.weights import checkpoint_state, load_weights
+
+    monkeypatch.setenv("TAO_WORKER_BACKBONE_SCALE", "tiny")
+    plugin, model = _tiny("depth_net")
+    _p2, source = _tiny("depth_net")
+    research = {_research_name(k).replace(".norm.", ".bn."): v
+                for k, v in source.state_dict().items() if k != "dx"}
+    assert any(".bn." in k for k in research)
+    path = tmp_path / "model_best_bp2_serialize.pth"
+    _pickled_research_model(path, research)
+    report = load_weights(model, path, plugin, "train.pretrained_model_path")
+    assert report.layout == "research checkpoint" and report.initial == ["dx"]
+    assert report.loaded == report.total == len(research)
+    ckpt = load_checkpoint(path, "evaluate.checkpoint", research=True)
+    assert ckpt["layout"] == "research" and ckpt["arch"] is None
+    _p3, fresh = _tiny("depth_net")
+    fresh.load_state_dict(checkpoint_state(ckpt, plugin, fresh, "evaluate.checkpoint"))
+    assert all(torch.equal(fresh.state_dict()[k], v) for k, v in source.state_dict().items())
+    with pytest.raises(Exception, match="neither a checkpoint of this worker"):
+        load_checkpoint(path, "evaluate.checkpoint")  # networks without research_keys
+
+
+def test_ffs_research_checkpoint_of_other_settings_is_refused_for_evaluation(tmp_path, monkeypatch):
+    import torch
+
+    from tao_sdk.worker.engine.checkpoint import load_checkpoint
+    from tao_sdk.worker.errors import WorkerError
+    from tao_sdk.worker.weights import checkpoint_state
+
+    monkeypatch.setenv("TAO_WORKER_BACKBONE_SCALE", "tiny")
+    plugin, model = _tiny("depth_net")
+    research = {_research_name(k): v for k, v in model.state_dict().items() if k != "dx"}
+    dropped = next(k for k in research if k.startswith("update_block."))
+    del research[dropped]
+    path = tmp_path / "other.pth"
+    torch.save({"model": research}, path)
+    ckpt = load_checkpoint(path, "evaluate.checkpoint", research=True)
+    with pytest.raises(WorkerError, match="research checkpoint does not fit.*1 missing"):
+        checkpoint_state(ckpt, plugin, model, "evaluate.checkpoint")
 
 
 def test_ffs_worker_checkpoint_round_trips_through_tao_layout(monkeypatch):

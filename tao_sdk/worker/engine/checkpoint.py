@@ -40,21 +40,27 @@ __all__ = ["CHECKPOINT_FORMAT", "LIGHTNING_VERSION", "load_checkpoint", "load_pr
 LIGHTNING_VERSION = "2.5.0"
 
 
-def load_checkpoint(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
-    """Load a checkpoint of this worker or of TAO's own trainer (no code from the file runs).
+def load_checkpoint(path: str | os.PathLike[str], what: str, research: bool = False
+                    ) -> dict[str, Any]:
+    """Load a checkpoint of this worker or of TAO's own trainer (no code from the file runs);
+    with ``research`` (the network reads NVIDIA's research checkpoints,
+    :attr:`NetworkPlugin.research_keys`), also a bare state dict or pickled model, as layout
+    ``"research"``, as TAO's evaluate / inference / export scripts read FastFoundationStereo's.
 
-    The result carries ``layout`` (``"worker"`` / ``"tao"``: the keys of its ``state_dict``,
-    see :func:`tao_sdk.worker.weights.checkpoint_state`) and ``arch`` (the worker's
-    architecture record; ``None`` for TAO's files: the spec's ``model`` section describes
-    them). Raises :class:`WorkerError` naming ``what`` (the spec key) when the file is
-    unreadable, encrypted, or a bare state dict.
+    The result carries ``layout`` (``"worker"`` / ``"tao"`` / ``"research"``: the keys of its
+    ``state_dict``, see :func:`tao_sdk.worker.weights.checkpoint_state`) and ``arch`` (the
+    worker's architecture record; ``None`` for TAO's and research files: the spec's ``model``
+    section describes them). Raises :class:`WorkerError` naming ``what`` (the spec key) when
+    the file is unreadable, encrypted, or (without ``research``) a bare state dict.
     """
     ckpt = read_weights_file(path, what)
-    layout, _sd = file_state_dict(ckpt, path, what)
-    if ckpt.get("format") == CHECKPOINT_FORMAT and "arch" in ckpt:
+    layout, sd = file_state_dict(ckpt, path, what)
+    if isinstance(ckpt, dict) and ckpt.get("format") == CHECKPOINT_FORMAT and "arch" in ckpt:
         return {**ckpt, "layout": layout}
     if layout == "tao" and isinstance(ckpt.get("state_dict"), dict):
         return {**ckpt, "layout": layout, "arch": None}
+    if research and layout == "state-dict":
+        return {"state_dict": sd, "layout": "research", "arch": None}
     raise WorkerError(
         f"{what}: {path} is neither a checkpoint of this worker (architecture record) nor a "
         "TAO training checkpoint (Lightning state_dict, tao_model); evaluate/inference/export/"

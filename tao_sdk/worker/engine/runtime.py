@@ -144,7 +144,7 @@ def model_from_checkpoint(ctx, key: str):
     plugin = ctx.plugin
     uri = S.require(ctx.spec, key, "the .pth checkpoint to use (model_epoch_XXX.pth)")
     path = fetch_file(str(uri), key)
-    ckpt = load_checkpoint(path, key)
+    ckpt = load_checkpoint(path, key, research=getattr(plugin, "research_keys", None) is not None)
     notes = []
     try:
         spec_arch = plugin.build_arch(ctx.spec)
@@ -160,7 +160,8 @@ def model_from_checkpoint(ctx, key: str):
             raise WorkerError(f"{key}: {path} is TAO's {ckpt['tao_model']} checkpoint, not "
                               f"{ctx.network}; use a checkpoint of this network")
         ckpt["arch"] = spec_arch
-        notes.append("TAO checkpoint: architecture from the spec's model section and "
+        kind = "research" if ckpt["layout"] == "research" else "TAO"
+        notes.append(f"{kind} checkpoint: architecture from the spec's model section and "
                      "dataset.num_classes")
     if ckpt["arch"].get("network") != ctx.network:
         raise WorkerError(

@@ -477,8 +477,9 @@ TAO_KEYS = KeyMap([Rule("{key*}", "{key*}")], tao_prefix="model.", worker_prefix
 #: NVIDIA's research checkpoint of FastFoundationStereo (``model_best_bp2*.pth``, optionally
 #: under ``model.`` / ``module.``) -> the worker's model: the renames TAO's
 #: ``fast_foundation_stereo/ckpt_utils.py`` applies (timm's EdgeNeXt names, the hourglass's
-#: ``atts.4``, the ``layers.`` of ``corr_feature_att`` / ``classifier``). The research file has
-#: no ``dx`` (a constant buffer): it stays at its built value.
+#: ``atts.4``, the ``layers.`` of ``corr_feature_att`` / ``classifier``, and the ``.bn.`` /
+#: ``.IN.`` names its convolution blocks give the norm TAO's ``Conv`` calls ``.norm.``). The
+#: research file has no ``dx`` (a constant buffer): it stays at its built value.
 RESEARCH_KEYS = KeyMap([
     Rule("cost_agg.atts.4.{rest*}", "cost_agg.atts.cost_vol_disp.{rest*}"),
     Rule("corr_feature_att.layers.{rest*}", "corr_feature_att.{rest*}"),
@@ -490,7 +491,7 @@ RESEARCH_KEYS = KeyMap([
     Rule("feature.stages.{s}.blocks.{b}.mlp.fc2.{p}", "feature.stages.{s}.{b}.pwconv2.{p}"),
     Rule("feature.stages.{s}.blocks.{rest*}", "feature.stages.{s}.{rest*}"),
     Rule("{key*}", "{key*}"),
-], tao_prefix="", worker_prefix="")
+], tao_prefix="", worker_prefix="", aliases=((r"\.(?:bn|IN)\.", ".norm."),))
 
 
 # --------------------------------------------------------------------------- the plugin

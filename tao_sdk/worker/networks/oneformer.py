@@ -307,6 +307,9 @@ def _as_taos(model, config) -> None:
 
     if config.text_encoder_context_length > 0:
         model.model.text_mapper = OneFormerTextMapper(config)
+        # built after the model's own initialisation: transformers leaves this parameter as
+        # torch.empty memory (sometimes NaN); TAO draws it from N(0, 0.01)
+        nn.init.normal_(model.model.text_mapper.text_encoder.positional_embedding, std=0.01)
     encoder = model.model.pixel_level_module.encoder
     encoder.swin.layernorm = nn.Identity()  # its output is not used by the backbone
     encoder.head = nn.Linear(encoder.num_features[-1], TAO_SWIN_HEAD)

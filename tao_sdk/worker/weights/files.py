@@ -20,13 +20,18 @@ from typing import Any
 
 from tao_sdk.worker.errors import WorkerError
 
-__all__ = ["Opaque", "hf_renamed", "read_weights_file", "weight_files"]
+__all__ = ["Opaque", "hf_renamed", "module_state_dict", "read_weights_file", "weight_files"]
 
 _TORCH_SUFFIXES = (".pth", ".ckpt", ".bin", ".pt", ".tlt")
 
 
 class Opaque:
-    """Stand-in for a class a checkpoint names outside its tensors (never executed)."""
+    """Stand-in for a class a checkpoint names outside its tensors (never executed). A pickled
+    ``nn.Module`` (NVIDIA's research ``*_serialize.pth`` files pickle whole models) keeps the
+    module state it was given (``_parameters`` / ``_buffers`` / ``_modules``) as plain data,
+    for :func:`module_state_dict`; any other state is dropped."""
+
+    _module_state: dict | None = None
 
     def __init__(self, *args, **kwargs) -> None:
         pass
@@ -35,7 +40,8 @@ class Opaque:
         return Opaque()
 
     def __setstate__(self, state) -> None:
-        pass
+        if isinstance(state, dict) and isinstance(state.get("_modules"), dict):
+            self._module_state = {k: state.get(k) for k in _MODULE_STATE}
 
     def __setitem__(self, key, value) -> None:
         pass
@@ -47,11 +53,36 @@ class Opaque:
         """Ignored (list-like pickled content)."""
 
 
+#: The parts of a pickled ``nn.Module``'s state that make its ``state_dict``.
+_MODULE_STATE = ("_parameters", "_buffers", "_modules", "_non_persistent_buffers_set")
+
+
+def module_state_dict(obj: Any, prefix: str = "") -> dict[str, Any] | None:
+    """The ``state_dict`` of a pickled ``nn.Module`` read inertly (an :class:`Opaque` with
+    module state): its parameters and persistent buffers, recursively, under dotted names, as
+    ``nn.Module.state_dict`` names them. ``None`` when ``obj`` is no pickled module."""
+    state = getattr(obj, "_module_state", None) if isinstance(obj, Opaque) else None
+    if state is None:
+        return None
+    out: dict[str, Any] = {}
+    skip = state.get("_non_persistent_buffers_set") or set()
+    for group in ("_parameters", "_buffers"):
+        for name, value in (state.get(group) or {}).items():
+            if value is not None and name not in skip:
+                out[prefix + name] = value
+    for name, child in (state.get("_modules") or {}).items():
+        out.update(module_state_dict(child, f"{prefix}{name}.") or {})
+    return out
+
+
 def _allowed() -> dict[str, Any]:
     import torch
     from torch import _weights_only_unpickler as W
 
     allowed = dict(W._get_allowed_globals())
+    # plain containers a pickled module's state holds (its non-persistent buffer names)
+    for module in ("builtins", "__builtin__"):  # protocol-2 files name builtins the Python 2 way
+        allowed.update({f"{module}.set": set, f"{module}.frozenset": frozenset})
     for obj in torch.serialization.get_safe_globals():
         target = obj[0] if isinstance(obj, tuple) else obj
         allowed[f"{target.__module__}.{target.__name__}"] = target

@@ -102,8 +102,13 @@ class KeyMap:
     """A network's TAO <-> worker key table (see the module docstring)."""
 
     def __init__(self, rules: list[Rule], tao_prefix: str, worker_prefix: str,
-                 bn_counters: bool = True, tao_backbone: str = "backbone.") -> None:
+                 bn_counters: bool = True, tao_backbone: str = "backbone.",
+                 aliases: tuple[tuple[str, str], ...] = ()) -> None:
         self.rules = list(rules)
+        #: ``(regex, replacement)`` rewrites of an incoming key (below ``tao_prefix``) before the
+        #: rules, every one applied: other names a file may give the same tensor (a research
+        #: checkpoint's ``.bn.`` / ``.IN.`` for TAO's ``.norm.``); going out, keys are TAO's own
+        self.aliases = tuple((re.compile(a), b) for a, b in aliases)
         self.tao_prefix = tao_prefix
         self.worker_prefix = worker_prefix
         #: where TAO's network holds its backbone (below ``tao_prefix``): a backbone PTM's
@@ -124,7 +129,10 @@ class KeyMap:
         """Worker key(s) of a full TAO key (``None``: no rule, or outside the TAO prefix)."""
         if not tao_key.startswith(self.tao_prefix):
             return None
-        found = self._rule_for_tao(tao_key[len(self.tao_prefix):])
+        inner = tao_key[len(self.tao_prefix):]
+        for pattern, repl in self.aliases:
+            inner = pattern.sub(repl, inner)
+        found = self._rule_for_tao(inner)
         return None if found is None else [self.worker_prefix + k for k in found[1]]
 
     def to_worker(self, tao_sd: dict[str, Any], own: dict[str, Any]

@@ -13,7 +13,9 @@ Layouts (see ``references/results-contract.md``):
   modules' keys, a TAO backbone PTM (``conv1.weight``, ``layer1...``, optionally under
   ``model.`` / ``backbone.`` / ``module.``), a Hugging Face / worker state dict, or NVIDIA's
   research checkpoint of the network where the plugin has a rename table for it
-  (:attr:`research_keys`: FastFoundationStereo's ``model_best_bp2*.pth``).
+  (:attr:`research_keys`: FastFoundationStereo's ``model_best_bp2*.pth``, a state dict or a
+  whole pickled model, read without importing its classes). Evaluate / inference / export
+  read such a file as layout ``research`` (:func:`checkpoint_state`), as TAO's own scripts do.
 
 An encrypted TAO checkpoint (``state_dict_encrypted``) is refused: NVIDIA's decryption is
 not public.
@@ -26,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tao_sdk.worker.errors import WorkerError
-from tao_sdk.worker.weights.files import hf_renamed, read_weights_file
+from tao_sdk.worker.weights.files import hf_renamed, module_state_dict, read_weights_file
 from tao_sdk.worker.weights.keymap import NBT
 
 __all__ = ["CHECKPOINT_FORMAT", "COUNTER", "LoadReport", "checkpoint_state", "file_state_dict",
@@ -87,6 +89,9 @@ def refuse_encrypted(data: Any, path, what: str) -> None:
 def file_state_dict(data: Any, path, what: str) -> tuple[str, dict[str, Any]]:
     """``(layout, state dict)`` of a file's content (see the module docstring)."""
     refuse_encrypted(data, path, what)
+    pickled = module_state_dict(data)
+    if pickled is not None:  # a whole pickled model (research ``*_serialize.pth``)
+        return "state-dict", pickled
     if not isinstance(data, dict):
         raise WorkerError(f"{what}: {path} holds no state dict")
     if data.get("format") == CHECKPOINT_FORMAT:
@@ -129,11 +134,17 @@ def _research_candidates(layout: str, sd: dict[str, Any], plugin):
     table = getattr(plugin, "research_keys", None)
     if table is None or layout != "state-dict":
         return
+    yield "research checkpoint", research_bare(sd), table
+
+
+def research_bare(sd: dict[str, Any]) -> dict[str, Any]:
+    """A research checkpoint's state dict without the ``model.`` / ``module.`` wrappers
+    (Lightning, DDP) it may carry."""
     def bare(k: str) -> str:
         while k.startswith(("module.", "model.")):
             k = k.split(".", 1)[1]
         return k
-    yield "research checkpoint", {bare(k): v for k, v in sd.items()}, table
+    return {bare(k): v for k, v in sd.items()}
 
 
 def _as_worker(sd: dict[str, Any], own: dict[str, Any], prefix: str
@@ -231,6 +242,8 @@ def checkpoint_state(ckpt: dict, plugin, model, what: str, key: str = "state_dic
     """``ckpt[key]`` in ``model``'s keys, for a strict load (evaluate / resume / teacher).
     Raises :class:`WorkerError` naming the TAO tensors that have no place in ``model``."""
     sd = ckpt[key]
+    if ckpt.get("layout") == "research":
+        return _research_state(sd, plugin, model, what)
     if ckpt.get("layout") != "tao":
         return sd
     keymap = getattr(plugin, "tao_keys", None)
@@ -246,6 +259,25 @@ def checkpoint_state(ckpt: dict, plugin, model, what: str, key: str = "state_dic
             + "); set the spec's model section (model.backbone, sizes) and dataset.num_classes "
             "to those the checkpoint was trained with")
     return out
+
+
+def _research_state(sd: dict[str, Any], plugin, model, what: str) -> dict[str, Any]:
+    """A research checkpoint in ``model``'s keys for a strict load: every parameter from the
+    file (:attr:`research_keys`), buffers it lacks (constants such as FastFoundationStereo's
+    ``dx``) at the values the model builds. Raises :class:`WorkerError` naming what does not fit."""
+    own = model.state_dict()
+    out, skipped = plugin.research_keys.to_worker(research_bare(sd), own)
+    bad = {r: k for r, k in skipped.items() if r != COUNTER}
+    buffers = {name for name, _b in model.named_buffers()}
+    missing = [k for k in own if k not in out and not (k in buffers or k.endswith(NBT))]
+    if bad or missing:
+        found = [f"{len(k)} {r}, e.g. {k[0]}" for r, k in bad.items()]
+        found += [f"{len(missing)} missing, e.g. {missing[0]}"] if missing else []
+        raise WorkerError(
+            f"{what}: the research checkpoint does not fit the model the spec builds ("
+            + "; ".join(found) + "); set the spec's model section to the settings the checkpoint "
+            "was trained with (the skill's template holds bp2's)")
+    return {**{k: v for k, v in own.items() if k not in out}, **out}
 
 
 def tao_state(plugin, state_dict: dict[str, Any]) -> tuple[str, dict[str, Any]]:
