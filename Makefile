@@ -66,7 +66,7 @@ test: $(VENV)/.dev
 	if ! PYTHON=$(PY) bash tools/container_engine.sh start >/dev/null; then \
 		case "$${CI:-}" in 1|true|yes) echo "ERROR: the container engine did not start" >&2; exit 1;; esac; \
 		echo "WARNING: no container engine (tools/container_engine.sh start needs root); docker tests skip" >&2; fi; \
-	$(PY) -m pytest -q; rc=$$?; \
+	$(PY) -m pytest -q --durations=15; rc=$$?; \
 	[ $$was_up = 1 ] || bash tools/slurm_cluster.sh stop; exit $$rc
 	$(PY) -m benchmarks --smoke
 
