@@ -113,6 +113,21 @@ def test_confusion_matrix_metrics():
     assert m["ACC_all"] == pytest.approx(100 * 6 / 7)
 
 
+def test_miou_counts_predicted_classes_absent_from_ground_truth_as_tao():
+    # golden values from TAO 7.3.0's own evaluator on these maps (mask2former
+    # total_intersect_over_union, ignore_index 255, then oneformer summarize_semantic_iou):
+    # iou [0.75, 1.0, 0.0, nan], mIoU 0.58333, all_acc 0.857143 -- class 2 is predicted on a
+    # labelled pixel but absent from the ground truth: IoU 0, counted in the mean
+    cm = SEG.ConfusionMatrix(4)
+    target = np.array([[0, 0, 1, 1], [0, 0, 1, SEG.IGNORE_VALUE]])
+    pred = np.array([[0, 2, 1, 1], [0, 0, 1, 2]])
+    cm.update(pred, target)
+    m = cm.metrics(["bg", "a", "b", "c"])
+    assert m["iou_per_class"] == {"bg": 75.0, "a": 100.0, "b": 0.0, "c": None}
+    assert m["mIoU"] == pytest.approx(100 * 0.5833333333333334)
+    assert m["ACC_all"] == pytest.approx(100 * 0.8571428571428571)
+
+
 def test_write_prediction(tmp_path, seg_data):
     _, lm, samples = seg_data
     pred = np.zeros((64, 64), dtype=np.int64)
