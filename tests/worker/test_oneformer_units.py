@@ -128,6 +128,19 @@ def test_miou_counts_predicted_classes_absent_from_ground_truth_as_tao():
     assert m["ACC_all"] == pytest.approx(100 * 0.8571428571428571)
 
 
+def test_pixel_decoder_feedforward_is_taos_fixed_1024():
+    # TAO 7.3.0 build_pixel_decoder: MSDeformAttnPixelDecoder(transformer_dim_feedforward=1024)
+    # whatever model.one_former.dim_feedforward is (64 here): TAO's strict load of a small
+    # worker checkpoint failed on pixel_decoder.transformer.encoder.layers.0.linear1 before
+    arch = OF.build_arch(tiny_spec())
+    assert arch["head"]["encoder_feedforward_dim"] == 1024
+    assert arch["head"]["dim_feedforward"] == 64  # the transformer decoder's own width
+    model = OF.model_from_arch(arch)
+    fc1 = [m for n, m in model.named_modules()
+           if n.startswith("model.pixel_level_module.decoder.") and n.endswith("fc1")]
+    assert fc1 and all(m.out_features == 1024 for m in fc1)
+
+
 def test_write_prediction(tmp_path, seg_data):
     _, lm, samples = seg_data
     pred = np.zeros((64, 64), dtype=np.int64)
