@@ -110,11 +110,24 @@ def tao_evaluate(network: str, cfg, checkpoint: Path) -> dict:
     return {"mAP": float(stats[0]), "mAP50": float(stats[1]), "images": seen}
 
 
+def _worker_jobs(network: str, ws, runs, base: dict) -> dict:
+    """Run the worker's jobs ``(action, datasets, spec overrides)`` one after the other
+    (SDK, local platform; ``base`` overrides each), ``{action: finished job}``; a failed job
+    ends the tool with its result."""
+    from tao_sdk.jobs import create_job, wait_for_job
+
+    jobs = {}
+    for action, data, extra in runs:
+        job = create_job(network, action, datasets=data, spec_overrides={**base, **extra},
+                         workspace=ws, automl_policy="off")
+        jobs[action] = wait_for_job(job.id, poll_interval=1.0, workspace=ws)
+        if jobs[action].status.value != "SUCCESS":
+            raise SystemExit(f"worker {action} job {job.id}: {jobs[action].result}")
+    return jobs
+
 def worker_evaluate(network: str, spec: dict, dataset: Path, checkpoint: Path, ws) -> dict:
     """The worker's evaluate and inference jobs (SDK, local platform): ``{"mAP", "mAP50",
     "images": {file name: [[score, label, x0, y0, x1, y1], ...]}}``."""
-    from tao_sdk.jobs import create_job, wait_for_job
-
     aug = {f"dataset.augmentation.{k}": v for k, v in spec["dataset"]["augmentation"].items()}
     base = {"dataset.num_classes": spec["dataset"]["num_classes"],
             "model.num_select": spec["model"]["num_select"], **aug}  # TAO's side: the spec's
@@ -122,16 +135,11 @@ def worker_evaluate(network: str, spec: dict, dataset: Path, checkpoint: Path, w
     # i.e. its evaluate resize (the inference templates name 640 x 640)
     size = spec["dataset"]["augmentation"].get("eval_spatial_size") or [None, None]
     infer = {"inference.input_height": size[0], "inference.input_width": size[1]}
-    jobs = {}
-    for action, data, extra in (
+    jobs = _worker_jobs(network, ws, (
             ("evaluate", {"eval_dataset": str(dataset)}, {"evaluate.checkpoint": str(checkpoint)}),
             ("inference", {"inference_dataset": str(dataset)},
-             {"inference.checkpoint": str(checkpoint), "inference.conf_threshold": 0.0, **infer})):
-        job = create_job(network, action, datasets=data, spec_overrides={**base, **extra},
-                         workspace=ws, automl_policy="off")
-        jobs[action] = wait_for_job(job.id, poll_interval=1.0, workspace=ws)
-        if jobs[action].status.value != "SUCCESS":
-            raise SystemExit(f"worker {action} job {job.id}: {jobs[action].result}")
+             {"inference.checkpoint": str(checkpoint), "inference.conf_threshold": 0.0, **infer})),
+        base)
     kpis = jobs["evaluate"].kpis
     found = next(p for p in jobs["inference"].artifacts() if p.endswith("detections.json"))
     images = {}
@@ -371,23 +379,15 @@ def seg_worker_evaluate(network: str, spec: dict, dataset: Path, checkpoint: Pat
     import numpy as np
     from PIL import Image
 
-    from tao_sdk.jobs import create_job, wait_for_job
-
     crop = spec["dataset"]["augmentation"]["train_crop_size"]
     base = {"model.sem_seg_head.num_classes": spec["model"]["sem_seg_head"]["num_classes"],
             "dataset.contiguous_id": spec["dataset"]["contiguous_id"]}
     data = {"train_datasets": [str(dataset)], "eval_dataset": str(dataset)}  # the skill's
     # evaluate / inference templates name dataset.train too (TAO's config has one)
-    jobs = {}
-    for action, extra in (
-            ("evaluate", {"evaluate.checkpoint": str(checkpoint)}),
-            ("inference", {"inference.checkpoint": str(checkpoint),
-                           "inference.image_size": crop})):
-        job = create_job(network, action, datasets=data, spec_overrides={**base, **extra},
-                         workspace=ws, automl_policy="off")
-        jobs[action] = wait_for_job(job.id, poll_interval=1.0, workspace=ws)
-        if jobs[action].status.value != "SUCCESS":
-            raise SystemExit(f"worker {action} job {job.id}: {jobs[action].result}")
+    jobs = _worker_jobs(network, ws, (
+        ("evaluate", data, {"evaluate.checkpoint": str(checkpoint)}),
+        ("inference", data, {"inference.checkpoint": str(checkpoint),
+                             "inference.image_size": crop})), base)
     kpis = jobs["evaluate"].kpis
     labels = [Path(p) for p in jobs["inference"].artifacts() if "/labels/" in p]
     names = {Path(im["file_name"]).stem: im["file_name"] for im in json.loads(
