@@ -19,6 +19,14 @@ in pixels, largest score difference, the share of ranks whose labels agree. The 
 written to ``tools/manifests/predictions.json`` and its table into ``tools/manifests/README.md``
 (its own section, after the manifest table that :func:`tao_manifests.write_index` writes).
 
+OneFormer (``--network oneformer``, semantic segmentation; a worker split folder with
+``images.tar.gz``, ``images_panoptic.tar.gz``, ``annotations.json``, ``label_map.json``):
+TAO's evaluate script's path (``SemSegmDataModule`` test loader, ``load_from_checkpoint``
+strict, ``trainer.test``: ``batch_semantic_inference``, bilinear to the input size, argmax,
+``total_intersect_over_union`` / ``summarize_semantic_iou``) at ``dataset.image_size`` =
+``test_min_size`` = the train crop, against the worker's evaluate job (mIoU / ACC_all) and
+inference job (``labels/`` PNGs): per-pixel label-map agreement (:func:`seg_measure`).
+
 Run in the maintainer venv of :mod:`tools.tao_manifests` (same shims)::
 
     PYTHONPATH=$PWD /work/wt/taovenv/venv/bin/python tools/tao_predictions.py \\
