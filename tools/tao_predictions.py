@@ -19,6 +19,14 @@ in pixels, largest score difference, the share of ranks whose labels agree. The 
 written to ``tools/manifests/predictions.json`` and its table into ``tools/manifests/README.md``
 (its own section, after the manifest table that :func:`tao_manifests.write_index` writes).
 
+OneFormer (``--network oneformer``, semantic segmentation; a worker split folder with
+``images.tar.gz``, ``images_panoptic.tar.gz``, ``annotations.json``, ``label_map.json``):
+TAO's evaluate script's path (``SemSegmDataModule`` test loader, ``load_from_checkpoint``
+strict, ``trainer.test``: ``batch_semantic_inference``, bilinear to the input size, argmax,
+``total_intersect_over_union`` / ``summarize_semantic_iou``) at ``dataset.image_size`` =
+``test_min_size`` = the train crop, against the worker's evaluate job (mIoU / ACC_all) and
+inference job (``labels/`` PNGs): per-pixel label-map agreement (:func:`seg_measure`).
+
 Run in the maintainer venv of :mod:`tools.tao_manifests` (same shims)::
 
     PYTHONPATH=$PWD /work/wt/taovenv/venv/bin/python tools/tao_predictions.py \\
@@ -110,11 +118,24 @@ def tao_evaluate(network: str, cfg, checkpoint: Path) -> dict:
     return {"mAP": float(stats[0]), "mAP50": float(stats[1]), "images": seen}
 
 
+def _worker_jobs(network: str, ws, runs, base: dict) -> dict:
+    """Run the worker's jobs ``(action, datasets, spec overrides)`` one after the other
+    (SDK, local platform; ``base`` overrides each), ``{action: finished job}``; a failed job
+    ends the tool with its result."""
+    from tao_sdk.jobs import create_job, wait_for_job
+
+    jobs = {}
+    for action, data, extra in runs:
+        job = create_job(network, action, datasets=data, spec_overrides={**base, **extra},
+                         workspace=ws, automl_policy="off")
+        jobs[action] = wait_for_job(job.id, poll_interval=1.0, workspace=ws)
+        if jobs[action].status.value != "SUCCESS":
+            raise SystemExit(f"worker {action} job {job.id}: {jobs[action].result}")
+    return jobs
+
 def worker_evaluate(network: str, spec: dict, dataset: Path, checkpoint: Path, ws) -> dict:
     """The worker's evaluate and inference jobs (SDK, local platform): ``{"mAP", "mAP50",
     "images": {file name: [[score, label, x0, y0, x1, y1], ...]}}``."""
-    from tao_sdk.jobs import create_job, wait_for_job
-
     aug = {f"dataset.augmentation.{k}": v for k, v in spec["dataset"]["augmentation"].items()}
     base = {"dataset.num_classes": spec["dataset"]["num_classes"],
             "model.num_select": spec["model"]["num_select"], **aug}  # TAO's side: the spec's
@@ -122,16 +143,11 @@ def worker_evaluate(network: str, spec: dict, dataset: Path, checkpoint: Path, w
     # i.e. its evaluate resize (the inference templates name 640 x 640)
     size = spec["dataset"]["augmentation"].get("eval_spatial_size") or [None, None]
     infer = {"inference.input_height": size[0], "inference.input_width": size[1]}
-    jobs = {}
-    for action, data, extra in (
+    jobs = _worker_jobs(network, ws, (
             ("evaluate", {"eval_dataset": str(dataset)}, {"evaluate.checkpoint": str(checkpoint)}),
             ("inference", {"inference_dataset": str(dataset)},
-             {"inference.checkpoint": str(checkpoint), "inference.conf_threshold": 0.0, **infer})):
-        job = create_job(network, action, datasets=data, spec_overrides={**base, **extra},
-                         workspace=ws, automl_policy="off")
-        jobs[action] = wait_for_job(job.id, poll_interval=1.0, workspace=ws)
-        if jobs[action].status.value != "SUCCESS":
-            raise SystemExit(f"worker {action} job {job.id}: {jobs[action].result}")
+             {"inference.checkpoint": str(checkpoint), "inference.conf_threshold": 0.0, **infer})),
+        base)
     kpis = jobs["evaluate"].kpis
     found = next(p for p in jobs["inference"].artifacts() if p.endswith("detections.json"))
     images = {}
@@ -264,10 +280,205 @@ def measure(network: str, checkpoint: Path, dataset: Path, worker_python: str) -
             "per_image": [compare_images(tao_by_name, ours["images"], s) for s in (0.0, 0.3)]}
 
 
+# --------------------------------------------------------------------------- OneFormer
+# (semantic segmentation: label maps instead of detections; its own measure / table)
+
+#: the evaluate resolution both sides get: TAO's ``dataset.image_size`` / ``test_min_size``
+#: / ``test_max_size`` at the train crop, so TAO's resize + pad are no-ops on the square
+#: demo images and both sides see the pixels the checkpoint was trained at
+SEG_DATA_MODULE = "nvidia_tao_pytorch.cv.oneformer.dataloader.pl_data_module:SemSegmDataModule"
+
+
+def _seg_split(dataset: Path, tmp: Path) -> dict:
+    """TAO's ``dataset.test`` section of a worker split folder (tarballs unpacked)."""
+    out = {"annotations": str(dataset / "annotations.json"), "batch_size": 2,
+           "num_workers": 0}
+    for key, tarball in (("images", "images.tar.gz"), ("panoptic", "images_panoptic.tar.gz")):
+        with tarfile.open(dataset / tarball) as tar:
+            tar.extractall(tmp / key, filter="data")
+        out[key] = str(tmp / key)
+    return out
+
+
+def seg_tao_config(spec: dict, dataset: Path, checkpoint: Path, tmp: Path):
+    """TAO's OneFormer experiment config (its evaluate script's schema): the train spec's
+    model and dataset settings, the split as ``dataset.test``, evaluate task semantic, the
+    evaluate resolution at the train crop (see :data:`SEG_DATA_MODULE`)."""
+    from omegaconf import OmegaConf
+
+    core = importlib.import_module("nvidia_tao_pytorch.config.oneformer.default_config")
+    data = {k: v for k, v in spec["dataset"].items() if k not in ("train", "val", "test")}
+    crop = int(spec["dataset"]["augmentation"]["train_crop_size"][0])
+    data["augmentation"] = {**data["augmentation"], "test_min_size": crop,
+                            "test_max_size": 2 * crop}
+    data.update({"image_size": crop, "label_map": str(dataset / "label_map.json"),
+                 "test": _seg_split(dataset, tmp)})
+    fields = {"model": spec["model"], "dataset": data,
+              "evaluate": {"checkpoint": str(checkpoint), "task": "semantic"}}
+    return OmegaConf.merge(OmegaConf.structured(core.ExperimentConfig), fields)
+
+
+def _panopticapi() -> None:
+    """``panopticapi.utils.rgb2id`` (COCO's panoptic id of an RGB PNG: R + 256 G + 65536 B),
+    the one name TAO's OneFormer data loader imports from cocodataset/panopticapi (a GitHub
+    package, not on PyPI), when it is not installed."""
+    import types
+
+    import numpy as np
+
+    try:
+        import panopticapi.utils  # noqa: F401
+        return
+    except ImportError:
+        pass
+
+    def rgb2id(color):
+        if isinstance(color, np.ndarray) and color.ndim == 3:
+            color = color.astype(np.int32)
+            return color[..., 0] + 256 * color[..., 1] + 256 * 256 * color[..., 2]
+        return int(color[0] + 256 * color[1] + 256 * 256 * color[2])
+
+    pkg, utils = types.ModuleType("panopticapi"), types.ModuleType("panopticapi.utils")
+    utils.rgb2id, pkg.utils = rgb2id, utils
+    sys.modules.update({"panopticapi": pkg, "panopticapi.utils": utils})
+
+
+def seg_tao_evaluate(cfg, checkpoint: Path) -> dict:
+    """TAO's evaluate on CPU (its data module, ``load_from_checkpoint``, ``trainer.test``):
+    ``{"mIoU", "ACC_all", "images": {file name: label map}}`` (the maps TAO's module hands
+    its IoU statistics; mIoU / ACC_all in percent, TAO reports fractions)."""
+    from pytorch_lightning import Trainer
+
+    _panopticapi()
+    import nvidia_tao_pytorch.cv.oneformer.model.pl_oneformer as PL
+
+    maps: list = []
+    names: list = []
+    stats = PL.total_intersect_over_union
+
+    def record(pred, *args, **kwargs):
+        maps.extend(p.copy() for p in pred)
+        return stats(pred, *args, **kwargs)
+
+    PL.total_intersect_over_union = record
+    dm = _class(SEG_DATA_MODULE)(cfg)
+    dm.setup("fit")
+    model = PL.OneformerPlModule.load_from_checkpoint(str(checkpoint), map_location="cpu",
+                                                      strict=True, cfg=cfg)
+    step = model._eval_step
+
+    def named(batch):
+        names.extend(batch["file_names"])
+        return step(batch)
+
+    model._eval_step = named
+    got = Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                  default_root_dir=tempfile.mkdtemp()).test(model, datamodule=dm,
+                                                            verbose=False)[0]
+    PL.total_intersect_over_union = stats
+    return {"mIoU": 100 * float(got["test_mIoU"]), "ACC_all": 100 * float(got["test_all_acc"]),
+            "images": dict(zip(names, maps))}
+
+
+def seg_worker_evaluate(network: str, spec: dict, dataset: Path, checkpoint: Path, ws) -> dict:
+    """The worker's evaluate and inference jobs (SDK, local platform): ``{"mIoU",
+    "ACC_all", "images": {file name: label map as a nested list}}`` (inference's
+    ``labels/`` PNGs, at the train crop as evaluate runs)."""
+    import numpy as np
+    from PIL import Image
+
+    crop = spec["dataset"]["augmentation"]["train_crop_size"]
+    base = {"model.sem_seg_head.num_classes": spec["model"]["sem_seg_head"]["num_classes"],
+            "dataset.contiguous_id": spec["dataset"]["contiguous_id"]}
+    data = {"train_datasets": [str(dataset)], "eval_dataset": str(dataset)}  # the skill's
+    # evaluate / inference templates name dataset.train too (TAO's config has one)
+    jobs = _worker_jobs(network, ws, (
+        ("evaluate", data, {"evaluate.checkpoint": str(checkpoint)}),
+        ("inference", data, {"inference.checkpoint": str(checkpoint),
+                             "inference.image_size": crop})), base)
+    kpis = jobs["evaluate"].kpis
+    labels = [Path(p) for p in jobs["inference"].artifacts() if "/labels/" in p]
+    names = {Path(im["file_name"]).stem: im["file_name"] for im in json.loads(
+        (dataset / "annotations.json").read_text(encoding="utf-8"))["images"]}
+    return {"mIoU": float(kpis["mIoU"]), "ACC_all": float(kpis["ACC_all"]),
+            "images": {names[p.stem]: np.asarray(Image.open(p)).tolist() for p in labels}}
+
+
+def compare_label_maps(tao: dict, ours: dict) -> dict:
+    """Per image TAO's label map against the worker's (same file name): images compared,
+    the share of equal pixels over all of them and the lowest share of one image, in %."""
+    import numpy as np
+
+    same = total = 0
+    low = 100.0
+    for name, t in tao.items():
+        o = np.asarray(ours[name])
+        t = np.asarray(t)[:o.shape[0], :o.shape[1]]  # TAO's map: the padded input's size
+        eq = int((t == o).sum())
+        same, total = same + eq, total + o.size
+        low = min(low, 100.0 * eq / o.size)
+    return {"images": len(tao), "pixels_agree_pct": round(100.0 * same / max(1, total), 4),
+            "lowest_image_pct": round(low, 4)}
+
+
+def seg_measure(network: str, checkpoint: Path, dataset: Path, worker_python: str) -> dict:
+    """Both sides on ``dataset`` (a worker segmentation split folder), compared."""
+    spec = train_spec(checkpoint)
+    tmp = Path(tempfile.mkdtemp(prefix="tao_predictions_"))
+    cfg = seg_tao_config(spec, dataset, checkpoint, tmp)
+    cwd = os.getcwd()
+    os.chdir(tmp)  # TAO's status logger writes status.json into the working directory
+    try:
+        tao = seg_tao_evaluate(cfg, checkpoint)
+    finally:
+        os.chdir(cwd)
+    ours = _worker_side(worker_python, network, dataset, checkpoint, tmp)
+    return {"network": network, "backbone": _swin_name(spec), "checkpoint": checkpoint.name,
+            "images": len(tao["images"]),
+            "input": spec["dataset"]["augmentation"]["train_crop_size"],
+            "tao": {k: round(tao[k], 4) for k in ("mIoU", "ACC_all")},
+            "worker": {k: round(ours[k], 4) for k in ("mIoU", "ACC_all")},
+            "label_maps": compare_label_maps(tao["images"], ours["images"])}
+
+
+def _swin_name(spec: dict) -> str:
+    swin = spec["model"]["backbone"]["swin"]
+    return f"swin_d{swin['embed_dim']}_{'-'.join(map(str, swin['depths']))}"
+
+
+#: network -> (measure, worker-side evaluate) of the segmentation networks
+SEGMENTATION = {"oneformer": (seg_measure, seg_worker_evaluate)}
+
+
 def _preprocess_cell(record: dict) -> str:
     pre = record.get("preprocess") or {}
     cells = [pre.get(k, {}).get("max_abs") for k in ("200x150", "150x200")]
     return " / ".join("-" if v is None else f"{v:.1e}" for v in cells)
+
+
+def _segmentation_rows(records: dict) -> list[str]:
+    """The segmentation table of :func:`write_readme` (records with ``label_maps``)."""
+    seg = [r for r in records.values() if "label_maps" in r]
+    if not seg:
+        return []
+    rows = ["", "Segmentation (OneFormer, `evaluate.task: semantic`): TAO's data module "
+            "(`COCOUnifiedDataset` test transforms), `load_from_checkpoint` (strict) and "
+            "`trainer.test` (softmax over classes without the no-object class x sigmoid masks, "
+            "bilinear to the input size, argmax; `total_intersect_over_union` + "
+            "`summarize_semantic_iou`, reported as fractions, here in %) against the worker's "
+            "evaluate job and its inference job's `labels/` PNGs; evaluate resolution: "
+            "`dataset.image_size` = `test_min_size` = the train crop on both sides. Pixels "
+            "agree: TAO's label maps against the worker's, over all pixels.", "",
+            "| network | backbone | checkpoint | images | input | mIoU TAO | mIoU worker "
+            "| ACC_all TAO | ACC_all worker | pixels agree % (all / lowest image) |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in seg:
+        lm = r["label_maps"]
+        rows.append(f"| {r['network']} | {r['backbone']} | {r['checkpoint']} | {r['images']} | "
+                    f"{r['input']} | {r['tao']['mIoU']:.4f} | {r['worker']['mIoU']:.4f} | "
+                    f"{r['tao']['ACC_all']:.4f} | {r['worker']['ACC_all']:.4f} | "
+                    f"{lm['pixels_agree_pct']:.3f} / {lm['lowest_image_pct']:.3f} |")
+    return rows
 
 
 def write_readme(records: dict) -> None:
@@ -287,7 +498,7 @@ def write_readme(records: dict) -> None:
             "| mAP50 worker | box max px (all / >=0.3) | score max (all / >=0.3) "
             "| rank labels agree | preprocess max abs (200x150 / 150x200) |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in records.values():
+    for r in (r for r in records.values() if "per_image" in r):  # detection records
         a, b = r["per_image"]
         rows.append(f"| {r['network']} | {r['backbone']} | {r['images']} | {r['input']} | "
                     f"{r['tao']['mAP']:.4f} | {r['worker']['mAP']:.4f} | "
@@ -295,6 +506,7 @@ def write_readme(records: dict) -> None:
                     f"{a['box_max_abs_px']:.3f} / {b['box_max_abs_px']:.3f} | "
                     f"{a['score_max_abs']:.1e} / {b['score_max_abs']:.1e} | "
                     f"{a['rank_label_agreement']:.3f} | {_preprocess_cell(r)} |")
+    rows += _segmentation_rows(records)
     path = TM.OUT / "README.md"
     text = path.read_text(encoding="utf-8")
     text = text.split("\n" + head)[0].rstrip("\n") + "\n\n"
@@ -309,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="the worker venv's python (runs the worker's jobs)")
     ap.add_argument("--worker-only", type=Path,
                     help="internal: run only the worker's jobs, write their figures here")
-    ap.add_argument("--network", choices=sorted(DATA_MODULES), required=True)
+    ap.add_argument("--network", choices=sorted({*DATA_MODULES, *SEGMENTATION}), required=True)
     ap.add_argument("--checkpoint", type=Path,
                     help="a worker train job's model_epoch_XXX.pth")
     ap.add_argument("--dataset", type=Path,
@@ -320,8 +532,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker_only:
         from tao_sdk.workspace import Workspace
 
-        got = worker_evaluate(args.network, train_spec(args.checkpoint), args.dataset,
-                              args.checkpoint, Workspace(args.worker_only.parent / "ws"))
+        run = SEGMENTATION[args.network][1] if args.network in SEGMENTATION else worker_evaluate
+        got = run(args.network, train_spec(args.checkpoint), args.dataset,
+                  args.checkpoint, Workspace(args.worker_only.parent / "ws"))
         args.worker_only.write_text(json.dumps(got), encoding="utf-8")
         return 0
     if args.tao_src is None:
@@ -333,7 +546,8 @@ def main(argv: list[str] | None = None) -> int:
         for key in [k for k in records if k.startswith(args.network + "/")]:
             records[key]["preprocess"] = rec["preprocess"]
     else:
-        rec = measure(args.network, args.checkpoint, args.dataset, args.worker_python)
+        run = SEGMENTATION[args.network][0] if args.network in SEGMENTATION else measure
+        rec = run(args.network, args.checkpoint, args.dataset, args.worker_python)
         old = records.get(f"{rec['network']}/{rec['backbone']}", {})
         rec.setdefault("preprocess", old.get("preprocess"))
         records[f"{rec['network']}/{rec['backbone']}"] = rec

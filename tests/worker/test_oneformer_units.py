@@ -113,6 +113,34 @@ def test_confusion_matrix_metrics():
     assert m["ACC_all"] == pytest.approx(100 * 6 / 7)
 
 
+def test_miou_counts_predicted_classes_absent_from_ground_truth_as_tao():
+    # golden values from TAO 7.3.0's own evaluator on these maps (mask2former
+    # total_intersect_over_union, ignore_index 255, then oneformer summarize_semantic_iou):
+    # iou [0.75, 1.0, 0.0, nan], mIoU 0.58333, all_acc 0.857143 -- class 2 is predicted on a
+    # labelled pixel but absent from the ground truth: IoU 0, counted in the mean
+    cm = SEG.ConfusionMatrix(4)
+    target = np.array([[0, 0, 1, 1], [0, 0, 1, SEG.IGNORE_VALUE]])
+    pred = np.array([[0, 2, 1, 1], [0, 0, 1, 2]])
+    cm.update(pred, target)
+    m = cm.metrics(["bg", "a", "b", "c"])
+    assert m["iou_per_class"] == {"bg": 75.0, "a": 100.0, "b": 0.0, "c": None}
+    assert m["mIoU"] == pytest.approx(100 * 0.5833333333333334)
+    assert m["ACC_all"] == pytest.approx(100 * 0.8571428571428571)
+
+
+def test_pixel_decoder_feedforward_is_taos_fixed_1024():
+    # TAO 7.3.0 build_pixel_decoder: MSDeformAttnPixelDecoder(transformer_dim_feedforward=1024)
+    # whatever model.one_former.dim_feedforward is (64 here): TAO's strict load of a small
+    # worker checkpoint failed on pixel_decoder.transformer.encoder.layers.0.linear1 before
+    arch = OF.build_arch(tiny_spec())
+    assert arch["head"]["encoder_feedforward_dim"] == 1024
+    assert arch["head"]["dim_feedforward"] == 64  # the transformer decoder's own width
+    model = OF.model_from_arch(arch)
+    fc1 = [m for n, m in model.named_modules()
+           if n.startswith("model.pixel_level_module.decoder.") and n.endswith("fc1")]
+    assert fc1 and all(m.out_features == 1024 for m in fc1)
+
+
 def test_write_prediction(tmp_path, seg_data):
     _, lm, samples = seg_data
     pred = np.zeros((64, 64), dtype=np.int64)

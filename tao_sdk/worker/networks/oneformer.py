@@ -175,7 +175,9 @@ def _head(spec: dict[str, Any], num_classes: int) -> dict[str, Any]:
         "common_stride": int(head.get("common_stride", 4)),
         "hidden_dim": hidden, "num_attention_heads": nheads,
         "dim_feedforward": int(of.get("dim_feedforward", 2048)),
-        "encoder_feedforward_dim": int(of.get("dim_feedforward", 2048)) // 2,
+        # TAO's build_pixel_decoder gives MSDeformAttnPixelDecoder a fixed 1024 (not
+        # model.one_former.dim_feedforward, which only the transformer decoder reads)
+        "encoder_feedforward_dim": _PIXEL_DECODER_FFN,
         "decoder_layers": int(of.get("dec_layers", 10)),
         "query_dec_layers": int(of.get("class_dec_layers", 2)),
         "pre_norm": bool(of.get("pre_norm", False)),
@@ -212,6 +214,11 @@ def _text_encoder(spec: dict[str, Any]) -> dict[str, Any]:
         raise SpecError(f"model.text_encoder.width is {out['text_encoder_width']}: it must be "
                         "a multiple of 64 (one attention head per 64 channels); use 64 or 256")
     return out
+
+
+#: the feed-forward width of the pixel decoder's deformable encoder layers: TAO 7.3.0
+#: hard-codes ``transformer_dim_feedforward=1024`` for ``MSDeformAttnPixelDecoder``
+_PIXEL_DECODER_FFN = 1024
 
 
 def build_arch(spec: dict[str, Any]) -> dict[str, Any]:

@@ -24,8 +24,8 @@ the loss nor in the metrics. ``label_map_panoptic.json`` (what the skill's infer
 names for ``coco_panoptic`` datasets) has the same layout as ``label_map.json``.
 
 Metrics (:class:`ConfusionMatrix`): per-class IoU, mean IoU over the classes that occur in the
-ground truth (``mIoU``) and pixel accuracy (``ACC_all``), in percent as detectron2 / TAO report
-them. Inference outputs (:func:`write_prediction`): raw label PNGs (class index per pixel),
+ground truth or the prediction (``mIoU``, TAO's ``summarize_semantic_iou``) and pixel accuracy
+(``ACC_all``), in percent (TAO's evaluate reports the same figures as fractions). Inference outputs (:func:`write_prediction`): raw label PNGs (class index per pixel),
 colour mask PNGs (label map colours) and overlays of the mask on the image.
 
 :func:`make_segmentation_dataset` writes a synthetic dataset in exactly this layout (shapes with

@@ -29,21 +29,25 @@ class ConfusionMatrix:
     def metrics(self, names: Sequence[str] | None = None) -> dict[str, Any]:
         """``{"mIoU", "ACC_all", "mACC", "iou_per_class": {name: IoU}}`` in percent.
 
-        IoU of class *c* = TP / (TP + FP + FN); ``mIoU`` averages the classes that occur in
-        the ground truth (others have IoU ``None``); ``ACC_all`` = correctly labelled pixels /
-        labelled pixels; ``mACC`` = mean per-class recall.
+        IoU of class *c* = TP / (TP + FP + FN), over the labelled pixels; ``mIoU`` averages
+        the classes whose union is not empty (in the ground truth *or* predicted on labelled
+        pixels: a class predicted but absent from the ground truth counts with IoU 0), as
+        TAO's OneFormer ``summarize_semantic_iou`` does; classes with an empty union have IoU
+        ``None``. ``ACC_all`` = correctly labelled pixels / labelled pixels; ``mACC`` = mean
+        recall over the classes of the ground truth.
         """
         m = self.matrix.astype(np.float64)
         tp = np.diag(m)
         gt = m.sum(axis=1)
         union = gt + m.sum(axis=0) - tp
         valid = gt > 0
-        iou = np.where(valid, tp / np.maximum(union, 1), np.nan)
+        seen = union > 0
+        iou = np.where(seen, tp / np.maximum(union, 1), np.nan)
         acc = np.where(valid, tp / np.maximum(gt, 1), np.nan)
         names = list(names) if names is not None else [str(i) for i in range(self.num_classes)]
         total = gt.sum()
         return {
-            "mIoU": float(100 * np.nanmean(iou)) if valid.any() else 0.0,
+            "mIoU": float(100 * np.nanmean(iou)) if seen.any() else 0.0,
             "ACC_all": float(100 * tp.sum() / total) if total else 0.0,
             "mACC": float(100 * np.nanmean(acc)) if valid.any() else 0.0,
             "iou_per_class": {n: (None if np.isnan(v) else float(100 * v))
