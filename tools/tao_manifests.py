@@ -40,6 +40,7 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import json
+import os
 import sys
 import types
 from pathlib import Path
@@ -60,7 +61,7 @@ NETWORKS = {
     # the template's Swin (OneFormer's backbone is a section, not a name)
     "oneformer": ("tao-train-oneformer",
                   "nvidia_tao_pytorch.cv.oneformer.model.pl_oneformer:OneformerPlModule",
-                  ["template"], "template"),
+                  ["template", "swin_tiny", "swin_base"], "template"),
     # FastFoundationStereo: the template's bp2 widths; TAO's other encoder settings (vitg has
     # no FFS layout in TAO) change Feature.conv4's (phantom ViT) width band only
     "depth_net": ("tao-train-fast-foundation-stereo",
@@ -68,9 +69,16 @@ NETWORKS = {
                   "StereoDepthNetPlModel", ["bp2", "vits", "vitb"], "bp2"),
 }
 
-#: setting name -> ``model.*`` overrides of the template (networks whose settings are not a
-#: ``model.backbone`` name; ``bp2`` is the template as it is)
-_MODEL_SETTINGS = {"bp2": {}, "vits": {"encoder": "vits"}, "vitb": {"encoder": "vitb"}}
+#: setting name -> ``model.*`` overrides (dotted below ``model``) of the template (networks
+#: whose settings are not a ``model.backbone`` name; ``bp2`` is the template as it is; the
+#: OneFormer template is Swin-L, ``swin_tiny`` / ``swin_base`` TAO's other published Swins)
+_MODEL_SETTINGS = {
+    "bp2": {}, "vits": {"encoder": "vits"}, "vitb": {"encoder": "vitb"},
+    "swin_tiny": {"backbone.swin.embed_dim": 96, "backbone.swin.depths": [2, 2, 6, 2],
+                  "backbone.swin.num_heads": [3, 6, 12, 24], "backbone.swin.window_size": 7},
+    "swin_base": {"backbone.swin.embed_dim": 128, "backbone.swin.depths": [2, 2, 18, 2],
+                  "backbone.swin.num_heads": [4, 8, 16, 32], "backbone.swin.window_size": 12},
+}
 
 
 def _detr_inputs(image, _model):
@@ -289,7 +297,12 @@ def template_spec(skill: str, backbone: str) -> dict:
     path = REPO / "skills" / skill / "references" / "spec_template_train.yaml"
     spec = yaml.safe_load(path.read_text(encoding="utf-8"))
     if backbone in _MODEL_SETTINGS:  # a named setting of the template's model section
-        spec["model"].update(_MODEL_SETTINGS[backbone])
+        for dotted, value in _MODEL_SETTINGS[backbone].items():
+            *parents, leaf = dotted.split(".")
+            node = spec["model"]
+            for name in parents:
+                node = node.setdefault(name, {})
+            node[leaf] = value
     elif backbone != "template":  # DETR family: model.backbone names the backbone
         spec["model"]["backbone"] = backbone
         spec["model"]["pretrained_backbone_path"] = None
@@ -323,8 +336,9 @@ def manifest(network: str, backbone: str, spec: dict, state_dict: dict) -> dict:
 def parity(network: str, spec: dict, pl_model) -> dict:
     """Seeded random weights in TAO's model (its initialisation + N(0, 0.02) noise, random
     BatchNorm statistics), mapped into the worker's: largest difference of the outputs
-    (detection: logits and boxes) on one random 640x640 image, relative to the largest
-    output magnitude; the outputs' spread is recorded too."""
+    (detection: logits and boxes) on one random 640x640 image (``$PARITY_SIZE`` for another
+    square size, e.g. 896 = 7 x 32 x 4, where a Swin with window 7 pads no stage), relative to
+    the largest output magnitude; the outputs' spread is recorded too."""
     import torch
 
     from tao_sdk.worker.registry import get as plugin_for
@@ -345,14 +359,15 @@ def parity(network: str, spec: dict, pl_model) -> dict:
     ours.load_state_dict(converted, strict=False)
     pl_model.eval()
     ours.eval()
-    image = torch.rand(1, 3, 640, 640, generator=torch.Generator().manual_seed(1))
+    size = int(os.environ.get("PARITY_SIZE", 640))
+    image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1))
     make_inputs, compare = _INPUTS[network]
     tao_inputs, our_inputs = make_inputs(image, ours)
     with torch.no_grad():
         ref = pl_model.model(*tao_inputs)
         got = ours(**our_inputs)
     checks = _CHECKS.get(network)
-    return {"input": [1, 3, 640, 640], "missing": len(missing),
+    return {"input": [1, 3, size, size], "missing": len(missing),
             "skipped": {k: len(v) for k, v in skipped.items()}, **compare(got, ref),
             **(checks(spec, pl_model, ours, image, ref) if checks else {})}
 
