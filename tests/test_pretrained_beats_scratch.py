@@ -32,6 +32,10 @@ TEST_PLAN = {"pretrain_epochs": 12, "epochs": 2}
 def env(monkeypatch):
     monkeypatch.delenv("TAO_SKILLS_ENTRYPOINT", raising=False)
     monkeypatch.setenv("TAO_WORKER_BACKBONE_SCALE", "tiny")
+    # One torch thread per worker: the pretrained and the scratch job run side by side, and on a
+    # shared 2-core machine two threads per process made a pre-training epoch take 21 s, one
+    # thread about 6 s (load average 4-8).
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
 
 def test_rtdetr_pretrained_beats_scratch(env, tmp_path):
