@@ -324,3 +324,27 @@ def test_metrics_average_per_image_as_tao_stereo_evaluator():
     assert r["d1"] == pytest.approx((1 / 3 + 1) / 2)  # 4 px > 5% of 10; 10 px > 5% of 100
     assert r["rmse"] == pytest.approx(((0.25 + 2.25 + 16 + 100) / 4) ** 0.5)
     assert (m.count, m.images) == (4, 2)
+
+
+def test_evaluate_and_inference_run_the_model_in_eval_mode(tmp_path):
+    """TAO's Lightning test / predict loops run the model in eval mode (BatchNorm running
+    statistics, one output after valid_iters); a train-mode model handed to evaluate /
+    inference is switched, and predicts what the eval-mode model predicts."""
+    from tao_sdk.worker.registry import get
+
+    root = T.make_stereo_dataset(tmp_path / "ds", 2, height=32, width=64, max_disparity=8)
+    samples = T.stage_sources([{"data_file": str(root / "annotations.txt"),
+                                "dataset_name": "GenericDataset"}], "x", need_gt=True)
+    ds = T.StereoDataset(samples, [0.5] * 3, [0.25] * 3, 192)
+    torch.manual_seed(0)
+    model = N.build_model(_arch())
+    with torch.no_grad():
+        for name, buf in model.named_buffers():
+            if name.endswith("running_var"):
+                buf.fill_(4.0)  # running statistics far from a batch's
+    seen = []
+    model.train()
+    T.TASK._run(get("depth_net"), model, ds, 2, on_batch=lambda b, d: seen.append(d))
+    assert not model.training
+    want = N.predict(model, ds[0]["left"][None], ds[0]["right"][None])
+    assert torch.allclose(seen[0][:1], want, atol=1e-4)

@@ -184,8 +184,14 @@ class StereoTask(Task):
     def _run(self, plugin, model, dataset, batch_size: int, size=None, with_loss=False,
              on_batch=None):
         """Predict every pair of ``dataset`` (this rank's share); return ``(metrics, loss sum,
-        loss count)`` with ``on_batch(batch, disparity)`` called per batch."""
+        loss count)`` with ``on_batch(batch, disparity)`` called per batch. Without
+        ``with_loss`` (evaluate / inference) the model is put in eval mode first, as TAO's
+        Lightning test / predict loops do (BatchNorm running statistics, ``valid_iters``
+        GRU iterations)."""
         import torch
+
+        if not with_loss:
+            model.eval()
 
         from tao_sdk.worker import distributed as D
         from tao_sdk.worker.engine import runtime as R
