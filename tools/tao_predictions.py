@@ -330,14 +330,7 @@ def stereo_checkpoint(tmp: Path) -> Path:
     torch.manual_seed(1)
     arch = plugin.build_arch(TM.template_spec(_STEREO_SKILL, "template"))
     model = plugin.build_model(arch).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
-        for name, buf in model.named_buffers():
-            if name.endswith("running_mean"):
-                buf.copy_(torch.randn_like(buf) * 0.1)
-            elif name.endswith("running_var"):
-                buf.copy_(torch.rand_like(buf) + 0.5)
+    TM.perturb(model)
     layout, state = tao_state(plugin, model.state_dict())
     path = tmp / "model_epoch_000.pth"
     torch.save({**_lightning_keys(plugin, 0, 0, layout, state), "format": CHECKPOINT_FORMAT,
