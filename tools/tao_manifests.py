@@ -333,6 +333,21 @@ def manifest(network: str, backbone: str, spec: dict, state_dict: dict) -> dict:
             "state_dict": tensors}
 
 
+def perturb(model) -> None:
+    """Seeded random weights (from torch's global generator): N(0, 0.02) added to every
+    parameter, BatchNorm running means N(0, 0.1) and variances U(0.5, 1.5)."""
+    import torch
+
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+        for name, buf in model.named_buffers():
+            if name.endswith("running_mean"):
+                buf.copy_(torch.randn_like(buf) * 0.1)
+            elif name.endswith("running_var"):
+                buf.copy_(torch.rand_like(buf) + 0.5)
+
+
 def parity(network: str, spec: dict, pl_model) -> dict:
     """Seeded random weights in TAO's model (its initialisation + N(0, 0.02) noise, random
     BatchNorm statistics), mapped into the worker's: largest difference of the outputs
@@ -345,14 +360,7 @@ def parity(network: str, spec: dict, pl_model) -> dict:
 
     plugin = plugin_for(network)
     torch.manual_seed(0)
-    with torch.no_grad():  # TAO's initialisation, perturbed; BatchNorm statistics random
-        for p in pl_model.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
-        for name, buf in pl_model.named_buffers():
-            if name.endswith("running_mean"):
-                buf.copy_(torch.randn_like(buf) * 0.1)
-            elif name.endswith("running_var"):
-                buf.copy_(torch.rand_like(buf) + 0.5)
+    perturb(pl_model)  # TAO's initialisation, perturbed; BatchNorm statistics random
     ours = plugin.build_model(plugin.build_arch(spec))
     converted, skipped = plugin.tao_keys.to_worker(pl_model.state_dict(), ours.state_dict())
     missing = sorted(set(ours.state_dict()) - set(converted))

@@ -27,6 +27,12 @@ strict, ``trainer.test``: ``batch_semantic_inference``, bilinear to the input si
 ``test_min_size`` = the train crop, against the worker's evaluate job (mIoU / ACC_all) and
 inference job (``labels/`` PNGs): per-pixel label-map agreement (:func:`seg_measure`).
 
+``--network depth_net`` (FastFoundationStereo) needs neither: the skill template's full-size
+bp2 model with seeded random weights, saved as the worker saves checkpoints, on synthetic pairs
+of a size that is not a multiple of 32; TAO's stereo data module, ``load_from_checkpoint`` and
+``trainer.test`` (its ``InputPadder`` and ``StereoDepthEvaluator``) vs the worker's evaluate
+KPIs and inference PFM files (:func:`stereo_measure`).
+
 Run in the maintainer venv of :mod:`tools.tao_manifests` (same shims)::
 
     PYTHONPATH=$PWD /work/wt/taovenv/venv/bin/python tools/tao_predictions.py \\
@@ -498,7 +504,7 @@ def write_readme(records: dict) -> None:
             "| mAP50 worker | box max px (all / >=0.3) | score max (all / >=0.3) "
             "| rank labels agree | preprocess max abs (200x150 / 150x200) |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in (r for r in records.values() if "per_image" in r):  # detection records
+    for r in (r for r in records.values() if "per_image" in r and r.get("network") not in _MEASURES):
         a, b = r["per_image"]
         rows.append(f"| {r['network']} | {r['backbone']} | {r['images']} | {r['input']} | "
                     f"{r['tao']['mAP']:.4f} | {r['worker']['mAP']:.4f} | "
@@ -510,7 +516,197 @@ def write_readme(records: dict) -> None:
     path = TM.OUT / "README.md"
     text = path.read_text(encoding="utf-8")
     text = text.split("\n" + head)[0].rstrip("\n") + "\n\n"
+    rows += write_stereo_readme(records)
     path.write_text(text + "\n".join(rows) + "\n", encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- FastFoundationStereo
+
+#: the stereo pairs of ``--network depth_net`` (synthetic, :func:`make_stereo_dataset`): count,
+#: height, width (not multiples of 32: TAO's padding and its undoing take part), seed
+_STEREO_PAIRS = (4, 60, 120, 7)
+_STEREO_SKILL = "tao-train-fast-foundation-stereo"
+
+
+def stereo_checkpoint(tmp: Path) -> Path:
+    """The skill template's full-size bp2 model built by the worker (seed 1), its weights
+    perturbed by N(0, 0.02) and random BatchNorm statistics (as :func:`tao_manifests.parity`),
+    saved as the worker saves checkpoints (TAO's layout + ``arch``)."""
+    import torch
+
+    from tao_sdk.worker.engine.checkpoint import CHECKPOINT_FORMAT, _lightning_keys
+    from tao_sdk.worker.registry import get as plugin_for
+    from tao_sdk.worker.weights import tao_state
+
+    plugin = plugin_for("depth_net")
+    torch.manual_seed(1)
+    arch = plugin.build_arch(TM.template_spec(_STEREO_SKILL, "template"))
+    model = plugin.build_model(arch).eval()
+    TM.perturb(model)
+    layout, state = tao_state(plugin, model.state_dict())
+    path = tmp / "model_epoch_000.pth"
+    torch.save({**_lightning_keys(plugin, 0, 0, layout, state), "format": CHECKPOINT_FORMAT,
+                "arch": arch, "optimizer_states": [], "lr_schedulers": []}, path)
+    return path
+
+
+def stereo_pairs(tmp: Path) -> tuple[Path, Path]:
+    """``(the worker's dataset folder, TAO's GenericDataset list)``: the synthetic pairs of
+    :data:`_STEREO_PAIRS`, and the same files extracted with absolute paths for TAO."""
+    from tao_sdk.worker.tasks.stereo import make_stereo_dataset
+
+    n, h, w, seed = _STEREO_PAIRS
+    root = make_stereo_dataset(tmp / "pairs", n, h, w, max_disparity=w / 5, seed=seed)
+    files = tmp / "pairs_files"
+    with tarfile.open(root / "images.tar.gz") as tar:
+        tar.extractall(files, filter="data")
+    lines = [" ".join(str(files / p) for p in line.split())
+             for line in (root / "annotations.txt").read_text(encoding="utf-8").split("\n") if line]
+    listing = tmp / "tao_annotations.txt"
+    listing.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root, listing
+
+
+def stereo_tao_config(spec: dict, listing: Path, checkpoint: Path, results: Path):
+    """TAO Core's depth_net experiment config: the template's model / dataset, the pairs as
+    ``test_dataset`` (``GenericDataset``, batch 1: TAO's evaluator sums per-image EPE into a
+    one-element state), evaluate on CPU."""
+    from omegaconf import OmegaConf
+
+    core = importlib.import_module("nvidia_tao_core.config.depth_net.default_config")
+    test = {"data_sources": [{"data_file": str(listing), "dataset_name": "GenericDataset"}],
+            "batch_size": 1, "workers": 0, "pin_memory": False}
+    fields = {"results_dir": str(results), "model": spec["model"],
+              "dataset": {"dataset_name": spec["dataset"]["dataset_name"],
+                          "max_disparity": spec["dataset"]["max_disparity"],
+                          "test_dataset": test},
+              "evaluate": {"checkpoint": str(checkpoint)}}
+    return OmegaConf.merge(OmegaConf.structured(core.ExperimentConfig), fields)
+
+
+def stereo_tao_evaluate(cfg, checkpoint: Path) -> dict:
+    """TAO's evaluate action on CPU (its stereo data module, ``load_from_checkpoint`` strict,
+    ``trainer.test``; ``Tensor.cuda`` is the identity meanwhile: TAO's ``test_step`` moves the
+    disparity to the GPU): ``{"metrics": its StereoDepthEvaluator's, "images": [disparity
+    [H, W] handed to the evaluator, per pair in order]}``."""
+    import torch
+    from pytorch_lightning import Trainer
+
+    from nvidia_tao_pytorch.cv.depth_net.evaluation import stereo_evaluator as SE
+
+    seen: list = []
+    update, cuda = SE.StereoDepthEvaluator.update, torch.Tensor.cuda
+
+    def record(self, preds=None, target=None):
+        seen.extend(p.detach().reshape(p.shape[-2:]).clone() for p in preds)
+        return update(self, preds, target)
+
+    SE.StereoDepthEvaluator.update, torch.Tensor.cuda = record, lambda self, *a, **k: self
+    try:
+        dm = _class("nvidia_tao_pytorch.cv.depth_net.dataloader.pl_stereo_data_module:"
+                    "StereoDepthNetDataModule")(cfg.dataset)
+        dm.setup(stage="test")
+        model = _class(TM.NETWORKS["depth_net"][1]).load_from_checkpoint(
+            str(checkpoint), map_location="cpu", strict=True, experiment_spec=cfg)
+        Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                default_root_dir=tempfile.mkdtemp()).test(model, datamodule=dm, verbose=False)
+        metrics = model.test_evaluator.compute()
+    finally:
+        SE.StereoDepthEvaluator.update, torch.Tensor.cuda = update, cuda
+    return {"metrics": metrics, "images": seen}
+
+
+def stereo_worker_evaluate(dataset: Path, checkpoint: Path, ws) -> dict:
+    """The worker's evaluate and inference jobs (SDK, local platform) on the pairs:
+    ``{"metrics": evaluate's KPIs, "images": {name: disparity as nested lists}}`` (inference's
+    ``disparity_pfm/<name>.pfm``)."""
+    from tao_sdk.jobs import create_job, wait_for_job
+    from tao_sdk.worker.tasks.stereo import read_pfm
+
+    jobs = {}
+    for action, data, extra in (
+            ("evaluate", {"eval_dataset": str(dataset)}, {"evaluate.checkpoint": str(checkpoint)}),
+            ("inference", {"inference_dataset": str(dataset)},
+             {"inference.checkpoint": str(checkpoint)})):
+        job = create_job("depth_net", action, datasets=data, spec_overrides=extra,
+                         dataset_format="GenericDataset",
+                         workspace=ws, automl_policy="off")
+        jobs[action] = wait_for_job(job.id, poll_interval=1.0, workspace=ws)
+        if jobs[action].status.value != "SUCCESS":
+            raise SystemExit(f"worker {action} job {job.id}: {jobs[action].result}")
+    images = {Path(p).stem: read_pfm(Path(p)).tolist()
+              for p in sorted(jobs["inference"].artifacts()) if p.endswith(".pfm")}
+    return {"metrics": {k: float(v) for k, v in jobs["evaluate"].kpis.items()
+                        if isinstance(v, (int, float))}, "images": images}
+
+
+#: the metrics both sides report, as the table shows them
+_STEREO_METRICS = ("epe", "d1", "bp1", "bp2", "bp3", "rmse")
+
+
+def stereo_measure(network: str, checkpoint: Path | None, dataset: Path | None,
+                   worker_python: str) -> dict:
+    """FastFoundationStereo: the template's full-size bp2 model with seeded random weights
+    (or ``checkpoint``, a worker checkpoint of the template's model), TAO's evaluate pipeline
+    vs the worker's evaluate / inference jobs on the synthetic pairs of :data:`_STEREO_PAIRS`
+    (``dataset`` is not used)."""
+    import numpy as np
+
+    tmp = Path(tempfile.mkdtemp(prefix="tao_predictions_ffs_"))
+    checkpoint = checkpoint or stereo_checkpoint(tmp)
+    root, listing = stereo_pairs(tmp)
+    spec = TM.template_spec(_STEREO_SKILL, "template")
+    cwd = os.getcwd()
+    os.chdir(tmp)  # TAO's status logger writes status.json into the working directory
+    try:
+        tao = stereo_tao_evaluate(stereo_tao_config(spec, listing, checkpoint, tmp), checkpoint)
+    finally:
+        os.chdir(cwd)
+    ours = _worker_side(worker_python, network, root, checkpoint, tmp)
+    diffs = [float(np.abs(np.asarray(ours["images"][name]) - t.numpy()).max())
+             for name, t in zip(sorted(ours["images"]), tao["images"])]
+    scale = max(float(t.abs().max()) for t in tao["images"])
+    n, h, w, _seed = _STEREO_PAIRS
+    return {"network": network, "backbone": "bp2", "checkpoint": checkpoint.name,
+            "images": n, "input": [h, w], "valid_iters": spec["model"]["valid_iters"],
+            "tao": {k: round(float(tao["metrics"][k]), 6) for k in _STEREO_METRICS},
+            "worker": {k: round(ours["metrics"][k], 6) for k in _STEREO_METRICS
+                       if k in ours["metrics"]},
+            "disparity_max_abs_px": round(max(diffs), 6), "disparity_max_px": round(scale, 4),
+            "per_image_max_abs_px": [round(d, 6) for d in diffs]}
+
+
+def write_stereo_readme(records: dict) -> list[str]:
+    """The stereo table's lines (records of :data:`_MEASURES`' networks)."""
+    rows = ["", "### Stereo (FastFoundationStereo)", "",
+            "A full-size bp2 checkpoint (the template's model, seeded random weights) through "
+            "TAO 7.3.0's evaluate pipeline (its stereo data module, `load_from_checkpoint` "
+            "strict, `trainer.test`: InputPadder + StereoDepthEvaluator, CPU, batch 1) and the "
+            "worker's evaluate / inference jobs on synthetic pairs whose size is not a multiple "
+            "of 32. Metrics as each side reports them; disparity: largest per-pixel "
+            "difference of the predictions (TAO's, handed to its evaluator; the worker's "
+            "inference PFM files) over all pairs. TAO's `rmse` is the square root of its "
+            "mean per-batch RMSE (its `compute` takes the root a second time: units px^0.5); "
+            "the worker reports the RMSE over the valid pixels.", "",
+            "| network | setting | pairs | input | valid_iters | "
+            + " | ".join(f"{k} TAO | {k} worker" for k in _STEREO_METRICS)
+            + " | disparity max abs px (of max px) |",
+            "|" + "---|" * (6 + 2 * len(_STEREO_METRICS))]
+    for r in records.values():
+        if r.get("network") not in _MEASURES:
+            continue
+        cells = " | ".join(f"{r['tao'][k]:.4f} | {r['worker'].get(k, float('nan')):.4f}"
+                           for k in _STEREO_METRICS)
+        rows.append(f"| {r['network']} | {r['backbone']} | {r['images']} | "
+                    f"{r['input'][0]}x{r['input'][1]} | {r['valid_iters']} | {cells} | "
+                    f"{r['disparity_max_abs_px']:.2e} (of {r['disparity_max_px']:.2f}) |")
+    return rows
+
+
+#: network -> its own measurement (instead of :func:`measure`) and worker side
+_MEASURES = {"depth_net": stereo_measure}
+_WORKER_SIDES = {"depth_net": lambda args, ws: stereo_worker_evaluate(
+    args.dataset, args.checkpoint, ws)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -521,7 +717,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="the worker venv's python (runs the worker's jobs)")
     ap.add_argument("--worker-only", type=Path,
                     help="internal: run only the worker's jobs, write their figures here")
-    ap.add_argument("--network", choices=sorted({*DATA_MODULES, *SEGMENTATION}), required=True)
+    ap.add_argument("--network", choices=sorted({*DATA_MODULES, *SEGMENTATION, *_MEASURES}),
+                    required=True)
     ap.add_argument("--checkpoint", type=Path,
                     help="a worker train job's model_epoch_XXX.pth")
     ap.add_argument("--dataset", type=Path,
@@ -532,9 +729,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker_only:
         from tao_sdk.workspace import Workspace
 
-        run = SEGMENTATION[args.network][1] if args.network in SEGMENTATION else worker_evaluate
-        got = run(args.network, train_spec(args.checkpoint), args.dataset,
-                  args.checkpoint, Workspace(args.worker_only.parent / "ws"))
+        ws = Workspace(args.worker_only.parent / "ws")
+        if args.network in SEGMENTATION:
+            got = SEGMENTATION[args.network][1](args.network, train_spec(args.checkpoint),
+                                                args.dataset, args.checkpoint, ws)
+        elif args.network in _WORKER_SIDES:
+            got = _WORKER_SIDES[args.network](args, ws)
+        else:
+            got = worker_evaluate(args.network, train_spec(args.checkpoint), args.dataset,
+                                  args.checkpoint, ws)
         args.worker_only.write_text(json.dumps(got), encoding="utf-8")
         return 0
     if args.tao_src is None:
@@ -546,7 +749,8 @@ def main(argv: list[str] | None = None) -> int:
         for key in [k for k in records if k.startswith(args.network + "/")]:
             records[key]["preprocess"] = rec["preprocess"]
     else:
-        run = SEGMENTATION[args.network][0] if args.network in SEGMENTATION else measure
+        run = (SEGMENTATION[args.network][0] if args.network in SEGMENTATION
+               else _MEASURES.get(args.network, measure))
         rec = run(args.network, args.checkpoint, args.dataset, args.worker_python)
         old = records.get(f"{rec['network']}/{rec['backbone']}", {})
         rec.setdefault("preprocess", old.get("preprocess"))

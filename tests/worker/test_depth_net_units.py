@@ -287,3 +287,64 @@ def test_worker_supports_only_the_stereo_model_types():
     mono = [s for s in bank.skills() if s.network == "depth_net" and not s.info.get("model_type")]
     assert mono  # tao-train-depth-net-mono
     assert all(skill_backend(s, "train").kind != "worker" for s in mono)
+
+
+def test_predict_pads_centred_and_crops_back_as_tao_input_padder():
+    """TAO's InputPadder (divis_by=32, 'sintel' mode) on 30 x 50: pad [left 7, right 7,
+    top 1, bottom 1], replicate; unpad crops [1:31, 7:57]."""
+    seen = {}
+
+    class Echo:  # no ``arch``: padded to multiples of 32, like a dynamic engine
+        def __call__(self, left, right, iters=None):
+            seen["left"] = left
+            return None, [left[:, :1] * 2]
+
+    x = torch.randn(1, 3, 30, 50)
+    out = N.predict(Echo(), x, x.clone())
+    padded = seen["left"]
+    assert padded.shape == (1, 3, 32, 64)
+    assert torch.equal(padded[..., 1:31, 7:57], x)
+    assert torch.equal(padded[..., 0, 7:57], x[..., 0, :])  # replicate above
+    assert torch.equal(padded[..., 1:31, :7], x[..., :, :1].expand(-1, -1, -1, 7))
+    assert torch.equal(out, x[:, :1] * 2)  # the crop undoes the padding exactly
+
+
+def test_metrics_average_per_image_as_tao_stereo_evaluator():
+    """TAO's StereoDepthEvaluator (batch 1): per image, the mean over its valid pixels, then
+    the mean over images; a 1-pixel image weighs as much as a 3-pixel one."""
+    gt = torch.tensor([[[10.0, 10.0, 10.0]], [[100.0, 50.0, 50.0]]])
+    pred = torch.tensor([[[10.5, 11.5, 14.0]], [[90.0, 0.0, 0.0]]])
+    valid = torch.tensor([[[True, True, True]], [[True, False, False]]])
+    m = T.DisparityMetrics()
+    m.update(pred, gt, valid)
+    r = m.result()
+    assert r["epe"] == pytest.approx(((0.5 + 1.5 + 4.0) / 3 + 10.0) / 2)
+    assert r["bp1"] == pytest.approx((2 / 3 + 1) / 2)
+    assert r["bp3"] == pytest.approx((1 / 3 + 1) / 2)
+    assert r["d1"] == pytest.approx((1 / 3 + 1) / 2)  # 4 px > 5% of 10; 10 px > 5% of 100
+    assert r["rmse"] == pytest.approx(((0.25 + 2.25 + 16 + 100) / 4) ** 0.5)
+    assert (m.count, m.images) == (4, 2)
+
+
+def test_evaluate_and_inference_run_the_model_in_eval_mode(tmp_path):
+    """TAO's Lightning test / predict loops run the model in eval mode (BatchNorm running
+    statistics, one output after valid_iters); a train-mode model handed to evaluate /
+    inference is switched, and predicts what the eval-mode model predicts."""
+    from tao_sdk.worker.registry import get
+
+    root = T.make_stereo_dataset(tmp_path / "ds", 2, height=32, width=64, max_disparity=8)
+    samples = T.stage_sources([{"data_file": str(root / "annotations.txt"),
+                                "dataset_name": "GenericDataset"}], "x", need_gt=True)
+    ds = T.StereoDataset(samples, [0.5] * 3, [0.25] * 3, 192)
+    torch.manual_seed(0)
+    model = N.build_model(_arch())
+    with torch.no_grad():
+        for name, buf in model.named_buffers():
+            if name.endswith("running_var"):
+                buf.fill_(4.0)  # running statistics far from a batch's
+    seen = []
+    model.train()
+    T.TASK._run(get("depth_net"), model, ds, 2, on_batch=lambda b, d: seen.append(d))
+    assert not model.training
+    want = N.predict(model, ds[0]["left"][None], ds[0]["right"][None])
+    assert torch.allclose(seen[0][:1], want, atol=1e-4)

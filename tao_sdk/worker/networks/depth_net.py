@@ -353,7 +353,9 @@ def sequence_loss(init_disp, outputs, gt, valid, gamma: float = LOSS_GAMMA):
 
 def predict(model, left, right, iters: int | None = None):
     """Disparity ``[B, 1, H, W]`` for normalised images of any size: the inputs are padded
-    (replicate) to multiples of :func:`input_multiple` and the output cropped back. ``model``
+    (replicate) to multiples of :func:`input_multiple`, centred as TAO's ``InputPadder``
+    (``sintel`` mode: left / top get half the padding, rounded down; right / bottom the rest),
+    and the output cropped back. ``model``
     may also be a TensorRT adapter without ``arch`` (a dynamic-shape engine: padded to
     multiples of 32)."""
     import torch
@@ -363,13 +365,14 @@ def predict(model, left, right, iters: int | None = None):
     m = input_multiple(arch) if arch else 32  # a dynamic-shape engine: the encoder stride
     h, w = left.shape[-2:]
     ph, pw = (-h) % m, (-w) % m
+    top, lft = ph // 2, pw // 2
     if ph or pw:
-        pad = (0, pw, 0, ph)
+        pad = (lft, pw - lft, top, ph - top)
         left = F.pad(left, pad, mode="replicate")
         right = F.pad(right, pad, mode="replicate")
     with torch.no_grad():
         _init, outs = model(left, right, iters)
-    return outs[-1][..., :h, :w]
+    return outs[-1][..., top:top + h, lft:lft + w]
 
 
 def onnx_module(model, iters: int):

@@ -21,10 +21,11 @@ no ground truth; ``Crestereo``: value / 32), and for ``FSD`` an 8-bit RGB ``.png
 mask is 255 (its ``mask0nocc.png``); for the other formats a non-zero mask pixel is occluded and
 left out of the loss and the metrics.
 
-Metrics (:class:`DisparityMetrics`, over every valid pixel of the set, ground truth in
-``(0, dataset.max_disparity)``): ``epe`` (mean absolute error, px), ``bp1`` / ``bp2`` / ``bp3``
-(fraction of pixels with error > 1 / 2 / 3 px), ``d1`` (KITTI: error > 3 px and > 5% of the
-ground truth), ``rmse``.
+Metrics (:class:`DisparityMetrics`, over the valid pixels, ground truth in
+``(0, dataset.max_disparity)``; as TAO's ``StereoDepthEvaluator``, per image and averaged over
+the images): ``epe`` (mean absolute error, px), ``bp1`` / ``bp2`` / ``bp3`` (fraction of pixels
+with error > 1 / 2 / 3 px), ``d1`` (KITTI: error > 3 px and > 5% of the ground truth); ``rmse``
+over every valid pixel of the set.
 
 Inference outputs (:func:`write_prediction`), per left image ``<name>``:
 ``disparity_png/<name>.png`` (16-bit, disparity x 256, KITTI convention), ``disparity_pfm/<name>.pfm``
@@ -183,8 +184,14 @@ class StereoTask(Task):
     def _run(self, plugin, model, dataset, batch_size: int, size=None, with_loss=False,
              on_batch=None):
         """Predict every pair of ``dataset`` (this rank's share); return ``(metrics, loss sum,
-        loss count)`` with ``on_batch(batch, disparity)`` called per batch."""
+        loss count)`` with ``on_batch(batch, disparity)`` called per batch. Without
+        ``with_loss`` (evaluate / inference) the model is put in eval mode first, as TAO's
+        Lightning test / predict loops do (BatchNorm running statistics, ``valid_iters``
+        GRU iterations)."""
         import torch
+
+        if not with_loss:
+            model.eval()
 
         from tao_sdk.worker import distributed as D
         from tao_sdk.worker.engine import runtime as R
@@ -218,17 +225,15 @@ class StereoTask(Task):
 
         batch = split_batch_size(ctx.spec, "val")
         metrics, loss_sum, loss_n = self._run(plugin, model, val, batch, with_loss=True)
-        parts = (metrics.count, metrics.sums, loss_sum, loss_n)
+        parts = (metrics.count, metrics.images, metrics.sums, loss_sum, loss_n)
         if D.state().world_size > 1:
             gathered = D.gather_to_main(parts)
             if gathered is None:
                 return {}
             total = DisparityMetrics()
             loss_sum = loss_n = 0
-            for count, sums, ls, ln in gathered:
-                total.count += count
-                for k, v in sums.items():
-                    total.sums[k] += v
+            for count, images, sums, ls, ln in gathered:
+                total.merge(count, images, sums)
                 loss_sum += ls
                 loss_n += ln
             metrics = total
