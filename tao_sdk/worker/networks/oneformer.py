@@ -646,7 +646,7 @@ class OneFormer(NetworkPlugin):
 
     def tiny_overrides(self, size):
         """A ~1.8M-parameter OneFormer at ``size`` px (1-block Swin stages, a 1-layer text encoder;
-        evaluation at ``size`` px too: TAO's test geometry, see :class:`EvalGeometry`)."""
+        evaluate's test resize at ``size`` px too)."""
         return {
             "dataset.augmentation.train_crop_size": [size, size], **test_size_overrides(size),
             "model.sem_seg_head.convs_dim": 64, "model.sem_seg_head.mask_dim": 64,
