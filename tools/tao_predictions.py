@@ -306,6 +306,15 @@ def _seg_split(dataset: Path, tmp: Path) -> dict:
     return out
 
 
+def seg_test_sizes(spec: dict) -> dict:
+    """The evaluate resolution both sides get (see :data:`SEG_DATA_MODULE`), as dotted spec
+    keys: ``dataset.image_size`` = ``test_min_size`` = the train crop, ``test_max_size`` twice
+    that (the worker's evaluate follows TAO's test geometry from these fields)."""
+    crop = int(spec["dataset"]["augmentation"]["train_crop_size"][0])
+    return {"dataset.image_size": crop, "dataset.augmentation.test_min_size": crop,
+            "dataset.augmentation.test_max_size": 2 * crop}
+
+
 def seg_tao_config(spec: dict, dataset: Path, checkpoint: Path, tmp: Path):
     """TAO's OneFormer experiment config (its evaluate script's schema): the train spec's
     model and dataset settings, the split as ``dataset.test``, evaluate task semantic, the
@@ -314,10 +323,12 @@ def seg_tao_config(spec: dict, dataset: Path, checkpoint: Path, tmp: Path):
 
     core = importlib.import_module("nvidia_tao_pytorch.config.oneformer.default_config")
     data = {k: v for k, v in spec["dataset"].items() if k not in ("train", "val", "test")}
-    crop = int(spec["dataset"]["augmentation"]["train_crop_size"][0])
-    data["augmentation"] = {**data["augmentation"], "test_min_size": crop,
-                            "test_max_size": 2 * crop}
-    data.update({"image_size": crop, "label_map": str(dataset / "label_map.json"),
+    sizes = seg_test_sizes(spec)
+    data["augmentation"] = {**data["augmentation"],
+                            "test_min_size": sizes["dataset.augmentation.test_min_size"],
+                            "test_max_size": sizes["dataset.augmentation.test_max_size"]}
+    data.update({"image_size": sizes["dataset.image_size"],
+                 "label_map": str(dataset / "label_map.json"),
                  "test": _seg_split(dataset, tmp)})
     fields = {"model": spec["model"], "dataset": data,
               "evaluate": {"checkpoint": str(checkpoint), "task": "semantic"}}
@@ -395,7 +406,7 @@ def seg_worker_evaluate(network: str, spec: dict, dataset: Path, checkpoint: Pat
 
     crop = spec["dataset"]["augmentation"]["train_crop_size"]
     base = {"model.sem_seg_head.num_classes": spec["model"]["sem_seg_head"]["num_classes"],
-            "dataset.contiguous_id": spec["dataset"]["contiguous_id"]}
+            "dataset.contiguous_id": spec["dataset"]["contiguous_id"], **seg_test_sizes(spec)}
     data = {"train_datasets": [str(dataset)], "eval_dataset": str(dataset)}  # the skill's
     # evaluate / inference templates name dataset.train too (TAO's config has one)
     jobs = _worker_jobs(network, ws, (

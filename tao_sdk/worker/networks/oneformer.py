@@ -37,6 +37,7 @@ from tao_sdk.worker import spec as S
 from tao_sdk.worker.errors import SpecError
 from tao_sdk.worker.plugin import NetworkPlugin, OnnxExport
 from tao_sdk.worker.tasks.segmentation import TASK, check_size
+from tao_sdk.worker.tasks.segmentation.geometry import test_size_overrides
 from tao_sdk.worker.weights.keymap import Fused, KeyMap, Rule
 
 __all__ = [
@@ -275,10 +276,17 @@ def unhonoured_fields(spec: dict[str, Any], action: str = "train") -> list[str]:
         ("dataset.cutmix_prob", 0.0, "no CutMix"),
     ]
     out += [f"{k}: {why}" for k, v, why in checks if _differs(spec, k, v)]
-    out.append("dataset.augmentation.train_min_size / train_max_size / test_min_size / "
-               "test_max_size, dataset.min_scale / max_scale, dataset.image_size: images are "
-               "resized to dataset.augmentation.train_crop_size (no multi-scale jitter or crop; "
-               "random horizontal flip only)")
+    if action == "train":
+        out.append("dataset.augmentation.train_min_size / train_max_size, dataset.min_scale / "
+                   "max_scale: training images are resized to "
+                   "dataset.augmentation.train_crop_size (no multi-scale jitter or crop; random "
+                   "horizontal flip only); validation runs at train_crop_size, not at TAO's "
+                   "test geometry (dataset.image_size, test_min_size / test_max_size), which "
+                   "evaluate follows")
+    if action == "inference":
+        out.append("dataset.image_size / dataset.augmentation.test_min_size / test_max_size: "
+                   "inference resizes images to inference.image_size only (TAO then applies "
+                   "the test resize); evaluate follows TAO's test geometry")
     return out
 
 
@@ -637,9 +645,10 @@ class OneFormer(NetworkPlugin):
         _export_settings(spec)
 
     def tiny_overrides(self, size):
-        """A ~1.8M-parameter OneFormer at ``size`` px (1-block Swin stages, a 1-layer text encoder)."""
+        """A ~1.8M-parameter OneFormer at ``size`` px (1-block Swin stages, a 1-layer text encoder;
+        evaluate's test resize at ``size`` px too)."""
         return {
-            "dataset.augmentation.train_crop_size": [size, size],
+            "dataset.augmentation.train_crop_size": [size, size], **test_size_overrides(size),
             "model.sem_seg_head.convs_dim": 64, "model.sem_seg_head.mask_dim": 64,
             "model.sem_seg_head.transformer_enc_layers": 1,
             "model.one_former.hidden_dim": 64, "model.one_former.nheads": 4,

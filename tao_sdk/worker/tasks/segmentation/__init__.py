@@ -43,6 +43,7 @@ from tao_sdk.worker.tasks.segmentation.labels import (Category, IGNORE_VALUE, La
                                                       read_label_map)  # noqa: F401
 from tao_sdk.worker.tasks.segmentation.data import (SegSample, SegmentationDataset, collate,
                                                     load_panoptic, mask_targets, semantic_target)  # noqa: F401
+from tao_sdk.worker.tasks.segmentation.geometry import EvalGeometry, test_size_overrides
 from tao_sdk.worker.tasks.segmentation.metrics import ConfusionMatrix  # noqa: F401
 from tao_sdk.worker.tasks.segmentation.outputs import write_prediction  # noqa: F401
 from tao_sdk.worker.tasks.segmentation.synthetic import (SYNTHETIC_CLASSES,
@@ -194,9 +195,10 @@ class SegmentationTask(Task):
                                     arch["pixel_std"], train=True, ignore_value=_ignore(spec),
                                     seed=seed), collate)
 
-    def _confusion(self, plugin, model, arch, samples, size, batch_size, ignore):
+    def _confusion(self, plugin, model, arch, samples, size, batch_size, ignore,
+                   geometry=None):
         """The confusion matrix of ``model`` on ``samples`` (this rank's share), summed on
-        rank 0 (``None`` on the other ranks)."""
+        rank 0 (``None`` on the other ranks); ``geometry``: see :class:`SegmentationDataset`."""
         from tao_sdk.worker import distributed as D
         from tao_sdk.worker.engine import runtime as R
 
@@ -206,7 +208,7 @@ class SegmentationTask(Task):
         model.eval()
         if mine:
             ds = SegmentationDataset(mine, size, arch["pixel_mean"], arch["pixel_std"],
-                                     ignore_value=ignore)
+                                     ignore_value=ignore, geometry=geometry)
             loader = R.loader(ds, collate, batch_size, False, 0, 0)
             for batch, preds in predict(plugin, model, loader, R.device()):
                 for pred, target in zip(preds, batch["target"]):
@@ -231,7 +233,13 @@ class SegmentationTask(Task):
     # ------------------------------------------------------------------ evaluate / inference
 
     def evaluate(self, ctx, plugin, model, arch, input_size) -> str:
-        """mIoU / ACC_all / per-class IoU on ``dataset.test.*``; ``results.json``."""
+        """mIoU / ACC_all / per-class IoU on ``dataset.test.*``; ``results.json``.
+
+        Without a fixed ``input_size`` (a TensorRT engine's) images and ground truth follow
+        TAO's evaluation geometry (:class:`EvalGeometry`: ``dataset.image_size``, then
+        ``dataset.augmentation.test_min_size`` / ``test_max_size``, padded to 32) and are
+        scored at that size, as TAO's evaluate does.
+        """
         import time
 
         from tao_sdk.worker.engine import runtime as R
@@ -241,11 +249,12 @@ class SegmentationTask(Task):
         samples = _samples(spec, "test", lm, True)
         ignore = int(arch.get("ignore_value", arch.get("head", {}).get("ignore_value",
                                                                          IGNORE_VALUE)))
-        size = input_size or tuple(arch["input_size"])
+        geometry = None if input_size else EvalGeometry.from_spec(spec)
+        size = input_size or geometry.sizes()[1]
         batch = min(_batch(spec, "evaluate.batch_size", "dataset.test.batch_size"),
                     getattr(model, "max_batch", 1 << 30))
         t0 = time.monotonic()
-        cm = self._confusion(plugin, model, arch, samples, size, batch, ignore)
+        cm = self._confusion(plugin, model, arch, samples, size, batch, ignore, geometry)
         m = cm.metrics(lm.names)
         R.write_json(ctx.task_dir / "results.json", {
             "mIoU": m["mIoU"], "ACC_all": m["ACC_all"], "mACC": m["mACC"],
@@ -317,9 +326,11 @@ class SegmentationTask(Task):
         }
 
     def demo_overrides(self, action, size):
-        """The synthetic classes; export / inference at the demo's image size."""
+        """The synthetic classes; evaluate / export / inference at the demo's image size."""
         out: dict[str, Any] = {"model.sem_seg_head.num_classes": len(SYNTHETIC_CLASSES),
                                "dataset.contiguous_id": True}
+        if action == "evaluate":
+            out.update(test_size_overrides(size))
         if action == "export":
             out.update({"export.input_height": size, "export.input_width": size})
         if action == "inference":

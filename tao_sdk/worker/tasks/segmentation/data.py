@@ -100,7 +100,7 @@ def semantic_target(sample: SegSample, ignore_value: int = IGNORE_VALUE) -> np.n
     return out
 
 
-def normalize(img: Image.Image, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+def normalize(img: Image.Image | np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """RGB image -> ``[3, H, W]`` float32 ``(pixel - mean) / std`` (TAO's 0..255 statistics)."""
     arr = np.asarray(img, dtype=np.float32)
     arr = (arr - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
@@ -113,17 +113,22 @@ class SegmentationDataset:
     Items are dicts: ``pixel_values`` ``[3, H, W]`` tensor, ``labels`` ``[H, W]`` int64 at the
     network size (nearest resize; absent without targets), ``target`` the label map at the
     original size (evaluation), ``path`` and ``orig_size`` (H, W). Training flips images
-    horizontally with probability ``hflip``.
+    horizontally with probability ``hflip``. With a ``geometry`` (TAO's evaluation geometry,
+    :class:`~tao_sdk.worker.tasks.segmentation.geometry.EvalGeometry`) ``size`` is unused: the
+    image and ``target`` follow that geometry and ``orig_size`` is its padded size, so the
+    predictions are scored where TAO scores them.
     """
 
     def __init__(self, samples: Sequence[SegSample], size: tuple[int, int],
                  mean: Sequence[float], std: Sequence[float], *, train: bool = False,
-                 hflip: float = 0.5, ignore_value: int = IGNORE_VALUE, seed: int = 0) -> None:
+                 hflip: float = 0.5, ignore_value: int = IGNORE_VALUE, seed: int = 0,
+                 geometry: Any = None) -> None:
         self.samples = list(samples)
         self.size = (int(size[0]), int(size[1]))
         self.mean, self.std = list(mean), list(std)
         self.train, self.hflip, self.ignore_value = train, hflip, ignore_value
         self.rng = random.Random(seed)
+        self.geometry = geometry
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -140,6 +145,8 @@ class SegmentationDataset:
             raise DatasetError(f"panoptic PNG {sample.panoptic} is {target.shape[1]}x"
                                f"{target.shape[0]} but image {sample.image} is {orig[1]}x"
                                f"{orig[0]}; they must have the same size")
+        if self.geometry is not None:
+            return self._tao_test_item(sample, img, target)
         flip = self.train and self.rng.random() < self.hflip
         h, w = self.size
         resized = img.resize((w, h), Image.Resampling.BILINEAR)
@@ -156,6 +163,21 @@ class SegmentationDataset:
                 lab_arr = lab_arr[:, ::-1]
             item["labels"] = torch.from_numpy(np.ascontiguousarray(lab_arr))
             item["target"] = target
+        return item
+
+    def _tao_test_item(self, sample: SegSample, img: Image.Image,
+                       target: np.ndarray | None) -> dict[str, Any]:
+        """An item in TAO's evaluation geometry (``self.geometry``)."""
+        import torch
+
+        arr = self.geometry.image(img)
+        item: dict[str, Any] = {"pixel_values": torch.from_numpy(
+            normalize(arr, self.mean, self.std)), "path": str(sample.image),
+            "orig_size": arr.shape[:2]}
+        if target is not None:
+            lab = self.geometry.labels(target, self.ignore_value)
+            item["labels"] = torch.from_numpy(lab)
+            item["target"] = lab
         return item
 
 
