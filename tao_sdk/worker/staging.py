@@ -355,6 +355,7 @@ def list_images(folder: Path) -> list[Path]:
 #: (a checkpoint file or a Hugging Face folder, from any source of :mod:`tao_sdk.sources`).
 _TRAIN_STAGED = [("model.pretrained_backbone_path", "weights"), ("train.pretrained_model_path", "weights"),
                  ("train.pretrained_backbone", "weights"), ("train.pretrained_model", "weights"),
+                 ("model.stereo_backbone.edgenext_pretrained_path", "weights"),
                  ("train.resume_training_checkpoint_path", "weights")]
 STAGED_KEYS: dict[str, list[tuple[str, str]]] = {
     "train": _TRAIN_STAGED,

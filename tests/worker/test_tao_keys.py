@@ -370,6 +370,36 @@ def test_ffs_research_checkpoint_of_other_settings_is_refused_for_evaluation(tmp
         checkpoint_state(ckpt, plugin, model, "evaluate.checkpoint")
 
 
+def test_ffs_edgenext_ptm_loads_into_the_backbone(tmp_path, monkeypatch):
+    """TAO's EdgeNeXt ImageNet PTM (``model.stereo_backbone.edgenext_pretrained_path``: a
+    ``state_dict`` under ``model.``, with the classifier TAO's Feature does not keep) loads
+    into the full-size FastFoundationStereo's ``feature`` EdgeNeXt, every backbone tensor."""
+    import torch
+
+    from tao_sdk.bank import get_bank
+    from tao_sdk.worker.engine.checkpoint import load_pretrained
+
+    monkeypatch.delenv("TAO_WORKER_BACKBONE_SCALE", raising=False)
+    plugin = plugin_of("depth_net")
+    assert plugin.pretrained_backbone_key == "model.stereo_backbone.edgenext_pretrained_path"
+    arch = plugin.build_arch(get_bank().get("depth_net").template("train"))
+    torch.manual_seed(0)
+    source = plugin.build_model(arch).state_dict()
+    edgenext = {k: v for k, v in source.items()
+                if k.startswith(("feature.downsample_layers.", "feature.stages."))}
+    ptm = {"model." + k[len("feature."):]: v for k, v in edgenext.items()}
+    ptm.update({"model.head.weight": torch.zeros(1000, 304), "model.norm.weight": torch.ones(304)})
+    path = tmp_path / "edgenext_small.pth"
+    torch.save({"state_dict": ptm, "epoch": 300}, path)
+    model = plugin.build_model(arch)
+    report = load_pretrained(model, path, plugin.pretrained_backbone_key, plugin,
+                             prefix=plugin.backbone_prefix)
+    assert report.loaded == len(edgenext) > 100 and report.skipped == {
+        "not in this model": ["model.feature.head.weight", "model.feature.norm.weight"]}
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in edgenext.items())
+    assert not any(k.startswith("feature.") and k in edgenext for k in report.initial)
+
+
 def test_ffs_worker_checkpoint_round_trips_through_tao_layout(monkeypatch):
     import torch
 

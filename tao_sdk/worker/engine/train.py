@@ -56,10 +56,14 @@ __all__ = ["train", "EMA", "build_optimizer", "build_scheduler", "build_lr_sched
 
 #: Seconds between progress lines inside a long epoch.
 PROGRESS_EVERY_S = 60.0
-#: Spec keys of files a train job loads besides its datasets.
-_MODEL_FILES = ("model.pretrained_backbone_path", "train.pretrained_model_path",
-                "train.pretrained_backbone", "train.pretrained_model",  # OneFormer's names
-                "train.resume_training_checkpoint_path", "distill.pretrained_teacher_model_path")
+#: Spec keys of files a train job loads besides its datasets and the plugin's pretrained
+#: weights (:attr:`NetworkPlugin.pretrained_backbone_key` / ``pretrained_model_key``).
+_OTHER_MODEL_FILES = ("train.resume_training_checkpoint_path", "distill.pretrained_teacher_model_path")
+
+
+def model_files(plugin) -> tuple[str, ...]:
+    """The spec keys of the model files a train (or distill) job of ``plugin`` loads."""
+    return (plugin.pretrained_backbone_key, plugin.pretrained_model_key, *_OTHER_MODEL_FILES)
 
 
 class EMA:
@@ -248,7 +252,7 @@ def _prepare(ctx, arch: dict, seed: int):
         R.stage(ctx)
         data = ctx.plugin.task.train_data(ctx, ctx.plugin, arch, seed + 1000 * D.state().rank)
         files = {}
-        for key in _MODEL_FILES:
+        for key in model_files(ctx.plugin):
             uri = S.get(ctx.spec, key)
             files[key] = fetch_weights(str(uri), key) if uri else None
     return data, files

@@ -406,7 +406,6 @@ _UNHONOURED: dict[str, tuple] = {
     "model.disp_head_pwconv1_widths": (),
     "model.cost_agg_conv_patch_padding": ([0, 0, 0],),
     "model.stereo_backbone.depth_anything_v2_pretrained_path": ("",),
-    "model.stereo_backbone.edgenext_pretrained_path": ("",),
     "model.stereo_backbone.use_bn": (False,),
     "model.stereo_backbone.use_clstoken": (False,),
     "model.mono_backbone.pretrained_path": ("",),
@@ -525,7 +524,10 @@ class DepthNetPlugin(NetworkPlugin):
     task = TASK
     checkpoint_prefix = "dn_"
     step_in_checkpoint_name = True
-    backbone_prefix = ""
+    #: the EdgeNeXt (``feature.downsample_layers`` / ``feature.stages``) and its ImageNet PTM
+    #: (TAO's ``edgenext_pretrained_path``: ``state_dict`` under ``model.``, read as TAO does)
+    backbone_prefix = "feature"
+    pretrained_backbone_key = "model.stereo_backbone.edgenext_pretrained_path"
     unhonoured_table = _UNHONOURED
     silent_fields = frozenset(_SILENT)
     trt_outputs = ONNX_OUTPUTS
