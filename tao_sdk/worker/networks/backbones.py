@@ -44,8 +44,9 @@ GCVITS = {
     "gc_vit_large_384": ([3, 4, 19, 5], [6, 12, 24, 48], [12, 12, 24, 12], 192, 2, 1e-5),
 }
 #: The narrow GC-ViT stand-in of ``TAO_WORKER_BACKBONE_SCALE=tiny`` (every GC-ViT name):
-#: two blocks per stage (one local, one global-query attention), widths 16/32/64/128.
-GCVIT_TINY = ([2, 2, 2, 2], [1, 2, 4, 8], [7, 7, 14, 7], 16, 2, None)
+#: two blocks per stage (one local, one global-query attention), widths 16/32/64/128; the
+#: named variant's layer scale (so its parameter names stay the variant's).
+GCVIT_TINY = ([2, 2, 2, 2], [1, 2, 4, 8], [7, 7, 14, 7], 16, 2)
 #: network -> the ``model.backbone`` values the worker builds.
 BUILDS: dict[str, tuple[str, ...]] = {
     "rtdetr": (*RESNETS, *CONVNEXTS),
@@ -70,8 +71,9 @@ def gcvit_config(name: str, stages: list[int], scale: str) -> tuple[dict, list[i
     """``(backbone config dict, channels of the 0-based stages, description)`` of the
     GC-ViT ``name`` (:data:`GCVITS`; ``scale="tiny"``: the :data:`GCVIT_TINY` stand-in), as
     :func:`tao_sdk.worker.networks.gcvit.build` takes it."""
-    depths, heads, windows, dim, mlp_ratio, layer_scale = (
-        GCVITS[name] if scale == "full" else GCVIT_TINY)
+    depths, heads, windows, dim, mlp_ratio, layer_scale = GCVITS[name]
+    if scale != "full":
+        depths, heads, windows, dim, mlp_ratio = GCVIT_TINY
     cfg = {"model_type": "gc_vit", "depths": depths, "heads": heads, "windows": windows,
            "dim": dim, "mlp_ratio": mlp_ratio, "layer_scale": layer_scale,
            "stages": list(stages)}

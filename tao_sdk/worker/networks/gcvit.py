@@ -251,7 +251,8 @@ class GCViT(nn.Module):
         self.stages = list(stages)
         self.channels = [dim * 2 ** i for i in self.stages]
         self.patch_embed = _PatchEmbed(dim)
-        rates = torch.linspace(0, _DROP_PATH, sum(depths)).tolist()
+        total = sum(depths)
+        rates = [_DROP_PATH * k / max(total - 1, 1) for k in range(total)]  # linspace
         self.levels = nn.ModuleList(
             _Level(i, depths[i], dim * 2 ** i, heads[i], windows[i], mlp_ratio, layer_scale,
                    rates[sum(depths[:i]):sum(depths[:i + 1])], i == len(depths) - 1)
