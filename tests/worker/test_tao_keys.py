@@ -144,12 +144,14 @@ def test_deformable_detr_gcvit_backbones_pass_plan_time():
         preflight("deformable_detr", "train", spec)
 
 
-def test_deformable_detr_gcvit_tiny_forward_and_tao_layout(monkeypatch):
+def test_deformable_detr_gcvit_tiny_forward_and_tao_layout(monkeypatch, tmp_path):
     """The GC-ViT stand-in (TAO_WORKER_BACKBONE_SCALE=tiny) runs a padded batch (sides not
     multiples of the windows), its stage widths feed the input projections, and its weights
-    round-trip through TAO's layout (``backbone.0.body.levels...`` keys, as the manifest's)."""
+    round-trip through TAO's layout (``backbone.0.body.levels...`` keys, as the manifest's) and
+    load from a GC-ViT backbone PTM."""
     import torch
 
+    from tao_sdk.worker.engine.checkpoint import load_pretrained
     from tao_sdk.worker.weights import tao_state
 
     monkeypatch.setenv("TAO_WORKER_BACKBONE_SCALE", "tiny")
@@ -169,6 +171,17 @@ def test_deformable_detr_gcvit_tiny_forward_and_tao_layout(monkeypatch):
     back, _skipped = plugin.tao_keys.to_worker(tao, model.state_dict())
     own = model.state_dict()
     assert set(back) == set(own) and all(torch.equal(back[k], own[k]) for k in own)
+    # a GC-ViT ImageNet PTM (the backbone's keys + its classifier's norm / head, which TAO's
+    # non-strict load leaves out) fills the backbone as model.pretrained_backbone_path
+    ptm = {k[len(body):]: v for k, v in tao.items() if k.startswith(body)}
+    torch.save({**ptm, "norm.weight": torch.ones(128), "head.weight": torch.zeros(10, 128)},
+               tmp_path / "gcvit.pth")
+    _plugin, fresh = _tiny("deformable_detr", backbone="gc_vit_small")
+    report = load_pretrained(fresh, tmp_path / "gcvit.pth", "model.pretrained_backbone_path",
+                             plugin, prefix="model.backbone")
+    assert report.loaded == len(ptm) and not report.initial
+    assert torch.equal(fresh.state_dict()["model.backbone.model.levels.1.blocks.1.attn.qkv.weight"],
+                       own["model.backbone.model.levels.1.blocks.1.attn.qkv.weight"])
 
 
 def _pattern(key: str) -> str:
@@ -416,6 +429,7 @@ def test_ffs_research_checkpoint_of_other_settings_is_refused_for_evaluation(tmp
 def test_ffs_worker_checkpoint_round_trips_through_tao_layout(monkeypatch):
     import torch
 
+    from tao_sdk.worker.engine.checkpoint import load_pretrained
     from tao_sdk.worker.weights import tao_state
 
     monkeypatch.setenv("TAO_WORKER_BACKBONE_SCALE", "tiny")
