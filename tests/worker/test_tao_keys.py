@@ -429,7 +429,6 @@ def test_ffs_research_checkpoint_of_other_settings_is_refused_for_evaluation(tmp
 def test_ffs_worker_checkpoint_round_trips_through_tao_layout(monkeypatch):
     import torch
 
-    from tao_sdk.worker.engine.checkpoint import load_pretrained
     from tao_sdk.worker.weights import tao_state
 
     monkeypatch.setenv("TAO_WORKER_BACKBONE_SCALE", "tiny")
