@@ -180,8 +180,8 @@ def test_deformable_detr_gcvit_tiny_forward_and_tao_layout(monkeypatch, tmp_path
     report = load_pretrained(fresh, tmp_path / "gcvit.pth", "model.pretrained_backbone_path",
                              plugin, prefix="model.backbone")
     assert report.loaded == len(ptm) and not report.initial
-    assert torch.equal(fresh.state_dict()["model.backbone.model.levels.1.blocks.1.attn.qkv.weight"],
-                       own["model.backbone.model.levels.1.blocks.1.attn.qkv.weight"])
+    qkv = "model.backbone.model.levels.1.blocks.1.attn.qkv.weight"
+    assert torch.equal(fresh.state_dict()[qkv], own[qkv])
 
 
 def _pattern(key: str) -> str:
