@@ -57,7 +57,8 @@ NETWORKS = {
     "deformable_detr": (
         "tao-train-deformable-detr",
         "nvidia_tao_pytorch.cv.deformable_detr.model.pl_dd_model:DeformableDETRModel",
-        ["resnet_50"], "resnet_50"),
+        ["resnet_50", "gc_vit_xxtiny", "gc_vit_xtiny", "gc_vit_tiny", "gc_vit_small",
+         "gc_vit_base", "gc_vit_large", "gc_vit_large_384"], "resnet_50"),
     # the template's Swin (OneFormer's backbone is a section, not a name)
     "oneformer": ("tao-train-oneformer",
                   "nvidia_tao_pytorch.cv.oneformer.model.pl_oneformer:OneformerPlModule",

@@ -74,6 +74,7 @@ def test_backbone_the_worker_does_not_build_is_refused_at_plan_time():
 
 @pytest.mark.parametrize("network,backbone", [("rtdetr", "resnet_50"),
                                               ("rtdetr", "convnext_tiny"),
+                                              ("deformable_detr", "gc_vit_tiny"),
                                               ("oneformer", "template"),
                                               ("depth_net", "bp2")])
 def test_tao_checkpoint_from_manifest_loads_every_tensor(network, backbone, monkeypatch):
@@ -126,6 +127,61 @@ def test_worker_checkpoint_round_trips_through_tao_layout(backbone):
     assert set(skipped) <= {"BatchNorm counter"}
     own = model.state_dict()
     assert set(back) == set(own) and all(torch.equal(back[k], own[k]) for k in own)
+
+
+def test_deformable_detr_gcvit_backbones_pass_plan_time():
+    import copy
+
+    from tao_sdk.bank import get_bank
+    from tao_sdk.worker.errors import SpecError
+
+    spec = copy.deepcopy(get_bank().get("deformable_detr").template("train"))
+    spec["model"]["backbone"] = "gc_vit_large_384"
+    preflight("deformable_detr", "train", spec)
+    spec["model"]["backbone"] = "fan_tiny"
+    with pytest.raises(SpecError, match="fan_tiny.*use one of: .*resnet_50.*gc_vit_xxtiny.*"
+                                        "gc_vit_large_384"):
+        preflight("deformable_detr", "train", spec)
+
+
+def test_deformable_detr_gcvit_tiny_forward_and_tao_layout(monkeypatch, tmp_path):
+    """The GC-ViT stand-in (TAO_WORKER_BACKBONE_SCALE=tiny) runs a padded batch (sides not
+    multiples of the windows), its stage widths feed the input projections, and its weights
+    round-trip through TAO's layout (``backbone.0.body.levels...`` keys, as the manifest's) and
+    load from a GC-ViT backbone PTM."""
+    import torch
+
+    from tao_sdk.worker.engine.checkpoint import load_pretrained
+    from tao_sdk.worker.weights import tao_state
+
+    monkeypatch.setenv("TAO_WORKER_BACKBONE_SCALE", "tiny")
+    plugin, model = _tiny("deformable_detr", backbone="gc_vit_small")
+    model.eval()
+    body = "model.model.backbone.0.body."
+    with torch.no_grad():
+        out = model(pixel_values=torch.randn(2, 3, 72, 100),
+                    pixel_mask=torch.ones(2, 72, 100, dtype=torch.long))
+    assert out.logits.shape == (2, 100, 3) and torch.isfinite(out.pred_boxes).all()
+    assert [p.weight.shape[1] for p in (m[0] for m in model.model.input_proj)] == [32, 64, 128]
+    layout, tao = tao_state(plugin, model.state_dict())
+    manifest = read_manifest(next(p for p in manifest_paths("deformable_detr")
+                                  if p.name == "gc_vit_small.json.gz"))
+    assert {_pattern(k) for k in tao if k.startswith(body)} == {
+        _pattern(k) for k, _s, _d in manifest["state_dict"] if k.startswith(body)}
+    back, _skipped = plugin.tao_keys.to_worker(tao, model.state_dict())
+    own = model.state_dict()
+    assert set(back) == set(own) and all(torch.equal(back[k], own[k]) for k in own)
+    # a GC-ViT ImageNet PTM (the backbone's keys + its classifier's norm / head, which TAO's
+    # non-strict load leaves out) fills the backbone as model.pretrained_backbone_path
+    ptm = {k[len(body):]: v for k, v in tao.items() if k.startswith(body)}
+    torch.save({**ptm, "norm.weight": torch.ones(128), "head.weight": torch.zeros(10, 128)},
+               tmp_path / "gcvit.pth")
+    _plugin, fresh = _tiny("deformable_detr", backbone="gc_vit_small")
+    report = load_pretrained(fresh, tmp_path / "gcvit.pth", "model.pretrained_backbone_path",
+                             plugin, prefix="model.backbone")
+    assert report.loaded == len(ptm) and not report.initial
+    qkv = "model.backbone.model.levels.1.blocks.1.attn.qkv.weight"
+    assert torch.equal(fresh.state_dict()[qkv], own[qkv])
 
 
 def _pattern(key: str) -> str:

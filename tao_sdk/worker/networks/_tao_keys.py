@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from tao_sdk.worker.weights.keymap import Fused, Rule
 
-__all__ = ["attention_rules", "resnet_rules"]
+__all__ = ["attention_rules", "gcvit_rules", "resnet_rules"]
 
 
 def attention_rules(tao: str, ours: str, extra: list[tuple[str, str]]) -> list[Rule]:
@@ -39,3 +39,11 @@ def resnet_rules(tao: str, ours: str) -> list[Rule]:
         Rule(f"{tao}layer{{s}}.{{b}}.downsample.1.{{p}}",
              f"{stage}.shortcut.normalization.{{p}}", {"s": -1}),
     ]
+
+
+def gcvit_rules(tao: str, ours: str) -> list[Rule]:
+    """Rules of TAO's GC-ViT at ``tao`` held as :class:`tao_sdk.worker.networks.gcvit.GCViT`
+    at ``ours`` (the same names: ``patch_embed``, ``levels``, ``norm<i>``)."""
+    return [Rule(f"{tao}patch_embed.{{rest*}}", f"{ours}patch_embed.{{rest*}}"),
+            Rule(f"{tao}levels.{{rest*}}", f"{ours}levels.{{rest*}}"),
+            Rule(f"{tao}norm{{i}}.{{p}}", f"{ours}norm{{i}}.{{p}}")]

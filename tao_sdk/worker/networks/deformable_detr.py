@@ -1,8 +1,9 @@
 """Deformable DETR: :class:`transformers.DeformableDetrForObjectDetection` from the TAO spec.
 
-TAO's torchvision ResNet-50 (``ResNetConfig``; frozen BatchNorm), pure-PyTorch multi-scale
+TAO's torchvision ResNet-50 (``ResNetConfig``; frozen BatchNorm) or TAO's GC-ViTs
+(``gc_vit_xxtiny`` .. ``gc_vit_large_384``, :mod:`tao_sdk.worker.networks.gcvit`), pure-PyTorch multi-scale
 deformable attention on CPU. ``model.return_interm_indices`` as in TAO: 0-based ResNet stages
-(``[1, 2, 3]`` = layer2..layer4, strides 8/16/32) and ``4`` for one more level made from the
+(``[1, 2, 3]`` = layer2..layer4 / GC-ViT stages 1..3, strides 8/16/32) and ``4`` for one more level made from the
 last stage by a strided convolution (TAO's default ``[1, 2, 3, 4]``);
 ``model.num_feature_levels`` equals their number. :data:`TAO_KEYS` maps TAO's checkpoint keys
 (``model.model.backbone.0.body.*``, ``transformer.*``...) onto the transformers model. Resize: aspect-preserving, shorter side to a random entry of
@@ -18,7 +19,8 @@ from __future__ import annotations
 from tao_sdk.worker import spec as S
 from tao_sdk.worker.errors import SpecError
 from tao_sdk.worker.networks._detr import DetrPlugin, backbone_config, transformer_sizes
-from tao_sdk.worker.networks._tao_keys import attention_rules, resnet_rules
+from tao_sdk.worker.networks._tao_keys import attention_rules, gcvit_rules, resnet_rules
+from tao_sdk.worker.networks.backbones import GCVITS, gcvit_config
 from tao_sdk.worker.plugin import spec_float, spec_int
 from tao_sdk.worker.weights.keymap import KeyMap, Rule
 
@@ -30,6 +32,7 @@ _ENC = "transformer.encoder.layers.{l}."
 #: Deformable-DETR); the class / box heads sit at the top of the transformers model.
 TAO_KEYS = KeyMap([
     *resnet_rules("backbone.0.body.", "model.backbone.model."),
+    *gcvit_rules("backbone.0.body.", "model.backbone.model."),
     Rule("transformer.level_embed", "model.level_embed"),
     Rule(_ENC + "self_attn.{rest*}", "model.encoder.layers.{l}.self_attn.{rest*}"),
     Rule(_ENC + "norm1.{p}", "model.encoder.layers.{l}.self_attn_layer_norm.{p}"),
@@ -105,8 +108,12 @@ class DeformableDetr(DetrPlugin):
                 "model.dec_layers=1 with model.with_box_refine=true is not supported by the "
                 "transformers Deformable DETR; set model.dec_layers >= 2 or with_box_refine "
                 "false")
-        bb, _channels, desc = backbone_config(f["backbone"], stages, f["scale"],
-                                              convnext=False)
+        if f["backbone"] in GCVITS:
+            bb, _channels, desc = gcvit_config(f["backbone"], [s - 1 for s in stages],
+                                               f["scale"])
+        else:
+            bb, _channels, desc = backbone_config(f["backbone"], stages, f["scale"],
+                                                  convnext=False)
         cls_w = spec_float(spec, "model.cls_loss_coef", 2.0)
         bbox_w = spec_float(spec, "model.bbox_loss_coef", 5.0)
         giou_w = spec_float(spec, "model.giou_loss_coef", 2.0)
@@ -127,6 +134,27 @@ class DeformableDetr(DetrPlugin):
         mean, std = self.mean_std(spec)
         weights = {"loss_ce": cls_w, "loss_bbox": bbox_w, "loss_giou": giou_w}
         return self.arch_record(spec, f, hf, desc, mean, std, weights)
+
+    def build_model(self, arch):
+        """The transformers model of ``arch``; a GC-ViT backbone (``model_type`` ``gc_vit``)
+        replaces the conv encoder's placeholder ResNet, whose stage widths equal the GC-ViT's
+        so that the input projections have TAO's sizes."""
+        hf = dict(arch["hf_config"])
+        bb = hf["backbone_config"]
+        if bb.get("model_type") != "gc_vit":
+            return super().build_model(arch)
+        import transformers
+
+        from tao_sdk.worker.networks import gcvit
+
+        hf.pop("backbone_config")
+        placeholder = transformers.ResNetConfig(
+            embedding_size=8, hidden_sizes=[bb["dim"] * 2 ** i for i in range(4)],
+            depths=[1, 1, 1, 1], layer_type="basic",
+            out_features=[f"stage{i + 1}" for i in bb["stages"]])
+        model = self.hf_model(placeholder, hf)
+        model.model.backbone.model = gcvit.build(bb)
+        return model
 
     def hf_model(self, backbone, hf):
         """``DeformableDetrForObjectDetection`` (loss weights set as floats)."""
