@@ -283,10 +283,6 @@ def unhonoured_fields(spec: dict[str, Any], action: str = "train") -> list[str]:
                    "horizontal flip only); validation runs at train_crop_size, not at TAO's "
                    "test geometry (dataset.image_size, test_min_size / test_max_size), which "
                    "evaluate follows")
-    if action == "inference":
-        out.append("dataset.image_size / dataset.augmentation.test_min_size / test_max_size: "
-                   "inference resizes images to inference.image_size only (TAO then applies "
-                   "the test resize); evaluate follows TAO's test geometry")
     return out
 
 
@@ -392,6 +388,23 @@ def predict_labels(pred_logits, pred_masks, sizes: Sequence[tuple[int, int]]):
                                              align_corners=False)
         out.append(up[0].argmax(0).cpu().numpy().astype("int64"))
     return out
+
+
+def inference_labels(pred_logits, pred_masks, padded: tuple[int, int], crop: tuple[int, int],
+                     size: tuple[int, int]):
+    """TAO's semantic inference post-processing (its ``predict_step`` and
+    ``on_predict_batch_end``): per image, the mask logits bilinear to the ``padded`` network
+    input (H, W), cropped to the test-resized image ``crop`` (H, W), bilinear to ``size`` (the
+    image after ``inference.image_size``), then class probabilities (no-object dropped) times
+    mask probabilities summed over queries, argmax: ``[H, W]`` int64 numpy maps."""
+    import torch
+    from torch.nn.functional import interpolate
+
+    masks = interpolate(torch.as_tensor(pred_masks), size=tuple(padded), mode="bilinear",
+                        align_corners=False)[..., :crop[0], :crop[1]]
+    masks = interpolate(masks, size=tuple(size), mode="bilinear", align_corners=False)
+    scores = semantic_probs(torch.as_tensor(pred_logits), masks)
+    return [s.argmax(0).cpu().numpy().astype("int64") for s in scores]
 
 
 def param_groups(model, lr: float, backbone_multiplier: float, weight_decay: float):
@@ -635,6 +648,10 @@ class OneFormer(NetworkPlugin):
     def predict_labels(self, pred_logits, pred_masks, sizes):
         """See :func:`predict_labels`."""
         return predict_labels(pred_logits, pred_masks, sizes)
+
+    def inference_labels(self, pred_logits, pred_masks, padded, crop, size):
+        """See :func:`inference_labels`."""
+        return inference_labels(pred_logits, pred_masks, padded, crop, size)
 
     def onnx_export(self, model, arch, spec):
         """``inputs [batch, 3, H, W] -> pred_logits, pred_masks`` (``export.*``)."""

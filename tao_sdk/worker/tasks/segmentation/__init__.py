@@ -149,11 +149,28 @@ def predict(plugin, model, loader, device):
             yield batch, plugin.predict_labels(logits, masks, batch["orig_size"])
 
 
+def _tao_inference(plugin, model, loader, geometry):
+    """Yield ``(batch, class maps at the inference.image_size image)``: TAO's inference
+    (:meth:`inference_labels`: padded input, cropped to the test-resized image, resized to
+    ``inference.image_size``)."""
+    import torch
+
+    from tao_sdk.worker.engine import runtime as R
+
+    crop, padded_hw = geometry.sizes()
+    w, h = geometry.image_size
+    with torch.no_grad():
+        for batch in loader:
+            logits, masks = plugin.forward(model, batch, R.device(), with_labels=False)
+            yield batch, plugin.inference_labels(logits, masks, padded_hw, crop, (h, w))
+
+
 class SegmentationTask(Task):
     """Semantic segmentation on COCO panoptic data (see the module docstring).
 
     A plugin of this task provides ``forward(model, batch, device, with_labels=False) ->
-    (pred_logits, pred_masks)`` and ``predict_labels(logits, masks, sizes)``; its ``arch``
+    (pred_logits, pred_masks)``, ``predict_labels(logits, masks, sizes)`` (evaluate) and
+    ``inference_labels(logits, masks, padded, crop, size)`` (TAO's inference); its ``arch``
     has ``num_classes``, ``input_size``, ``pixel_mean``, ``pixel_std``.
     """
 
@@ -269,7 +286,10 @@ class SegmentationTask(Task):
                 f"ACC_all={m['ACC_all']:.2f} on {len(samples)} images.")
 
     def inference(self, ctx, plugin, model, arch, input_size) -> str:
-        """Segment ``inference.images_dir`` (else ``dataset.test.images``); write
+        """Segment ``inference.images_dir`` (else ``dataset.test.images``) as TAO's inference
+        does (:meth:`EvalGeometry.for_inference`: each image resized to ``inference.image_size``
+        ``[W, H]``, then the test resize and padding; predictions at the
+        ``inference.image_size`` image); a TensorRT engine runs at its own size. Writes
         ``labels/`` (raw class PNGs), ``masks/`` (colour PNGs), ``overlays/``."""
         import time
 
@@ -288,22 +308,30 @@ class SegmentationTask(Task):
         paths = list_images(stage_image_dir(str(uri), key))
         if not paths:
             raise DatasetError(f"{key}: no images (jpg, png...) in {uri}")
-        size = input_size or check_size(S.get(spec, "inference.image_size", [1024, 1024]),
-                                        "inference.image_size")
         batch = min(_batch(spec, "inference.batch_size", "dataset.test.batch_size"),
                     getattr(model, "max_batch", 1 << 30))
-        ds = SegmentationDataset([SegSample(p) for p in paths], size, arch["pixel_mean"],
-                                 arch["pixel_std"])
-        loader = R.loader(ds, collate, batch, False, 0, 0)
+        samples = [SegSample(p) for p in paths]
         t0 = time.monotonic()
         model.eval()
-        for b, preds in predict(plugin, model, loader, R.device()):
+        if input_size:  # a TensorRT engine: its fixed input size
+            ds = SegmentationDataset(samples, input_size, arch["pixel_mean"], arch["pixel_std"])
+            results = predict(plugin, model, R.loader(ds, collate, batch, False, 0, 0), R.device())
+            where = f"{input_size[0]}x{input_size[1]} (the engine's size)"
+        else:
+            geometry = EvalGeometry.for_inference(spec)
+            ds = SegmentationDataset(samples, (0, 0), arch["pixel_mean"], arch["pixel_std"],
+                                     geometry=geometry)
+            results = _tao_inference(plugin, model, R.loader(ds, collate, batch, False, 0, 0),
+                                     geometry)
+            (h, w), (ph, pw) = geometry.sizes()
+            where = (f"{h}x{w} (inference.image_size {geometry.image_size[0]}x"
+                     f"{geometry.image_size[1]} W x H, then TAO's test resize; padded {ph}x{pw})")
+        for b, preds in results:
             for path, pred in zip(b["path"], preds):
                 write_prediction(ctx.task_dir, path, pred, lm.colors)
         ctx.upload_now()
-        return (f"Inference finished successfully: {len(paths)} images segmented at "
-                f"{size[0]}x{size[1]} ({time.monotonic() - t0:.1f} s); see labels/, masks/ "
-                "and overlays/.")
+        return (f"Inference finished successfully: {len(paths)} images segmented at {where} "
+                f"({time.monotonic() - t0:.1f} s); see labels/, masks/ and overlays/.")
 
     def trt_model(self, runner):
         """A callable ``pixel_values -> (pred_logits, pred_masks)`` over a TensorRT engine."""
@@ -334,7 +362,7 @@ class SegmentationTask(Task):
         if action == "export":
             out.update({"export.input_height": size, "export.input_width": size})
         if action == "inference":
-            out.update({"inference.image_size": [size, size]})
+            out.update({"inference.image_size": [size, size], **test_size_overrides(size)})
         return out
 
     def tiny_spec(self, plugin, data, results_dir, size, epochs):

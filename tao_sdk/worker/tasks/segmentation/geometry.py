@@ -73,13 +73,19 @@ def test_size_overrides(size: int) -> dict[str, int]:
             "dataset.augmentation.test_max_size": size}
 
 
-def _image_size(value: Any) -> tuple[int, int]:
-    """``dataset.image_size`` as PIL's ``(W, H)``."""
+def _image_size(value: Any, key: str = "dataset.image_size") -> tuple[int, int]:
+    """``dataset.image_size`` (or ``key``) as PIL's ``(W, H)``."""
     vals = [value] if isinstance(value, int) else list(value or [])
     if not vals or len(vals) > 2 or not all(isinstance(v, int) and v > 0 for v in vals):
-        raise SpecError(f"dataset.image_size: {value!r} is not a positive int or [W, H]; "
+        raise SpecError(f"{key}: {value!r} is not a positive int or [W, H]; "
                         "set e.g. 1024 or [1024, 768]")
     return (vals[0], vals[-1])
+
+
+def _test_sizes(spec: dict[str, Any]) -> tuple[int, int]:
+    """``(test_min_size, test_max_size)`` of ``dataset.augmentation`` (TAO's 800, 1333)."""
+    return (int(S.get(spec, "dataset.augmentation.test_min_size", 800)),
+            int(S.get(spec, "dataset.augmentation.test_max_size", 1333)))
 
 
 @dataclass(frozen=True)
@@ -94,9 +100,15 @@ class EvalGeometry:
     def from_spec(cls, spec: dict[str, Any]) -> "EvalGeometry":
         """From ``dataset.image_size`` and ``dataset.augmentation.test_min_size`` /
         ``test_max_size`` (TAO's defaults 1024, 800, 1333)."""
-        return cls(_image_size(S.get(spec, "dataset.image_size", 1024)),
-                   int(S.get(spec, "dataset.augmentation.test_min_size", 800)),
-                   int(S.get(spec, "dataset.augmentation.test_max_size", 1333)))
+        return cls(_image_size(S.get(spec, "dataset.image_size", 1024)), *_test_sizes(spec))
+
+    @classmethod
+    def for_inference(cls, spec: dict[str, Any]) -> "EvalGeometry":
+        """TAO's inference geometry (``OneFormerPredictDataset``): ``inference.image_size``
+        (PIL ``[W, H]``, TAO's default 1024 x 1024) instead of ``dataset.image_size``, then the
+        same test resize and padding."""
+        return cls(_image_size(S.get(spec, "inference.image_size", [1024, 1024]),
+                               "inference.image_size"), *_test_sizes(spec))
 
     def sizes(self) -> tuple[tuple[int, int], tuple[int, int]]:
         """``(resized (H, W), padded (H, W))``: the same for every image."""
