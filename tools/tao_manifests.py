@@ -298,12 +298,10 @@ def template_spec(skill: str, backbone: str) -> dict:
     path = REPO / "skills" / skill / "references" / "spec_template_train.yaml"
     spec = yaml.safe_load(path.read_text(encoding="utf-8"))
     if backbone in _MODEL_SETTINGS:  # a named setting of the template's model section
+        from tao_sdk.dotted import set_path
+
         for dotted, value in _MODEL_SETTINGS[backbone].items():
-            *parents, leaf = dotted.split(".")
-            node = spec["model"]
-            for name in parents:
-                node = node.setdefault(name, {})
-            node[leaf] = value
+            set_path(spec["model"], dotted, value)
     elif backbone != "template":  # DETR family: model.backbone names the backbone
         spec["model"]["backbone"] = backbone
         spec["model"]["pretrained_backbone_path"] = None
